@@ -1,0 +1,1 @@
+//! Exact Hamming index: placeholder, filled in by the index work.

@@ -1,0 +1,8 @@
+//! vigie: perceptual-hash screening of uploads against banks of known abusive imagery.
+//!
+//! The core (`hashing`, `index`) knows nothing of the service layer or protobuf.
+
+pub mod bits;
+pub mod cli;
+pub mod hashing;
+pub mod index;
