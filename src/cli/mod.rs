@@ -10,7 +10,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "vigie", version, about = "Perceptual-hash screening against banks of known abusive imagery")]
+#[command(
+    name = "vigie",
+    version,
+    about = "Perceptual-hash screening against banks of known abusive imagery"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -50,7 +54,9 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Hash(args) => hash::run(args),
         Command::Match(args) => matching::run(args),
-        Command::Bench { which: BenchCommand::Lookup(args) } => bench_lookup::run(args),
+        Command::Bench {
+            which: BenchCommand::Lookup(args),
+        } => bench_lookup::run(args),
     };
     match result {
         Ok(code) => code,

@@ -10,12 +10,14 @@ use image_hasher::{BitOrder, HashAlg, Hasher, HasherConfig};
 
 use crate::bits::Hash64;
 
-/// pHash: the picture reduced to greyscale and resized to 16x16 with Lanczos3 (`hash_size` 8x8
-/// with the DCT preprocessing doubles each side), a 2-D DCT, the top-left 8x8 coefficients
-/// compared with their mean: 64 bits. This is the classic DCT pHash (Zauner, "Implementation and
-/// Benchmarking of Perceptual Image Hash Functions", 2010) as `image_hasher` implements it.
+/// pHash: the picture reduced to greyscale and resized to 16x16 with Lanczos3 (`hash_size` 8x8;
+/// the DCT preprocessing doubles each side), a 2-D DCT, the top-left (lowest-frequency) 8x8
+/// coefficients compared with their median: 64 bits, about half of them set. This is the classic
+/// DCT pHash (Zauner, "Implementation and Benchmarking of Perceptual Image Hash Functions", 2010)
+/// as `image_hasher` implements it. The median, not the mean: the DC coefficient dwarfs the others,
+/// so a mean threshold leaves nearly every bit 0 and the hash tells pictures apart poorly.
 pub fn phash_config() -> HasherConfig<[u8; 8]> {
-    base_config().hash_alg(HashAlg::Mean).preproc_dct()
+    base_config().hash_alg(HashAlg::Median).preproc_dct()
 }
 
 /// dHash: greyscale, resized to 9x8 with Lanczos3, each bit says whether a pixel is brighter than
@@ -42,7 +44,10 @@ pub struct Perceptual64 {
 
 impl Default for Perceptual64 {
     fn default() -> Self {
-        Perceptual64 { phash: phash_config().to_hasher(), dhash: dhash_config().to_hasher() }
+        Perceptual64 {
+            phash: phash_config().to_hasher(),
+            dhash: dhash_config().to_hasher(),
+        }
     }
 }
 
