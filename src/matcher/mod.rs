@@ -1,0 +1,361 @@
+//! Where hashes, the index and the banks meet: an upload's hashes in, matching bank entries out,
+//! each with its distance and a confidence.
+//!
+//! [`HashIndexes`] holds every active entry's hashes in memory: one exact Hamming index per
+//! perceptual algorithm (multi-index hashing, see `crate::index`) and a hash map per exact
+//! algorithm. It only knows entry ids; what an entry is (bank, external id, label) is read from the
+//! store for the few candidates a query finds, so memory stays at the index's cost per hash.
+//!
+//! A write reaches the indexes after the store acknowledged it and before the API call returns,
+//! so every screen that starts after an `AddEntries` returned sees the new entries.
+
+pub mod confidence;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::RwLock;
+
+use crate::bits::{Bits, Hash64, Hash256};
+use crate::hashing::{Dihedral, ImageHashes};
+use crate::index::HammingIndex;
+use crate::store::load::HashSink;
+use crate::store::{Algorithm, Bank, BankKind, Entry, EntryHashes, EntryId, HashValue, Store, StoreError, Timestamp};
+
+/// PDQ hashes of quality below this are too featureless to match on (Meta's recommendation).
+pub const MIN_PDQ_QUALITY: u8 = 50;
+
+type Md5 = Bits<2>;
+
+/// Every active entry's hashes, searchable.
+#[derive(Default)]
+pub struct HashIndexes {
+    pdq: HammingIndex<4>,
+    phash: HammingIndex<1>,
+    dhash: HammingIndex<1>,
+    md5: RwLock<HashMap<Md5, Vec<EntryId>>>,
+    sha256: RwLock<HashMap<Hash256, Vec<EntryId>>>,
+}
+
+/// One index hit before the store is consulted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    pub id: EntryId,
+    pub algorithm: Algorithm,
+    pub distance: u32,
+    /// The upload's transform under which it matched (`Original` for none).
+    pub transform: Dihedral,
+}
+
+/// What to look up for one upload.
+#[derive(Clone, Debug, Default)]
+pub struct QueryHashes {
+    /// PDQ hashes with the transform each stands for: the displayed picture first, then its
+    /// dihedral variants, and Meta's-rule hash when it differs.
+    pub pdq: Vec<(Dihedral, Hash256)>,
+    pub phash: Option<Hash64>,
+    pub dhash: Option<Hash64>,
+    pub md5: Option<Md5>,
+    pub sha256: Option<Hash256>,
+}
+
+fn lock_poisoned<T>(e: std::sync::PoisonError<T>) -> T {
+    // A panic while holding these locks cannot leave a map half-updated (single insert/remove
+    // calls), so the data behind a poisoned lock is still consistent.
+    e.into_inner()
+}
+
+impl HashIndexes {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds an entry's hashes.
+    pub fn insert(&self, id: EntryId, hashes: &EntryHashes) {
+        for value in hashes.iter() {
+            self.insert_value(id, value);
+        }
+    }
+
+    fn insert_value(&self, id: EntryId, value: HashValue) {
+        // The index refuses only past u32::MAX slots; the store cannot hold that many live entries
+        // on one machine, so a refusal is logged rather than surfaced.
+        let result = match value {
+            HashValue::Pdq(h) => self.pdq.insert(h, id),
+            HashValue::Phash(h) => self.phash.insert(h, id),
+            HashValue::Dhash(h) => self.dhash.insert(h, id),
+            HashValue::Md5(h) => {
+                self.md5.write().unwrap_or_else(lock_poisoned).entry(h).or_default().push(id);
+                Ok(())
+            }
+            HashValue::Sha256(h) => {
+                self.sha256.write().unwrap_or_else(lock_poisoned).entry(h).or_default().push(id);
+                Ok(())
+            }
+        };
+        if let Err(e) = result {
+            tracing::error!(entry = id, error = %e, "hash not indexed");
+        }
+    }
+
+    /// Removes an entry's hashes (those it was inserted with).
+    pub fn remove(&self, id: EntryId, hashes: &EntryHashes) {
+        for value in hashes.iter() {
+            match value {
+                HashValue::Pdq(h) => {
+                    self.pdq.remove(&h, id);
+                }
+                HashValue::Phash(h) => {
+                    self.phash.remove(&h, id);
+                }
+                HashValue::Dhash(h) => {
+                    self.dhash.remove(&h, id);
+                }
+                HashValue::Md5(h) => remove_exact(&self.md5, &h, id),
+                HashValue::Sha256(h) => remove_exact(&self.sha256, &h, id),
+            }
+        }
+    }
+
+    /// Hashes held, per algorithm.
+    pub fn counts(&self) -> BTreeMap<Algorithm, u64> {
+        let exact = |m: &RwLock<HashMap<_, Vec<EntryId>>>| -> u64 {
+            m.read().unwrap_or_else(lock_poisoned).values().map(|v| v.len() as u64).sum()
+        };
+        BTreeMap::from([
+            (Algorithm::Pdq, self.pdq.len() as u64),
+            (Algorithm::Phash, self.phash.len() as u64),
+            (Algorithm::Dhash, self.dhash.len() as u64),
+            (Algorithm::Md5, exact(&self.md5)),
+            (Algorithm::Sha256, exact(&self.sha256)),
+        ])
+    }
+
+    /// Every indexed hash within `radius(algorithm)` of a query hash. `radius` returns `None` for
+    /// algorithms not to search.
+    pub fn candidates(&self, query: &QueryHashes, radius: impl Fn(Algorithm) -> Option<u32>) -> Vec<Candidate> {
+        let mut out = Vec::new();
+        if let Some(r) = radius(Algorithm::Pdq) {
+            for (transform, h) in &query.pdq {
+                for m in self.pdq.search(h, r) {
+                    out.push(Candidate { id: m.id, algorithm: Algorithm::Pdq, distance: m.distance, transform: *transform });
+                }
+            }
+        }
+        for (algorithm, index, hash) in
+            [(Algorithm::Phash, &self.phash, query.phash), (Algorithm::Dhash, &self.dhash, query.dhash)]
+        {
+            if let (Some(r), Some(h)) = (radius(algorithm), hash) {
+                for m in index.search(&h, r) {
+                    out.push(Candidate { id: m.id, algorithm, distance: m.distance, transform: Dihedral::Original });
+                }
+            }
+        }
+        if let (Some(_), Some(h)) = (radius(Algorithm::Md5), query.md5) {
+            for &id in self.md5.read().unwrap_or_else(lock_poisoned).get(&h).into_iter().flatten() {
+                out.push(Candidate { id, algorithm: Algorithm::Md5, distance: 0, transform: Dihedral::Original });
+            }
+        }
+        if let (Some(_), Some(h)) = (radius(Algorithm::Sha256), query.sha256) {
+            for &id in self.sha256.read().unwrap_or_else(lock_poisoned).get(&h).into_iter().flatten() {
+                out.push(Candidate { id, algorithm: Algorithm::Sha256, distance: 0, transform: Dihedral::Original });
+            }
+        }
+        out
+    }
+}
+
+fn remove_exact<K: std::hash::Hash + Eq>(map: &RwLock<HashMap<K, Vec<EntryId>>>, key: &K, id: EntryId) {
+    let mut map = map.write().unwrap_or_else(lock_poisoned);
+    if let Some(ids) = map.get_mut(key) {
+        if let Some(pos) = ids.iter().position(|x| *x == id) {
+            ids.swap_remove(pos);
+        }
+        if ids.is_empty() {
+            map.remove(key);
+        }
+    }
+}
+
+/// Feeds the store's start-up load into shared indexes.
+pub struct IndexLoader<'a>(pub &'a HashIndexes);
+
+impl HashSink for IndexLoader<'_> {
+    fn insert(&mut self, id: EntryId, hash: HashValue) {
+        self.0.insert_value(id, hash);
+    }
+
+    fn len(&self) -> u64 {
+        self.0.counts().values().sum()
+    }
+}
+
+impl QueryHashes {
+    /// The lookups for an uploaded image's hashes. PDQ of quality below [`MIN_PDQ_QUALITY`] is left
+    /// out (and said so in `notes`).
+    pub fn from_image(h: &ImageHashes, notes: &mut Vec<String>) -> QueryHashes {
+        let mut q = QueryHashes { phash: h.phash, dhash: h.dhash, md5: h.md5, sha256: h.sha256, pdq: Vec::new() };
+        if let Some(pdq) = h.pdq {
+            if pdq.quality < MIN_PDQ_QUALITY {
+                notes.push(format!(
+                    "PDQ not matched: quality {} is below {MIN_PDQ_QUALITY} (the picture is too featureless)",
+                    pdq.quality
+                ));
+            } else {
+                match h.pdq_dihedral {
+                    Some(all) => q.pdq.extend(Dihedral::ALL.iter().copied().zip(all.iter().map(|p| p.hash))),
+                    None => q.pdq.push((Dihedral::Original, pdq.hash)),
+                }
+                if let Some(meta) = h.pdq_meta {
+                    // Meta's rule sees the stored pixels: a list from another platform holds this hash.
+                    q.pdq.push((Dihedral::Original, meta.hash));
+                }
+            }
+        }
+        q
+    }
+
+    /// The lookups for hashes the client computed (no quality is known for them).
+    pub fn from_hashes(hashes: &EntryHashes) -> QueryHashes {
+        QueryHashes {
+            pdq: hashes.pdq.map(|h| vec![(Dihedral::Original, h)]).unwrap_or_default(),
+            phash: hashes.phash,
+            dhash: hashes.dhash,
+            md5: hashes.md5,
+            sha256: hashes.sha256,
+        }
+    }
+}
+
+/// Which banks a screen looks at, and how strictly.
+#[derive(Clone, Debug, Default)]
+pub struct ScreenOptions {
+    /// Bank names; empty means every enabled bank.
+    pub banks: Vec<String>,
+    /// Tightens every bank's maximum distance.
+    pub max_distance: Option<u32>,
+}
+
+/// One matching entry, as reported to the screening client (no hashes).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MatchInfo {
+    pub bank: String,
+    pub bank_kind: BankKind,
+    pub entry_id: EntryId,
+    pub external_id: String,
+    pub label: String,
+    pub algorithm: Algorithm,
+    pub distance: u32,
+    pub confidence: f64,
+    pub transform: Dihedral,
+    /// A block match cancelled by an allow-bank match of the same picture.
+    pub suppressed: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ScreenOutcome {
+    /// Best first.
+    pub matches: Vec<MatchInfo>,
+    /// At least one block match stands.
+    pub matched: bool,
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MatchError {
+    #[error("no bank named {0:?}")]
+    UnknownBank(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Screens hashes against the banks: the index finds candidates, the store says what they are.
+pub struct Matcher<'a> {
+    pub store: &'a Store,
+    pub indexes: &'a HashIndexes,
+}
+
+impl Matcher<'_> {
+    pub fn screen(&self, query: &QueryHashes, options: &ScreenOptions) -> Result<ScreenOutcome, MatchError> {
+        let mut outcome = ScreenOutcome::default();
+        let all_banks = self.store.list_banks()?;
+        let selected: Vec<&Bank> = if options.banks.is_empty() {
+            all_banks.iter().filter(|b| b.enabled).collect()
+        } else {
+            let mut chosen = Vec::new();
+            for name in &options.banks {
+                let bank = all_banks.iter().find(|b| &b.name == name).ok_or_else(|| MatchError::UnknownBank(name.clone()))?;
+                if bank.enabled {
+                    chosen.push(bank);
+                } else {
+                    outcome.notes.push(format!("bank {name:?} is disabled and was not screened"));
+                }
+            }
+            chosen
+        };
+        if selected.is_empty() {
+            return Ok(outcome);
+        }
+        let by_name: HashMap<&str, &Bank> = selected.iter().map(|b| (b.name.as_str(), *b)).collect();
+        let tighten = |d: u32| options.max_distance.map_or(d, |m| m.min(d));
+        // Search each algorithm at the widest threshold of the selected banks; each candidate is
+        // then held to its own bank's threshold.
+        let radius = |a: Algorithm| selected.iter().map(|b| tighten(b.max_distance.get(a))).max();
+        let candidates = self.indexes.candidates(query, radius);
+
+        let now = Timestamp::now();
+        let mut best: HashMap<EntryId, MatchInfo> = HashMap::new();
+        let mut entries: HashMap<EntryId, Option<Entry>> = HashMap::new();
+        for c in candidates {
+            let entry = match entries.get(&c.id) {
+                Some(e) => e.clone(),
+                None => {
+                    let e = self.store.get_entry(c.id)?;
+                    entries.insert(c.id, e.clone());
+                    e
+                }
+            };
+            let Some(entry) = entry else { continue };
+            if !entry.is_active(now) {
+                continue;
+            }
+            let Some(bank) = by_name.get(entry.bank.as_str()) else { continue };
+            if c.distance > tighten(bank.max_distance.get(c.algorithm)) {
+                continue;
+            }
+            let info = MatchInfo {
+                bank: bank.name.clone(),
+                bank_kind: bank.kind,
+                entry_id: entry.id,
+                external_id: entry.external_id.clone(),
+                label: entry.label.clone(),
+                algorithm: c.algorithm,
+                distance: c.distance,
+                confidence: confidence::confidence(c.algorithm, c.distance),
+                transform: c.transform,
+                suppressed: false,
+            };
+            let better = best.get(&c.id).is_none_or(|old| {
+                (info.confidence, std::cmp::Reverse(info.transform != Dihedral::Original))
+                    > (old.confidence, std::cmp::Reverse(old.transform != Dihedral::Original))
+            });
+            if better {
+                best.insert(c.id, info);
+            }
+        }
+        let mut matches: Vec<MatchInfo> = best.into_values().collect();
+        // An allow bank holds known-benign pictures: when the upload matches one, block matches of
+        // the same picture are reported but cancelled.
+        let allowed = matches.iter().any(|m| m.bank_kind == BankKind::Allow);
+        for m in matches.iter_mut().filter(|m| m.bank_kind == BankKind::Block) {
+            m.suppressed = allowed;
+        }
+        if allowed && matches.iter().any(|m| m.suppressed) {
+            outcome.notes.push("block matches cancelled by an allow-bank match".into());
+        }
+        matches.sort_by(|a, b| {
+            b.confidence.total_cmp(&a.confidence).then(a.distance.cmp(&b.distance)).then(a.entry_id.cmp(&b.entry_id))
+        });
+        outcome.matched = matches.iter().any(|m| m.bank_kind == BankKind::Block && !m.suppressed);
+        outcome.matches = matches;
+        Ok(outcome)
+    }
+}

@@ -1,0 +1,118 @@
+//! The service layer's one error type, and its mapping to gRPC status codes, in one place.
+
+use tonic::{Code, Status};
+
+use crate::hashing::{DecodeError, DecodeErrorKind};
+use crate::matcher::MatchError;
+use crate::store::StoreError;
+
+/// Metadata key carrying the machine-readable kind of an error (e.g. `corrupt`, `invalid_hash`).
+pub const ERROR_KIND_HEADER: &str = "vigie-error-kind";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("no or unknown API key")]
+    Unauthenticated,
+    #[error("the key {key:?} (role {role}) may not call this; it needs role {needed}")]
+    PermissionDenied { key: String, role: &'static str, needed: &'static str },
+    #[error("image {}: {}", .0.kind.as_str(), .0.message)]
+    BadImage(DecodeError),
+    #[error("{field}: {message}")]
+    InvalidArgument { field: String, kind: &'static str, message: String },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("server busy: {0}")]
+    Overloaded(String),
+    #[error("the deadline passed before the work was done")]
+    DeadlineExceeded,
+    #[error("internal error: {0}")]
+    Internal(String),
+    #[error("the index is still loading")]
+    Unavailable,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ServiceError {
+    pub fn invalid(field: impl Into<String>, kind: &'static str, message: impl Into<String>) -> Self {
+        ServiceError::InvalidArgument { field: field.into(), kind, message: message.into() }
+    }
+
+    pub fn code(&self) -> Code {
+        match self {
+            ServiceError::Unauthenticated => Code::Unauthenticated,
+            ServiceError::PermissionDenied { .. } => Code::PermissionDenied,
+            ServiceError::BadImage(e) if e.kind == DecodeErrorKind::TooLarge => Code::InvalidArgument,
+            ServiceError::BadImage(_) | ServiceError::InvalidArgument { .. } => Code::InvalidArgument,
+            ServiceError::NotFound(_) => Code::NotFound,
+            ServiceError::TooLarge(_) | ServiceError::Overloaded(_) => Code::ResourceExhausted,
+            ServiceError::DeadlineExceeded => Code::DeadlineExceeded,
+            ServiceError::Internal(_) => Code::Internal,
+            ServiceError::Unavailable => Code::Unavailable,
+            ServiceError::Store(e) => match e {
+                StoreError::Locked(_) => Code::Unavailable,
+                StoreError::SchemaTooNew { .. } => Code::FailedPrecondition,
+                StoreError::Corrupt(_) | StoreError::Backend(_) => Code::Internal,
+                StoreError::Invalid(_) | StoreError::UnknownAlgorithm(_) => Code::InvalidArgument,
+                StoreError::BankExists(_) => Code::AlreadyExists,
+                StoreError::BankNotFound(_) | StoreError::EntryNotFound(_) => Code::NotFound,
+            },
+        }
+    }
+
+    /// The machine-readable kind sent in the `vigie-error-kind` metadata.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ServiceError::Unauthenticated => "unauthenticated",
+            ServiceError::PermissionDenied { .. } => "permission_denied",
+            ServiceError::BadImage(e) => e.kind.as_str(),
+            ServiceError::InvalidArgument { kind, .. } => kind,
+            ServiceError::NotFound(_) => "not_found",
+            ServiceError::TooLarge(_) => "too_large",
+            ServiceError::Overloaded(_) => "overloaded",
+            ServiceError::DeadlineExceeded => "deadline_exceeded",
+            ServiceError::Internal(_) => "internal",
+            ServiceError::Unavailable => "unavailable",
+            ServiceError::Store(StoreError::BankExists(_)) => "already_exists",
+            ServiceError::Store(StoreError::BankNotFound(_) | StoreError::EntryNotFound(_)) => "not_found",
+            ServiceError::Store(StoreError::Invalid(_) | StoreError::UnknownAlgorithm(_)) => "invalid",
+            ServiceError::Store(_) => "storage",
+        }
+    }
+}
+
+impl From<DecodeError> for ServiceError {
+    fn from(e: DecodeError) -> Self {
+        ServiceError::BadImage(e)
+    }
+}
+
+impl From<MatchError> for ServiceError {
+    fn from(e: MatchError) -> Self {
+        match e {
+            MatchError::UnknownBank(name) => ServiceError::NotFound(format!("no bank named {name:?}")),
+            MatchError::Store(s) => ServiceError::Store(s),
+        }
+    }
+}
+
+impl From<ServiceError> for Status {
+    fn from(e: ServiceError) -> Status {
+        let code = e.code();
+        // Internal details stay in the log, not in the answer.
+        let message = match &e {
+            ServiceError::Internal(_) | ServiceError::Store(StoreError::Corrupt(_) | StoreError::Backend(_)) => {
+                tracing::error!(error = %e, "internal error");
+                "internal error (see the server log)".to_string()
+            }
+            _ => e.to_string(),
+        };
+        let mut status = Status::new(code, message);
+        if let Ok(v) = e.kind().parse() {
+            status.metadata_mut().insert(ERROR_KIND_HEADER, v);
+        }
+        status
+    }
+}

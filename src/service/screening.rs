@@ -1,0 +1,291 @@
+//! `vigie.v1.Screening`: Screen, ScreenStream, Hash.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::ServiceState;
+use super::convert::{computed_hashes, parse_hash_set, to_proto_match};
+use super::error::ServiceError;
+use super::proto::screening_server::Screening;
+use super::proto::{
+    HashRequest, HashResponse, ItemError, ScreenRequest, ScreenResponse, TransformedHash, screen_request,
+};
+use crate::hashing::{AlgorithmSet, Dihedral, HasherBuilder, ImageHashes};
+use crate::matcher::{Matcher, QueryHashes, ScreenOptions};
+
+/// Answers to one ScreenStream that may be in flight at once; past that the server stops reading
+/// the stream until some are answered (HTTP/2 flow control then holds the client back).
+const STREAM_IN_FLIGHT: usize = 256;
+
+pub struct ScreeningService {
+    pub state: Arc<ServiceState>,
+}
+
+/// The client's deadline (`grpc-timeout`), less a small margin so that vigie answers
+/// DEADLINE_EXCEEDED itself before tonic's own timer cancels the call.
+pub fn deadline_of<T>(request: &Request<T>) -> Option<Instant> {
+    let value = request.metadata().get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    let timeout = match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    };
+    let margin = (timeout / 10).min(Duration::from_millis(20));
+    Some(Instant::now() + timeout.saturating_sub(margin))
+}
+
+/// Runs CPU-bound work off the async runtime, bounded by the hashing permits, under the deadline.
+/// Waits for a permit at most `queue_wait`, then refuses (RESOURCE_EXHAUSTED) rather than letting
+/// requests pile up in memory. A panic in `work` answers INTERNAL; the server lives on.
+pub async fn run_bounded<T: Send + 'static>(
+    state: &ServiceState,
+    deadline: Option<Instant>,
+    work: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
+) -> Result<T, ServiceError> {
+    let wait = match deadline {
+        Some(d) => state.limits.queue_wait.min(d.saturating_duration_since(Instant::now())),
+        None => state.limits.queue_wait,
+    };
+    let permit = match tokio::time::timeout(wait, state.hash_permits.clone().acquire_owned()).await {
+        Ok(Ok(permit)) => permit,
+        Ok(Err(_)) => return Err(ServiceError::Unavailable),
+        Err(_) => {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(ServiceError::DeadlineExceeded);
+            }
+            return Err(ServiceError::Overloaded("every hashing worker is busy; retry with backoff".into()));
+        }
+    };
+    let task = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        work()
+    });
+    let joined = match deadline {
+        // Past the deadline the answer is sent at once; the blocking task finishes on its own and
+        // its result is dropped.
+        Some(d) => match tokio::time::timeout_at(d.into(), task).await {
+            Ok(j) => j,
+            Err(_) => return Err(ServiceError::DeadlineExceeded),
+        },
+        None => task.await,
+    };
+    match joined {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => Err(ServiceError::Internal("a request handler panicked".into())),
+        Err(_) => Err(ServiceError::Internal("a request handler was cancelled".into())),
+    }
+}
+
+impl ScreeningService {
+    async fn screen_one(&self, request: ScreenRequest, deadline: Option<Instant>) -> Result<ScreenResponse, ServiceError> {
+        if !self.state.is_ready() {
+            return Err(ServiceError::Unavailable);
+        }
+        let options = ScreenOptions { banks: request.banks.clone(), max_distance: request.max_distance };
+        for name in &options.banks {
+            crate::store::validate_bank_name(name).map_err(|e| ServiceError::invalid("banks", "invalid_bank", e.to_string()))?;
+        }
+        let request_id = request.request_id;
+        let state = self.state.clone();
+        let (hashes, outcome) = match request.input {
+            None => return Err(ServiceError::invalid("input", "missing_input", "set either image or hashes")),
+            Some(screen_request::Input::Image(bytes)) => {
+                if bytes.len() > state.limits.max_image_bytes {
+                    return Err(ServiceError::TooLarge(format!(
+                        "image of {} bytes exceeds the limit of {}",
+                        bytes.len(),
+                        state.limits.max_image_bytes
+                    )));
+                }
+                let work_state = state.clone();
+                let result = run_bounded(&state, deadline, move || {
+                    let h = work_state.hasher.hash_bytes(&bytes)?;
+                    let mut notes = Vec::new();
+                    let query = QueryHashes::from_image(&h, &mut notes);
+                    let matcher = Matcher { store: &work_state.store, indexes: &work_state.indexes };
+                    let mut outcome = matcher.screen(&query, &options)?;
+                    outcome.notes.splice(0..0, notes);
+                    Ok((computed_hashes(&h), outcome))
+                })
+                .await;
+                if let Err(ServiceError::BadImage(e)) = &result {
+                    state.metrics.record_decode_error(e.kind.as_str());
+                }
+                result?
+            }
+            Some(screen_request::Input::Hashes(set)) => {
+                let parsed = parse_hash_set(&set, "hashes")?;
+                if parsed.is_empty() {
+                    return Err(ServiceError::invalid("hashes", "missing_input", "no hash given"));
+                }
+                let query = QueryHashes::from_hashes(&parsed);
+                let work_state = state.clone();
+                let outcome = run_bounded(&state, deadline, move || {
+                    let matcher = Matcher { store: &work_state.store, indexes: &work_state.indexes };
+                    Ok(matcher.screen(&query, &options)?)
+                })
+                .await?;
+                let echoed = parsed
+                    .iter()
+                    .map(|v| super::proto::ComputedHash { algorithm: v.algorithm().name().into(), hex: v.to_hex(), quality: -1 })
+                    .collect();
+                (echoed, outcome)
+            }
+        };
+        for m in &outcome.matches {
+            state.metrics.record_match(&m.bank);
+        }
+        Ok(ScreenResponse {
+            request_id,
+            hashes,
+            matched: outcome.matched,
+            matches: outcome.matches.iter().map(to_proto_match).collect(),
+            notes: outcome.notes,
+            error: None,
+        })
+    }
+}
+
+fn item_error(request_id: String, e: ServiceError) -> ScreenResponse {
+    let kind = e.kind().to_string();
+    let status = Status::from(e);
+    ScreenResponse {
+        request_id,
+        error: Some(ItemError { code: status.code() as i32, kind, message: status.message().to_string() }),
+        ..Default::default()
+    }
+}
+
+type ScreenStreamOut = Pin<Box<dyn Stream<Item = Result<ScreenResponse, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl Screening for Arc<ScreeningService> {
+    async fn screen(&self, request: Request<ScreenRequest>) -> Result<Response<ScreenResponse>, Status> {
+        let started = Instant::now();
+        let deadline = deadline_of(&request);
+        let result = self.screen_one(request.into_inner(), deadline).await;
+        self.state.finish("Screen", started, result.map(Response::new))
+    }
+
+    type ScreenStreamStream = ScreenStreamOut;
+
+    async fn screen_stream(
+        &self,
+        request: Request<Streaming<ScreenRequest>>,
+    ) -> Result<Response<Self::ScreenStreamStream>, Status> {
+        let deadline = deadline_of(&request);
+        let mut inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel::<Result<ScreenResponse, Status>>(STREAM_IN_FLIGHT);
+        let service = self.clone();
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(STREAM_IN_FLIGHT));
+        tokio::spawn(async move {
+            loop {
+                let next = inbound.next().await;
+                let item = match next {
+                    None => break,
+                    Some(Ok(item)) => item,
+                    Some(Err(status)) => {
+                        // The inbound stream is broken (e.g. a message over the size limit): say so
+                        // and stop reading it.
+                        let code = if status.code() == tonic::Code::OutOfRange {
+                            tonic::Code::ResourceExhausted
+                        } else {
+                            status.code()
+                        };
+                        let _ = tx.send(Err(Status::new(code, status.message().to_string()))).await;
+                        break;
+                    }
+                };
+                let Ok(permit) = in_flight.clone().acquire_owned().await else { break };
+                let (service, tx) = (service.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    let started = Instant::now();
+                    let request_id = item.request_id.clone();
+                    let result = service.screen_one(item, deadline).await;
+                    let code = result.as_ref().map_or_else(|e| e.code(), |_| tonic::Code::Ok);
+                    service.state.metrics.record_request("ScreenStream.item", code, started.elapsed());
+                    let answer = result.unwrap_or_else(|e| item_error(request_id, e));
+                    let _ = tx.send(Ok(answer)).await;
+                });
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx)) as Self::ScreenStreamStream))
+    }
+
+    async fn hash(&self, request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        let started = Instant::now();
+        let deadline = deadline_of(&request);
+        let result = self.hash_one(request.into_inner(), deadline).await;
+        self.state.finish("Hash", started, result.map(Response::new))
+    }
+}
+
+impl ScreeningService {
+    async fn hash_one(&self, request: HashRequest, deadline: Option<Instant>) -> Result<HashResponse, ServiceError> {
+        if request.image.is_empty() {
+            return Err(ServiceError::BadImage(crate::hashing::DecodeError {
+                kind: crate::hashing::DecodeErrorKind::Empty,
+                limit: None,
+                message: "no image bytes".into(),
+            }));
+        }
+        if request.image.len() > self.state.limits.max_image_bytes {
+            return Err(ServiceError::TooLarge(format!(
+                "image of {} bytes exceeds the limit of {}",
+                request.image.len(),
+                self.state.limits.max_image_bytes
+            )));
+        }
+        let algorithms = if request.algorithms.is_empty() {
+            AlgorithmSet::all()
+        } else {
+            AlgorithmSet::parse(&request.algorithms.join(","))
+                .map_err(|e| ServiceError::invalid("algorithms", "invalid_algorithm", e))?
+        };
+        let hasher = HasherBuilder::new()
+            .algorithms(algorithms)
+            .dihedral(request.dihedral)
+            .limits(*self.state.hasher.limits())
+            .build();
+        let image = request.image;
+        let result = run_bounded(&self.state, deadline, move || Ok(hasher.hash_bytes(&image)?)).await;
+        if let Err(ServiceError::BadImage(e)) = &result {
+            self.state.metrics.record_decode_error(e.kind.as_str());
+        }
+        let h: ImageHashes = result?;
+        Ok(HashResponse {
+            hashes: computed_hashes(&h),
+            width: h.width,
+            height: h.height,
+            pdq_dihedral: h
+                .pdq_dihedral
+                .map(|all| {
+                    Dihedral::ALL
+                        .iter()
+                        .zip(all)
+                        .skip(1)
+                        .map(|(t, p)| TransformedHash { transform: t.name().into(), hex: p.hash.to_hex() })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            pdq_meta: h.pdq_meta.map(|p| super::proto::ComputedHash {
+                algorithm: "pdq".into(),
+                hex: p.hash.to_hex(),
+                quality: i32::from(p.quality),
+            }),
+        })
+    }
+}

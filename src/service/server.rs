@@ -1,0 +1,244 @@
+//! Starting and stopping the gRPC server: services behind their role interceptors, health,
+//! reflection, TLS, the metrics endpoint, and the start-up index load.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::codegen::http;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic_health::ServingStatus;
+
+use super::auth::Authenticator;
+use super::banks::{BanksService, KeysService};
+use super::metrics::{self, Metrics};
+use super::proto::banks_server::BanksServer;
+use super::proto::keys_server::KeysServer;
+use super::proto::screening_server::ScreeningServer;
+use super::screening::ScreeningService;
+use super::{ServiceLimits, ServiceState, proto};
+use crate::hashing::HasherBuilder;
+use crate::matcher::{HashIndexes, IndexLoader};
+use crate::store::api_keys::Role;
+use crate::store::{Store, Timestamp, load};
+
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// When set, clients must present a certificate signed by this CA.
+    pub client_ca: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub insecure_no_auth: bool,
+    pub tls: Option<TlsFiles>,
+    pub metrics_listen: Option<SocketAddr>,
+    pub limits: ServiceLimits,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("reflection: {0}")]
+    Reflection(String),
+    #[error("index load failed: {0}")]
+    Load(String),
+}
+
+/// A server running in the background.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
+    pub state: Arc<ServiceState>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), ServerError>>,
+    ready: tokio::sync::watch::Receiver<bool>,
+}
+
+impl RunningServer {
+    /// Resolves once the index is loaded and health says SERVING.
+    pub async fn wait_ready(&mut self) {
+        let _ = self.ready.wait_for(|r| *r).await;
+    }
+
+    /// Stops accepting, lets in-flight calls finish, and returns when the server is down.
+    pub async fn shutdown(mut self) -> Result<(), ServerError> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match self.task.await {
+            Ok(r) => r,
+            Err(e) => Err(ServerError::Load(format!("server task failed: {e}"))),
+        }
+    }
+}
+
+/// Rewrites the status tonic gives a request message over the size limit (OUT_OF_RANGE) into
+/// RESOURCE_EXHAUSTED, the code gRPC specifies for a limit the server enforces.
+#[derive(Clone, Copy)]
+struct SizeLimitStatusLayer;
+
+impl<S> tower::Layer<S> for SizeLimitStatusLayer {
+    type Service = SizeLimitStatus<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        SizeLimitStatus { inner }
+    }
+}
+
+#[derive(Clone)]
+struct SizeLimitStatus<S> {
+    inner: S,
+}
+
+impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for SizeLimitStatus<S>
+where
+    S: tower::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            let mut response = future.await?;
+            let headers = response.headers_mut();
+            let too_large = headers.get("grpc-status").is_some_and(|v| v == "11")
+                && headers.get("grpc-message").and_then(|v| v.to_str().ok()).is_some_and(|m| m.contains("too%20large") || m.contains("too large"));
+            if too_large {
+                headers.insert("grpc-status", http::HeaderValue::from_static("8"));
+            }
+            Ok(response)
+        })
+    }
+}
+
+fn read_file(path: &PathBuf) -> Result<Vec<u8>, ServerError> {
+    std::fs::read(path).map_err(|e| ServerError::Tls(format!("{}: {e}", path.display())))
+}
+
+/// Binds, starts serving (health NOT_SERVING), loads the index in the background, then flips health
+/// to SERVING.
+pub async fn start(config: ServerConfig, store: Arc<Store>) -> Result<RunningServer, ServerError> {
+    let listener = TcpListener::bind(config.listen).await.map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+    let addr = listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+    let metrics = Arc::new(Metrics::default());
+    let indexes = Arc::new(HashIndexes::new());
+    let hasher = HasherBuilder::new()
+        .dihedral(true)
+        .limits(crate::hashing::DecodeLimits { max_encoded_bytes: config.limits.max_image_bytes, ..Default::default() })
+        .build();
+    let state = Arc::new(ServiceState::new(store.clone(), indexes.clone(), hasher, config.limits.clone(), metrics.clone()));
+
+    let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+    let (stop_metrics_tx, stop_metrics_rx) = oneshot::channel::<()>();
+    let metrics_addr = match config.metrics_listen {
+        Some(maddr) => {
+            let ml = metrics::bind(maddr).await.map_err(|source| ServerError::Bind { addr: maddr, source })?;
+            let bound = ml.local_addr().map_err(|source| ServerError::Bind { addr: maddr, source })?;
+            tokio::spawn(metrics::serve_metrics(ml, metrics.clone(), indexes.clone(), async {
+                let _ = stop_metrics_rx.await;
+            }));
+            Some(bound)
+        }
+        None => None,
+    };
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    for name in ["", "vigie.v1.Screening", "vigie.v1.Banks"] {
+        health_reporter.set_service_status(name, ServingStatus::NotServing).await;
+    }
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServerError::Reflection(e.to_string()))?;
+
+    let auth = Authenticator::new(store.clone(), config.insecure_no_auth, metrics.clone());
+    let limit = config.limits.max_request_bytes;
+    let screening = ScreeningServer::new(Arc::new(ScreeningService { state: state.clone() }))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(64 << 20);
+    let banks = BanksServer::new(Arc::new(BanksService { state: state.clone() }))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(64 << 20);
+    let keys = KeysServer::new(Arc::new(KeysService { state: state.clone() }));
+
+    let mut builder = Server::builder();
+    if let Some(tls) = &config.tls {
+        let identity = Identity::from_pem(read_file(&tls.cert)?, read_file(&tls.key)?);
+        let mut tls_config = ServerTlsConfig::new().identity(identity);
+        if let Some(ca) = &tls.client_ca {
+            tls_config = tls_config.client_ca_root(Certificate::from_pem(read_file(ca)?));
+        }
+        builder = builder.tls_config(tls_config).map_err(|e| ServerError::Tls(e.to_string()))?;
+    }
+    let router = builder
+        .layer(SizeLimitStatusLayer)
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(InterceptedService::new(screening, auth.require(Role::Screen)))
+        .add_service(InterceptedService::new(banks, auth.require(Role::Curate)))
+        .add_service(InterceptedService::new(keys, auth.require(Role::Admin)));
+
+    let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
+    let load_state = state.clone();
+    let task = tokio::spawn(async move {
+        let loader = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let stats = load::load_into(&load_state.store, Timestamp::now(), &mut IndexLoader(&load_state.indexes));
+            (stats, started.elapsed(), load_state)
+        });
+        let serve = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+            let _ = shutdown_rx.await;
+        });
+        tokio::pin!(serve);
+        let mut loader = Some(loader);
+        let result = loop {
+            tokio::select! {
+                r = &mut serve => break r.map_err(ServerError::from),
+                loaded = async { loader.as_mut().expect("polled only while Some").await }, if loader.is_some() => {
+                    loader = None;
+                    match loaded {
+                        Ok((Ok(stats), took, state)) => {
+                            tracing::info!(entries = stats.entries, hashes = stats.hashes, ms = took.as_millis() as u64, "index loaded");
+                            state.set_ready();
+                            for name in ["", "vigie.v1.Screening", "vigie.v1.Banks"] {
+                                health_reporter.set_service_status(name, ServingStatus::Serving).await;
+                            }
+                            let _ = ready_tx.send(true);
+                        }
+                        Ok((Err(e), _, _)) => {
+                            tracing::error!(error = %e, "index load failed; the server stays NOT_SERVING");
+                        }
+                        Err(e) => tracing::error!(error = %e, "index load task failed"),
+                    }
+                }
+            }
+        };
+        let _ = stop_metrics_tx.send(());
+        result
+    });
+    Ok(RunningServer { addr, metrics_addr, state, shutdown: Some(shutdown_tx), task, ready: ready_rx })
+}

@@ -1,0 +1,542 @@
+//! End-to-end: the real server on 127.0.0.1:0 with a temporary RocksDB store, a tonic client.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use image::imageops::FilterType;
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+use tonic::{Code, Request};
+use vigie::service::ServiceLimits;
+use vigie::service::proto::banks_client::BanksClient;
+use vigie::service::proto::keys_client::KeysClient;
+use vigie::service::proto::screening_client::ScreeningClient;
+use vigie::service::proto::*;
+use vigie::service::server::{self, RunningServer, ServerConfig};
+use vigie::store::api_keys::{Role, generate_key};
+use vigie::store::{RocksOptions, Store};
+
+struct Harness {
+    server: RunningServer,
+    channel: Channel,
+    admin: String,
+    curate: String,
+    screen: String,
+    dir: tempfile::TempDir,
+}
+
+fn limits() -> ServiceLimits {
+    ServiceLimits { hash_workers: 2, queue_wait: Duration::from_secs(5), ..ServiceLimits::default() }
+}
+
+async fn start_on(dir: tempfile::TempDir, limits: ServiceLimits, keys: Option<(String, String, String)>) -> Harness {
+    let store = Arc::new(Store::open(dir.path(), &RocksOptions::default()).expect("open store"));
+    let (admin, curate, screen) = keys.unwrap_or_else(|| {
+        let keys = (generate_key(), generate_key(), generate_key());
+        store.create_api_key("admin-key", Role::Admin, &keys.0, "test").expect("key");
+        store.create_api_key("curator", Role::Curate, &keys.1, "test").expect("key");
+        store.create_api_key("platform", Role::Screen, &keys.2, "test").expect("key");
+        keys
+    });
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        insecure_no_auth: false,
+        tls: None,
+        metrics_listen: Some("127.0.0.1:0".parse().expect("addr")),
+        limits,
+    };
+    let mut server = server::start(config, store).await.expect("server starts");
+    server.wait_ready().await;
+    let channel = Channel::from_shared(format!("http://{}", server.addr)).expect("uri").connect().await.expect("connect");
+    Harness { server, channel, admin, curate, screen, dir }
+}
+
+async fn start(limits: ServiceLimits) -> Harness {
+    start_on(tempfile::tempdir().expect("tmp"), limits, None).await
+}
+
+fn with_key<T>(message: T, key: &str) -> Request<T> {
+    let mut r = Request::new(message);
+    let value: MetadataValue<_> = format!("Bearer {key}").parse().expect("header");
+    r.metadata_mut().insert("authorization", value);
+    r
+}
+
+fn encode(picture: &image::DynamicImage, format: image::ImageFormat) -> Vec<u8> {
+    let mut out = Vec::new();
+    match format {
+        image::ImageFormat::Jpeg => {
+            let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 30);
+            picture.to_rgb8().write_with_encoder(enc).expect("jpeg");
+        }
+        _ => picture.write_to(&mut std::io::Cursor::new(&mut out), format).expect("encode"),
+    }
+    out
+}
+
+async fn create_bank(h: &Harness, name: &str, kind: &str) {
+    BanksClient::new(h.channel.clone())
+        .create_bank(with_key(CreateBankRequest { name: name.into(), kind: kind.into(), ..Default::default() }, &h.curate))
+        .await
+        .expect("create bank");
+}
+
+async fn add_image(h: &Harness, bank: &str, external_id: &str, image: Vec<u8>, label: &str) -> u64 {
+    let r = BanksClient::new(h.channel.clone())
+        .add_entries(with_key(
+            AddEntriesRequest {
+                bank: bank.into(),
+                entries: vec![NewEntry {
+                    external_id: external_id.into(),
+                    content: Some(new_entry::Content::Image(image)),
+                    label: label.into(),
+                    source: "internal".into(),
+                    note: String::new(),
+                }],
+            },
+            &h.curate,
+        ))
+        .await
+        .expect("add entries")
+        .into_inner();
+    r.entry_ids[0]
+}
+
+async fn screen_image(h: &Harness, image: Vec<u8>) -> Result<ScreenResponse, tonic::Status> {
+    ScreeningClient::new(h.channel.clone())
+        .screen(with_key(
+            ScreenRequest { request_id: "r".into(), input: Some(screen_request::Input::Image(image)), ..Default::default() },
+            &h.screen,
+        ))
+        .await
+        .map(|r| r.into_inner())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edited_copies_of_a_banked_picture_match_and_others_do_not() {
+    let h = start(limits()).await;
+    create_bank(&h, "ads", "block").await;
+    let bridge_bytes = read_fixture("bridge.jpg");
+    let id = add_image(&h, "ads", "case-17", bridge_bytes.clone(), "trafficking").await;
+
+    let bridge = image::load_from_memory(&bridge_bytes).expect("decode");
+    let edits: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("same file", bridge_bytes.clone(), ""),
+        ("jpeg q30", encode(&bridge, image::ImageFormat::Jpeg), ""),
+        ("half size png", encode(&bridge.resize(512, 288, FilterType::Triangle), image::ImageFormat::Png), ""),
+        ("mirrored", encode(&bridge.fliph(), image::ImageFormat::Png), "flip_horizontal"),
+        ("rotated 90", encode(&bridge.rotate90(), image::ImageFormat::Png), "rotate90"),
+        ("webp fixture", read_fixture("formats/lossy.webp"), ""),
+    ];
+    for (what, bytes, transform) in edits {
+        let r = screen_image(&h, bytes).await.unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(r.matched, "{what} should match");
+        let m = &r.matches[0];
+        assert_eq!((m.bank.as_str(), m.entry_id, m.external_id.as_str()), ("ads", id, "case-17"), "{what}");
+        assert_eq!(m.label, "trafficking");
+        assert!(m.confidence > 0.5 && m.confidence <= 1.0, "{what}: {}", m.confidence);
+        assert!(m.distance <= 31, "{what}: {}", m.distance);
+        if m.algorithm == "pdq" {
+            assert_eq!(m.transform, transform, "{what}");
+        }
+        // The upload's own hashes come back; the bank's never do.
+        assert!(r.hashes.iter().any(|c| c.algorithm == "pdq" && c.hex.len() == 64 && c.quality == 100));
+    }
+    let unrelated = screen_image(&h, read_fixture("wine.jpg")).await.expect("screen");
+    assert!(!unrelated.matched && unrelated.matches.is_empty(), "{:?}", unrelated.matches);
+    let _ = h.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hashes_only_screening_and_bad_hashes() {
+    let h = start(limits()).await;
+    create_bank(&h, "hotline", "block").await;
+    let pdq = "3679ec1e1989726e8d9531cb8c54d98993a658cd8f8a985d4d8d36d2d36d29b2";
+    let mut banks = BanksClient::new(h.channel.clone());
+    let added = banks
+        .add_entries(with_key(
+            AddEntriesRequest {
+                bank: "hotline".into(),
+                entries: vec![NewEntry {
+                    external_id: "ncmec-1".into(),
+                    content: Some(new_entry::Content::Hashes(HashSet { pdq: pdq.into(), ..Default::default() })),
+                    label: "csam".into(),
+                    source: "ncmec".into(),
+                    note: String::new(),
+                }],
+            },
+            &h.curate,
+        ))
+        .await
+        .expect("add")
+        .into_inner();
+    let mut client = ScreeningClient::new(h.channel.clone());
+    // Two bits away from the banked hash.
+    let near = "3679ec1e1989726e8d9531cb8c54d98993a658cd8f8a985d4d8d36d2d36d29b1";
+    let r = client
+        .screen(with_key(
+            ScreenRequest {
+                request_id: "x".into(),
+                input: Some(screen_request::Input::Hashes(HashSet { pdq: near.into(), ..Default::default() })),
+                ..Default::default()
+            },
+            &h.screen,
+        ))
+        .await
+        .expect("screen")
+        .into_inner();
+    assert!(r.matched);
+    assert_eq!(r.matches[0].entry_id, added.entry_ids[0]);
+    assert_eq!(r.matches[0].distance, 2);
+    assert_eq!(r.request_id, "x");
+    // max_distance may only tighten: at 1 it no longer matches.
+    let r = client
+        .screen(with_key(
+            ScreenRequest {
+                input: Some(screen_request::Input::Hashes(HashSet { pdq: near.into(), ..Default::default() })),
+                max_distance: Some(1),
+                ..Default::default()
+            },
+            &h.screen,
+        ))
+        .await
+        .expect("screen")
+        .into_inner();
+    assert!(!r.matched);
+    // A malformed hash names its field.
+    let e = client
+        .screen(with_key(
+            ScreenRequest {
+                input: Some(screen_request::Input::Hashes(HashSet { pdq: "zz".into(), ..Default::default() })),
+                ..Default::default()
+            },
+            &h.screen,
+        ))
+        .await
+        .expect_err("bad hash");
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("hashes.pdq"), "{}", e.message());
+    // An unknown bank is NOT_FOUND; a bad bank name INVALID_ARGUMENT.
+    let e = client
+        .screen(with_key(
+            ScreenRequest {
+                input: Some(screen_request::Input::Hashes(HashSet { pdq: pdq.into(), ..Default::default() })),
+                banks: vec!["nope".into()],
+                ..Default::default()
+            },
+            &h.screen,
+        ))
+        .await
+        .expect_err("unknown bank");
+    assert_eq!(e.code(), Code::NotFound);
+    let _ = h.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_matrix_revocation_and_audit_actor() {
+    let h = start(limits()).await;
+    let list = |key: Option<&str>| {
+        let channel = h.channel.clone();
+        let key = key.map(str::to_string);
+        async move {
+            let request = match key {
+                Some(k) => with_key(ListBanksRequest {}, &k),
+                None => Request::new(ListBanksRequest {}),
+            };
+            BanksClient::new(channel).list_banks(request).await.map(|_| ()).map_err(|e| e.code())
+        }
+    };
+    let hash_call = |key: &str| {
+        let channel = h.channel.clone();
+        let key = key.to_string();
+        async move {
+            ScreeningClient::new(channel)
+                .screen(with_key(
+                    ScreenRequest {
+                        input: Some(screen_request::Input::Hashes(HashSet { md5: "d41d8cd98f00b204e9800998ecf8427e".into(), ..Default::default() })),
+                        ..Default::default()
+                    },
+                    &key,
+                ))
+                .await
+                .map(|_| ())
+                .map_err(|e| e.code())
+        }
+    };
+    let keys_call = |key: &str| {
+        let channel = h.channel.clone();
+        let key = key.to_string();
+        async move { KeysClient::new(channel).list_keys(with_key(ListKeysRequest {}, &key)).await.map(|_| ()).map_err(|e| e.code()) }
+    };
+    assert_eq!(list(None).await, Err(Code::Unauthenticated));
+    assert_eq!(list(Some("vk_not-a-key")).await, Err(Code::Unauthenticated));
+    assert_eq!(list(Some(&h.screen)).await, Err(Code::PermissionDenied));
+    assert_eq!(list(Some(&h.curate)).await, Ok(()));
+    assert_eq!(list(Some(&h.admin)).await, Ok(()));
+    for key in [&h.screen, &h.curate, &h.admin] {
+        assert_eq!(hash_call(key).await, Ok(()));
+    }
+    assert_eq!(keys_call(&h.screen).await, Err(Code::PermissionDenied));
+    assert_eq!(keys_call(&h.curate).await, Err(Code::PermissionDenied));
+    assert_eq!(keys_call(&h.admin).await, Ok(()));
+
+    // A key created through the API works, and fails on its next call once revoked.
+    let mut keys = KeysClient::new(h.channel.clone());
+    let created = keys
+        .create_key(with_key(CreateKeyRequest { name: "temp".into(), role: "curate".into() }, &h.admin))
+        .await
+        .expect("create key")
+        .into_inner();
+    assert_eq!(list(Some(&created.key)).await, Ok(()));
+    BanksClient::new(h.channel.clone())
+        .create_bank(with_key(CreateBankRequest { name: "by-temp".into(), ..Default::default() }, &created.key))
+        .await
+        .expect("create bank");
+    keys.revoke_key(with_key(RevokeKeyRequest { name: "temp".into() }, &h.admin)).await.expect("revoke");
+    assert_eq!(list(Some(&created.key)).await, Err(Code::Unauthenticated));
+    let listed = keys.list_keys(with_key(ListKeysRequest {}, &h.admin)).await.expect("list").into_inner();
+    assert!(listed.keys.iter().any(|k| k.name == "temp" && k.revoked));
+
+    // The audit log names the key.
+    let events = BanksClient::new(h.channel.clone())
+        .list_audit_events(with_key(ListAuditEventsRequest { bank: "by-temp".into(), ..Default::default() }, &h.curate))
+        .await
+        .expect("audit")
+        .into_inner()
+        .events;
+    assert!(events.iter().any(|e| e.actor == "key:temp"), "{events:?}");
+    let _ = h.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_images_and_the_size_limit() {
+    let h = start(ServiceLimits { max_request_bytes: 1 << 20, max_image_bytes: 1 << 20, ..limits() }).await;
+    let mut truncated = read_fixture("bridge.jpg");
+    truncated.truncate(2000);
+    let e = screen_image(&h, truncated).await.expect_err("corrupt");
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert_eq!(e.metadata().get("vigie-error-kind").and_then(|v| v.to_str().ok()), Some("corrupt"));
+    let e = screen_image(&h, b"just text".to_vec()).await.expect_err("not an image");
+    assert_eq!(e.metadata().get("vigie-error-kind").and_then(|v| v.to_str().ok()), Some("unsupported_format"));
+    let e = screen_image(&h, Vec::new()).await.expect_err("empty");
+    assert_eq!(e.code(), Code::InvalidArgument);
+    // Over the 1 MiB message limit.
+    let e = screen_image(&h, vec![0xff; 2 << 20]).await.expect_err("too large");
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    // The server is still fine.
+    assert!(screen_image(&h, read_fixture("bridge.jpg")).await.is_ok());
+    let _ = h.server.shutdown().await;
+}
+
+fn big_png() -> Vec<u8> {
+    let bridge = image::load_from_memory(&read_fixture("bridge.jpg")).expect("decode");
+    encode(&bridge.resize_exact(3000, 2000, FilterType::Triangle), image::ImageFormat::Png)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overload_is_refused_fast_and_deadlines_are_honoured() {
+    let h = start(ServiceLimits { hash_workers: 1, queue_wait: Duration::from_millis(1), ..limits() }).await;
+    let image = big_png();
+    let mut tasks = Vec::new();
+    for _ in 0..12 {
+        let (channel, key, image) = (h.channel.clone(), h.screen.clone(), image.clone());
+        tasks.push(tokio::spawn(async move {
+            ScreeningClient::new(channel)
+                .screen(with_key(ScreenRequest { input: Some(screen_request::Input::Image(image)), ..Default::default() }, &key))
+                .await
+                .map(|_| ())
+                .map_err(|e| e.code())
+        }));
+    }
+    let mut ok = 0;
+    let mut refused = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(()) => ok += 1,
+            Err(Code::ResourceExhausted) => refused += 1,
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(ok >= 1 && refused >= 1, "ok {ok}, refused {refused}");
+
+    // A client deadline shorter than the work answers DEADLINE_EXCEEDED.
+    let mut request = with_key(ScreenRequest { input: Some(screen_request::Input::Image(image.clone())), ..Default::default() }, &h.screen);
+    request.set_timeout(Duration::from_millis(20));
+    let e = ScreeningClient::new(h.channel.clone()).screen(request).await.expect_err("deadline");
+    assert_eq!(e.code(), Code::DeadlineExceeded, "{e:?}");
+    let _ = h.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_with_100_requests_in_flight() {
+    let h = start(limits()).await;
+    create_bank(&h, "ads", "block").await;
+    let bridge = read_fixture("bridge.jpg");
+    add_image(&h, "ads", "b", bridge.clone(), "x").await;
+    let wine = read_fixture("wine.jpg");
+    let requests: Vec<ScreenRequest> = (0..100)
+        .map(|i| ScreenRequest {
+            request_id: format!("req-{i}"),
+            input: Some(match i % 4 {
+                0 => screen_request::Input::Image(bridge.clone()),
+                1 => screen_request::Input::Image(wine.clone()),
+                2 => screen_request::Input::Image(b"broken".to_vec()),
+                _ => screen_request::Input::Hashes(HashSet {
+                    pdq: "3679ec1e1989726e8d9531cb8c54d98993a658cd8f8a985d4d8d36d2d36d29b2".into(),
+                    ..Default::default()
+                }),
+            }),
+            ..Default::default()
+        })
+        .collect();
+    let outbound = tokio_stream::iter(requests);
+    let mut inbound = ScreeningClient::new(h.channel.clone())
+        .screen_stream(with_key(outbound, &h.screen))
+        .await
+        .expect("stream")
+        .into_inner();
+    let mut answers = std::collections::HashMap::new();
+    while let Some(answer) = inbound.message().await.expect("answer") {
+        answers.insert(answer.request_id.clone(), answer);
+    }
+    assert_eq!(answers.len(), 100);
+    for i in 0..100 {
+        let a = &answers[&format!("req-{i}")];
+        match i % 4 {
+            0 | 3 => assert!(a.matched && a.error.is_none(), "req-{i}"),
+            1 => assert!(!a.matched && a.error.is_none(), "req-{i}"),
+            _ => {
+                let e = a.error.as_ref().expect("item error");
+                assert_eq!(e.code, Code::InvalidArgument as i32);
+                assert_eq!(e.kind, "unsupported_format");
+            }
+        }
+    }
+    let _ = h.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_export_round_trip_restart_health_and_metrics() {
+    let h = start(limits()).await;
+    create_bank(&h, "shared", "block").await;
+    let lines = "pdq 3679ec1e1989726e8d9531cb8c54d98993a658cd8f8a985d4d8d36d2d36d29b2 collab-1 trafficking\n\
+                 pdq 188f8d99b54f326353b043910e76ef7499e19429feee62c3629f5c1c35272561\n\
+                 url http://example.invalid/x\n\
+                 pdq not-a-hash\n";
+    let chunks: Vec<ImportEntriesRequest> = lines
+        .as_bytes()
+        .chunks(50)
+        .enumerate()
+        .map(|(i, c)| ImportEntriesRequest {
+            bank: if i == 0 { "shared".into() } else { String::new() },
+            format: if i == 0 { "signal-lines".into() } else { String::new() },
+            data: c.to_vec(),
+            ..Default::default()
+        })
+        .collect();
+    let mut banks = BanksClient::new(h.channel.clone());
+    let summary = banks.import_entries(with_key(tokio_stream::iter(chunks), &h.curate)).await.expect("import").into_inner();
+    assert_eq!((summary.added, summary.updated, summary.skipped, summary.failed), (2, 0, 1, 1), "{summary:?}");
+    // Imported hashes are live at once.
+    let r = screen_image(&h, read_fixture("wine.jpg")).await.expect("screen");
+    assert!(r.matched, "imported wine hash should match the wine photo");
+
+    let mut export = banks
+        .export_entries(with_key(ExportEntriesRequest { bank: "shared".into(), format: "jsonl".into(), ..Default::default() }, &h.curate))
+        .await
+        .expect("export")
+        .into_inner();
+    let mut exported = Vec::new();
+    while let Some(chunk) = export.message().await.expect("chunk") {
+        exported.extend(chunk.data);
+    }
+    let text = String::from_utf8(exported).expect("utf-8");
+    assert_eq!(text.lines().count(), 2);
+    assert!(text.contains("3679ec1e1989726e8d9531cb8c54d98993a658cd8f8a985d4d8d36d2d36d29b2"));
+
+    // Round trip: the export imports into a second bank as the same entries.
+    create_bank(&h, "copy", "block").await;
+    let again = banks
+        .import_entries(with_key(
+            tokio_stream::iter(vec![ImportEntriesRequest {
+                bank: "copy".into(),
+                format: "jsonl".into(),
+                data: text.clone().into_bytes(),
+                ..Default::default()
+            }]),
+            &h.curate,
+        ))
+        .await
+        .expect("import")
+        .into_inner();
+    assert_eq!((again.added, again.failed), (2, 0));
+
+    // Health says SERVING once loaded.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(h.channel.clone());
+    let status = health
+        .check(tonic_health::pb::HealthCheckRequest { service: "vigie.v1.Screening".into() })
+        .await
+        .expect("health")
+        .into_inner()
+        .status;
+    assert_eq!(status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+
+    // Metrics count the calls.
+    let metrics_addr = h.server.metrics_addr.expect("metrics");
+    let body = http_get(metrics_addr, "/metrics").await;
+    assert!(body.contains("vigie_requests_total{method=\"Screen\",code=\"OK\"}"), "{body}");
+    assert!(body.contains("vigie_index_hashes{algorithm=\"pdq\"} 4"), "{body}");
+
+    // Restart on the same directory: every bank and entry is still there, and still matches.
+    let stats_before = banks.get_stats(with_key(GetStatsRequest {}, &h.curate)).await.expect("stats").into_inner();
+    let Harness { server, admin, curate, screen, dir, .. } = h;
+    server.shutdown().await.expect("clean shutdown");
+    let h = start_on(dir, limits(), Some((admin, curate, screen))).await;
+    let mut banks = BanksClient::new(h.channel.clone());
+    let stats_after = banks.get_stats(with_key(GetStatsRequest {}, &h.curate)).await.expect("stats").into_inner();
+    assert_eq!((stats_after.banks, stats_after.entries), (stats_before.banks, stats_before.entries));
+    assert_eq!(stats_after.indexed, stats_before.indexed);
+    assert!(screen_image(&h, read_fixture("wine.jpg")).await.expect("screen").matched);
+    let _ = h.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_banks_cancel_block_matches_and_removed_entries_stop_matching() {
+    let h = start(limits()).await;
+    create_bank(&h, "ads", "block").await;
+    create_bank(&h, "stock", "allow").await;
+    let wine = read_fixture("wine.jpg");
+    let id = add_image(&h, "ads", "w", wine.clone(), "x").await;
+    assert!(screen_image(&h, wine.clone()).await.expect("screen").matched);
+    add_image(&h, "stock", "stock-photo-1", wine.clone(), "stock").await;
+    let r = screen_image(&h, wine.clone()).await.expect("screen");
+    assert!(!r.matched, "an allow-bank match cancels the block match");
+    assert!(r.matches.iter().any(|m| m.bank == "ads" && m.suppressed));
+    assert!(r.matches.iter().any(|m| m.bank == "stock" && m.bank_kind == "allow"));
+    // Removing entries: no screen after the call sees them.
+    let mut banks = BanksClient::new(h.channel.clone());
+    banks
+        .remove_entries(with_key(RemoveEntriesRequest { bank: "stock".into(), external_ids: vec!["stock-photo-1".into()], ..Default::default() }, &h.curate))
+        .await
+        .expect("remove");
+    assert!(screen_image(&h, wine.clone()).await.expect("screen").matched);
+    banks
+        .remove_entries(with_key(RemoveEntriesRequest { bank: "ads".into(), entry_ids: vec![id], ..Default::default() }, &h.curate))
+        .await
+        .expect("remove");
+    let r = screen_image(&h, wine).await.expect("screen");
+    assert!(!r.matched && r.matches.is_empty());
+    let _ = h.server.shutdown().await;
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes()).await.expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.expect("read");
+    out
+}
