@@ -172,6 +172,9 @@ impl<const W: usize> IndexCore<W> {
             }
             next += t.bits;
         }
+        if layout.tables.len() > layout::MAX_TABLES {
+            return Err(IndexError::InvalidLayout(format!("more than {} tables", layout::MAX_TABLES)));
+        }
         if layout.hash_bits != bits || (!layout.tables.is_empty() && next != bits) {
             return Err(IndexError::InvalidLayout(format!("tables cover {next} of {bits} bits")));
         }
@@ -270,41 +273,70 @@ impl<const W: usize> IndexCore<W> {
     /// first table, in table order, whose probe radius covers it; a later table that meets it
     /// again recomputes the earlier tables' substring distances from the hash and stays silent.
     /// So no per-query "seen" set is needed and searches share the structure read-only.
+    ///
+    /// The work is a pipeline of four passes over small arrays — bucket keys, bucket runs,
+    /// candidates, verification — each prefetching what the next pass reads. Every access is a
+    /// likely cache miss at 10M entries; issued one pass ahead they overlap instead of queueing.
     #[inline(always)]
     fn search_tables(&self, query: &Bits<W>, r: u32, out: &mut Vec<Match>) {
         let m = self.tables.len();
-        let mut candidates: Vec<u32> = Vec::new();
+        // Pass 1: every bucket to visit, as (table, bucket, residue budget).
+        let mut keys: Vec<(u16, u8, u32)> = Vec::with_capacity(1024);
+        let mut query_residues = [0u8; layout::MAX_TABLES];
         for (t, table) in self.tables.iter().enumerate() {
             let Some(k) = layout::table_radius(r, m, t) else { continue };
             let spec = table.spec;
             let (center, query_residue) = table.split(query.substring(spec.start as usize, spec.bits as usize));
-            candidates.clear();
+            query_residues[t] = query_residue;
             for_each_within(center as u32, spec.prefix_bits, k, 0, &mut |bucket, used| {
-                let b = table.dir[bucket as usize];
-                let run = b.off as usize..(b.off + b.len) as usize;
-                if W == 1 {
-                    // Narrow hashes: the whole hash is in the table, check the full distance here.
-                    let q0 = query.0[0];
-                    for (&h, &slot) in table.inline[run.clone()].iter().zip(&table.slots[run]) {
-                        if (h ^ q0).count_ones() <= r {
-                            candidates.push(slot);
-                        }
-                    }
-                } else {
-                    let budget = k - used;
-                    for (&res, &slot) in table.residues[run.clone()].iter().zip(&table.slots[run]) {
-                        if (res ^ query_residue).count_ones() <= budget {
-                            candidates.push(slot);
-                        }
-                    }
-                }
+                prefetch(table.dir.as_ptr().wrapping_add(bucket as usize));
+                keys.push((t as u16, (k - used) as u8, bucket));
             });
-            for &slot in &candidates {
-                let hash = &self.hashes[slot as usize];
-                let d = hash.distance(query);
-                if d <= r && self.first_table_for(hash, query, r, t) {
-                    out.push((self.ids[slot as usize], d));
+        }
+        // Pass 2: the runs of the non-empty buckets.
+        let mut runs: Vec<(u16, u8, u32, u32)> = Vec::with_capacity(keys.len());
+        for &(t, budget, bucket) in &keys {
+            let table = &self.tables[t as usize];
+            let b = table.dir[bucket as usize];
+            if b.len > 0 {
+                prefetch(table.slots.as_ptr().wrapping_add(b.off as usize));
+                if W == 1 {
+                    prefetch(table.inline.as_ptr().wrapping_add(b.off as usize));
+                } else {
+                    prefetch(table.residues.as_ptr().wrapping_add(b.off as usize));
                 }
+                runs.push((t, budget, b.off, b.len));
+            }
+        }
+        // Pass 3: candidates, as (table, slot).
+        let mut candidates: Vec<(u16, u32)> = Vec::with_capacity(runs.len() * 2);
+        for &(t, budget, off, len) in &runs {
+            let table = &self.tables[t as usize];
+            let run = off as usize..(off + len) as usize;
+            if W == 1 {
+                // Narrow hashes: the whole hash is in the table, check the full distance here.
+                let q0 = query.0[0];
+                for (&h, &slot) in table.inline[run.clone()].iter().zip(&table.slots[run]) {
+                    if (h ^ q0).count_ones() <= r {
+                        candidates.push((t, slot));
+                    }
+                }
+            } else {
+                let qr = query_residues[t as usize];
+                for (&res, &slot) in table.residues[run.clone()].iter().zip(&table.slots[run]) {
+                    if u32::from(res ^ qr).count_ones() <= u32::from(budget) {
+                        prefetch(self.hashes.as_ptr().wrapping_add(slot as usize));
+                        candidates.push((t, slot));
+                    }
+                }
+            }
+        }
+        // Pass 4: full distance, and report from the first covering table only.
+        for &(t, slot) in &candidates {
+            let hash = &self.hashes[slot as usize];
+            let d = hash.distance(query);
+            if d <= r && self.first_table_for(hash, query, r, t as usize) {
+                out.push((self.ids[slot as usize], d));
             }
         }
     }
@@ -322,6 +354,18 @@ impl<const W: usize> IndexCore<W> {
             layout::table_radius(r, m, earlier).is_none_or(|k| d > k)
         })
     }
+}
+
+/// Hints the CPU to start loading the cache line at `p` (no effect on results; `p` may dangle).
+#[inline(always)]
+fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetching is a hint; it never faults, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 /// Calls `f(v, j)` for every `bits`-bit value `v` at distance `j <= k` from `center`, flipping

@@ -32,6 +32,9 @@ pub(crate) const INLINE_FULL_MAX_BITS: u32 = 64;
 /// Residue bits stored per entry when the hash is not inlined (one byte).
 pub(crate) const MAX_RESIDUE_BITS: u32 = 8;
 
+/// Most tables a layout may have.
+pub const MAX_TABLES: usize = 64;
+
 /// One table: the substring `[start, start + bits)` of the hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct TableSpec {
@@ -164,7 +167,7 @@ pub fn choose(hash_bits: u32, design_entries: usize, design_radius: u32) -> Layo
     };
     let min_m = hash_bits.div_ceil(32);
     let mut best: Option<(f64, Layout)> = None;
-    for m in min_m..=hash_bits.min(64) {
+    for m in min_m..=hash_bits.min(MAX_TABLES as u32) {
         let layout = Layout::split(hash_bits, m, design_entries, prefix_for);
         // Directory memory: reject layouts whose residue rule forces more buckets than entries/2.
         let dir_buckets: f64 = layout.tables.iter().map(|t| 2f64.powi(t.prefix_bits as i32)).sum();

@@ -15,6 +15,7 @@
 
 mod core;
 pub mod layout;
+pub mod synth;
 mod table;
 
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
