@@ -13,10 +13,10 @@ use crate::bits::Bits;
 /// live entries before compaction.
 pub const MAX_ENTRIES: usize = 1 << 31;
 
-/// Which path a search takes. Only tests and benchmarks force one; [`Strategy::Auto`] lets the
+/// Which path a search takes. Only tests and benchmarks force one; [`SearchPath::Auto`] lets the
 /// cost model decide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Strategy {
+pub enum SearchPath {
     Auto,
     Tables,
     Linear,
@@ -228,17 +228,17 @@ impl<const W: usize> IndexCore<W> {
 
     /// Every entry within `max_distance` of `query` (inclusive), sorted by distance then id.
     pub fn search(&self, query: &Bits<W>, max_distance: u32) -> Vec<Match> {
-        self.search_with(query, max_distance, Strategy::Auto)
+        self.search_with(query, max_distance, SearchPath::Auto)
     }
 
     /// [`IndexCore::search`] through a chosen path; `Tables` without tables scans linearly.
-    pub fn search_with(&self, query: &Bits<W>, max_distance: u32, strategy: Strategy) -> Vec<Match> {
+    pub fn search_with(&self, query: &Bits<W>, max_distance: u32, path: SearchPath) -> Vec<Match> {
         let use_tables = !self.tables.is_empty()
             && max_distance < Bits::<W>::BITS
-            && match strategy {
-                Strategy::Auto => self.layout.prefers_tables(self.hashes.len(), max_distance),
-                Strategy::Tables => true,
-                Strategy::Linear => false,
+            && match path {
+                SearchPath::Auto => self.layout.prefers_tables(self.hashes.len(), max_distance),
+                SearchPath::Tables => true,
+                SearchPath::Linear => false,
             };
         let mut out = Vec::new();
         #[cfg(target_arch = "x86_64")]
@@ -341,7 +341,9 @@ impl<const W: usize> IndexCore<W> {
         }
     }
 
-    /// True when no table before `t` covers `hash` at its probe radius.
+    /// True when `t` is the first table, in table order, whose probe radius covers `hash`: its
+    /// substring distance is within `t`'s radius and no earlier table's is within that table's.
+    /// (Narrow tables check the full distance, not the residue, so `t` itself is checked too.)
     #[inline(always)]
     fn first_table_for(&self, hash: &Bits<W>, query: &Bits<W>, r: u32, t: usize) -> bool {
         let m = self.tables.len();
@@ -349,10 +351,12 @@ impl<const W: usize> IndexCore<W> {
         for (w, q) in x.0.iter_mut().zip(query.0) {
             *w ^= q;
         }
-        self.tables[..t].iter().enumerate().all(|(earlier, table)| {
-            let d = x.substring(table.spec.start as usize, table.spec.bits as usize).count_ones();
-            layout::table_radius(r, m, earlier).is_none_or(|k| d > k)
-        })
+        let covers = |i: usize| {
+            let spec = self.tables[i].spec;
+            let d = x.substring(spec.start as usize, spec.bits as usize).count_ones();
+            layout::table_radius(r, m, i).is_some_and(|k| d <= k)
+        };
+        covers(t) && !(0..t).any(covers)
     }
 }
 

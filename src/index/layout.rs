@@ -97,9 +97,9 @@ impl Layout {
         Layout { hash_bits, design_entries, tables: Vec::new() }
     }
 
-    /// `m` substrings covering all bits, lengths differing by at most one, with the given
-    /// prefix-bits rule applied to each.
-    fn split(hash_bits: u32, m: u32, design_entries: usize, prefix_for: impl Fn(u32) -> u32) -> Self {
+    /// `m` substrings covering all bits, lengths differing by at most one, each with
+    /// `prefix_for(substring bits)` prefix bits. [`choose`] picks among these; tests pin one.
+    pub fn even(hash_bits: u32, m: u32, design_entries: usize, prefix_for: impl Fn(u32) -> u32) -> Self {
         let base = hash_bits / m;
         let extra = hash_bits % m;
         let mut start = 0;
@@ -168,7 +168,7 @@ pub fn choose(hash_bits: u32, design_entries: usize, design_radius: u32) -> Layo
     let min_m = hash_bits.div_ceil(32);
     let mut best: Option<(f64, Layout)> = None;
     for m in min_m..=hash_bits.min(MAX_TABLES as u32) {
-        let layout = Layout::split(hash_bits, m, design_entries, prefix_for);
+        let layout = Layout::even(hash_bits, m, design_entries, prefix_for);
         // Directory memory: reject layouts whose residue rule forces more buckets than entries/2.
         let dir_buckets: f64 = layout.tables.iter().map(|t| 2f64.powi(t.prefix_bits as i32)).sum();
         if dir_buckets > design_entries as f64 * m as f64 / 2.0 {

@@ -20,7 +20,7 @@ mod table;
 
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-pub use self::core::{IndexCore, MAX_ENTRIES, Strategy, linear_scan};
+pub use self::core::{IndexCore, MAX_ENTRIES, SearchPath, linear_scan};
 pub use self::layout::{Layout, TableSpec};
 use crate::bits::Bits;
 

@@ -123,7 +123,7 @@ impl Table {
         b.len += 1;
         self.dir[bn] = b;
         self.live += 1;
-        if self.waste > self.live / 2 + 1024 {
+        if self.waste > self.live / 2 + 64 {
             self.compact();
         }
     }
