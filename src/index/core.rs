@@ -69,6 +69,7 @@ impl<const W: usize> IndexCore<W> {
     }
 
     /// Adds many entries at once; the tables are rebuilt once if the bank outgrows its plan.
+    /// On error nothing is added.
     pub fn extend(&mut self, entries: impl IntoIterator<Item = (Bits<W>, u64)>) -> Result<(), IndexError> {
         let entries = entries.into_iter();
         let (lower, _) = entries.size_hint();
@@ -77,25 +78,31 @@ impl<const W: usize> IndexCore<W> {
         let first_new = self.hashes.len();
         for (hash, id) in entries {
             if self.hashes.len() >= MAX_ENTRIES {
-                self.index_tail(first_new);
+                self.hashes.truncate(first_new);
+                self.ids.truncate(first_new);
                 return Err(IndexError::Full { max: MAX_ENTRIES });
             }
             self.hashes.push(hash);
             self.ids.push(id);
         }
-        self.index_tail(first_new);
-        Ok(())
-    }
-
-    /// Puts slots `first_new..` into the tables, or re-plans when the bank size calls for it.
-    fn index_tail(&mut self, first_new: usize) {
-        if self.needs_replan() {
+        let over_capacity = self.hashes.len() > self.slot_capacity();
+        if !self.pinned && (over_capacity || self.needs_replan()) {
             self.replan();
+        } else if over_capacity {
+            self.hashes.truncate(first_new);
+            self.ids.truncate(first_new);
+            return Err(IndexError::Full { max: self.slot_capacity() });
         } else {
             for slot in first_new..self.hashes.len() {
                 self.insert_into_tables(slot);
             }
         }
+        Ok(())
+    }
+
+    /// Entries the current tables can address (a re-plan raises it).
+    fn slot_capacity(&self) -> usize {
+        self.tables.iter().map(Table::slot_capacity).min().unwrap_or(MAX_ENTRIES).min(MAX_ENTRIES)
     }
 
     /// Adds one entry. The same (hash, id) pair may be added twice: the index is a multiset of
@@ -135,9 +142,9 @@ impl<const W: usize> IndexCore<W> {
             Some(table) => {
                 let (bucket, _) = table.split(hash.substring(table.spec.start as usize, table.spec.bits as usize));
                 let b = table.dir[bucket];
-                table.slots[b.off as usize..(b.off + b.len) as usize]
+                table.entries[b.off as usize..(b.off + b.len) as usize]
                     .iter()
-                    .map(|&s| s as usize)
+                    .map(|&e| table.slot_of(e) as usize)
                     .find(|&s| is_it(s))
             }
             None => (0..self.hashes.len()).find(|&s| is_it(s)),
@@ -177,6 +184,11 @@ impl<const W: usize> IndexCore<W> {
         }
         if layout.hash_bits != bits || (!layout.tables.is_empty() && next != bits) {
             return Err(IndexError::InvalidLayout(format!("tables cover {next} of {bits} bits")));
+        }
+        let max_residue = if layout.inline_full() { 0 } else { layout.tables.iter().map(|t| t.residue_bits()).max().unwrap_or(0) };
+        let capacity = (1usize << (32 - max_residue)).min(MAX_ENTRIES);
+        if self.hashes.len() > capacity {
+            return Err(IndexError::Full { max: capacity });
         }
         self.pinned = true;
         self.rebuild(layout);
@@ -299,11 +311,11 @@ impl<const W: usize> IndexCore<W> {
             let table = &self.tables[t as usize];
             let b = table.dir[bucket as usize];
             if b.len > 0 {
-                prefetch(table.slots.as_ptr().wrapping_add(b.off as usize));
+                // Narrow tables read the entry (slot) only for a match.
                 if W == 1 {
                     prefetch(table.inline.as_ptr().wrapping_add(b.off as usize));
                 } else {
-                    prefetch(table.residues.as_ptr().wrapping_add(b.off as usize));
+                    prefetch(table.entries.as_ptr().wrapping_add(b.off as usize));
                 }
                 runs.push((t, budget, b.off, b.len));
             }
@@ -316,15 +328,18 @@ impl<const W: usize> IndexCore<W> {
             if W == 1 {
                 // Narrow hashes: the whole hash is in the table, check the full distance here.
                 let q0 = query.0[0];
-                for (&h, &slot) in table.inline[run.clone()].iter().zip(&table.slots[run]) {
+                for (&h, &slot) in table.inline[run.clone()].iter().zip(&table.entries[run]) {
                     if (h ^ q0).count_ones() <= r {
                         candidates.push((t, slot));
                     }
                 }
             } else {
-                let qr = query_residues[t as usize];
-                for (&res, &slot) in table.residues[run.clone()].iter().zip(&table.slots[run]) {
-                    if u32::from(res ^ qr).count_ones() <= u32::from(budget) {
+                let qr = u32::from(query_residues[t as usize]);
+                let shift = table.spec.residue_bits();
+                let low = ((1u64 << shift) - 1) as u32;
+                for &entry in &table.entries[run] {
+                    if ((entry & low) ^ qr).count_ones() <= u32::from(budget) {
+                        let slot = entry >> shift;
                         prefetch(self.hashes.as_ptr().wrapping_add(slot as usize));
                         candidates.push((t, slot));
                     }

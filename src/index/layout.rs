@@ -161,9 +161,13 @@ pub fn choose(hash_bits: u32, design_entries: usize, design_radius: u32) -> Layo
     // per entry per table.
     let max_prefix = (design_entries / 8).max(1).ilog2();
     let inline = hash_bits <= INLINE_FULL_MAX_BITS;
+    // Wide entries pack `slot << residue | residue` into a u32: leave room for the slots of a bank
+    // 4x the design size (the index re-plans before it grows past that).
+    let slot_bits = (design_entries.saturating_mul(4) + 1).next_power_of_two().ilog2();
+    let max_residue = MAX_RESIDUE_BITS.min(32u32.saturating_sub(slot_bits));
     let prefix_for = |bits: u32| {
         let p = bits.min(max_prefix);
-        if inline { p } else { p.max(bits.saturating_sub(MAX_RESIDUE_BITS)) }
+        if inline { p } else { p.max(bits.saturating_sub(max_residue)) }
     };
     let min_m = hash_bits.div_ceil(32);
     let mut best: Option<(f64, Layout)> = None;
