@@ -269,18 +269,23 @@ fn bench_one<const W: usize>(kind: BankKind, n: usize, args: &LookupArgs, rng: &
 }
 
 fn plot(report: &Report, path: &std::path::Path) -> Result<(), CliError> {
+    // Colour by method and bank, thick p50, thin p99.
     let mut series = Vec::new();
-    for kind in [BankKind::Uniform, BankKind::NearDuplicates] {
+    for (kind, vigie_color, linear_color) in [
+        (BankKind::Uniform, (214, 39, 40), (31, 119, 180)),
+        (BankKind::NearDuplicates, (255, 127, 14), (23, 190, 207)),
+    ] {
         let runs: Vec<&Run> = report.runs.iter().filter(|r| r.bank == kind).collect();
-        let line = |name: &str, pick: &dyn Fn(&Run) -> f64, thin: bool| Series {
+        let line = |name: &str, pick: &dyn Fn(&Run) -> f64, thin: bool, color| Series {
             name: format!("{name}, {}", kind.name()),
             points: runs.iter().map(|r| (r.entries as f64, pick(r))).collect(),
             thin,
+            color: Some(color),
         };
-        series.push(line("vigie p50", &|r| r.vigie.p50_us, false));
-        series.push(line("vigie p99", &|r| r.vigie.p99_us, false));
-        series.push(line("linear scan p50", &|r| r.linear_scan.p50_us, true));
-        series.push(line("linear scan p99", &|r| r.linear_scan.p99_us, true));
+        series.push(line("vigie p50", &|r| r.vigie.p50_us, false, vigie_color));
+        series.push(line("vigie p99", &|r| r.vigie.p99_us, true, vigie_color));
+        series.push(line("linear scan p50", &|r| r.linear_scan.p50_us, false, linear_color));
+        series.push(line("linear scan p99", &|r| r.linear_scan.p99_us, true, linear_color));
     }
     let chart = LineChart {
         title: format!(
