@@ -151,8 +151,9 @@ fn run_width<const W: usize>(
     let queries = parse::<W>(&args.queries, query_lines, &width_from)?;
 
     let start = Instant::now();
-    let index = HammingIndex::<W>::from_entries(entries.iter().copied())
-        .map_err(|e| CliError(e.to_string()))?;
+    // The radius is known up front: let the index plan its layout for it.
+    let index = HammingIndex::<W>::with_design_radius(args.max_distance);
+    index.extend(entries.iter().copied()).map_err(|e| CliError(e.to_string()))?;
     let build = start.elapsed();
 
     let start = Instant::now();
