@@ -124,3 +124,34 @@ fn searches_during_writes_stay_consistent() {
     }
     assert_eq!(index.len(), 3000 + 1500);
 }
+
+/// Growing one insert at a time through re-plans (built off the write lock) keeps every entry
+/// findable, and the layout does change on the way.
+#[test]
+fn replans_through_the_locked_index_stay_exact() {
+    let index = HammingIndex::<1>::new();
+    let mut rng = SplitMix64::new(14);
+    let bank: Vec<Bits<1>> = synth::bank(BankKind::Uniform, 40_000, &mut rng);
+    let mut layouts = vec![index.layout().tables.len()];
+    for (id, h) in bank.iter().enumerate() {
+        index.insert(*h, id as u64).unwrap();
+        let m = index.layout().tables.len();
+        if layouts.last() != Some(&m) {
+            layouts.push(m);
+        }
+    }
+    assert!(layouts.len() >= 2, "no re-plan seen: {layouts:?}");
+    for (id, h) in bank.iter().enumerate().step_by(97) {
+        assert!(index.search(h, 0).contains(&(id as u64, 0)));
+    }
+    for (id, h) in bank.iter().enumerate().skip(100) {
+        assert!(index.remove(h, id as u64));
+    }
+    assert!(
+        index.layout().tables.is_empty(),
+        "100 entries are scanned linearly"
+    );
+    for (id, h) in bank.iter().enumerate().take(100) {
+        assert_eq!(index.search(h, 0), vec![(id as u64, 0)]);
+    }
+}

@@ -153,7 +153,9 @@ fn run_width<const W: usize>(
     let start = Instant::now();
     // The radius is known up front: let the index plan its layout for it.
     let index = HammingIndex::<W>::with_design_radius(args.max_distance);
-    index.extend(entries.iter().copied()).map_err(|e| CliError(e.to_string()))?;
+    index
+        .extend(entries.iter().copied())
+        .map_err(|e| CliError(e.to_string()))?;
     let build = start.elapsed();
 
     let start = Instant::now();

@@ -13,6 +13,13 @@ use crate::bits::Bits;
 /// live entries before compaction.
 pub const MAX_ENTRIES: usize = 1 << 31;
 
+/// A layout and its tables, built off the write lock (see [`IndexCore::plan`]).
+pub(super) struct Plan {
+    layout: Layout,
+    tables: Vec<Table>,
+    entries: usize,
+}
+
 /// Which path a search takes. Only tests and benchmarks force one; [`SearchPath::Auto`] lets the
 /// cost model decide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +81,16 @@ impl<const W: usize> IndexCore<W> {
         &mut self,
         entries: impl IntoIterator<Item = (Bits<W>, u64)>,
     ) -> Result<(), IndexError> {
+        self.extend_with(entries, true)
+    }
+
+    /// [`IndexCore::extend`]; with `replan_now` false a due re-plan is left to the caller
+    /// (unless the current tables cannot address the new slots).
+    pub(super) fn extend_with(
+        &mut self,
+        entries: impl IntoIterator<Item = (Bits<W>, u64)>,
+        replan_now: bool,
+    ) -> Result<(), IndexError> {
         let entries = entries.into_iter();
         let (lower, _) = entries.size_hint();
         self.hashes.reserve_exact(lower);
@@ -89,7 +106,10 @@ impl<const W: usize> IndexCore<W> {
             self.ids.push(id);
         }
         let over_capacity = self.hashes.len() > self.slot_capacity();
-        if !self.pinned && (over_capacity || self.needs_replan()) {
+        // A batch at least as large as the bank it joins is cheaper to plan for at once than to
+        // insert into tables about to be replaced (the write lock is held either way).
+        let big_batch = self.hashes.len() - first_new >= first_new;
+        if !self.pinned && (over_capacity || ((replan_now || big_batch) && self.needs_replan())) {
             self.replan();
         } else if over_capacity {
             self.hashes.truncate(first_new);
@@ -123,6 +143,11 @@ impl<const W: usize> IndexCore<W> {
 
     /// Removes one copy of the pair (hash, id); false if it is not in the index.
     pub fn remove(&mut self, hash: &Bits<W>, id: u64) -> bool {
+        self.remove_with(hash, id, true)
+    }
+
+    /// [`IndexCore::remove`]; with `replan_now` false a due re-plan is left to the caller.
+    pub(super) fn remove_with(&mut self, hash: &Bits<W>, id: u64, replan_now: bool) -> bool {
         let Some(slot) = self.find_slot(hash, id) else {
             return false;
         };
@@ -142,7 +167,7 @@ impl<const W: usize> IndexCore<W> {
         }
         self.hashes.swap_remove(slot);
         self.ids.swap_remove(slot);
-        if self.needs_replan() {
+        if replan_now && self.needs_replan() {
             self.replan();
         }
         true
@@ -228,6 +253,14 @@ impl<const W: usize> IndexCore<W> {
 
     /// Rebuilds every table for `layout` (counting sort per table, tables built in parallel).
     fn rebuild(&mut self, layout: Layout) {
+        let tables = self.build_tables(&layout);
+        self.tables = tables;
+        self.layout = layout;
+    }
+
+    /// The tables of `layout` over the current entries (counting sort per table, tables built in
+    /// parallel). Reads only: a re-plan builds them under a read lock while searches go on.
+    fn build_tables(&self, layout: &Layout) -> Vec<Table> {
         let hashes = &self.hashes;
         let inline: Option<Vec<u64>> = layout
             .inline_full()
@@ -264,8 +297,34 @@ impl<const W: usize> IndexCore<W> {
                 }
             });
         }
-        self.tables = tables.into_iter().flatten().collect();
-        self.layout = layout;
+        tables.into_iter().flatten().collect()
+    }
+
+    /// True when the bank has grown or shrunk 4x past its plan (the locked index then re-plans
+    /// off the write lock with [`IndexCore::plan`] and [`IndexCore::install`]).
+    pub(super) fn replan_due(&self) -> bool {
+        self.needs_replan()
+    }
+
+    /// A new layout for the current bank and its tables, built without modifying the index.
+    pub(super) fn plan(&self) -> Plan {
+        let layout = layout::choose(Bits::<W>::BITS, self.hashes.len(), self.design_radius);
+        let tables = self.build_tables(&layout);
+        Plan {
+            layout,
+            tables,
+            entries: self.hashes.len(),
+        }
+    }
+
+    /// Switches to a plan made by [`IndexCore::plan`] on this very state; a plan made before
+    /// some other update is refused (false). Returns the old tables for dropping off the lock.
+    pub(super) fn install(&mut self, plan: Plan) -> (bool, Vec<Table>) {
+        if plan.entries != self.hashes.len() || self.pinned {
+            return (false, plan.tables);
+        }
+        self.layout = plan.layout;
+        (true, std::mem::replace(&mut self.tables, plan.tables))
     }
 
     fn insert_into_tables(&mut self, slot: usize) {
