@@ -15,8 +15,10 @@ use plotters::style::FontStyle;
 pub struct Series {
     pub name: String,
     pub points: Vec<(f64, f64)>,
-    /// Dashed-looking (thin) line, for reference series such as a baseline.
+    /// Thin line, for secondary series such as a baseline.
     pub thin: bool,
+    /// Line colour; `None` takes the next colour of a fixed palette.
+    pub color: Option<(u8, u8, u8)>,
 }
 
 /// A chart: title, axis labels, log or linear axes, series.
@@ -66,7 +68,10 @@ impl LineChart {
             .ok_or_else(|| PlotError::Draw("buffer size does not match the image".into()))?;
         image
             .save_with_format(path, image::ImageFormat::Png)
-            .map_err(|e| PlotError::Write { path: path.display().to_string(), message: e.to_string() })
+            .map_err(|e| PlotError::Write {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })
     }
 
     /// Axis ranges covering every point, padded; log axes only see positive values.
@@ -97,7 +102,12 @@ impl LineChart {
         ))
     }
 
-    fn draw<X, Y>(&self, root: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>, x: X, y: Y) -> Result<(), PlotError>
+    fn draw<X, Y>(
+        &self,
+        root: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
+        x: X,
+        y: Y,
+    ) -> Result<(), PlotError>
     where
         X: AsRangedCoord<Value = f64>,
         Y: AsRangedCoord<Value = f64>,
@@ -122,15 +132,24 @@ impl LineChart {
             .draw()
             .map_err(draw_err)?;
         for (i, series) in self.series.iter().enumerate() {
-            let color = Palette99::pick(i).to_rgba();
+            let color = match series.color {
+                Some((r, g, b)) => RGBColor(r, g, b).to_rgba(),
+                None => Palette99::pick(i).to_rgba(),
+            };
             let width = if series.thin { 1 } else { 3 };
-            let style = ShapeStyle { color, filled: true, stroke_width: width };
+            let style = ShapeStyle {
+                color,
+                filled: true,
+                stroke_width: width,
+            };
             chart
                 .draw_series(LineSeries::new(series.points.iter().copied(), style))
                 .map_err(draw_err)?
                 .label(&series.name)
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], style));
-            chart.draw_series(series.points.iter().map(|&p| Circle::new(p, 4, style))).map_err(draw_err)?;
+            chart
+                .draw_series(series.points.iter().map(|&p| Circle::new(p, 4, style)))
+                .map_err(draw_err)?;
         }
         chart
             .configure_series_labels()
@@ -187,7 +206,12 @@ mod tests {
             y_label: "y".into(),
             log_x: true,
             log_y: true,
-            series: vec![Series { name: "a".into(), points: vec![(1.0, 2.0), (10.0, 30.0)], thin: false }],
+            series: vec![Series {
+                name: "a".into(),
+                points: vec![(1.0, 2.0), (10.0, 30.0)],
+                thin: false,
+                color: None,
+            }],
         };
         chart.write_png(&path).unwrap();
         let img = image::open(&path).unwrap();
