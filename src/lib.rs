@@ -6,3 +6,4 @@ pub mod bits;
 pub mod cli;
 pub mod hashing;
 pub mod index;
+pub mod store;
