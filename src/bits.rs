@@ -10,7 +10,7 @@
 use std::fmt;
 
 /// A hash of `64 * W` bits.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Bits<const W: usize>(pub [u64; W]);
 
 /// A 256-bit hash (PDQ).
@@ -112,10 +112,33 @@ impl<const W: usize> Bits<W> {
     }
 }
 
+impl<const W: usize> Bits<W> {
+    /// From `8 * W` bytes read as one big-endian integer, so the hex text is the bytes in order
+    /// (the form digests such as MD5 and SHA-256 are printed in). `None` for any other length.
+    pub fn from_be_slice(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() != 8 * W {
+            return None;
+        }
+        let mut words = [0u64; W];
+        for (i, chunk) in bytes.chunks_exact(8).enumerate() {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(chunk);
+            words[W - 1 - i] = u64::from_be_bytes(b);
+        }
+        Some(Bits(words))
+    }
+}
+
 impl Hash64 {
     /// A 64-bit hash from its 8 bytes (as `image_hasher` gives them).
     pub fn from_bytes(bytes: [u8; 8]) -> Self {
         Bits([u64::from_be_bytes(bytes)])
+    }
+}
+
+impl<const W: usize> Default for Bits<W> {
+    fn default() -> Self {
+        Self::zero()
     }
 }
 

@@ -1,0 +1,209 @@
+//! Safe decoding of untrusted image bytes, shared by every perceptual hash.
+//!
+//! Every upload is hostile until checked. The order of checks matters: the encoded size is checked
+//! before anything is parsed, the header's dimensions and the decoder's memory estimate before any
+//! pixel buffer is allocated, and the decoder itself runs under `image`'s allocation limit and
+//! inside `catch_unwind`, so a decoder bug on a crafted file becomes a `corrupt` error, not a
+//! crashed request.
+
+use std::io::Cursor;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use image::metadata::Orientation;
+use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, Limits};
+
+use super::pdq::Dihedral;
+
+/// Limits on one decode. Defaults: 32 MiB encoded, 100 megapixels, 1 GiB of decoder memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecodeLimits {
+    pub max_encoded_bytes: usize,
+    pub max_pixels: u64,
+    pub max_decoder_memory: u64,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        DecodeLimits { max_encoded_bytes: 32 << 20, max_pixels: 100_000_000, max_decoder_memory: 1 << 30 }
+    }
+}
+
+/// The kind of a decode failure: a stable name that clients and metrics key on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DecodeErrorKind {
+    /// No bytes at all.
+    Empty,
+    /// Not an image in a format vigie reads.
+    UnsupportedFormat,
+    /// Looks like a supported image but cannot be decoded (truncated, damaged, inconsistent).
+    Corrupt,
+    /// Over one of the [`DecodeLimits`].
+    TooLarge,
+}
+
+impl DecodeErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecodeErrorKind::Empty => "empty",
+            DecodeErrorKind::UnsupportedFormat => "unsupported_format",
+            DecodeErrorKind::Corrupt => "corrupt",
+            DecodeErrorKind::TooLarge => "too_large",
+        }
+    }
+}
+
+/// Which limit refused a too-large image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LimitCheck {
+    EncodedBytes,
+    Pixels,
+    DecoderMemory,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}", kind.as_str())]
+pub struct DecodeError {
+    pub kind: DecodeErrorKind,
+    /// Set when `kind` is `TooLarge`: the check that refused the image.
+    pub limit: Option<LimitCheck>,
+    pub message: String,
+}
+
+impl DecodeError {
+    fn new(kind: DecodeErrorKind, message: impl Into<String>) -> Self {
+        DecodeError { kind, limit: None, message: message.into() }
+    }
+
+    fn too_large(limit: LimitCheck, message: impl Into<String>) -> Self {
+        DecodeError { kind: DecodeErrorKind::TooLarge, limit: Some(limit), message: message.into() }
+    }
+}
+
+/// A decoded picture as stored in the file (no EXIF orientation applied yet).
+pub struct DecodedImage {
+    pub format: ImageFormat,
+    /// Pixels as stored in the file.
+    pub stored: DynamicImage,
+    /// The transform that turns the stored pixels into the picture a viewer sees (EXIF orientation).
+    pub orientation: Dihedral,
+}
+
+impl DecodedImage {
+    /// Width and height of the picture as displayed (after the EXIF orientation).
+    pub fn display_dimensions(&self) -> (u32, u32) {
+        let (w, h) = (self.stored.width(), self.stored.height());
+        if self.orientation.swaps_axes() { (h, w) } else { (w, h) }
+    }
+
+    pub fn has_alpha(&self) -> bool {
+        self.stored.color().has_alpha()
+    }
+}
+
+/// Header facts, read without decoding pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImageHeader {
+    pub format: ImageFormat,
+    pub width: u32,
+    pub height: u32,
+    pub orientation: Dihedral,
+}
+
+impl ImageHeader {
+    pub fn display_dimensions(&self) -> (u32, u32) {
+        if self.orientation.swaps_axes() { (self.height, self.width) } else { (self.width, self.height) }
+    }
+}
+
+/// Formats vigie accepts (the `image` features compiled in).
+const ACCEPTED: [ImageFormat; 6] =
+    [ImageFormat::Jpeg, ImageFormat::Png, ImageFormat::WebP, ImageFormat::Gif, ImageFormat::Bmp, ImageFormat::Tiff];
+
+/// Read the header and check every limit; returns the header and a decoder ready to run.
+fn open<'a>(bytes: &'a [u8], limits: &DecodeLimits) -> Result<(ImageHeader, Box<dyn ImageDecoder + 'a>), DecodeError> {
+    if bytes.is_empty() {
+        return Err(DecodeError::new(DecodeErrorKind::Empty, "no image bytes"));
+    }
+    if bytes.len() > limits.max_encoded_bytes {
+        return Err(DecodeError::too_large(
+            LimitCheck::EncodedBytes,
+            format!("{} encoded bytes exceed the limit of {}", bytes.len(), limits.max_encoded_bytes),
+        ));
+    }
+    let format = image::guess_format(bytes)
+        .map_err(|_| DecodeError::new(DecodeErrorKind::UnsupportedFormat, "not a recognised image format"))?;
+    if !ACCEPTED.contains(&format) {
+        return Err(DecodeError::new(
+            DecodeErrorKind::UnsupportedFormat,
+            format!("{format:?} images are not accepted"),
+        ));
+    }
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    let mut decoder_limits = Limits::default();
+    decoder_limits.max_alloc = Some(limits.max_decoder_memory);
+    reader.limits(decoder_limits);
+    let mut decoder = catch_decoder_panic(|| reader.into_decoder())?.map_err(map_image_error)?;
+    let (width, height) = decoder.dimensions();
+    if width == 0 || height == 0 {
+        return Err(DecodeError::new(DecodeErrorKind::Corrupt, format!("header gives a {width}x{height} image")));
+    }
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > limits.max_pixels {
+        return Err(DecodeError::too_large(
+            LimitCheck::Pixels,
+            format!("{width}x{height} is {pixels} pixels, over the limit of {}", limits.max_pixels),
+        ));
+    }
+    let needed = decoder.total_bytes();
+    if needed > limits.max_decoder_memory {
+        return Err(DecodeError::too_large(
+            LimitCheck::DecoderMemory,
+            format!("decoding needs {needed} bytes, over the limit of {}", limits.max_decoder_memory),
+        ));
+    }
+    let orientation = decoder.orientation().map(orientation_transform).unwrap_or(Dihedral::Original);
+    Ok((ImageHeader { format, width, height, orientation }, Box::new(decoder)))
+}
+
+/// Read and check the header only.
+pub fn read_header(bytes: &[u8], limits: &DecodeLimits) -> Result<ImageHeader, DecodeError> {
+    open(bytes, limits).map(|(header, _)| header)
+}
+
+/// Decode untrusted bytes under `limits`. GIFs give their first frame.
+pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<DecodedImage, DecodeError> {
+    let (header, decoder) = open(bytes, limits)?;
+    let stored = catch_decoder_panic(|| DynamicImage::from_decoder(decoder))?.map_err(map_image_error)?;
+    Ok(DecodedImage { format: header.format, stored, orientation: header.orientation })
+}
+
+fn catch_decoder_panic<T>(f: impl FnOnce() -> T) -> Result<T, DecodeError> {
+    catch_unwind(AssertUnwindSafe(f))
+        .map_err(|_| DecodeError::new(DecodeErrorKind::Corrupt, "the decoder failed on this file"))
+}
+
+fn map_image_error(e: ImageError) -> DecodeError {
+    match e {
+        ImageError::Unsupported(u) => DecodeError::new(DecodeErrorKind::UnsupportedFormat, u.to_string()),
+        ImageError::Limits(l) => DecodeError::too_large(LimitCheck::DecoderMemory, l.to_string()),
+        ImageError::Decoding(d) => DecodeError::new(DecodeErrorKind::Corrupt, d.to_string()),
+        ImageError::Parameter(p) => DecodeError::new(DecodeErrorKind::Corrupt, p.to_string()),
+        ImageError::Encoding(e) => DecodeError::new(DecodeErrorKind::Corrupt, e.to_string()),
+        ImageError::IoError(io) => DecodeError::new(DecodeErrorKind::Corrupt, format!("truncated or unreadable: {io}")),
+    }
+}
+
+/// EXIF orientation as the transform from stored pixels to the displayed picture
+/// (EXIF 2.32, tag 0x0112: 6 means "rotate 90 degrees clockwise to display").
+fn orientation_transform(o: Orientation) -> Dihedral {
+    match o {
+        Orientation::NoTransforms => Dihedral::Original,
+        Orientation::Rotate90 => Dihedral::Rotate90,
+        Orientation::Rotate180 => Dihedral::Rotate180,
+        Orientation::Rotate270 => Dihedral::Rotate270,
+        Orientation::FlipHorizontal => Dihedral::FlipHorizontal,
+        Orientation::FlipVertical => Dihedral::FlipVertical,
+        Orientation::Rotate90FlipH => Dihedral::Transpose,
+        Orientation::Rotate270FlipH => Dihedral::Transverse,
+    }
+}

@@ -1,0 +1,416 @@
+//! Hashing: from untrusted image bytes to every hash vigie matches on.
+//!
+//! The API follows `image_hasher`: a [`HasherBuilder`] chooses algorithms and limits, builds an
+//! [`ImageHasher`] once (DCT tables and all), which then hashes any number of images.
+//!
+//! ## Which picture is hashed
+//! vigie hashes the picture *as a viewer sees it*: the EXIF orientation is applied, and a picture
+//! with transparency is composited on white (the page background under nearly every ad). Edited
+//! re-uploads (screenshots, recompressed JPEGs) are flattened and upright, so this is the hash they
+//! meet.
+//!
+//! Meta's tool chain (hasher-matcher-actioner: Pillow decode, C++ PDQ) hashes the pixels as stored:
+//! no EXIF orientation, and the RGB that lies under the alpha channel, whatever it is. Hash lists
+//! shared through ThreatExchange, NCMEC or StopNCII carry that hash. So for any file where the two
+//! rules see different pixels (transparency, or an EXIF orientation other than 1) vigie also
+//! computes `pdq_meta`, the hash under Meta's rule: a screen looks up both, and a bank entry made
+//! from such a file can store both, so a list from another platform still matches. For an
+//! EXIF-rotated file without transparency, `pdq_meta` is also one of the dihedral hashes (up to a
+//! few bits of filter asymmetry), which is how Meta's own matcher would find it.
+
+pub mod decode;
+pub mod exact;
+pub mod pdq;
+pub mod perceptual64;
+
+use image::{DynamicImage, GenericImageView, ImageFormat};
+
+use crate::bits::{Hash64, Hash256};
+pub use decode::{DecodeError, DecodeErrorKind, DecodeLimits, LimitCheck};
+pub use exact::Md5Hash;
+pub use pdq::{Dihedral, LumaPlane, PdqHash};
+
+/// A hash algorithm vigie computes and matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Algorithm {
+    Pdq,
+    Phash,
+    Dhash,
+    Md5,
+    Sha256,
+}
+
+impl Algorithm {
+    pub const ALL: [Algorithm; 5] = [Algorithm::Pdq, Algorithm::Phash, Algorithm::Dhash, Algorithm::Md5, Algorithm::Sha256];
+
+    /// The name used in JSON, on the command line and in the API.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Pdq => "pdq",
+            Algorithm::Phash => "phash",
+            Algorithm::Dhash => "dhash",
+            Algorithm::Md5 => "md5",
+            Algorithm::Sha256 => "sha256",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Algorithm> {
+        Algorithm::ALL.into_iter().find(|a| a.name().eq_ignore_ascii_case(name))
+    }
+
+    /// Width of the hash in bits.
+    pub fn bits(self) -> u32 {
+        match self {
+            Algorithm::Pdq | Algorithm::Sha256 => 256,
+            Algorithm::Phash | Algorithm::Dhash => 64,
+            Algorithm::Md5 => 128,
+        }
+    }
+
+    /// Whether the hash needs decoded pixels (the exact hashes only need the bytes).
+    pub fn needs_pixels(self) -> bool {
+        matches!(self, Algorithm::Pdq | Algorithm::Phash | Algorithm::Dhash)
+    }
+}
+
+impl std::fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A set of algorithms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct AlgorithmSet(u8);
+
+impl AlgorithmSet {
+    pub fn all() -> Self {
+        Algorithm::ALL.into_iter().collect()
+    }
+
+    pub fn contains(self, a: Algorithm) -> bool {
+        self.0 & (1 << a as u8) != 0
+    }
+
+    pub fn insert(&mut self, a: Algorithm) {
+        self.0 |= 1 << a as u8;
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = Algorithm> {
+        Algorithm::ALL.into_iter().filter(move |a| self.contains(*a))
+    }
+
+    /// Parse a comma-separated list such as `pdq,md5`.
+    pub fn parse(list: &str) -> Result<Self, String> {
+        let mut set = AlgorithmSet::default();
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let a = Algorithm::from_name(name).ok_or_else(|| {
+                format!("unknown algorithm '{name}' (expected any of pdq, phash, dhash, md5, sha256)")
+            })?;
+            set.insert(a);
+        }
+        if set.is_empty() {
+            return Err("no algorithm given".into());
+        }
+        Ok(set)
+    }
+}
+
+impl FromIterator<Algorithm> for AlgorithmSet {
+    fn from_iter<I: IntoIterator<Item = Algorithm>>(iter: I) -> Self {
+        let mut set = AlgorithmSet::default();
+        for a in iter {
+            set.insert(a);
+        }
+        set
+    }
+}
+
+/// Chooses what an [`ImageHasher`] computes.
+#[derive(Clone, Debug)]
+pub struct HasherBuilder {
+    algorithms: AlgorithmSet,
+    dihedral: bool,
+    limits: DecodeLimits,
+}
+
+impl Default for HasherBuilder {
+    fn default() -> Self {
+        HasherBuilder { algorithms: AlgorithmSet::all(), dihedral: false, limits: DecodeLimits::default() }
+    }
+}
+
+impl HasherBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn algorithms(mut self, algorithms: AlgorithmSet) -> Self {
+        self.algorithms = algorithms;
+        self
+    }
+
+    /// Also compute the PDQ hashes of the seven other rotations and mirrors.
+    pub fn dihedral(mut self, dihedral: bool) -> Self {
+        self.dihedral = dihedral;
+        self
+    }
+
+    pub fn limits(mut self, limits: DecodeLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    pub fn build(self) -> ImageHasher {
+        ImageHasher {
+            algorithms: self.algorithms,
+            dihedral: self.dihedral,
+            limits: self.limits,
+            perceptual64: perceptual64::Perceptual64::default(),
+        }
+    }
+}
+
+/// Computes hashes of image bytes. Cheap to share between threads (`&self` only).
+pub struct ImageHasher {
+    algorithms: AlgorithmSet,
+    dihedral: bool,
+    limits: DecodeLimits,
+    perceptual64: perceptual64::Perceptual64,
+}
+
+/// Everything vigie computed for one image.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImageHashes {
+    pub format: ImageFormat,
+    /// Dimensions of the picture as displayed (after the EXIF orientation).
+    pub width: u32,
+    pub height: u32,
+    /// The transform from stored pixels to the displayed picture (EXIF orientation).
+    pub orientation: Dihedral,
+    pub has_alpha: bool,
+    pub pdq: Option<PdqHash>,
+    /// PDQ of all eight rotations and mirrors, in [`Dihedral::ALL`] order (index 0 is `pdq`).
+    pub pdq_dihedral: Option<[PdqHash; 8]>,
+    /// PDQ under Meta's rule (stored pixels, RGB under alpha), when that differs from `pdq`'s picture.
+    pub pdq_meta: Option<PdqHash>,
+    pub phash: Option<Hash64>,
+    pub dhash: Option<Hash64>,
+    pub md5: Option<Md5Hash>,
+    pub sha256: Option<Hash256>,
+}
+
+/// How a transparent picture becomes opaque before hashing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AlphaRule {
+    /// Composite over white: the picture as displayed on a page.
+    CompositeOnWhite,
+    /// Keep the RGB under the alpha channel (Meta's tool chain).
+    IgnoreAlpha,
+}
+
+impl ImageHasher {
+    pub fn limits(&self) -> &DecodeLimits {
+        &self.limits
+    }
+
+    /// Hash untrusted image bytes.
+    pub fn hash_bytes(&self, bytes: &[u8]) -> Result<ImageHashes, DecodeError> {
+        let wants = |a| self.algorithms.contains(a);
+        let needs_pixels = self.algorithms.iter().any(Algorithm::needs_pixels);
+        let mut out = if needs_pixels {
+            let decoded = decode::decode(bytes, &self.limits)?;
+            self.hash_decoded(&decoded)
+        } else {
+            // Exact hashes only: the header is still checked, so a non-image is refused alike.
+            let header = decode::read_header(bytes, &self.limits)?;
+            let (width, height) = header.display_dimensions();
+            ImageHashes {
+                format: header.format,
+                width,
+                height,
+                orientation: header.orientation,
+                has_alpha: false,
+                pdq: None,
+                pdq_dihedral: None,
+                pdq_meta: None,
+                phash: None,
+                dhash: None,
+                md5: None,
+                sha256: None,
+            }
+        };
+        if wants(Algorithm::Md5) {
+            out.md5 = Some(exact::md5(bytes));
+        }
+        if wants(Algorithm::Sha256) {
+            out.sha256 = Some(exact::sha256(bytes));
+        }
+        Ok(out)
+    }
+
+    /// The perceptual hashes of a decoded image (the exact hashes are left empty).
+    pub fn hash_decoded(&self, decoded: &decode::DecodedImage) -> ImageHashes {
+        let wants = |a| self.algorithms.contains(a);
+        let (width, height) = decoded.display_dimensions();
+        let has_alpha = decoded.has_alpha();
+        let orientation = decoded.orientation;
+        let mut out = ImageHashes {
+            format: decoded.format,
+            width,
+            height,
+            orientation,
+            has_alpha,
+            pdq: None,
+            pdq_dihedral: None,
+            pdq_meta: None,
+            phash: None,
+            dhash: None,
+            md5: None,
+            sha256: None,
+        };
+        if wants(Algorithm::Pdq) {
+            let stored_luma = luma_plane(&decoded.stored, AlphaRule::IgnoreAlpha);
+            let displayed_luma = if has_alpha {
+                luma_plane(&decoded.stored, AlphaRule::CompositeOnWhite).transformed(orientation)
+            } else {
+                stored_luma.transformed(orientation)
+            };
+            if has_alpha || orientation != Dihedral::Original {
+                out.pdq_meta = Some(pdq::pdq_hash(&stored_luma));
+            }
+            let coeffs = pdq::pdq_coefficients(&displayed_luma);
+            out.pdq = Some(coeffs.hash());
+            if self.dihedral {
+                out.pdq_dihedral = Some(coeffs.all_dihedral_hashes());
+            }
+        }
+        if wants(Algorithm::Phash) || wants(Algorithm::Dhash) {
+            let displayed = displayed_picture(decoded);
+            if wants(Algorithm::Phash) {
+                out.phash = Some(self.perceptual64.phash(&displayed));
+            }
+            if wants(Algorithm::Dhash) {
+                out.dhash = Some(self.perceptual64.dhash(&displayed));
+            }
+        }
+        out
+    }
+}
+
+/// The picture as displayed: composited on white and in its EXIF orientation.
+pub fn displayed_picture(decoded: &decode::DecodedImage) -> DynamicImage {
+    let mut picture = if decoded.has_alpha() {
+        let rgba = decoded.stored.to_rgba8();
+        let mut rgb = image::RgbImage::new(rgba.width(), rgba.height());
+        for (dst, src) in rgb.pixels_mut().zip(rgba.pixels()) {
+            let a = f32::from(src[3]) / 255.0;
+            for c in 0..3 {
+                dst[c] = (f32::from(src[c]) * a + 255.0 * (1.0 - a)).round() as u8;
+            }
+        }
+        DynamicImage::ImageRgb8(rgb)
+    } else {
+        decoded.stored.clone()
+    };
+    apply_dihedral(&mut picture, decoded.orientation);
+    picture
+}
+
+fn apply_dihedral(picture: &mut DynamicImage, t: Dihedral) {
+    *picture = match t {
+        Dihedral::Original => return,
+        Dihedral::Rotate90 => picture.rotate90(),
+        Dihedral::Rotate180 => picture.rotate180(),
+        Dihedral::Rotate270 => picture.rotate270(),
+        Dihedral::FlipHorizontal => picture.fliph(),
+        Dihedral::FlipVertical => picture.flipv(),
+        Dihedral::Transpose => picture.rotate90().fliph(),
+        Dihedral::Transverse => picture.rotate270().fliph(),
+    };
+}
+
+/// Luminance of a picture, `0.299 R + 0.587 G + 0.114 B` on the 0..=255 scale, in stored orientation.
+pub fn luma_plane(picture: &DynamicImage, alpha: AlphaRule) -> LumaPlane {
+    let (w, h) = picture.dimensions();
+    let (w, h) = (w as usize, h as usize);
+    let mut data = Vec::with_capacity(w * h);
+    let luma = |r: u8, g: u8, b: u8| {
+        pdq::LUMA_R * f32::from(r) + pdq::LUMA_G * f32::from(g) + pdq::LUMA_B * f32::from(b)
+    };
+    match picture {
+        DynamicImage::ImageLuma8(img) => data.extend(img.as_raw().iter().map(|&v| f32::from(v))),
+        DynamicImage::ImageRgb8(img) => data.extend(img.as_raw().chunks_exact(3).map(|p| luma(p[0], p[1], p[2]))),
+        other => {
+            let rgba = match other {
+                DynamicImage::ImageRgba8(img) => std::borrow::Cow::Borrowed(img),
+                _ => std::borrow::Cow::Owned(other.to_rgba8()),
+            };
+            match alpha {
+                AlphaRule::IgnoreAlpha => {
+                    data.extend(rgba.as_raw().chunks_exact(4).map(|p| luma(p[0], p[1], p[2])));
+                }
+                AlphaRule::CompositeOnWhite => data.extend(rgba.as_raw().chunks_exact(4).map(|p| {
+                    let a = f32::from(p[3]) / 255.0;
+                    luma(p[0], p[1], p[2]) * a + 255.0 * (1.0 - a)
+                })),
+            }
+        }
+    }
+    LumaPlane::new(w, h, data)
+}
+
+/// A stable name for an image format, as reported in JSON.
+pub fn format_name(format: ImageFormat) -> &'static str {
+    match format {
+        ImageFormat::Jpeg => "jpeg",
+        ImageFormat::Png => "png",
+        ImageFormat::WebP => "webp",
+        ImageFormat::Gif => "gif",
+        ImageFormat::Bmp => "bmp",
+        ImageFormat::Tiff => "tiff",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn algorithm_lists_parse() {
+        let set = AlgorithmSet::parse("pdq, MD5").unwrap();
+        assert_eq!(set.iter().collect::<Vec<_>>(), vec![Algorithm::Pdq, Algorithm::Md5]);
+        assert!(AlgorithmSet::parse("pdq,sha1").unwrap_err().contains("sha1"));
+        assert!(AlgorithmSet::parse("").is_err());
+    }
+
+    #[test]
+    fn dihedral_application_matches_image_crate_orientation() {
+        use image::metadata::Orientation;
+        let img = DynamicImage::ImageRgb8(image::RgbImage::from_fn(5, 3, |x, y| image::Rgb([x as u8 * 40, y as u8 * 70, 9])));
+        let cases = [
+            (Orientation::FlipHorizontal, Dihedral::FlipHorizontal),
+            (Orientation::Rotate180, Dihedral::Rotate180),
+            (Orientation::FlipVertical, Dihedral::FlipVertical),
+            (Orientation::Rotate90FlipH, Dihedral::Transpose),
+            (Orientation::Rotate90, Dihedral::Rotate90),
+            (Orientation::Rotate270FlipH, Dihedral::Transverse),
+            (Orientation::Rotate270, Dihedral::Rotate270),
+        ];
+        for (o, t) in cases {
+            let mut by_image = img.clone();
+            by_image.apply_orientation(o);
+            let mut by_us = img.clone();
+            apply_dihedral(&mut by_us, t);
+            assert_eq!(by_image, by_us, "{o:?}");
+            // The luma plane transform agrees with the pixel transform.
+            let plane = luma_plane(&img, AlphaRule::IgnoreAlpha).transformed(t);
+            assert_eq!(plane, luma_plane(&by_image, AlphaRule::IgnoreAlpha), "{o:?}");
+        }
+    }
+}

@@ -1,0 +1,496 @@
+//! PDQ, Meta's 256-bit perceptual image hash, written from Meta's published description:
+//! "The TMK+PDQF video-hashing algorithm and the PDQ image-hashing algorithm"
+//! (hashing.pdf in facebook/ThreatExchange). The steps, in order:
+//!
+//! 1. Luminance `Y = 0.299 R + 0.587 G + 0.114 B` as `f32` (done by the caller, see [`LumaPlane`]).
+//! 2. A Jarosz filter: two passes of a box filter along rows then columns. Two box passes make a tent
+//!    filter, which removes what would alias when the picture is decimated to 64x64. The box
+//!    width along an axis of `n` pixels is `ceil(n / 128)`, i.e. half the decimation step.
+//! 3. Decimation to 64x64 by sampling the filtered plane at the centre of each of the 64x64 cells.
+//! 4. A 16x16 DCT: the 64x64 block is multiplied on both sides by the 16x64 matrix of DCT-II basis
+//!    rows 1..=16 (row 0, the DC term, carries only overall brightness and is skipped).
+//! 5. Each of the 256 coefficients becomes one bit: 1 when it is above the median of the 256.
+//!
+//! The quality score (0-100) measures how much gradient the 64x64 picture holds: featureless
+//! pictures (flat colour, near-blank) give unstable hashes that match too much.
+//!
+//! Because the DCT basis has a known symmetry, the hashes of all eight rotations and mirrors of the
+//! picture come from the one 16x16 coefficient block, by transposing and negating coefficients
+//! (see [`Dihedral`]); no second pass over the pixels is needed.
+
+use crate::bits::Hash256;
+
+/// Side of the decimated block that the DCT reads.
+const BLOCK: usize = 64;
+/// Side of the coefficient block that makes the hash.
+const COEFFS: usize = 16;
+/// Box passes of the Jarosz filter (two passes approximate a tent).
+const JAROSZ_PASSES: usize = 2;
+
+/// ITU-R BT.601 luma weights, as PDQ uses them.
+pub const LUMA_R: f32 = 0.299;
+pub const LUMA_G: f32 = 0.587;
+pub const LUMA_B: f32 = 0.114;
+
+/// A single-channel `f32` picture, row-major, values on the 0..=255 scale.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LumaPlane {
+    pub width: usize,
+    pub height: usize,
+    pub data: Vec<f32>,
+}
+
+impl LumaPlane {
+    pub fn new(width: usize, height: usize, data: Vec<f32>) -> Self {
+        debug_assert_eq!(data.len(), width * height);
+        LumaPlane { width, height, data }
+    }
+
+    #[inline]
+    pub fn at(&self, x: usize, y: usize) -> f32 {
+        self.data[y * self.width + x]
+    }
+
+    /// The plane after a rotation or mirror (used to apply an EXIF orientation).
+    pub fn transformed(&self, t: Dihedral) -> LumaPlane {
+        if t == Dihedral::Original {
+            return self.clone();
+        }
+        let (w, h) = (self.width, self.height);
+        let (out_w, out_h) = if t.swaps_axes() { (h, w) } else { (w, h) };
+        let mut data = vec![0f32; w * h];
+        for oy in 0..out_h {
+            for ox in 0..out_w {
+                // Source coordinates of output pixel (ox, oy).
+                let (sx, sy) = match t {
+                    Dihedral::Original => (ox, oy),
+                    Dihedral::Rotate90 => (oy, h - 1 - ox),
+                    Dihedral::Rotate180 => (w - 1 - ox, h - 1 - oy),
+                    Dihedral::Rotate270 => (w - 1 - oy, ox),
+                    Dihedral::FlipHorizontal => (w - 1 - ox, oy),
+                    Dihedral::FlipVertical => (ox, h - 1 - oy),
+                    Dihedral::Transpose => (oy, ox),
+                    Dihedral::Transverse => (w - 1 - oy, h - 1 - ox),
+                };
+                data[oy * out_w + ox] = self.data[sy * w + sx];
+            }
+        }
+        LumaPlane { width: out_w, height: out_h, data }
+    }
+}
+
+/// The eight rotations and mirrors of a picture (the dihedral group of the square).
+/// Rotations are clockwise, as EXIF and `image::imageops::rotate90` count them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Dihedral {
+    Original,
+    Rotate90,
+    Rotate180,
+    Rotate270,
+    /// Left-right mirror.
+    FlipHorizontal,
+    /// Top-bottom mirror.
+    FlipVertical,
+    /// Mirror about the top-left to bottom-right diagonal.
+    Transpose,
+    /// Mirror about the top-right to bottom-left diagonal.
+    Transverse,
+}
+
+impl Dihedral {
+    pub const ALL: [Dihedral; 8] = [
+        Dihedral::Original,
+        Dihedral::Rotate90,
+        Dihedral::Rotate180,
+        Dihedral::Rotate270,
+        Dihedral::FlipHorizontal,
+        Dihedral::FlipVertical,
+        Dihedral::Transpose,
+        Dihedral::Transverse,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Dihedral::Original => "original",
+            Dihedral::Rotate90 => "rotate90",
+            Dihedral::Rotate180 => "rotate180",
+            Dihedral::Rotate270 => "rotate270",
+            Dihedral::FlipHorizontal => "flip_horizontal",
+            Dihedral::FlipVertical => "flip_vertical",
+            Dihedral::Transpose => "transpose",
+            Dihedral::Transverse => "transverse",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Dihedral> {
+        Dihedral::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// Whether width and height trade places.
+    pub fn swaps_axes(self) -> bool {
+        matches!(self, Dihedral::Rotate90 | Dihedral::Rotate270 | Dihedral::Transpose | Dihedral::Transverse)
+    }
+
+    /// The transform that undoes this one.
+    pub fn inverse(self) -> Dihedral {
+        match self {
+            Dihedral::Rotate90 => Dihedral::Rotate270,
+            Dihedral::Rotate270 => Dihedral::Rotate90,
+            other => other,
+        }
+    }
+
+    /// How the DCT coefficient `(u, v)` (vertical frequency `u + 1`, horizontal `v + 1`) of the
+    /// transformed picture is read from the original block: `(transpose, negate)`.
+    ///
+    /// Why: the basis row `k` is `cos(pi / 128 * k * (2j + 1))`. Mirroring `j -> 63 - j` turns it into
+    /// `cos(pi * k - ...) = (-1)^k cos(...)`, so a mirror negates the coefficients of odd frequency,
+    /// i.e. even index (frequency = index + 1). Swapping the axes of the picture transposes the block.
+    /// A rotation by 90 degrees clockwise is a transpose followed by a left-right mirror, and so on.
+    fn coefficient_rule(self, u: usize, v: usize) -> (bool, bool) {
+        let u_odd_freq = u % 2 == 0;
+        let v_odd_freq = v % 2 == 0;
+        match self {
+            Dihedral::Original => (false, false),
+            Dihedral::FlipHorizontal => (false, v_odd_freq),
+            Dihedral::FlipVertical => (false, u_odd_freq),
+            Dihedral::Rotate180 => (false, u_odd_freq ^ v_odd_freq),
+            Dihedral::Transpose => (true, false),
+            // rotate90 = mirror(transpose): the mirror acts on the output's horizontal frequency v.
+            Dihedral::Rotate90 => (true, v_odd_freq),
+            Dihedral::Rotate270 => (true, u_odd_freq),
+            Dihedral::Transverse => (true, u_odd_freq ^ v_odd_freq),
+        }
+    }
+}
+
+/// A PDQ hash and its quality (0..=100; below 50 the picture is too featureless to trust).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PdqHash {
+    pub hash: Hash256,
+    pub quality: u8,
+}
+
+/// What the PDQ pipeline keeps after the DCT: enough to make the hash of any dihedral transform.
+#[derive(Clone, Debug)]
+pub struct PdqCoefficients {
+    coeffs: [[f32; COEFFS]; COEFFS],
+    pub quality: u8,
+}
+
+impl PdqCoefficients {
+    /// The hash of the picture itself.
+    pub fn hash(&self) -> PdqHash {
+        self.dihedral_hash(Dihedral::Original)
+    }
+
+    /// The hash that the picture would have after transform `t`.
+    pub fn dihedral_hash(&self, t: Dihedral) -> PdqHash {
+        let mut block = [0f32; COEFFS * COEFFS];
+        for u in 0..COEFFS {
+            for v in 0..COEFFS {
+                let (transpose, negate) = t.coefficient_rule(u, v);
+                let c = if transpose { self.coeffs[v][u] } else { self.coeffs[u][v] };
+                block[u * COEFFS + v] = if negate { -c } else { c };
+            }
+        }
+        PdqHash { hash: threshold_at_median(&block), quality: self.quality }
+    }
+
+    /// The hashes of all eight transforms, in [`Dihedral::ALL`] order.
+    pub fn all_dihedral_hashes(&self) -> [PdqHash; 8] {
+        Dihedral::ALL.map(|t| self.dihedral_hash(t))
+    }
+}
+
+/// PDQ of a luminance plane.
+pub fn pdq_hash(luma: &LumaPlane) -> PdqHash {
+    pdq_coefficients(luma).hash()
+}
+
+/// The PDQ pipeline up to the 16x16 DCT, with the quality score.
+pub fn pdq_coefficients(luma: &LumaPlane) -> PdqCoefficients {
+    let block = downsample_to_64(luma);
+    let quality = quality_score(&block);
+    let coeffs = dct16(&block);
+    PdqCoefficients { coeffs, quality }
+}
+
+/// Box width for the Jarosz filter along an axis of `old` pixels decimated to `new`:
+/// `ceil(old / (2 * new))`, half the decimation step, so that two passes span one step.
+fn jarosz_window(old: usize, new: usize) -> usize {
+    old.div_ceil(2 * new).max(1)
+}
+
+/// Steps 2 and 3: Jarosz filter, then decimate to 64x64 by centre sampling.
+fn downsample_to_64(luma: &LumaPlane) -> [[f32; BLOCK]; BLOCK] {
+    let (w, h) = (luma.width, luma.height);
+    let mut plane = luma.data.clone();
+    let mut scratch = vec![0f32; w * h];
+    let window_along_rows = jarosz_window(w, BLOCK);
+    let window_along_cols = jarosz_window(h, BLOCK);
+    for _ in 0..JAROSZ_PASSES {
+        box_filter_rows(&plane, &mut scratch, w, h, window_along_rows);
+        box_filter_cols(&scratch, &mut plane, w, h, window_along_cols);
+    }
+    let mut block = [[0f32; BLOCK]; BLOCK];
+    for (i, row) in block.iter_mut().enumerate() {
+        let y = (((i as f64 + 0.5) * h as f64) / BLOCK as f64) as usize;
+        let y = y.min(h - 1);
+        for (j, cell) in row.iter_mut().enumerate() {
+            let x = (((j as f64 + 0.5) * w as f64) / BLOCK as f64) as usize;
+            *cell = plane[y * w + x.min(w - 1)];
+        }
+    }
+    block
+}
+
+/// Span of the centred box of width `window`: output `i` averages inputs `i - behind ..= i + ahead`,
+/// clipped to the line (the average then divides by the clipped count). For even widths the extra
+/// sample lies ahead; this matches the centring of Meta's published filter.
+fn box_span(window: usize) -> (usize, usize) {
+    let half = (window + 2) / 2;
+    let ahead = half - 1;
+    let behind = window - half;
+    (behind, ahead)
+}
+
+/// One box pass along each row (horizontal smoothing), `src` into `dst`.
+fn box_filter_rows(src: &[f32], dst: &mut [f32], w: usize, h: usize, window: usize) {
+    let (behind, ahead) = box_span(window);
+    for y in 0..h {
+        let line = &src[y * w..(y + 1) * w];
+        let out = &mut dst[y * w..(y + 1) * w];
+        // Running sum over the clipped window [lo, hi].
+        let mut sum = 0f32;
+        let mut count = 0usize;
+        let mut hi_next = 0usize; // next input index to add
+        let mut lo_next = 0usize; // next input index to remove
+        for (i, o) in out.iter_mut().enumerate() {
+            let hi = (i + ahead).min(w - 1);
+            while hi_next <= hi {
+                sum += line[hi_next];
+                count += 1;
+                hi_next += 1;
+            }
+            while lo_next + behind < i {
+                sum -= line[lo_next];
+                count -= 1;
+                lo_next += 1;
+            }
+            *o = sum / count as f32;
+        }
+    }
+}
+
+/// One box pass down each column (vertical smoothing), `src` into `dst`. The running sums of all
+/// columns advance together one row at a time, so memory is read row by row (cache-friendly), while
+/// each column still sees the same sequence of additions and subtractions as a per-column filter.
+fn box_filter_cols(src: &[f32], dst: &mut [f32], w: usize, h: usize, window: usize) {
+    let (behind, ahead) = box_span(window);
+    let mut sums = vec![0f32; w];
+    let mut count = 0usize;
+    let mut hi_next = 0usize;
+    let mut lo_next = 0usize;
+    for y in 0..h {
+        let hi = (y + ahead).min(h - 1);
+        while hi_next <= hi {
+            let row = &src[hi_next * w..(hi_next + 1) * w];
+            sums.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+            count += 1;
+            hi_next += 1;
+        }
+        while lo_next + behind < y {
+            let row = &src[lo_next * w..(lo_next + 1) * w];
+            sums.iter_mut().zip(row).for_each(|(s, v)| *s -= v);
+            count -= 1;
+            lo_next += 1;
+        }
+        let inv = count as f32;
+        dst[y * w..(y + 1) * w].iter_mut().zip(&sums).for_each(|(d, s)| *d = s / inv);
+    }
+}
+
+/// Gradient-based quality: the sum over all vertically and horizontally adjacent pairs of the
+/// 64x64 block of `|trunc((a - b) * 100 / 255)|`, divided by 90, capped at 100. A photo with any
+/// texture reaches 100; a flat or near-flat picture stays near 0.
+fn quality_score(block: &[[f32; BLOCK]; BLOCK]) -> u8 {
+    let step = |a: f32, b: f32| -> i64 { (((a - b) * 100.0) / 255.0) as i64 };
+    let mut gradient_sum: i64 = 0;
+    for i in 0..BLOCK - 1 {
+        for j in 0..BLOCK {
+            gradient_sum += step(block[i][j], block[i + 1][j]).abs();
+        }
+    }
+    for row in block.iter() {
+        for j in 0..BLOCK - 1 {
+            gradient_sum += step(row[j], row[j + 1]).abs();
+        }
+    }
+    (gradient_sum / 90).min(100) as u8
+}
+
+/// The 16x64 DCT-II basis without the DC row: `D[k][j] = sqrt(2/64) cos(pi/128 (k+1) (2j+1))`.
+fn dct_matrix() -> &'static [[f32; BLOCK]; COEFFS] {
+    static MATRIX: std::sync::OnceLock<[[f32; BLOCK]; COEFFS]> = std::sync::OnceLock::new();
+    MATRIX.get_or_init(|| {
+        let scale = (2.0f64 / BLOCK as f64).sqrt();
+        let mut m = [[0f32; BLOCK]; COEFFS];
+        for (k, row) in m.iter_mut().enumerate() {
+            for (j, cell) in row.iter_mut().enumerate() {
+                let angle = std::f64::consts::PI / (2.0 * BLOCK as f64) * (k as f64 + 1.0) * (2.0 * j as f64 + 1.0);
+                *cell = (scale * angle.cos()) as f32;
+            }
+        }
+        m
+    })
+}
+
+/// Step 4: `C = D B D^T` (16x64 by 64x64 by 64x16).
+fn dct16(block: &[[f32; BLOCK]; BLOCK]) -> [[f32; COEFFS]; COEFFS] {
+    let d = dct_matrix();
+    // T = D B: vertical frequencies.
+    let mut t = [[0f32; BLOCK]; COEFFS];
+    for (k, t_row) in t.iter_mut().enumerate() {
+        for (r, b_row) in block.iter().enumerate() {
+            let dk = d[k][r];
+            t_row.iter_mut().zip(b_row).for_each(|(acc, b)| *acc += dk * b);
+        }
+    }
+    // C = T D^T: horizontal frequencies.
+    let mut c = [[0f32; COEFFS]; COEFFS];
+    for (u, c_row) in c.iter_mut().enumerate() {
+        for (v, cell) in c_row.iter_mut().enumerate() {
+            *cell = t[u].iter().zip(&d[v]).map(|(a, b)| a * b).sum();
+        }
+    }
+    c
+}
+
+/// Step 5: bit `u * 16 + v` is set when coefficient `(u, v)` is strictly above the median. The
+/// median of 256 values is taken as the 128th smallest (the lower median), so a picture without
+/// ties sets exactly 128 bits.
+fn threshold_at_median(block: &[f32; COEFFS * COEFFS]) -> Hash256 {
+    let mut sorted = *block;
+    sorted.sort_unstable_by(f32::total_cmp);
+    let median = sorted[COEFFS * COEFFS / 2 - 1];
+    let mut hash = Hash256::zero();
+    for (k, &c) in block.iter().enumerate() {
+        if c > median {
+            hash.set_bit(k);
+        }
+    }
+    hash
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pseudo_random_plane(w: usize, h: usize, seed: u64) -> LumaPlane {
+        let mut state = seed;
+        let mut data = Vec::with_capacity(w * h);
+        // Smooth-ish content: a few sinusoids plus noise, so the DCT has structure.
+        for y in 0..h {
+            for x in 0..w {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let noise = (state >> 40) as f32 / (1u64 << 24) as f32 * 40.0;
+                let v = 100.0
+                    + 60.0 * ((x as f32) * 0.05 + (seed as f32)).sin()
+                    + 50.0 * ((y as f32) * 0.08).cos()
+                    + noise;
+                data.push(v.clamp(0.0, 255.0));
+            }
+        }
+        LumaPlane::new(w, h, data)
+    }
+
+    #[test]
+    fn box_span_is_centred_with_extra_sample_ahead() {
+        assert_eq!(box_span(1), (0, 0));
+        assert_eq!(box_span(2), (0, 1));
+        assert_eq!(box_span(3), (1, 1));
+        assert_eq!(box_span(4), (1, 2));
+        assert_eq!(box_span(5), (2, 2));
+    }
+
+    #[test]
+    fn box_filters_average_the_clipped_window() {
+        let w = 5;
+        let src: Vec<f32> = (0..w).map(|v| v as f32).collect();
+        let mut dst = vec![0f32; w];
+        box_filter_rows(&src, &mut dst, w, 1, 3);
+        assert_eq!(dst, vec![0.5, 1.0, 2.0, 3.0, 3.5]);
+        // The same line as a column.
+        let mut col = vec![0f32; w];
+        box_filter_cols(&src, &mut col, 1, w, 3);
+        assert_eq!(col, dst);
+    }
+
+    #[test]
+    fn a_picture_without_ties_sets_half_the_bits() {
+        let h = pdq_hash(&pseudo_random_plane(300, 200, 7));
+        assert_eq!(h.hash.count_ones(), 128);
+        assert_eq!(h.quality, 100);
+    }
+
+    #[test]
+    fn flat_picture_has_quality_zero() {
+        let h = pdq_hash(&LumaPlane::new(100, 100, vec![128.0; 100 * 100]));
+        assert_eq!(h.quality, 0);
+    }
+
+    #[test]
+    fn dihedral_hashes_equal_hashes_of_transformed_pictures() {
+        // On a 64x64 plane the filter is the identity and decimation samples every pixel, so the
+        // coefficient rules must reproduce the transformed picture's hash exactly.
+        let plane = pseudo_random_plane(64, 64, 3);
+        let coeffs = pdq_coefficients(&plane);
+        for t in Dihedral::ALL {
+            let direct = pdq_hash(&plane.transformed(t));
+            let derived = coeffs.dihedral_hash(t);
+            assert_eq!(direct.hash.distance(&derived.hash), 0, "transform {}", t.name());
+        }
+        // And the transforms are distinct from one another.
+        let all = coeffs.all_dihedral_hashes();
+        for a in 0..8 {
+            for b in a + 1..8 {
+                assert!(all[a].hash.distance(&all[b].hash) > 32, "{a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn dihedral_rules_hold_on_non_square_pictures_within_a_few_bits() {
+        let plane = pseudo_random_plane(640, 400, 11);
+        let coeffs = pdq_coefficients(&plane);
+        for t in Dihedral::ALL {
+            let d = pdq_hash(&plane.transformed(t)).hash.distance(&coeffs.dihedral_hash(t).hash);
+            assert!(d <= 12, "transform {} drifts {d} bits", t.name());
+        }
+    }
+
+    #[test]
+    fn transforms_compose_as_expected() {
+        let plane = pseudo_random_plane(7, 5, 1);
+        for t in Dihedral::ALL {
+            assert_eq!(plane.transformed(t).transformed(t.inverse()), plane, "{}", t.name());
+        }
+        let r90 = plane.transformed(Dihedral::Rotate90);
+        assert_eq!((r90.width, r90.height), (5, 7));
+        // Rotating clockwise puts the bottom-left pixel at the top-left.
+        assert_eq!(r90.at(0, 0), plane.at(0, 4));
+        assert_eq!(
+            r90.transformed(Dihedral::Rotate90).transformed(Dihedral::Rotate90).transformed(Dihedral::Rotate90),
+            plane
+        );
+    }
+
+    #[test]
+    fn tiny_pictures_hash_without_panicking() {
+        for (w, h) in [(1, 1), (1, 50), (50, 1), (2, 3)] {
+            let plane = pseudo_random_plane(w, h, 5);
+            let _ = pdq_hash(&plane);
+        }
+    }
+}
