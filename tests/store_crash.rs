@@ -31,12 +31,23 @@ fn write_input(path: &Path, cycle: u64, lines: u64, rng: &mut u64) {
 fn sigkilled_imports_lose_nothing_acknowledged() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
     eprintln!("crash test seed {seed}");
     let mut rng = seed;
     {
         let s = Store::open(&dir, &RocksOptions::default()).unwrap();
-        s.create_bank(vigie::store::NewBank { name: "crash".into(), ..Default::default() }, "test").unwrap();
+        s.create_bank(
+            vigie::store::NewBank {
+                name: "crash".into(),
+                ..Default::default()
+            },
+            "test",
+        )
+        .unwrap();
     }
     let mut acknowledged: Vec<String> = Vec::new();
     let mut killed_mid_import = 0;
@@ -48,7 +59,17 @@ fn sigkilled_imports_lose_nothing_acknowledged() {
         std::fs::write(&input, body).unwrap();
 
         let mut child = Command::new(env!("CARGO_BIN_EXE_vigie"))
-            .args(["import", "--bank", "crash", "--format", "csv", "--batch-size", "50", "--print-commits", "--data-dir"])
+            .args([
+                "import",
+                "--bank",
+                "crash",
+                "--format",
+                "csv",
+                "--batch-size",
+                "50",
+                "--print-commits",
+                "--data-dir",
+            ])
             .arg(&dir)
             .arg(&input)
             .stdout(Stdio::piped())
@@ -95,15 +116,24 @@ fn sigkilled_imports_lose_nothing_acknowledged() {
         // The store opens cleanly and holds every acknowledged entry.
         let s = Store::open(&dir, &RocksOptions::default()).expect("store opens after SIGKILL");
         for id in &acknowledged {
-            assert!(s.find_entry("crash", id).unwrap().is_some(), "acknowledged entry {id} lost (seed {seed})");
+            assert!(
+                s.find_entry("crash", id).unwrap().is_some(),
+                "acknowledged entry {id} lost (seed {seed})"
+            );
         }
         let stored = s.count_entries("crash").unwrap();
         assert!(stored >= acknowledged.len() as u64);
         let mut index = HashList::default();
         let stats = load_into(&s, Timestamp::now(), &mut index).unwrap();
-        assert_eq!(stats.entries, stored, "index count == stored count (seed {seed})");
+        assert_eq!(
+            stats.entries, stored,
+            "index count == stored count (seed {seed})"
+        );
         assert_eq!(index.0.len() as u64, stored);
     }
-    assert!(killed_mid_import >= 3, "the kills should land during imports (only {killed_mid_import})");
+    assert!(
+        killed_mid_import >= 3,
+        "the kills should land during imports (only {killed_mid_import})"
+    );
     assert!(!acknowledged.is_empty());
 }

@@ -1,6 +1,8 @@
 //! Import and export formats: parsing, bad lines, idempotent re-import, lossless jsonl round trip.
 
-use vigie::store::formats::{self, ExportOptions, Format, FormatError, ImportOptions, ImportSummary, LineError};
+use vigie::store::formats::{
+    self, ExportOptions, Format, FormatError, ImportOptions, ImportSummary, LineError,
+};
 use vigie::store::{Algorithm, NewBank, Store};
 
 const PDQ_A: &str = "3679ec0db4a3d9e5e6a1b3a3c8e4d8d1a7d9e5f6a1b3a3c8e4d8d1a7d9e5f6a1";
@@ -8,20 +10,39 @@ const PDQ_B: &str = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9
 
 fn store_with_bank() -> Store {
     let s = Store::in_memory();
-    s.create_bank(NewBank { name: "b".into(), ..NewBank::default() }, "t").unwrap();
+    s.create_bank(
+        NewBank {
+            name: "b".into(),
+            ..NewBank::default()
+        },
+        "t",
+    )
+    .unwrap();
     s
 }
 
 fn import(s: &Store, text: &str, options: &ImportOptions) -> (ImportSummary, Vec<LineError>) {
     let mut bad = Vec::new();
-    let summary =
-        formats::import(s, "b", text.as_bytes(), options, "tester", &mut |_| {}, &mut |e| bad.push(e.clone())).unwrap();
+    let summary = formats::import(
+        s,
+        "b",
+        text.as_bytes(),
+        options,
+        "tester",
+        &mut |_| {},
+        &mut |e| bad.push(e.clone()),
+    )
+    .unwrap();
     (summary, bad)
 }
 
 fn export(s: &Store, format: Format, label: Option<&str>, algorithm: Option<Algorithm>) -> String {
     let mut out = Vec::new();
-    let options = ExportOptions { format, label: label.map(str::to_string), algorithm };
+    let options = ExportOptions {
+        format,
+        label: label.map(str::to_string),
+        algorithm,
+    };
     formats::export(s, "b", &options, &mut out).unwrap();
     String::from_utf8(out).unwrap()
 }
@@ -41,7 +62,15 @@ fn threatexchange_csv_imports_as_it_is() {
     let s = store_with_bank();
     let (summary, bad) = import(&s, &csv, &ImportOptions::new(Format::Csv));
     assert!(bad.is_empty(), "{bad:?}");
-    assert_eq!((summary.added, summary.updated, summary.skipped, summary.failed), (2, 0, 4, 0));
+    assert_eq!(
+        (
+            summary.added,
+            summary.updated,
+            summary.skipped,
+            summary.failed
+        ),
+        (2, 0, 4, 0)
+    );
     assert_eq!(summary.skipped_by_type.get("url"), Some(&2));
     assert_eq!(summary.skipped_by_type.get("video_md5"), Some(&1));
     assert_eq!(summary.skipped_by_type.get("raw_text"), Some(&1));
@@ -73,11 +102,27 @@ fn bad_lines_are_reported_with_numbers_and_the_rest_imports() {
     assert_eq!((summary.added, summary.skipped, summary.failed), (2, 1, 4));
     let lines: Vec<u64> = bad.iter().map(|e| e.line).collect();
     assert_eq!(lines, [2, 4, 5, 7]);
-    assert!(bad[0].reason.contains("expected 64 hex digits"), "{}", bad[0].reason);
-    assert!(bad[1].reason.contains("not a hex digit"), "{}", bad[1].reason);
-    assert!(bad[2].reason.contains("unknown algorithm"), "{}", bad[2].reason);
+    assert!(
+        bad[0].reason.contains("expected 64 hex digits"),
+        "{}",
+        bad[0].reason
+    );
+    assert!(
+        bad[1].reason.contains("not a hex digit"),
+        "{}",
+        bad[1].reason
+    );
+    assert!(
+        bad[2].reason.contains("unknown algorithm"),
+        "{}",
+        bad[2].reason
+    );
     assert_eq!(summary.errors, bad);
-    assert!(s.find_entry("b", "md5:d41d8cd98f00b204e9800998ecf8427e").unwrap().is_some());
+    assert!(
+        s.find_entry("b", "md5:d41d8cd98f00b204e9800998ecf8427e")
+            .unwrap()
+            .is_some()
+    );
 }
 
 #[test]
@@ -87,11 +132,26 @@ fn strict_stops_at_the_first_bad_line_and_check_finds_them_all() {
     options.algorithm = Some(Algorithm::Pdq);
     let checked = formats::check(text.as_bytes(), &options).unwrap();
     assert_eq!((checked.added, checked.failed), (2, 2));
-    assert_eq!(checked.errors.iter().map(|e| e.line).collect::<Vec<_>>(), [2, 4]);
+    assert_eq!(
+        checked.errors.iter().map(|e| e.line).collect::<Vec<_>>(),
+        [2, 4]
+    );
     options.strict = true;
     let s = store_with_bank();
-    let err = formats::import(&s, "b", text.as_bytes(), &options, "t", &mut |_| {}, &mut |_| {}).unwrap_err();
-    assert!(matches!(&err, FormatError::BadLine(LineError { line: 2, .. })), "{err}");
+    let err = formats::import(
+        &s,
+        "b",
+        text.as_bytes(),
+        &options,
+        "t",
+        &mut |_| {},
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, FormatError::BadLine(LineError { line: 2, .. })),
+        "{err}"
+    );
     // hex without --algorithm is refused up front.
     let err = formats::check(text.as_bytes(), &ImportOptions::new(Format::Hex)).unwrap_err();
     assert!(err.to_string().contains("--algorithm"));
@@ -99,7 +159,9 @@ fn strict_stops_at_the_first_bad_line_and_check_finds_them_all() {
 
 #[test]
 fn broken_csv_records_are_failures_not_aborts() {
-    let csv = format!("external_id,algorithm,hash,label\na,pdq,{PDQ_A},x\nb,pdq\nc,nosuch,{PDQ_B},y\nd,pdq,{PDQ_B},y\n");
+    let csv = format!(
+        "external_id,algorithm,hash,label\na,pdq,{PDQ_A},x\nb,pdq\nc,nosuch,{PDQ_B},y\nd,pdq,{PDQ_B},y\n"
+    );
     let s = store_with_bank();
     let (summary, bad) = import(&s, &csv, &ImportOptions::new(Format::Csv));
     assert_eq!((summary.added, summary.failed), (2, 2));
@@ -107,7 +169,8 @@ fn broken_csv_records_are_failures_not_aborts() {
     assert!(bad[0].reason.contains("broken CSV"));
     assert!(bad[1].reason.contains("unknown algorithm"));
     // A header without a hash column is refused as a whole.
-    let err = formats::check("a,b\n1,2\n".as_bytes(), &ImportOptions::new(Format::Csv)).unwrap_err();
+    let err =
+        formats::check("a,b\n1,2\n".as_bytes(), &ImportOptions::new(Format::Csv)).unwrap_err();
     assert!(err.to_string().contains("hash"));
 }
 
@@ -130,12 +193,22 @@ fn jsonl_round_trip_is_lossless() {
     let first = export(&s, Format::Jsonl, None, None);
     // Into a fresh store and out again: identical but for the vigie-assigned ids.
     let s2 = store_with_bank();
-    s2.upsert_entries("b", vec![vigie::store::NewEntry {
-        external_id: "filler".into(),
-        hashes: s.find_entry("b", "a").unwrap().unwrap().hashes,
-        ..Default::default()
-    }], "t").unwrap();
-    s2.remove_entries("b", &[s2.find_entry("b", "filler").unwrap().unwrap().id], "t").unwrap();
+    s2.upsert_entries(
+        "b",
+        vec![vigie::store::NewEntry {
+            external_id: "filler".into(),
+            hashes: s.find_entry("b", "a").unwrap().unwrap().hashes,
+            ..Default::default()
+        }],
+        "t",
+    )
+    .unwrap();
+    s2.remove_entries(
+        "b",
+        &[s2.find_entry("b", "filler").unwrap().unwrap().id],
+        "t",
+    )
+    .unwrap();
     import(&s2, &first, &ImportOptions::new(Format::Jsonl));
     let second = export(&s2, Format::Jsonl, None, None);
     let strip = |text: &str| -> Vec<serde_json::Value> {
@@ -153,7 +226,10 @@ fn jsonl_round_trip_is_lossless() {
     assert_eq!(a.added_at.to_string(), "2024-01-02T03:04:05Z");
     assert_eq!(a.note, "n, with \"quotes\"");
     let b = s2.find_entry("b", "b").unwrap().unwrap();
-    assert_eq!(b.disabled_until.unwrap().to_string(), "2030-01-01T00:00:00Z");
+    assert_eq!(
+        b.disabled_until.unwrap().to_string(),
+        "2030-01-01T00:00:00Z"
+    );
     assert_eq!(b.hashes.iter().count(), 3);
 }
 
@@ -179,10 +255,22 @@ fn csv_and_line_exports_reimport_and_filter() {
     let s2 = store_with_bank();
     let (summary, _) = import(&s2, &csv, &ImportOptions::new(Format::Csv));
     assert_eq!(summary.added, 2);
-    assert_eq!(s2.find_entry("b", "a").unwrap().unwrap().hashes, s.find_entry("b", "a").unwrap().unwrap().hashes);
-    assert_eq!(export(&s, Format::SignalLines, Some("y"), None), format!("pdq {PDQ_B}\n"));
-    assert_eq!(export(&s, Format::Hex, None, Some(Algorithm::Md5)), "d41d8cd98f00b204e9800998ecf8427e\n");
-    assert_eq!(export(&s, Format::Hex, None, Some(Algorithm::Pdq)), format!("{PDQ_A}\n{PDQ_B}\n"));
+    assert_eq!(
+        s2.find_entry("b", "a").unwrap().unwrap().hashes,
+        s.find_entry("b", "a").unwrap().unwrap().hashes
+    );
+    assert_eq!(
+        export(&s, Format::SignalLines, Some("y"), None),
+        format!("pdq {PDQ_B}\n")
+    );
+    assert_eq!(
+        export(&s, Format::Hex, None, Some(Algorithm::Md5)),
+        "d41d8cd98f00b204e9800998ecf8427e\n"
+    );
+    assert_eq!(
+        export(&s, Format::Hex, None, Some(Algorithm::Pdq)),
+        format!("{PDQ_A}\n{PDQ_B}\n")
+    );
     let only_x = export(&s, Format::Jsonl, Some("x"), None);
     assert_eq!(only_x.lines().count(), 1);
     assert!(only_x.contains("\"external_id\":\"a\""));
@@ -192,7 +280,10 @@ fn csv_and_line_exports_reimport_and_filter() {
 fn hostile_lines_do_not_panic_or_exhaust_memory() {
     let s = store_with_bank();
     let long = "a".repeat(formats::MAX_LINE_BYTES + 10);
-    let text = format!("{long}\n\u{feff}pdq {PDQ_A}\n\u{0}\u{1}\n{}\n", "é".repeat(40));
+    let text = format!(
+        "{long}\n\u{feff}pdq {PDQ_A}\n\u{0}\u{1}\n{}\n",
+        "é".repeat(40)
+    );
     let mut bytes = text.into_bytes();
     bytes.extend_from_slice(b"\xff\xfe pdq\n");
     let mut bad = Vec::new();
@@ -209,7 +300,10 @@ fn hostile_lines_do_not_panic_or_exhaust_memory() {
     assert_eq!(summary.added, 1);
     assert_eq!(bad[0].line, 1);
     assert!(bad[0].reason.contains("longer than"));
-    assert!(bad.iter().any(|e| e.line == 5 && e.reason.contains("UTF-8")));
+    assert!(
+        bad.iter()
+            .any(|e| e.line == 5 && e.reason.contains("UTF-8"))
+    );
     for format in [Format::Jsonl, Format::Csv, Format::Hex] {
         let mut options = ImportOptions::new(format);
         options.algorithm = Some(Algorithm::Pdq);
@@ -224,10 +318,18 @@ fn imports_are_audited_with_counts() {
     options.algorithm = Some(Algorithm::Pdq);
     options.batch_size = 1;
     let mut commits = 0;
-    formats::import(&s, "b", format!("{PDQ_A}\nbad\n{PDQ_B}\n").as_bytes(), &options, "importer", &mut |done| {
-        commits += 1;
-        assert_eq!(done.len(), 1);
-    }, &mut |_| {})
+    formats::import(
+        &s,
+        "b",
+        format!("{PDQ_A}\nbad\n{PDQ_B}\n").as_bytes(),
+        &options,
+        "importer",
+        &mut |done| {
+            commits += 1;
+            assert_eq!(done.len(), 1);
+        },
+        &mut |_| {},
+    )
     .unwrap();
     assert_eq!(commits, 2);
     let events = s.audit_events(&Default::default()).unwrap();
@@ -236,5 +338,11 @@ fn imports_are_audited_with_counts() {
     assert_eq!(last.actor, "importer");
     assert_eq!(last.detail["added"], 2);
     assert_eq!(last.detail["failed"], 1);
-    assert_eq!(events.iter().filter(|e| e.action == vigie::store::AuditAction::EntryAdd).count(), 2);
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.action == vigie::store::AuditAction::EntryAdd)
+            .count(),
+        2
+    );
 }

@@ -43,7 +43,10 @@ impl StoreArgs {
     /// Open the store; commands that only read refuse a missing directory instead of creating one.
     pub fn open(&self, create: bool) -> Result<Store, CliError> {
         if !create && !self.data_dir.join("CURRENT").exists() {
-            return Err(CliError(format!("no vigie store in {} (create a bank first)", self.data_dir.display())));
+            return Err(CliError(format!(
+                "no vigie store in {} (create a bank first)",
+                self.data_dir.display()
+            )));
         }
         Ok(Store::open(&self.data_dir, &RocksOptions::default())?)
     }
@@ -51,7 +54,10 @@ impl StoreArgs {
     pub fn actor(&self) -> String {
         match &self.actor {
             Some(a) => a.clone(),
-            None => format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into())),
+            None => format!(
+                "cli:{}",
+                std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+            ),
         }
     }
 }
@@ -72,7 +78,9 @@ pub struct DistanceArgs {
 
 impl DistanceArgs {
     fn is_set(&self) -> bool {
-        self.pdq_max_distance.is_some() || self.phash_max_distance.is_some() || self.dhash_max_distance.is_some()
+        self.pdq_max_distance.is_some()
+            || self.phash_max_distance.is_some()
+            || self.dhash_max_distance.is_some()
     }
 
     fn apply(&self, mut base: MaxDistances) -> MaxDistances {
@@ -144,8 +152,10 @@ pub(crate) fn print_json(value: &impl serde::Serialize) -> Result<(), CliError> 
     Ok(())
 }
 
-
-fn bank_with_count(store: &Store, bank: &crate::store::Bank) -> Result<serde_json::Value, CliError> {
+fn bank_with_count(
+    store: &Store,
+    bank: &crate::store::Bank,
+) -> Result<serde_json::Value, CliError> {
     let mut value = serde_json::to_value(bank)?;
     if let serde_json::Value::Object(map) = &mut value {
         map.insert("entries".into(), store.count_entries(&bank.name)?.into());
@@ -155,7 +165,14 @@ fn bank_with_count(store: &Store, bank: &crate::store::Bank) -> Result<serde_jso
 
 pub fn run(command: BankCommand) -> Result<ExitCode, CliError> {
     match command {
-        BankCommand::Create { name, kind, description, disabled, distances, store } => {
+        BankCommand::Create {
+            name,
+            kind,
+            description,
+            disabled,
+            distances,
+            store,
+        } => {
             let actor = store.actor();
             let db = store.open(true)?;
             let new = NewBank {
@@ -178,15 +195,33 @@ pub fn run(command: BankCommand) -> Result<ExitCode, CliError> {
             let bank = db.get_bank(&name)?.ok_or(StoreError::BankNotFound(name))?;
             print_json(&bank_with_count(&db, &bank)?)?;
         }
-        BankCommand::Update { name, description, kind, enable, disable, distances, store } => {
+        BankCommand::Update {
+            name,
+            description,
+            kind,
+            enable,
+            disable,
+            distances,
+            store,
+        } => {
             let actor = store.actor();
             let db = store.open(false)?;
-            let current = db.get_bank(&name)?.ok_or_else(|| StoreError::BankNotFound(name.clone()))?;
+            let current = db
+                .get_bank(&name)?
+                .ok_or_else(|| StoreError::BankNotFound(name.clone()))?;
             let update = BankUpdate {
                 description,
                 kind,
-                enabled: if enable { Some(true) } else if disable { Some(false) } else { None },
-                max_distance: distances.is_set().then(|| distances.apply(current.max_distance)),
+                enabled: if enable {
+                    Some(true)
+                } else if disable {
+                    Some(false)
+                } else {
+                    None
+                },
+                max_distance: distances
+                    .is_set()
+                    .then(|| distances.apply(current.max_distance)),
             };
             print_json(&db.update_bank(&name, update, &actor)?)?;
         }

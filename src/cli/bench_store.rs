@@ -46,16 +46,30 @@ fn splitmix(state: &mut u64) -> u64 {
 
 fn populate(dir: &std::path::Path, n: u64) -> Result<(), CliError> {
     // Bulk set-up only: unsynced writes (the measured open uses the default, synced options).
-    let store = Store::open(dir, &RocksOptions { sync_writes: false, ..RocksOptions::default() })?;
+    let store = Store::open(
+        dir,
+        &RocksOptions {
+            sync_writes: false,
+            ..RocksOptions::default()
+        },
+    )?;
     if store.get_bank(BANK)?.is_none() {
-        store.create_bank(NewBank { name: BANK.into(), ..NewBank::default() }, "bench")?;
+        store.create_bank(
+            NewBank {
+                name: BANK.into(),
+                ..NewBank::default()
+            },
+            "bench",
+        )?;
     }
     let have = store.count_entries(BANK)?;
     if have >= n {
         return Ok(());
     }
     let bar = ProgressBar::new(n);
-    if let Ok(style) = ProgressStyle::with_template("populating {bar:40} {pos}/{len} {per_sec} eta {eta}") {
+    if let Ok(style) =
+        ProgressStyle::with_template("populating {bar:40} {pos}/{len} {per_sec} eta {eta}")
+    {
         bar.set_style(style);
     }
     bar.set_position(have);
@@ -66,8 +80,18 @@ fn populate(dir: &std::path::Path, n: u64) -> Result<(), CliError> {
         let batch: Vec<NewEntry> = (i..end)
             .map(|k| {
                 let mut hashes = EntryHashes::default();
-                hashes.pdq = Some(Bits([splitmix(&mut rng), splitmix(&mut rng), splitmix(&mut rng), splitmix(&mut rng)]));
-                NewEntry { external_id: format!("e{k:010}"), hashes, label: "bench".into(), ..NewEntry::default() }
+                hashes.pdq = Some(Bits([
+                    splitmix(&mut rng),
+                    splitmix(&mut rng),
+                    splitmix(&mut rng),
+                    splitmix(&mut rng),
+                ]));
+                NewEntry {
+                    external_id: format!("e{k:010}"),
+                    hashes,
+                    label: "bench".into(),
+                    ..NewEntry::default()
+                }
             })
             .collect();
         store.upsert_entries(BANK, batch, "bench")?;
@@ -114,7 +138,10 @@ fn load_once(dir: &std::path::Path) -> Result<serde_json::Value, CliError> {
 }
 
 pub fn run(args: StoreBenchArgs) -> Result<ExitCode, CliError> {
-    let dir = args.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("./vigie-bench-store-{}", args.entries)));
+    let dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("./vigie-bench-store-{}", args.entries)));
     if args.load_only {
         print_json(&load_once(&dir)?)?;
         return Ok(ExitCode::SUCCESS);
@@ -124,11 +151,21 @@ pub fn run(args: StoreBenchArgs) -> Result<ExitCode, CliError> {
     let mut runs = Vec::new();
     for run in 0..args.runs.max(1) {
         let output = Command::new(&exe)
-            .args(["bench", "store", "--load-only", "--entries", &args.entries.to_string(), "--data-dir"])
+            .args([
+                "bench",
+                "store",
+                "--load-only",
+                "--entries",
+                &args.entries.to_string(),
+                "--data-dir",
+            ])
             .arg(&dir)
             .output()?;
         if !output.status.success() {
-            return Err(CliError(format!("load run failed: {}", String::from_utf8_lossy(&output.stderr).trim())));
+            return Err(CliError(format!(
+                "load run failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            )));
         }
         let value: serde_json::Value = serde_json::from_slice(&output.stdout)?;
         eprintln!("run {}: {value}", run + 1);

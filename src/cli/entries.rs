@@ -2,7 +2,9 @@
 
 use std::process::ExitCode;
 
-use crate::store::{Algorithm, EntryHashes, EntryId, HashValue, NewEntry, Store, StoreError, Timestamp};
+use crate::store::{
+    Algorithm, EntryHashes, EntryId, HashValue, NewEntry, Store, StoreError, Timestamp,
+};
 
 use super::CliError;
 use super::bank::{StoreArgs, print_json};
@@ -38,8 +40,8 @@ impl HashArgs {
             (Algorithm::Sha256, &self.sha256),
         ] {
             if let Some(text) = text {
-                let value =
-                    HashValue::parse(algorithm, text).map_err(|e| CliError(format!("--{algorithm}: {e}")))?;
+                let value = HashValue::parse(algorithm, text)
+                    .map_err(|e| CliError(format!("--{algorithm}: {e}")))?;
                 hashes.set(value);
             }
         }
@@ -128,23 +130,47 @@ pub enum EntriesCommand {
 
 pub fn run(command: EntriesCommand) -> Result<ExitCode, CliError> {
     match command {
-        EntriesCommand::Add { bank, images, hashes, external_id, label, source, note, store } => {
+        EntriesCommand::Add {
+            bank,
+            images,
+            hashes,
+            external_id,
+            label,
+            source,
+            note,
+            store,
+        } => {
             let given = hashes.parse()?;
             let mut entries = Vec::new();
             if !given.is_empty() {
-                let first = given.iter().next().map(|h| format!("{}:{}", h.algorithm(), h.to_hex()));
+                let first = given
+                    .iter()
+                    .next()
+                    .map(|h| format!("{}:{}", h.algorithm(), h.to_hex()));
                 let external_id = external_id.clone().or(first).unwrap_or_default();
-                entries.push(NewEntry { external_id, hashes: given, ..NewEntry::default() });
+                entries.push(NewEntry {
+                    external_id,
+                    hashes: given,
+                    ..NewEntry::default()
+                });
             }
-            for path in &images {
-                entries.push(super::entries_images::entry_from_image(path)?);
+            if !images.is_empty() {
+                let hasher = super::entries_images::image_hasher();
+                for path in &images {
+                    entries.push(super::entries_images::entry_from_image(&hasher, path)?);
+                }
             }
             if entries.is_empty() {
-                return Err(CliError("give image files or at least one of --pdq/--phash/--dhash/--md5/--sha256".into()));
+                return Err(CliError(
+                    "give image files or at least one of --pdq/--phash/--dhash/--md5/--sha256"
+                        .into(),
+                ));
             }
             if let Some(id) = external_id {
                 if entries.len() > 1 {
-                    return Err(CliError("--external-id names one entry; several were given".into()));
+                    return Err(CliError(
+                        "--external-id names one entry; several were given".into(),
+                    ));
                 }
                 entries[0].external_id = id;
             }
@@ -159,36 +185,67 @@ pub fn run(command: EntriesCommand) -> Result<ExitCode, CliError> {
                 print_json(&done)?;
             }
         }
-        EntriesCommand::Remove { bank, mut ids, external_ids, store } => {
+        EntriesCommand::Remove {
+            bank,
+            mut ids,
+            external_ids,
+            store,
+        } => {
             let actor = store.actor();
             let db = store.open(false)?;
             for x in external_ids {
-                let entry = db.find_entry(&bank, &x)?.ok_or_else(|| StoreError::EntryNotFound(format!("{x:?} in bank {bank:?}")))?;
+                let entry = db
+                    .find_entry(&bank, &x)?
+                    .ok_or_else(|| StoreError::EntryNotFound(format!("{x:?} in bank {bank:?}")))?;
                 ids.push(entry.id);
             }
             if ids.is_empty() {
                 return Err(CliError("give entry ids or --external-id".into()));
             }
             for entry in db.remove_entries(&bank, &ids, &actor)? {
-                print_json(&serde_json::json!({ "removed": entry.id, "external_id": entry.external_id }))?;
+                print_json(
+                    &serde_json::json!({ "removed": entry.id, "external_id": entry.external_id }),
+                )?;
             }
         }
-        EntriesCommand::List { bank, label, after, limit, store } => {
+        EntriesCommand::List {
+            bank,
+            label,
+            after,
+            limit,
+            store,
+        } => {
             let db = store.open(false)?;
             for entry in db.list_entries(&bank, label.as_deref(), after.as_deref(), limit)? {
                 print_json(&entry)?;
             }
         }
-        EntriesCommand::Show { id, bank, external_id, store } => {
+        EntriesCommand::Show {
+            id,
+            bank,
+            external_id,
+            store,
+        } => {
             let db = store.open(false)?;
             let entry = match (id, bank, external_id) {
-                (Some(id), None, None) => db.get_entry(id)?.ok_or_else(|| StoreError::EntryNotFound(id.to_string()))?,
+                (Some(id), None, None) => db
+                    .get_entry(id)?
+                    .ok_or_else(|| StoreError::EntryNotFound(id.to_string()))?,
                 (None, Some(bank), Some(x)) => find(&db, &bank, &x)?,
-                _ => return Err(CliError("give an entry id, or --bank and --external-id".into())),
+                _ => {
+                    return Err(CliError(
+                        "give an entry id, or --bank and --external-id".into(),
+                    ));
+                }
             };
             print_json(&entry)?;
         }
-        EntriesCommand::Disable { bank, ids, until, store } => {
+        EntriesCommand::Disable {
+            bank,
+            ids,
+            until,
+            store,
+        } => {
             let until = match until {
                 Some(t) => Timestamp::parse(&t)?,
                 None => Timestamp::MAX,

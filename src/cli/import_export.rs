@@ -75,7 +75,9 @@ impl Drop for Spool {
 }
 
 fn spool_stdin() -> Result<Spool, CliError> {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
     let path = std::env::temp_dir().join(format!("vigie-import-{}-{nanos}", std::process::id()));
     let spool = Spool(path);
     let mut file = File::create(&spool.0)?;
@@ -85,11 +87,15 @@ fn spool_stdin() -> Result<Spool, CliError> {
 }
 
 fn progress_for(path: Option<&Path>) -> ProgressBar {
-    let len = path.and_then(|p| std::fs::metadata(p).ok()).map(|m| m.len());
+    let len = path
+        .and_then(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len());
     match len {
         Some(len) => {
             let bar = ProgressBar::new(len);
-            if let Ok(style) = ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}") {
+            if let Ok(style) = ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            ) {
                 bar.set_style(style);
             }
             bar
@@ -103,7 +109,10 @@ fn open_input(path: Option<&Path>, bar: &ProgressBar) -> Result<Box<dyn BufRead>
         Some(p) => Box::new(File::open(p).map_err(|e| CliError(format!("{}: {e}", p.display())))?),
         None => Box::new(std::io::stdin()),
     };
-    Ok(Box::new(BufReader::with_capacity(1 << 16, bar.wrap_read(raw))))
+    Ok(Box::new(BufReader::with_capacity(
+        1 << 16,
+        bar.wrap_read(raw),
+    )))
 }
 
 fn summary_json(summary: &ImportSummary) -> serde_json::Value {
@@ -130,7 +139,11 @@ pub fn run_import(args: ImportArgs) -> Result<ExitCode, CliError> {
     if db.get_bank(&args.bank)?.is_none() {
         return Err(crate::store::StoreError::BankNotFound(args.bank).into());
     }
-    let spool = if args.strict && args.file.as_os_str() == "-" { Some(spool_stdin()?) } else { None };
+    let spool = if args.strict && args.file.as_os_str() == "-" {
+        Some(spool_stdin()?)
+    } else {
+        None
+    };
     let path: Option<PathBuf> = match &spool {
         Some(s) => Some(s.0.clone()),
         None if args.file.as_os_str() == "-" => None,
@@ -144,7 +157,10 @@ pub fn run_import(args: ImportArgs) -> Result<ExitCode, CliError> {
             for e in &checked.errors {
                 eprintln!("line {}: {}", e.line, e.reason);
             }
-            return Err(CliError(format!("--strict: {} bad line(s), nothing imported", checked.failed)));
+            return Err(CliError(format!(
+                "--strict: {} bad line(s), nothing imported",
+                checked.failed
+            )));
         }
     }
     let bar = progress_for(path.as_deref());
@@ -163,7 +179,15 @@ pub fn run_import(args: ImportArgs) -> Result<ExitCode, CliError> {
     let mut on_bad_line = |e: &formats::LineError| {
         bar_for_lines.suspend(|| eprintln!("line {}: {}", e.line, e.reason));
     };
-    let summary = formats::import(&db, &args.bank, input, &options, &actor, &mut on_commit, &mut on_bad_line)?;
+    let summary = formats::import(
+        &db,
+        &args.bank,
+        input,
+        &options,
+        &actor,
+        &mut on_commit,
+        &mut on_bad_line,
+    )?;
     bar.finish_and_clear();
     for (signal_type, n) in &summary.skipped_by_type {
         eprintln!("skipped {n} row(s) of signal type {signal_type} (not held by vigie)");
@@ -174,13 +198,22 @@ pub fn run_import(args: ImportArgs) -> Result<ExitCode, CliError> {
 
 pub fn run_export(args: ExportArgs) -> Result<ExitCode, CliError> {
     let db = args.store.open(false)?;
-    let options = ExportOptions { format: args.format, label: args.label, algorithm: args.algorithm };
+    let options = ExportOptions {
+        format: args.format,
+        label: args.label,
+        algorithm: args.algorithm,
+    };
     let mut out: Box<dyn Write> = match &args.output {
-        Some(p) => Box::new(BufWriter::new(File::create(p).map_err(|e| CliError(format!("{}: {e}", p.display())))?)),
+        Some(p) => Box::new(BufWriter::new(
+            File::create(p).map_err(|e| CliError(format!("{}: {e}", p.display())))?,
+        )),
         None => Box::new(BufWriter::new(std::io::stdout().lock())),
     };
     let bar = ProgressBar::new_spinner();
-    let mut counting = CountingWriter { inner: &mut out, bar: &bar };
+    let mut counting = CountingWriter {
+        inner: &mut out,
+        bar: &bar,
+    };
     let written = formats::export(&db, &args.bank, &options, &mut counting)?;
     bar.finish_and_clear();
     out.flush()?;

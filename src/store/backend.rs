@@ -7,8 +7,10 @@ use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use rocksdb::{BlockBasedOptions, ColumnFamilyDescriptor, DB, DBCompressionType, Options, ReadOptions, WriteBatch,
-    WriteOptions};
+use rocksdb::{
+    BlockBasedOptions, ColumnFamilyDescriptor, DB, DBCompressionType, Options, ReadOptions,
+    WriteBatch, WriteOptions,
+};
 
 use super::StoreError;
 use super::keys::Cf;
@@ -28,7 +30,13 @@ pub trait Backend: Send + Sync {
     /// Apply every op or none. Returns once the batch is durable as configured (synced WAL by default).
     fn write(&self, ops: Vec<WriteOp>) -> Result<(), StoreError>;
     /// Visit keys in `[start, end)` (`end = None`: to the last key) in ascending order.
-    fn scan(&self, cf: Cf, start: &[u8], end: Option<&[u8]>, visit: &mut Visit<'_>) -> Result<(), StoreError>;
+    fn scan(
+        &self,
+        cf: Cf,
+        start: &[u8],
+        end: Option<&[u8]>,
+        visit: &mut Visit<'_>,
+    ) -> Result<(), StoreError>;
     /// The greatest key of a column family.
     fn last_key(&self, cf: Cf) -> Result<Option<Vec<u8>>, StoreError>;
     /// Compact everything (bulk loads in benchmarks); a no-op where meaningless.
@@ -44,8 +52,12 @@ pub struct MemoryBackend {
 }
 
 impl MemoryBackend {
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, [BTreeMap<Vec<u8>, Vec<u8>>; 5]>, StoreError> {
-        self.maps.lock().map_err(|_| StoreError::Backend("in-memory store lock poisoned".into()))
+    fn lock(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, [BTreeMap<Vec<u8>, Vec<u8>>; 5]>, StoreError> {
+        self.maps
+            .lock()
+            .map_err(|_| StoreError::Backend("in-memory store lock poisoned".into()))
     }
 }
 
@@ -69,7 +81,13 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
-    fn scan(&self, cf: Cf, start: &[u8], end: Option<&[u8]>, visit: &mut Visit<'_>) -> Result<(), StoreError> {
+    fn scan(
+        &self,
+        cf: Cf,
+        start: &[u8],
+        end: Option<&[u8]>,
+        visit: &mut Visit<'_>,
+    ) -> Result<(), StoreError> {
         // Visit a snapshot in chunks so a visitor may call back into the store without deadlock.
         let mut from = Bound::Included(start.to_vec());
         loop {
@@ -82,7 +100,9 @@ impl Backend for MemoryBackend {
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect()
             };
-            let Some((last, _)) = chunk.last() else { return Ok(()) };
+            let Some((last, _)) = chunk.last() else {
+                return Ok(());
+            };
             from = Bound::Excluded(last.clone());
             for (k, v) in &chunk {
                 if !visit(k, v)? {
@@ -109,7 +129,10 @@ pub struct RocksOptions {
 
 impl Default for RocksOptions {
     fn default() -> Self {
-        RocksOptions { sync_writes: true, block_cache_bytes: 32 << 20 }
+        RocksOptions {
+            sync_writes: true,
+            block_cache_bytes: 32 << 20,
+        }
     }
 }
 
@@ -147,11 +170,18 @@ impl RocksBackend {
 
     pub fn open(path: &Path, config: &RocksOptions) -> Result<RocksBackend, StoreError> {
         let opts = Self::options(config);
-        let descriptors = Cf::ALL.iter().map(|cf| ColumnFamilyDescriptor::new(cf.name(), Self::options(config)));
-        let db = DB::open_cf_descriptors(&opts, path, descriptors).map_err(|e| open_error(path, e))?;
+        let descriptors = Cf::ALL
+            .iter()
+            .map(|cf| ColumnFamilyDescriptor::new(cf.name(), Self::options(config)));
+        let db =
+            DB::open_cf_descriptors(&opts, path, descriptors).map_err(|e| open_error(path, e))?;
         let mut write_options = WriteOptions::default();
         write_options.set_sync(config.sync_writes);
-        Ok(RocksBackend { db, write_options, path: path.to_path_buf() })
+        Ok(RocksBackend {
+            db,
+            write_options,
+            path: path.to_path_buf(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -159,7 +189,9 @@ impl RocksBackend {
     }
 
     fn cf(&self, cf: Cf) -> Result<&rocksdb::ColumnFamily, StoreError> {
-        self.db.cf_handle(cf.name()).ok_or_else(|| StoreError::Corrupt(format!("column family {} missing", cf.name())))
+        self.db
+            .cf_handle(cf.name())
+            .ok_or_else(|| StoreError::Corrupt(format!("column family {} missing", cf.name())))
     }
 }
 
@@ -191,10 +223,18 @@ impl Backend for RocksBackend {
                 WriteOp::Delete(cf, k) => batch.delete_cf(self.cf(cf)?, k),
             }
         }
-        self.db.write_opt(batch, &self.write_options).map_err(backend_error)
+        self.db
+            .write_opt(batch, &self.write_options)
+            .map_err(backend_error)
     }
 
-    fn scan(&self, cf: Cf, start: &[u8], end: Option<&[u8]>, visit: &mut Visit<'_>) -> Result<(), StoreError> {
+    fn scan(
+        &self,
+        cf: Cf,
+        start: &[u8],
+        end: Option<&[u8]>,
+        visit: &mut Visit<'_>,
+    ) -> Result<(), StoreError> {
         let mut read = ReadOptions::default();
         // Scans are start-up loads and exports: read ahead, and do not evict the hot point-read
         // blocks from the cache with a one-pass sweep.
@@ -206,7 +246,9 @@ impl Backend for RocksBackend {
         let mut it = self.db.raw_iterator_cf_opt(self.cf(cf)?, read);
         it.seek(start);
         while it.valid() {
-            let (Some(k), Some(v)) = (it.key(), it.value()) else { break };
+            let (Some(k), Some(v)) = (it.key(), it.value()) else {
+                break;
+            };
             if !visit(k, v)? {
                 return Ok(());
             }
@@ -225,7 +267,8 @@ impl Backend for RocksBackend {
 
     fn compact(&self) -> Result<(), StoreError> {
         for cf in Cf::ALL {
-            self.db.compact_range_cf(self.cf(cf)?, None::<&[u8]>, None::<&[u8]>);
+            self.db
+                .compact_range_cf(self.cf(cf)?, None::<&[u8]>, None::<&[u8]>);
         }
         Ok(())
     }

@@ -39,7 +39,9 @@ impl FromStr for Format {
             "csv" => Ok(Format::Csv),
             "signal-lines" => Ok(Format::SignalLines),
             "hex" => Ok(Format::Hex),
-            _ => Err(FormatError::Invalid(format!("unknown format {s:?} (expected jsonl, csv, signal-lines or hex)"))),
+            _ => Err(FormatError::Invalid(format!(
+                "unknown format {s:?} (expected jsonl, csv, signal-lines or hex)"
+            ))),
         }
     }
 }
@@ -98,9 +100,15 @@ fn is_foreign_signal_type(name: &str) -> bool {
 /// One parsed input unit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Parsed {
-    Entry { line: u64, entry: NewEntry },
+    Entry {
+        line: u64,
+        entry: NewEntry,
+    },
     /// A signal type vigie does not hold.
-    Skipped { line: u64, signal_type: String },
+    Skipped {
+        line: u64,
+        signal_type: String,
+    },
     Bad(LineError),
 }
 
@@ -112,7 +120,10 @@ fn default_external_id(hash: &HashValue) -> String {
 }
 
 fn bad(line: u64, reason: impl Into<String>) -> Parsed {
-    Parsed::Bad(LineError { line, reason: reason.into() })
+    Parsed::Bad(LineError {
+        line,
+        reason: reason.into(),
+    })
 }
 
 /// Read lines of at most `MAX_LINE_BYTES`, calling `each(line_number, Result<text, reason>)`.
@@ -124,7 +135,9 @@ fn for_each_line(
     let mut number = 0u64;
     loop {
         buf.clear();
-        let n = (&mut reader).take(MAX_LINE_BYTES as u64 + 1).read_until(b'\n', &mut buf)?;
+        let n = (&mut reader)
+            .take(MAX_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut buf)?;
         if n == 0 {
             return Ok(());
         }
@@ -147,13 +160,19 @@ fn for_each_line(
                     }
                 }
             }
-            if !each(number, Err(format!("line longer than {MAX_LINE_BYTES} bytes")))? {
+            if !each(
+                number,
+                Err(format!("line longer than {MAX_LINE_BYTES} bytes")),
+            )? {
                 return Ok(());
             }
             continue;
         }
         let text = match std::str::from_utf8(&buf) {
-            Ok(t) => Ok(t.strip_prefix('\u{feff}').unwrap_or(t).trim_end_matches(['\n', '\r'])),
+            Ok(t) => Ok(t
+                .strip_prefix('\u{feff}')
+                .unwrap_or(t)
+                .trim_end_matches(['\n', '\r'])),
             Err(e) => Err(format!("not UTF-8: {e}")),
         };
         if !each(number, text)? {
@@ -201,15 +220,18 @@ pub fn parse(
             each(parsed)
         }),
         Format::Hex => {
-            let algorithm =
-                algorithm.ok_or_else(|| FormatError::Invalid("the hex format needs --algorithm".into()))?;
+            let algorithm = algorithm
+                .ok_or_else(|| FormatError::Invalid("the hex format needs --algorithm".into()))?;
             for_each_line(reader, &mut |line, text| {
                 let parsed = match text {
                     Err(reason) => bad(line, reason),
                     Ok(t) if t.trim().is_empty() => return Ok(true),
                     Ok(t) => match HashValue::parse(algorithm, t) {
                         Err(e) => bad(line, format!("{algorithm} hash: {e}")),
-                        Ok(hash) => Parsed::Entry { line, entry: entry_of_hash(hash) },
+                        Ok(hash) => Parsed::Entry {
+                            line,
+                            entry: entry_of_hash(hash),
+                        },
                     },
                 };
                 each(parsed)
@@ -222,18 +244,26 @@ pub fn parse(
 fn entry_of_hash(hash: HashValue) -> NewEntry {
     let mut hashes = EntryHashes::default();
     hashes.set(hash);
-    NewEntry { external_id: default_external_id(&hash), hashes, ..NewEntry::default() }
+    NewEntry {
+        external_id: default_external_id(&hash),
+        hashes,
+        ..NewEntry::default()
+    }
 }
 
 fn parse_signal(line: u64, signal_type: &str, hex: &str) -> Parsed {
     match Algorithm::from_signal_type(signal_type) {
         Some(algorithm) => match HashValue::parse(algorithm, hex) {
-            Ok(hash) => Parsed::Entry { line, entry: entry_of_hash(hash) },
+            Ok(hash) => Parsed::Entry {
+                line,
+                entry: entry_of_hash(hash),
+            },
             Err(e) => bad(line, format!("{algorithm} hash: {e}")),
         },
-        None if is_foreign_signal_type(signal_type) => {
-            Parsed::Skipped { line, signal_type: signal_type.trim().to_ascii_lowercase() }
-        }
+        None if is_foreign_signal_type(signal_type) => Parsed::Skipped {
+            line,
+            signal_type: signal_type.trim().to_ascii_lowercase(),
+        },
         None => bad(line, format!("unknown algorithm {:?}", signal_type.trim())),
     }
 }
@@ -255,7 +285,10 @@ fn parse_csv(
     default_algorithm: Option<Algorithm>,
     each: &mut dyn FnMut(Parsed) -> Result<bool, FormatError>,
 ) -> Result<(), FormatError> {
-    let mut csv = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(reader);
+    let mut csv = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(reader);
     let mut record = csv::StringRecord::new();
     // The header row.
     let header = match csv.read_record(&mut record) {
@@ -265,7 +298,12 @@ fn parse_csv(
     };
     let mut columns = CsvColumns::default();
     for (i, name) in header.iter().enumerate() {
-        let slot = match name.trim().trim_start_matches('\u{feff}').to_ascii_lowercase().as_str() {
+        let slot = match name
+            .trim()
+            .trim_start_matches('\u{feff}')
+            .to_ascii_lowercase()
+            .as_str()
+        {
             "external_id" => &mut columns.external_id,
             "algorithm" | "signal_type" => &mut columns.algorithm,
             "hash" | "signal_str" => &mut columns.hash,
@@ -276,12 +314,15 @@ fn parse_csv(
             _ => continue, // Unknown columns are ignored: exports of other tools carry extras.
         };
         if slot.is_some() {
-            return Err(FormatError::Invalid(format!("CSV header names column {name:?} twice")));
+            return Err(FormatError::Invalid(format!(
+                "CSV header names column {name:?} twice"
+            )));
         }
         *slot = Some(i);
     }
-    let hash_column =
-        columns.hash.ok_or_else(|| FormatError::Invalid("CSV header has no hash or signal_str column".into()))?;
+    let hash_column = columns.hash.ok_or_else(|| {
+        FormatError::Invalid("CSV header has no hash or signal_str column".into())
+    })?;
     if columns.algorithm.is_none() && default_algorithm.is_none() {
         return Err(FormatError::Invalid(
             "CSV header has no algorithm or signal_type column; give --algorithm".into(),
@@ -308,12 +349,20 @@ fn parse_csv(
             continue;
         }
         if record.len() != width {
-            if !each(bad(line, format!("broken CSV: {} fields, header has {width}", record.len())))? {
+            if !each(bad(
+                line,
+                format!("broken CSV: {} fields, header has {width}", record.len()),
+            ))? {
                 return Ok(());
             }
             continue;
         }
-        let field = |c: Option<usize>| c.and_then(|i| record.get(i)).unwrap_or("").trim().to_string();
+        let field = |c: Option<usize>| {
+            c.and_then(|i| record.get(i))
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        };
         let hex = field(Some(hash_column));
         let algorithm = match columns.algorithm {
             Some(i) => {
@@ -321,7 +370,10 @@ fn parse_csv(
                 match Algorithm::from_signal_type(name) {
                     Some(a) => a,
                     None if is_foreign_signal_type(name) => {
-                        let unit = Parsed::Skipped { line, signal_type: name.to_ascii_lowercase() };
+                        let unit = Parsed::Skipped {
+                            line,
+                            signal_type: name.to_ascii_lowercase(),
+                        };
                         if !each(unit)? {
                             return Ok(());
                         }
@@ -411,7 +463,14 @@ pub struct ImportOptions {
 
 impl ImportOptions {
     pub fn new(format: Format) -> ImportOptions {
-        ImportOptions { format, algorithm: None, strict: false, batch_size: 1000, default_label: None, default_source: None }
+        ImportOptions {
+            format,
+            algorithm: None,
+            strict: false,
+            batch_size: 1000,
+            default_label: None,
+            default_source: None,
+        }
     }
 }
 
@@ -478,21 +537,22 @@ pub fn import(
     let batch_size = options.batch_size.max(1);
     let mut summary = ImportSummary::default();
     let mut batch: Vec<NewEntry> = Vec::with_capacity(batch_size);
-    let mut flush = |batch: &mut Vec<NewEntry>, summary: &mut ImportSummary| -> Result<(), FormatError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let done = store.upsert_entries(bank, std::mem::take(batch), actor)?;
-        for u in &done {
-            if u.added {
-                summary.added += 1;
-            } else {
-                summary.updated += 1;
+    let mut flush =
+        |batch: &mut Vec<NewEntry>, summary: &mut ImportSummary| -> Result<(), FormatError> {
+            if batch.is_empty() {
+                return Ok(());
             }
-        }
-        on_commit(&done);
-        Ok(())
-    };
+            let done = store.upsert_entries(bank, std::mem::take(batch), actor)?;
+            for u in &done {
+                if u.added {
+                    summary.added += 1;
+                } else {
+                    summary.updated += 1;
+                }
+            }
+            on_commit(&done);
+            Ok(())
+        };
     let outcome = parse(reader, options.format, options.algorithm, &mut |unit| {
         match unit {
             Parsed::Entry { mut entry, .. } => {
@@ -543,26 +603,54 @@ pub struct ExportOptions {
     pub algorithm: Option<Algorithm>,
 }
 
+/// Where exported rows go: CSV needs its writer's quoting state across rows.
+enum Sink<'a> {
+    Csv(csv::Writer<&'a mut dyn Write>),
+    Plain(&'a mut dyn Write),
+}
+
 /// Write a bank's entries (external-id order). Returns the number of entries written.
-pub fn export(store: &Store, bank: &str, options: &ExportOptions, out: &mut dyn Write) -> Result<u64, FormatError> {
+pub fn export(
+    store: &Store,
+    bank: &str,
+    options: &ExportOptions,
+    out: &mut dyn Write,
+) -> Result<u64, FormatError> {
     if options.format == Format::Hex && options.algorithm.is_none() {
-        return Err(FormatError::Invalid("the hex format needs --algorithm".into()));
+        return Err(FormatError::Invalid(
+            "the hex format needs --algorithm".into(),
+        ));
     }
-    let mut csv = (options.format == Format::Csv).then(|| csv::WriterBuilder::new().from_writer(Vec::new()));
-    if let Some(w) = &mut csv {
-        w.write_record(["external_id", "algorithm", "hash", "label", "source", "note"]).map_err(csv_error)?;
-        out.write_all(&take_csv(w)?)?;
+    if store.get_bank(bank)?.is_none() {
+        return Err(StoreError::BankNotFound(bank.to_string()).into());
     }
+    let mut sink = if options.format == Format::Csv {
+        let mut w = csv::WriterBuilder::new().from_writer(out);
+        w.write_record([
+            "external_id",
+            "algorithm",
+            "hash",
+            "label",
+            "source",
+            "note",
+        ])
+        .map_err(csv_error)?;
+        Sink::Csv(w)
+    } else {
+        Sink::Plain(out)
+    };
     let mut written = 0u64;
     let mut io_error: Option<FormatError> = None;
     store.for_each_entry(bank, options.label.as_deref(), None, &mut |entry: Entry| {
-        let hashes: Vec<HashValue> =
-            entry.hashes.iter().filter(|h| options.algorithm.is_none_or(|a| a == h.algorithm())).collect();
+        let hashes: Vec<HashValue> = entry
+            .hashes
+            .iter()
+            .filter(|h| options.algorithm.is_none_or(|a| a == h.algorithm()))
+            .collect();
         if hashes.is_empty() {
             return Ok(true);
         }
-        let result = write_entry(&entry, &hashes, options.format, csv.as_mut(), out);
-        match result {
+        match write_entry(&entry, &hashes, options.format, &mut sink) {
             Ok(()) => {
                 written += 1;
                 Ok(true)
@@ -576,7 +664,10 @@ pub fn export(store: &Store, bank: &str, options: &ExportOptions, out: &mut dyn 
     if let Some(e) = io_error {
         return Err(e);
     }
-    out.flush()?;
+    match &mut sink {
+        Sink::Csv(w) => w.flush()?,
+        Sink::Plain(out) => out.flush()?,
+    }
     Ok(written)
 }
 
@@ -584,40 +675,14 @@ fn csv_error(e: csv::Error) -> FormatError {
     FormatError::Invalid(format!("CSV: {e}"))
 }
 
-fn take_csv(w: &mut csv::Writer<Vec<u8>>) -> Result<Vec<u8>, FormatError> {
-    w.flush()?;
-    Ok(std::mem::take(w.get_mut()))
-}
-
 fn write_entry(
     entry: &Entry,
     hashes: &[HashValue],
     format: Format,
-    csv: Option<&mut csv::Writer<Vec<u8>>>,
-    out: &mut dyn Write,
+    sink: &mut Sink<'_>,
 ) -> Result<(), FormatError> {
-    match format {
-        Format::Jsonl => {
-            let mut entry = entry.clone();
-            if hashes.len() != entry.hashes.iter().count() {
-                entry.hashes = EntryHashes::default();
-                hashes.iter().for_each(|h| entry.hashes.set(*h));
-            }
-            serde_json::to_writer(&mut *out, &entry).map_err(|e| FormatError::Invalid(format!("JSON: {e}")))?;
-            out.write_all(b"\n")?;
-        }
-        Format::SignalLines => {
-            for h in hashes {
-                writeln!(out, "{} {}", h.algorithm(), h.to_hex())?;
-            }
-        }
-        Format::Hex => {
-            for h in hashes {
-                writeln!(out, "{}", h.to_hex())?;
-            }
-        }
-        Format::Csv => {
-            let Some(w) = csv else { return Err(FormatError::Invalid("CSV writer missing".into())) };
+    match (format, sink) {
+        (Format::Csv, Sink::Csv(w)) => {
             for h in hashes {
                 let algorithm = h.algorithm().to_string();
                 let hex = h.to_hex();
@@ -631,7 +696,31 @@ fn write_entry(
                 ])
                 .map_err(csv_error)?;
             }
-            out.write_all(&take_csv(w)?)?;
+        }
+        (Format::Jsonl, Sink::Plain(out)) => {
+            let mut entry = entry.clone();
+            if hashes.len() != entry.hashes.iter().count() {
+                entry.hashes = EntryHashes::default();
+                hashes.iter().for_each(|h| entry.hashes.set(*h));
+            }
+            serde_json::to_writer(&mut **out, &entry)
+                .map_err(|e| FormatError::Invalid(format!("JSON: {e}")))?;
+            out.write_all(b"\n")?;
+        }
+        (Format::SignalLines, Sink::Plain(out)) => {
+            for h in hashes {
+                writeln!(out, "{} {}", h.algorithm(), h.to_hex())?;
+            }
+        }
+        (Format::Hex, Sink::Plain(out)) => {
+            for h in hashes {
+                writeln!(out, "{}", h.to_hex())?;
+            }
+        }
+        _ => {
+            return Err(FormatError::Invalid(
+                "export sink does not match the format".into(),
+            ));
         }
     }
     Ok(())

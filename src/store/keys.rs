@@ -84,14 +84,16 @@ pub fn audit_key(time: Timestamp, seq: u64) -> [u8; 16] {
 }
 
 pub fn decode_u64(bytes: &[u8]) -> Result<u64, StoreError> {
-    let array: [u8; 8] =
-        bytes.try_into().map_err(|_| StoreError::Corrupt(format!("expected 8 bytes, got {}", bytes.len())))?;
+    let array: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt(format!("expected 8 bytes, got {}", bytes.len())))?;
     Ok(u64::from_be_bytes(array))
 }
 
 pub fn decode_u32(bytes: &[u8]) -> Result<u32, StoreError> {
-    let array: [u8; 4] =
-        bytes.try_into().map_err(|_| StoreError::Corrupt(format!("expected 4 bytes, got {}", bytes.len())))?;
+    let array: [u8; 4] = bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt(format!("expected 4 bytes, got {}", bytes.len())))?;
     Ok(u32::from_be_bytes(array))
 }
 
@@ -150,7 +152,13 @@ pub fn encode_entry(record: &EntryRecord) -> Vec<u8> {
             HashValue::Md5(b) => put_words(&mut out, &b.0),
         }
     }
-    for s in [&record.external_id, &record.label, &record.source, &record.note, &record.added_by] {
+    for s in [
+        &record.external_id,
+        &record.label,
+        &record.source,
+        &record.note,
+        &record.added_by,
+    ] {
         out.extend_from_slice(&(s.len() as u32).to_be_bytes());
         out.extend_from_slice(s.as_bytes());
     }
@@ -202,7 +210,8 @@ impl<'a> Reader<'a> {
     fn string(&mut self) -> Result<String, StoreError> {
         let len = self.u32()? as usize;
         let bytes = self.take(len)?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| StoreError::Corrupt("entry text is not UTF-8".into()))
+        String::from_utf8(bytes.to_vec())
+            .map_err(|_| StoreError::Corrupt("entry text is not UTF-8".into()))
     }
 }
 
@@ -217,14 +226,22 @@ pub struct EntryHead {
 fn decode_head(reader: &mut Reader<'_>) -> Result<EntryHead, StoreError> {
     let version = reader.u8()?;
     if version != ENTRY_RECORD_V1 {
-        return Err(StoreError::Corrupt(format!("unknown entry record version {version}")));
+        return Err(StoreError::Corrupt(format!(
+            "unknown entry record version {version}"
+        )));
     }
     let bank = reader.u32()?;
     let mask = reader.u8()?;
     if mask & 0x60 != 0 {
-        return Err(StoreError::Corrupt(format!("entry mask {mask:#x} has unknown bits")));
+        return Err(StoreError::Corrupt(format!(
+            "entry mask {mask:#x} has unknown bits"
+        )));
     }
-    let disabled_until = if mask & MASK_DISABLED != 0 { Some(Timestamp(reader.i64()?)) } else { None };
+    let disabled_until = if mask & MASK_DISABLED != 0 {
+        Some(Timestamp(reader.i64()?))
+    } else {
+        None
+    };
     let mut hashes = EntryHashes::default();
     for algorithm in Algorithm::ALL {
         if mask & (1 << algorithm as u8) == 0 {
@@ -238,7 +255,11 @@ fn decode_head(reader: &mut Reader<'_>) -> Result<EntryHead, StoreError> {
             Algorithm::Sha256 => hashes.sha256 = Some(reader.words()?),
         }
     }
-    Ok(EntryHead { bank, disabled_until, hashes })
+    Ok(EntryHead {
+        bank,
+        disabled_until,
+        hashes,
+    })
 }
 
 /// Decode only the head (bank, disabled_until, hashes): no allocation.
@@ -256,7 +277,9 @@ pub fn decode_entry(bytes: &[u8]) -> Result<EntryRecord, StoreError> {
     let added_by = reader.string()?;
     let added_at = Timestamp(reader.i64()?);
     if reader.pos != bytes.len() {
-        return Err(StoreError::Corrupt("entry record has trailing bytes".into()));
+        return Err(StoreError::Corrupt(
+            "entry record has trailing bytes".into(),
+        ));
     }
     Ok(EntryRecord {
         bank: head.bank,
@@ -277,7 +300,13 @@ mod tests {
 
     fn record() -> EntryRecord {
         let mut hashes = EntryHashes::default();
-        hashes.set(HashValue::parse(Algorithm::Pdq, &format!("{}{}", "f0".repeat(16), "0e".repeat(16))).unwrap());
+        hashes.set(
+            HashValue::parse(
+                Algorithm::Pdq,
+                &format!("{}{}", "f0".repeat(16), "0e".repeat(16)),
+            )
+            .unwrap(),
+        );
         hashes.set(HashValue::parse(Algorithm::Md5, "0123456789abcdef0123456789abcdef").unwrap());
         hashes.set(HashValue::parse(Algorithm::Dhash, "8000000000000001").unwrap());
         EntryRecord {
@@ -310,7 +339,10 @@ mod tests {
     fn truncated_or_foreign_records_are_corrupt_not_panics() {
         let bytes = encode_entry(&record());
         for len in 0..bytes.len() {
-            assert!(matches!(decode_entry(&bytes[..len]), Err(StoreError::Corrupt(_))), "len {len}");
+            assert!(
+                matches!(decode_entry(&bytes[..len]), Err(StoreError::Corrupt(_))),
+                "len {len}"
+            );
         }
         let mut other = bytes.clone();
         other[0] = 9;

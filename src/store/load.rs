@@ -24,7 +24,11 @@ pub struct LoadStats {
 }
 
 /// Stream every entry active at `now` into `sink`.
-pub fn load_into(store: &Store, now: Timestamp, sink: &mut dyn HashSink) -> Result<LoadStats, StoreError> {
+pub fn load_into(
+    store: &Store,
+    now: Timestamp,
+    sink: &mut dyn HashSink,
+) -> Result<LoadStats, StoreError> {
     let mut hashes = 0u64;
     let entries = store.for_each_active_entry(now, &mut |id, _bank, entry_hashes| {
         for h in entry_hashes.iter() {
@@ -61,5 +65,10 @@ pub struct Loaded {
 pub fn load_index(store: &Store, now: Timestamp) -> Result<Loaded, StoreError> {
     let mut index = HashList::default();
     let stats = load_into(store, now, &mut index)?;
-    Ok(Loaded { entries: stats.entries, hashes: stats.hashes, index_len: index.len(), index })
+    Ok(Loaded {
+        entries: stats.entries,
+        hashes: stats.hashes,
+        index_len: index.len(),
+        index,
+    })
 }

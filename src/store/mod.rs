@@ -29,7 +29,9 @@ pub enum StoreError {
         "the data directory {0} is in use by another vigie process (RocksDB LOCK held); stop the server or use the API"
     )]
     Locked(PathBuf),
-    #[error("the store has schema version {found}, newer than this vigie supports ({supported}); upgrade vigie")]
+    #[error(
+        "the store has schema version {found}, newer than this vigie supports ({supported}); upgrade vigie"
+    )]
     SchemaTooNew { found: u32, supported: u32 },
     #[error("store is corrupt: {0}")]
     Corrupt(String),
@@ -82,19 +84,25 @@ impl Store {
         schema::check_and_migrate(backend.as_ref())?;
         let counters = Counters {
             next_entry_id: read_counter(backend.as_ref(), keys::META_NEXT_ENTRY_ID)?.max(1),
-            next_bank_id: u32::try_from(read_counter(backend.as_ref(), keys::META_NEXT_BANK_ID)?.max(1))
-                .map_err(|_| StoreError::Corrupt("bank counter out of range".into()))?,
+            next_bank_id: u32::try_from(
+                read_counter(backend.as_ref(), keys::META_NEXT_BANK_ID)?.max(1),
+            )
+            .map_err(|_| StoreError::Corrupt("bank counter out of range".into()))?,
             next_audit_seq: read_counter(backend.as_ref(), keys::META_NEXT_AUDIT_SEQ)?.max(1),
         };
         let mut banks = BTreeMap::new();
         backend.scan(Cf::Banks, &[], None, &mut |k, v| {
-            let mut bank: Bank =
-                serde_json::from_slice(v).map_err(|e| StoreError::Corrupt(format!("bank record: {e}")))?;
+            let mut bank: Bank = serde_json::from_slice(v)
+                .map_err(|e| StoreError::Corrupt(format!("bank record: {e}")))?;
             bank.id = keys::decode_u32(k)?;
             banks.insert(bank.name.clone(), bank);
             Ok(true)
         })?;
-        Ok(Store { backend, writer: Mutex::new(counters), banks: RwLock::new(banks) })
+        Ok(Store {
+            backend,
+            writer: Mutex::new(counters),
+            banks: RwLock::new(banks),
+        })
     }
 
     /// Compact the underlying storage (after a bulk load).
@@ -104,12 +112,20 @@ impl Store {
 
     /// Write `ops` as one atomic batch together with every counter that advanced, then publish the
     /// new counters. On failure nothing is written and the counters stay as they were.
-    fn commit(&self, mut ops: Vec<WriteOp>, counters: &mut Counters, next: Counters) -> Result<(), StoreError> {
+    fn commit(
+        &self,
+        mut ops: Vec<WriteOp>,
+        counters: &mut Counters,
+        next: Counters,
+    ) -> Result<(), StoreError> {
         if next.next_entry_id != counters.next_entry_id {
             ops.push(counter_op(keys::META_NEXT_ENTRY_ID, next.next_entry_id));
         }
         if next.next_bank_id != counters.next_bank_id {
-            ops.push(counter_op(keys::META_NEXT_BANK_ID, u64::from(next.next_bank_id)));
+            ops.push(counter_op(
+                keys::META_NEXT_BANK_ID,
+                u64::from(next.next_bank_id),
+            ));
         }
         if next.next_audit_seq != counters.next_audit_seq {
             ops.push(counter_op(keys::META_NEXT_AUDIT_SEQ, next.next_audit_seq));
@@ -120,15 +136,24 @@ impl Store {
     }
 
     fn lock_writer(&self) -> Result<MutexGuard<'_, Counters>, StoreError> {
-        self.writer.lock().map_err(|_| StoreError::Backend("writer lock poisoned".into()))
+        self.writer
+            .lock()
+            .map_err(|_| StoreError::Backend("writer lock poisoned".into()))
     }
 
-    fn bank_cache(&self) -> Result<std::sync::RwLockReadGuard<'_, BTreeMap<String, Bank>>, StoreError> {
-        self.banks.read().map_err(|_| StoreError::Backend("bank cache lock poisoned".into()))
+    fn bank_cache(
+        &self,
+    ) -> Result<std::sync::RwLockReadGuard<'_, BTreeMap<String, Bank>>, StoreError> {
+        self.banks
+            .read()
+            .map_err(|_| StoreError::Backend("bank cache lock poisoned".into()))
     }
 
     fn set_cached_bank(&self, bank: Option<Bank>, name: &str) -> Result<(), StoreError> {
-        let mut cache = self.banks.write().map_err(|_| StoreError::Backend("bank cache lock poisoned".into()))?;
+        let mut cache = self
+            .banks
+            .write()
+            .map_err(|_| StoreError::Backend("bank cache lock poisoned".into()))?;
         match bank {
             Some(b) => cache.insert(name.to_string(), b),
             None => cache.remove(name),
@@ -165,8 +190,20 @@ impl Store {
             .checked_add(1)
             .ok_or_else(|| StoreError::Invalid("bank id space exhausted".into()))?;
         let detail = serde_json::json!({ "kind": bank.kind, "enabled": bank.enabled });
-        let mut ops = vec![WriteOp::Put(Cf::Banks, keys::bank_key(bank.id).to_vec(), bank_json(&bank)?)];
-        ops.push(audit_op(&mut next, now, actor, AuditAction::BankCreate, &bank.name, &[], detail)?);
+        let mut ops = vec![WriteOp::Put(
+            Cf::Banks,
+            keys::bank_key(bank.id).to_vec(),
+            bank_json(&bank)?,
+        )];
+        ops.push(audit_op(
+            &mut next,
+            now,
+            actor,
+            AuditAction::BankCreate,
+            &bank.name,
+            &[],
+            detail,
+        )?);
         self.commit(ops, &mut counters, next)?;
         self.set_cached_bank(Some(bank.clone()), &bank.name)?;
         Ok(bank)
@@ -177,7 +214,8 @@ impl Store {
     }
 
     fn require_bank(&self, name: &str) -> Result<Bank, StoreError> {
-        self.get_bank(name)?.ok_or_else(|| StoreError::BankNotFound(name.to_string()))
+        self.get_bank(name)?
+            .ok_or_else(|| StoreError::BankNotFound(name.to_string()))
     }
 
     pub fn list_banks(&self) -> Result<Vec<Bank>, StoreError> {
@@ -192,7 +230,12 @@ impl Store {
             .ok_or_else(|| StoreError::Corrupt(format!("entry refers to missing bank {id}")))
     }
 
-    pub fn update_bank(&self, name: &str, update: BankUpdate, actor: &str) -> Result<Bank, StoreError> {
+    pub fn update_bank(
+        &self,
+        name: &str,
+        update: BankUpdate,
+        actor: &str,
+    ) -> Result<Bank, StoreError> {
         validate_actor(actor)?;
         let mut counters = self.lock_writer()?;
         let mut bank = self.require_bank(name)?;
@@ -212,15 +255,30 @@ impl Store {
         }
         if let Some(max_distance) = update.max_distance {
             max_distance.validate()?;
-            changed.insert("max_distance".into(), serde_json::to_value(max_distance).unwrap_or_default());
+            changed.insert(
+                "max_distance".into(),
+                serde_json::to_value(max_distance).unwrap_or_default(),
+            );
             bank.max_distance = max_distance;
         }
         let now = Timestamp::now();
         bank.updated_at = now;
         let mut next = *counters;
         let ops = vec![
-            WriteOp::Put(Cf::Banks, keys::bank_key(bank.id).to_vec(), bank_json(&bank)?),
-            audit_op(&mut next, now, actor, AuditAction::BankUpdate, name, &[], changed.into())?,
+            WriteOp::Put(
+                Cf::Banks,
+                keys::bank_key(bank.id).to_vec(),
+                bank_json(&bank)?,
+            ),
+            audit_op(
+                &mut next,
+                now,
+                actor,
+                AuditAction::BankUpdate,
+                name,
+                &[],
+                changed.into(),
+            )?,
         ];
         self.commit(ops, &mut counters, next)?;
         self.set_cached_bank(Some(bank.clone()), name)?;
@@ -229,7 +287,11 @@ impl Store {
 
     /// Delete a bank and all its entries in one batch. Returns the removed entries' ids and hashes
     /// (for an in-memory index to drop).
-    pub fn delete_bank(&self, name: &str, actor: &str) -> Result<Vec<(EntryId, EntryHashes)>, StoreError> {
+    pub fn delete_bank(
+        &self,
+        name: &str,
+        actor: &str,
+    ) -> Result<Vec<(EntryId, EntryHashes)>, StoreError> {
         validate_actor(actor)?;
         let mut counters = self.lock_writer()?;
         let bank = self.require_bank(name)?;
@@ -237,23 +299,34 @@ impl Store {
         let mut removed = Vec::new();
         let prefix = keys::external_prefix(bank.id);
         let end = prefix_end(&prefix);
-        self.backend.scan(Cf::External, &prefix, end.as_deref(), &mut |k, v| {
-            let id = keys::decode_u64(v)?;
-            ops.push(WriteOp::Delete(Cf::External, k.to_vec()));
-            ops.push(WriteOp::Delete(Cf::Entries, keys::entry_key(id).to_vec()));
-            removed.push(id);
-            Ok(true)
-        })?;
+        self.backend
+            .scan(Cf::External, &prefix, end.as_deref(), &mut |k, v| {
+                let id = keys::decode_u64(v)?;
+                ops.push(WriteOp::Delete(Cf::External, k.to_vec()));
+                ops.push(WriteOp::Delete(Cf::Entries, keys::entry_key(id).to_vec()));
+                removed.push(id);
+                Ok(true)
+            })?;
         let mut removed_hashes = Vec::with_capacity(removed.len());
         for &id in &removed {
-            let head = self.read_head(id)?.ok_or_else(|| StoreError::Corrupt(format!("lookup names missing entry {id}")))?;
+            let head = self
+                .read_head(id)?
+                .ok_or_else(|| StoreError::Corrupt(format!("lookup names missing entry {id}")))?;
             removed_hashes.push((id, head.hashes));
         }
         ops.push(WriteOp::Delete(Cf::Banks, keys::bank_key(bank.id).to_vec()));
         let now = Timestamp::now();
         let mut next = *counters;
         let detail = serde_json::json!({ "entries_removed": removed.len() });
-        ops.push(audit_op(&mut next, now, actor, AuditAction::BankDelete, name, &removed, detail)?);
+        ops.push(audit_op(
+            &mut next,
+            now,
+            actor,
+            AuditAction::BankDelete,
+            name,
+            &removed,
+            detail,
+        )?);
         self.commit(ops, &mut counters, next)?;
         self.set_cached_bank(None, name)?;
         Ok(removed_hashes)
@@ -275,7 +348,12 @@ impl Store {
         }
     }
 
-    fn to_entry(&self, id: EntryId, record: EntryRecord, bank_name: Option<&str>) -> Result<Entry, StoreError> {
+    fn to_entry(
+        &self,
+        id: EntryId,
+        record: EntryRecord,
+        bank_name: Option<&str>,
+    ) -> Result<Entry, StoreError> {
         let bank = match bank_name {
             Some(n) => n.to_string(),
             None => self.bank_name(record.bank)?,
@@ -297,7 +375,12 @@ impl Store {
     /// Add entries to `bank`, or replace those whose external id is already there. One atomic
     /// batch with its audit events; the result is in input order. A repeated external id inside
     /// the batch updates the entry added earlier in the same batch.
-    pub fn upsert_entries(&self, bank: &str, entries: Vec<NewEntry>, actor: &str) -> Result<Vec<Upserted>, StoreError> {
+    pub fn upsert_entries(
+        &self,
+        bank: &str,
+        entries: Vec<NewEntry>,
+        actor: &str,
+    ) -> Result<Vec<Upserted>, StoreError> {
         validate_actor(actor)?;
         for e in &entries {
             e.validate()?;
@@ -319,8 +402,9 @@ impl Store {
                 None => match self.backend.get(Cf::External, &lookup_key)? {
                     Some(v) => {
                         let id = keys::decode_u64(&v)?;
-                        let record =
-                            self.read_record(id)?.ok_or_else(|| StoreError::Corrupt(format!("lookup names missing entry {id}")))?;
+                        let record = self.read_record(id)?.ok_or_else(|| {
+                            StoreError::Corrupt(format!("lookup names missing entry {id}"))
+                        })?;
                         Some((id, record))
                     }
                     None => None,
@@ -330,9 +414,14 @@ impl Store {
                 Some((id, old)) => (id, false, Some(old.hashes), old.added_by, old.added_at),
                 None => {
                     let id = next.next_entry_id;
-                    next.next_entry_id =
-                        id.checked_add(1).ok_or_else(|| StoreError::Invalid("entry id space exhausted".into()))?;
-                    ops.push(WriteOp::Put(Cf::External, lookup_key, keys::entry_key(id).to_vec()));
+                    next.next_entry_id = id
+                        .checked_add(1)
+                        .ok_or_else(|| StoreError::Invalid("entry id space exhausted".into()))?;
+                    ops.push(WriteOp::Put(
+                        Cf::External,
+                        lookup_key,
+                        keys::entry_key(id).to_vec(),
+                    ));
                     (id, true, None, actor.to_string(), now)
                 }
             };
@@ -347,12 +436,25 @@ impl Store {
                 added_by: new.added_by.unwrap_or(added_by),
                 added_at: new.added_at.unwrap_or(added_at),
             };
-            ops.push(WriteOp::Put(Cf::Entries, keys::entry_key(id).to_vec(), keys::encode_entry(&record)));
+            ops.push(WriteOp::Put(
+                Cf::Entries,
+                keys::entry_key(id).to_vec(),
+                keys::encode_entry(&record),
+            ));
             // An id first added in this batch is audited as added only; others once as updated.
             if touched.insert(id) {
-                if added { added_ids.push(id) } else { updated_ids.push(id) }
+                if added {
+                    added_ids.push(id)
+                } else {
+                    updated_ids.push(id)
+                }
             }
-            results.push(Upserted { id, external_id: new.external_id.clone(), added, previous });
+            results.push(Upserted {
+                id,
+                external_id: new.external_id.clone(),
+                added,
+                previous,
+            });
             pending.insert(new.external_id, (id, record));
         }
         if results.is_empty() {
@@ -360,11 +462,27 @@ impl Store {
         }
         if !added_ids.is_empty() {
             let detail = serde_json::json!({ "count": added_ids.len() });
-            ops.push(audit_op(&mut next, now, actor, AuditAction::EntryAdd, &bank.name, &added_ids, detail)?);
+            ops.push(audit_op(
+                &mut next,
+                now,
+                actor,
+                AuditAction::EntryAdd,
+                &bank.name,
+                &added_ids,
+                detail,
+            )?);
         }
         if !updated_ids.is_empty() {
             let detail = serde_json::json!({ "count": updated_ids.len() });
-            ops.push(audit_op(&mut next, now, actor, AuditAction::EntryUpdate, &bank.name, &updated_ids, detail)?);
+            ops.push(audit_op(
+                &mut next,
+                now,
+                actor,
+                AuditAction::EntryUpdate,
+                &bank.name,
+                &updated_ids,
+                detail,
+            )?);
         }
         self.commit(ops, &mut counters, next)?;
         Ok(results)
@@ -372,7 +490,12 @@ impl Store {
 
     /// Remove entries by id from `bank`. Refuses the whole call when an id is not in the bank.
     /// Returns the removed entries (their hashes tell an index what to drop).
-    pub fn remove_entries(&self, bank: &str, ids: &[EntryId], actor: &str) -> Result<Vec<Entry>, StoreError> {
+    pub fn remove_entries(
+        &self,
+        bank: &str,
+        ids: &[EntryId],
+        actor: &str,
+    ) -> Result<Vec<Entry>, StoreError> {
         validate_actor(actor)?;
         let mut counters = self.lock_writer()?;
         let bank = self.require_bank(bank)?;
@@ -384,9 +507,14 @@ impl Store {
                 continue;
             }
             let record = self.read_record(id)?.filter(|r| r.bank == bank.id);
-            let record = record.ok_or_else(|| StoreError::EntryNotFound(format!("{id} in bank {:?}", bank.name)))?;
+            let record = record.ok_or_else(|| {
+                StoreError::EntryNotFound(format!("{id} in bank {:?}", bank.name))
+            })?;
             ops.push(WriteOp::Delete(Cf::Entries, keys::entry_key(id).to_vec()));
-            ops.push(WriteOp::Delete(Cf::External, keys::external_key(bank.id, &record.external_id)));
+            ops.push(WriteOp::Delete(
+                Cf::External,
+                keys::external_key(bank.id, &record.external_id),
+            ));
             removed.push(self.to_entry(id, record, Some(&bank.name))?);
         }
         if removed.is_empty() {
@@ -396,7 +524,15 @@ impl Store {
         let mut next = *counters;
         let removed_ids: Vec<EntryId> = removed.iter().map(|e| e.id).collect();
         let detail = serde_json::json!({ "count": removed_ids.len() });
-        ops.push(audit_op(&mut next, now, actor, AuditAction::EntryRemove, &bank.name, &removed_ids, detail)?);
+        ops.push(audit_op(
+            &mut next,
+            now,
+            actor,
+            AuditAction::EntryRemove,
+            &bank.name,
+            &removed_ids,
+            detail,
+        )?);
         self.commit(ops, &mut counters, next)?;
         Ok(removed)
     }
@@ -416,10 +552,15 @@ impl Store {
         let mut changed = Vec::with_capacity(ids.len());
         for &id in ids {
             let record = self.read_record(id)?.filter(|r| r.bank == bank.id);
-            let mut record =
-                record.ok_or_else(|| StoreError::EntryNotFound(format!("{id} in bank {:?}", bank.name)))?;
+            let mut record = record.ok_or_else(|| {
+                StoreError::EntryNotFound(format!("{id} in bank {:?}", bank.name))
+            })?;
             record.disabled_until = until;
-            ops.push(WriteOp::Put(Cf::Entries, keys::entry_key(id).to_vec(), keys::encode_entry(&record)));
+            ops.push(WriteOp::Put(
+                Cf::Entries,
+                keys::entry_key(id).to_vec(),
+                keys::encode_entry(&record),
+            ));
             changed.push(self.to_entry(id, record, Some(&bank.name))?);
         }
         if changed.is_empty() {
@@ -427,12 +568,18 @@ impl Store {
         }
         let now = Timestamp::now();
         let mut next = *counters;
-        let action = if until.is_some() { AuditAction::EntryDisable } else { AuditAction::EntryEnable };
+        let action = if until.is_some() {
+            AuditAction::EntryDisable
+        } else {
+            AuditAction::EntryEnable
+        };
         let detail = match until {
             Some(t) => serde_json::json!({ "disabled_until": t }),
             None => serde_json::Value::Null,
         };
-        ops.push(audit_op(&mut next, now, actor, action, &bank.name, ids, detail)?);
+        ops.push(audit_op(
+            &mut next, now, actor, action, &bank.name, ids, detail,
+        )?);
         self.commit(ops, &mut counters, next)?;
         Ok(changed)
     }
@@ -446,13 +593,18 @@ impl Store {
 
     pub fn find_entry(&self, bank: &str, external_id: &str) -> Result<Option<Entry>, StoreError> {
         let bank = self.require_bank(bank)?;
-        let Some(v) = self.backend.get(Cf::External, &keys::external_key(bank.id, external_id))? else {
+        let Some(v) = self
+            .backend
+            .get(Cf::External, &keys::external_key(bank.id, external_id))?
+        else {
             return Ok(None);
         };
         let id = keys::decode_u64(&v)?;
         match self.read_record(id)? {
             Some(record) => Ok(Some(self.to_entry(id, record, Some(&bank.name))?)),
-            None => Err(StoreError::Corrupt(format!("lookup names missing entry {id}"))),
+            None => Err(StoreError::Corrupt(format!(
+                "lookup names missing entry {id}"
+            ))),
         }
     }
 
@@ -477,15 +629,17 @@ impl Store {
             }
             None => prefix.to_vec(),
         };
-        self.backend.scan(Cf::External, &start, end.as_deref(), &mut |_, v| {
-            let id = keys::decode_u64(v)?;
-            let record =
-                self.read_record(id)?.ok_or_else(|| StoreError::Corrupt(format!("lookup names missing entry {id}")))?;
-            if label.is_some_and(|l| l != record.label) {
-                return Ok(true);
-            }
-            visit(self.to_entry(id, record, Some(&bank.name))?)
-        })
+        self.backend
+            .scan(Cf::External, &start, end.as_deref(), &mut |_, v| {
+                let id = keys::decode_u64(v)?;
+                let record = self.read_record(id)?.ok_or_else(|| {
+                    StoreError::Corrupt(format!("lookup names missing entry {id}"))
+                })?;
+                if label.is_some_and(|l| l != record.label) {
+                    return Ok(true);
+                }
+                visit(self.to_entry(id, record, Some(&bank.name))?)
+            })
     }
 
     /// One page of a bank's entries (external-id order), for listings.
@@ -513,10 +667,11 @@ impl Store {
         let prefix = keys::external_prefix(bank.id);
         let end = prefix_end(&prefix);
         let mut n = 0u64;
-        self.backend.scan(Cf::External, &prefix, end.as_deref(), &mut |_, _| {
-            n += 1;
-            Ok(true)
-        })?;
+        self.backend
+            .scan(Cf::External, &prefix, end.as_deref(), &mut |_, _| {
+                n += 1;
+                Ok(true)
+            })?;
         Ok(n)
     }
 
@@ -528,7 +683,12 @@ impl Store {
         now: Timestamp,
         visit: &mut dyn FnMut(EntryId, BankId, &EntryHashes) -> Result<(), StoreError>,
     ) -> Result<u64, StoreError> {
-        let enabled: Vec<BankId> = self.bank_cache()?.values().filter(|b| b.enabled).map(|b| b.id).collect();
+        let enabled: Vec<BankId> = self
+            .bank_cache()?
+            .values()
+            .filter(|b| b.enabled)
+            .map(|b| b.id)
+            .collect();
         let mut n = 0u64;
         self.backend.scan(Cf::Entries, &[], None, &mut |k, v| {
             let head = keys::decode_entry_head(v)?;
@@ -543,12 +703,25 @@ impl Store {
     }
 
     /// Record the outcome of an import (the entries themselves were audited batch by batch).
-    pub fn record_import(&self, bank: &str, detail: serde_json::Value, actor: &str) -> Result<(), StoreError> {
+    pub fn record_import(
+        &self,
+        bank: &str,
+        detail: serde_json::Value,
+        actor: &str,
+    ) -> Result<(), StoreError> {
         validate_actor(actor)?;
         let mut counters = self.lock_writer()?;
         let bank = self.require_bank(bank)?;
         let mut next = *counters;
-        let op = audit_op(&mut next, Timestamp::now(), actor, AuditAction::Import, &bank.name, &[], detail)?;
+        let op = audit_op(
+            &mut next,
+            Timestamp::now(),
+            actor,
+            AuditAction::Import,
+            &bank.name,
+            &[],
+            detail,
+        )?;
         self.commit(vec![op], &mut counters, next)?;
         Ok(())
     }
@@ -556,34 +729,45 @@ impl Store {
     /// Audit events in time order, filtered.
     pub fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
         let start = keys::audit_key(filter.since.unwrap_or_default(), 0);
-        let end = filter.until.map(|u| keys::audit_key(Timestamp(u.0.saturating_add(1)), 0));
+        let end = filter
+            .until
+            .map(|u| keys::audit_key(Timestamp(u.0.saturating_add(1)), 0));
         let limit = filter.limit.unwrap_or(usize::MAX);
         let mut out = Vec::new();
         if limit == 0 {
             return Ok(out);
         }
-        self.backend.scan(Cf::Audit, &start, end.as_ref().map(|e| &e[..]), &mut |_, v| {
-            let event: AuditEvent =
-                serde_json::from_slice(v).map_err(|e| StoreError::Corrupt(format!("audit record: {e}")))?;
-            if filter.bank.as_ref().is_none_or(|b| *b == event.bank) {
-                out.push(event);
-            }
-            Ok(out.len() < limit)
-        })?;
+        self.backend.scan(
+            Cf::Audit,
+            &start,
+            end.as_ref().map(|e| &e[..]),
+            &mut |_, v| {
+                let event: AuditEvent = serde_json::from_slice(v)
+                    .map_err(|e| StoreError::Corrupt(format!("audit record: {e}")))?;
+                if filter.bank.as_ref().is_none_or(|b| *b == event.bank) {
+                    out.push(event);
+                }
+                Ok(out.len() < limit)
+            },
+        )?;
         Ok(out)
     }
 }
 
 fn validate_actor(actor: &str) -> Result<(), StoreError> {
     if actor.is_empty() || actor.len() > 256 || actor.chars().any(char::is_control) {
-        return Err(StoreError::Invalid("actor must be 1 to 256 printable bytes".into()));
+        return Err(StoreError::Invalid(
+            "actor must be 1 to 256 printable bytes".into(),
+        ));
     }
     Ok(())
 }
 
 fn validate_text(field: &str, text: &str) -> Result<(), StoreError> {
     if text.len() > MAX_TEXT_LEN {
-        return Err(StoreError::Invalid(format!("{field} is longer than {MAX_TEXT_LEN} bytes")));
+        return Err(StoreError::Invalid(format!(
+            "{field} is longer than {MAX_TEXT_LEN} bytes"
+        )));
     }
     Ok(())
 }
@@ -629,8 +813,13 @@ fn audit_op(
         entry_ids: ids.iter().copied().take(AUDIT_MAX_IDS).collect(),
         detail,
     };
-    let value = serde_json::to_vec(&event).map_err(|e| StoreError::Backend(format!("encoding audit event: {e}")))?;
-    Ok(WriteOp::Put(Cf::Audit, keys::audit_key(time, seq).to_vec(), value))
+    let value = serde_json::to_vec(&event)
+        .map_err(|e| StoreError::Backend(format!("encoding audit event: {e}")))?;
+    Ok(WriteOp::Put(
+        Cf::Audit,
+        keys::audit_key(time, seq).to_vec(),
+        value,
+    ))
 }
 
 /// The smallest key greater than every key starting with `prefix` (`None`: no such key).

@@ -33,8 +33,13 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
-    pub const ALL: [Algorithm; 5] =
-        [Algorithm::Pdq, Algorithm::Phash, Algorithm::Dhash, Algorithm::Md5, Algorithm::Sha256];
+    pub const ALL: [Algorithm; 5] = [
+        Algorithm::Pdq,
+        Algorithm::Phash,
+        Algorithm::Dhash,
+        Algorithm::Md5,
+        Algorithm::Sha256,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -193,7 +198,8 @@ impl<'de> Deserialize<'de> for EntryHashes {
         for (name, hex) in raw {
             let algorithm = Algorithm::from_signal_type(&name)
                 .ok_or_else(|| D::Error::custom(format!("unknown algorithm {name:?}")))?;
-            let value = HashValue::parse(algorithm, &hex).map_err(|e| D::Error::custom(format!("{name}: {e}")))?;
+            let value = HashValue::parse(algorithm, &hex)
+                .map_err(|e| D::Error::custom(format!("{name}: {e}")))?;
             hashes.set(value);
         }
         Ok(hashes)
@@ -209,7 +215,10 @@ impl Timestamp {
     pub const MAX: Timestamp = Timestamp(253_402_300_799_000_000);
 
     pub fn now() -> Timestamp {
-        let micros = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros()).unwrap_or(0);
+        let micros = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros())
+            .unwrap_or(0);
         Timestamp(i64::try_from(micros).unwrap_or(i64::MAX))
     }
 
@@ -225,15 +234,24 @@ impl Timestamp {
             if (0..=Timestamp::MAX.0 / 1_000_000).contains(&seconds) {
                 return Ok(Timestamp::from_unix_seconds(seconds));
             }
-            return Err(StoreError::Invalid(format!("time {text:?} is out of range")));
+            return Err(StoreError::Invalid(format!(
+                "time {text:?} is out of range"
+            )));
         }
-        let time = humantime::parse_rfc3339_weak(text)
-            .map_err(|e| StoreError::Invalid(format!("time {text:?} is not RFC 3339 nor Unix seconds: {e}")))?;
+        let time = humantime::parse_rfc3339_weak(text).map_err(|e| {
+            StoreError::Invalid(format!(
+                "time {text:?} is not RFC 3339 nor Unix seconds: {e}"
+            ))
+        })?;
         let micros = time
             .duration_since(UNIX_EPOCH)
             .map_err(|_| StoreError::Invalid(format!("time {text:?} is before 1970")))?
             .as_micros();
-        Ok(Timestamp(i64::try_from(micros).unwrap_or(i64::MAX).min(Timestamp::MAX.0)))
+        Ok(Timestamp(
+            i64::try_from(micros)
+                .unwrap_or(i64::MAX)
+                .min(Timestamp::MAX.0),
+        ))
     }
 }
 
@@ -280,7 +298,9 @@ impl FromStr for BankKind {
         match s {
             "block" => Ok(BankKind::Block),
             "allow" => Ok(BankKind::Allow),
-            _ => Err(StoreError::Invalid(format!("bank kind must be block or allow, not {s:?}"))),
+            _ => Err(StoreError::Invalid(format!(
+                "bank kind must be block or allow, not {s:?}"
+            ))),
         }
     }
 }
@@ -309,7 +329,13 @@ impl Default for MaxDistances {
     /// PDQ 31 is Meta's recommended threshold (PDQ paper, "hashing-and-matching" §3: 31 of 256 bits);
     /// 8 of 64 bits is the usual pHash/dHash cut-off; exact hashes match exactly.
     fn default() -> Self {
-        MaxDistances { pdq: 31, phash: 8, dhash: 8, md5: 0, sha256: 0 }
+        MaxDistances {
+            pdq: 31,
+            phash: 8,
+            dhash: 8,
+            md5: 0,
+            sha256: 0,
+        }
     }
 }
 
@@ -328,7 +354,11 @@ impl MaxDistances {
     pub fn validate(&self) -> Result<(), StoreError> {
         for algorithm in Algorithm::ALL {
             let d = self.get(algorithm);
-            let limit = if algorithm.is_perceptual() { algorithm.byte_len() as u32 * 8 } else { 0 };
+            let limit = if algorithm.is_perceptual() {
+                algorithm.byte_len() as u32 * 8
+            } else {
+                0
+            };
             if d > limit {
                 return Err(StoreError::Invalid(format!(
                     "max distance for {algorithm} must be at most {limit}, got {d}"
@@ -342,11 +372,15 @@ impl MaxDistances {
 /// A validated bank name: `[A-Za-z0-9_-]{1,64}`.
 pub fn validate_bank_name(name: &str) -> Result<(), StoreError> {
     let ok = (1..=64).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if ok {
         Ok(())
     } else {
-        Err(StoreError::Invalid(format!("bank name {name:?} must match [A-Za-z0-9_-]{{1,64}}")))
+        Err(StoreError::Invalid(format!(
+            "bank name {name:?} must match [A-Za-z0-9_-]{{1,64}}"
+        )))
     }
 }
 
@@ -439,10 +473,15 @@ impl NewEntry {
             )));
         }
         if self.external_id.chars().any(char::is_control) {
-            return Err(StoreError::Invalid("external_id contains control characters".into()));
+            return Err(StoreError::Invalid(
+                "external_id contains control characters".into(),
+            ));
         }
         if self.hashes.is_empty() {
-            return Err(StoreError::Invalid(format!("entry {:?} has no hash", self.external_id)));
+            return Err(StoreError::Invalid(format!(
+                "entry {:?} has no hash",
+                self.external_id
+            )));
         }
         for (field, text) in [
             ("label", self.label.as_str()),
@@ -451,7 +490,9 @@ impl NewEntry {
             ("added_by", self.added_by.as_deref().unwrap_or("")),
         ] {
             if text.len() > MAX_TEXT_LEN {
-                return Err(StoreError::Invalid(format!("{field} is longer than {MAX_TEXT_LEN} bytes")));
+                return Err(StoreError::Invalid(format!(
+                    "{field} is longer than {MAX_TEXT_LEN} bytes"
+                )));
             }
         }
         Ok(())

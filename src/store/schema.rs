@@ -20,7 +20,11 @@ type Migration = fn(&dyn Backend) -> Result<Vec<WriteOp>, StoreError>;
 const MIGRATIONS: &[(u32, Migration)] = &[(1, migrate_1_to_2)];
 
 fn version_op(version: u32) -> WriteOp {
-    WriteOp::Put(Cf::Meta, keys::META_SCHEMA_VERSION.to_vec(), version.to_be_bytes().to_vec())
+    WriteOp::Put(
+        Cf::Meta,
+        keys::META_SCHEMA_VERSION.to_vec(),
+        version.to_be_bytes().to_vec(),
+    )
 }
 
 pub fn check_and_migrate(backend: &dyn Backend) -> Result<(), StoreError> {
@@ -41,7 +45,10 @@ pub fn check_and_migrate(backend: &dyn Backend) -> Result<(), StoreError> {
         }
     };
     if stored > SCHEMA_VERSION {
-        return Err(StoreError::SchemaTooNew { found: stored, supported: SCHEMA_VERSION });
+        return Err(StoreError::SchemaTooNew {
+            found: stored,
+            supported: SCHEMA_VERSION,
+        });
     }
     if stored == 0 {
         return Err(StoreError::Corrupt("schema version 0".into()));
@@ -51,7 +58,9 @@ pub fn check_and_migrate(backend: &dyn Backend) -> Result<(), StoreError> {
         let (_, migrate) = MIGRATIONS
             .iter()
             .find(|(from, _)| *from == version)
-            .ok_or_else(|| StoreError::Corrupt(format!("no migration from schema version {version}")))?;
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!("no migration from schema version {version}"))
+            })?;
         let mut ops = migrate(backend)?;
         version += 1;
         ops.push(version_op(version));
@@ -79,7 +88,8 @@ fn migrate_1_to_2(backend: &dyn Backend) -> Result<Vec<WriteOp>, StoreError> {
         max_seq = max_seq.max(keys::decode_u64(&k[8..])?);
         Ok(true)
     })?;
-    let counter = |name: &[u8], v: u64| WriteOp::Put(Cf::Meta, name.to_vec(), v.to_be_bytes().to_vec());
+    let counter =
+        |name: &[u8], v: u64| WriteOp::Put(Cf::Meta, name.to_vec(), v.to_be_bytes().to_vec());
     Ok(vec![
         counter(keys::META_NEXT_ENTRY_ID, next_entry),
         counter(keys::META_NEXT_BANK_ID, next_bank),
