@@ -85,10 +85,7 @@ impl<const W: usize> Bits<W> {
     pub fn from_hex(text: &str) -> Result<Self, HexError> {
         let bytes = text.as_bytes();
         if bytes.len() != Self::HEX_LEN {
-            return Err(HexError::Length {
-                expected: Self::HEX_LEN,
-                got: text.chars().count(),
-            });
+            return Err(HexError::Length { expected: Self::HEX_LEN, got: text.chars().count() });
         }
         let mut words = [0u64; W];
         for (position, &c) in bytes.iter().enumerate() {
@@ -186,17 +183,8 @@ mod tests {
 
     #[test]
     fn malformed_hex_is_refused() {
-        assert_eq!(
-            Hash64::from_hex("abc"),
-            Err(HexError::Length {
-                expected: 16,
-                got: 3
-            })
-        );
-        assert_eq!(
-            Hash64::from_hex("000000000000000g"),
-            Err(HexError::NotHex { position: 15 })
-        );
+        assert_eq!(Hash64::from_hex("abc"), Err(HexError::Length { expected: 16, got: 3 }));
+        assert_eq!(Hash64::from_hex("000000000000000g"), Err(HexError::NotHex { position: 15 }));
         assert!(Hash64::from_hex("00000000000000é").is_err());
     }
 
@@ -212,9 +200,6 @@ mod tests {
         // A 2-bit substring straddling words 0 and 1.
         assert_eq!(c.substring(63, 2), 0b11);
         assert_eq!(c.substring(62, 4), 0b0110);
-        assert_eq!(
-            Hash64::from_bytes([0x12, 0x34, 0, 0, 0, 0, 0xab, 0xcd]).to_hex(),
-            "123400000000abcd"
-        );
+        assert_eq!(Hash64::from_bytes([0x12, 0x34, 0, 0, 0, 0, 0xab, 0xcd]).to_hex(), "123400000000abcd");
     }
 }

@@ -13,9 +13,7 @@ use std::sync::mpsc;
 use serde::Serialize;
 
 use super::CliError;
-use crate::hashing::{
-    AlgorithmSet, DecodeLimits, Dihedral, HasherBuilder, ImageHasher, ImageHashes, PdqHash,
-};
+use crate::hashing::{AlgorithmSet, DecodeLimits, Dihedral, HasherBuilder, ImageHasher, ImageHashes, PdqHash};
 
 #[derive(Debug, clap::Args)]
 pub struct HashArgs {
@@ -76,10 +74,7 @@ struct PdqJson {
 
 impl From<PdqHash> for PdqJson {
     fn from(h: PdqHash) -> Self {
-        PdqJson {
-            hex: h.hash.to_hex(),
-            quality: h.quality,
-        }
+        PdqJson { hex: h.hash.to_hex(), quality: h.quality }
     }
 }
 
@@ -126,10 +121,7 @@ fn hash_line(file: &str, h: &ImageHashes) -> String {
                 .iter()
                 .zip(all)
                 .skip(1) // the original is `hashes.pdq`
-                .map(|(t, p)| DihedralJson {
-                    transform: t.name(),
-                    hex: p.hash.to_hex(),
-                })
+                .map(|(t, p)| DihedralJson { transform: t.name(), hex: p.hash.to_hex() })
                 .collect()
         }),
         pdq_meta: h.pdq_meta.map(PdqJson::from),
@@ -138,11 +130,7 @@ fn hash_line(file: &str, h: &ImageHashes) -> String {
 }
 
 fn error_line(file: &str, kind: &'static str, message: String) -> String {
-    serde_json::to_string(&ErrorLine {
-        file,
-        error: ErrorJson { kind, message },
-    })
-    .unwrap_or_default()
+    serde_json::to_string(&ErrorLine { file, error: ErrorJson { kind, message } }).unwrap_or_default()
 }
 
 /// Read a file, refusing one over `max` bytes before reading it all.
@@ -150,14 +138,9 @@ fn read_limited(path: &Path, max: usize) -> Result<Vec<u8>, (&'static str, Strin
     let file = std::fs::File::open(path).map_err(|e| ("io", e.to_string()))?;
     let mut bytes = Vec::new();
     // Read one byte past the limit to tell "at the limit" from "over it".
-    file.take(max as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| ("io", e.to_string()))?;
+    file.take(max as u64 + 1).read_to_end(&mut bytes).map_err(|e| ("io", e.to_string()))?;
     if bytes.len() > max {
-        return Err((
-            "too_large",
-            format!("file exceeds the limit of {max} bytes"),
-        ));
+        return Err(("too_large", format!("file exceeds the limit of {max} bytes")));
     }
     Ok(bytes)
 }
@@ -174,23 +157,11 @@ pub fn hash_file_line(hasher: &ImageHasher, path: &Path) -> Result<String, Strin
 }
 
 pub fn run(args: HashArgs) -> Result<ExitCode, CliError> {
-    let limits = DecodeLimits {
-        max_encoded_bytes: args.max_bytes,
-        max_pixels: args.max_pixels,
-        ..DecodeLimits::default()
-    };
-    let hasher = HasherBuilder::new()
-        .algorithms(args.algorithms)
-        .dihedral(args.dihedral)
-        .limits(limits)
-        .build();
+    let limits = DecodeLimits { max_encoded_bytes: args.max_bytes, max_pixels: args.max_pixels, ..DecodeLimits::default() };
+    let hasher = HasherBuilder::new().algorithms(args.algorithms).dihedral(args.dihedral).limits(limits).build();
     let threads = args
         .threads
-        .unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        })
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
         .clamp(1, args.files.len().max(1));
 
     // Workers take files in order from a shared counter; lines are printed in argument order as
@@ -231,9 +202,5 @@ pub fn run(args: HashArgs) -> Result<ExitCode, CliError> {
         }
         Ok(())
     })?;
-    Ok(if any_failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if any_failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }

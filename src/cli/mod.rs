@@ -16,11 +16,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "vigie",
-    version,
-    about = "Perceptual-hash screening against banks of known abusive imagery"
-)]
+#[command(name = "vigie", version, about = "Perceptual-hash screening against banks of known abusive imagery")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -78,12 +74,8 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Hash(args) => hash::run(args),
         Command::Match(args) => matching::run(args),
-        Command::Bench {
-            which: BenchCommand::Lookup(args),
-        } => bench_lookup::run(args),
-        Command::Bench {
-            which: BenchCommand::Store(args),
-        } => bench_store::run(args),
+        Command::Bench { which: BenchCommand::Lookup(args) } => bench_lookup::run(args),
+        Command::Bench { which: BenchCommand::Store(args) } => bench_store::run(args),
         Command::Bank { command } => bank::run(command),
         Command::Entries { command } => entries::run(command),
         Command::Import(args) => import_export::run_import(args),

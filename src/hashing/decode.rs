@@ -24,11 +24,7 @@ pub struct DecodeLimits {
 
 impl Default for DecodeLimits {
     fn default() -> Self {
-        DecodeLimits {
-            max_encoded_bytes: 32 << 20,
-            max_pixels: 100_000_000,
-            max_decoder_memory: 1 << 30,
-        }
+        DecodeLimits { max_encoded_bytes: 32 << 20, max_pixels: 100_000_000, max_decoder_memory: 1 << 30 }
     }
 }
 
@@ -75,19 +71,11 @@ pub struct DecodeError {
 
 impl DecodeError {
     fn new(kind: DecodeErrorKind, message: impl Into<String>) -> Self {
-        DecodeError {
-            kind,
-            limit: None,
-            message: message.into(),
-        }
+        DecodeError { kind, limit: None, message: message.into() }
     }
 
     fn too_large(limit: LimitCheck, message: impl Into<String>) -> Self {
-        DecodeError {
-            kind: DecodeErrorKind::TooLarge,
-            limit: Some(limit),
-            message: message.into(),
-        }
+        DecodeError { kind: DecodeErrorKind::TooLarge, limit: Some(limit), message: message.into() }
     }
 }
 
@@ -104,11 +92,7 @@ impl DecodedImage {
     /// Width and height of the picture as displayed (after the EXIF orientation).
     pub fn display_dimensions(&self) -> (u32, u32) {
         let (w, h) = (self.stored.width(), self.stored.height());
-        if self.orientation.swaps_axes() {
-            (h, w)
-        } else {
-            (w, h)
-        }
+        if self.orientation.swaps_axes() { (h, w) } else { (w, h) }
     }
 
     pub fn has_alpha(&self) -> bool {
@@ -127,48 +111,27 @@ pub struct ImageHeader {
 
 impl ImageHeader {
     pub fn display_dimensions(&self) -> (u32, u32) {
-        if self.orientation.swaps_axes() {
-            (self.height, self.width)
-        } else {
-            (self.width, self.height)
-        }
+        if self.orientation.swaps_axes() { (self.height, self.width) } else { (self.width, self.height) }
     }
 }
 
 /// Formats vigie accepts (the `image` features compiled in).
-const ACCEPTED: [ImageFormat; 6] = [
-    ImageFormat::Jpeg,
-    ImageFormat::Png,
-    ImageFormat::WebP,
-    ImageFormat::Gif,
-    ImageFormat::Bmp,
-    ImageFormat::Tiff,
-];
+const ACCEPTED: [ImageFormat; 6] =
+    [ImageFormat::Jpeg, ImageFormat::Png, ImageFormat::WebP, ImageFormat::Gif, ImageFormat::Bmp, ImageFormat::Tiff];
 
 /// Read the header and check every limit; returns the header and a decoder ready to run.
-fn open<'a>(
-    bytes: &'a [u8],
-    limits: &DecodeLimits,
-) -> Result<(ImageHeader, Box<dyn ImageDecoder + 'a>), DecodeError> {
+fn open<'a>(bytes: &'a [u8], limits: &DecodeLimits) -> Result<(ImageHeader, Box<dyn ImageDecoder + 'a>), DecodeError> {
     if bytes.is_empty() {
         return Err(DecodeError::new(DecodeErrorKind::Empty, "no image bytes"));
     }
     if bytes.len() > limits.max_encoded_bytes {
         return Err(DecodeError::too_large(
             LimitCheck::EncodedBytes,
-            format!(
-                "{} encoded bytes exceed the limit of {}",
-                bytes.len(),
-                limits.max_encoded_bytes
-            ),
+            format!("{} encoded bytes exceed the limit of {}", bytes.len(), limits.max_encoded_bytes),
         ));
     }
-    let format = image::guess_format(bytes).map_err(|_| {
-        DecodeError::new(
-            DecodeErrorKind::UnsupportedFormat,
-            "not a recognised image format",
-        )
-    })?;
+    let format = image::guess_format(bytes)
+        .map_err(|_| DecodeError::new(DecodeErrorKind::UnsupportedFormat, "not a recognised image format"))?;
     if !ACCEPTED.contains(&format) {
         return Err(DecodeError::new(
             DecodeErrorKind::UnsupportedFormat,
@@ -182,44 +145,24 @@ fn open<'a>(
     let mut decoder = catch_decoder_panic(|| reader.into_decoder())?.map_err(map_image_error)?;
     let (width, height) = decoder.dimensions();
     if width == 0 || height == 0 {
-        return Err(DecodeError::new(
-            DecodeErrorKind::Corrupt,
-            format!("header gives a {width}x{height} image"),
-        ));
+        return Err(DecodeError::new(DecodeErrorKind::Corrupt, format!("header gives a {width}x{height} image")));
     }
     let pixels = u64::from(width) * u64::from(height);
     if pixels > limits.max_pixels {
         return Err(DecodeError::too_large(
             LimitCheck::Pixels,
-            format!(
-                "{width}x{height} is {pixels} pixels, over the limit of {}",
-                limits.max_pixels
-            ),
+            format!("{width}x{height} is {pixels} pixels, over the limit of {}", limits.max_pixels),
         ));
     }
     let needed = decoder.total_bytes();
     if needed > limits.max_decoder_memory {
         return Err(DecodeError::too_large(
             LimitCheck::DecoderMemory,
-            format!(
-                "decoding needs {needed} bytes, over the limit of {}",
-                limits.max_decoder_memory
-            ),
+            format!("decoding needs {needed} bytes, over the limit of {}", limits.max_decoder_memory),
         ));
     }
-    let orientation = decoder
-        .orientation()
-        .map(orientation_transform)
-        .unwrap_or(Dihedral::Original);
-    Ok((
-        ImageHeader {
-            format,
-            width,
-            height,
-            orientation,
-        },
-        Box::new(decoder),
-    ))
+    let orientation = decoder.orientation().map(orientation_transform).unwrap_or(Dihedral::Original);
+    Ok((ImageHeader { format, width, height, orientation }, Box::new(decoder)))
 }
 
 /// Read and check the header only.
@@ -230,13 +173,8 @@ pub fn read_header(bytes: &[u8], limits: &DecodeLimits) -> Result<ImageHeader, D
 /// Decode untrusted bytes under `limits`. GIFs give their first frame.
 pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<DecodedImage, DecodeError> {
     let (header, decoder) = open(bytes, limits)?;
-    let stored =
-        catch_decoder_panic(|| DynamicImage::from_decoder(decoder))?.map_err(map_image_error)?;
-    Ok(DecodedImage {
-        format: header.format,
-        stored,
-        orientation: header.orientation,
-    })
+    let stored = catch_decoder_panic(|| DynamicImage::from_decoder(decoder))?.map_err(map_image_error)?;
+    Ok(DecodedImage { format: header.format, stored, orientation: header.orientation })
 }
 
 fn catch_decoder_panic<T>(f: impl FnOnce() -> T) -> Result<T, DecodeError> {
@@ -246,17 +184,12 @@ fn catch_decoder_panic<T>(f: impl FnOnce() -> T) -> Result<T, DecodeError> {
 
 fn map_image_error(e: ImageError) -> DecodeError {
     match e {
-        ImageError::Unsupported(u) => {
-            DecodeError::new(DecodeErrorKind::UnsupportedFormat, u.to_string())
-        }
+        ImageError::Unsupported(u) => DecodeError::new(DecodeErrorKind::UnsupportedFormat, u.to_string()),
         ImageError::Limits(l) => DecodeError::too_large(LimitCheck::DecoderMemory, l.to_string()),
         ImageError::Decoding(d) => DecodeError::new(DecodeErrorKind::Corrupt, d.to_string()),
         ImageError::Parameter(p) => DecodeError::new(DecodeErrorKind::Corrupt, p.to_string()),
         ImageError::Encoding(e) => DecodeError::new(DecodeErrorKind::Corrupt, e.to_string()),
-        ImageError::IoError(io) => DecodeError::new(
-            DecodeErrorKind::Corrupt,
-            format!("truncated or unreadable: {io}"),
-        ),
+        ImageError::IoError(io) => DecodeError::new(DecodeErrorKind::Corrupt, format!("truncated or unreadable: {io}")),
     }
 }
 

@@ -26,9 +26,6 @@ mod tests {
     #[test]
     fn known_digests() {
         assert_eq!(md5(b"").to_hex(), "d41d8cd98f00b204e9800998ecf8427e");
-        assert_eq!(
-            sha256(b"abc").to_hex(),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(sha256(b"abc").to_hex(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 }

@@ -41,13 +41,7 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
-    pub const ALL: [Algorithm; 5] = [
-        Algorithm::Pdq,
-        Algorithm::Phash,
-        Algorithm::Dhash,
-        Algorithm::Md5,
-        Algorithm::Sha256,
-    ];
+    pub const ALL: [Algorithm; 5] = [Algorithm::Pdq, Algorithm::Phash, Algorithm::Dhash, Algorithm::Md5, Algorithm::Sha256];
 
     /// The name used in JSON, on the command line and in the API.
     pub fn name(self) -> &'static str {
@@ -61,9 +55,7 @@ impl Algorithm {
     }
 
     pub fn from_name(name: &str) -> Option<Algorithm> {
-        Algorithm::ALL
-            .into_iter()
-            .find(|a| a.name().eq_ignore_ascii_case(name))
+        Algorithm::ALL.into_iter().find(|a| a.name().eq_ignore_ascii_case(name))
     }
 
     /// Width of the hash in bits.
@@ -109,9 +101,7 @@ impl AlgorithmSet {
     }
 
     pub fn iter(self) -> impl Iterator<Item = Algorithm> {
-        Algorithm::ALL
-            .into_iter()
-            .filter(move |a| self.contains(*a))
+        Algorithm::ALL.into_iter().filter(move |a| self.contains(*a))
     }
 
     /// Parse a comma-separated list such as `pdq,md5`.
@@ -119,9 +109,7 @@ impl AlgorithmSet {
         let mut set = AlgorithmSet::default();
         for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
             let a = Algorithm::from_name(name).ok_or_else(|| {
-                format!(
-                    "unknown algorithm '{name}' (expected any of pdq, phash, dhash, md5, sha256)"
-                )
+                format!("unknown algorithm '{name}' (expected any of pdq, phash, dhash, md5, sha256)")
             })?;
             set.insert(a);
         }
@@ -152,11 +140,7 @@ pub struct HasherBuilder {
 
 impl Default for HasherBuilder {
     fn default() -> Self {
-        HasherBuilder {
-            algorithms: AlgorithmSet::all(),
-            dihedral: false,
-            limits: DecodeLimits::default(),
-        }
+        HasherBuilder { algorithms: AlgorithmSet::all(), dihedral: false, limits: DecodeLimits::default() }
     }
 }
 
@@ -360,9 +344,7 @@ pub fn luma_plane(picture: &DynamicImage, alpha: AlphaRule) -> LumaPlane {
     };
     match picture {
         DynamicImage::ImageLuma8(img) => data.extend(img.as_raw().iter().map(|&v| f32::from(v))),
-        DynamicImage::ImageRgb8(img) => {
-            data.extend(img.as_raw().chunks_exact(3).map(|p| luma(p[0], p[1], p[2])))
-        }
+        DynamicImage::ImageRgb8(img) => data.extend(img.as_raw().chunks_exact(3).map(|p| luma(p[0], p[1], p[2]))),
         other => {
             let rgba = match other {
                 DynamicImage::ImageRgba8(img) => std::borrow::Cow::Borrowed(img),
@@ -370,18 +352,12 @@ pub fn luma_plane(picture: &DynamicImage, alpha: AlphaRule) -> LumaPlane {
             };
             match alpha {
                 AlphaRule::IgnoreAlpha => {
-                    data.extend(
-                        rgba.as_raw()
-                            .chunks_exact(4)
-                            .map(|p| luma(p[0], p[1], p[2])),
-                    );
+                    data.extend(rgba.as_raw().chunks_exact(4).map(|p| luma(p[0], p[1], p[2])));
                 }
-                AlphaRule::CompositeOnWhite => {
-                    data.extend(rgba.as_raw().chunks_exact(4).map(|p| {
-                        let a = f32::from(p[3]) / 255.0;
-                        luma(p[0], p[1], p[2]) * a + 255.0 * (1.0 - a)
-                    }))
-                }
+                AlphaRule::CompositeOnWhite => data.extend(rgba.as_raw().chunks_exact(4).map(|p| {
+                    let a = f32::from(p[3]) / 255.0;
+                    luma(p[0], p[1], p[2]) * a + 255.0 * (1.0 - a)
+                })),
             }
         }
     }
@@ -408,24 +384,15 @@ mod tests {
     #[test]
     fn algorithm_lists_parse() {
         let set = AlgorithmSet::parse("pdq, MD5").unwrap();
-        assert_eq!(
-            set.iter().collect::<Vec<_>>(),
-            vec![Algorithm::Pdq, Algorithm::Md5]
-        );
-        assert!(
-            AlgorithmSet::parse("pdq,sha1")
-                .unwrap_err()
-                .contains("sha1")
-        );
+        assert_eq!(set.iter().collect::<Vec<_>>(), vec![Algorithm::Pdq, Algorithm::Md5]);
+        assert!(AlgorithmSet::parse("pdq,sha1").unwrap_err().contains("sha1"));
         assert!(AlgorithmSet::parse("").is_err());
     }
 
     #[test]
     fn dihedral_application_matches_image_crate_orientation() {
         use image::metadata::Orientation;
-        let img = DynamicImage::ImageRgb8(image::RgbImage::from_fn(5, 3, |x, y| {
-            image::Rgb([x as u8 * 40, y as u8 * 70, 9])
-        }));
+        let img = DynamicImage::ImageRgb8(image::RgbImage::from_fn(5, 3, |x, y| image::Rgb([x as u8 * 40, y as u8 * 70, 9])));
         let cases = [
             (Orientation::FlipHorizontal, Dihedral::FlipHorizontal),
             (Orientation::Rotate180, Dihedral::Rotate180),
@@ -443,11 +410,7 @@ mod tests {
             assert_eq!(by_image, by_us, "{o:?}");
             // The luma plane transform agrees with the pixel transform.
             let plane = luma_plane(&img, AlphaRule::IgnoreAlpha).transformed(t);
-            assert_eq!(
-                plane,
-                luma_plane(&by_image, AlphaRule::IgnoreAlpha),
-                "{o:?}"
-            );
+            assert_eq!(plane, luma_plane(&by_image, AlphaRule::IgnoreAlpha), "{o:?}");
         }
     }
 }

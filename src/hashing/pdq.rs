@@ -43,11 +43,7 @@ pub struct LumaPlane {
 impl LumaPlane {
     pub fn new(width: usize, height: usize, data: Vec<f32>) -> Self {
         debug_assert_eq!(data.len(), width * height);
-        LumaPlane {
-            width,
-            height,
-            data,
-        }
+        LumaPlane { width, height, data }
     }
 
     #[inline]
@@ -79,11 +75,7 @@ impl LumaPlane {
                 data[oy * out_w + ox] = self.data[sy * w + sx];
             }
         }
-        LumaPlane {
-            width: out_w,
-            height: out_h,
-            data,
-        }
+        LumaPlane { width: out_w, height: out_h, data }
     }
 }
 
@@ -136,10 +128,7 @@ impl Dihedral {
 
     /// Whether width and height trade places.
     pub fn swaps_axes(self) -> bool {
-        matches!(
-            self,
-            Dihedral::Rotate90 | Dihedral::Rotate270 | Dihedral::Transpose | Dihedral::Transverse
-        )
+        matches!(self, Dihedral::Rotate90 | Dihedral::Rotate270 | Dihedral::Transpose | Dihedral::Transverse)
     }
 
     /// The transform that undoes this one.
@@ -201,18 +190,11 @@ impl PdqCoefficients {
         for u in 0..COEFFS {
             for v in 0..COEFFS {
                 let (transpose, negate) = t.coefficient_rule(u, v);
-                let c = if transpose {
-                    self.coeffs[v][u]
-                } else {
-                    self.coeffs[u][v]
-                };
+                let c = if transpose { self.coeffs[v][u] } else { self.coeffs[u][v] };
                 block[u * COEFFS + v] = if negate { -c } else { c };
             }
         }
-        PdqHash {
-            hash: threshold_at_median(&block),
-            quality: self.quality,
-        }
+        PdqHash { hash: threshold_at_median(&block), quality: self.quality }
     }
 
     /// The hashes of all eight transforms, in [`Dihedral::ALL`] order.
@@ -325,10 +307,7 @@ fn box_filter_cols(src: &[f32], dst: &mut [f32], w: usize, h: usize, window: usi
             lo_next += 1;
         }
         let inv = count as f32;
-        dst[y * w..(y + 1) * w]
-            .iter_mut()
-            .zip(&sums)
-            .for_each(|(d, s)| *d = s / inv);
+        dst[y * w..(y + 1) * w].iter_mut().zip(&sums).for_each(|(d, s)| *d = s / inv);
     }
 }
 
@@ -359,9 +338,7 @@ fn dct_matrix() -> &'static [[f32; BLOCK]; COEFFS] {
         let mut m = [[0f32; BLOCK]; COEFFS];
         for (k, row) in m.iter_mut().enumerate() {
             for (j, cell) in row.iter_mut().enumerate() {
-                let angle = std::f64::consts::PI / (2.0 * BLOCK as f64)
-                    * (k as f64 + 1.0)
-                    * (2.0 * j as f64 + 1.0);
+                let angle = std::f64::consts::PI / (2.0 * BLOCK as f64) * (k as f64 + 1.0) * (2.0 * j as f64 + 1.0);
                 *cell = (scale * angle.cos()) as f32;
             }
         }
@@ -377,10 +354,7 @@ fn dct16(block: &[[f32; BLOCK]; BLOCK]) -> [[f32; COEFFS]; COEFFS] {
     for (k, t_row) in t.iter_mut().enumerate() {
         for (r, b_row) in block.iter().enumerate() {
             let dk = d[k][r];
-            t_row
-                .iter_mut()
-                .zip(b_row)
-                .for_each(|(acc, b)| *acc += dk * b);
+            t_row.iter_mut().zip(b_row).for_each(|(acc, b)| *acc += dk * b);
         }
     }
     // C = T D^T: horizontal frequencies.
@@ -419,9 +393,7 @@ mod tests {
         // Smooth-ish content: a few sinusoids plus noise, so the DCT has structure.
         for y in 0..h {
             for x in 0..w {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                 let noise = (state >> 40) as f32 / (1u64 << 24) as f32 * 40.0;
                 let v = 100.0
                     + 60.0 * ((x as f32) * 0.05 + (seed as f32)).sin()
@@ -477,12 +449,7 @@ mod tests {
         for t in Dihedral::ALL {
             let direct = pdq_hash(&plane.transformed(t));
             let derived = coeffs.dihedral_hash(t);
-            assert_eq!(
-                direct.hash.distance(&derived.hash),
-                0,
-                "transform {}",
-                t.name()
-            );
+            assert_eq!(direct.hash.distance(&derived.hash), 0, "transform {}", t.name());
         }
         // And the transforms are distinct from one another.
         let all = coeffs.all_dihedral_hashes();
@@ -498,9 +465,7 @@ mod tests {
         let plane = pseudo_random_plane(640, 400, 11);
         let coeffs = pdq_coefficients(&plane);
         for t in Dihedral::ALL {
-            let d = pdq_hash(&plane.transformed(t))
-                .hash
-                .distance(&coeffs.dihedral_hash(t).hash);
+            let d = pdq_hash(&plane.transformed(t)).hash.distance(&coeffs.dihedral_hash(t).hash);
             assert!(d <= 12, "transform {} drifts {d} bits", t.name());
         }
     }
@@ -509,21 +474,14 @@ mod tests {
     fn transforms_compose_as_expected() {
         let plane = pseudo_random_plane(7, 5, 1);
         for t in Dihedral::ALL {
-            assert_eq!(
-                plane.transformed(t).transformed(t.inverse()),
-                plane,
-                "{}",
-                t.name()
-            );
+            assert_eq!(plane.transformed(t).transformed(t.inverse()), plane, "{}", t.name());
         }
         let r90 = plane.transformed(Dihedral::Rotate90);
         assert_eq!((r90.width, r90.height), (5, 7));
         // Rotating clockwise puts the bottom-left pixel at the top-left.
         assert_eq!(r90.at(0, 0), plane.at(0, 4));
         assert_eq!(
-            r90.transformed(Dihedral::Rotate90)
-                .transformed(Dihedral::Rotate90)
-                .transformed(Dihedral::Rotate90),
+            r90.transformed(Dihedral::Rotate90).transformed(Dihedral::Rotate90).transformed(Dihedral::Rotate90),
             plane
         );
     }

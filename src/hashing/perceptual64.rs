@@ -42,10 +42,7 @@ pub struct Perceptual64 {
 
 impl Default for Perceptual64 {
     fn default() -> Self {
-        Perceptual64 {
-            phash: phash_config().to_hasher(),
-            dhash: dhash_config().to_hasher(),
-        }
+        Perceptual64 { phash: phash_config().to_hasher(), dhash: dhash_config().to_hasher() }
     }
 }
 
