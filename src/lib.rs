@@ -7,3 +7,4 @@ pub mod cli;
 pub mod hashing;
 pub mod index;
 pub mod store;
+pub mod plot;

@@ -1,0 +1,222 @@
+//! Line charts of named series to PNG, for the benchmark commands.
+//!
+//! Drawn with plotters' bitmap backend into an RGB buffer and encoded by the `image` crate (the
+//! font is DejaVu Sans from the `dejavu` crate, so no system font is needed).
+
+use std::ops::Range;
+use std::path::Path;
+
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+
+/// One named line: (x, y) points in drawing order.
+#[derive(Debug, Clone)]
+pub struct Series {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+    /// Thin line, for secondary series such as a baseline.
+    pub thin: bool,
+    /// Line colour; `None` takes the next colour of a fixed palette.
+    pub color: Option<(u8, u8, u8)>,
+}
+
+/// A chart: title, axis labels, log or linear axes, series.
+#[derive(Debug, Clone)]
+pub struct LineChart {
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    pub log_x: bool,
+    pub log_y: bool,
+    pub series: Vec<Series>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlotError {
+    #[error("drawing failed: {0}")]
+    Draw(String),
+    #[error("nothing to draw: no finite positive points")]
+    Empty,
+    #[error("writing {path}: {message}")]
+    Write { path: String, message: String },
+}
+
+const WIDTH: u32 = 1200;
+const HEIGHT: u32 = 800;
+
+impl LineChart {
+    /// Renders the chart and writes it as a PNG to `path`.
+    pub fn write_png(&self, path: &Path) -> Result<(), PlotError> {
+        // Registering the same font again is harmless (it replaces the entry).
+        plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular())
+            .map_err(|_| PlotError::Draw("cannot load the DejaVu font".into()))?;
+        let (x_range, y_range) = self.ranges()?;
+        let mut buf = vec![0u8; (WIDTH * HEIGHT * 3) as usize];
+        {
+            let root = BitMapBackend::with_buffer(&mut buf, (WIDTH, HEIGHT)).into_drawing_area();
+            root.fill(&WHITE).map_err(draw_err)?;
+            match (self.log_x, self.log_y) {
+                (true, true) => self.draw(&root, x_range.log_scale(), y_range.log_scale()),
+                (true, false) => self.draw(&root, x_range.log_scale(), y_range),
+                (false, true) => self.draw(&root, x_range, y_range.log_scale()),
+                (false, false) => self.draw(&root, x_range, y_range),
+            }?;
+            root.present().map_err(draw_err)?;
+        }
+        let image = image::RgbImage::from_raw(WIDTH, HEIGHT, buf)
+            .ok_or_else(|| PlotError::Draw("buffer size does not match the image".into()))?;
+        image
+            .save_with_format(path, image::ImageFormat::Png)
+            .map_err(|e| PlotError::Write {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })
+    }
+
+    /// Axis ranges covering every point, padded; log axes only see positive values.
+    fn ranges(&self) -> Result<(Range<f64>, Range<f64>), PlotError> {
+        let usable = |v: f64, log: bool| v.is_finite() && (!log || v > 0.0);
+        let points: Vec<(f64, f64)> = self
+            .series
+            .iter()
+            .flat_map(|s| s.points.iter().copied())
+            .filter(|&(x, y)| usable(x, self.log_x) && usable(y, self.log_y))
+            .collect();
+        if points.is_empty() {
+            return Err(PlotError::Empty);
+        }
+        let span = |values: Vec<f64>, log: bool| {
+            let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            if log {
+                (lo / 1.5)..(hi * 1.5)
+            } else {
+                let pad = ((hi - lo) * 0.05).max(1e-9);
+                (lo - pad)..(hi + pad)
+            }
+        };
+        Ok((
+            span(points.iter().map(|p| p.0).collect(), self.log_x),
+            span(points.iter().map(|p| p.1).collect(), self.log_y),
+        ))
+    }
+
+    fn draw<X, Y>(
+        &self,
+        root: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
+        x: X,
+        y: Y,
+    ) -> Result<(), PlotError>
+    where
+        X: AsRangedCoord<Value = f64>,
+        Y: AsRangedCoord<Value = f64>,
+        X::CoordDescType: ValueFormatter<f64>,
+        Y::CoordDescType: ValueFormatter<f64>,
+    {
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, ("sans-serif", 30))
+            .margin(20)
+            .x_label_area_size(60)
+            .y_label_area_size(90)
+            .build_cartesian_2d(x, y)
+            .map_err(draw_err)?;
+        chart
+            .configure_mesh()
+            .x_desc(&self.x_label)
+            .y_desc(&self.y_label)
+            .label_style(("sans-serif", 18))
+            .axis_desc_style(("sans-serif", 22))
+            .x_label_formatter(&|v| compact_number(*v))
+            .y_label_formatter(&|v| compact_number(*v))
+            .draw()
+            .map_err(draw_err)?;
+        for (i, series) in self.series.iter().enumerate() {
+            let color = match series.color {
+                Some((r, g, b)) => RGBColor(r, g, b).to_rgba(),
+                None => Palette99::pick(i).to_rgba(),
+            };
+            let width = if series.thin { 1 } else { 3 };
+            let style = ShapeStyle {
+                color,
+                filled: true,
+                stroke_width: width,
+            };
+            chart
+                .draw_series(LineSeries::new(series.points.iter().copied(), style))
+                .map_err(draw_err)?
+                .label(&series.name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], style));
+            chart
+                .draw_series(series.points.iter().map(|&p| Circle::new(p, 4, style)))
+                .map_err(draw_err)?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .label_font(("sans-serif", 18))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(draw_err)?;
+        Ok(())
+    }
+}
+
+fn draw_err(e: impl std::fmt::Display) -> PlotError {
+    PlotError::Draw(e.to_string())
+}
+
+/// 1500 -> "1.5k", 10000000 -> "10M", 0.25 -> "0.25".
+pub fn compact_number(v: f64) -> String {
+    let a = v.abs();
+    let (scaled, suffix) = if a >= 1e9 {
+        (v / 1e9, "G")
+    } else if a >= 1e6 {
+        (v / 1e6, "M")
+    } else if a >= 1e3 {
+        (v / 1e3, "k")
+    } else {
+        (v, "")
+    };
+    let text = format!("{scaled:.2}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    format!("{text}{suffix}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compact_numbers() {
+        assert_eq!(compact_number(1500.0), "1.5k");
+        assert_eq!(compact_number(10_000_000.0), "10M");
+        assert_eq!(compact_number(0.25), "0.25");
+        assert_eq!(compact_number(300.0), "300");
+    }
+
+    #[test]
+    fn writes_a_png() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chart.png");
+        let chart = LineChart {
+            title: "t".into(),
+            x_label: "x".into(),
+            y_label: "y".into(),
+            log_x: true,
+            log_y: true,
+            series: vec![Series {
+                name: "a".into(),
+                points: vec![(1.0, 2.0), (10.0, 30.0)],
+                thin: false,
+                color: None,
+            }],
+        };
+        chart.write_png(&path).unwrap();
+        let img = image::open(&path).unwrap();
+        assert_eq!((img.width(), img.height()), (WIDTH, HEIGHT));
+        // Something other than background was drawn.
+        assert!(img.to_rgb8().pixels().any(|p| p.0 != [255, 255, 255]));
+    }
+}
