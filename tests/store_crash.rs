@@ -27,6 +27,17 @@ fn write_input(path: &Path, cycle: u64, lines: u64, rng: &mut u64) {
     }
 }
 
+/// The external ids of a `{"committed":[...]}` line.
+fn committed(line: &str) -> Option<Vec<String>> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    let ids = v["committed"].as_array()?;
+    Some(
+        ids.iter()
+            .map(|i| i.as_str().unwrap().to_string())
+            .collect(),
+    )
+}
+
 #[test]
 fn sigkilled_imports_lose_nothing_acknowledged() {
     let tmp = tempfile::tempdir().unwrap();
@@ -87,11 +98,9 @@ fn sigkilled_imports_lose_nothing_acknowledged() {
             if stdout.read_line(&mut line).unwrap() == 0 {
                 break;
             }
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                if let Some(ids) = v["committed"].as_array() {
-                    acknowledged.extend(ids.iter().map(|i| i.as_str().unwrap().to_string()));
-                    seen += 1;
-                }
+            if let Some(ids) = committed(&line) {
+                acknowledged.extend(ids);
+                seen += 1;
             }
         }
         std::thread::sleep(Duration::from_micros(next(&mut rng) % 20_000));
@@ -99,12 +108,11 @@ fn sigkilled_imports_lose_nothing_acknowledged() {
         // Lines already printed were acknowledged too: drain them.
         let mut rest = String::new();
         while stdout.read_line(&mut rest).unwrap_or(0) > 0 {
-            if rest.ends_with('\n') {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&rest) {
-                    if let Some(ids) = v["committed"].as_array() {
-                        acknowledged.extend(ids.iter().map(|i| i.as_str().unwrap().to_string()));
-                    }
-                }
+            // A torn last line (no newline) was not fully printed: not counted.
+            if rest.ends_with('\n')
+                && let Some(ids) = committed(&rest)
+            {
+                acknowledged.extend(ids);
             }
             rest.clear();
         }

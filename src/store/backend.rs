@@ -46,15 +46,16 @@ pub trait Backend: Send + Sync {
 }
 
 /// The in-memory backend: one ordered map per column family behind one lock.
+/// One ordered map per column family, indexed by `Cf as usize`.
+type CfMaps = [BTreeMap<Vec<u8>, Vec<u8>>; 5];
+
 #[derive(Default)]
 pub struct MemoryBackend {
-    maps: Mutex<[BTreeMap<Vec<u8>, Vec<u8>>; 5]>,
+    maps: Mutex<CfMaps>,
 }
 
 impl MemoryBackend {
-    fn lock(
-        &self,
-    ) -> Result<std::sync::MutexGuard<'_, [BTreeMap<Vec<u8>, Vec<u8>>; 5]>, StoreError> {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, CfMaps>, StoreError> {
         self.maps
             .lock()
             .map_err(|_| StoreError::Backend("in-memory store lock poisoned".into()))

@@ -102,7 +102,7 @@ fn is_foreign_signal_type(name: &str) -> bool {
 pub enum Parsed {
     Entry {
         line: u64,
-        entry: NewEntry,
+        entry: Box<NewEntry>,
     },
     /// A signal type vigie does not hold.
     Skipped {
@@ -126,11 +126,11 @@ fn bad(line: u64, reason: impl Into<String>) -> Parsed {
     })
 }
 
+/// Visitor of input lines: the line number and its text, or why it is unreadable.
+type LineVisit<'a> = dyn FnMut(u64, Result<&str, String>) -> Result<bool, FormatError> + 'a;
+
 /// Read lines of at most `MAX_LINE_BYTES`, calling `each(line_number, Result<text, reason>)`.
-fn for_each_line(
-    mut reader: impl BufRead,
-    each: &mut dyn FnMut(u64, Result<&str, String>) -> Result<bool, FormatError>,
-) -> Result<(), FormatError> {
+fn for_each_line(mut reader: impl BufRead, each: &mut LineVisit<'_>) -> Result<(), FormatError> {
     let mut buf = Vec::new();
     let mut number = 0u64;
     loop {
@@ -199,7 +199,10 @@ pub fn parse(
                     Err(e) => bad(line, format!("invalid JSON entry: {e}")),
                     Ok(entry) => match entry.validate() {
                         Err(e) => bad(line, e.to_string()),
-                        Ok(()) => Parsed::Entry { line, entry },
+                        Ok(()) => Parsed::Entry {
+                            line,
+                            entry: Box::new(entry),
+                        },
                     },
                 },
             };
@@ -230,7 +233,7 @@ pub fn parse(
                         Err(e) => bad(line, format!("{algorithm} hash: {e}")),
                         Ok(hash) => Parsed::Entry {
                             line,
-                            entry: entry_of_hash(hash),
+                            entry: Box::new(entry_of_hash(hash)),
                         },
                     },
                 };
@@ -256,7 +259,7 @@ fn parse_signal(line: u64, signal_type: &str, hex: &str) -> Parsed {
         Some(algorithm) => match HashValue::parse(algorithm, hex) {
             Ok(hash) => Parsed::Entry {
                 line,
-                entry: entry_of_hash(hash),
+                entry: Box::new(entry_of_hash(hash)),
             },
             Err(e) => bad(line, format!("{algorithm} hash: {e}")),
         },
@@ -422,16 +425,17 @@ fn parse_csv(
             note,
             ..NewEntry::default()
         };
-        if let Some((_, p)) = &mut pending {
-            if p.external_id == entry.external_id && p.hashes.get(algorithm).is_none() {
-                p.hashes.set(hash);
-                continue;
-            }
+        if let Some((_, p)) = &mut pending
+            && p.external_id == entry.external_id
+            && p.hashes.get(algorithm).is_none()
+        {
+            p.hashes.set(hash);
+            continue;
         }
-        if let Some((l, p)) = pending.replace((line, entry)) {
-            if !each(validated(l, p))? {
-                return Ok(());
-            }
+        if let Some((l, p)) = pending.replace((line, entry))
+            && !each(validated(l, p))?
+        {
+            return Ok(());
         }
     }
     if let Some((l, p)) = pending {
@@ -442,7 +446,10 @@ fn parse_csv(
 
 fn validated(line: u64, entry: NewEntry) -> Parsed {
     match entry.validate() {
-        Ok(()) => Parsed::Entry { line, entry },
+        Ok(()) => Parsed::Entry {
+            line,
+            entry: Box::new(entry),
+        },
         Err(e) => bad(line, e.to_string()),
     }
 }
@@ -562,7 +569,7 @@ pub fn import(
                 if entry.source.is_empty() {
                     entry.source = options.default_source.clone().unwrap_or_default();
                 }
-                batch.push(entry);
+                batch.push(*entry);
                 if batch.len() >= batch_size {
                     flush(&mut batch, &mut summary)?;
                 }
@@ -605,7 +612,7 @@ pub struct ExportOptions {
 
 /// Where exported rows go: CSV needs its writer's quoting state across rows.
 enum Sink<'a> {
-    Csv(csv::Writer<&'a mut dyn Write>),
+    Csv(Box<csv::Writer<&'a mut dyn Write>>),
     Plain(&'a mut dyn Write),
 }
 
@@ -635,7 +642,7 @@ pub fn export(
             "note",
         ])
         .map_err(csv_error)?;
-        Sink::Csv(w)
+        Sink::Csv(Box::new(w))
     } else {
         Sink::Plain(out)
     };

@@ -799,10 +799,10 @@ fn audit_op(
 ) -> Result<WriteOp, StoreError> {
     let seq = counters.next_audit_seq;
     counters.next_audit_seq += 1;
-    if ids.len() > AUDIT_MAX_IDS {
-        if let serde_json::Value::Object(map) = &mut detail {
-            map.insert("entry_ids_truncated".into(), true.into());
-        }
+    if ids.len() > AUDIT_MAX_IDS
+        && let serde_json::Value::Object(map) = &mut detail
+    {
+        map.insert("entry_ids_truncated".into(), true.into());
     }
     let event = AuditEvent {
         seq,

@@ -259,7 +259,7 @@ impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let micros = self.0.clamp(0, Timestamp::MAX.0) as u64;
         let time = UNIX_EPOCH + Duration::from_micros(micros);
-        if micros % 1_000_000 == 0 {
+        if micros.is_multiple_of(1_000_000) {
             write!(f, "{}", humantime::format_rfc3339_seconds(time))
         } else {
             write!(f, "{}", humantime::format_rfc3339_micros(time))
@@ -524,6 +524,9 @@ pub enum AuditAction {
     EntryDisable,
     EntryEnable,
     Import,
+    /// Service API keys (created and revoked by admins).
+    KeyCreate,
+    KeyRevoke,
 }
 
 /// One line of the audit log.
