@@ -11,9 +11,8 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::bits::Bits;
-use crate::bits::Hash256;
 use crate::index::HammingIndex;
-use crate::store::load::{HashSink, load_into};
+use crate::store::load::{BulkLoad, HashSink, load_into};
 use crate::store::{
     EntryHashes, EntryId, HashValue, NewBank, NewEntry, RocksOptions, Store, Timestamp,
 };
@@ -35,6 +34,9 @@ pub struct StoreBenchArgs {
     /// Internal: measure one load in this process and print it as JSON.
     #[arg(long, hide = true)]
     pub load_only: bool,
+    /// Stream the entries without building the index (separates store scan time from index time).
+    #[arg(long)]
+    pub scan_only: bool,
 }
 
 const BANK: &str = "bench";
@@ -111,46 +113,6 @@ fn populate(dir: &std::path::Path, n: u64) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The PDQ Hamming index the server loads, fed in chunks (one write lock per chunk instead of
-/// per hash). Other algorithms are not in the benchmark store.
-#[derive(Default)]
-struct BenchIndexes {
-    pdq: HammingIndex<4>,
-    pending: Vec<(Hash256, EntryId)>,
-    other: u64,
-}
-
-impl BenchIndexes {
-    const CHUNK: usize = 1 << 16;
-
-    fn flush(&mut self) {
-        if self.pending.is_empty() {
-            return;
-        }
-        if let Err(e) = self.pdq.extend(self.pending.drain(..)) {
-            eprintln!("index refused hashes: {e}");
-        }
-    }
-}
-
-impl HashSink for BenchIndexes {
-    fn insert(&mut self, id: EntryId, hash: HashValue) {
-        match hash {
-            HashValue::Pdq(h) => {
-                self.pending.push((h, id));
-                if self.pending.len() >= Self::CHUNK {
-                    self.flush();
-                }
-            }
-            _ => self.other += 1,
-        }
-    }
-
-    fn len(&self) -> u64 {
-        self.pdq.len() as u64 + self.pending.len() as u64 + self.other
-    }
-}
-
 /// VmRSS and VmHWM of this process in bytes (Linux); zero elsewhere.
 pub fn resident_memory() -> (u64, u64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -165,13 +127,48 @@ pub fn resident_memory() -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-fn load_once(dir: &std::path::Path) -> Result<serde_json::Value, CliError> {
+/// Counts hashes and keeps nothing.
+#[derive(Default)]
+struct CountingSink(u64);
+
+impl HashSink for CountingSink {
+    fn insert(&mut self, _id: EntryId, _hash: HashValue) {
+        self.0 += 1;
+    }
+
+    fn len(&self) -> u64 {
+        self.0
+    }
+}
+
+fn load_once(dir: &std::path::Path, scan_only: bool) -> Result<serde_json::Value, CliError> {
+    if scan_only {
+        let start = Instant::now();
+        let store = Store::open(dir, &RocksOptions::default())?;
+        let opened = start.elapsed();
+        let mut sink = CountingSink::default();
+        let stats = load_into(&store, Timestamp::now(), &mut sink)?;
+        let total = start.elapsed();
+        let (rss, hwm) = resident_memory();
+        return Ok(serde_json::json!({
+            "entries": stats.entries,
+            "hashes": sink.len(),
+            "open_ms": opened.as_secs_f64() * 1e3,
+            "load_ms": (total - opened).as_secs_f64() * 1e3,
+            "total_ms": total.as_secs_f64() * 1e3,
+            "rss_mib": rss as f64 / 1048576.0,
+            "peak_rss_mib": hwm as f64 / 1048576.0,
+        }));
+    }
     let start = Instant::now();
     let store = Store::open(dir, &RocksOptions::default())?;
     let opened = start.elapsed();
-    let mut index = BenchIndexes::default();
-    let stats = load_into(&store, Timestamp::now(), &mut index)?;
-    index.flush();
+    // As the server loads: gather per algorithm, then one bulk extend of the PDQ index.
+    let mut bulk = BulkLoad::default();
+    let stats = load_into(&store, Timestamp::now(), &mut bulk)?;
+    let scanned = start.elapsed();
+    let pdq = HammingIndex::<4>::from_entries(std::mem::take(&mut bulk.pdq))
+        .map_err(|e| CliError(format!("index: {e}")))?;
     let total = start.elapsed();
     let (rss, hwm) = resident_memory();
     Ok(serde_json::json!({
@@ -182,8 +179,10 @@ fn load_once(dir: &std::path::Path) -> Result<serde_json::Value, CliError> {
         "total_ms": total.as_secs_f64() * 1e3,
         "rss_mib": rss as f64 / 1048576.0,
         "peak_rss_mib": hwm as f64 / 1048576.0,
-        "index_len": index.len(),
-        "index_heap_mib": index.pdq.heap_bytes() as f64 / 1048576.0,
+        "scan_ms": (scanned - opened).as_secs_f64() * 1e3,
+        "index_ms": (total - scanned).as_secs_f64() * 1e3,
+        "index_len": pdq.len(),
+        "index_heap_mib": pdq.heap_bytes() as f64 / 1048576.0,
     }))
 }
 
@@ -193,7 +192,7 @@ pub fn run(args: StoreBenchArgs) -> Result<ExitCode, CliError> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("./vigie-bench-store-{}", args.entries)));
     if args.load_only {
-        print_json(&load_once(&dir)?)?;
+        print_json(&load_once(&dir, args.scan_only)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     populate(&dir, args.entries)?;
@@ -229,6 +228,7 @@ pub fn run(args: StoreBenchArgs) -> Result<ExitCode, CliError> {
     print_json(&serde_json::json!({
         "entries": args.entries,
         "runs": runs.len(),
+        "scan_only": args.scan_only,
         "median_open_ms": median("open_ms"),
         "median_load_ms": median("load_ms"),
         "median_total_ms": median("total_ms"),
