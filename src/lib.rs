@@ -3,7 +3,11 @@
 //! The core (`hashing`, `index`) knows nothing of the service layer or protobuf.
 
 pub mod bits;
+pub mod config;
 pub mod cli;
 pub mod hashing;
 pub mod index;
+pub mod matcher;
+pub mod store;
 pub mod plot;
+pub mod service;

@@ -1,9 +1,18 @@
 //! Command-line front ends. Each command parses its own arguments and talks to the core;
 //! errors surface as one line on stderr and a non-zero exit code.
 
+pub mod audit;
+pub mod bank;
 pub mod bench_lookup;
+pub mod bench_store;
+pub mod client;
+pub mod entries;
+mod entries_images;
 pub mod hash;
+pub mod import_export;
+pub mod keys;
 pub mod matching;
+pub mod serve;
 
 use std::process::ExitCode;
 
@@ -26,6 +35,28 @@ pub enum Command {
     Hash(hash::HashArgs),
     /// Match one hash list against another (exact Hamming search), one JSON line per query.
     Match(matching::MatchArgs),
+    /// Create, list, show, update and delete banks.
+    Bank {
+        #[command(subcommand)]
+        command: bank::BankCommand,
+    },
+    /// Add, remove, list, show, disable and enable bank entries.
+    Entries {
+        #[command(subcommand)]
+        command: entries::EntriesCommand,
+    },
+    /// Import entries into a bank (jsonl, csv, signal-lines, hex); last stdout line is a JSON summary.
+    Import(import_export::ImportArgs),
+    /// Export a bank's entries to stdout (jsonl, csv, signal-lines, hex).
+    Export(import_export::ExportArgs),
+    /// List the audit log of bank and entry changes.
+    Audit(audit::AuditArgs),
+    /// Run the gRPC service on the store under --data-dir.
+    Serve(serve::ServeArgs),
+    /// Create, list and revoke API keys (on --data-dir, while no server holds it).
+    Keys(keys::KeysArgs),
+    /// Talk to a running server: create a bank, add an image, screen files.
+    Client(client::ClientArgs),
     /// Benchmarks that run outside the test suite.
     Bench {
         #[command(subcommand)]
@@ -37,6 +68,8 @@ pub enum Command {
 pub enum BenchCommand {
     /// Lookup latency of the Hamming index against a linear scan on synthetic banks.
     Lookup(bench_lookup::LookupArgs),
+    /// Store open + index load time and resident memory with N PDQ entries.
+    Store(bench_store::StoreBenchArgs),
 }
 
 /// A command that could not run to its end: printed as `error: ...` on stderr, exit code 2.
@@ -54,9 +87,16 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Hash(args) => hash::run(args),
         Command::Match(args) => matching::run(args),
-        Command::Bench {
-            which: BenchCommand::Lookup(args),
-        } => bench_lookup::run(args),
+        Command::Bench { which: BenchCommand::Lookup(args) } => bench_lookup::run(args),
+        Command::Bench { which: BenchCommand::Store(args) } => bench_store::run(args),
+        Command::Bank { command } => bank::run(command),
+        Command::Entries { command } => entries::run(command),
+        Command::Import(args) => import_export::run_import(args),
+        Command::Export(args) => import_export::run_export(args),
+        Command::Audit(args) => audit::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Keys(args) => keys::run(args),
+        Command::Client(args) => client::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,734 @@
+//! Import and export of bank entries in the industry's exchange formats, streaming in constant
+//! memory (one line or record at a time, entries committed in batches).
+//!
+//! - `jsonl`: vigie's own, one [`Entry`] per line; lossless (everything but the vigie-assigned id).
+//! - `csv`: a header row names the columns, among `external_id`, `algorithm`/`signal_type`,
+//!   `hash`/`signal_str`, `label`/`category`, `source`/`collab`, `note`, `tags`; this covers the CSV
+//!   of python-threatexchange's `threatexchange dataset -P --csv`
+//!   (`signal_type,signal_str,collab,category,tags`).
+//! - `signal-lines`: python-threatexchange's `<signal_type> <hash>` lines; fields after the hash
+//!   (its `dataset -P` appends collaboration and category) are ignored.
+//! - `hex`: one hash per line, the algorithm given separately.
+//!
+//! Rows without an external id get `<algorithm>:<hex>`, so importing the same list twice
+//! updates instead of duplicating.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::{BufRead, Read, Write};
+use std::str::FromStr;
+
+use serde::Serialize;
+
+use super::model::{Algorithm, Entry, EntryHashes, HashValue, NewEntry, Upserted};
+use super::{Store, StoreError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Jsonl,
+    Csv,
+    SignalLines,
+    Hex,
+}
+
+impl FromStr for Format {
+    type Err = FormatError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "jsonl" => Ok(Format::Jsonl),
+            "csv" => Ok(Format::Csv),
+            "signal-lines" => Ok(Format::SignalLines),
+            "hex" => Ok(Format::Hex),
+            _ => Err(FormatError::Invalid(format!(
+                "unknown format {s:?} (expected jsonl, csv, signal-lines or hex)"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Format::Jsonl => "jsonl",
+            Format::Csv => "csv",
+            Format::SignalLines => "signal-lines",
+            Format::Hex => "hex",
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FormatError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Invalid(String),
+    /// `--strict` and a line was bad.
+    #[error("line {}: {}", .0.line, .0.reason)]
+    BadLine(LineError),
+}
+
+/// A line (or CSV record) that could not be imported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LineError {
+    /// 1-based line number in the input.
+    pub line: u64,
+    pub reason: String,
+}
+
+/// Signal types of python-threatexchange / ThreatExchange that are not image hashes vigie holds:
+/// counted as skipped, not as failures.
+const FOREIGN_SIGNAL_TYPES: &[&str] = &[
+    "url",
+    "url_md5",
+    "raw_text",
+    "text",
+    "trend_query",
+    "video_md5",
+    "vpdq",
+    "video_tmk_pdqf",
+    "tmk",
+    "video_pdq",
+];
+
+fn is_foreign_signal_type(name: &str) -> bool {
+    FOREIGN_SIGNAL_TYPES.contains(&name.trim().to_ascii_lowercase().as_str())
+}
+
+/// One parsed input unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed {
+    Entry {
+        line: u64,
+        entry: Box<NewEntry>,
+    },
+    /// A signal type vigie does not hold.
+    Skipped {
+        line: u64,
+        signal_type: String,
+    },
+    Bad(LineError),
+}
+
+/// Longest accepted input line; longer ones are reported and skipped without being held in memory.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
+fn default_external_id(hash: &HashValue) -> String {
+    format!("{}:{}", hash.algorithm(), hash.to_hex())
+}
+
+fn bad(line: u64, reason: impl Into<String>) -> Parsed {
+    Parsed::Bad(LineError {
+        line,
+        reason: reason.into(),
+    })
+}
+
+/// Visitor of input lines: the line number and its text, or why it is unreadable.
+type LineVisit<'a> = dyn FnMut(u64, Result<&str, String>) -> Result<bool, FormatError> + 'a;
+
+/// Read lines of at most `MAX_LINE_BYTES`, calling `each(line_number, Result<text, reason>)`.
+fn for_each_line(mut reader: impl BufRead, each: &mut LineVisit<'_>) -> Result<(), FormatError> {
+    let mut buf = Vec::new();
+    let mut number = 0u64;
+    loop {
+        buf.clear();
+        let n = (&mut reader)
+            .take(MAX_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        number += 1;
+        if buf.len() > MAX_LINE_BYTES && buf.last() != Some(&b'\n') {
+            // Discard the rest of the over-long line.
+            loop {
+                let available = reader.fill_buf()?;
+                if available.is_empty() {
+                    break;
+                }
+                match available.iter().position(|&b| b == b'\n') {
+                    Some(i) => {
+                        reader.consume(i + 1);
+                        break;
+                    }
+                    None => {
+                        let len = available.len();
+                        reader.consume(len);
+                    }
+                }
+            }
+            if !each(
+                number,
+                Err(format!("line longer than {MAX_LINE_BYTES} bytes")),
+            )? {
+                return Ok(());
+            }
+            continue;
+        }
+        let text = match std::str::from_utf8(&buf) {
+            Ok(t) => Ok(t
+                .strip_prefix('\u{feff}')
+                .unwrap_or(t)
+                .trim_end_matches(['\n', '\r'])),
+            Err(e) => Err(format!("not UTF-8: {e}")),
+        };
+        if !each(number, text)? {
+            return Ok(());
+        }
+    }
+}
+
+/// Parse `reader` in `format`, calling `each` with every unit in input order; `each` returns
+/// `Ok(false)` to stop. `algorithm` is required for `hex` and used by `csv` when it has no
+/// algorithm column.
+pub fn parse(
+    reader: impl BufRead,
+    format: Format,
+    algorithm: Option<Algorithm>,
+    each: &mut dyn FnMut(Parsed) -> Result<bool, FormatError>,
+) -> Result<(), FormatError> {
+    match format {
+        Format::Jsonl => for_each_line(reader, &mut |line, text| {
+            let parsed = match text {
+                Err(reason) => bad(line, reason),
+                Ok(t) if t.trim().is_empty() => return Ok(true),
+                Ok(t) => match serde_json::from_str::<NewEntry>(t) {
+                    Err(e) => bad(line, format!("invalid JSON entry: {e}")),
+                    Ok(entry) => match entry.validate() {
+                        Err(e) => bad(line, e.to_string()),
+                        Ok(()) => Parsed::Entry {
+                            line,
+                            entry: Box::new(entry),
+                        },
+                    },
+                },
+            };
+            each(parsed)
+        }),
+        Format::SignalLines => for_each_line(reader, &mut |line, text| {
+            let parsed = match text {
+                Err(reason) => bad(line, reason),
+                Ok(t) if t.trim().is_empty() || t.trim_start().starts_with('#') => return Ok(true),
+                Ok(t) => {
+                    let mut fields = t.split_whitespace();
+                    let (Some(signal_type), Some(hex)) = (fields.next(), fields.next()) else {
+                        return each(bad(line, "expected `<signal_type> <hash>`"));
+                    };
+                    parse_signal(line, signal_type, hex)
+                }
+            };
+            each(parsed)
+        }),
+        Format::Hex => {
+            let algorithm = algorithm
+                .ok_or_else(|| FormatError::Invalid("the hex format needs --algorithm".into()))?;
+            for_each_line(reader, &mut |line, text| {
+                let parsed = match text {
+                    Err(reason) => bad(line, reason),
+                    Ok(t) if t.trim().is_empty() => return Ok(true),
+                    Ok(t) => match HashValue::parse(algorithm, t) {
+                        Err(e) => bad(line, format!("{algorithm} hash: {e}")),
+                        Ok(hash) => Parsed::Entry {
+                            line,
+                            entry: Box::new(entry_of_hash(hash)),
+                        },
+                    },
+                };
+                each(parsed)
+            })
+        }
+        Format::Csv => parse_csv(reader, algorithm, each),
+    }
+}
+
+fn entry_of_hash(hash: HashValue) -> NewEntry {
+    let mut hashes = EntryHashes::default();
+    hashes.set(hash);
+    NewEntry {
+        external_id: default_external_id(&hash),
+        hashes,
+        ..NewEntry::default()
+    }
+}
+
+fn parse_signal(line: u64, signal_type: &str, hex: &str) -> Parsed {
+    match Algorithm::from_signal_type(signal_type) {
+        Some(algorithm) => match HashValue::parse(algorithm, hex) {
+            Ok(hash) => Parsed::Entry {
+                line,
+                entry: Box::new(entry_of_hash(hash)),
+            },
+            Err(e) => bad(line, format!("{algorithm} hash: {e}")),
+        },
+        None if is_foreign_signal_type(signal_type) => Parsed::Skipped {
+            line,
+            signal_type: signal_type.trim().to_ascii_lowercase(),
+        },
+        None => bad(line, format!("unknown algorithm {:?}", signal_type.trim())),
+    }
+}
+
+/// Column positions found in a CSV header.
+#[derive(Debug, Default)]
+struct CsvColumns {
+    external_id: Option<usize>,
+    algorithm: Option<usize>,
+    hash: Option<usize>,
+    label: Option<usize>,
+    source: Option<usize>,
+    note: Option<usize>,
+    tags: Option<usize>,
+}
+
+fn parse_csv(
+    reader: impl BufRead,
+    default_algorithm: Option<Algorithm>,
+    each: &mut dyn FnMut(Parsed) -> Result<bool, FormatError>,
+) -> Result<(), FormatError> {
+    let mut csv = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(reader);
+    let mut record = csv::StringRecord::new();
+    // The header row.
+    let header = match csv.read_record(&mut record) {
+        Ok(false) => return Ok(()),
+        Ok(true) => record.clone(),
+        Err(e) => return Err(FormatError::Invalid(format!("CSV header: {e}"))),
+    };
+    let mut columns = CsvColumns::default();
+    for (i, name) in header.iter().enumerate() {
+        let slot = match name
+            .trim()
+            .trim_start_matches('\u{feff}')
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "external_id" => &mut columns.external_id,
+            "algorithm" | "signal_type" => &mut columns.algorithm,
+            "hash" | "signal_str" => &mut columns.hash,
+            "label" | "category" => &mut columns.label,
+            "source" | "collab" => &mut columns.source,
+            "note" => &mut columns.note,
+            "tags" => &mut columns.tags,
+            _ => continue, // Unknown columns are ignored: exports of other tools carry extras.
+        };
+        if slot.is_some() {
+            return Err(FormatError::Invalid(format!(
+                "CSV header names column {name:?} twice"
+            )));
+        }
+        *slot = Some(i);
+    }
+    let hash_column = columns.hash.ok_or_else(|| {
+        FormatError::Invalid("CSV header has no hash or signal_str column".into())
+    })?;
+    if columns.algorithm.is_none() && default_algorithm.is_none() {
+        return Err(FormatError::Invalid(
+            "CSV header has no algorithm or signal_type column; give --algorithm".into(),
+        ));
+    }
+    let width = header.len();
+    // Rows of one external id come out consecutively from `export`: merge them into one entry.
+    let mut pending: Option<(u64, NewEntry)> = None;
+    loop {
+        let line = csv.position().line();
+        match csv.read_record(&mut record) {
+            Ok(false) => break,
+            Err(e) => {
+                // A broken record (e.g. an unterminated quote): report it and go on.
+                if !each(bad(line, format!("broken CSV: {e}")))? {
+                    return Ok(());
+                }
+                continue;
+            }
+            Ok(true) => {}
+        }
+        let line = record.position().map_or(line, csv::Position::line);
+        if record.len() == 1 && record.get(0).is_some_and(|f| f.trim().is_empty()) {
+            continue;
+        }
+        if record.len() != width {
+            if !each(bad(
+                line,
+                format!("broken CSV: {} fields, header has {width}", record.len()),
+            ))? {
+                return Ok(());
+            }
+            continue;
+        }
+        let field = |c: Option<usize>| {
+            c.and_then(|i| record.get(i))
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        };
+        let hex = field(Some(hash_column));
+        let algorithm = match columns.algorithm {
+            Some(i) => {
+                let name = record.get(i).unwrap_or("").trim();
+                match Algorithm::from_signal_type(name) {
+                    Some(a) => a,
+                    None if is_foreign_signal_type(name) => {
+                        let unit = Parsed::Skipped {
+                            line,
+                            signal_type: name.to_ascii_lowercase(),
+                        };
+                        if !each(unit)? {
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                    None => {
+                        if !each(bad(line, format!("unknown algorithm {name:?}")))? {
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                }
+            }
+            // Invariant: checked above that one of the two is present.
+            None => default_algorithm.unwrap_or(Algorithm::Pdq),
+        };
+        let hash = match HashValue::parse(algorithm, &hex) {
+            Ok(h) => h,
+            Err(e) => {
+                if !each(bad(line, format!("{algorithm} hash: {e}")))? {
+                    return Ok(());
+                }
+                continue;
+            }
+        };
+        let mut note = field(columns.note);
+        let tags = field(columns.tags);
+        if !tags.is_empty() {
+            if !note.is_empty() {
+                note.push(' ');
+            }
+            note.push_str("tags: ");
+            note.push_str(&tags);
+        }
+        let external_id = match field(columns.external_id) {
+            id if id.is_empty() => default_external_id(&hash),
+            id => id,
+        };
+        let mut hashes = EntryHashes::default();
+        hashes.set(hash);
+        let entry = NewEntry {
+            external_id,
+            hashes,
+            label: field(columns.label),
+            source: field(columns.source),
+            note,
+            ..NewEntry::default()
+        };
+        if let Some((_, p)) = &mut pending
+            && p.external_id == entry.external_id
+            && p.hashes.get(algorithm).is_none()
+        {
+            p.hashes.set(hash);
+            continue;
+        }
+        if let Some((l, p)) = pending.replace((line, entry))
+            && !each(validated(l, p))?
+        {
+            return Ok(());
+        }
+    }
+    if let Some((l, p)) = pending {
+        each(validated(l, p))?;
+    }
+    Ok(())
+}
+
+fn validated(line: u64, entry: NewEntry) -> Parsed {
+    match entry.validate() {
+        Ok(()) => Parsed::Entry {
+            line,
+            entry: Box::new(entry),
+        },
+        Err(e) => bad(line, e.to_string()),
+    }
+}
+
+/// How an import runs.
+#[derive(Debug, Clone)]
+pub struct ImportOptions {
+    pub format: Format,
+    pub algorithm: Option<Algorithm>,
+    /// Stop at the first bad line (callers wanting all-or-nothing validate first with `check`).
+    pub strict: bool,
+    /// Entries per atomic batch.
+    pub batch_size: usize,
+    /// Label and source for entries whose line carries none.
+    pub default_label: Option<String>,
+    pub default_source: Option<String>,
+}
+
+impl ImportOptions {
+    pub fn new(format: Format) -> ImportOptions {
+        ImportOptions {
+            format,
+            algorithm: None,
+            strict: false,
+            batch_size: 1000,
+            default_label: None,
+            default_source: None,
+        }
+    }
+}
+
+/// Outcome of an import. The CLI prints it as the last line (`added`, `updated`, `skipped`,
+/// `failed` are the contract).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ImportSummary {
+    pub added: u64,
+    pub updated: u64,
+    pub skipped: u64,
+    pub failed: u64,
+    /// Skipped rows by signal type (`url`, `video_md5`, ...).
+    pub skipped_by_type: BTreeMap<String, u64>,
+    /// The first bad lines (at most `MAX_REPORTED_ERRORS`); `failed` counts them all.
+    pub errors: Vec<LineError>,
+}
+
+pub const MAX_REPORTED_ERRORS: usize = 100;
+
+impl ImportSummary {
+    fn count_skip(&mut self, signal_type: String) {
+        self.skipped += 1;
+        *self.skipped_by_type.entry(signal_type).or_default() += 1;
+    }
+
+    fn count_failure(&mut self, error: LineError) {
+        self.failed += 1;
+        if self.errors.len() < MAX_REPORTED_ERRORS {
+            self.errors.push(error);
+        }
+    }
+}
+
+/// Parse without storing anything: the summary of what an import would skip and fail
+/// (`added` counts the entries that would be written).
+pub fn check(reader: impl BufRead, options: &ImportOptions) -> Result<ImportSummary, FormatError> {
+    let mut summary = ImportSummary::default();
+    parse(reader, options.format, options.algorithm, &mut |unit| {
+        match unit {
+            Parsed::Entry { .. } => summary.added += 1,
+            Parsed::Skipped { signal_type, .. } => summary.count_skip(signal_type),
+            Parsed::Bad(e) => summary.count_failure(e),
+        }
+        Ok(true)
+    })?;
+    Ok(summary)
+}
+
+/// Import into `bank`. `on_commit` sees each committed batch (the entries are durable when it
+/// runs) and `on_bad_line` each bad line as it is met. Ends with an `import` audit event carrying
+/// the counts.
+pub fn import(
+    store: &Store,
+    bank: &str,
+    reader: impl BufRead,
+    options: &ImportOptions,
+    actor: &str,
+    on_commit: &mut dyn FnMut(&[Upserted]),
+    on_bad_line: &mut dyn FnMut(&LineError),
+) -> Result<ImportSummary, FormatError> {
+    if store.get_bank(bank)?.is_none() {
+        return Err(StoreError::BankNotFound(bank.to_string()).into());
+    }
+    let batch_size = options.batch_size.max(1);
+    let mut summary = ImportSummary::default();
+    let mut batch: Vec<NewEntry> = Vec::with_capacity(batch_size);
+    let mut flush =
+        |batch: &mut Vec<NewEntry>, summary: &mut ImportSummary| -> Result<(), FormatError> {
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let done = store.upsert_entries(bank, std::mem::take(batch), actor)?;
+            for u in &done {
+                if u.added {
+                    summary.added += 1;
+                } else {
+                    summary.updated += 1;
+                }
+            }
+            on_commit(&done);
+            Ok(())
+        };
+    let outcome = parse(reader, options.format, options.algorithm, &mut |unit| {
+        match unit {
+            Parsed::Entry { mut entry, .. } => {
+                if entry.label.is_empty() {
+                    entry.label = options.default_label.clone().unwrap_or_default();
+                }
+                if entry.source.is_empty() {
+                    entry.source = options.default_source.clone().unwrap_or_default();
+                }
+                batch.push(*entry);
+                if batch.len() >= batch_size {
+                    flush(&mut batch, &mut summary)?;
+                }
+            }
+            Parsed::Skipped { signal_type, .. } => summary.count_skip(signal_type),
+            Parsed::Bad(e) => {
+                on_bad_line(&e);
+                if options.strict {
+                    return Err(FormatError::BadLine(e));
+                }
+                summary.count_failure(e);
+            }
+        }
+        Ok(true)
+    });
+    // Entries parsed before a strict stop or an I/O error are committed: what was read was good.
+    let flushed = flush(&mut batch, &mut summary);
+    let detail = serde_json::json!({
+        "format": options.format.to_string(),
+        "added": summary.added,
+        "updated": summary.updated,
+        "skipped": summary.skipped,
+        "failed": summary.failed,
+        "complete": outcome.is_ok() && flushed.is_ok(),
+    });
+    store.record_import(bank, detail, actor)?;
+    outcome?;
+    flushed?;
+    Ok(summary)
+}
+
+/// What to export.
+#[derive(Debug, Clone)]
+pub struct ExportOptions {
+    pub format: Format,
+    pub label: Option<String>,
+    /// Required for `hex`; for the other formats, restricts the output to this algorithm.
+    pub algorithm: Option<Algorithm>,
+}
+
+/// Where exported rows go: CSV needs its writer's quoting state across rows.
+enum Sink<'a> {
+    Csv(Box<csv::Writer<&'a mut dyn Write>>),
+    Plain(&'a mut dyn Write),
+}
+
+/// Write a bank's entries (external-id order). Returns the number of entries written.
+pub fn export(
+    store: &Store,
+    bank: &str,
+    options: &ExportOptions,
+    out: &mut dyn Write,
+) -> Result<u64, FormatError> {
+    if options.format == Format::Hex && options.algorithm.is_none() {
+        return Err(FormatError::Invalid(
+            "the hex format needs --algorithm".into(),
+        ));
+    }
+    if store.get_bank(bank)?.is_none() {
+        return Err(StoreError::BankNotFound(bank.to_string()).into());
+    }
+    let mut sink = if options.format == Format::Csv {
+        let mut w = csv::WriterBuilder::new().from_writer(out);
+        w.write_record([
+            "external_id",
+            "algorithm",
+            "hash",
+            "label",
+            "source",
+            "note",
+        ])
+        .map_err(csv_error)?;
+        Sink::Csv(Box::new(w))
+    } else {
+        Sink::Plain(out)
+    };
+    let mut written = 0u64;
+    let mut io_error: Option<FormatError> = None;
+    store.for_each_entry(bank, options.label.as_deref(), None, &mut |entry: Entry| {
+        let hashes: Vec<HashValue> = entry
+            .hashes
+            .iter()
+            .filter(|h| options.algorithm.is_none_or(|a| a == h.algorithm()))
+            .collect();
+        if hashes.is_empty() {
+            return Ok(true);
+        }
+        match write_entry(&entry, &hashes, options.format, &mut sink) {
+            Ok(()) => {
+                written += 1;
+                Ok(true)
+            }
+            Err(e) => {
+                io_error = Some(e);
+                Ok(false)
+            }
+        }
+    })?;
+    if let Some(e) = io_error {
+        return Err(e);
+    }
+    match &mut sink {
+        Sink::Csv(w) => w.flush()?,
+        Sink::Plain(out) => out.flush()?,
+    }
+    Ok(written)
+}
+
+fn csv_error(e: csv::Error) -> FormatError {
+    FormatError::Invalid(format!("CSV: {e}"))
+}
+
+fn write_entry(
+    entry: &Entry,
+    hashes: &[HashValue],
+    format: Format,
+    sink: &mut Sink<'_>,
+) -> Result<(), FormatError> {
+    match (format, sink) {
+        (Format::Csv, Sink::Csv(w)) => {
+            for h in hashes {
+                let algorithm = h.algorithm().to_string();
+                let hex = h.to_hex();
+                w.write_record([
+                    entry.external_id.as_str(),
+                    algorithm.as_str(),
+                    hex.as_str(),
+                    entry.label.as_str(),
+                    entry.source.as_str(),
+                    entry.note.as_str(),
+                ])
+                .map_err(csv_error)?;
+            }
+        }
+        (Format::Jsonl, Sink::Plain(out)) => {
+            let mut entry = entry.clone();
+            if hashes.len() != entry.hashes.iter().count() {
+                entry.hashes = EntryHashes::default();
+                hashes.iter().for_each(|h| entry.hashes.set(*h));
+            }
+            serde_json::to_writer(&mut **out, &entry)
+                .map_err(|e| FormatError::Invalid(format!("JSON: {e}")))?;
+            out.write_all(b"\n")?;
+        }
+        (Format::SignalLines, Sink::Plain(out)) => {
+            for h in hashes {
+                writeln!(out, "{} {}", h.algorithm(), h.to_hex())?;
+            }
+        }
+        (Format::Hex, Sink::Plain(out)) => {
+            for h in hashes {
+                writeln!(out, "{}", h.to_hex())?;
+            }
+        }
+        _ => {
+            return Err(FormatError::Invalid(
+                "export sink does not match the format".into(),
+            ));
+        }
+    }
+    Ok(())
+}

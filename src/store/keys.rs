@@ -1,0 +1,359 @@
+//! On-disk layout: column families, keys and the binary entry record.
+//!
+//! All integers in keys are big-endian so that RocksDB's bytewise order is numeric order: a
+//! prefix scan of a bank's rows, a range scan of audit times and the id-ordered load all fall out
+//! of key order.
+//!
+//! | column family | key                                        | value                          |
+//! |---------------|--------------------------------------------|--------------------------------|
+//! | `banks`       | bank id `u32` (4 bytes)                    | bank record, JSON              |
+//! | `entries`     | entry id `u64` (8 bytes)                   | entry record, binary (below)   |
+//! | `external`    | bank id `u32` ++ external id UTF-8 bytes   | entry id `u64`                 |
+//! | `meta`        | ASCII name (`schema_version`, counters)    | `u32`/`u64` big-endian         |
+//! | `audit`       | time µs `u64` ++ sequence `u64` (16 bytes) | audit event, JSON              |
+//!
+//! The external id is the last key component, so it needs no length prefix: the 4-byte bank
+//! prefix alone selects a bank's rows, ordered by external id. Entries are keyed by id alone so a
+//! match (which knows only the id) is one point read, and the start-up load is one sequential scan.
+
+use super::StoreError;
+use super::model::{Algorithm, BankId, EntryHashes, EntryId, HashValue, Timestamp};
+use crate::bits::Bits;
+
+pub const CF_BANKS: &str = "banks";
+pub const CF_ENTRIES: &str = "entries";
+pub const CF_EXTERNAL: &str = "external";
+pub const CF_META: &str = "meta";
+pub const CF_AUDIT: &str = "audit";
+
+/// Column families, as the backends index them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Cf {
+    Banks = 0,
+    Entries = 1,
+    External = 2,
+    Meta = 3,
+    Audit = 4,
+}
+
+impl Cf {
+    pub const ALL: [Cf; 5] = [Cf::Banks, Cf::Entries, Cf::External, Cf::Meta, Cf::Audit];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Cf::Banks => CF_BANKS,
+            Cf::Entries => CF_ENTRIES,
+            Cf::External => CF_EXTERNAL,
+            Cf::Meta => CF_META,
+            Cf::Audit => CF_AUDIT,
+        }
+    }
+}
+
+pub const META_SCHEMA_VERSION: &[u8] = b"schema_version";
+pub const META_NEXT_ENTRY_ID: &[u8] = b"next_entry_id";
+pub const META_NEXT_BANK_ID: &[u8] = b"next_bank_id";
+pub const META_NEXT_AUDIT_SEQ: &[u8] = b"next_audit_seq";
+
+pub fn bank_key(id: BankId) -> [u8; 4] {
+    id.to_be_bytes()
+}
+
+pub fn entry_key(id: EntryId) -> [u8; 8] {
+    id.to_be_bytes()
+}
+
+pub fn external_prefix(bank: BankId) -> [u8; 4] {
+    bank.to_be_bytes()
+}
+
+pub fn external_key(bank: BankId, external_id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(4 + external_id.len());
+    key.extend_from_slice(&bank.to_be_bytes());
+    key.extend_from_slice(external_id.as_bytes());
+    key
+}
+
+/// Audit key: time first so a time window is a key range; the sequence makes keys unique and
+/// keeps events of the same microsecond in the order they were written.
+pub fn audit_key(time: Timestamp, seq: u64) -> [u8; 16] {
+    let mut key = [0u8; 16];
+    key[..8].copy_from_slice(&(time.0.max(0) as u64).to_be_bytes());
+    key[8..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+pub fn decode_u64(bytes: &[u8]) -> Result<u64, StoreError> {
+    let array: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt(format!("expected 8 bytes, got {}", bytes.len())))?;
+    Ok(u64::from_be_bytes(array))
+}
+
+pub fn decode_u32(bytes: &[u8]) -> Result<u32, StoreError> {
+    let array: [u8; 4] = bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt(format!("expected 4 bytes, got {}", bytes.len())))?;
+    Ok(u32::from_be_bytes(array))
+}
+
+/// Format version of the binary entry record (byte 0), so a later layout can be read beside it.
+pub const ENTRY_RECORD_V1: u8 = 1;
+/// Bit 7 of the mask byte: a `disabled_until` time follows the mask.
+const MASK_DISABLED: u8 = 0x80;
+
+/// The fields of an entry that live in its record (the id is the key; the bank name is resolved
+/// from `bank`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryRecord {
+    pub bank: BankId,
+    pub hashes: EntryHashes,
+    pub disabled_until: Option<Timestamp>,
+    pub external_id: String,
+    pub label: String,
+    pub source: String,
+    pub note: String,
+    pub added_by: String,
+    pub added_at: Timestamp,
+}
+
+// Entry record, version 1. Everything the start-up load needs sits in a fixed-layout head so the
+// load decodes no strings:
+//
+//   [0]      record version (1)
+//   [1..5]   bank id u32 BE
+//   [5]      mask: bit a (0..=4) set when algorithm a's hash is present (Algorithm discriminant);
+//            bit 7 set when disabled_until follows
+//   [..+8]   disabled_until, i64 µs BE (only when bit 7)
+//   hashes   present algorithms in discriminant order; each hash's u64 words most significant
+//            first, BE (i.e. the bytes of its hex text)
+//   strings  external_id, label, source, note, added_by: each u32 BE length ++ UTF-8
+//   [..+8]   added_at, i64 µs BE
+
+pub fn encode_entry(record: &EntryRecord) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128 + record.note.len());
+    out.push(ENTRY_RECORD_V1);
+    out.extend_from_slice(&record.bank.to_be_bytes());
+    let mut mask = 0u8;
+    for h in record.hashes.iter() {
+        mask |= 1 << (h.algorithm() as u8);
+    }
+    if record.disabled_until.is_some() {
+        mask |= MASK_DISABLED;
+    }
+    out.push(mask);
+    if let Some(t) = record.disabled_until {
+        out.extend_from_slice(&t.0.to_be_bytes());
+    }
+    for h in record.hashes.iter() {
+        match h {
+            HashValue::Pdq(b) | HashValue::Sha256(b) => put_words(&mut out, &b.0),
+            HashValue::Phash(b) | HashValue::Dhash(b) => put_words(&mut out, &b.0),
+            HashValue::Md5(b) => put_words(&mut out, &b.0),
+        }
+    }
+    for s in [
+        &record.external_id,
+        &record.label,
+        &record.source,
+        &record.note,
+        &record.added_by,
+    ] {
+        out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+        out.extend_from_slice(s.as_bytes());
+    }
+    out.extend_from_slice(&record.added_at.0.to_be_bytes());
+    out
+}
+
+fn put_words<const W: usize>(out: &mut Vec<u8>, words: &[u64; W]) {
+    for w in words.iter().rev() {
+        out.extend_from_slice(&w.to_be_bytes());
+    }
+}
+
+/// A cursor over a record that fails with `Corrupt` instead of panicking on short input.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len());
+        let end = end.ok_or_else(|| StoreError::Corrupt("entry record is truncated".into()))?;
+        let slice = &self.bytes[self.pos..end];
+        self.pos = end;
+        Ok(slice)
+    }
+
+    fn u8(&mut self) -> Result<u8, StoreError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32, StoreError> {
+        decode_u32(self.take(4)?)
+    }
+
+    fn i64(&mut self) -> Result<i64, StoreError> {
+        Ok(decode_u64(self.take(8)?)? as i64)
+    }
+
+    fn words<const W: usize>(&mut self) -> Result<Bits<W>, StoreError> {
+        let mut words = [0u64; W];
+        for i in (0..W).rev() {
+            words[i] = decode_u64(self.take(8)?)?;
+        }
+        Ok(Bits(words))
+    }
+
+    fn string(&mut self) -> Result<String, StoreError> {
+        let len = self.u32()? as usize;
+        let bytes = self.take(len)?;
+        String::from_utf8(bytes.to_vec())
+            .map_err(|_| StoreError::Corrupt("entry text is not UTF-8".into()))
+    }
+}
+
+/// The head of an entry record: what the start-up load reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryHead {
+    pub bank: BankId,
+    pub disabled_until: Option<Timestamp>,
+    pub hashes: EntryHashes,
+}
+
+fn decode_head(reader: &mut Reader<'_>) -> Result<EntryHead, StoreError> {
+    let version = reader.u8()?;
+    if version != ENTRY_RECORD_V1 {
+        return Err(StoreError::Corrupt(format!(
+            "unknown entry record version {version}"
+        )));
+    }
+    let bank = reader.u32()?;
+    let mask = reader.u8()?;
+    if mask & 0x60 != 0 {
+        return Err(StoreError::Corrupt(format!(
+            "entry mask {mask:#x} has unknown bits"
+        )));
+    }
+    let disabled_until = if mask & MASK_DISABLED != 0 {
+        Some(Timestamp(reader.i64()?))
+    } else {
+        None
+    };
+    let mut hashes = EntryHashes::default();
+    for algorithm in Algorithm::ALL {
+        if mask & (1 << algorithm as u8) == 0 {
+            continue;
+        }
+        match algorithm {
+            Algorithm::Pdq => hashes.pdq = Some(reader.words()?),
+            Algorithm::Phash => hashes.phash = Some(reader.words()?),
+            Algorithm::Dhash => hashes.dhash = Some(reader.words()?),
+            Algorithm::Md5 => hashes.md5 = Some(reader.words()?),
+            Algorithm::Sha256 => hashes.sha256 = Some(reader.words()?),
+        }
+    }
+    Ok(EntryHead {
+        bank,
+        disabled_until,
+        hashes,
+    })
+}
+
+/// Decode only the head (bank, disabled_until, hashes): no allocation.
+pub fn decode_entry_head(bytes: &[u8]) -> Result<EntryHead, StoreError> {
+    decode_head(&mut Reader { bytes, pos: 0 })
+}
+
+pub fn decode_entry(bytes: &[u8]) -> Result<EntryRecord, StoreError> {
+    let mut reader = Reader { bytes, pos: 0 };
+    let head = decode_head(&mut reader)?;
+    let external_id = reader.string()?;
+    let label = reader.string()?;
+    let source = reader.string()?;
+    let note = reader.string()?;
+    let added_by = reader.string()?;
+    let added_at = Timestamp(reader.i64()?);
+    if reader.pos != bytes.len() {
+        return Err(StoreError::Corrupt(
+            "entry record has trailing bytes".into(),
+        ));
+    }
+    Ok(EntryRecord {
+        bank: head.bank,
+        hashes: head.hashes,
+        disabled_until: head.disabled_until,
+        external_id,
+        label,
+        source,
+        note,
+        added_by,
+        added_at,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> EntryRecord {
+        let mut hashes = EntryHashes::default();
+        hashes.set(
+            HashValue::parse(
+                Algorithm::Pdq,
+                &format!("{}{}", "f0".repeat(16), "0e".repeat(16)),
+            )
+            .unwrap(),
+        );
+        hashes.set(HashValue::parse(Algorithm::Md5, "0123456789abcdef0123456789abcdef").unwrap());
+        hashes.set(HashValue::parse(Algorithm::Dhash, "8000000000000001").unwrap());
+        EntryRecord {
+            bank: 0x0102_0304,
+            hashes,
+            disabled_until: Some(Timestamp(1_700_000_000_000_000)),
+            external_id: "ext-é".into(),
+            label: "trafficking".into(),
+            source: "ncmec".into(),
+            note: String::new(),
+            added_by: "cli:alice".into(),
+            added_at: Timestamp(42),
+        }
+    }
+
+    #[test]
+    fn entry_record_round_trips_and_head_matches() {
+        let r = record();
+        let bytes = encode_entry(&r);
+        assert_eq!(decode_entry(&bytes).unwrap(), r);
+        let head = decode_entry_head(&bytes).unwrap();
+        assert_eq!(head.bank, r.bank);
+        assert_eq!(head.hashes, r.hashes);
+        assert_eq!(head.disabled_until, r.disabled_until);
+        // Bank id big-endian right after the version byte.
+        assert_eq!(&bytes[..6], &[1, 1, 2, 3, 4, 0x80 | 0b01101]);
+    }
+
+    #[test]
+    fn truncated_or_foreign_records_are_corrupt_not_panics() {
+        let bytes = encode_entry(&record());
+        for len in 0..bytes.len() {
+            assert!(
+                matches!(decode_entry(&bytes[..len]), Err(StoreError::Corrupt(_))),
+                "len {len}"
+            );
+        }
+        let mut other = bytes.clone();
+        other[0] = 9;
+        assert!(matches!(decode_entry(&other), Err(StoreError::Corrupt(_))));
+    }
+
+    #[test]
+    fn keys_sort_numerically() {
+        assert!(entry_key(255) < entry_key(256));
+        assert!(audit_key(Timestamp(1), 9) < audit_key(Timestamp(2), 0));
+        assert!(external_key(1, "zzz") < external_key(2, ""));
+        assert!(external_key(1, "a").starts_with(&external_prefix(1)));
+    }
+}

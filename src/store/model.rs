@@ -1,0 +1,562 @@
+//! What a bank and an entry are, independent of how they are stored.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::bits::{Bits, Hash64, Hash256, HexError};
+
+use super::StoreError;
+
+/// Vigie's own identifier of an entry: assigned once, never reused (the counter survives deletes).
+pub type EntryId = u64;
+/// Internal identifier of a bank; the key prefix of its rows. Users see the name.
+pub type BankId = u32;
+
+/// A 128-bit MD5 digest.
+pub type Md5 = Bits<2>;
+/// A 256-bit SHA-256 digest.
+pub type Sha256 = Bits<4>;
+
+/// The hash algorithms a bank entry may carry. The discriminant is the on-disk bit position of the
+/// algorithm in an entry's hash mask: never renumber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Algorithm {
+    Pdq = 0,
+    Phash = 1,
+    Dhash = 2,
+    Md5 = 3,
+    Sha256 = 4,
+}
+
+impl Algorithm {
+    pub const ALL: [Algorithm; 5] = [
+        Algorithm::Pdq,
+        Algorithm::Phash,
+        Algorithm::Dhash,
+        Algorithm::Md5,
+        Algorithm::Sha256,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Pdq => "pdq",
+            Algorithm::Phash => "phash",
+            Algorithm::Dhash => "dhash",
+            Algorithm::Md5 => "md5",
+            Algorithm::Sha256 => "sha256",
+        }
+    }
+
+    /// Width of the hash in bytes (also its on-disk size).
+    pub fn byte_len(self) -> usize {
+        match self {
+            Algorithm::Pdq | Algorithm::Sha256 => 32,
+            Algorithm::Phash | Algorithm::Dhash => 8,
+            Algorithm::Md5 => 16,
+        }
+    }
+
+    /// Whether matching is by Hamming distance (perceptual) rather than equality.
+    pub fn is_perceptual(self) -> bool {
+        matches!(self, Algorithm::Pdq | Algorithm::Phash | Algorithm::Dhash)
+    }
+
+    /// Names other tools give the same algorithm: python-threatexchange calls PDQ `pdq` and photo
+    /// digests `photo_md5`; HMA and StopNCII exports use upper case. `video_md5` is deliberately
+    /// absent: a video's digest is not an image's.
+    pub fn from_signal_type(text: &str) -> Option<Algorithm> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "pdq" => Some(Algorithm::Pdq),
+            "phash" => Some(Algorithm::Phash),
+            "dhash" => Some(Algorithm::Dhash),
+            "md5" | "photo_md5" => Some(Algorithm::Md5),
+            "sha256" | "sha-256" | "photo_sha256" => Some(Algorithm::Sha256),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Algorithm {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Algorithm::from_signal_type(s).ok_or_else(|| StoreError::UnknownAlgorithm(s.to_string()))
+    }
+}
+
+/// One hash of one algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HashValue {
+    Pdq(Hash256),
+    Phash(Hash64),
+    Dhash(Hash64),
+    Md5(Md5),
+    Sha256(Sha256),
+}
+
+impl HashValue {
+    pub fn algorithm(&self) -> Algorithm {
+        match self {
+            HashValue::Pdq(_) => Algorithm::Pdq,
+            HashValue::Phash(_) => Algorithm::Phash,
+            HashValue::Dhash(_) => Algorithm::Dhash,
+            HashValue::Md5(_) => Algorithm::Md5,
+            HashValue::Sha256(_) => Algorithm::Sha256,
+        }
+    }
+
+    pub fn to_hex(&self) -> String {
+        match self {
+            HashValue::Pdq(h) => h.to_hex(),
+            HashValue::Phash(h) | HashValue::Dhash(h) => h.to_hex(),
+            HashValue::Md5(h) => h.to_hex(),
+            HashValue::Sha256(h) => h.to_hex(),
+        }
+    }
+
+    /// Parse the hex text of a hash of `algorithm`.
+    pub fn parse(algorithm: Algorithm, hex: &str) -> Result<HashValue, HexError> {
+        let hex = hex.trim();
+        Ok(match algorithm {
+            Algorithm::Pdq => HashValue::Pdq(Hash256::from_hex(hex)?),
+            Algorithm::Phash => HashValue::Phash(Hash64::from_hex(hex)?),
+            Algorithm::Dhash => HashValue::Dhash(Hash64::from_hex(hex)?),
+            Algorithm::Md5 => HashValue::Md5(Md5::from_hex(hex)?),
+            Algorithm::Sha256 => HashValue::Sha256(Sha256::from_hex(hex)?),
+        })
+    }
+}
+
+/// The hashes of one entry: any subset of the algorithms, at most one of each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EntryHashes {
+    pub pdq: Option<Hash256>,
+    pub phash: Option<Hash64>,
+    pub dhash: Option<Hash64>,
+    pub md5: Option<Md5>,
+    pub sha256: Option<Sha256>,
+}
+
+impl EntryHashes {
+    pub fn is_empty(&self) -> bool {
+        self.iter().next().is_none()
+    }
+
+    /// Set (or replace) the hash of `value`'s algorithm.
+    pub fn set(&mut self, value: HashValue) {
+        match value {
+            HashValue::Pdq(h) => self.pdq = Some(h),
+            HashValue::Phash(h) => self.phash = Some(h),
+            HashValue::Dhash(h) => self.dhash = Some(h),
+            HashValue::Md5(h) => self.md5 = Some(h),
+            HashValue::Sha256(h) => self.sha256 = Some(h),
+        }
+    }
+
+    pub fn get(&self, algorithm: Algorithm) -> Option<HashValue> {
+        match algorithm {
+            Algorithm::Pdq => self.pdq.map(HashValue::Pdq),
+            Algorithm::Phash => self.phash.map(HashValue::Phash),
+            Algorithm::Dhash => self.dhash.map(HashValue::Dhash),
+            Algorithm::Md5 => self.md5.map(HashValue::Md5),
+            Algorithm::Sha256 => self.sha256.map(HashValue::Sha256),
+        }
+    }
+
+    /// The hashes present, in algorithm order.
+    pub fn iter(&self) -> impl Iterator<Item = HashValue> + '_ {
+        Algorithm::ALL.into_iter().filter_map(|a| self.get(a))
+    }
+}
+
+/// Hashes travel as `{"pdq": "hex", "md5": "hex", ...}` (absent algorithms omitted).
+impl Serialize for EntryHashes {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        for h in self.iter() {
+            map.serialize_entry(h.algorithm().name(), &h.to_hex())?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for EntryHashes {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let raw = std::collections::BTreeMap::<String, String>::deserialize(deserializer)?;
+        let mut hashes = EntryHashes::default();
+        for (name, hex) in raw {
+            let algorithm = Algorithm::from_signal_type(&name)
+                .ok_or_else(|| D::Error::custom(format!("unknown algorithm {name:?}")))?;
+            let value = HashValue::parse(algorithm, &hex)
+                .map_err(|e| D::Error::custom(format!("{name}: {e}")))?;
+            hashes.set(value);
+        }
+        Ok(hashes)
+    }
+}
+
+/// A point in time, microseconds since the Unix epoch (UTC). Printed and parsed as RFC 3339.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    /// Latest time RFC 3339 can print (9999-12-31T23:59:59Z): "disabled indefinitely".
+    pub const MAX: Timestamp = Timestamp(253_402_300_799_000_000);
+
+    pub fn now() -> Timestamp {
+        let micros = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros())
+            .unwrap_or(0);
+        Timestamp(i64::try_from(micros).unwrap_or(i64::MAX))
+    }
+
+    pub fn from_unix_seconds(seconds: i64) -> Timestamp {
+        Timestamp(seconds.saturating_mul(1_000_000))
+    }
+
+    /// RFC 3339 in UTC (`2024-05-01T12:00:00Z`, fractional seconds accepted) or an integer number
+    /// of Unix seconds.
+    pub fn parse(text: &str) -> Result<Timestamp, StoreError> {
+        let text = text.trim();
+        if let Ok(seconds) = text.parse::<i64>() {
+            if (0..=Timestamp::MAX.0 / 1_000_000).contains(&seconds) {
+                return Ok(Timestamp::from_unix_seconds(seconds));
+            }
+            return Err(StoreError::Invalid(format!(
+                "time {text:?} is out of range"
+            )));
+        }
+        let time = humantime::parse_rfc3339_weak(text).map_err(|e| {
+            StoreError::Invalid(format!(
+                "time {text:?} is not RFC 3339 nor Unix seconds: {e}"
+            ))
+        })?;
+        let micros = time
+            .duration_since(UNIX_EPOCH)
+            .map_err(|_| StoreError::Invalid(format!("time {text:?} is before 1970")))?
+            .as_micros();
+        Ok(Timestamp(
+            i64::try_from(micros)
+                .unwrap_or(i64::MAX)
+                .min(Timestamp::MAX.0),
+        ))
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let micros = self.0.clamp(0, Timestamp::MAX.0) as u64;
+        let time = UNIX_EPOCH + Duration::from_micros(micros);
+        if micros.is_multiple_of(1_000_000) {
+            write!(f, "{}", humantime::format_rfc3339_seconds(time))
+        } else {
+            write!(f, "{}", humantime::format_rfc3339_micros(time))
+        }
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Timestamp::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Whether a bank's matches condemn or absolve an upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BankKind {
+    /// Known abusive imagery: a match flags the upload.
+    #[default]
+    Block,
+    /// Known benign imagery (stock photos, logos, a site's own banners): a match cancels block
+    /// matches of the same picture.
+    Allow,
+}
+
+impl FromStr for BankKind {
+    type Err = StoreError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "block" => Ok(BankKind::Block),
+            "allow" => Ok(BankKind::Allow),
+            _ => Err(StoreError::Invalid(format!(
+                "bank kind must be block or allow, not {s:?}"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for BankKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BankKind::Block => "block",
+            BankKind::Allow => "allow",
+        })
+    }
+}
+
+/// Largest Hamming distance at which a bank entry still matches, per algorithm. Exact digests
+/// match only at 0 whatever is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaxDistances {
+    pub pdq: u32,
+    pub phash: u32,
+    pub dhash: u32,
+    pub md5: u32,
+    pub sha256: u32,
+}
+
+impl Default for MaxDistances {
+    /// PDQ 31 is Meta's recommended threshold (PDQ paper, "hashing-and-matching" §3: 31 of 256 bits);
+    /// 8 of 64 bits is the usual pHash/dHash cut-off; exact hashes match exactly.
+    fn default() -> Self {
+        MaxDistances {
+            pdq: 31,
+            phash: 8,
+            dhash: 8,
+            md5: 0,
+            sha256: 0,
+        }
+    }
+}
+
+impl MaxDistances {
+    pub fn get(&self, algorithm: Algorithm) -> u32 {
+        match algorithm {
+            Algorithm::Pdq => self.pdq,
+            Algorithm::Phash => self.phash,
+            Algorithm::Dhash => self.dhash,
+            Algorithm::Md5 => self.md5,
+            Algorithm::Sha256 => self.sha256,
+        }
+    }
+
+    /// Refuse thresholds beyond a hash's width and non-zero ones for exact digests.
+    pub fn validate(&self) -> Result<(), StoreError> {
+        for algorithm in Algorithm::ALL {
+            let d = self.get(algorithm);
+            let limit = if algorithm.is_perceptual() {
+                algorithm.byte_len() as u32 * 8
+            } else {
+                0
+            };
+            if d > limit {
+                return Err(StoreError::Invalid(format!(
+                    "max distance for {algorithm} must be at most {limit}, got {d}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A validated bank name: `[A-Za-z0-9_-]{1,64}`.
+pub fn validate_bank_name(name: &str) -> Result<(), StoreError> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "bank name {name:?} must match [A-Za-z0-9_-]{{1,64}}"
+        )))
+    }
+}
+
+/// Longest external id accepted (bytes). Bounds the lookup key.
+pub const MAX_EXTERNAL_ID_LEN: usize = 512;
+/// Longest label, source, note or actor accepted (bytes).
+pub const MAX_TEXT_LEN: usize = 4096;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bank {
+    #[serde(skip)]
+    pub id: BankId,
+    pub name: String,
+    pub description: String,
+    pub enabled: bool,
+    pub kind: BankKind,
+    pub max_distance: MaxDistances,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// What a new bank is created with; defaults are an enabled block bank with default thresholds.
+#[derive(Debug, Clone, Default)]
+pub struct NewBank {
+    pub name: String,
+    pub description: String,
+    pub kind: BankKind,
+    pub enabled: Option<bool>,
+    pub max_distance: Option<MaxDistances>,
+}
+
+/// Changes to a bank; `None` leaves a field as it is. The name cannot change: it keys the audit log.
+#[derive(Debug, Clone, Default)]
+pub struct BankUpdate {
+    pub description: Option<String>,
+    pub enabled: Option<bool>,
+    pub kind: Option<BankKind>,
+    pub max_distance: Option<MaxDistances>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub id: EntryId,
+    pub bank: String,
+    pub external_id: String,
+    pub hashes: EntryHashes,
+    pub label: String,
+    pub source: String,
+    pub note: String,
+    pub added_by: String,
+    pub added_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_until: Option<Timestamp>,
+}
+
+impl Entry {
+    /// Whether the entry takes part in matching at `now`.
+    pub fn is_active(&self, now: Timestamp) -> bool {
+        self.disabled_until.is_none_or(|t| t <= now)
+    }
+}
+
+/// An entry to add, or to replace the entry with the same external id in the bank.
+/// `added_by`/`added_at` default to the acting user and now; imports carry them over so a
+/// jsonl export re-imports losslessly.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct NewEntry {
+    pub external_id: String,
+    pub hashes: EntryHashes,
+    #[serde(default)]
+    pub label: String,
+    #[serde(default)]
+    pub source: String,
+    #[serde(default)]
+    pub note: String,
+    #[serde(default)]
+    pub added_by: Option<String>,
+    #[serde(default)]
+    pub added_at: Option<Timestamp>,
+    #[serde(default)]
+    pub disabled_until: Option<Timestamp>,
+}
+
+impl NewEntry {
+    pub fn validate(&self) -> Result<(), StoreError> {
+        if self.external_id.is_empty() || self.external_id.len() > MAX_EXTERNAL_ID_LEN {
+            return Err(StoreError::Invalid(format!(
+                "external_id must be 1 to {MAX_EXTERNAL_ID_LEN} bytes, got {}",
+                self.external_id.len()
+            )));
+        }
+        if self.external_id.chars().any(char::is_control) {
+            return Err(StoreError::Invalid(
+                "external_id contains control characters".into(),
+            ));
+        }
+        if self.hashes.is_empty() {
+            return Err(StoreError::Invalid(format!(
+                "entry {:?} has no hash",
+                self.external_id
+            )));
+        }
+        for (field, text) in [
+            ("label", self.label.as_str()),
+            ("source", self.source.as_str()),
+            ("note", self.note.as_str()),
+            ("added_by", self.added_by.as_deref().unwrap_or("")),
+        ] {
+            if text.len() > MAX_TEXT_LEN {
+                return Err(StoreError::Invalid(format!(
+                    "{field} is longer than {MAX_TEXT_LEN} bytes"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What `upsert_entries` did with one entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Upserted {
+    pub id: EntryId,
+    pub external_id: String,
+    /// `true` for a new entry, `false` when an existing one was replaced.
+    pub added: bool,
+    /// The replaced entry's hashes and whether it was active, so an index can drop them.
+    #[serde(skip)]
+    pub previous: Option<EntryHashes>,
+    /// The hashes the entry has now, and whether it is active (not disabled), so an index can
+    /// add them.
+    #[serde(skip)]
+    pub hashes: EntryHashes,
+    #[serde(skip)]
+    pub active: bool,
+}
+
+/// What a bank-and-entry change was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditAction {
+    BankCreate,
+    BankUpdate,
+    BankDelete,
+    EntryAdd,
+    EntryUpdate,
+    EntryRemove,
+    EntryDisable,
+    EntryEnable,
+    Import,
+    /// Service API keys (created and revoked by admins).
+    KeyCreate,
+    KeyRevoke,
+}
+
+/// One line of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// Position in the log, increasing with every event.
+    pub seq: u64,
+    pub time: Timestamp,
+    pub actor: String,
+    pub action: AuditAction,
+    pub bank: String,
+    /// Entry ids the change touched (empty for bank changes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entry_ids: Vec<EntryId>,
+    /// Free-form facts: changed fields, import counts.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub detail: serde_json::Value,
+}
+
+/// Which audit events to list. Times are inclusive bounds.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub bank: Option<String>,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+    pub limit: Option<usize>,
+}

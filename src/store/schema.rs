@@ -1,0 +1,98 @@
+//! Schema version, checked on every open: a newer store is refused, an older one migrated step by
+//! step, each step one atomic batch that also records the version it reaches.
+//!
+//! History:
+//! - 1: the column families and keys of `keys.rs`; no counters in `meta` (ids came from the last key).
+//! - 2: `next_entry_id`, `next_bank_id`, `next_audit_seq` persisted in `meta`, written in the same
+//!   batch as the rows that use them, so deleting the newest entry never frees its id for reuse
+//!   (audit events keep naming ids).
+
+use super::StoreError;
+use super::backend::{Backend, WriteOp};
+use super::keys::{self, Cf};
+
+/// The schema this build reads and writes.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// A migration from version `from` to `from + 1`: the ops to write with the version bump.
+type Migration = fn(&dyn Backend) -> Result<Vec<WriteOp>, StoreError>;
+
+const MIGRATIONS: &[(u32, Migration)] = &[(1, migrate_1_to_2)];
+
+fn version_op(version: u32) -> WriteOp {
+    WriteOp::Put(
+        Cf::Meta,
+        keys::META_SCHEMA_VERSION.to_vec(),
+        version.to_be_bytes().to_vec(),
+    )
+}
+
+pub fn check_and_migrate(backend: &dyn Backend) -> Result<(), StoreError> {
+    let stored = match backend.get(Cf::Meta, keys::META_SCHEMA_VERSION)? {
+        Some(v) => keys::decode_u32(&v)?,
+        None => {
+            // A fresh store has no rows at all; rows without a version are not ours.
+            for cf in [Cf::Banks, Cf::Entries, Cf::External, Cf::Audit] {
+                if backend.last_key(cf)?.is_some() {
+                    return Err(StoreError::Corrupt(format!(
+                        "column family {} has data but the store has no schema version",
+                        cf.name()
+                    )));
+                }
+            }
+            backend.write(vec![version_op(SCHEMA_VERSION)])?;
+            return Ok(());
+        }
+    };
+    if stored > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found: stored,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if stored == 0 {
+        return Err(StoreError::Corrupt("schema version 0".into()));
+    }
+    let mut version = stored;
+    while version < SCHEMA_VERSION {
+        let (_, migrate) = MIGRATIONS
+            .iter()
+            .find(|(from, _)| *from == version)
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!("no migration from schema version {version}"))
+            })?;
+        let mut ops = migrate(backend)?;
+        version += 1;
+        ops.push(version_op(version));
+        backend.write(ops)?;
+    }
+    Ok(())
+}
+
+/// Derive the counters from the data: one past the greatest entry and bank key, one past the
+/// greatest audit sequence number (audit keys are time-ordered, so every key is read).
+fn migrate_1_to_2(backend: &dyn Backend) -> Result<Vec<WriteOp>, StoreError> {
+    let next_entry = match backend.last_key(Cf::Entries)? {
+        Some(k) => keys::decode_u64(&k)? + 1,
+        None => 1,
+    };
+    let next_bank = match backend.last_key(Cf::Banks)? {
+        Some(k) => u64::from(keys::decode_u32(&k)?) + 1,
+        None => 1,
+    };
+    let mut max_seq = 0u64;
+    backend.scan(Cf::Audit, &[], None, &mut |k, _| {
+        if k.len() != 16 {
+            return Err(StoreError::Corrupt("audit key is not 16 bytes".into()));
+        }
+        max_seq = max_seq.max(keys::decode_u64(&k[8..])?);
+        Ok(true)
+    })?;
+    let counter =
+        |name: &[u8], v: u64| WriteOp::Put(Cf::Meta, name.to_vec(), v.to_be_bytes().to_vec());
+    Ok(vec![
+        counter(keys::META_NEXT_ENTRY_ID, next_entry),
+        counter(keys::META_NEXT_BANK_ID, next_bank),
+        counter(keys::META_NEXT_AUDIT_SEQ, max_seq + 1),
+    ])
+}
