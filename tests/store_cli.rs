@@ -69,7 +69,12 @@ fn bank_import_export_audit_as_documented() {
         Some(&input),
     );
     let stdout = ok(&out);
-    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let last = stdout.lines().last().unwrap();
+    assert!(
+        last.starts_with(r#"{"added":2,"updated":0,"skipped":1,"failed":1"#),
+        "{last}"
+    );
+    let summary: serde_json::Value = serde_json::from_str(last).unwrap();
     assert_eq!(summary["added"], 2);
     assert_eq!(summary["updated"], 0);
     assert_eq!(summary["skipped"], 1);

@@ -7,7 +7,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use vigie::store::load::{HashList, load_into};
+use vigie::index::HammingIndex;
+use vigie::store::load::{BulkLoad, load_into};
 use vigie::store::{RocksOptions, Store, Timestamp};
 
 /// xorshift64* (Vigna, "An experimental exploration of Marsaglia's xorshift generators", 2016).
@@ -131,13 +132,18 @@ fn sigkilled_imports_lose_nothing_acknowledged() {
         }
         let stored = s.count_entries("crash").unwrap();
         assert!(stored >= acknowledged.len() as u64);
-        let mut index = HashList::default();
-        let stats = load_into(&s, Timestamp::now(), &mut index).unwrap();
+        let mut bulk = BulkLoad::default();
+        let stats = load_into(&s, Timestamp::now(), &mut bulk).unwrap();
         assert_eq!(
             stats.entries, stored,
+            "load count == stored count (seed {seed})"
+        );
+        let index = HammingIndex::<4>::from_entries(bulk.pdq).unwrap();
+        assert_eq!(
+            index.len() as u64,
+            stored,
             "index count == stored count (seed {seed})"
         );
-        assert_eq!(index.0.len() as u64, stored);
     }
     assert!(
         killed_mid_import >= 3,

@@ -54,10 +54,10 @@ impl StoreArgs {
     pub fn actor(&self) -> String {
         match &self.actor {
             Some(a) => a.clone(),
-            None => format!(
-                "cli:{}",
-                std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-            ),
+            None => {
+                let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME"));
+                format!("cli:{}", user.unwrap_or_else(|_| "unknown".into()))
+            }
         }
     }
 }

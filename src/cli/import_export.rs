@@ -115,14 +115,24 @@ fn open_input(path: Option<&Path>, bar: &ProgressBar) -> Result<Box<dyn BufRead>
     )))
 }
 
-fn summary_json(summary: &ImportSummary) -> serde_json::Value {
-    serde_json::json!({
-        "added": summary.added,
-        "updated": summary.updated,
-        "skipped": summary.skipped,
-        "failed": summary.failed,
-        "skipped_by_type": summary.skipped_by_type,
-    })
+/// The summary line, keys in the documented order (`added`, `updated`, `skipped`, `failed`).
+#[derive(serde::Serialize)]
+struct SummaryLine<'a> {
+    added: u64,
+    updated: u64,
+    skipped: u64,
+    failed: u64,
+    skipped_by_type: &'a std::collections::BTreeMap<String, u64>,
+}
+
+fn summary_json(summary: &ImportSummary) -> SummaryLine<'_> {
+    SummaryLine {
+        added: summary.added,
+        updated: summary.updated,
+        skipped: summary.skipped,
+        failed: summary.failed,
+        skipped_by_type: &summary.skipped_by_type,
+    }
 }
 
 pub fn run_import(args: ImportArgs) -> Result<ExitCode, CliError> {
