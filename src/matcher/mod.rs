@@ -17,7 +17,7 @@ use std::sync::RwLock;
 use crate::bits::{Bits, Hash64, Hash256};
 use crate::hashing::{Dihedral, ImageHashes};
 use crate::index::HammingIndex;
-use crate::store::load::HashSink;
+use crate::store::load::BulkLoad;
 use crate::store::{Algorithm, Bank, BankKind, Entry, EntryHashes, EntryId, HashValue, Store, StoreError, Timestamp};
 
 /// PDQ hashes of quality below this are too featureless to match on (Meta's recommendation).
@@ -117,9 +117,9 @@ impl HashIndexes {
 
     /// Hashes held, per algorithm.
     pub fn counts(&self) -> BTreeMap<Algorithm, u64> {
-        let exact = |m: &RwLock<HashMap<_, Vec<EntryId>>>| -> u64 {
+        fn exact<K>(m: &RwLock<HashMap<K, Vec<EntryId>>>) -> u64 {
             m.read().unwrap_or_else(lock_poisoned).values().map(|v| v.len() as u64).sum()
-        };
+        }
         BTreeMap::from([
             (Algorithm::Pdq, self.pdq.len() as u64),
             (Algorithm::Phash, self.phash.len() as u64),
@@ -135,8 +135,8 @@ impl HashIndexes {
         let mut out = Vec::new();
         if let Some(r) = radius(Algorithm::Pdq) {
             for (transform, h) in &query.pdq {
-                for m in self.pdq.search(h, r) {
-                    out.push(Candidate { id: m.id, algorithm: Algorithm::Pdq, distance: m.distance, transform: *transform });
+                for (id, distance) in self.pdq.search(h, r) {
+                    out.push(Candidate { id, algorithm: Algorithm::Pdq, distance, transform: *transform });
                 }
             }
         }
@@ -144,8 +144,8 @@ impl HashIndexes {
             [(Algorithm::Phash, &self.phash, query.phash), (Algorithm::Dhash, &self.dhash, query.dhash)]
         {
             if let (Some(r), Some(h)) = (radius(algorithm), hash) {
-                for m in index.search(&h, r) {
-                    out.push(Candidate { id: m.id, algorithm, distance: m.distance, transform: Dihedral::Original });
+                for (id, distance) in index.search(&h, r) {
+                    out.push(Candidate { id, algorithm, distance, transform: Dihedral::Original });
                 }
             }
         }
@@ -175,16 +175,27 @@ fn remove_exact<K: std::hash::Hash + Eq>(map: &RwLock<HashMap<K, Vec<EntryId>>>,
     }
 }
 
-/// Feeds the store's start-up load into shared indexes.
-pub struct IndexLoader<'a>(pub &'a HashIndexes);
-
-impl HashSink for IndexLoader<'_> {
-    fn insert(&mut self, id: EntryId, hash: HashValue) {
-        self.0.insert_value(id, hash);
-    }
-
-    fn len(&self) -> u64 {
-        self.0.counts().values().sum()
+impl HashIndexes {
+    /// Adds a whole start-up load: one bulk build per index, which is several times faster and
+    /// leaner than inserting hash by hash.
+    pub fn extend_bulk(&self, bulk: BulkLoad) {
+        for (name, result) in [
+            ("pdq", self.pdq.extend(bulk.pdq)),
+            ("phash", self.phash.extend(bulk.phash)),
+            ("dhash", self.dhash.extend(bulk.dhash)),
+        ] {
+            if let Err(e) = result {
+                tracing::error!(algorithm = name, error = %e, "hashes not indexed");
+            }
+        }
+        let mut md5 = self.md5.write().unwrap_or_else(lock_poisoned);
+        for (h, id) in bulk.md5 {
+            md5.entry(h).or_default().push(id);
+        }
+        let mut sha256 = self.sha256.write().unwrap_or_else(lock_poisoned);
+        for (h, id) in bulk.sha256 {
+            sha256.entry(h).or_default().push(id);
+        }
     }
 }
 

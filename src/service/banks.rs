@@ -77,19 +77,19 @@ impl BanksService {
                             ),
                             other => other,
                         })?;
-                    let mut hashes = EntryHashes::default();
-                    hashes.pdq = h.pdq.map(|p| p.hash);
                     if let Some(p) = h.pdq.filter(|p| p.quality < MIN_PDQ_QUALITY) {
                         warnings.push(format!(
                             "{field} ({}): PDQ quality {} is below {MIN_PDQ_QUALITY}: the picture is too featureless for PDQ to match it",
                             e.external_id, p.quality
                         ));
                     }
-                    hashes.phash = h.phash;
-                    hashes.dhash = h.dhash;
-                    hashes.md5 = h.md5;
-                    hashes.sha256 = h.sha256;
-                    hashes
+                    EntryHashes {
+                        pdq: h.pdq.map(|p| p.hash),
+                        phash: h.phash,
+                        dhash: h.dhash,
+                        md5: h.md5,
+                        sha256: h.sha256,
+                    }
                 }
             };
             if hashes.is_empty() {
@@ -110,7 +110,7 @@ impl BanksService {
         let upserted = self
             .blocking(move |state| {
                 let up = state.store.upsert_entries(&bank, new_entries, &actor)?;
-                state.apply_upserts(&up);
+                state.apply_upserts(&bank, &up)?;
                 Ok(up)
             })
             .await?;
@@ -123,8 +123,13 @@ impl BanksService {
 }
 
 impl ServiceState {
-    /// After the store acknowledged upserts: drop replaced hashes, index the new ones.
-    pub fn apply_upserts(&self, upserted: &[Upserted]) {
+    /// After the store acknowledged upserts into `bank`: drop replaced hashes, index the new ones.
+    /// The index holds the active entries of enabled banks, as the start-up load does.
+    pub fn apply_upserts(&self, bank: &str, upserted: &[Upserted]) -> Result<(), ServiceError> {
+        let enabled = self.store.get_bank(bank)?.is_some_and(|b| b.enabled);
+        if !enabled {
+            return Ok(());
+        }
         for u in upserted {
             if let Some(previous) = &u.previous {
                 self.indexes.remove(u.id, previous);
@@ -133,6 +138,7 @@ impl ServiceState {
                 self.indexes.insert(u.id, &u.hashes);
             }
         }
+        Ok(())
     }
 }
 
@@ -275,7 +281,23 @@ impl Banks for Arc<BanksService> {
             };
             let name = r.name;
             self.blocking(move |s| {
+                let before = s.store.get_bank(&name)?;
                 let bank = s.store.update_bank(&name, update, &actor)?;
+                // The index holds the entries of enabled banks (as the start-up load does):
+                // enabling or disabling a bank moves its entries in or out, before the call returns.
+                if before.is_some_and(|b| b.enabled != bank.enabled) {
+                    let now = Timestamp::now();
+                    s.store.for_each_entry(&name, None, None, &mut |e| {
+                        if e.is_active(now) {
+                            if bank.enabled {
+                                s.indexes.insert(e.id, &e.hashes);
+                            } else {
+                                s.indexes.remove(e.id, &e.hashes);
+                            }
+                        }
+                        Ok(true)
+                    })?;
+                }
                 Ok(to_proto_bank(&bank, s.store.count_entries(&name)?))
             })
             .await
@@ -421,7 +443,11 @@ impl Banks for Arc<BanksService> {
                         reader,
                         &options,
                         &actor,
-                        &mut |batch| s.apply_upserts(batch),
+                        &mut |batch| {
+                            if let Err(e) = s.apply_upserts(&bank, batch) {
+                                tracing::error!(error = %e, "imported entries not indexed");
+                            }
+                        },
                         &mut |_| {},
                     )
                     .map_err(format_error)
@@ -435,7 +461,7 @@ impl Banks for Arc<BanksService> {
                 updated: summary.updated,
                 skipped: summary.skipped,
                 failed: summary.failed,
-                errors: summary.errors.iter().map(|e| e.to_string()).collect(),
+                errors: summary.errors.iter().map(|e| format!("line {}: {}", e.line, e.reason)).collect(),
                 skipped_by_type: summary.skipped_by_type.into_iter().collect(),
             })
         }
@@ -524,7 +550,7 @@ impl Banks for Arc<BanksService> {
                         .map(|e| proto::AuditEvent {
                             time: e.time.to_string(),
                             actor: e.actor,
-                            action: e.action.to_string(),
+                            action: serde_json::to_value(e.action).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
                             bank: e.bank,
                             entry_ids: e.entry_ids,
                             detail_json: if e.detail.is_null() { String::new() } else { e.detail.to_string() },

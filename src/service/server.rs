@@ -26,7 +26,7 @@ use super::proto::screening_server::ScreeningServer;
 use super::screening::ScreeningService;
 use super::{ServiceLimits, ServiceState, proto};
 use crate::hashing::HasherBuilder;
-use crate::matcher::{HashIndexes, IndexLoader};
+use crate::matcher::HashIndexes;
 use crate::store::api_keys::Role;
 use crate::store::{Store, Timestamp, load};
 
@@ -207,7 +207,11 @@ pub async fn start(config: ServerConfig, store: Arc<Store>) -> Result<RunningSer
     let task = tokio::spawn(async move {
         let loader = tokio::task::spawn_blocking(move || {
             let started = std::time::Instant::now();
-            let stats = load::load_into(&load_state.store, Timestamp::now(), &mut IndexLoader(&load_state.indexes));
+            let mut bulk = load::BulkLoad::default();
+            let stats = load::load_into(&load_state.store, Timestamp::now(), &mut bulk);
+            if stats.is_ok() {
+                load_state.indexes.extend_bulk(bulk);
+            }
             (stats, started.elapsed(), load_state)
         });
         let serve = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
