@@ -4,6 +4,7 @@
 
 pub mod bits;
 pub mod cli;
+pub mod eval;
 pub mod hashing;
 pub mod index;
 pub mod plot;

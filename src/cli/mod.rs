@@ -2,6 +2,7 @@
 //! errors surface as one line on stderr and a non-zero exit code.
 
 pub mod bench_lookup;
+pub mod eval;
 pub mod hash;
 pub mod matching;
 
@@ -26,6 +27,8 @@ pub enum Command {
     Hash(hash::HashArgs),
     /// Match one hash list against another (exact Hamming search), one JSON line per query.
     Match(matching::MatchArgs),
+    /// Recall and false matches on edited copies of a corpus (TSV and plots).
+    Eval(eval::EvalArgs),
     /// Benchmarks that run outside the test suite.
     Bench {
         #[command(subcommand)]
@@ -54,6 +57,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Hash(args) => hash::run(args),
         Command::Match(args) => matching::run(args),
+        Command::Eval(args) => eval::run(args),
         Command::Bench {
             which: BenchCommand::Lookup(args),
         } => bench_lookup::run(args),
