@@ -66,7 +66,10 @@ impl LineChart {
             .ok_or_else(|| PlotError::Draw("buffer size does not match the image".into()))?;
         image
             .save_with_format(path, image::ImageFormat::Png)
-            .map_err(|e| PlotError::Write { path: path.display().to_string(), message: e.to_string() })
+            .map_err(|e| PlotError::Write {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })
     }
 
     /// Axis ranges covering every point, padded; log axes only see positive values.
@@ -97,7 +100,12 @@ impl LineChart {
         ))
     }
 
-    fn draw<X, Y>(&self, root: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>, x: X, y: Y) -> Result<(), PlotError>
+    fn draw<X, Y>(
+        &self,
+        root: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
+        x: X,
+        y: Y,
+    ) -> Result<(), PlotError>
     where
         X: AsRangedCoord<Value = f64>,
         Y: AsRangedCoord<Value = f64>,
@@ -124,13 +132,19 @@ impl LineChart {
         for (i, series) in self.series.iter().enumerate() {
             let color = Palette99::pick(i).to_rgba();
             let width = if series.thin { 1 } else { 3 };
-            let style = ShapeStyle { color, filled: true, stroke_width: width };
+            let style = ShapeStyle {
+                color,
+                filled: true,
+                stroke_width: width,
+            };
             chart
                 .draw_series(LineSeries::new(series.points.iter().copied(), style))
                 .map_err(draw_err)?
                 .label(&series.name)
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], style));
-            chart.draw_series(series.points.iter().map(|&p| Circle::new(p, 4, style))).map_err(draw_err)?;
+            chart
+                .draw_series(series.points.iter().map(|&p| Circle::new(p, 4, style)))
+                .map_err(draw_err)?;
         }
         chart
             .configure_series_labels()
@@ -187,7 +201,11 @@ mod tests {
             y_label: "y".into(),
             log_x: true,
             log_y: true,
-            series: vec![Series { name: "a".into(), points: vec![(1.0, 2.0), (10.0, 30.0)], thin: false }],
+            series: vec![Series {
+                name: "a".into(),
+                points: vec![(1.0, 2.0), (10.0, 30.0)],
+                thin: false,
+            }],
         };
         chart.write_png(&path).unwrap();
         let img = image::open(&path).unwrap();
@@ -238,7 +256,10 @@ impl BarChart {
                     // Labels sit at row centres (k + 0.5), counted from the top.
                     let k = v - v.floor();
                     if (k - 0.5).abs() < 1e-6 {
-                        names.get(n - 1 - v.floor() as usize).cloned().unwrap_or_default()
+                        names
+                            .get(n - 1 - v.floor() as usize)
+                            .cloned()
+                            .unwrap_or_default()
                     } else {
                         String::new()
                     }
@@ -250,7 +271,11 @@ impl BarChart {
             let k = self.series.len() as f64;
             for (j, (name, values)) in self.series.iter().enumerate() {
                 let color = Palette99::pick(j).to_rgba();
-                let style = ShapeStyle { color, filled: true, stroke_width: 1 };
+                let style = ShapeStyle {
+                    color,
+                    filled: true,
+                    stroke_width: 1,
+                };
                 chart
                     .draw_series(values.iter().enumerate().map(|(i, &v)| {
                         let row = (n - 1 - i) as f64;
@@ -275,6 +300,9 @@ impl BarChart {
             .ok_or_else(|| PlotError::Draw("buffer size does not match the image".into()))?;
         image
             .save_with_format(path, image::ImageFormat::Png)
-            .map_err(|e| PlotError::Write { path: path.display().to_string(), message: e.to_string() })
+            .map_err(|e| PlotError::Write {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })
     }
 }

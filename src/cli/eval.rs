@@ -22,6 +22,9 @@ pub struct EvalArgs {
     /// Only these edits (comma-separated names); all by default.
     #[arg(long)]
     pub edits: Option<String>,
+    /// Also write the calibration table (distance -> confidence) the matcher compiles in.
+    #[arg(long, num_args = 0..=1, default_missing_value = "src/matcher/calibration.tsv")]
+    pub calibrate: Option<PathBuf>,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -45,6 +48,18 @@ pub fn run(args: EvalArgs) -> Result<ExitCode, CliError> {
     std::fs::write(args.out.join("summary.txt"), &summary)?;
     report::write_tsv(&run, &args.out)?;
     report::write_plots(&run, &args.out).map_err(|e| CliError(e.to_string()))?;
+    if let Some(path) = &args.calibrate {
+        let source = format!(
+            "{} pictures of {}",
+            run.pictures.len(),
+            args.corpus.display()
+        );
+        std::fs::write(
+            path,
+            eval::calibrate::table(&run.histograms, eval::calibrate::PRIOR, &source),
+        )?;
+        eprintln!("wrote calibration table {}", path.display());
+    }
     eprintln!("wrote {}", args.out.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -68,16 +68,31 @@ pub fn non_increasing(values: &[f64], weights: &[f64]) -> Vec<f64> {
             blocks[last] = ((m1 * w1 + m2 * w2) / (w1 + w2), w1 + w2, l1 + l2);
         }
     }
-    blocks.into_iter().flat_map(|(m, _, l)| std::iter::repeat_n(m, l)).collect()
+    blocks
+        .into_iter()
+        .flat_map(|(m, _, l)| std::iter::repeat_n(m, l))
+        .collect()
 }
 
 /// The calibration table as the matcher reads it (`src/matcher/calibration.tsv`).
 pub fn table(h: &Histograms, prior: f64, source: &str) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "# vigie match calibration: confidence = observed fraction of true matches at each distance");
-    let _ = writeln!(s, "# prior P(true pair) = {prior}; smoothing window +-{WINDOW}; isotonic (non-increasing)");
-    let _ = writeln!(s, "# regenerate: vigie eval --corpus ../shared/corpus --calibrate  (source: {source})");
-    let _ = writeln!(s, "algorithm\tdistance\ttrue_pairs\tunrelated_pairs\tconfidence");
+    let _ = writeln!(
+        s,
+        "# vigie match calibration: confidence = observed fraction of true matches at each distance"
+    );
+    let _ = writeln!(
+        s,
+        "# prior P(true pair) = {prior}; smoothing window +-{WINDOW}; isotonic (non-increasing)"
+    );
+    let _ = writeln!(
+        s,
+        "# regenerate: vigie eval --corpus ../shared/corpus --calibrate  (source: {source})"
+    );
+    let _ = writeln!(
+        s,
+        "algorithm\tdistance\ttrue_pairs\tunrelated_pairs\tconfidence"
+    );
     for (method, name) in TABLES {
         let i = Method::ALL.iter().position(|m| *m == method).unwrap_or(0);
         let c = curve(&h.true_pairs[i], &h.unrelated_pairs[i], prior);

@@ -121,8 +121,16 @@ pub struct Histograms {
 
 impl Histograms {
     fn new() -> Self {
-        let make = || Method::ALL.iter().map(|m| vec![0u64; m.bits() as usize + 1]).collect();
-        Histograms { true_pairs: make(), unrelated_pairs: make() }
+        let make = || {
+            Method::ALL
+                .iter()
+                .map(|m| vec![0u64; m.bits() as usize + 1])
+                .collect()
+        };
+        Histograms {
+            true_pairs: make(),
+            unrelated_pairs: make(),
+        }
     }
 
     fn add(&mut self, other: &Histograms) {
@@ -156,22 +164,37 @@ struct Picture {
 }
 
 fn load_corpus(dir: &Path, max_side: u32) -> Result<Vec<Picture>, EvalError> {
-    let io = |e: std::io::Error| EvalError::Io { path: dir.display().to_string(), message: e.to_string() };
+    let io = |e: std::io::Error| EvalError::Io {
+        path: dir.display().to_string(),
+        message: e.to_string(),
+    };
     let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(io)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
-            let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-            matches!(ext.as_str(), "jpg" | "jpeg" | "png" | "webp" | "gif" | "bmp" | "tif" | "tiff")
+            let ext = p
+                .extension()
+                .and_then(|e| e.to_str())
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            matches!(
+                ext.as_str(),
+                "jpg" | "jpeg" | "png" | "webp" | "gif" | "bmp" | "tif" | "tiff"
+            )
         })
         .collect();
     names.sort();
     let limits = DecodeLimits::default();
     let mut out = Vec::new();
     for path in names {
-        let bytes = std::fs::read(&path).map_err(|e| EvalError::Io { path: path.display().to_string(), message: e.to_string() })?;
+        let bytes = std::fs::read(&path).map_err(|e| EvalError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
         // A file the service would refuse is not part of the evaluation.
-        let Ok(decoded) = hashing::decode::decode(&bytes, &limits) else { continue };
+        let Ok(decoded) = hashing::decode::decode(&bytes, &limits) else {
+            continue;
+        };
         let mut source = hashing::displayed_picture(&decoded).to_rgb8();
         let (w, h) = source.dimensions();
         if w.max(h) > max_side {
@@ -183,8 +206,15 @@ fn load_corpus(dir: &Path, max_side: u32) -> Result<Vec<Picture>, EvalError> {
                 FilterType::Triangle,
             );
         }
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        out.push(Picture { name, bytes, source });
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        out.push(Picture {
+            name,
+            bytes,
+            source,
+        });
     }
     Ok(out)
 }
@@ -206,7 +236,9 @@ pub fn run(
     let hasher = bank_hasher();
     let mut entries: Vec<ImageHashes> = Vec::with_capacity(banked.len());
     for &p in &banked {
-        let h = hasher.hash_bytes(&pictures[p].bytes).map_err(|e| EvalError::Bank(format!("{}: {e}", pictures[p].name)))?;
+        let h = hasher
+            .hash_bytes(&pictures[p].bytes)
+            .map_err(|e| EvalError::Bank(format!("{}: {e}", pictures[p].name)))?;
         entries.push(h);
     }
     let screener = match make_screener {
@@ -229,7 +261,9 @@ pub fn run(
     let baseline_index: HammingIndex<4> = HammingIndex::new();
     for (e, h) in entries.iter().enumerate() {
         if let Some(p) = h.pdq {
-            baseline_index.insert(p.hash, e as u64).map_err(|e| EvalError::Bank(e.to_string()))?;
+            baseline_index
+                .insert(p.hash, e as u64)
+                .map_err(|e| EvalError::Bank(e.to_string()))?;
         }
     }
     let baseline_hasher = HasherBuilder::new()
@@ -238,12 +272,19 @@ pub fn run(
         .build();
     let query = query_hasher();
 
-    let jobs: Vec<(usize, usize)> =
-        (0..pictures.len()).flat_map(|p| (0..config.edits.len()).map(move |e| (p, e))).collect();
-    let progress = if config.progress { ProgressBar::new(jobs.len() as u64) } else { ProgressBar::hidden() };
+    let jobs: Vec<(usize, usize)> = (0..pictures.len())
+        .flat_map(|p| (0..config.edits.len()).map(move |e| (p, e)))
+        .collect();
+    let progress = if config.progress {
+        ProgressBar::new(jobs.len() as u64)
+    } else {
+        ProgressBar::hidden()
+    };
     progress.set_style(
-        ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} edited copies ({eta} left)")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:40}] {pos}/{len} edited copies ({eta} left)",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let next = AtomicUsize::new(0);
     let collected = Mutex::new((Vec::new(), Histograms::new(), Vec::new(), Vec::new()));
@@ -303,8 +344,16 @@ pub fn run(
                                     full_t.push(t.elapsed());
                                 }
                                 let own = result.entry;
-                                let mine = hits.iter().filter(|h| Some(h.entry) == own).map(|h| h.confidence).reduce(f64::max);
-                                let wrong = hits.iter().filter(|h| Some(h.entry) != own).map(|h| h.confidence).reduce(f64::max);
+                                let mine = hits
+                                    .iter()
+                                    .filter(|h| Some(h.entry) == own)
+                                    .map(|h| h.confidence)
+                                    .reduce(f64::max);
+                                let wrong = hits
+                                    .iter()
+                                    .filter(|h| Some(h.entry) != own)
+                                    .map(|h| h.confidence)
+                                    .reduce(f64::max);
                                 result.screened = Some(Verdict {
                                     found: mine.is_some(),
                                     false_match: wrong.is_some(),
@@ -319,7 +368,9 @@ pub fn run(
                     }
                     for (mi, m) in Method::ALL.iter().enumerate() {
                         for (entry, eh) in entries.iter().enumerate() {
-                            let Some(d) = m.distance(&hashes, eh) else { continue };
+                            let Some(d) = m.distance(&hashes, eh) else {
+                                continue;
+                            };
                             if Some(entry) == result.entry {
                                 result.true_distance[mi] = Some(d);
                                 hist.true_pairs[mi][d as usize] += 1;
@@ -342,7 +393,8 @@ pub fn run(
         }
     });
     progress.finish_and_clear();
-    let (mut results, histograms, baseline_times, full_times) = collected.into_inner().unwrap_or_else(|e| e.into_inner());
+    let (mut results, histograms, baseline_times, full_times) =
+        collected.into_inner().unwrap_or_else(|e| e.into_inner());
     results.sort_by_key(|r| (r.picture, r.edit));
     Ok(EvalRun {
         pictures: pictures.into_iter().map(|p| p.name).collect(),

@@ -42,8 +42,14 @@ pub enum Method {
 }
 
 impl Method {
-    pub const ALL: [Method; 6] =
-        [Method::Pdq, Method::PdqDihedral, Method::Phash, Method::Dhash, Method::PdqTrim, Method::PdqRegions];
+    pub const ALL: [Method; 6] = [
+        Method::Pdq,
+        Method::PdqDihedral,
+        Method::Phash,
+        Method::Dhash,
+        Method::PdqTrim,
+        Method::PdqRegions,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -83,7 +89,13 @@ impl Method {
             qs.flat_map(|q| es.iter().map(move |e| q.distance(e))).min()
         };
         match self {
-            Method::Pdq => Some(query.pdq.filter(|p| good(p.quality))?.hash.distance(&entry_pdq?)),
+            Method::Pdq => Some(
+                query
+                    .pdq
+                    .filter(|p| good(p.quality))?
+                    .hash
+                    .distance(&entry_pdq?),
+            ),
             Method::PdqDihedral => {
                 if !query_ok {
                     return None;
@@ -95,7 +107,13 @@ impl Method {
             Method::PdqTrim => min_over(&mut query_all(query), &[entry_pdq?]),
             Method::PdqRegions => {
                 let mut es: Vec<Hash256> = entry_pdq.into_iter().collect();
-                es.extend(entry.pdq_windows.iter().filter(|p| good(p.quality)).map(|p| p.hash));
+                es.extend(
+                    entry
+                        .pdq_windows
+                        .iter()
+                        .filter(|p| good(p.quality))
+                        .map(|p| p.hash),
+                );
                 min_over(&mut query_all(query), &es)
             }
         }
@@ -114,12 +132,16 @@ fn query_dihedral(q: &ImageHashes) -> Box<dyn Iterator<Item = Hash256> + '_> {
 fn query_all(q: &ImageHashes) -> impl Iterator<Item = Hash256> + '_ {
     let whole = q.pdq.is_some_and(|p| p.quality >= MIN_QUALITY);
     let whole = if whole { Some(query_dihedral(q)) } else { None };
-    let regions = q.pdq_regions.iter().filter(|r| r.pdq.quality >= MIN_QUALITY).flat_map(|r| {
-        let hashes: Vec<Hash256> = match &r.dihedral {
-            Some(all) => all.iter().map(|p| p.hash).collect(),
-            None => vec![r.pdq.hash],
-        };
-        hashes
-    });
+    let regions = q
+        .pdq_regions
+        .iter()
+        .filter(|r| r.pdq.quality >= MIN_QUALITY)
+        .flat_map(|r| {
+            let hashes: Vec<Hash256> = match &r.dihedral {
+                Some(all) => all.iter().map(|p| p.hash).collect(),
+                None => vec![r.pdq.hash],
+            };
+            hashes
+        });
     whole.into_iter().flatten().chain(regions)
 }

@@ -27,7 +27,11 @@ pub struct Counts {
 
 impl Counts {
     pub fn recall(&self) -> f64 {
-        if self.banked == 0 { 0.0 } else { self.found as f64 / self.banked as f64 }
+        if self.banked == 0 {
+            0.0
+        } else {
+            self.found as f64 / self.banked as f64
+        }
     }
 
     pub fn false_matches(&self) -> u64 {
@@ -48,13 +52,20 @@ impl Counts {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {
     Method(Method),
+    /// What the matcher decides when every algorithm is screened: a match under any of PDQ with
+    /// regions at 31, pHash at 8, dHash at 8.
+    Combined,
     Screener,
 }
+
+/// The methods [`Decision::Combined`] joins.
+pub const COMBINED: [Method; 3] = [Method::PdqRegions, Method::Phash, Method::Dhash];
 
 impl Decision {
     pub fn name(self) -> String {
         match self {
             Decision::Method(m) => format!("{}@{}", m.name(), m.threshold()),
+            Decision::Combined => "combined".to_string(),
             Decision::Screener => "vigie".to_string(),
         }
     }
@@ -73,12 +84,20 @@ pub fn count(r: &QueryResult, decision: Decision) -> Counts {
         c.errors = 1;
         return c;
     }
+    let under = |m: Method| {
+        let i = Method::ALL.iter().position(|x| *x == m).unwrap_or(0);
+        let t = m.threshold();
+        (
+            r.true_distance[i].is_some_and(|d| d <= t),
+            r.wrong_distance[i].is_some_and(|d| d <= t),
+        )
+    };
     let (found, wrong) = match decision {
-        Decision::Method(m) => {
-            let i = Method::ALL.iter().position(|x| *x == m).unwrap_or(0);
-            let t = m.threshold();
-            (r.true_distance[i].is_some_and(|d| d <= t), r.wrong_distance[i].is_some_and(|d| d <= t))
-        }
+        Decision::Method(m) => under(m),
+        Decision::Combined => COMBINED
+            .iter()
+            .map(|m| under(*m))
+            .fold((false, false), |a, b| (a.0 || b.0, a.1 || b.1)),
         Decision::Screener => match &r.screened {
             Some(v) => (v.found, v.false_match),
             None => (false, false),
@@ -96,6 +115,7 @@ pub fn count(r: &QueryResult, decision: Decision) -> Counts {
 /// The decisions a run reports: every method, and the screener when there was one.
 pub fn decisions(run: &EvalRun) -> Vec<Decision> {
     let mut d: Vec<Decision> = Method::ALL.iter().map(|m| Decision::Method(*m)).collect();
+    d.push(Decision::Combined);
     if run.results.iter().any(|r| r.screened.is_some()) {
         d.push(Decision::Screener);
     }
@@ -145,7 +165,12 @@ pub fn text_summary(run: &EvalRun) -> String {
     let mut row = |name: &str, counts: &[Counts]| {
         let _ = write!(s, "{name:<28}");
         for c in counts {
-            let _ = write!(s, " {:>12.1} / {:<3}", 100.0 * c.recall(), c.false_matches());
+            let _ = write!(
+                s,
+                " {:>12.1} / {:<3}",
+                100.0 * c.recall(),
+                c.false_matches()
+            );
         }
         s.push('\n');
     };
@@ -184,7 +209,9 @@ pub fn text_summary(run: &EvalRun) -> String {
 pub fn write_tsv(run: &EvalRun, dir: &Path) -> std::io::Result<()> {
     let ds = decisions(run);
     let (per_edit, overall) = summarise(run);
-    let mut out = String::from("edit\tdecision\tbanked_copies\tfound\trecall\tunbanked_copies\tfalse_unbanked\tfalse_banked\terrors\n");
+    let mut out = String::from(
+        "edit\tdecision\tbanked_copies\tfound\trecall\tunbanked_copies\tfalse_unbanked\tfalse_banked\terrors\n",
+    );
     let mut rows = |name: &str, counts: &[Counts]| {
         for (d, c) in ds.iter().zip(counts) {
             let _ = writeln!(
@@ -219,7 +246,8 @@ pub fn write_tsv(run: &EvalRun, dir: &Path) -> std::io::Result<()> {
         }
     }
     std::fs::write(dir.join("distances.tsv"), hist)?;
-    let mut per_query = String::from("picture\tedit\tentry\tfound\tfalse_match\tconfidence\terror\n");
+    let mut per_query =
+        String::from("picture\tedit\tentry\tfound\tfalse_match\tconfidence\terror\n");
     for r in &run.results {
         let v = r.screened.as_ref();
         let _ = writeln!(
@@ -230,7 +258,9 @@ pub fn write_tsv(run: &EvalRun, dir: &Path) -> std::io::Result<()> {
             r.entry.map(|e| e.to_string()).unwrap_or_default(),
             v.map(|v| v.found.to_string()).unwrap_or_default(),
             v.map(|v| v.false_match.to_string()).unwrap_or_default(),
-            v.and_then(|v| v.confidence).map(|c| format!("{c:.4}")).unwrap_or_default(),
+            v.and_then(|v| v.confidence)
+                .map(|c| format!("{c:.4}"))
+                .unwrap_or_default(),
             r.error.as_deref().unwrap_or("")
         );
     }
@@ -247,7 +277,12 @@ pub fn write_plots(run: &EvalRun, dir: &Path) -> Result<(), PlotError> {
         .iter()
         .enumerate()
         .filter(|(_, d)| {
-            matches!(d, Decision::Screener | Decision::Method(Method::Pdq | Method::PdqDihedral | Method::Phash))
+            matches!(
+                d,
+                Decision::Screener
+                    | Decision::Combined
+                    | Decision::Method(Method::Pdq | Method::PdqDihedral | Method::Phash)
+            )
         })
         .map(|(j, _)| j)
         .collect();
@@ -283,7 +318,11 @@ pub fn write_plots(run: &EvalRun, dir: &Path) -> Result<(), PlotError> {
             log_x: false,
             log_y: true,
             series: vec![
-                Series { name: "true (edited copy, own entry)".into(), points: as_fraction(&run.histograms.true_pairs[i]), thin: false },
+                Series {
+                    name: "true (edited copy, own entry)".into(),
+                    points: as_fraction(&run.histograms.true_pairs[i]),
+                    thin: false,
+                },
                 Series {
                     name: "unrelated (copy, other entry)".into(),
                     points: as_fraction(&run.histograms.unrelated_pairs[i]),
@@ -291,7 +330,10 @@ pub fn write_plots(run: &EvalRun, dir: &Path) -> Result<(), PlotError> {
                 },
                 Series {
                     name: format!("threshold {}", m.threshold()),
-                    points: vec![(f64::from(m.threshold()), 1e-6), (f64::from(m.threshold()), 1.0)],
+                    points: vec![
+                        (f64::from(m.threshold()), 1e-6),
+                        (f64::from(m.threshold()), 1.0),
+                    ],
                     thin: true,
                 },
             ],

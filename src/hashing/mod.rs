@@ -358,7 +358,8 @@ impl ImageHasher {
             if self.windows {
                 for w in regions::BANK_WINDOWS {
                     let rect = regions::window_rect(&displayed_luma, w);
-                    out.pdq_windows.push(pdq::pdq_hash(&regions::crop_plane(&displayed_luma, rect)));
+                    out.pdq_windows
+                        .push(pdq::pdq_hash(&regions::crop_plane(&displayed_luma, rect)));
                 }
             }
         }

@@ -24,7 +24,12 @@ pub struct Rect {
 
 impl Rect {
     pub fn full(plane: &LumaPlane) -> Rect {
-        Rect { x: 0, y: 0, width: plane.width, height: plane.height }
+        Rect {
+            x: 0,
+            y: 0,
+            width: plane.width,
+            height: plane.height,
+        }
     }
 
     fn area(&self) -> usize {
@@ -90,11 +95,23 @@ pub fn trim_uniform_borders(plane: &LumaPlane) -> Rect {
     }
     let column: Vec<f32> = (top..bottom).map(|y| plane.at(w - 1, y)).collect();
     let right_ref = median(&column);
-    while right > left && uniform_line(&mut (top..bottom).map(|y| plane.at(right - 1, y)), right_ref) {
+    while right > left
+        && uniform_line(
+            &mut (top..bottom).map(|y| plane.at(right - 1, y)),
+            right_ref,
+        )
+    {
         right -= 1;
     }
-    let r = Rect { x: left, y: top, width: right - left, height: bottom - top };
-    if (r.width as f32) < w as f32 * MIN_SIDE_FRACTION || (r.height as f32) < h as f32 * MIN_SIDE_FRACTION {
+    let r = Rect {
+        x: left,
+        y: top,
+        width: right - left,
+        height: bottom - top,
+    };
+    if (r.width as f32) < w as f32 * MIN_SIDE_FRACTION
+        || (r.height as f32) < h as f32 * MIN_SIDE_FRACTION
+    {
         return Rect::full(plane);
     }
     r
@@ -115,7 +132,12 @@ fn dominant(values: impl Iterator<Item = f32>) -> (usize, f32) {
         bins[(v.clamp(0.0, 255.0) / 16.0) as usize] += 1;
         n += 1;
     }
-    let (at, best) = bins.windows(2).map(|p| p[0] + p[1]).enumerate().max_by_key(|(_, c)| *c).unwrap_or((0, 0));
+    let (at, best) = bins
+        .windows(2)
+        .map(|p| p[0] + p[1])
+        .enumerate()
+        .max_by_key(|(_, c)| *c)
+        .unwrap_or((0, 0));
     (at, best as f32 / n.max(1) as f32)
 }
 
@@ -189,11 +211,22 @@ pub fn busy_box(plane: &LumaPlane) -> Rect {
         return Rect::full(plane);
     }
     let row = |y: usize| plane.data[y * w..(y + 1) * w].to_vec();
-    let Some((y0, y1)) = band(h, &row) else { return Rect::full(plane) };
+    let Some((y0, y1)) = band(h, &row) else {
+        return Rect::full(plane);
+    };
     let column = |x: usize| (y0..y1).map(|y| plane.at(x, y)).collect::<Vec<f32>>();
-    let Some((x0, x1)) = band(w, &column) else { return Rect::full(plane) };
-    let r = Rect { x: x0, y: y0, width: x1 - x0, height: y1 - y0 };
-    if (r.width as f32) < w as f32 * MIN_SIDE_FRACTION || (r.height as f32) < h as f32 * MIN_SIDE_FRACTION {
+    let Some((x0, x1)) = band(w, &column) else {
+        return Rect::full(plane);
+    };
+    let r = Rect {
+        x: x0,
+        y: y0,
+        width: x1 - x0,
+        height: y1 - y0,
+    };
+    if (r.width as f32) < w as f32 * MIN_SIDE_FRACTION
+        || (r.height as f32) < h as f32 * MIN_SIDE_FRACTION
+    {
         return Rect::full(plane);
     }
     r
@@ -207,11 +240,20 @@ pub fn query_regions(plane: &LumaPlane) -> Vec<Rect> {
     let trimmed = trim_uniform_borders(plane);
     let inner = crop_plane(plane, trimmed);
     let busy = busy_box(&inner);
-    let busy = Rect { x: trimmed.x + busy.x, y: trimmed.y + busy.y, width: busy.width, height: busy.height };
+    let busy = Rect {
+        x: trimmed.x + busy.x,
+        y: trimmed.y + busy.y,
+        width: busy.width,
+        height: busy.height,
+    };
     for r in [trimmed, busy] {
         let differs = |a: &Rect| {
-            let overlap_w = (a.x + a.width).min(r.x + r.width).saturating_sub(a.x.max(r.x));
-            let overlap_h = (a.y + a.height).min(r.y + r.height).saturating_sub(a.y.max(r.y));
+            let overlap_w = (a.x + a.width)
+                .min(r.x + r.width)
+                .saturating_sub(a.x.max(r.x));
+            let overlap_h = (a.y + a.height)
+                .min(r.y + r.height)
+                .saturating_sub(a.y.max(r.y));
             (overlap_w * overlap_h) as f32 <= 0.98 * a.area().max(r.area()) as f32
         };
         if differs(&full) && out.iter().all(differs) {
@@ -243,7 +285,12 @@ pub fn window_rect(plane: &LumaPlane, [l, t, r, b]: Window) -> Rect {
     let y0 = (h * t).round() as usize;
     let x1 = ((w * (1.0 - r)).round() as usize).max(x0 + 1);
     let y1 = ((h * (1.0 - b)).round() as usize).max(y0 + 1);
-    Rect { x: x0, y: y0, width: x1 - x0, height: y1 - y0 }
+    Rect {
+        x: x0,
+        y: y0,
+        width: x1 - x0,
+        height: y1 - y0,
+    }
 }
 
 #[cfg(test)]
@@ -251,7 +298,9 @@ mod tests {
     use super::*;
 
     fn textured(w: usize, h: usize) -> LumaPlane {
-        let data = (0..w * h).map(|i| ((i % w * 37 + i / w * 91) % 256) as f32).collect();
+        let data = (0..w * h)
+            .map(|i| ((i % w * 37 + i / w * 91) % 256) as f32)
+            .collect();
         LumaPlane::new(w, h, data)
     }
 
@@ -269,7 +318,15 @@ mod tests {
     fn trims_borders_and_letterbox() {
         let photo = textured(200, 100);
         let framed = embed(&photo, 240, 160, 20, 30, 0.0);
-        assert_eq!(trim_uniform_borders(&framed), Rect { x: 20, y: 30, width: 200, height: 100 });
+        assert_eq!(
+            trim_uniform_borders(&framed),
+            Rect {
+                x: 20,
+                y: 30,
+                width: 200,
+                height: 100
+            }
+        );
         // Nothing to trim on a photo.
         assert_eq!(trim_uniform_borders(&photo), Rect::full(&photo));
         // A flat picture is not trimmed to nothing.
@@ -287,16 +344,48 @@ mod tests {
                 page.data[y * 300 + x] = 0.0;
             }
         }
-        assert_eq!(busy_box(&page), Rect { x: 0, y: 120, width: 300, height: 200 });
-        assert_eq!(query_regions(&page), vec![Rect { x: 0, y: 120, width: 300, height: 200 }]);
+        assert_eq!(
+            busy_box(&page),
+            Rect {
+                x: 0,
+                y: 120,
+                width: 300,
+                height: 200
+            }
+        );
+        assert_eq!(
+            query_regions(&page),
+            vec![Rect {
+                x: 0,
+                y: 120,
+                width: 300,
+                height: 200
+            }]
+        );
         assert!(query_regions(&photo).is_empty());
     }
 
     #[test]
     fn windows_cover_what_they_say() {
         let plane = textured(200, 100);
-        assert_eq!(window_rect(&plane, [0.1, 0.2, 0.0, 0.3]), Rect { x: 20, y: 20, width: 180, height: 50 });
-        let c = crop_plane(&plane, Rect { x: 5, y: 6, width: 10, height: 4 });
+        assert_eq!(
+            window_rect(&plane, [0.1, 0.2, 0.0, 0.3]),
+            Rect {
+                x: 20,
+                y: 20,
+                width: 180,
+                height: 50
+            }
+        );
+        let c = crop_plane(
+            &plane,
+            Rect {
+                x: 5,
+                y: 6,
+                width: 10,
+                height: 4,
+            },
+        );
         assert_eq!((c.width, c.height), (10, 4));
         assert_eq!(c.at(0, 0), plane.at(5, 6));
         assert_eq!(c.at(9, 3), plane.at(14, 9));
