@@ -30,10 +30,7 @@ fn insert_is_visible_to_searches_started_after_it_returns() {
     let mut seen = 0;
     for (h, id) in rx {
         let found = index.search(&h, 0);
-        assert!(
-            found.contains(&(id, 0)),
-            "entry {id} inserted but not found"
-        );
+        assert!(found.contains(&(id, 0)), "entry {id} inserted but not found");
         seen += 1;
     }
     writer.join().unwrap();
@@ -61,10 +58,7 @@ fn removal_is_visible_to_searches_started_after_it_returns() {
     };
     for (h, id) in rx {
         let found = index.search(&h, 3);
-        assert!(
-            found.iter().all(|&(i, _)| i != id),
-            "entry {id} removed but still found"
-        );
+        assert!(found.iter().all(|&(i, _)| i != id), "entry {id} removed but still found");
     }
     writer.join().unwrap();
     assert_eq!(index.len(), 6000 - 2000);
@@ -77,36 +71,21 @@ fn removal_is_visible_to_searches_started_after_it_returns() {
 fn searches_during_writes_stay_consistent() {
     let mut rng = SplitMix64::new(13);
     let fixed: Vec<Hash256> = synth::bank(BankKind::Uniform, 3000, &mut rng);
-    let churn: Vec<Hash256> = (0..3000)
-        .map(|i| rng.flip(&fixed[i % 50], 1 + (i % 20) as u32))
-        .collect();
+    let churn: Vec<Hash256> = (0..3000).map(|i| rng.flip(&fixed[i % 50], 1 + (i % 20) as u32)).collect();
     let index = Arc::new(HammingIndex::<4>::from_entries(fixed.iter().copied().zip(0..)).unwrap());
     let done = Arc::new(AtomicBool::new(false));
     let readers: Vec<_> = (0..2)
         .map(|r| {
-            let (index, done, fixed, churn) = (
-                Arc::clone(&index),
-                Arc::clone(&done),
-                fixed.clone(),
-                churn.clone(),
-            );
+            let (index, done, fixed, churn) = (Arc::clone(&index), Arc::clone(&done), fixed.clone(), churn.clone());
             thread::spawn(move || {
                 let mut rounds = 0;
                 while !done.load(Ordering::Acquire) || rounds < 50 {
                     let q = fixed[(rounds * 7 + r) % 50];
                     for (id, d) in index.search(&q, 31) {
-                        let stored = if id < 3000 {
-                            fixed[id as usize]
-                        } else {
-                            churn[(id - 3000) as usize]
-                        };
+                        let stored = if id < 3000 { fixed[id as usize] } else { churn[(id - 3000) as usize] };
                         assert_eq!(stored.distance(&q), d);
                     }
-                    assert!(
-                        index
-                            .search(&q, 0)
-                            .contains(&(((rounds * 7 + r) % 50) as u64, 0))
-                    );
+                    assert!(index.search(&q, 0).contains(&(((rounds * 7 + r) % 50) as u64, 0)));
                     rounds += 1;
                 }
             })

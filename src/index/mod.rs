@@ -69,15 +69,11 @@ impl<const W: usize> HammingIndex<W> {
 
     /// An empty index planned for queries around `radius` (any radius still works exactly).
     pub fn with_design_radius(radius: u32) -> Self {
-        HammingIndex {
-            core: RwLock::new(IndexCore::new(radius)),
-        }
+        HammingIndex { core: RwLock::new(IndexCore::new(radius)) }
     }
 
     /// An index over `entries`, built in one pass.
-    pub fn from_entries(
-        entries: impl IntoIterator<Item = (Bits<W>, u64)>,
-    ) -> Result<Self, IndexError> {
+    pub fn from_entries(entries: impl IntoIterator<Item = (Bits<W>, u64)>) -> Result<Self, IndexError> {
         let index = Self::new();
         index.extend(entries)?;
         Ok(index)
@@ -105,10 +101,7 @@ impl<const W: usize> HammingIndex<W> {
     }
 
     /// Adds many pairs under one write lock.
-    pub fn extend(
-        &self,
-        entries: impl IntoIterator<Item = (Bits<W>, u64)>,
-    ) -> Result<(), IndexError> {
+    pub fn extend(&self, entries: impl IntoIterator<Item = (Bits<W>, u64)>) -> Result<(), IndexError> {
         self.write().extend(entries)
     }
 

@@ -85,11 +85,7 @@ pub fn bank<const W: usize>(kind: BankKind, n: usize, rng: &mut SplitMix64) -> V
                     _ => 2 + rng.below(1000),
                 };
                 for _ in 0..size.min((n - out.len()) as u64) {
-                    let flips = if rng.below(10) == 0 {
-                        0
-                    } else {
-                        rng.below(max_flips + 1) as u32
-                    };
+                    let flips = if rng.below(10) == 0 { 0 } else { rng.below(max_flips + 1) as u32 };
                     let member = rng.flip(&base, flips);
                     out.push(member);
                 }
@@ -106,12 +102,7 @@ pub fn bank<const W: usize>(kind: BankKind, n: usize, rng: &mut SplitMix64) -> V
 
 /// `count` queries: even ones planted near a random bank hash (0..=radius bits flipped), odd ones
 /// uniform.
-pub fn queries<const W: usize>(
-    bank: &[Bits<W>],
-    count: usize,
-    radius: u32,
-    rng: &mut SplitMix64,
-) -> Vec<Bits<W>> {
+pub fn queries<const W: usize>(bank: &[Bits<W>], count: usize, radius: u32, rng: &mut SplitMix64) -> Vec<Bits<W>> {
     (0..count)
         .map(|i| {
             if i % 2 == 0 && !bank.is_empty() {
@@ -151,9 +142,7 @@ mod tests {
         let mut rng = SplitMix64::new(1);
         let b: Vec<Bits<4>> = bank(BankKind::NearDuplicates, 5000, &mut rng);
         assert_eq!(b.len(), 5000);
-        let close = (1..200)
-            .filter(|&i| b.iter().any(|h| h != &b[i] && h.distance(&b[i]) <= 16))
-            .count();
+        let close = (1..200).filter(|&i| b.iter().any(|h| h != &b[i] && h.distance(&b[i]) <= 16)).count();
         assert!(close > 50, "only {close} of 199 hashes have a relative");
     }
 }
