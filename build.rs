@@ -4,13 +4,23 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/vigie/v1/types.proto", "proto/vigie/v1/screening.proto", "proto/vigie/v1/banks.proto"];
+    let protos = [
+        "proto/vigie/v1/types.proto",
+        "proto/vigie/v1/screening.proto",
+        "proto/vigie/v1/banks.proto",
+    ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");
     }
     let fds = protox::compile(protos, ["proto"])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
-    std::fs::write(out.join("vigie_descriptor.bin"), prost::Message::encode_to_vec(&fds))?;
-    tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(fds)?;
+    std::fs::write(
+        out.join("vigie_descriptor.bin"),
+        prost::Message::encode_to_vec(&fds),
+    )?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(fds)?;
     Ok(())
 }

@@ -15,7 +15,8 @@ fn bench_width<const W: usize>(c: &mut Criterion, radius: u32) {
         let mut rng = SplitMix64::new(n as u64);
         let bank: Vec<Bits<W>> = synth::bank(BankKind::Uniform, n, &mut rng);
         let queries = synth::queries(&bank, 256, radius, &mut rng);
-        let index = HammingIndex::<W>::from_entries(bank.iter().copied().zip(0..)).expect("index fits");
+        let index =
+            HammingIndex::<W>::from_entries(bank.iter().copied().zip(0..)).expect("index fits");
         let mut next = 0;
         group.bench_with_input(BenchmarkId::new("vigie", n), &n, |b, _| {
             b.iter(|| {

@@ -15,8 +15,10 @@ use plotters::style::FontStyle;
 pub struct Series {
     pub name: String,
     pub points: Vec<(f64, f64)>,
-    /// Dashed-looking (thin) line, for reference series such as a baseline.
+    /// Thin line, for secondary series such as a baseline.
     pub thin: bool,
+    /// Line colour; `None` takes the next colour of a fixed palette.
+    pub color: Option<(u8, u8, u8)>,
 }
 
 /// A chart: title, axis labels, log or linear axes, series.
@@ -130,7 +132,10 @@ impl LineChart {
             .draw()
             .map_err(draw_err)?;
         for (i, series) in self.series.iter().enumerate() {
-            let color = Palette99::pick(i).to_rgba();
+            let color = match series.color {
+                Some((r, g, b)) => RGBColor(r, g, b).to_rgba(),
+                None => Palette99::pick(i).to_rgba(),
+            };
             let width = if series.thin { 1 } else { 3 };
             let style = ShapeStyle {
                 color,
@@ -205,6 +210,7 @@ mod tests {
                 name: "a".into(),
                 points: vec![(1.0, 2.0), (10.0, 30.0)],
                 thin: false,
+                color: None,
             }],
         };
         chart.write_png(&path).unwrap();

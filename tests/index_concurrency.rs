@@ -30,7 +30,10 @@ fn insert_is_visible_to_searches_started_after_it_returns() {
     let mut seen = 0;
     for (h, id) in rx {
         let found = index.search(&h, 0);
-        assert!(found.contains(&(id, 0)), "entry {id} inserted but not found");
+        assert!(
+            found.contains(&(id, 0)),
+            "entry {id} inserted but not found"
+        );
         seen += 1;
     }
     writer.join().unwrap();
@@ -58,7 +61,10 @@ fn removal_is_visible_to_searches_started_after_it_returns() {
     };
     for (h, id) in rx {
         let found = index.search(&h, 3);
-        assert!(found.iter().all(|&(i, _)| i != id), "entry {id} removed but still found");
+        assert!(
+            found.iter().all(|&(i, _)| i != id),
+            "entry {id} removed but still found"
+        );
     }
     writer.join().unwrap();
     assert_eq!(index.len(), 6000 - 2000);
@@ -71,21 +77,36 @@ fn removal_is_visible_to_searches_started_after_it_returns() {
 fn searches_during_writes_stay_consistent() {
     let mut rng = SplitMix64::new(13);
     let fixed: Vec<Hash256> = synth::bank(BankKind::Uniform, 3000, &mut rng);
-    let churn: Vec<Hash256> = (0..3000).map(|i| rng.flip(&fixed[i % 50], 1 + (i % 20) as u32)).collect();
+    let churn: Vec<Hash256> = (0..3000)
+        .map(|i| rng.flip(&fixed[i % 50], 1 + (i % 20) as u32))
+        .collect();
     let index = Arc::new(HammingIndex::<4>::from_entries(fixed.iter().copied().zip(0..)).unwrap());
     let done = Arc::new(AtomicBool::new(false));
     let readers: Vec<_> = (0..2)
         .map(|r| {
-            let (index, done, fixed, churn) = (Arc::clone(&index), Arc::clone(&done), fixed.clone(), churn.clone());
+            let (index, done, fixed, churn) = (
+                Arc::clone(&index),
+                Arc::clone(&done),
+                fixed.clone(),
+                churn.clone(),
+            );
             thread::spawn(move || {
                 let mut rounds = 0;
                 while !done.load(Ordering::Acquire) || rounds < 50 {
                     let q = fixed[(rounds * 7 + r) % 50];
                     for (id, d) in index.search(&q, 31) {
-                        let stored = if id < 3000 { fixed[id as usize] } else { churn[(id - 3000) as usize] };
+                        let stored = if id < 3000 {
+                            fixed[id as usize]
+                        } else {
+                            churn[(id - 3000) as usize]
+                        };
                         assert_eq!(stored.distance(&q), d);
                     }
-                    assert!(index.search(&q, 0).contains(&(((rounds * 7 + r) % 50) as u64, 0)));
+                    assert!(
+                        index
+                            .search(&q, 0)
+                            .contains(&(((rounds * 7 + r) % 50) as u64, 0))
+                    );
                     rounds += 1;
                 }
             })
@@ -93,7 +114,7 @@ fn searches_during_writes_stay_consistent() {
         .collect();
     for (i, h) in churn.iter().enumerate() {
         index.insert(*h, 3000 + i as u64).unwrap();
-        if i % 2 == 1 {
+        if !i.is_multiple_of(2) {
             assert!(index.remove(&churn[i - 1], 3000 + i as u64 - 1));
         }
     }
@@ -102,4 +123,35 @@ fn searches_during_writes_stay_consistent() {
         r.join().unwrap();
     }
     assert_eq!(index.len(), 3000 + 1500);
+}
+
+/// Growing one insert at a time through re-plans (built off the write lock) keeps every entry
+/// findable, and the layout does change on the way.
+#[test]
+fn replans_through_the_locked_index_stay_exact() {
+    let index = HammingIndex::<1>::new();
+    let mut rng = SplitMix64::new(14);
+    let bank: Vec<Bits<1>> = synth::bank(BankKind::Uniform, 40_000, &mut rng);
+    let mut layouts = vec![index.layout().tables.len()];
+    for (id, h) in bank.iter().enumerate() {
+        index.insert(*h, id as u64).unwrap();
+        let m = index.layout().tables.len();
+        if layouts.last() != Some(&m) {
+            layouts.push(m);
+        }
+    }
+    assert!(layouts.len() >= 2, "no re-plan seen: {layouts:?}");
+    for (id, h) in bank.iter().enumerate().step_by(97) {
+        assert!(index.search(h, 0).contains(&(id as u64, 0)));
+    }
+    for (id, h) in bank.iter().enumerate().skip(100) {
+        assert!(index.remove(h, id as u64));
+    }
+    assert!(
+        index.layout().tables.is_empty(),
+        "100 entries are scanned linearly"
+    );
+    for (id, h) in bank.iter().enumerate().take(100) {
+        assert_eq!(index.search(h, 0), vec![(id as u64, 0)]);
+    }
 }

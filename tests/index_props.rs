@@ -12,7 +12,15 @@ use vigie::index::{IndexCore, Layout, SearchPath};
 fn brute<const W: usize>(bank: &[(Bits<W>, u64)], q: &Bits<W>, r: u32) -> Vec<(u64, u32)> {
     let mut out: Vec<(u64, u32)> = bank
         .iter()
-        .map(|(h, id)| (*id, h.0.iter().zip(q.0).map(|(a, b)| (a ^ b).count_ones()).sum::<u32>()))
+        .map(|(h, id)| {
+            (
+                *id,
+                h.0.iter()
+                    .zip(q.0)
+                    .map(|(a, b)| (a ^ b).count_ones())
+                    .sum::<u32>(),
+            )
+        })
         .filter(|&(_, d)| d <= r)
         .collect();
     out.sort_unstable_by_key(|&(id, d)| (d, id));
@@ -24,20 +32,39 @@ fn brute<const W: usize>(bank: &[(Bits<W>, u64)], q: &Bits<W>, r: u32) -> Vec<(u
 fn layout(hash_bits: u32, m: u32, prefix: u32) -> Layout {
     Layout::even(hash_bits, m, 0, |bits| {
         let p = prefix.min(bits);
-        if hash_bits > 64 { p.max(bits.saturating_sub(8)) } else { p }
+        if hash_bits > 64 {
+            p.max(bits.saturating_sub(8))
+        } else {
+            p
+        }
     })
 }
 
-fn check_all_paths<const W: usize>(index: &IndexCore<W>, bank: &[(Bits<W>, u64)], q: &Bits<W>, r: u32) {
+fn check_all_paths<const W: usize>(
+    index: &IndexCore<W>,
+    bank: &[(Bits<W>, u64)],
+    q: &Bits<W>,
+    r: u32,
+) {
     let want = brute(bank, q, r);
     for path in [SearchPath::Tables, SearchPath::Auto, SearchPath::Linear] {
         let got = index.search_with(q, r, path);
-        assert_eq!(got, want, "path {path:?}, radius {r}, query {q}, layout {:?}", index.layout());
+        assert_eq!(
+            got,
+            want,
+            "path {path:?}, radius {r}, query {q}, layout {:?}",
+            index.layout()
+        );
     }
 }
 
 /// A bank of `n` hashes of the given kind, with ids 1000.. and a few queries near it.
-fn bank_and_queries<const W: usize>(kind: BankKind, n: usize, seed: u64, radius: u32) -> (Vec<(Bits<W>, u64)>, Vec<Bits<W>>) {
+fn bank_and_queries<const W: usize>(
+    kind: BankKind,
+    n: usize,
+    seed: u64,
+    radius: u32,
+) -> (Vec<(Bits<W>, u64)>, Vec<Bits<W>>) {
     let mut rng = SplitMix64::new(seed);
     let hashes: Vec<Bits<W>> = synth::bank(kind, n, &mut rng);
     let queries = synth::queries(&hashes, 12, radius, &mut rng);
@@ -159,11 +186,17 @@ proptest! {
 /// radii across the whole range.
 #[test]
 fn planner_layouts_match_brute_force() {
-    for (kind, n) in [(BankKind::Uniform, 20_000), (BankKind::NearDuplicates, 20_000)] {
+    for (kind, n) in [
+        (BankKind::Uniform, 20_000),
+        (BankKind::NearDuplicates, 20_000),
+    ] {
         let (bank, queries) = bank_and_queries::<4>(kind, n, 7, 31);
         let mut index = IndexCore::<4>::new(31);
         index.extend(bank.iter().copied()).unwrap();
-        assert!(!index.layout().tables.is_empty(), "20k PDQ hashes should get tables");
+        assert!(
+            !index.layout().tables.is_empty(),
+            "20k PDQ hashes should get tables"
+        );
         for (i, q) in queries.iter().enumerate() {
             for r in [0, 1, 15, 31, 32, 47, 64, 100, 255, 256] {
                 if i < 3 || r <= 47 {
@@ -175,7 +208,10 @@ fn planner_layouts_match_brute_force() {
         let (bank, queries) = bank_and_queries::<1>(kind, n, 8, 10);
         let mut index = IndexCore::<1>::new(10);
         index.extend(bank.iter().copied()).unwrap();
-        assert!(!index.layout().tables.is_empty(), "20k 64-bit hashes should get tables");
+        assert!(
+            !index.layout().tables.is_empty(),
+            "20k 64-bit hashes should get tables"
+        );
         for q in &queries {
             for r in [0, 1, 5, 10, 11, 16, 24, 63, 64] {
                 check_all_paths(&index, &bank, q, r);
@@ -199,18 +235,24 @@ fn replanning_while_growing_and_shrinking() {
         if layouts.last() != Some(&index.layout().tables.len()) {
             layouts.push(index.layout().tables.len());
         }
-        if id % 1500 == 0 {
+        if id.is_multiple_of(1500) {
             check_all_paths(&index, &model, h, 31);
         }
     }
-    assert!(layouts.len() >= 2, "expected re-plans while growing, saw {layouts:?}");
+    assert!(
+        layouts.len() >= 2,
+        "expected re-plans while growing, saw {layouts:?}"
+    );
     while model.len() > 100 {
         let (h, id) = model.swap_remove(model.len() / 2);
         assert!(index.remove(&h, id));
-        if model.len() % 997 == 0 {
+        if model.len().is_multiple_of(997) {
             check_all_paths(&index, &model, &h, 31);
         }
     }
-    assert!(index.layout().tables.is_empty(), "a 100-entry bank is scanned linearly");
+    assert!(
+        index.layout().tables.is_empty(),
+        "a 100-entry bank is scanned linearly"
+    );
     check_all_paths(&index, &model, &hashes[0], 40);
 }

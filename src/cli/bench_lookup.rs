@@ -54,7 +54,10 @@ struct Latency {
 /// waits for a core, so on a shared machine it shows what one query costs on an idle one
 /// (memory stalls still count: the thread is running while it waits for DRAM).
 fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID exists on Linux.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     if rc != 0 {
@@ -67,7 +70,9 @@ impl Latency {
     fn of(times: &mut [Duration]) -> Latency {
         times.sort_unstable();
         let us = |d: Duration| d.as_secs_f64() * 1e6;
-        let at = |q: f64| us(times[((times.len() as f64 * q).ceil() as usize).clamp(1, times.len()) - 1]);
+        let at = |q: f64| {
+            us(times[((times.len() as f64 * q).ceil() as usize).clamp(1, times.len()) - 1])
+        };
         let total: Duration = times.iter().sum();
         Latency {
             p50_us: at(0.50),
@@ -134,21 +139,34 @@ pub fn run(args: LookupArgs) -> Result<ExitCode, CliError> {
         return Err(CliError("--entries must be at least 1".into()));
     }
     if args.bits != 256 && args.bits != 64 {
-        return Err(CliError(format!("--bits must be 256 or 64, not {}", args.bits)));
+        return Err(CliError(format!(
+            "--bits must be 256 or 64, not {}",
+            args.bits
+        )));
     }
     if args.radius > args.bits {
-        return Err(CliError(format!("--radius {} exceeds the hash width {}", args.radius, args.bits)));
+        return Err(CliError(format!(
+            "--radius {} exceeds the hash width {}",
+            args.radius, args.bits
+        )));
     }
     let runs = match args.bits {
         256 => bench_width::<4>(&args)?,
         64 => bench_width::<1>(&args)?,
         other => return Err(CliError(format!("--bits must be 256 or 64, not {other}"))),
     };
-    let report = Report { bits: args.bits, radius: args.radius, queries: args.queries, seed: args.seed, runs };
+    let report = Report {
+        bits: args.bits,
+        radius: args.radius,
+        queries: args.queries,
+        seed: args.seed,
+        runs,
+    };
     let json = serde_json::to_string_pretty(&report).map_err(|e| CliError(e.to_string()))?;
     println!("{json}");
     if let Some(out) = &args.out {
-        std::fs::write(out, format!("{json}\n")).map_err(|e| CliError(format!("{}: {e}", out.display())))?;
+        std::fs::write(out, format!("{json}\n"))
+            .map_err(|e| CliError(format!("{}: {e}", out.display())))?;
     }
     if args.entries.len() > 1 {
         let png = match &args.out {
@@ -166,7 +184,8 @@ fn bench_width<const W: usize>(args: &LookupArgs) -> Result<Vec<Run>, CliError> 
     for kind in [BankKind::Uniform, BankKind::NearDuplicates] {
         for &n in &args.entries {
             // One stream per (kind, size) so a run does not depend on which others were asked for.
-            let mut rng = SplitMix64::new(args.seed ^ (n as u64).wrapping_mul(0x9E37_79B9) ^ kind as u64);
+            let mut rng =
+                SplitMix64::new(args.seed ^ (n as u64).wrapping_mul(0x9E37_79B9) ^ kind as u64);
             let run = bench_one::<W>(kind, n, args, &mut rng)?;
             eprintln!(
                 "{:>15} {:>9} entries: build {:.0} ms, {:.1} B/entry | vigie p50 {:.1} us p99 {:.1} us max {:.1} us \
@@ -199,7 +218,12 @@ fn progress(len: u64, what: String) -> ProgressBar {
     bar
 }
 
-fn bench_one<const W: usize>(kind: BankKind, n: usize, args: &LookupArgs, rng: &mut SplitMix64) -> Result<Run, CliError> {
+fn bench_one<const W: usize>(
+    kind: BankKind,
+    n: usize,
+    args: &LookupArgs,
+    rng: &mut SplitMix64,
+) -> Result<Run, CliError> {
     let spinner = ProgressBar::new_spinner();
     spinner.set_message(format!("{} bank of {n}: generating", kind.name()));
     spinner.enable_steady_tick(Duration::from_millis(200));
@@ -214,7 +238,10 @@ fn bench_one<const W: usize>(kind: BankKind, n: usize, args: &LookupArgs, rng: &
     let build = start.elapsed();
     spinner.finish_and_clear();
 
-    let bar = progress(queries.len() as u64, format!("{} {n}: vigie queries", kind.name()));
+    let bar = progress(
+        queries.len() as u64,
+        format!("{} {n}: vigie queries", kind.name()),
+    );
     let mut vigie_times = Vec::with_capacity(queries.len());
     let mut vigie_cpu = Vec::with_capacity(queries.len());
     let mut vigie_results: Vec<Vec<Match>> = Vec::with_capacity(queries.len());
@@ -228,7 +255,10 @@ fn bench_one<const W: usize>(kind: BankKind, n: usize, args: &LookupArgs, rng: &
     }
     bar.finish_and_clear();
 
-    let bar = progress(queries.len() as u64, format!("{} {n}: linear scan", kind.name()));
+    let bar = progress(
+        queries.len() as u64,
+        format!("{} {n}: linear scan", kind.name()),
+    );
     let mut linear_times = Vec::with_capacity(queries.len());
     let mut linear_cpu = Vec::with_capacity(queries.len());
     for (i, q) in queries.iter().enumerate() {
@@ -269,18 +299,33 @@ fn bench_one<const W: usize>(kind: BankKind, n: usize, args: &LookupArgs, rng: &
 }
 
 fn plot(report: &Report, path: &std::path::Path) -> Result<(), CliError> {
+    // Colour by method and bank, thick p50, thin p99.
     let mut series = Vec::new();
-    for kind in [BankKind::Uniform, BankKind::NearDuplicates] {
+    for (kind, vigie_color, linear_color) in [
+        (BankKind::Uniform, (214, 39, 40), (31, 119, 180)),
+        (BankKind::NearDuplicates, (255, 127, 14), (23, 190, 207)),
+    ] {
         let runs: Vec<&Run> = report.runs.iter().filter(|r| r.bank == kind).collect();
-        let line = |name: &str, pick: &dyn Fn(&Run) -> f64, thin: bool| Series {
+        let line = |name: &str, pick: &dyn Fn(&Run) -> f64, thin: bool, color| Series {
             name: format!("{name}, {}", kind.name()),
             points: runs.iter().map(|r| (r.entries as f64, pick(r))).collect(),
             thin,
+            color: Some(color),
         };
-        series.push(line("vigie p50", &|r| r.vigie.p50_us, false));
-        series.push(line("vigie p99", &|r| r.vigie.p99_us, false));
-        series.push(line("linear scan p50", &|r| r.linear_scan.p50_us, true));
-        series.push(line("linear scan p99", &|r| r.linear_scan.p99_us, true));
+        series.push(line("vigie p50", &|r| r.vigie.p50_us, false, vigie_color));
+        series.push(line("vigie p99", &|r| r.vigie.p99_us, true, vigie_color));
+        series.push(line(
+            "linear scan p50",
+            &|r| r.linear_scan.p50_us,
+            false,
+            linear_color,
+        ));
+        series.push(line(
+            "linear scan p99",
+            &|r| r.linear_scan.p99_us,
+            true,
+            linear_color,
+        ));
     }
     let chart = LineChart {
         title: format!(

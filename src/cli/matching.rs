@@ -112,7 +112,11 @@ pub fn run(args: MatchArgs) -> Result<ExitCode, CliError> {
     }
 }
 
-fn parse<const W: usize>(path: &Path, lines: &[HashLine<'_>], width_from: &str) -> Result<Vec<(Bits<W>, u64)>, CliError> {
+fn parse<const W: usize>(
+    path: &Path,
+    lines: &[HashLine<'_>],
+    width_from: &str,
+) -> Result<Vec<(Bits<W>, u64)>, CliError> {
     lines
         .iter()
         .map(|h| {
@@ -147,7 +151,11 @@ fn run_width<const W: usize>(
     let queries = parse::<W>(&args.queries, query_lines, &width_from)?;
 
     let start = Instant::now();
-    let index = HammingIndex::<W>::from_entries(entries.iter().copied()).map_err(|e| CliError(e.to_string()))?;
+    // The radius is known up front: let the index plan its layout for it.
+    let index = HammingIndex::<W>::with_design_radius(args.max_distance);
+    index
+        .extend(entries.iter().copied())
+        .map_err(|e| CliError(e.to_string()))?;
     let build = start.elapsed();
 
     let start = Instant::now();
@@ -170,12 +178,18 @@ fn run_width<const W: usize>(
                 })
             })
             .collect();
-        workers.into_iter().map(|w| w.join()).collect::<Result<_, _>>()
+        workers
+            .into_iter()
+            .map(|w| w.join())
+            .collect::<Result<_, _>>()
     })
     .map_err(|_| CliError("a query thread panicked".into()))?;
     let query_total = start.elapsed();
 
-    let mut times: Vec<Duration> = answered.iter().flat_map(|(_, t)| t.iter().copied()).collect();
+    let mut times: Vec<Duration> = answered
+        .iter()
+        .flat_map(|(_, t)| t.iter().copied())
+        .collect();
     times.sort_unstable();
     let percentile = |q: f64| {
         if times.is_empty() {
@@ -211,6 +225,9 @@ fn run_width<const W: usize>(
         max_distance: args.max_distance,
         matches,
     };
-    eprintln!("{}", serde_json::to_string(&summary).map_err(|e| CliError(e.to_string()))?);
+    eprintln!(
+        "{}",
+        serde_json::to_string(&summary).map_err(|e| CliError(e.to_string()))?
+    );
     Ok(ExitCode::SUCCESS)
 }

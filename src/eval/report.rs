@@ -322,11 +322,13 @@ pub fn write_plots(run: &EvalRun, dir: &Path) -> Result<(), PlotError> {
                     name: "true (edited copy, own entry)".into(),
                     points: as_fraction(&run.histograms.true_pairs[i]),
                     thin: false,
+                    color: None,
                 },
                 Series {
                     name: "unrelated (copy, other entry)".into(),
                     points: as_fraction(&run.histograms.unrelated_pairs[i]),
                     thin: false,
+                    color: None,
                 },
                 Series {
                     name: format!("threshold {}", m.threshold()),
@@ -335,6 +337,7 @@ pub fn write_plots(run: &EvalRun, dir: &Path) -> Result<(), PlotError> {
                         (f64::from(m.threshold()), 1.0),
                     ],
                     thin: true,
+                    color: None,
                 },
             ],
         }

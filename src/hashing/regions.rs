@@ -353,15 +353,11 @@ mod tests {
                 height: 200
             }
         );
-        assert_eq!(
-            query_regions(&page),
-            vec![Rect {
-                x: 0,
-                y: 120,
-                width: 300,
-                height: 200
-            }]
-        );
+        // The trimmed box (text lines included) and the photo itself are both looked up.
+        let regions = query_regions(&page);
+        assert_eq!(regions.len(), 2, "{regions:?}");
+        assert_eq!(regions[0], Rect { x: 0, y: 40, width: 300, height: 363 });
+        assert_eq!(regions[1], Rect { x: 0, y: 120, width: 300, height: 200 });
         assert!(query_regions(&photo).is_empty());
     }
 

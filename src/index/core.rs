@@ -13,6 +13,13 @@ use crate::bits::Bits;
 /// live entries before compaction.
 pub const MAX_ENTRIES: usize = 1 << 31;
 
+/// A layout and its tables, built off the write lock (see [`IndexCore::plan`]).
+pub(super) struct Plan {
+    layout: Layout,
+    tables: Vec<Table>,
+    entries: usize,
+}
+
 /// Which path a search takes. Only tests and benchmarks force one; [`SearchPath::Auto`] lets the
 /// cost model decide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +77,20 @@ impl<const W: usize> IndexCore<W> {
 
     /// Adds many entries at once; the tables are rebuilt once if the bank outgrows its plan.
     /// On error nothing is added.
-    pub fn extend(&mut self, entries: impl IntoIterator<Item = (Bits<W>, u64)>) -> Result<(), IndexError> {
+    pub fn extend(
+        &mut self,
+        entries: impl IntoIterator<Item = (Bits<W>, u64)>,
+    ) -> Result<(), IndexError> {
+        self.extend_with(entries, true)
+    }
+
+    /// [`IndexCore::extend`]; with `replan_now` false a due re-plan is left to the caller
+    /// (unless the current tables cannot address the new slots).
+    pub(super) fn extend_with(
+        &mut self,
+        entries: impl IntoIterator<Item = (Bits<W>, u64)>,
+        replan_now: bool,
+    ) -> Result<(), IndexError> {
         let entries = entries.into_iter();
         let (lower, _) = entries.size_hint();
         self.hashes.reserve_exact(lower);
@@ -86,12 +106,17 @@ impl<const W: usize> IndexCore<W> {
             self.ids.push(id);
         }
         let over_capacity = self.hashes.len() > self.slot_capacity();
-        if !self.pinned && (over_capacity || self.needs_replan()) {
+        // A batch at least as large as the bank it joins is cheaper to plan for at once than to
+        // insert into tables about to be replaced (the write lock is held either way).
+        let big_batch = self.hashes.len() - first_new >= first_new;
+        if !self.pinned && (over_capacity || ((replan_now || big_batch) && self.needs_replan())) {
             self.replan();
         } else if over_capacity {
             self.hashes.truncate(first_new);
             self.ids.truncate(first_new);
-            return Err(IndexError::Full { max: self.slot_capacity() });
+            return Err(IndexError::Full {
+                max: self.slot_capacity(),
+            });
         } else {
             for slot in first_new..self.hashes.len() {
                 self.insert_into_tables(slot);
@@ -102,7 +127,12 @@ impl<const W: usize> IndexCore<W> {
 
     /// Entries the current tables can address (a re-plan raises it).
     fn slot_capacity(&self) -> usize {
-        self.tables.iter().map(Table::slot_capacity).min().unwrap_or(MAX_ENTRIES).min(MAX_ENTRIES)
+        self.tables
+            .iter()
+            .map(Table::slot_capacity)
+            .min()
+            .unwrap_or(MAX_ENTRIES)
+            .min(MAX_ENTRIES)
     }
 
     /// Adds one entry. The same (hash, id) pair may be added twice: the index is a multiset of
@@ -113,7 +143,14 @@ impl<const W: usize> IndexCore<W> {
 
     /// Removes one copy of the pair (hash, id); false if it is not in the index.
     pub fn remove(&mut self, hash: &Bits<W>, id: u64) -> bool {
-        let Some(slot) = self.find_slot(hash, id) else { return false };
+        self.remove_with(hash, id, true)
+    }
+
+    /// [`IndexCore::remove`]; with `replan_now` false a due re-plan is left to the caller.
+    pub(super) fn remove_with(&mut self, hash: &Bits<W>, id: u64, replan_now: bool) -> bool {
+        let Some(slot) = self.find_slot(hash, id) else {
+            return false;
+        };
         for table in &mut self.tables {
             let sub = hash.substring(table.spec.start as usize, table.spec.bits as usize);
             let removed = table.remove(sub, slot as u32);
@@ -130,7 +167,7 @@ impl<const W: usize> IndexCore<W> {
         }
         self.hashes.swap_remove(slot);
         self.ids.swap_remove(slot);
-        if self.needs_replan() {
+        if replan_now && self.needs_replan() {
             self.replan();
         }
         true
@@ -140,7 +177,8 @@ impl<const W: usize> IndexCore<W> {
         let is_it = |slot: usize| self.ids[slot] == id && self.hashes[slot] == *hash;
         match self.tables.first() {
             Some(table) => {
-                let (bucket, _) = table.split(hash.substring(table.spec.start as usize, table.spec.bits as usize));
+                let (bucket, _) = table
+                    .split(hash.substring(table.spec.start as usize, table.spec.bits as usize));
                 let b = table.dir[bucket];
                 table.entries[b.off as usize..(b.off + b.len) as usize]
                     .iter()
@@ -174,18 +212,36 @@ impl<const W: usize> IndexCore<W> {
         let mut next = 0;
         for t in &layout.tables {
             let residue_ok = layout.inline_full() || t.residue_bits() <= layout::MAX_RESIDUE_BITS;
-            if t.start != next || !(1..=32).contains(&t.bits) || t.prefix_bits > t.bits || !residue_ok {
+            if t.start != next
+                || !(1..=32).contains(&t.bits)
+                || t.prefix_bits > t.bits
+                || !residue_ok
+            {
                 return Err(IndexError::InvalidLayout(format!("bad table {t:?}")));
             }
             next += t.bits;
         }
         if layout.tables.len() > layout::MAX_TABLES {
-            return Err(IndexError::InvalidLayout(format!("more than {} tables", layout::MAX_TABLES)));
+            return Err(IndexError::InvalidLayout(format!(
+                "more than {} tables",
+                layout::MAX_TABLES
+            )));
         }
         if layout.hash_bits != bits || (!layout.tables.is_empty() && next != bits) {
-            return Err(IndexError::InvalidLayout(format!("tables cover {next} of {bits} bits")));
+            return Err(IndexError::InvalidLayout(format!(
+                "tables cover {next} of {bits} bits"
+            )));
         }
-        let max_residue = if layout.inline_full() { 0 } else { layout.tables.iter().map(|t| t.residue_bits()).max().unwrap_or(0) };
+        let max_residue = if layout.inline_full() {
+            0
+        } else {
+            layout
+                .tables
+                .iter()
+                .map(|t| t.residue_bits())
+                .max()
+                .unwrap_or(0)
+        };
         let capacity = (1usize << (32 - max_residue)).min(MAX_ENTRIES);
         if self.hashes.len() > capacity {
             return Err(IndexError::Full { max: capacity });
@@ -197,13 +253,28 @@ impl<const W: usize> IndexCore<W> {
 
     /// Rebuilds every table for `layout` (counting sort per table, tables built in parallel).
     fn rebuild(&mut self, layout: Layout) {
+        let tables = self.build_tables(&layout);
+        self.tables = tables;
+        self.layout = layout;
+    }
+
+    /// The tables of `layout` over the current entries (counting sort per table, tables built in
+    /// parallel). Reads only: a re-plan builds them under a read lock while searches go on.
+    fn build_tables(&self, layout: &Layout) -> Vec<Table> {
         let hashes = &self.hashes;
-        let inline: Option<Vec<u64>> = layout.inline_full().then(|| hashes.iter().map(|h| h.0[0]).collect());
+        let inline: Option<Vec<u64>> = layout
+            .inline_full()
+            .then(|| hashes.iter().map(|h| h.0[0]).collect());
         let build = |spec: TableSpec| {
-            let subs: Vec<u32> = hashes.iter().map(|h| h.substring(spec.start as usize, spec.bits as usize)).collect();
+            let subs: Vec<u32> = hashes
+                .iter()
+                .map(|h| h.substring(spec.start as usize, spec.bits as usize))
+                .collect();
             Table::build(spec, &subs, inline.as_deref())
         };
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(4);
         let specs = &layout.tables;
         let mut tables: Vec<Option<Table>> = vec![None; specs.len()];
         if workers <= 1 || specs.len() <= 1 || hashes.len() < 100_000 {
@@ -226,8 +297,34 @@ impl<const W: usize> IndexCore<W> {
                 }
             });
         }
-        self.tables = tables.into_iter().flatten().collect();
-        self.layout = layout;
+        tables.into_iter().flatten().collect()
+    }
+
+    /// True when the bank has grown or shrunk 4x past its plan (the locked index then re-plans
+    /// off the write lock with [`IndexCore::plan`] and [`IndexCore::install`]).
+    pub(super) fn replan_due(&self) -> bool {
+        self.needs_replan()
+    }
+
+    /// A new layout for the current bank and its tables, built without modifying the index.
+    pub(super) fn plan(&self) -> Plan {
+        let layout = layout::choose(Bits::<W>::BITS, self.hashes.len(), self.design_radius);
+        let tables = self.build_tables(&layout);
+        Plan {
+            layout,
+            tables,
+            entries: self.hashes.len(),
+        }
+    }
+
+    /// Switches to a plan made by [`IndexCore::plan`] on this very state; a plan made before
+    /// some other update is refused (false). Returns the old tables for dropping off the lock.
+    pub(super) fn install(&mut self, plan: Plan) -> (bool, Vec<Table>) {
+        if plan.entries != self.hashes.len() || self.pinned {
+            return (false, plan.tables);
+        }
+        self.layout = plan.layout;
+        (true, std::mem::replace(&mut self.tables, plan.tables))
     }
 
     fn insert_into_tables(&mut self, slot: usize) {
@@ -296,14 +393,23 @@ impl<const W: usize> IndexCore<W> {
         let mut keys: Vec<(u16, u8, u32)> = Vec::with_capacity(1024);
         let mut query_residues = [0u8; layout::MAX_TABLES];
         for (t, table) in self.tables.iter().enumerate() {
-            let Some(k) = layout::table_radius(r, m, t) else { continue };
+            let Some(k) = layout::table_radius(r, m, t) else {
+                continue;
+            };
             let spec = table.spec;
-            let (center, query_residue) = table.split(query.substring(spec.start as usize, spec.bits as usize));
+            let (center, query_residue) =
+                table.split(query.substring(spec.start as usize, spec.bits as usize));
             query_residues[t] = query_residue;
-            for_each_within(center as u32, spec.prefix_bits, k, 0, &mut |bucket, used| {
-                prefetch(table.dir.as_ptr().wrapping_add(bucket as usize));
-                keys.push((t as u16, (k - used) as u8, bucket));
-            });
+            for_each_within(
+                center as u32,
+                spec.prefix_bits,
+                k,
+                0,
+                &mut |bucket, used| {
+                    prefetch(table.dir.as_ptr().wrapping_add(bucket as usize));
+                    keys.push((t as u16, (k - used) as u8, bucket));
+                },
+            );
         }
         // Pass 2: the runs of the non-empty buckets.
         let mut runs: Vec<(u16, u8, u32, u32)> = Vec::with_capacity(keys.len());
@@ -368,7 +474,9 @@ impl<const W: usize> IndexCore<W> {
         }
         let covers = |i: usize| {
             let spec = self.tables[i].spec;
-            let d = x.substring(spec.start as usize, spec.bits as usize).count_ones();
+            let d = x
+                .substring(spec.start as usize, spec.bits as usize)
+                .count_ones();
             layout::table_radius(r, m, i).is_some_and(|k| d <= k)
         };
         covers(t) && !(0..t).any(covers)
@@ -412,7 +520,12 @@ fn sort_matches(out: &mut [Match]) {
 
 /// Plain linear scan: every (id, distance) within `max_distance`, sorted by distance then id.
 /// This is the reference the benchmark compares the index against.
-pub fn linear_scan<const W: usize>(hashes: &[Bits<W>], ids: &[u64], query: &Bits<W>, max_distance: u32) -> Vec<Match> {
+pub fn linear_scan<const W: usize>(
+    hashes: &[Bits<W>],
+    ids: &[u64],
+    query: &Bits<W>,
+    max_distance: u32,
+) -> Vec<Match> {
     let mut out = Vec::new();
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("popcnt") {
@@ -439,7 +552,13 @@ fn linear_scan_popcnt<const W: usize>(
 }
 
 #[inline(always)]
-fn linear_scan_into<const W: usize>(hashes: &[Bits<W>], ids: &[u64], query: &Bits<W>, r: u32, out: &mut Vec<Match>) {
+fn linear_scan_into<const W: usize>(
+    hashes: &[Bits<W>],
+    ids: &[u64],
+    query: &Bits<W>,
+    r: u32,
+    out: &mut Vec<Match>,
+) {
     for (h, &id) in hashes.iter().zip(ids) {
         let d = h.distance(query);
         if d <= r {

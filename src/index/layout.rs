@@ -64,7 +64,11 @@ pub struct Layout {
 pub fn table_radius(r: u32, m: usize, t: usize) -> Option<u32> {
     let m = m as u32;
     let (a, b) = (r / m, r % m);
-    if t as u32 <= b { Some(a) } else { a.checked_sub(1) }
+    if t as u32 <= b {
+        Some(a)
+    } else {
+        a.checked_sub(1)
+    }
 }
 
 /// Number of `n`-bit strings within distance `k` of a given one: `sum_{i<=k} C(n, i)`.
@@ -94,24 +98,41 @@ pub fn linear_cost_ns(hash_bits: u32, n: usize) -> f64 {
 impl Layout {
     /// A layout without tables: every search is a linear scan.
     pub fn linear(hash_bits: u32, design_entries: usize) -> Self {
-        Layout { hash_bits, design_entries, tables: Vec::new() }
+        Layout {
+            hash_bits,
+            design_entries,
+            tables: Vec::new(),
+        }
     }
 
     /// `m` substrings covering all bits, lengths differing by at most one, each with
     /// `prefix_for(substring bits)` prefix bits. [`choose`] picks among these; tests pin one.
-    pub fn even(hash_bits: u32, m: u32, design_entries: usize, prefix_for: impl Fn(u32) -> u32) -> Self {
+    pub fn even(
+        hash_bits: u32,
+        m: u32,
+        design_entries: usize,
+        prefix_for: impl Fn(u32) -> u32,
+    ) -> Self {
         let base = hash_bits / m;
         let extra = hash_bits % m;
         let mut start = 0;
         let tables = (0..m)
             .map(|t| {
                 let bits = base + u32::from(t < extra);
-                let spec = TableSpec { start, bits, prefix_bits: prefix_for(bits) };
+                let spec = TableSpec {
+                    start,
+                    bits,
+                    prefix_bits: prefix_for(bits),
+                };
                 start += bits;
                 spec
             })
             .collect();
-        Layout { hash_bits, design_entries, tables }
+        Layout {
+            hash_bits,
+            design_entries,
+            tables,
+        }
     }
 
     pub fn inline_full(&self) -> bool {
@@ -128,13 +149,16 @@ impl Layout {
         let n = n as f64;
         let mut cost = 0.0;
         for (t, spec) in self.tables.iter().enumerate() {
-            let Some(k) = table_radius(r, m, t) else { continue };
+            let Some(k) = table_radius(r, m, t) else {
+                continue;
+            };
             let visits = ball_size(spec.prefix_bits, k);
             let per_bucket = n / 2f64.powi(spec.prefix_bits as i32);
             // Entries whose substring lies within k: the candidates of this table.
             let candidates = n * ball_size(spec.bits, k) / 2f64.powi(spec.bits as i32);
             let scan_weight = if self.inline_full() { 1.5 } else { 1.0 };
-            cost += visits * NS_PER_BUCKET_VISIT + visits * per_bucket * NS_PER_SCANNED_ENTRY * scan_weight;
+            cost += visits * NS_PER_BUCKET_VISIT
+                + visits * per_bucket * NS_PER_SCANNED_ENTRY * scan_weight;
             if !self.inline_full() {
                 cost += candidates * NS_PER_CANDIDATE;
             }
@@ -163,18 +187,28 @@ pub fn choose(hash_bits: u32, design_entries: usize, design_radius: u32) -> Layo
     let inline = hash_bits <= INLINE_FULL_MAX_BITS;
     // Wide entries pack `slot << residue | residue` into a u32: leave room for the slots of a bank
     // 4x the design size (the index re-plans before it grows past that).
-    let slot_bits = (design_entries.saturating_mul(4) + 1).next_power_of_two().ilog2();
+    let slot_bits = (design_entries.saturating_mul(4) + 1)
+        .next_power_of_two()
+        .ilog2();
     let max_residue = MAX_RESIDUE_BITS.min(32u32.saturating_sub(slot_bits));
     let prefix_for = |bits: u32| {
         let p = bits.min(max_prefix);
-        if inline { p } else { p.max(bits.saturating_sub(max_residue)) }
+        if inline {
+            p
+        } else {
+            p.max(bits.saturating_sub(max_residue))
+        }
     };
     let min_m = hash_bits.div_ceil(32);
     let mut best: Option<(f64, Layout)> = None;
     for m in min_m..=hash_bits.min(MAX_TABLES as u32) {
         let layout = Layout::even(hash_bits, m, design_entries, prefix_for);
         // Directory memory: reject layouts whose residue rule forces more buckets than entries/2.
-        let dir_buckets: f64 = layout.tables.iter().map(|t| 2f64.powi(t.prefix_bits as i32)).sum();
+        let dir_buckets: f64 = layout
+            .tables
+            .iter()
+            .map(|t| 2f64.powi(t.prefix_bits as i32))
+            .sum();
         if dir_buckets > design_entries as f64 * m as f64 / 2.0 {
             continue;
         }
@@ -199,7 +233,9 @@ mod tests {
         // minimum of 0 must exceed r, for every r and m.
         for m in 1..=40usize {
             for r in 0..=256u32 {
-                let sum: u32 = (0..m).map(|t| table_radius(r, m, t).map_or(0, |k| k + 1)).sum();
+                let sum: u32 = (0..m)
+                    .map(|t| table_radius(r, m, t).map_or(0, |k| k + 1))
+                    .sum();
                 assert_eq!(sum, r + 1, "m={m} r={r}");
             }
         }
@@ -207,7 +243,12 @@ mod tests {
 
     #[test]
     fn layouts_cover_all_bits() {
-        for (bits, n, r) in [(256, 10_000_000, 31), (256, 100_000, 31), (64, 10_000_000, 10), (64, 5000, 3)] {
+        for (bits, n, r) in [
+            (256, 10_000_000, 31),
+            (256, 100_000, 31),
+            (64, 10_000_000, 10),
+            (64, 5000, 3),
+        ] {
             let l = choose(bits, n, r);
             let mut next = 0;
             for t in &l.tables {

@@ -85,7 +85,11 @@ pub fn bank<const W: usize>(kind: BankKind, n: usize, rng: &mut SplitMix64) -> V
                     _ => 2 + rng.below(1000),
                 };
                 for _ in 0..size.min((n - out.len()) as u64) {
-                    let flips = if rng.below(10) == 0 { 0 } else { rng.below(max_flips + 1) as u32 };
+                    let flips = if rng.below(10) == 0 {
+                        0
+                    } else {
+                        rng.below(max_flips + 1) as u32
+                    };
                     let member = rng.flip(&base, flips);
                     out.push(member);
                 }
@@ -102,10 +106,15 @@ pub fn bank<const W: usize>(kind: BankKind, n: usize, rng: &mut SplitMix64) -> V
 
 /// `count` queries: even ones planted near a random bank hash (0..=radius bits flipped), odd ones
 /// uniform.
-pub fn queries<const W: usize>(bank: &[Bits<W>], count: usize, radius: u32, rng: &mut SplitMix64) -> Vec<Bits<W>> {
+pub fn queries<const W: usize>(
+    bank: &[Bits<W>],
+    count: usize,
+    radius: u32,
+    rng: &mut SplitMix64,
+) -> Vec<Bits<W>> {
     (0..count)
         .map(|i| {
-            if i % 2 == 0 && !bank.is_empty() {
+            if i.is_multiple_of(2) && !bank.is_empty() {
                 let near = bank[rng.below(bank.len() as u64) as usize];
                 let k = rng.below(u64::from(radius) + 1) as u32;
                 rng.flip(&near, k)
@@ -142,7 +151,9 @@ mod tests {
         let mut rng = SplitMix64::new(1);
         let b: Vec<Bits<4>> = bank(BankKind::NearDuplicates, 5000, &mut rng);
         assert_eq!(b.len(), 5000);
-        let close = (1..200).filter(|&i| b.iter().any(|h| h != &b[i] && h.distance(&b[i]) <= 16)).count();
+        let close = (1..200)
+            .filter(|&i| b.iter().any(|h| h != &b[i] && h.distance(&b[i]) <= 16))
+            .count();
         assert!(close > 50, "only {close} of 199 hashes have a relative");
     }
 }

@@ -46,7 +46,11 @@ impl Table {
     /// Bits the residue takes in an entry (none when the whole hash is inlined).
     #[inline]
     pub fn packed_bits(&self) -> u32 {
-        if self.inline_full { 0 } else { self.spec.residue_bits() }
+        if self.inline_full {
+            0
+        } else {
+            self.spec.residue_bits()
+        }
     }
 
     /// Slots this table can hold: `2^(32 - packed bits)`.
@@ -57,7 +61,11 @@ impl Table {
     /// The entry stored for `slot` with substring residue `residue`.
     #[inline]
     fn entry(&self, slot: u32, residue: u8) -> u32 {
-        if self.inline_full { slot } else { (slot << self.spec.residue_bits()) | u32::from(residue) }
+        if self.inline_full {
+            slot
+        } else {
+            (slot << self.spec.residue_bits()) | u32::from(residue)
+        }
     }
 
     /// The slot of a stored entry.
@@ -156,7 +164,12 @@ impl Table {
         let b = self.dir[bn];
         let run = b.off as usize..(b.off + b.len) as usize;
         let shift = self.packed_bits();
-        let Some(i) = self.entries[run.clone()].iter().position(|&e| e >> shift == slot) else { return false };
+        let Some(i) = self.entries[run.clone()]
+            .iter()
+            .position(|&e| e >> shift == slot)
+        else {
+            return false;
+        };
         let (at, last) = (run.start + i, run.end - 1);
         self.entries[at] = self.entries[last];
         if self.inline_full {
@@ -197,7 +210,11 @@ impl Table {
             if self.inline_full {
                 inline.extend_from_slice(&self.inline[run]);
             }
-            *b = Bucket { off: off as u32, len: b.len, cap: b.len };
+            *b = Bucket {
+                off: off as u32,
+                len: b.len,
+                cap: b.len,
+            };
         }
         self.entries = entries;
         self.inline = inline;
