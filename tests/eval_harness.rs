@@ -137,7 +137,12 @@ fn easy_edits_are_found_without_false_matches() {
     let plain = Method::ALL.iter().position(|m| *m == Method::Pdq).unwrap();
     for (e, counts) in per_edit.iter().enumerate() {
         assert_eq!(counts[dihedral].recall(), 1.0, "{}", eval.edits[e].name);
-        assert_eq!(counts[dihedral].false_matches(), 0, "{}", eval.edits[e].name);
+        assert_eq!(
+            counts[dihedral].false_matches(),
+            0,
+            "{}",
+            eval.edits[e].name
+        );
     }
     // Plain PDQ misses the mirrored and rotated copies that the dihedral hashes catch.
     let mirror = eval.edits.iter().position(|e| e.name == "mirror").unwrap();

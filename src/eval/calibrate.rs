@@ -128,12 +128,8 @@ mod tests {
     fn separated_distributions_give_high_then_low_confidence() {
         let mut t = vec![0u64; 65];
         let mut u = vec![0u64; 65];
-        for d in 0..10 {
-            t[d] = 100;
-        }
-        for d in 25..40 {
-            u[d] = 10_000;
-        }
+        t[..10].fill(100);
+        u[25..40].fill(10_000);
         let c = curve(&t, &u, 0.01);
         assert!(c[0] > 0.9, "{}", c[0]);
         assert!(c[30] < 0.01, "{}", c[30]);

@@ -474,6 +474,7 @@ fn blend(p: &mut Rgb<u8>, colour: [u8; 3], alpha: f32) {
 }
 
 /// Draws one line of text (DejaVu Sans Bold) centred in the box, as large as fits.
+#[allow(clippy::too_many_arguments)] // a box, a colour and an opacity: grouping them hides nothing
 fn draw_text_fitted(
     img: &mut RgbImage,
     text: &str,

@@ -219,11 +219,14 @@ fn load_corpus(dir: &Path, max_side: u32) -> Result<Vec<Picture>, EvalError> {
     Ok(out)
 }
 
+/// Sets a [`Screener`] up on the banked pictures.
+pub type MakeScreener = dyn Fn(&[BankedPicture<'_>]) -> Result<Box<dyn Screener>, String>;
+
 /// Runs the evaluation. `make_screener` sets the decision under test up on the banked pictures
 /// (`None`: compare methods only).
 pub fn run(
     config: &EvalConfig,
-    make_screener: Option<&dyn Fn(&[BankedPicture<'_>]) -> Result<Box<dyn Screener>, String>>,
+    make_screener: Option<&MakeScreener>,
 ) -> Result<EvalRun, EvalError> {
     let started = Instant::now();
     let pictures = load_corpus(&config.corpus, config.max_side)?;
@@ -232,7 +235,13 @@ pub fn run(
     }
     // Deterministic split: every other picture in name order is banked.
     let banked: Vec<usize> = (0..pictures.len()).step_by(2).collect();
-    let entry_of = |p: usize| if p % 2 == 0 { Some(p / 2) } else { None };
+    let entry_of = |p: usize| {
+        if p.is_multiple_of(2) {
+            Some(p / 2)
+        } else {
+            None
+        }
+    };
     let hasher = bank_hasher();
     let mut entries: Vec<ImageHashes> = Vec::with_capacity(banked.len());
     for &p in &banked {
@@ -317,7 +326,7 @@ pub fn run(
                             continue;
                         }
                     };
-                    let timed = i % config.timing_every.max(1) == 0;
+                    let timed = i.is_multiple_of(config.timing_every.max(1));
                     if timed {
                         let t = Instant::now();
                         if let Ok(h) = baseline_hasher.hash_bytes(&bytes) {

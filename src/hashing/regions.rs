@@ -169,10 +169,10 @@ fn longest_busy_run(busy: &[bool], max_gap: usize) -> Option<(usize, usize)> {
                 start = Some(i);
             }
             last_busy = i;
-            if let Some(s) = start {
-                if best.is_none_or(|(bs, be)| last_busy + 1 - s > be - bs) {
-                    best = Some((s, last_busy + 1));
-                }
+            if let Some(s) = start
+                && best.is_none_or(|(bs, be)| last_busy + 1 - s > be - bs)
+            {
+                best = Some((s, last_busy + 1));
             }
         }
     }
@@ -356,8 +356,24 @@ mod tests {
         // The trimmed box (text lines included) and the photo itself are both looked up.
         let regions = query_regions(&page);
         assert_eq!(regions.len(), 2, "{regions:?}");
-        assert_eq!(regions[0], Rect { x: 0, y: 40, width: 300, height: 363 });
-        assert_eq!(regions[1], Rect { x: 0, y: 120, width: 300, height: 200 });
+        assert_eq!(
+            regions[0],
+            Rect {
+                x: 0,
+                y: 40,
+                width: 300,
+                height: 363
+            }
+        );
+        assert_eq!(
+            regions[1],
+            Rect {
+                x: 0,
+                y: 120,
+                width: 300,
+                height: 200
+            }
+        );
         assert!(query_regions(&photo).is_empty());
     }
 

@@ -33,7 +33,9 @@ pub fn confidence_of(algorithm: Algorithm, kind: PdqKind, distance: u32) -> f64 
         (Algorithm::Pdq, PdqKind::Region) => "pdq_region",
         (a, _) => a.name(),
     };
-    SHIPPED_TABLE.confidence(table, distance).unwrap_or_else(|| fallback(algorithm, distance))
+    SHIPPED_TABLE
+        .confidence(table, distance)
+        .unwrap_or_else(|| fallback(algorithm, distance))
 }
 
 fn fallback(algorithm: Algorithm, distance: u32) -> f64 {
