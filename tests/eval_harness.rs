@@ -34,15 +34,15 @@ impl Screener for Planted {
     fn screen(&self, hashes: &ImageHashes) -> Result<Vec<ScreenHit>, String> {
         let mut hits = Vec::new();
         for (entry, e) in self.entries.iter().enumerate() {
-            if let Some(d) = Method::PdqDihedral.distance(hashes, e) {
-                if d <= 31 {
-                    hits.push(ScreenHit {
-                        entry,
-                        confidence: 0.9,
-                        distance: d,
-                        how: "pdq".into(),
-                    });
-                }
+            if let Some(d) = Method::PdqDihedral.distance(hashes, e)
+                && d <= 31
+            {
+                hits.push(ScreenHit {
+                    entry,
+                    confidence: 0.9,
+                    distance: d,
+                    how: "pdq".into(),
+                });
             }
         }
         let own = self.entries.iter().position(|e| {
