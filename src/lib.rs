@@ -5,6 +5,7 @@
 pub mod bits;
 pub mod config;
 pub mod cli;
+pub mod eval;
 pub mod hashing;
 pub mod index;
 pub mod matcher;

@@ -220,3 +220,95 @@ mod tests {
         assert!(img.to_rgb8().pixels().any(|p| p.0 != [255, 255, 255]));
     }
 }
+
+/// Horizontal grouped bars: one row per category, one bar per series, values in 0..=`max`.
+#[derive(Debug, Clone)]
+pub struct BarChart {
+    pub title: String,
+    pub value_label: String,
+    pub categories: Vec<String>,
+    /// (series name, one value per category).
+    pub series: Vec<(String, Vec<f64>)>,
+    pub max: f64,
+}
+
+impl BarChart {
+    pub fn write_png(&self, path: &Path) -> Result<(), PlotError> {
+        plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular())
+            .map_err(|_| PlotError::Draw("cannot load the DejaVu font".into()))?;
+        if self.categories.is_empty() || self.series.is_empty() {
+            return Err(PlotError::Empty);
+        }
+        let row_h = 10 + 9 * self.series.len() as u32;
+        let (width, height) = (1400u32, 140 + row_h * self.categories.len() as u32);
+        let mut buf = vec![0u8; (width * height * 3) as usize];
+        {
+            let root = BitMapBackend::with_buffer(&mut buf, (width, height)).into_drawing_area();
+            root.fill(&WHITE).map_err(draw_err)?;
+            let n = self.categories.len();
+            let mut chart = ChartBuilder::on(&root)
+                .caption(&self.title, ("sans-serif", 28))
+                .margin(20)
+                .x_label_area_size(50)
+                .y_label_area_size(260)
+                .build_cartesian_2d(0.0..self.max, 0.0..n as f64)
+                .map_err(draw_err)?;
+            let names = self.categories.clone();
+            chart
+                .configure_mesh()
+                .x_desc(&self.value_label)
+                .y_labels(n * 2 + 1)
+                .y_label_formatter(&|v| {
+                    // Labels sit at row centres (k + 0.5), counted from the top.
+                    let k = v - v.floor();
+                    if (k - 0.5).abs() < 1e-6 {
+                        names
+                            .get(n - 1 - v.floor() as usize)
+                            .cloned()
+                            .unwrap_or_default()
+                    } else {
+                        String::new()
+                    }
+                })
+                .label_style(("sans-serif", 15))
+                .axis_desc_style(("sans-serif", 20))
+                .draw()
+                .map_err(draw_err)?;
+            let k = self.series.len() as f64;
+            for (j, (name, values)) in self.series.iter().enumerate() {
+                let color = Palette99::pick(j).to_rgba();
+                let style = ShapeStyle {
+                    color,
+                    filled: true,
+                    stroke_width: 1,
+                };
+                chart
+                    .draw_series(values.iter().enumerate().map(|(i, &v)| {
+                        let row = (n - 1 - i) as f64;
+                        let y0 = row + 0.9 - (j as f64 + 1.0) * 0.8 / k;
+                        Rectangle::new([(0.0, y0), (v, y0 + 0.8 / k)], style)
+                    }))
+                    .map_err(draw_err)?
+                    .label(name)
+                    .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 16, y + 6)], style));
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::LowerRight)
+                .label_font(("sans-serif", 16))
+                .background_style(WHITE.mix(0.9))
+                .border_style(BLACK)
+                .draw()
+                .map_err(draw_err)?;
+            root.present().map_err(draw_err)?;
+        }
+        let image = image::RgbImage::from_raw(width, height, buf)
+            .ok_or_else(|| PlotError::Draw("buffer size does not match the image".into()))?;
+        image
+            .save_with_format(path, image::ImageFormat::Png)
+            .map_err(|e| PlotError::Write {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })
+    }
+}

@@ -8,6 +8,7 @@ pub mod bench_store;
 pub mod client;
 pub mod entries;
 mod entries_images;
+pub mod eval;
 pub mod hash;
 pub mod import_export;
 pub mod keys;
@@ -57,6 +58,8 @@ pub enum Command {
     Keys(keys::KeysArgs),
     /// Talk to a running server: create a bank, add an image, screen files.
     Client(client::ClientArgs),
+    /// Recall and false matches on edited copies of a corpus (TSV and plots).
+    Eval(eval::EvalArgs),
     /// Benchmarks that run outside the test suite.
     Bench {
         #[command(subcommand)]
@@ -97,6 +100,10 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Keys(args) => keys::run(args),
         Command::Client(args) => client::run(args),
+        Command::Eval(args) => eval::run(args),
+        Command::Bench {
+            which: BenchCommand::Lookup(args),
+        } => bench_lookup::run(args),
     };
     match result {
         Ok(code) => code,

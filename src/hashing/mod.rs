@@ -22,6 +22,7 @@ pub mod decode;
 pub mod exact;
 pub mod pdq;
 pub mod perceptual64;
+pub mod regions;
 
 use image::{DynamicImage, GenericImageView, ImageFormat};
 
@@ -147,6 +148,8 @@ impl FromIterator<Algorithm> for AlgorithmSet {
 pub struct HasherBuilder {
     algorithms: AlgorithmSet,
     dihedral: bool,
+    regions: bool,
+    windows: bool,
     limits: DecodeLimits,
 }
 
@@ -155,6 +158,8 @@ impl Default for HasherBuilder {
         HasherBuilder {
             algorithms: AlgorithmSet::all(),
             dihedral: false,
+            regions: false,
+            windows: false,
             limits: DecodeLimits::default(),
         }
     }
@@ -176,6 +181,20 @@ impl HasherBuilder {
         self
     }
 
+    /// Also compute PDQ of the upload's content boxes (borders trimmed, the photo inside a
+    /// screenshot), see [`regions::query_regions`]: what a screen looks up besides the whole.
+    pub fn regions(mut self, regions: bool) -> Self {
+        self.regions = regions;
+        self
+    }
+
+    /// Also compute PDQ of the banking windows (crops), see [`regions::BANK_WINDOWS`]: what a
+    /// bank entry added from pixels holds besides the whole.
+    pub fn windows(mut self, windows: bool) -> Self {
+        self.windows = windows;
+        self
+    }
+
     pub fn limits(mut self, limits: DecodeLimits) -> Self {
         self.limits = limits;
         self
@@ -185,6 +204,8 @@ impl HasherBuilder {
         ImageHasher {
             algorithms: self.algorithms,
             dihedral: self.dihedral,
+            regions: self.regions,
+            windows: self.windows,
             limits: self.limits,
             perceptual64: perceptual64::Perceptual64::default(),
         }
@@ -195,6 +216,8 @@ impl HasherBuilder {
 pub struct ImageHasher {
     algorithms: AlgorithmSet,
     dihedral: bool,
+    regions: bool,
+    windows: bool,
     limits: DecodeLimits,
     perceptual64: perceptual64::Perceptual64,
 }
@@ -218,6 +241,20 @@ pub struct ImageHashes {
     pub dhash: Option<Hash64>,
     pub md5: Option<Md5Hash>,
     pub sha256: Option<Hash256>,
+    /// PDQ of the content boxes (only with [`HasherBuilder::regions`]).
+    pub pdq_regions: Vec<RegionPdq>,
+    /// PDQ of the banking windows, in [`regions::BANK_WINDOWS`] order (only with
+    /// [`HasherBuilder::windows`]).
+    pub pdq_windows: Vec<PdqHash>,
+}
+
+/// PDQ of one sub-rectangle of the displayed picture.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RegionPdq {
+    pub rect: regions::Rect,
+    pub pdq: PdqHash,
+    /// All eight rotations and mirrors of the region (with [`HasherBuilder::dihedral`]).
+    pub dihedral: Option<[PdqHash; 8]>,
 }
 
 /// How a transparent picture becomes opaque before hashing.
@@ -258,6 +295,8 @@ impl ImageHasher {
                 dhash: None,
                 md5: None,
                 sha256: None,
+                pdq_regions: Vec::new(),
+                pdq_windows: Vec::new(),
             }
         };
         if wants(Algorithm::Md5) {
@@ -288,6 +327,8 @@ impl ImageHasher {
             dhash: None,
             md5: None,
             sha256: None,
+            pdq_regions: Vec::new(),
+            pdq_windows: Vec::new(),
         };
         if wants(Algorithm::Pdq) {
             let stored_luma = luma_plane(&decoded.stored, AlphaRule::IgnoreAlpha);
@@ -303,6 +344,23 @@ impl ImageHasher {
             out.pdq = Some(coeffs.hash());
             if self.dihedral {
                 out.pdq_dihedral = Some(coeffs.all_dihedral_hashes());
+            }
+            if self.regions {
+                for rect in regions::query_regions(&displayed_luma) {
+                    let c = pdq::pdq_coefficients(&regions::crop_plane(&displayed_luma, rect));
+                    out.pdq_regions.push(RegionPdq {
+                        rect,
+                        pdq: c.hash(),
+                        dihedral: self.dihedral.then(|| c.all_dihedral_hashes()),
+                    });
+                }
+            }
+            if self.windows {
+                for w in regions::BANK_WINDOWS {
+                    let rect = regions::window_rect(&displayed_luma, w);
+                    out.pdq_windows
+                        .push(pdq::pdq_hash(&regions::crop_plane(&displayed_luma, rect)));
+                }
             }
         }
         if wants(Algorithm::Phash) || wants(Algorithm::Dhash) {

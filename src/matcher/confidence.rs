@@ -1,26 +1,46 @@
-//! Match confidence: 0..1, 1 at distance 0, falling with distance.
+//! Match confidence: 0..1, the observed fraction of true matches at a distance.
 //!
-//! Until the evaluation harness produces a calibration table (observed fraction of true matches at
-//! each distance), confidence is a fixed curve per hash width:
+//! The values come from the calibration table measured by `vigie eval` (see
+//! [`super::calibration`]): per algorithm, the fraction of (upload, entry) pairs at that distance
+//! that were an edited copy and its own picture, under the prior the table states. PDQ matches of
+//! a region (a trimmed content box or a banked crop window) read the `pdq_region` table.
 //!
-//! `confidence = max(0, 1 - (d / (w / 4))^2)` for a perceptual hash of `w` bits at distance `d`;
-//! exact hashes (MD5, SHA-256) match only at distance 0, with confidence 1.
-//!
-//! Why this shape: the distance between unrelated pictures clusters around `w / 2` (128 bits for
-//! PDQ), and true matches of lightly edited copies sit far below it. The curve reaches 0 halfway
-//! to chance (64 bits for PDQ, 16 for the 64-bit hashes), is flat near 0 (a few bits of
-//! recompression noise cost almost nothing), and gives 0.77 at PDQ's usual threshold of 31 and 0.75
-//! at the 64-bit hashes' 8.
+//! Exact hashes (MD5, SHA-256) match only at distance 0, with confidence 1. An algorithm missing
+//! from the table falls back to a fixed curve per hash width, `max(0, 1 - (d / (w / 4))^2)`:
+//! unrelated pictures sit near `w / 2`, so it reaches 0 halfway to chance.
 
+use super::calibration::SHIPPED_TABLE;
 use crate::store::Algorithm;
 
+/// Which calibration table a PDQ match reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PdqKind {
+    /// The whole picture (any rotation or mirror).
+    Whole,
+    /// A content box of the upload or a crop window of the entry.
+    Region,
+}
+
 pub fn confidence(algorithm: Algorithm, distance: u32) -> f64 {
+    confidence_of(algorithm, PdqKind::Whole, distance)
+}
+
+pub fn confidence_of(algorithm: Algorithm, kind: PdqKind, distance: u32) -> f64 {
     if !algorithm.is_perceptual() {
         return if distance == 0 { 1.0 } else { 0.0 };
     }
+    let table = match (algorithm, kind) {
+        (Algorithm::Pdq, PdqKind::Region) => "pdq_region",
+        (a, _) => a.name(),
+    };
+    SHIPPED_TABLE
+        .confidence(table, distance)
+        .unwrap_or_else(|| fallback(algorithm, distance))
+}
+
+fn fallback(algorithm: Algorithm, distance: u32) -> f64 {
     let bits = (algorithm.byte_len() * 8) as f64;
-    let scale = bits / 4.0;
-    let x = f64::from(distance) / scale;
+    let x = f64::from(distance) / (bits / 4.0);
     (1.0 - x * x).max(0.0)
 }
 
@@ -29,21 +49,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn one_at_zero_and_monotone_falling() {
+    fn calibrated_one_near_zero_and_monotone_falling() {
         for a in Algorithm::ALL {
-            assert_eq!(confidence(a, 0), 1.0);
+            assert!(confidence(a, 0) > 0.9, "{a}");
         }
         for a in [Algorithm::Pdq, Algorithm::Phash, Algorithm::Dhash] {
             let mut last = 1.0;
-            for d in 1..=64 {
+            for d in 0..=64 {
                 let c = confidence(a, d);
                 assert!(c <= last && (0.0..=1.0).contains(&c), "{a} {d}");
                 last = c;
             }
         }
-        assert!((confidence(Algorithm::Pdq, 31) - 0.7654).abs() < 1e-3);
-        assert_eq!(confidence(Algorithm::Pdq, 64), 0.0);
-        assert_eq!(confidence(Algorithm::Phash, 8), 0.75);
+        // Unrelated pictures sit near half the bits: no confidence there.
+        assert!(confidence(Algorithm::Pdq, 100) < 0.01);
+        assert!(confidence(Algorithm::Phash, 30) < 0.01);
         assert_eq!(confidence(Algorithm::Md5, 1), 0.0);
+        assert!(confidence_of(Algorithm::Pdq, PdqKind::Region, 0) > 0.9);
+        assert_eq!(fallback(Algorithm::Pdq, 64), 0.0);
     }
 }

@@ -9,6 +9,7 @@
 //! A write reaches the indexes after the store acknowledged it and before the API call returns,
 //! so every screen that starts after an `AddEntries` returned sees the new entries.
 
+pub mod calibration;
 pub mod confidence;
 
 use std::collections::{BTreeMap, HashMap};
@@ -43,6 +44,8 @@ pub struct Candidate {
     pub distance: u32,
     /// The upload's transform under which it matched (`Original` for none).
     pub transform: Dihedral,
+    /// Matched through a content box of the upload (borders trimmed, screenshot photo).
+    pub region: bool,
 }
 
 /// What to look up for one upload.
@@ -51,6 +54,8 @@ pub struct QueryHashes {
     /// PDQ hashes with the transform each stands for: the displayed picture first, then its
     /// dihedral variants, and Meta's-rule hash when it differs.
     pub pdq: Vec<(Dihedral, Hash256)>,
+    /// PDQ of the upload's content boxes (see `hashing::regions`), each with its transforms.
+    pub pdq_regions: Vec<(Dihedral, Hash256)>,
     pub phash: Option<Hash64>,
     pub dhash: Option<Hash64>,
     pub md5: Option<Md5>,
@@ -136,7 +141,12 @@ impl HashIndexes {
         if let Some(r) = radius(Algorithm::Pdq) {
             for (transform, h) in &query.pdq {
                 for (id, distance) in self.pdq.search(h, r) {
-                    out.push(Candidate { id, algorithm: Algorithm::Pdq, distance, transform: *transform });
+                    out.push(Candidate { id, algorithm: Algorithm::Pdq, distance, transform: *transform, region: false });
+                }
+            }
+            for (transform, h) in &query.pdq_regions {
+                for (id, distance) in self.pdq.search(h, r) {
+                    out.push(Candidate { id, algorithm: Algorithm::Pdq, distance, transform: *transform, region: true });
                 }
             }
         }
@@ -145,18 +155,18 @@ impl HashIndexes {
         {
             if let (Some(r), Some(h)) = (radius(algorithm), hash) {
                 for (id, distance) in index.search(&h, r) {
-                    out.push(Candidate { id, algorithm, distance, transform: Dihedral::Original });
+                    out.push(Candidate { id, algorithm, distance, transform: Dihedral::Original, region: false });
                 }
             }
         }
         if let (Some(_), Some(h)) = (radius(Algorithm::Md5), query.md5) {
             for &id in self.md5.read().unwrap_or_else(lock_poisoned).get(&h).into_iter().flatten() {
-                out.push(Candidate { id, algorithm: Algorithm::Md5, distance: 0, transform: Dihedral::Original });
+                out.push(Candidate { id, algorithm: Algorithm::Md5, distance: 0, transform: Dihedral::Original, region: false });
             }
         }
         if let (Some(_), Some(h)) = (radius(Algorithm::Sha256), query.sha256) {
             for &id in self.sha256.read().unwrap_or_else(lock_poisoned).get(&h).into_iter().flatten() {
-                out.push(Candidate { id, algorithm: Algorithm::Sha256, distance: 0, transform: Dihedral::Original });
+                out.push(Candidate { id, algorithm: Algorithm::Sha256, distance: 0, transform: Dihedral::Original, region: false });
             }
         }
         out
@@ -203,7 +213,14 @@ impl QueryHashes {
     /// The lookups for an uploaded image's hashes. PDQ of quality below [`MIN_PDQ_QUALITY`] is left
     /// out (and said so in `notes`).
     pub fn from_image(h: &ImageHashes, notes: &mut Vec<String>) -> QueryHashes {
-        let mut q = QueryHashes { phash: h.phash, dhash: h.dhash, md5: h.md5, sha256: h.sha256, pdq: Vec::new() };
+        let mut q = QueryHashes {
+            phash: h.phash,
+            dhash: h.dhash,
+            md5: h.md5,
+            sha256: h.sha256,
+            pdq: Vec::new(),
+            pdq_regions: Vec::new(),
+        };
         if let Some(pdq) = h.pdq {
             if pdq.quality < MIN_PDQ_QUALITY {
                 notes.push(format!(
@@ -221,6 +238,14 @@ impl QueryHashes {
                 }
             }
         }
+        // Content boxes (trimmed borders, the photo in a screenshot) are looked up on their own
+        // quality: a framed picture whose frame dragged the whole hash's quality down still counts.
+        for region in h.pdq_regions.iter().filter(|r| r.pdq.quality >= MIN_PDQ_QUALITY) {
+            match region.dihedral {
+                Some(all) => q.pdq_regions.extend(Dihedral::ALL.iter().copied().zip(all.iter().map(|p| p.hash))),
+                None => q.pdq_regions.push((Dihedral::Original, region.pdq.hash)),
+            }
+        }
         q
     }
 
@@ -228,6 +253,7 @@ impl QueryHashes {
     pub fn from_hashes(hashes: &EntryHashes) -> QueryHashes {
         QueryHashes {
             pdq: hashes.pdq.map(|h| vec![(Dihedral::Original, h)]).unwrap_or_default(),
+            pdq_regions: Vec::new(),
             phash: hashes.phash,
             dhash: hashes.dhash,
             md5: hashes.md5,
@@ -340,7 +366,11 @@ impl Matcher<'_> {
                 label: entry.label.clone(),
                 algorithm: c.algorithm,
                 distance: c.distance,
-                confidence: confidence::confidence(c.algorithm, c.distance),
+                confidence: confidence::confidence_of(
+                    c.algorithm,
+                    if c.region { confidence::PdqKind::Region } else { confidence::PdqKind::Whole },
+                    c.distance,
+                ),
                 transform: c.transform,
                 suppressed: false,
             };

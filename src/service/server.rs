@@ -145,8 +145,10 @@ pub async fn start(config: ServerConfig, store: Arc<Store>) -> Result<RunningSer
     let addr = listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen, source })?;
     let metrics = Arc::new(Metrics::default());
     let indexes = Arc::new(HashIndexes::new());
+    // Screens look up the upload's content boxes too (trimmed borders, the photo in a screenshot).
     let hasher = HasherBuilder::new()
         .dihedral(true)
+        .regions(true)
         .limits(crate::hashing::DecodeLimits { max_encoded_bytes: config.limits.max_image_bytes, ..Default::default() })
         .build();
     let state = Arc::new(ServiceState::new(store.clone(), indexes.clone(), hasher, config.limits.clone(), metrics.clone()));

@@ -1,0 +1,65 @@
+//! `vigie eval --corpus DIR [--out DIR]`: recall and false matches on edited copies of a corpus.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::CliError;
+use crate::eval::{self, EvalConfig, report};
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Directory of pictures: every other one (name order) is banked, the rest stay unbanked.
+    #[arg(long)]
+    pub corpus: PathBuf,
+    /// Where the TSV files and plots go.
+    #[arg(long, default_value = "eval-out")]
+    pub out: PathBuf,
+    /// Worker threads.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Only these edits (comma-separated names); all by default.
+    #[arg(long)]
+    pub edits: Option<String>,
+    /// Also write the calibration table (distance -> confidence) the matcher compiles in.
+    #[arg(long, num_args = 0..=1, default_missing_value = "src/matcher/calibration.tsv")]
+    pub calibrate: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+pub fn run(args: EvalArgs) -> Result<ExitCode, CliError> {
+    let mut config = EvalConfig::new(&args.corpus);
+    config.threads = args.threads.max(1);
+    config.progress = !args.quiet;
+    if let Some(list) = &args.edits {
+        let wanted: Vec<&str> = list.split(',').map(str::trim).collect();
+        config.edits.retain(|e| wanted.contains(&e.name));
+        if config.edits.is_empty() {
+            return Err(CliError(format!("no known edit in {list:?}")));
+        }
+    }
+    std::fs::create_dir_all(&args.out)?;
+    let run = eval::run(&config, None).map_err(|e| CliError(e.to_string()))?;
+    let summary = report::text_summary(&run);
+    print!("{summary}");
+    std::fs::write(args.out.join("summary.txt"), &summary)?;
+    report::write_tsv(&run, &args.out)?;
+    report::write_plots(&run, &args.out).map_err(|e| CliError(e.to_string()))?;
+    if let Some(path) = &args.calibrate {
+        let source = format!(
+            "{} pictures of {}",
+            run.pictures.len(),
+            args.corpus.display()
+        );
+        std::fs::write(
+            path,
+            eval::calibrate::table(&run.histograms, eval::calibrate::PRIOR, &source),
+        )?;
+        eprintln!("wrote calibration table {}", path.display());
+    }
+    eprintln!("wrote {}", args.out.display());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,418 @@
+//! The evaluation run: load, split, bank, edit, hash, compare, screen; both cores.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use image::RgbImage;
+use image::imageops::FilterType;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::Method;
+use super::edits::Edit;
+use crate::hashing::{self, AlgorithmSet, DecodeLimits, HasherBuilder, ImageHasher, ImageHashes};
+use crate::index::HammingIndex;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error("reading {path}: {message}")]
+    Io { path: String, message: String },
+    #[error("the corpus at {0} holds fewer than 2 decodable pictures")]
+    TooSmall(String),
+    #[error("setting up the bank: {0}")]
+    Bank(String),
+}
+
+/// What to evaluate.
+#[derive(Clone, Debug)]
+pub struct EvalConfig {
+    pub corpus: PathBuf,
+    pub edits: Vec<Edit>,
+    /// Edited copies are made from the picture shrunk to this longest side (the corpus's own
+    /// pictures are at most 1024 px but for a few large ones; reposts are rarely larger).
+    pub max_side: u32,
+    pub threads: usize,
+    /// Time the baseline and the full screen on every `timing_every`-th query.
+    pub timing_every: usize,
+    pub progress: bool,
+}
+
+impl EvalConfig {
+    pub fn new(corpus: impl Into<PathBuf>) -> Self {
+        EvalConfig {
+            corpus: corpus.into(),
+            edits: super::edits::catalogue(),
+            max_side: 1024,
+            threads: 2,
+            timing_every: 4,
+            progress: true,
+        }
+    }
+}
+
+/// A banked corpus picture, as the screener needs it.
+pub struct BankedPicture<'a> {
+    /// Index of the entry (0-based, in banking order).
+    pub entry: usize,
+    pub name: &'a str,
+    pub bytes: &'a [u8],
+    pub hashes: &'a ImageHashes,
+}
+
+/// One match a screen reported.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScreenHit {
+    pub entry: usize,
+    pub confidence: f64,
+    pub distance: u32,
+    pub how: String,
+}
+
+/// The decision under test: the service's matcher, set up on the banked pictures.
+pub trait Screener: Sync {
+    /// Screens an upload's hashes (made by [`query_hasher`]); the matched banked entries.
+    fn screen(&self, hashes: &ImageHashes) -> Result<Vec<ScreenHit>, String>;
+}
+
+/// The hasher for uploads: everything the service computes for a screen.
+pub fn query_hasher() -> ImageHasher {
+    HasherBuilder::new().dihedral(true).regions(true).build()
+}
+
+/// The hasher for banked pictures: also the crop windows.
+pub fn bank_hasher() -> ImageHasher {
+    HasherBuilder::new().dihedral(true).windows(true).build()
+}
+
+/// One edited copy, screened.
+#[derive(Clone, Debug)]
+pub struct QueryResult {
+    pub picture: usize,
+    pub edit: usize,
+    /// The banked entry this picture is, if it is banked.
+    pub entry: Option<usize>,
+    /// Per [`Method::ALL`]: distance to its own entry (banked pictures only).
+    pub true_distance: Vec<Option<u32>>,
+    /// Per method: distance to the nearest entry that is not its own.
+    pub wrong_distance: Vec<Option<u32>>,
+    /// The screener's verdict: matched its own entry / matched some other entry.
+    pub screened: Option<Verdict>,
+    /// Set when the edit or its hashing failed.
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verdict {
+    pub found: bool,
+    pub false_match: bool,
+    /// Confidence of the match of its own entry.
+    pub confidence: Option<f64>,
+    /// Highest confidence among wrong entries.
+    pub wrong_confidence: Option<f64>,
+}
+
+/// Distance histograms of true and unrelated (query, entry) pairs, per method.
+#[derive(Clone, Debug)]
+pub struct Histograms {
+    pub true_pairs: Vec<Vec<u64>>,
+    pub unrelated_pairs: Vec<Vec<u64>>,
+}
+
+impl Histograms {
+    fn new() -> Self {
+        let make = || {
+            Method::ALL
+                .iter()
+                .map(|m| vec![0u64; m.bits() as usize + 1])
+                .collect()
+        };
+        Histograms {
+            true_pairs: make(),
+            unrelated_pairs: make(),
+        }
+    }
+
+    fn add(&mut self, other: &Histograms) {
+        for (a, b) in self.true_pairs.iter_mut().zip(&other.true_pairs) {
+            a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+        }
+        for (a, b) in self.unrelated_pairs.iter_mut().zip(&other.unrelated_pairs) {
+            a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+        }
+    }
+}
+
+/// Everything a run measured.
+pub struct EvalRun {
+    pub pictures: Vec<String>,
+    pub banked: Vec<usize>,
+    pub edits: Vec<Edit>,
+    pub results: Vec<QueryResult>,
+    pub histograms: Histograms,
+    /// Per timed query: the baseline (decode + PDQ with rotations + index lookup) and the full
+    /// screen (decode + every hash + regions + the screener).
+    pub baseline_times: Vec<Duration>,
+    pub full_times: Vec<Duration>,
+    pub elapsed: Duration,
+}
+
+struct Picture {
+    name: String,
+    bytes: Vec<u8>,
+    source: RgbImage,
+}
+
+fn load_corpus(dir: &Path, max_side: u32) -> Result<Vec<Picture>, EvalError> {
+    let io = |e: std::io::Error| EvalError::Io {
+        path: dir.display().to_string(),
+        message: e.to_string(),
+    };
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let ext = p
+                .extension()
+                .and_then(|e| e.to_str())
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            matches!(
+                ext.as_str(),
+                "jpg" | "jpeg" | "png" | "webp" | "gif" | "bmp" | "tif" | "tiff"
+            )
+        })
+        .collect();
+    names.sort();
+    let limits = DecodeLimits::default();
+    let mut out = Vec::new();
+    for path in names {
+        let bytes = std::fs::read(&path).map_err(|e| EvalError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        // A file the service would refuse is not part of the evaluation.
+        let Ok(decoded) = hashing::decode::decode(&bytes, &limits) else {
+            continue;
+        };
+        let mut source = hashing::displayed_picture(&decoded).to_rgb8();
+        let (w, h) = source.dimensions();
+        if w.max(h) > max_side {
+            let f = max_side as f32 / w.max(h) as f32;
+            source = image::imageops::resize(
+                &source,
+                ((w as f32 * f).round() as u32).max(1),
+                ((h as f32 * f).round() as u32).max(1),
+                FilterType::Triangle,
+            );
+        }
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        out.push(Picture {
+            name,
+            bytes,
+            source,
+        });
+    }
+    Ok(out)
+}
+
+/// Sets a [`Screener`] up on the banked pictures.
+pub type MakeScreener = dyn Fn(&[BankedPicture<'_>]) -> Result<Box<dyn Screener>, String>;
+
+/// Runs the evaluation. `make_screener` sets the decision under test up on the banked pictures
+/// (`None`: compare methods only).
+pub fn run(
+    config: &EvalConfig,
+    make_screener: Option<&MakeScreener>,
+) -> Result<EvalRun, EvalError> {
+    let started = Instant::now();
+    let pictures = load_corpus(&config.corpus, config.max_side)?;
+    if pictures.len() < 2 {
+        return Err(EvalError::TooSmall(config.corpus.display().to_string()));
+    }
+    // Deterministic split: every other picture in name order is banked.
+    let banked: Vec<usize> = (0..pictures.len()).step_by(2).collect();
+    let entry_of = |p: usize| {
+        if p.is_multiple_of(2) {
+            Some(p / 2)
+        } else {
+            None
+        }
+    };
+    let hasher = bank_hasher();
+    let mut entries: Vec<ImageHashes> = Vec::with_capacity(banked.len());
+    for &p in &banked {
+        let h = hasher
+            .hash_bytes(&pictures[p].bytes)
+            .map_err(|e| EvalError::Bank(format!("{}: {e}", pictures[p].name)))?;
+        entries.push(h);
+    }
+    let screener = match make_screener {
+        Some(make) => {
+            let view: Vec<BankedPicture<'_>> = banked
+                .iter()
+                .enumerate()
+                .map(|(entry, &p)| BankedPicture {
+                    entry,
+                    name: &pictures[p].name,
+                    bytes: &pictures[p].bytes,
+                    hashes: &entries[entry],
+                })
+                .collect();
+            Some(make(&view).map_err(EvalError::Bank)?)
+        }
+        None => None,
+    };
+    // The baseline's index: every banked PDQ, searched with the upload's eight transforms.
+    let baseline_index: HammingIndex<4> = HammingIndex::new();
+    for (e, h) in entries.iter().enumerate() {
+        if let Some(p) = h.pdq {
+            baseline_index
+                .insert(p.hash, e as u64)
+                .map_err(|e| EvalError::Bank(e.to_string()))?;
+        }
+    }
+    let baseline_hasher = HasherBuilder::new()
+        .algorithms(AlgorithmSet::parse("pdq").map_err(EvalError::Bank)?)
+        .dihedral(true)
+        .build();
+    let query = query_hasher();
+
+    let jobs: Vec<(usize, usize)> = (0..pictures.len())
+        .flat_map(|p| (0..config.edits.len()).map(move |e| (p, e)))
+        .collect();
+    let progress = if config.progress {
+        ProgressBar::new(jobs.len() as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    progress.set_style(
+        ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:40}] {pos}/{len} edited copies ({eta} left)",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let next = AtomicUsize::new(0);
+    let collected = Mutex::new((Vec::new(), Histograms::new(), Vec::new(), Vec::new()));
+    std::thread::scope(|scope| {
+        for _ in 0..config.threads.max(1) {
+            scope.spawn(|| {
+                let mut results = Vec::new();
+                let mut hist = Histograms::new();
+                let (mut base_t, mut full_t) = (Vec::new(), Vec::new());
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&(p, e)) = jobs.get(i) else { break };
+                    let edit = &config.edits[e];
+                    let seed = (p as u64) << 16 | e as u64;
+                    let mut result = QueryResult {
+                        picture: p,
+                        edit: e,
+                        entry: entry_of(p),
+                        true_distance: vec![None; Method::ALL.len()],
+                        wrong_distance: vec![None; Method::ALL.len()],
+                        screened: None,
+                        error: None,
+                    };
+                    let bytes = match edit.apply(&pictures[p].source, seed) {
+                        Ok(b) => b,
+                        Err(err) => {
+                            result.error = Some(err.to_string());
+                            results.push(result);
+                            progress.inc(1);
+                            continue;
+                        }
+                    };
+                    let timed = i.is_multiple_of(config.timing_every.max(1));
+                    if timed {
+                        let t = Instant::now();
+                        if let Ok(h) = baseline_hasher.hash_bytes(&bytes) {
+                            for d in h.pdq_dihedral.iter().flatten() {
+                                std::hint::black_box(baseline_index.search(&d.hash, 31));
+                            }
+                        }
+                        base_t.push(t.elapsed());
+                    }
+                    let t = Instant::now();
+                    let hashes = match query.hash_bytes(&bytes) {
+                        Ok(h) => h,
+                        Err(err) => {
+                            result.error = Some(err.to_string());
+                            results.push(result);
+                            progress.inc(1);
+                            continue;
+                        }
+                    };
+                    if let Some(s) = &screener {
+                        match s.screen(&hashes) {
+                            Ok(hits) => {
+                                if timed {
+                                    full_t.push(t.elapsed());
+                                }
+                                let own = result.entry;
+                                let mine = hits
+                                    .iter()
+                                    .filter(|h| Some(h.entry) == own)
+                                    .map(|h| h.confidence)
+                                    .reduce(f64::max);
+                                let wrong = hits
+                                    .iter()
+                                    .filter(|h| Some(h.entry) != own)
+                                    .map(|h| h.confidence)
+                                    .reduce(f64::max);
+                                result.screened = Some(Verdict {
+                                    found: mine.is_some(),
+                                    false_match: wrong.is_some(),
+                                    confidence: mine,
+                                    wrong_confidence: wrong,
+                                });
+                            }
+                            Err(err) => result.error = Some(err),
+                        }
+                    } else if timed {
+                        full_t.push(t.elapsed());
+                    }
+                    for (mi, m) in Method::ALL.iter().enumerate() {
+                        for (entry, eh) in entries.iter().enumerate() {
+                            let Some(d) = m.distance(&hashes, eh) else {
+                                continue;
+                            };
+                            if Some(entry) == result.entry {
+                                result.true_distance[mi] = Some(d);
+                                hist.true_pairs[mi][d as usize] += 1;
+                            } else {
+                                hist.unrelated_pairs[mi][d as usize] += 1;
+                                let w = &mut result.wrong_distance[mi];
+                                *w = Some(w.map_or(d, |old| old.min(d)));
+                            }
+                        }
+                    }
+                    results.push(result);
+                    progress.inc(1);
+                }
+                let mut all = collected.lock().unwrap_or_else(|e| e.into_inner());
+                all.0.extend(results);
+                all.1.add(&hist);
+                all.2.extend(base_t);
+                all.3.extend(full_t);
+            });
+        }
+    });
+    progress.finish_and_clear();
+    let (mut results, histograms, baseline_times, full_times) =
+        collected.into_inner().unwrap_or_else(|e| e.into_inner());
+    results.sort_by_key(|r| (r.picture, r.edit));
+    Ok(EvalRun {
+        pictures: pictures.into_iter().map(|p| p.name).collect(),
+        banked,
+        edits: config.edits.clone(),
+        results,
+        histograms,
+        baseline_times,
+        full_times,
+        elapsed: started.elapsed(),
+    })
+}

@@ -1,0 +1,147 @@
+//! `vigie eval`: how many edited re-uploads of banked pictures the matcher catches, and whether it
+//! ever matches a picture it should not.
+//!
+//! Half of a corpus is banked (every other file in name order), half stays unbanked. Every picture
+//! gets every edit of [`edits::catalogue`]; each edited copy is hashed as an upload and
+//!
+//! - compared with every banked entry under each hashing *method* (PDQ alone, PDQ with its
+//!   rotations, pHash, dHash, and vigie's region steps): the distance to its own entry and to the
+//!   nearest wrong one, plus histograms of true and unrelated pair distances (for calibration);
+//! - screened through a [`Screener`] (the service's matcher on an in-memory store) for the
+//!   decision that counts: found, missed, false match.
+
+pub mod calibrate;
+pub mod edits;
+pub mod harness;
+pub mod report;
+
+pub use harness::{EvalConfig, EvalError, EvalRun, Screener, run};
+
+use crate::bits::Hash256;
+use crate::hashing::ImageHashes;
+
+/// Smallest PDQ quality that matches (Meta's recommendation; the matcher's rule too).
+pub const MIN_QUALITY: u8 = 50;
+
+/// A way of comparing an upload with a banked picture, from the plain global hash to vigie's
+/// region steps. Each adds to the one before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Method {
+    /// PDQ of the upload against PDQ of the banked picture.
+    Pdq,
+    /// PDQ of the upload's eight rotations and mirrors.
+    PdqDihedral,
+    /// pHash (64 bits, image_hasher's DCT mean hash).
+    Phash,
+    /// dHash (64 bits, gradient hash).
+    Dhash,
+    /// PDQ with rotations, plus the upload's content boxes (trimmed borders, screenshot photo).
+    PdqTrim,
+    /// All of the above, plus the banked picture's crop windows.
+    PdqRegions,
+}
+
+impl Method {
+    pub const ALL: [Method; 6] = [
+        Method::Pdq,
+        Method::PdqDihedral,
+        Method::Phash,
+        Method::Dhash,
+        Method::PdqTrim,
+        Method::PdqRegions,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Pdq => "pdq",
+            Method::PdqDihedral => "pdq_dihedral",
+            Method::Phash => "phash",
+            Method::Dhash => "dhash",
+            Method::PdqTrim => "pdq_trim",
+            Method::PdqRegions => "pdq_regions",
+        }
+    }
+
+    /// The distance at which the method's baseline decision matches: PDQ at Meta's 31; the 64-bit
+    /// hashes at 8 (the same 1/8 of the bits).
+    pub fn threshold(self) -> u32 {
+        match self {
+            Method::Phash | Method::Dhash => 8,
+            _ => 31,
+        }
+    }
+
+    /// Hash width in bits (the histogram range).
+    pub fn bits(self) -> u32 {
+        match self {
+            Method::Phash | Method::Dhash => 64,
+            _ => 256,
+        }
+    }
+
+    /// The distance between an upload and a banked picture under this method, `None` when a side
+    /// lacks the hash (or PDQ quality is below [`MIN_QUALITY`]).
+    pub fn distance(self, query: &ImageHashes, entry: &ImageHashes) -> Option<u32> {
+        let good = |q: u8| q >= MIN_QUALITY;
+        let entry_pdq = entry.pdq.filter(|p| good(p.quality)).map(|p| p.hash);
+        let query_ok = query.pdq.is_some_and(|p| good(p.quality));
+        let min_over = |qs: &mut dyn Iterator<Item = Hash256>, es: &[Hash256]| -> Option<u32> {
+            qs.flat_map(|q| es.iter().map(move |e| q.distance(e))).min()
+        };
+        match self {
+            Method::Pdq => Some(
+                query
+                    .pdq
+                    .filter(|p| good(p.quality))?
+                    .hash
+                    .distance(&entry_pdq?),
+            ),
+            Method::PdqDihedral => {
+                if !query_ok {
+                    return None;
+                }
+                min_over(&mut query_dihedral(query), &[entry_pdq?])
+            }
+            Method::Phash => Some(query.phash?.distance(&entry.phash?)),
+            Method::Dhash => Some(query.dhash?.distance(&entry.dhash?)),
+            Method::PdqTrim => min_over(&mut query_all(query), &[entry_pdq?]),
+            Method::PdqRegions => {
+                let mut es: Vec<Hash256> = entry_pdq.into_iter().collect();
+                es.extend(
+                    entry
+                        .pdq_windows
+                        .iter()
+                        .filter(|p| good(p.quality))
+                        .map(|p| p.hash),
+                );
+                min_over(&mut query_all(query), &es)
+            }
+        }
+    }
+}
+
+fn query_dihedral(q: &ImageHashes) -> Box<dyn Iterator<Item = Hash256> + '_> {
+    match (&q.pdq_dihedral, q.pdq) {
+        (Some(all), _) => Box::new(all.iter().map(|p| p.hash)),
+        (None, Some(p)) => Box::new(std::iter::once(p.hash)),
+        (None, None) => Box::new(std::iter::empty()),
+    }
+}
+
+/// The upload's whole-picture hashes (when of good quality) and its good-quality region hashes.
+fn query_all(q: &ImageHashes) -> impl Iterator<Item = Hash256> + '_ {
+    let whole = q.pdq.is_some_and(|p| p.quality >= MIN_QUALITY);
+    let whole = if whole { Some(query_dihedral(q)) } else { None };
+    let regions = q
+        .pdq_regions
+        .iter()
+        .filter(|r| r.pdq.quality >= MIN_QUALITY)
+        .flat_map(|r| {
+            let hashes: Vec<Hash256> = match &r.dihedral {
+                Some(all) => all.iter().map(|p| p.hash).collect(),
+                None => vec![r.pdq.hash],
+            };
+            hashes
+        });
+    whole.into_iter().flatten().chain(regions)
+}

@@ -1,0 +1,405 @@
+//! Regions of a picture worth hashing on their own, so that edits that add or remove area still
+//! meet the banked picture:
+//!
+//! - at screening time, the *content box* of an upload: the picture with uniform borders and
+//!   letterbox bars trimmed, and the photo found inside an app screenshot or above a caption
+//!   (the longest band of "busy" rows, then of busy columns inside it);
+//! - at banking time, a few *windows* of the banked picture (the crops a reposter is likely to
+//!   make), so that a cropped upload's global hash lands near one of them.
+//!
+//! A global hash of the whole picture cannot survive either kind of edit: PDQ's low-frequency DCT
+//! sees a 10% border or a 10% crop as a new picture framing (Meta's PDQ notes say as much: the hash
+//! is not crop-resistant). Hashing the right sub-rectangle on one side or the other restores it.
+
+use super::pdq::LumaPlane;
+
+/// A pixel rectangle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rect {
+    pub x: usize,
+    pub y: usize,
+    pub width: usize,
+    pub height: usize,
+}
+
+impl Rect {
+    pub fn full(plane: &LumaPlane) -> Rect {
+        Rect {
+            x: 0,
+            y: 0,
+            width: plane.width,
+            height: plane.height,
+        }
+    }
+
+    fn area(&self) -> usize {
+        self.width * self.height
+    }
+}
+
+/// The pixels inside `r` (clamped to the plane).
+pub fn crop_plane(plane: &LumaPlane, r: Rect) -> LumaPlane {
+    let x0 = r.x.min(plane.width);
+    let y0 = r.y.min(plane.height);
+    let w = r.width.min(plane.width - x0);
+    let h = r.height.min(plane.height - y0);
+    let mut data = Vec::with_capacity(w * h);
+    for y in y0..y0 + h {
+        data.extend_from_slice(&plane.data[y * plane.width + x0..y * plane.width + x0 + w]);
+    }
+    LumaPlane::new(w, h, data)
+}
+
+/// Luma tolerance for "same colour" (JPEG ringing near a border moves a flat colour by a few
+/// levels, more at low quality).
+const FLAT_TOLERANCE: f32 = 14.0;
+/// Smallest content box kept, as a fraction of each side.
+const MIN_SIDE_FRACTION: f32 = 0.25;
+
+/// The picture without the uniform rows and columns around it (borders, letterbox bars, the
+/// white corners of a rotated copy do not qualify: they are not whole rows).
+pub fn trim_uniform_borders(plane: &LumaPlane) -> Rect {
+    let (w, h) = (plane.width, plane.height);
+    let row = |y: usize| &plane.data[y * w..(y + 1) * w];
+    let uniform_line = |values: &mut dyn Iterator<Item = f32>, reference: f32| {
+        let mut n = 0usize;
+        let mut off = 0usize;
+        for v in values {
+            n += 1;
+            if (v - reference).abs() > FLAT_TOLERANCE {
+                off += 1;
+            }
+        }
+        // A few stray pixels (noise, compression) are allowed: 1%.
+        off * 100 <= n
+    };
+    let (mut top, mut bottom, mut left, mut right) = (0, h, 0, w);
+    if w == 0 || h == 0 {
+        return Rect::full(plane);
+    }
+    let top_ref = median(row(0));
+    while top < bottom && uniform_line(&mut row(top).iter().copied(), top_ref) {
+        top += 1;
+    }
+    let bottom_ref = median(row(h - 1));
+    while bottom > top && uniform_line(&mut row(bottom - 1).iter().copied(), bottom_ref) {
+        bottom -= 1;
+    }
+    if bottom <= top {
+        return Rect::full(plane);
+    }
+    let column: Vec<f32> = (top..bottom).map(|y| plane.at(0, y)).collect();
+    let left_ref = median(&column);
+    while left < right && uniform_line(&mut (top..bottom).map(|y| plane.at(left, y)), left_ref) {
+        left += 1;
+    }
+    let column: Vec<f32> = (top..bottom).map(|y| plane.at(w - 1, y)).collect();
+    let right_ref = median(&column);
+    while right > left
+        && uniform_line(
+            &mut (top..bottom).map(|y| plane.at(right - 1, y)),
+            right_ref,
+        )
+    {
+        right -= 1;
+    }
+    let r = Rect {
+        x: left,
+        y: top,
+        width: right - left,
+        height: bottom - top,
+    };
+    if (r.width as f32) < w as f32 * MIN_SIDE_FRACTION
+        || (r.height as f32) < h as f32 * MIN_SIDE_FRACTION
+    {
+        return Rect::full(plane);
+    }
+    r
+}
+
+fn median(values: &[f32]) -> f32 {
+    let mut v = values.to_vec();
+    v.sort_by(f32::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// The most common luma of a line (bins of 16 levels, two adjacent bins together): its centre
+/// and the fraction of the line within it.
+fn dominant(values: impl Iterator<Item = f32>) -> (usize, f32) {
+    let mut bins = [0usize; 17];
+    let mut n = 0usize;
+    for v in values {
+        bins[(v.clamp(0.0, 255.0) / 16.0) as usize] += 1;
+        n += 1;
+    }
+    let (at, best) = bins
+        .windows(2)
+        .map(|p| p[0] + p[1])
+        .enumerate()
+        .max_by_key(|(_, c)| *c)
+        .unwrap_or((0, 0));
+    (at, best as f32 / n.max(1) as f32)
+}
+
+/// The fraction of a line within the two bins starting at `bin`.
+fn share_of(values: impl Iterator<Item = f32>, bin: usize) -> f32 {
+    let mut n = 0usize;
+    let mut inside = 0usize;
+    for v in values {
+        let b = (v.clamp(0.0, 255.0) / 16.0) as usize;
+        inside += usize::from(b == bin || b == bin + 1);
+        n += 1;
+    }
+    inside as f32 / n.max(1) as f32
+}
+
+/// A line that is mostly one colour: UI background with text on it, or a caption strip.
+const FLAT_SHARE: f32 = 0.5;
+/// A line of the frame around a photo: nearly all background colour.
+const FRAME_SHARE: f32 = 0.97;
+
+/// The longest run of `busy` lines, allowing gaps of up to `max_gap` flat lines inside it.
+fn longest_busy_run(busy: &[bool], max_gap: usize) -> Option<(usize, usize)> {
+    let mut best: Option<(usize, usize)> = None;
+    let mut start: Option<usize> = None;
+    let mut last_busy = 0usize;
+    for (i, &b) in busy.iter().enumerate() {
+        if b {
+            if start.is_none() || i - last_busy > max_gap + 1 {
+                start = Some(i);
+            }
+            last_busy = i;
+            if let Some(s) = start
+                && best.is_none_or(|(bs, be)| last_busy + 1 - s > be - bs)
+            {
+                best = Some((s, last_busy + 1));
+            }
+        }
+    }
+    best
+}
+
+/// Finds a photo band along one axis: the longest run of busy lines, kept only when it is framed
+/// (on each side, either the picture's edge or a line that is nearly all one colour), then grown
+/// outward over photo lines that the flatness test missed (sky, a wall) until that frame line.
+fn band(n: usize, line: &dyn Fn(usize) -> Vec<f32>) -> Option<(usize, usize)> {
+    let lines: Vec<Vec<f32>> = (0..n).map(line).collect();
+    let flat: Vec<(usize, f32)> = lines.iter().map(|l| dominant(l.iter().copied())).collect();
+    let busy: Vec<bool> = flat.iter().map(|(_, share)| *share < FLAT_SHARE).collect();
+    let (mut a, mut b) = longest_busy_run(&busy, n / 100)?;
+    // The frame colour on each side: the dominant colour of the nearest flat line outside.
+    let frame_before = (0..a).rev().find(|&i| !busy[i]).map(|i| flat[i].0);
+    let frame_after = (b..n).find(|&i| !busy[i]).map(|i| flat[i].0);
+    if let Some(bin) = frame_before {
+        while a > 0 && share_of(lines[a - 1].iter().copied(), bin) < FRAME_SHARE {
+            a -= 1;
+        }
+    }
+    if let Some(bin) = frame_after {
+        while b < n && share_of(lines[b].iter().copied(), bin) < FRAME_SHARE {
+            b += 1;
+        }
+    }
+    Some((a, b))
+}
+
+/// The photo inside an app screenshot or above a caption: a band of busy rows framed by flat
+/// ones, then a band of busy columns inside it.
+pub fn busy_box(plane: &LumaPlane) -> Rect {
+    let (w, h) = (plane.width, plane.height);
+    if w < 8 || h < 8 {
+        return Rect::full(plane);
+    }
+    let row = |y: usize| plane.data[y * w..(y + 1) * w].to_vec();
+    let Some((y0, y1)) = band(h, &row) else {
+        return Rect::full(plane);
+    };
+    let column = |x: usize| (y0..y1).map(|y| plane.at(x, y)).collect::<Vec<f32>>();
+    let Some((x0, x1)) = band(w, &column) else {
+        return Rect::full(plane);
+    };
+    let r = Rect {
+        x: x0,
+        y: y0,
+        width: x1 - x0,
+        height: y1 - y0,
+    };
+    if (r.width as f32) < w as f32 * MIN_SIDE_FRACTION
+        || (r.height as f32) < h as f32 * MIN_SIDE_FRACTION
+    {
+        return Rect::full(plane);
+    }
+    r
+}
+
+/// The sub-rectangles of an upload to hash besides the whole picture: its trimmed box and its
+/// busy box, when they differ from the whole (and from each other) by more than 2% of the area.
+pub fn query_regions(plane: &LumaPlane) -> Vec<Rect> {
+    let full = Rect::full(plane);
+    let mut out: Vec<Rect> = Vec::new();
+    let trimmed = trim_uniform_borders(plane);
+    let inner = crop_plane(plane, trimmed);
+    let busy = busy_box(&inner);
+    let busy = Rect {
+        x: trimmed.x + busy.x,
+        y: trimmed.y + busy.y,
+        width: busy.width,
+        height: busy.height,
+    };
+    for r in [trimmed, busy] {
+        let differs = |a: &Rect| {
+            let overlap_w = (a.x + a.width)
+                .min(r.x + r.width)
+                .saturating_sub(a.x.max(r.x));
+            let overlap_h = (a.y + a.height)
+                .min(r.y + r.height)
+                .saturating_sub(a.y.max(r.y));
+            (overlap_w * overlap_h) as f32 <= 0.98 * a.area().max(r.area()) as f32
+        };
+        if differs(&full) && out.iter().all(differs) {
+            out.push(r);
+        }
+    }
+    out
+}
+
+/// A banked window: the fractions of width and height cut off the left, top, right, bottom.
+pub type Window = [f32; 4];
+
+/// The windows hashed at banking time besides the whole picture: centred crops every 2% a side up
+/// to 12% (the zoom-in crop apps offer). PDQ moves by 30 bits and more once a crop differs from the
+/// window by 2% a side, so the steps must be this fine.
+pub const BANK_WINDOWS: [Window; 6] = [
+    [0.02, 0.02, 0.02, 0.02],
+    [0.04, 0.04, 0.04, 0.04],
+    [0.06, 0.06, 0.06, 0.06],
+    [0.08, 0.08, 0.08, 0.08],
+    [0.10, 0.10, 0.10, 0.10],
+    [0.12, 0.12, 0.12, 0.12],
+];
+
+/// The pixel rectangle of a window.
+pub fn window_rect(plane: &LumaPlane, [l, t, r, b]: Window) -> Rect {
+    let (w, h) = (plane.width as f32, plane.height as f32);
+    let x0 = (w * l).round() as usize;
+    let y0 = (h * t).round() as usize;
+    let x1 = ((w * (1.0 - r)).round() as usize).max(x0 + 1);
+    let y1 = ((h * (1.0 - b)).round() as usize).max(y0 + 1);
+    Rect {
+        x: x0,
+        y: y0,
+        width: x1 - x0,
+        height: y1 - y0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn textured(w: usize, h: usize) -> LumaPlane {
+        let data = (0..w * h)
+            .map(|i| ((i % w * 37 + i / w * 91) % 256) as f32)
+            .collect();
+        LumaPlane::new(w, h, data)
+    }
+
+    fn embed(inner: &LumaPlane, w: usize, h: usize, x: usize, y: usize, bg: f32) -> LumaPlane {
+        let mut data = vec![bg; w * h];
+        for iy in 0..inner.height {
+            for ix in 0..inner.width {
+                data[(y + iy) * w + x + ix] = inner.at(ix, iy);
+            }
+        }
+        LumaPlane::new(w, h, data)
+    }
+
+    #[test]
+    fn trims_borders_and_letterbox() {
+        let photo = textured(200, 100);
+        let framed = embed(&photo, 240, 160, 20, 30, 0.0);
+        assert_eq!(
+            trim_uniform_borders(&framed),
+            Rect {
+                x: 20,
+                y: 30,
+                width: 200,
+                height: 100
+            }
+        );
+        // Nothing to trim on a photo.
+        assert_eq!(trim_uniform_borders(&photo), Rect::full(&photo));
+        // A flat picture is not trimmed to nothing.
+        let flat = LumaPlane::new(50, 50, vec![128.0; 2500]);
+        assert_eq!(trim_uniform_borders(&flat), Rect::full(&flat));
+    }
+
+    #[test]
+    fn finds_the_photo_between_text_bars() {
+        let photo = textured(300, 200);
+        let mut page = embed(&photo, 300, 500, 0, 120, 255.0);
+        // A line of "text" (dark strokes on white) above and below the photo.
+        for y in [40usize, 41, 42, 400, 401, 402] {
+            for x in (0..300).step_by(7) {
+                page.data[y * 300 + x] = 0.0;
+            }
+        }
+        assert_eq!(
+            busy_box(&page),
+            Rect {
+                x: 0,
+                y: 120,
+                width: 300,
+                height: 200
+            }
+        );
+        // The trimmed box (text lines included) and the photo itself are both looked up.
+        let regions = query_regions(&page);
+        assert_eq!(regions.len(), 2, "{regions:?}");
+        assert_eq!(
+            regions[0],
+            Rect {
+                x: 0,
+                y: 40,
+                width: 300,
+                height: 363
+            }
+        );
+        assert_eq!(
+            regions[1],
+            Rect {
+                x: 0,
+                y: 120,
+                width: 300,
+                height: 200
+            }
+        );
+        assert!(query_regions(&photo).is_empty());
+    }
+
+    #[test]
+    fn windows_cover_what_they_say() {
+        let plane = textured(200, 100);
+        assert_eq!(
+            window_rect(&plane, [0.1, 0.2, 0.0, 0.3]),
+            Rect {
+                x: 20,
+                y: 20,
+                width: 180,
+                height: 50
+            }
+        );
+        let c = crop_plane(
+            &plane,
+            Rect {
+                x: 5,
+                y: 6,
+                width: 10,
+                height: 4,
+            },
+        );
+        assert_eq!((c.width, c.height), (10, 4));
+        assert_eq!(c.at(0, 0), plane.at(5, 6));
+        assert_eq!(c.at(9, 3), plane.at(14, 9));
+    }
+}

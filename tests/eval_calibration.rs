@@ -1,0 +1,23 @@
+//! The shipped calibration table loads, is monotone per algorithm, and its parser refuses
+//! malformed tables (the module's own tests, compiled here so they run before the matcher does).
+
+#[path = "../src/matcher/calibration.rs"]
+#[allow(dead_code)]
+mod calibration;
+
+use calibration::{Calibration, SHIPPED};
+
+#[test]
+fn shipped_table_covers_every_perceptual_algorithm() {
+    let c = Calibration::parse(SHIPPED).unwrap();
+    let mut names: Vec<&str> = c.names().collect();
+    names.sort();
+    assert_eq!(names, vec!["dhash", "pdq", "pdq_region", "phash"]);
+    assert_eq!(c.prior, Some(0.01));
+    // A trust team asking for 99% confidence gets a usable PDQ threshold, and a 64-bit hash
+    // threshold well below chance (32 bits).
+    let pdq = c.distance_for("pdq", 0.99).unwrap();
+    assert!((10..=128).contains(&pdq), "{pdq}");
+    let dhash = c.distance_for("dhash", 0.99).unwrap();
+    assert!((4..=16).contains(&dhash), "{dhash}");
+}
