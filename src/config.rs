@@ -33,7 +33,10 @@ pub enum ConfigError {
     #[error("config file {path}: {message}")]
     File { path: PathBuf, message: String },
     #[error("{setting}: {message}")]
-    Invalid { setting: &'static str, message: String },
+    Invalid {
+        setting: &'static str,
+        message: String,
+    },
 }
 
 /// The resolved configuration.
@@ -50,9 +53,14 @@ pub const DEFAULT_DATA_DIR: &str = "./vigie-data";
 
 impl Settings {
     pub fn from_file(path: &Path) -> Result<Settings, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::File { path: path.to_path_buf(), message: e.to_string() })?;
-        toml::from_str(&text).map_err(|e| ConfigError::File { path: path.to_path_buf(), message: e.to_string() })
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::File {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
     }
 
     /// `self` where set, else `fallback`.
@@ -75,35 +83,58 @@ impl Settings {
 
     pub fn resolve(self) -> Result<ServeConfig, ConfigError> {
         let addr = |setting: &'static str, text: &str| -> Result<SocketAddr, ConfigError> {
-            text.parse().map_err(|e| ConfigError::Invalid { setting, message: format!("{text:?}: {e}") })
+            text.parse().map_err(|e| ConfigError::Invalid {
+                setting,
+                message: format!("{text:?}: {e}"),
+            })
         };
         let listen = addr("listen", self.listen.as_deref().unwrap_or(DEFAULT_LISTEN))?;
-        let metrics_listen = self.metrics_listen.as_deref().map(|m| addr("metrics_listen", m)).transpose()?;
+        let metrics_listen = self
+            .metrics_listen
+            .as_deref()
+            .map(|m| addr("metrics_listen", m))
+            .transpose()?;
         let tls = match (self.tls_cert, self.tls_key) {
-            (Some(cert), Some(key)) => Some(TlsFiles { cert, key, client_ca: self.tls_client_ca }),
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert,
+                key,
+                client_ca: self.tls_client_ca,
+            }),
             (None, None) if self.tls_client_ca.is_none() => None,
             _ => {
                 return Err(ConfigError::Invalid {
                     setting: "tls",
-                    message: "tls_cert and tls_key go together (and tls_client_ca needs both)".into(),
+                    message: "tls_cert and tls_key go together (and tls_client_ca needs both)"
+                        .into(),
                 });
             }
         };
         let json_logs = match self.log_format.as_deref().unwrap_or("text") {
             "text" => false,
             "json" => true,
-            other => return Err(ConfigError::Invalid { setting: "log_format", message: format!("{other:?}: expected text or json") }),
+            other => {
+                return Err(ConfigError::Invalid {
+                    setting: "log_format",
+                    message: format!("{other:?}: expected text or json"),
+                });
+            }
         };
         let defaults = ServiceLimits::default();
         let max_request_bytes = self.max_request_bytes.unwrap_or(defaults.max_request_bytes);
         if max_request_bytes < 1024 {
-            return Err(ConfigError::Invalid { setting: "max_request_bytes", message: "at least 1024".into() });
+            return Err(ConfigError::Invalid {
+                setting: "max_request_bytes",
+                message: "at least 1024".into(),
+            });
         }
         let limits = ServiceLimits {
             max_request_bytes,
             max_image_bytes: max_request_bytes,
             hash_workers: self.hash_workers.unwrap_or(defaults.hash_workers).max(1),
-            queue_wait: self.queue_wait_ms.map(Duration::from_millis).unwrap_or(defaults.queue_wait),
+            queue_wait: self
+                .queue_wait_ms
+                .map(Duration::from_millis)
+                .unwrap_or(defaults.queue_wait),
         };
         Ok(ServeConfig {
             server: ServerConfig {
@@ -113,7 +144,9 @@ impl Settings {
                 metrics_listen,
                 limits,
             },
-            data_dir: self.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            data_dir: self
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             json_logs,
             sync_writes: self.sync_writes.unwrap_or(true),
         })
@@ -126,8 +159,13 @@ mod tests {
 
     #[test]
     fn flags_override_the_file_which_overrides_defaults() {
-        let file: Settings = toml::from_str("listen = \"0.0.0.0:6000\"\nhash_workers = 3\nlog_format = \"json\"\n").unwrap();
-        let flags = Settings { listen: Some("127.0.0.1:7000".into()), ..Default::default() };
+        let file: Settings =
+            toml::from_str("listen = \"0.0.0.0:6000\"\nhash_workers = 3\nlog_format = \"json\"\n")
+                .unwrap();
+        let flags = Settings {
+            listen: Some("127.0.0.1:7000".into()),
+            ..Default::default()
+        };
         let c = flags.or(file).resolve().unwrap();
         assert_eq!(c.server.listen, "127.0.0.1:7000".parse().unwrap());
         assert_eq!(c.server.limits.hash_workers, 3);
@@ -138,10 +176,23 @@ mod tests {
 
     #[test]
     fn bad_settings_are_named() {
-        assert!(toml::from_str::<Settings>("lisen = \"x\"").is_err(), "unknown keys are refused");
-        let e = Settings { listen: Some("nowhere".into()), ..Default::default() }.resolve().unwrap_err();
+        assert!(
+            toml::from_str::<Settings>("lisen = \"x\"").is_err(),
+            "unknown keys are refused"
+        );
+        let e = Settings {
+            listen: Some("nowhere".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
         assert!(e.to_string().starts_with("listen"), "{e}");
-        let e = Settings { tls_cert: Some("c.pem".into()), ..Default::default() }.resolve().unwrap_err();
+        let e = Settings {
+            tls_cert: Some("c.pem".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
         assert!(e.to_string().starts_with("tls"), "{e}");
     }
 }

@@ -3,12 +3,12 @@
 //! The core (`hashing`, `index`) knows nothing of the service layer or protobuf.
 
 pub mod bits;
-pub mod config;
 pub mod cli;
+pub mod config;
 pub mod eval;
 pub mod hashing;
 pub mod index;
 pub mod matcher;
-pub mod store;
 pub mod plot;
 pub mod service;
+pub mod store;

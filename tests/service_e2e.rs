@@ -29,16 +29,30 @@ struct Harness {
 }
 
 fn limits() -> ServiceLimits {
-    ServiceLimits { hash_workers: 2, queue_wait: Duration::from_secs(5), ..ServiceLimits::default() }
+    ServiceLimits {
+        hash_workers: 2,
+        queue_wait: Duration::from_secs(5),
+        ..ServiceLimits::default()
+    }
 }
 
-async fn start_on(dir: tempfile::TempDir, limits: ServiceLimits, keys: Option<(String, String, String)>) -> Harness {
+async fn start_on(
+    dir: tempfile::TempDir,
+    limits: ServiceLimits,
+    keys: Option<(String, String, String)>,
+) -> Harness {
     let store = Arc::new(Store::open(dir.path(), &RocksOptions::default()).expect("open store"));
     let (admin, curate, screen) = keys.unwrap_or_else(|| {
         let keys = (generate_key(), generate_key(), generate_key());
-        store.create_api_key("admin-key", Role::Admin, &keys.0, "test").expect("key");
-        store.create_api_key("curator", Role::Curate, &keys.1, "test").expect("key");
-        store.create_api_key("platform", Role::Screen, &keys.2, "test").expect("key");
+        store
+            .create_api_key("admin-key", Role::Admin, &keys.0, "test")
+            .expect("key");
+        store
+            .create_api_key("curator", Role::Curate, &keys.1, "test")
+            .expect("key");
+        store
+            .create_api_key("platform", Role::Screen, &keys.2, "test")
+            .expect("key");
         keys
     });
     let config = ServerConfig {
@@ -50,8 +64,19 @@ async fn start_on(dir: tempfile::TempDir, limits: ServiceLimits, keys: Option<(S
     };
     let mut server = server::start(config, store).await.expect("server starts");
     server.wait_ready().await;
-    let channel = Channel::from_shared(format!("http://{}", server.addr)).expect("uri").connect().await.expect("connect");
-    Harness { server, channel, admin, curate, screen, dir }
+    let channel = Channel::from_shared(format!("http://{}", server.addr))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    Harness {
+        server,
+        channel,
+        admin,
+        curate,
+        screen,
+        dir,
+    }
 }
 
 async fn start(limits: ServiceLimits) -> Harness {
@@ -72,14 +97,23 @@ fn encode(picture: &image::DynamicImage, format: image::ImageFormat) -> Vec<u8> 
             let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 30);
             picture.to_rgb8().write_with_encoder(enc).expect("jpeg");
         }
-        _ => picture.write_to(&mut std::io::Cursor::new(&mut out), format).expect("encode"),
+        _ => picture
+            .write_to(&mut std::io::Cursor::new(&mut out), format)
+            .expect("encode"),
     }
     out
 }
 
 async fn create_bank(h: &Harness, name: &str, kind: &str) {
     BanksClient::new(h.channel.clone())
-        .create_bank(with_key(CreateBankRequest { name: name.into(), kind: kind.into(), ..Default::default() }, &h.curate))
+        .create_bank(with_key(
+            CreateBankRequest {
+                name: name.into(),
+                kind: kind.into(),
+                ..Default::default()
+            },
+            &h.curate,
+        ))
         .await
         .expect("create bank");
 }
@@ -108,7 +142,11 @@ async fn add_image(h: &Harness, bank: &str, external_id: &str, image: Vec<u8>, l
 async fn screen_image(h: &Harness, image: Vec<u8>) -> Result<ScreenResponse, tonic::Status> {
     ScreeningClient::new(h.channel.clone())
         .screen(with_key(
-            ScreenRequest { request_id: "r".into(), input: Some(screen_request::Input::Image(image)), ..Default::default() },
+            ScreenRequest {
+                request_id: "r".into(),
+                input: Some(screen_request::Input::Image(image)),
+                ..Default::default()
+            },
             &h.screen,
         ))
         .await
@@ -126,27 +164,62 @@ async fn edited_copies_of_a_banked_picture_match_and_others_do_not() {
     let edits: Vec<(&str, Vec<u8>, &str)> = vec![
         ("same file", bridge_bytes.clone(), ""),
         ("jpeg q30", encode(&bridge, image::ImageFormat::Jpeg), ""),
-        ("half size png", encode(&bridge.resize(512, 288, FilterType::Triangle), image::ImageFormat::Png), ""),
-        ("mirrored", encode(&bridge.fliph(), image::ImageFormat::Png), "flip_horizontal"),
-        ("rotated 90", encode(&bridge.rotate90(), image::ImageFormat::Png), "rotate90"),
+        (
+            "half size png",
+            encode(
+                &bridge.resize(512, 288, FilterType::Triangle),
+                image::ImageFormat::Png,
+            ),
+            "",
+        ),
+        (
+            "mirrored",
+            encode(&bridge.fliph(), image::ImageFormat::Png),
+            "flip_horizontal",
+        ),
+        (
+            "rotated 90",
+            encode(&bridge.rotate90(), image::ImageFormat::Png),
+            "rotate90",
+        ),
         ("webp fixture", read_fixture("formats/lossy.webp"), ""),
     ];
     for (what, bytes, transform) in edits {
-        let r = screen_image(&h, bytes).await.unwrap_or_else(|e| panic!("{what}: {e}"));
+        let r = screen_image(&h, bytes)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
         assert!(r.matched, "{what} should match");
         let m = &r.matches[0];
-        assert_eq!((m.bank.as_str(), m.entry_id, m.external_id.as_str()), ("ads", id, "case-17"), "{what}");
+        assert_eq!(
+            (m.bank.as_str(), m.entry_id, m.external_id.as_str()),
+            ("ads", id, "case-17"),
+            "{what}"
+        );
         assert_eq!(m.label, "trafficking");
-        assert!(m.confidence > 0.5 && m.confidence <= 1.0, "{what}: {}", m.confidence);
+        assert!(
+            m.confidence > 0.5 && m.confidence <= 1.0,
+            "{what}: {}",
+            m.confidence
+        );
         assert!(m.distance <= 31, "{what}: {}", m.distance);
         if m.algorithm == "pdq" {
             assert_eq!(m.transform, transform, "{what}");
         }
         // The upload's own hashes come back; the bank's never do.
-        assert!(r.hashes.iter().any(|c| c.algorithm == "pdq" && c.hex.len() == 64 && c.quality == 100));
+        assert!(
+            r.hashes
+                .iter()
+                .any(|c| c.algorithm == "pdq" && c.hex.len() == 64 && c.quality == 100)
+        );
     }
-    let unrelated = screen_image(&h, read_fixture("wine.jpg")).await.expect("screen");
-    assert!(!unrelated.matched && unrelated.matches.is_empty(), "{:?}", unrelated.matches);
+    let unrelated = screen_image(&h, read_fixture("wine.jpg"))
+        .await
+        .expect("screen");
+    assert!(
+        !unrelated.matched && unrelated.matches.is_empty(),
+        "{:?}",
+        unrelated.matches
+    );
     let _ = h.server.shutdown().await;
 }
 
@@ -162,7 +235,10 @@ async fn hashes_only_screening_and_bad_hashes() {
                 bank: "hotline".into(),
                 entries: vec![NewEntry {
                     external_id: "ncmec-1".into(),
-                    content: Some(new_entry::Content::Hashes(HashSet { pdq: pdq.into(), ..Default::default() })),
+                    content: Some(new_entry::Content::Hashes(HashSet {
+                        pdq: pdq.into(),
+                        ..Default::default()
+                    })),
                     label: "csam".into(),
                     source: "ncmec".into(),
                     note: String::new(),
@@ -180,7 +256,10 @@ async fn hashes_only_screening_and_bad_hashes() {
         .screen(with_key(
             ScreenRequest {
                 request_id: "x".into(),
-                input: Some(screen_request::Input::Hashes(HashSet { pdq: near.into(), ..Default::default() })),
+                input: Some(screen_request::Input::Hashes(HashSet {
+                    pdq: near.into(),
+                    ..Default::default()
+                })),
                 ..Default::default()
             },
             &h.screen,
@@ -196,7 +275,10 @@ async fn hashes_only_screening_and_bad_hashes() {
     let r = client
         .screen(with_key(
             ScreenRequest {
-                input: Some(screen_request::Input::Hashes(HashSet { pdq: near.into(), ..Default::default() })),
+                input: Some(screen_request::Input::Hashes(HashSet {
+                    pdq: near.into(),
+                    ..Default::default()
+                })),
                 max_distance: Some(1),
                 ..Default::default()
             },
@@ -210,7 +292,10 @@ async fn hashes_only_screening_and_bad_hashes() {
     let e = client
         .screen(with_key(
             ScreenRequest {
-                input: Some(screen_request::Input::Hashes(HashSet { pdq: "zz".into(), ..Default::default() })),
+                input: Some(screen_request::Input::Hashes(HashSet {
+                    pdq: "zz".into(),
+                    ..Default::default()
+                })),
                 ..Default::default()
             },
             &h.screen,
@@ -223,7 +308,10 @@ async fn hashes_only_screening_and_bad_hashes() {
     let e = client
         .screen(with_key(
             ScreenRequest {
-                input: Some(screen_request::Input::Hashes(HashSet { pdq: pdq.into(), ..Default::default() })),
+                input: Some(screen_request::Input::Hashes(HashSet {
+                    pdq: pdq.into(),
+                    ..Default::default()
+                })),
                 banks: vec!["nope".into()],
                 ..Default::default()
             },
@@ -246,7 +334,11 @@ async fn auth_matrix_revocation_and_audit_actor() {
                 Some(k) => with_key(ListBanksRequest {}, &k),
                 None => Request::new(ListBanksRequest {}),
             };
-            BanksClient::new(channel).list_banks(request).await.map(|_| ()).map_err(|e| e.code())
+            BanksClient::new(channel)
+                .list_banks(request)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.code())
         }
     };
     let hash_call = |key: &str| {
@@ -256,7 +348,10 @@ async fn auth_matrix_revocation_and_audit_actor() {
             ScreeningClient::new(channel)
                 .screen(with_key(
                     ScreenRequest {
-                        input: Some(screen_request::Input::Hashes(HashSet { md5: "d41d8cd98f00b204e9800998ecf8427e".into(), ..Default::default() })),
+                        input: Some(screen_request::Input::Hashes(HashSet {
+                            md5: "d41d8cd98f00b204e9800998ecf8427e".into(),
+                            ..Default::default()
+                        })),
                         ..Default::default()
                     },
                     &key,
@@ -269,7 +364,13 @@ async fn auth_matrix_revocation_and_audit_actor() {
     let keys_call = |key: &str| {
         let channel = h.channel.clone();
         let key = key.to_string();
-        async move { KeysClient::new(channel).list_keys(with_key(ListKeysRequest {}, &key)).await.map(|_| ()).map_err(|e| e.code()) }
+        async move {
+            KeysClient::new(channel)
+                .list_keys(with_key(ListKeysRequest {}, &key))
+                .await
+                .map(|_| ())
+                .map_err(|e| e.code())
+        }
     };
     assert_eq!(list(None).await, Err(Code::Unauthenticated));
     assert_eq!(list(Some("vk_not-a-key")).await, Err(Code::Unauthenticated));
@@ -286,23 +387,52 @@ async fn auth_matrix_revocation_and_audit_actor() {
     // A key created through the API works, and fails on its next call once revoked.
     let mut keys = KeysClient::new(h.channel.clone());
     let created = keys
-        .create_key(with_key(CreateKeyRequest { name: "temp".into(), role: "curate".into() }, &h.admin))
+        .create_key(with_key(
+            CreateKeyRequest {
+                name: "temp".into(),
+                role: "curate".into(),
+            },
+            &h.admin,
+        ))
         .await
         .expect("create key")
         .into_inner();
     assert_eq!(list(Some(&created.key)).await, Ok(()));
     BanksClient::new(h.channel.clone())
-        .create_bank(with_key(CreateBankRequest { name: "by-temp".into(), ..Default::default() }, &created.key))
+        .create_bank(with_key(
+            CreateBankRequest {
+                name: "by-temp".into(),
+                ..Default::default()
+            },
+            &created.key,
+        ))
         .await
         .expect("create bank");
-    keys.revoke_key(with_key(RevokeKeyRequest { name: "temp".into() }, &h.admin)).await.expect("revoke");
+    keys.revoke_key(with_key(
+        RevokeKeyRequest {
+            name: "temp".into(),
+        },
+        &h.admin,
+    ))
+    .await
+    .expect("revoke");
     assert_eq!(list(Some(&created.key)).await, Err(Code::Unauthenticated));
-    let listed = keys.list_keys(with_key(ListKeysRequest {}, &h.admin)).await.expect("list").into_inner();
+    let listed = keys
+        .list_keys(with_key(ListKeysRequest {}, &h.admin))
+        .await
+        .expect("list")
+        .into_inner();
     assert!(listed.keys.iter().any(|k| k.name == "temp" && k.revoked));
 
     // The audit log names the key.
     let events = BanksClient::new(h.channel.clone())
-        .list_audit_events(with_key(ListAuditEventsRequest { bank: "by-temp".into(), ..Default::default() }, &h.curate))
+        .list_audit_events(with_key(
+            ListAuditEventsRequest {
+                bank: "by-temp".into(),
+                ..Default::default()
+            },
+            &h.curate,
+        ))
         .await
         .expect("audit")
         .into_inner()
@@ -313,18 +443,37 @@ async fn auth_matrix_revocation_and_audit_actor() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_images_and_the_size_limit() {
-    let h = start(ServiceLimits { max_request_bytes: 1 << 20, max_image_bytes: 1 << 20, ..limits() }).await;
+    let h = start(ServiceLimits {
+        max_request_bytes: 1 << 20,
+        max_image_bytes: 1 << 20,
+        ..limits()
+    })
+    .await;
     let mut truncated = read_fixture("bridge.jpg");
     truncated.truncate(2000);
     let e = screen_image(&h, truncated).await.expect_err("corrupt");
     assert_eq!(e.code(), Code::InvalidArgument);
-    assert_eq!(e.metadata().get("vigie-error-kind").and_then(|v| v.to_str().ok()), Some("corrupt"));
-    let e = screen_image(&h, b"just text".to_vec()).await.expect_err("not an image");
-    assert_eq!(e.metadata().get("vigie-error-kind").and_then(|v| v.to_str().ok()), Some("unsupported_format"));
+    assert_eq!(
+        e.metadata()
+            .get("vigie-error-kind")
+            .and_then(|v| v.to_str().ok()),
+        Some("corrupt")
+    );
+    let e = screen_image(&h, b"just text".to_vec())
+        .await
+        .expect_err("not an image");
+    assert_eq!(
+        e.metadata()
+            .get("vigie-error-kind")
+            .and_then(|v| v.to_str().ok()),
+        Some("unsupported_format")
+    );
     let e = screen_image(&h, Vec::new()).await.expect_err("empty");
     assert_eq!(e.code(), Code::InvalidArgument);
     // Over the 1 MiB message limit.
-    let e = screen_image(&h, vec![0xff; 2 << 20]).await.expect_err("too large");
+    let e = screen_image(&h, vec![0xff; 2 << 20])
+        .await
+        .expect_err("too large");
     assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
     // The server is still fine.
     assert!(screen_image(&h, read_fixture("bridge.jpg")).await.is_ok());
@@ -333,19 +482,33 @@ async fn bad_images_and_the_size_limit() {
 
 fn big_png() -> Vec<u8> {
     let bridge = image::load_from_memory(&read_fixture("bridge.jpg")).expect("decode");
-    encode(&bridge.resize_exact(3000, 2000, FilterType::Triangle), image::ImageFormat::Png)
+    encode(
+        &bridge.resize_exact(3000, 2000, FilterType::Triangle),
+        image::ImageFormat::Png,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overload_is_refused_fast_and_deadlines_are_honoured() {
-    let h = start(ServiceLimits { hash_workers: 1, queue_wait: Duration::from_millis(1), ..limits() }).await;
+    let h = start(ServiceLimits {
+        hash_workers: 1,
+        queue_wait: Duration::from_millis(1),
+        ..limits()
+    })
+    .await;
     let image = big_png();
     let mut tasks = Vec::new();
     for _ in 0..12 {
         let (channel, key, image) = (h.channel.clone(), h.screen.clone(), image.clone());
         tasks.push(tokio::spawn(async move {
             ScreeningClient::new(channel)
-                .screen(with_key(ScreenRequest { input: Some(screen_request::Input::Image(image)), ..Default::default() }, &key))
+                .screen(with_key(
+                    ScreenRequest {
+                        input: Some(screen_request::Input::Image(image)),
+                        ..Default::default()
+                    },
+                    &key,
+                ))
                 .await
                 .map(|_| ())
                 .map_err(|e| e.code())
@@ -363,9 +526,18 @@ async fn overload_is_refused_fast_and_deadlines_are_honoured() {
     assert!(ok >= 1 && refused >= 1, "ok {ok}, refused {refused}");
 
     // A client deadline shorter than the work answers DEADLINE_EXCEEDED.
-    let mut request = with_key(ScreenRequest { input: Some(screen_request::Input::Image(image.clone())), ..Default::default() }, &h.screen);
+    let mut request = with_key(
+        ScreenRequest {
+            input: Some(screen_request::Input::Image(image.clone())),
+            ..Default::default()
+        },
+        &h.screen,
+    );
     request.set_timeout(Duration::from_millis(20));
-    let e = ScreeningClient::new(h.channel.clone()).screen(request).await.expect_err("deadline");
+    let e = ScreeningClient::new(h.channel.clone())
+        .screen(request)
+        .await
+        .expect_err("deadline");
     assert_eq!(e.code(), Code::DeadlineExceeded, "{e:?}");
     let _ = h.server.shutdown().await;
 }
@@ -431,21 +603,51 @@ async fn import_export_round_trip_restart_health_and_metrics() {
         .chunks(50)
         .enumerate()
         .map(|(i, c)| ImportEntriesRequest {
-            bank: if i == 0 { "shared".into() } else { String::new() },
-            format: if i == 0 { "signal-lines".into() } else { String::new() },
+            bank: if i == 0 {
+                "shared".into()
+            } else {
+                String::new()
+            },
+            format: if i == 0 {
+                "signal-lines".into()
+            } else {
+                String::new()
+            },
             data: c.to_vec(),
             ..Default::default()
         })
         .collect();
     let mut banks = BanksClient::new(h.channel.clone());
-    let summary = banks.import_entries(with_key(tokio_stream::iter(chunks), &h.curate)).await.expect("import").into_inner();
-    assert_eq!((summary.added, summary.updated, summary.skipped, summary.failed), (2, 0, 1, 1), "{summary:?}");
+    let summary = banks
+        .import_entries(with_key(tokio_stream::iter(chunks), &h.curate))
+        .await
+        .expect("import")
+        .into_inner();
+    assert_eq!(
+        (
+            summary.added,
+            summary.updated,
+            summary.skipped,
+            summary.failed
+        ),
+        (2, 0, 1, 1),
+        "{summary:?}"
+    );
     // Imported hashes are live at once.
-    let r = screen_image(&h, read_fixture("wine.jpg")).await.expect("screen");
+    let r = screen_image(&h, read_fixture("wine.jpg"))
+        .await
+        .expect("screen");
     assert!(r.matched, "imported wine hash should match the wine photo");
 
     let mut export = banks
-        .export_entries(with_key(ExportEntriesRequest { bank: "shared".into(), format: "jsonl".into(), ..Default::default() }, &h.curate))
+        .export_entries(with_key(
+            ExportEntriesRequest {
+                bank: "shared".into(),
+                format: "jsonl".into(),
+                ..Default::default()
+            },
+            &h.curate,
+        ))
         .await
         .expect("export")
         .into_inner();
@@ -477,29 +679,63 @@ async fn import_export_round_trip_restart_health_and_metrics() {
     // Health says SERVING once loaded.
     let mut health = tonic_health::pb::health_client::HealthClient::new(h.channel.clone());
     let status = health
-        .check(tonic_health::pb::HealthCheckRequest { service: "vigie.v1.Screening".into() })
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "vigie.v1.Screening".into(),
+        })
         .await
         .expect("health")
         .into_inner()
         .status;
-    assert_eq!(status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+    assert_eq!(
+        status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
 
     // Metrics count the calls.
     let metrics_addr = h.server.metrics_addr.expect("metrics");
     let body = http_get(metrics_addr, "/metrics").await;
-    assert!(body.contains("vigie_requests_total{method=\"Screen\",code=\"OK\"}"), "{body}");
-    assert!(body.contains("vigie_index_hashes{algorithm=\"pdq\"} 4"), "{body}");
+    assert!(
+        body.contains("vigie_requests_total{method=\"Screen\",code=\"OK\"}"),
+        "{body}"
+    );
+    assert!(
+        body.contains("vigie_index_hashes{algorithm=\"pdq\"} 4"),
+        "{body}"
+    );
 
     // Restart on the same directory: every bank and entry is still there, and still matches.
-    let stats_before = banks.get_stats(with_key(GetStatsRequest {}, &h.curate)).await.expect("stats").into_inner();
-    let Harness { server, admin, curate, screen, dir, .. } = h;
+    let stats_before = banks
+        .get_stats(with_key(GetStatsRequest {}, &h.curate))
+        .await
+        .expect("stats")
+        .into_inner();
+    let Harness {
+        server,
+        admin,
+        curate,
+        screen,
+        dir,
+        ..
+    } = h;
     server.shutdown().await.expect("clean shutdown");
     let h = start_on(dir, limits(), Some((admin, curate, screen))).await;
     let mut banks = BanksClient::new(h.channel.clone());
-    let stats_after = banks.get_stats(with_key(GetStatsRequest {}, &h.curate)).await.expect("stats").into_inner();
-    assert_eq!((stats_after.banks, stats_after.entries), (stats_before.banks, stats_before.entries));
+    let stats_after = banks
+        .get_stats(with_key(GetStatsRequest {}, &h.curate))
+        .await
+        .expect("stats")
+        .into_inner();
+    assert_eq!(
+        (stats_after.banks, stats_after.entries),
+        (stats_before.banks, stats_before.entries)
+    );
     assert_eq!(stats_after.indexed, stats_before.indexed);
-    assert!(screen_image(&h, read_fixture("wine.jpg")).await.expect("screen").matched);
+    assert!(
+        screen_image(&h, read_fixture("wine.jpg"))
+            .await
+            .expect("screen")
+            .matched
+    );
     let _ = h.server.shutdown().await;
 }
 
@@ -510,21 +746,49 @@ async fn allow_banks_cancel_block_matches_and_removed_entries_stop_matching() {
     create_bank(&h, "stock", "allow").await;
     let wine = read_fixture("wine.jpg");
     let id = add_image(&h, "ads", "w", wine.clone(), "x").await;
-    assert!(screen_image(&h, wine.clone()).await.expect("screen").matched);
+    assert!(
+        screen_image(&h, wine.clone())
+            .await
+            .expect("screen")
+            .matched
+    );
     add_image(&h, "stock", "stock-photo-1", wine.clone(), "stock").await;
     let r = screen_image(&h, wine.clone()).await.expect("screen");
     assert!(!r.matched, "an allow-bank match cancels the block match");
     assert!(r.matches.iter().any(|m| m.bank == "ads" && m.suppressed));
-    assert!(r.matches.iter().any(|m| m.bank == "stock" && m.bank_kind == "allow"));
+    assert!(
+        r.matches
+            .iter()
+            .any(|m| m.bank == "stock" && m.bank_kind == "allow")
+    );
     // Removing entries: no screen after the call sees them.
     let mut banks = BanksClient::new(h.channel.clone());
     banks
-        .remove_entries(with_key(RemoveEntriesRequest { bank: "stock".into(), external_ids: vec!["stock-photo-1".into()], ..Default::default() }, &h.curate))
+        .remove_entries(with_key(
+            RemoveEntriesRequest {
+                bank: "stock".into(),
+                external_ids: vec!["stock-photo-1".into()],
+                ..Default::default()
+            },
+            &h.curate,
+        ))
         .await
         .expect("remove");
-    assert!(screen_image(&h, wine.clone()).await.expect("screen").matched);
+    assert!(
+        screen_image(&h, wine.clone())
+            .await
+            .expect("screen")
+            .matched
+    );
     banks
-        .remove_entries(with_key(RemoveEntriesRequest { bank: "ads".into(), entry_ids: vec![id], ..Default::default() }, &h.curate))
+        .remove_entries(with_key(
+            RemoveEntriesRequest {
+                bank: "ads".into(),
+                entry_ids: vec![id],
+                ..Default::default()
+            },
+            &h.curate,
+        ))
         .await
         .expect("remove");
     let r = screen_image(&h, wine).await.expect("screen");
@@ -535,7 +799,9 @@ async fn allow_banks_cancel_block_matches_and_removed_entries_stop_matching() {
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes()).await.expect("write");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
     let mut out = String::new();
     s.read_to_string(&mut out).await.expect("read");
     out

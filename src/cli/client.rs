@@ -12,12 +12,19 @@ use tonic::transport::Channel;
 use super::CliError;
 use crate::service::proto::banks_client::BanksClient;
 use crate::service::proto::screening_client::ScreeningClient;
-use crate::service::proto::{AddEntriesRequest, CreateBankRequest, NewEntry, ScreenRequest, new_entry, screen_request};
+use crate::service::proto::{
+    AddEntriesRequest, CreateBankRequest, NewEntry, ScreenRequest, new_entry, screen_request,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct ClientArgs {
     /// Server address.
-    #[arg(long, env = "VIGIE_ADDR", default_value = "http://127.0.0.1:50051", global = true)]
+    #[arg(
+        long,
+        env = "VIGIE_ADDR",
+        default_value = "http://127.0.0.1:50051",
+        global = true
+    )]
     pub addr: String,
     /// API key (`vigie keys create` prints one).
     #[arg(long, env = "VIGIE_KEY", global = true, hide_env_values = true)]
@@ -51,8 +58,9 @@ pub enum ClientCommand {
 fn authorized<T>(message: T, key: &Option<String>) -> Result<Request<T>, CliError> {
     let mut request = Request::new(message);
     if let Some(key) = key {
-        let value: MetadataValue<_> =
-            format!("Bearer {key}").parse().map_err(|_| CliError("the key is not a valid header value".into()))?;
+        let value: MetadataValue<_> = format!("Bearer {key}")
+            .parse()
+            .map_err(|_| CliError("the key is not a valid header value".into()))?;
         request.metadata_mut().insert("authorization", value);
     }
     Ok(request)
@@ -63,7 +71,9 @@ fn status_error(e: tonic::Status) -> CliError {
 }
 
 pub fn run(args: ClientArgs) -> Result<ExitCode, CliError> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         let channel = Channel::from_shared(args.addr.clone())
             .map_err(|e| CliError(format!("bad address {}: {e}", args.addr)))?

@@ -14,7 +14,12 @@ pub struct KeysArgs {
     #[command(subcommand)]
     pub command: KeysCommand,
     /// The store's directory.
-    #[arg(long, global = true, env = "VIGIE_DATA_DIR", default_value = "./vigie-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "VIGIE_DATA_DIR",
+        default_value = "./vigie-data"
+    )]
     pub data_dir: PathBuf,
 }
 
@@ -37,16 +42,26 @@ pub enum KeysCommand {
 }
 
 fn actor() -> String {
-    format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
+    format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    )
 }
 
 pub fn run(args: KeysArgs) -> Result<ExitCode, CliError> {
-    let store = Store::open(&args.data_dir, &RocksOptions::default()).map_err(|e| CliError(e.to_string()))?;
+    let store = Store::open(&args.data_dir, &RocksOptions::default())
+        .map_err(|e| CliError(e.to_string()))?;
     match args.command {
         KeysCommand::Create { role, name } => {
             let key = generate_key();
-            let record = store.create_api_key(&name, role, &key, &actor()).map_err(|e| CliError(e.to_string()))?;
-            eprintln!("created key {:?} with role {}; it is shown once, store it now:", record.name, record.role.name());
+            let record = store
+                .create_api_key(&name, role, &key, &actor())
+                .map_err(|e| CliError(e.to_string()))?;
+            eprintln!(
+                "created key {:?} with role {}; it is shown once, store it now:",
+                record.name,
+                record.role.name()
+            );
             println!("{key}");
         }
         KeysCommand::List => {
@@ -61,7 +76,9 @@ pub fn run(args: KeysArgs) -> Result<ExitCode, CliError> {
             }
         }
         KeysCommand::Revoke { name } => {
-            store.revoke_api_key(&name, &actor()).map_err(|e| CliError(e.to_string()))?;
+            store
+                .revoke_api_key(&name, &actor())
+                .map_err(|e| CliError(e.to_string()))?;
             eprintln!("revoked key {name:?}");
         }
     }

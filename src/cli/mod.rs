@@ -90,8 +90,12 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Hash(args) => hash::run(args),
         Command::Match(args) => matching::run(args),
-        Command::Bench { which: BenchCommand::Lookup(args) } => bench_lookup::run(args),
-        Command::Bench { which: BenchCommand::Store(args) } => bench_store::run(args),
+        Command::Bench {
+            which: BenchCommand::Lookup(args),
+        } => bench_lookup::run(args),
+        Command::Bench {
+            which: BenchCommand::Store(args),
+        } => bench_store::run(args),
         Command::Bank { command } => bank::run(command),
         Command::Entries { command } => entries::run(command),
         Command::Import(args) => import_export::run_import(args),
@@ -101,9 +105,6 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Keys(args) => keys::run(args),
         Command::Client(args) => client::run(args),
         Command::Eval(args) => eval::run(args),
-        Command::Bench {
-            which: BenchCommand::Lookup(args),
-        } => bench_lookup::run(args),
     };
     match result {
         Ok(code) => code,

@@ -74,9 +74,15 @@ impl ServeArgs {
 pub fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     // A second initialisation (tests) is harmless: the first subscriber stays.
-    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 pub fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
@@ -84,17 +90,33 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
         Some(path) => Settings::from_file(path).map_err(|e| CliError(e.to_string()))?,
         None => Settings::default(),
     };
-    let config = args.settings().or(file).resolve().map_err(|e| CliError(e.to_string()))?;
+    let config = args
+        .settings()
+        .or(file)
+        .resolve()
+        .map_err(|e| CliError(e.to_string()))?;
     init_logging(config.json_logs);
     if config.server.insecure_no_auth {
-        tracing::warn!("--insecure-no-auth: every call is accepted as admin without a key; for local trials only");
+        tracing::warn!(
+            "--insecure-no-auth: every call is accepted as admin without a key; for local trials only"
+        );
     }
-    let store = Store::open(&config.data_dir, &RocksOptions { sync_writes: config.sync_writes, ..RocksOptions::default() })
-        .map_err(|e| CliError(e.to_string()))?;
+    let store = Store::open(
+        &config.data_dir,
+        &RocksOptions {
+            sync_writes: config.sync_writes,
+            ..RocksOptions::default()
+        },
+    )
+    .map_err(|e| CliError(e.to_string()))?;
     let store = Arc::new(store);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
-        let running = server::start(config.server.clone(), store).await.map_err(|e| CliError(e.to_string()))?;
+        let running = server::start(config.server.clone(), store)
+            .await
+            .map_err(|e| CliError(e.to_string()))?;
         tracing::info!(
             addr = %running.addr,
             data_dir = %config.data_dir.display(),
@@ -104,7 +126,10 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
         );
         wait_for_signal().await;
         tracing::info!("shutting down: draining in-flight requests");
-        running.shutdown().await.map_err(|e| CliError(e.to_string()))?;
+        running
+            .shutdown()
+            .await
+            .map_err(|e| CliError(e.to_string()))?;
         tracing::info!("stopped; store closed");
         Ok::<_, CliError>(())
     })?;

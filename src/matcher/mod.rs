@@ -19,7 +19,9 @@ use crate::bits::{Bits, Hash64, Hash256};
 use crate::hashing::{Dihedral, ImageHashes};
 use crate::index::HammingIndex;
 use crate::store::load::BulkLoad;
-use crate::store::{Algorithm, Bank, BankKind, Entry, EntryHashes, EntryId, HashValue, Store, StoreError, Timestamp};
+use crate::store::{
+    Algorithm, Bank, BankKind, Entry, EntryHashes, EntryId, HashValue, Store, StoreError, Timestamp,
+};
 
 /// PDQ hashes of quality below this are too featureless to match on (Meta's recommendation).
 pub const MIN_PDQ_QUALITY: u8 = 50;
@@ -88,11 +90,21 @@ impl HashIndexes {
             HashValue::Phash(h) => self.phash.insert(h, id),
             HashValue::Dhash(h) => self.dhash.insert(h, id),
             HashValue::Md5(h) => {
-                self.md5.write().unwrap_or_else(lock_poisoned).entry(h).or_default().push(id);
+                self.md5
+                    .write()
+                    .unwrap_or_else(lock_poisoned)
+                    .entry(h)
+                    .or_default()
+                    .push(id);
                 Ok(())
             }
             HashValue::Sha256(h) => {
-                self.sha256.write().unwrap_or_else(lock_poisoned).entry(h).or_default().push(id);
+                self.sha256
+                    .write()
+                    .unwrap_or_else(lock_poisoned)
+                    .entry(h)
+                    .or_default()
+                    .push(id);
                 Ok(())
             }
         };
@@ -123,7 +135,11 @@ impl HashIndexes {
     /// Hashes held, per algorithm.
     pub fn counts(&self) -> BTreeMap<Algorithm, u64> {
         fn exact<K>(m: &RwLock<HashMap<K, Vec<EntryId>>>) -> u64 {
-            m.read().unwrap_or_else(lock_poisoned).values().map(|v| v.len() as u64).sum()
+            m.read()
+                .unwrap_or_else(lock_poisoned)
+                .values()
+                .map(|v| v.len() as u64)
+                .sum()
         }
         BTreeMap::from([
             (Algorithm::Pdq, self.pdq.len() as u64),
@@ -136,44 +152,97 @@ impl HashIndexes {
 
     /// Every indexed hash within `radius(algorithm)` of a query hash. `radius` returns `None` for
     /// algorithms not to search.
-    pub fn candidates(&self, query: &QueryHashes, radius: impl Fn(Algorithm) -> Option<u32>) -> Vec<Candidate> {
+    pub fn candidates(
+        &self,
+        query: &QueryHashes,
+        radius: impl Fn(Algorithm) -> Option<u32>,
+    ) -> Vec<Candidate> {
         let mut out = Vec::new();
         if let Some(r) = radius(Algorithm::Pdq) {
             for (transform, h) in &query.pdq {
                 for (id, distance) in self.pdq.search(h, r) {
-                    out.push(Candidate { id, algorithm: Algorithm::Pdq, distance, transform: *transform, region: false });
+                    out.push(Candidate {
+                        id,
+                        algorithm: Algorithm::Pdq,
+                        distance,
+                        transform: *transform,
+                        region: false,
+                    });
                 }
             }
             for (transform, h) in &query.pdq_regions {
                 for (id, distance) in self.pdq.search(h, r) {
-                    out.push(Candidate { id, algorithm: Algorithm::Pdq, distance, transform: *transform, region: true });
+                    out.push(Candidate {
+                        id,
+                        algorithm: Algorithm::Pdq,
+                        distance,
+                        transform: *transform,
+                        region: true,
+                    });
                 }
             }
         }
-        for (algorithm, index, hash) in
-            [(Algorithm::Phash, &self.phash, query.phash), (Algorithm::Dhash, &self.dhash, query.dhash)]
-        {
+        for (algorithm, index, hash) in [
+            (Algorithm::Phash, &self.phash, query.phash),
+            (Algorithm::Dhash, &self.dhash, query.dhash),
+        ] {
             if let (Some(r), Some(h)) = (radius(algorithm), hash) {
                 for (id, distance) in index.search(&h, r) {
-                    out.push(Candidate { id, algorithm, distance, transform: Dihedral::Original, region: false });
+                    out.push(Candidate {
+                        id,
+                        algorithm,
+                        distance,
+                        transform: Dihedral::Original,
+                        region: false,
+                    });
                 }
             }
         }
         if let (Some(_), Some(h)) = (radius(Algorithm::Md5), query.md5) {
-            for &id in self.md5.read().unwrap_or_else(lock_poisoned).get(&h).into_iter().flatten() {
-                out.push(Candidate { id, algorithm: Algorithm::Md5, distance: 0, transform: Dihedral::Original, region: false });
+            for &id in self
+                .md5
+                .read()
+                .unwrap_or_else(lock_poisoned)
+                .get(&h)
+                .into_iter()
+                .flatten()
+            {
+                out.push(Candidate {
+                    id,
+                    algorithm: Algorithm::Md5,
+                    distance: 0,
+                    transform: Dihedral::Original,
+                    region: false,
+                });
             }
         }
         if let (Some(_), Some(h)) = (radius(Algorithm::Sha256), query.sha256) {
-            for &id in self.sha256.read().unwrap_or_else(lock_poisoned).get(&h).into_iter().flatten() {
-                out.push(Candidate { id, algorithm: Algorithm::Sha256, distance: 0, transform: Dihedral::Original, region: false });
+            for &id in self
+                .sha256
+                .read()
+                .unwrap_or_else(lock_poisoned)
+                .get(&h)
+                .into_iter()
+                .flatten()
+            {
+                out.push(Candidate {
+                    id,
+                    algorithm: Algorithm::Sha256,
+                    distance: 0,
+                    transform: Dihedral::Original,
+                    region: false,
+                });
             }
         }
         out
     }
 }
 
-fn remove_exact<K: std::hash::Hash + Eq>(map: &RwLock<HashMap<K, Vec<EntryId>>>, key: &K, id: EntryId) {
+fn remove_exact<K: std::hash::Hash + Eq>(
+    map: &RwLock<HashMap<K, Vec<EntryId>>>,
+    key: &K,
+    id: EntryId,
+) {
     let mut map = map.write().unwrap_or_else(lock_poisoned);
     if let Some(ids) = map.get_mut(key) {
         if let Some(pos) = ids.iter().position(|x| *x == id) {
@@ -229,7 +298,12 @@ impl QueryHashes {
                 ));
             } else {
                 match h.pdq_dihedral {
-                    Some(all) => q.pdq.extend(Dihedral::ALL.iter().copied().zip(all.iter().map(|p| p.hash))),
+                    Some(all) => q.pdq.extend(
+                        Dihedral::ALL
+                            .iter()
+                            .copied()
+                            .zip(all.iter().map(|p| p.hash)),
+                    ),
                     None => q.pdq.push((Dihedral::Original, pdq.hash)),
                 }
                 if let Some(meta) = h.pdq_meta {
@@ -240,9 +314,18 @@ impl QueryHashes {
         }
         // Content boxes (trimmed borders, the photo in a screenshot) are looked up on their own
         // quality: a framed picture whose frame dragged the whole hash's quality down still counts.
-        for region in h.pdq_regions.iter().filter(|r| r.pdq.quality >= MIN_PDQ_QUALITY) {
+        for region in h
+            .pdq_regions
+            .iter()
+            .filter(|r| r.pdq.quality >= MIN_PDQ_QUALITY)
+        {
             match region.dihedral {
-                Some(all) => q.pdq_regions.extend(Dihedral::ALL.iter().copied().zip(all.iter().map(|p| p.hash))),
+                Some(all) => q.pdq_regions.extend(
+                    Dihedral::ALL
+                        .iter()
+                        .copied()
+                        .zip(all.iter().map(|p| p.hash)),
+                ),
                 None => q.pdq_regions.push((Dihedral::Original, region.pdq.hash)),
             }
         }
@@ -252,7 +335,10 @@ impl QueryHashes {
     /// The lookups for hashes the client computed (no quality is known for them).
     pub fn from_hashes(hashes: &EntryHashes) -> QueryHashes {
         QueryHashes {
-            pdq: hashes.pdq.map(|h| vec![(Dihedral::Original, h)]).unwrap_or_default(),
+            pdq: hashes
+                .pdq
+                .map(|h| vec![(Dihedral::Original, h)])
+                .unwrap_or_default(),
             pdq_regions: Vec::new(),
             phash: hashes.phash,
             dhash: hashes.dhash,
@@ -311,7 +397,11 @@ pub struct Matcher<'a> {
 }
 
 impl Matcher<'_> {
-    pub fn screen(&self, query: &QueryHashes, options: &ScreenOptions) -> Result<ScreenOutcome, MatchError> {
+    pub fn screen(
+        &self,
+        query: &QueryHashes,
+        options: &ScreenOptions,
+    ) -> Result<ScreenOutcome, MatchError> {
         let mut outcome = ScreenOutcome::default();
         let all_banks = self.store.list_banks()?;
         let selected: Vec<&Bank> = if options.banks.is_empty() {
@@ -319,11 +409,16 @@ impl Matcher<'_> {
         } else {
             let mut chosen = Vec::new();
             for name in &options.banks {
-                let bank = all_banks.iter().find(|b| &b.name == name).ok_or_else(|| MatchError::UnknownBank(name.clone()))?;
+                let bank = all_banks
+                    .iter()
+                    .find(|b| &b.name == name)
+                    .ok_or_else(|| MatchError::UnknownBank(name.clone()))?;
                 if bank.enabled {
                     chosen.push(bank);
                 } else {
-                    outcome.notes.push(format!("bank {name:?} is disabled and was not screened"));
+                    outcome
+                        .notes
+                        .push(format!("bank {name:?} is disabled and was not screened"));
                 }
             }
             chosen
@@ -331,11 +426,17 @@ impl Matcher<'_> {
         if selected.is_empty() {
             return Ok(outcome);
         }
-        let by_name: HashMap<&str, &Bank> = selected.iter().map(|b| (b.name.as_str(), *b)).collect();
+        let by_name: HashMap<&str, &Bank> =
+            selected.iter().map(|b| (b.name.as_str(), *b)).collect();
         let tighten = |d: u32| options.max_distance.map_or(d, |m| m.min(d));
         // Search each algorithm at the widest threshold of the selected banks; each candidate is
         // then held to its own bank's threshold.
-        let radius = |a: Algorithm| selected.iter().map(|b| tighten(b.max_distance.get(a))).max();
+        let radius = |a: Algorithm| {
+            selected
+                .iter()
+                .map(|b| tighten(b.max_distance.get(a)))
+                .max()
+        };
         let candidates = self.indexes.candidates(query, radius);
 
         let now = Timestamp::now();
@@ -354,7 +455,9 @@ impl Matcher<'_> {
             if !entry.is_active(now) {
                 continue;
             }
-            let Some(bank) = by_name.get(entry.bank.as_str()) else { continue };
+            let Some(bank) = by_name.get(entry.bank.as_str()) else {
+                continue;
+            };
             if c.distance > tighten(bank.max_distance.get(c.algorithm)) {
                 continue;
             }
@@ -368,15 +471,24 @@ impl Matcher<'_> {
                 distance: c.distance,
                 confidence: confidence::confidence_of(
                     c.algorithm,
-                    if c.region { confidence::PdqKind::Region } else { confidence::PdqKind::Whole },
+                    if c.region {
+                        confidence::PdqKind::Region
+                    } else {
+                        confidence::PdqKind::Whole
+                    },
                     c.distance,
                 ),
                 transform: c.transform,
                 suppressed: false,
             };
             let better = best.get(&c.id).is_none_or(|old| {
-                (info.confidence, std::cmp::Reverse(info.transform != Dihedral::Original))
-                    > (old.confidence, std::cmp::Reverse(old.transform != Dihedral::Original))
+                (
+                    info.confidence,
+                    std::cmp::Reverse(info.transform != Dihedral::Original),
+                ) > (
+                    old.confidence,
+                    std::cmp::Reverse(old.transform != Dihedral::Original),
+                )
             });
             if better {
                 best.insert(c.id, info);
@@ -386,16 +498,26 @@ impl Matcher<'_> {
         // An allow bank holds known-benign pictures: when the upload matches one, block matches of
         // the same picture are reported but cancelled.
         let allowed = matches.iter().any(|m| m.bank_kind == BankKind::Allow);
-        for m in matches.iter_mut().filter(|m| m.bank_kind == BankKind::Block) {
+        for m in matches
+            .iter_mut()
+            .filter(|m| m.bank_kind == BankKind::Block)
+        {
             m.suppressed = allowed;
         }
         if allowed && matches.iter().any(|m| m.suppressed) {
-            outcome.notes.push("block matches cancelled by an allow-bank match".into());
+            outcome
+                .notes
+                .push("block matches cancelled by an allow-bank match".into());
         }
         matches.sort_by(|a, b| {
-            b.confidence.total_cmp(&a.confidence).then(a.distance.cmp(&b.distance)).then(a.entry_id.cmp(&b.entry_id))
+            b.confidence
+                .total_cmp(&a.confidence)
+                .then(a.distance.cmp(&b.distance))
+                .then(a.entry_id.cmp(&b.entry_id))
         });
-        outcome.matched = matches.iter().any(|m| m.bank_kind == BankKind::Block && !m.suppressed);
+        outcome.matched = matches
+            .iter()
+            .any(|m| m.bank_kind == BankKind::Block && !m.suppressed);
         outcome.matches = matches;
         Ok(outcome)
     }

@@ -38,21 +38,38 @@ pub struct Authenticator {
 
 impl Authenticator {
     pub fn new(store: Arc<Store>, insecure_no_auth: bool, metrics: Arc<Metrics>) -> Self {
-        Authenticator { store, insecure_no_auth, metrics }
+        Authenticator {
+            store,
+            insecure_no_auth,
+            metrics,
+        }
     }
 
-    pub fn authenticate(&self, metadata: &MetadataMap, needed: Role) -> Result<Caller, ServiceError> {
+    pub fn authenticate(
+        &self,
+        metadata: &MetadataMap,
+        needed: Role,
+    ) -> Result<Caller, ServiceError> {
         if self.insecure_no_auth {
-            return Ok(Caller { name: "insecure-no-auth".into(), role: Role::Admin });
+            return Ok(Caller {
+                name: "insecure-no-auth".into(),
+                role: Role::Admin,
+            });
         }
-        let header = metadata.get("authorization").and_then(|v| v.to_str().ok()).ok_or(ServiceError::Unauthenticated)?;
+        let header = metadata
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .ok_or(ServiceError::Unauthenticated)?;
         let key = header
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
             .map(str::trim)
             .filter(|k| !k.is_empty() && k.len() <= 256)
             .ok_or(ServiceError::Unauthenticated)?;
-        let record = self.store.find_api_key(&hash_key(key))?.ok_or(ServiceError::Unauthenticated)?;
+        let record = self
+            .store
+            .find_api_key(&hash_key(key))?
+            .ok_or(ServiceError::Unauthenticated)?;
         if record.revoked_at.is_some() {
             return Err(ServiceError::Unauthenticated);
         }
@@ -63,12 +80,18 @@ impl Authenticator {
                 needed: needed.name(),
             });
         }
-        Ok(Caller { name: record.name, role: record.role })
+        Ok(Caller {
+            name: record.name,
+            role: record.role,
+        })
     }
 
     /// A tonic interceptor requiring `needed` for every method of a service.
     pub fn require(&self, needed: Role) -> RoleInterceptor {
-        RoleInterceptor { auth: self.clone(), needed }
+        RoleInterceptor {
+            auth: self.clone(),
+            needed,
+        }
     }
 }
 
@@ -95,5 +118,9 @@ impl Interceptor for RoleInterceptor {
 
 /// The caller the interceptor put in the request (every service is behind one).
 pub fn caller<T>(request: &Request<T>) -> Result<Caller, ServiceError> {
-    request.extensions().get::<Caller>().cloned().ok_or(ServiceError::Unauthenticated)
+    request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .ok_or(ServiceError::Unauthenticated)
 }

@@ -22,7 +22,9 @@ use super::screening::run_bounded;
 use crate::matcher::MIN_PDQ_QUALITY;
 use crate::store::api_keys::{Role, generate_key};
 use crate::store::formats::{self, ExportOptions, Format, ImportOptions};
-use crate::store::{Algorithm, AuditFilter, BankUpdate, EntryHashes, NewBank, NewEntry, Timestamp, Upserted};
+use crate::store::{
+    Algorithm, AuditFilter, BankUpdate, EntryHashes, NewBank, NewEntry, Timestamp, Upserted,
+};
 
 /// Entries in one AddEntries call.
 const MAX_ENTRIES_PER_CALL: usize = 10_000;
@@ -41,12 +43,20 @@ impl BanksService {
         let state = self.state.clone();
         match tokio::task::spawn_blocking(move || f(&state)).await {
             Ok(r) => r,
-            Err(e) if e.is_panic() => Err(ServiceError::Internal("a request handler panicked".into())),
-            Err(_) => Err(ServiceError::Internal("a request handler was cancelled".into())),
+            Err(e) if e.is_panic() => {
+                Err(ServiceError::Internal("a request handler panicked".into()))
+            }
+            Err(_) => Err(ServiceError::Internal(
+                "a request handler was cancelled".into(),
+            )),
         }
     }
 
-    async fn add_entries(&self, actor: String, req: proto::AddEntriesRequest) -> Result<proto::AddEntriesResponse, ServiceError> {
+    async fn add_entries(
+        &self,
+        actor: String,
+        req: proto::AddEntriesRequest,
+    ) -> Result<proto::AddEntriesResponse, ServiceError> {
         if req.entries.len() > MAX_ENTRIES_PER_CALL {
             return Err(ServiceError::invalid(
                 "entries",
@@ -54,29 +64,42 @@ impl BanksService {
                 format!("at most {MAX_ENTRIES_PER_CALL} entries per call (use ImportEntries)"),
             ));
         }
-        crate::store::validate_bank_name(&req.bank).map_err(|e| ServiceError::invalid("bank", "invalid_bank", e.to_string()))?;
+        crate::store::validate_bank_name(&req.bank)
+            .map_err(|e| ServiceError::invalid("bank", "invalid_bank", e.to_string()))?;
         let mut new_entries = Vec::with_capacity(req.entries.len());
         let mut warnings = Vec::new();
         for (i, e) in req.entries.into_iter().enumerate() {
             let field = format!("entries[{i}]");
             let hashes = match e.content {
-                None => return Err(ServiceError::invalid(format!("{field}.content"), "missing_input", "set image or hashes")),
-                Some(new_entry::Content::Hashes(set)) => parse_hash_set(&set, &format!("{field}.hashes"))?,
+                None => {
+                    return Err(ServiceError::invalid(
+                        format!("{field}.content"),
+                        "missing_input",
+                        "set image or hashes",
+                    ));
+                }
+                Some(new_entry::Content::Hashes(set)) => {
+                    parse_hash_set(&set, &format!("{field}.hashes"))?
+                }
                 Some(new_entry::Content::Image(bytes)) => {
                     if bytes.len() > self.state.limits.max_image_bytes {
-                        return Err(ServiceError::TooLarge(format!("{field}.image exceeds the size limit")));
+                        return Err(ServiceError::TooLarge(format!(
+                            "{field}.image exceeds the size limit"
+                        )));
                     }
                     let state = self.state.clone();
-                    let h = run_bounded(&self.state, None, move || Ok(state.hasher.hash_bytes(&bytes)?))
-                        .await
-                        .map_err(|err| match err {
-                            ServiceError::BadImage(d) => ServiceError::invalid(
-                                format!("{field}.image"),
-                                d.kind.as_str(),
-                                d.message,
-                            ),
-                            other => other,
-                        })?;
+                    let h = run_bounded(&self.state, None, move || {
+                        Ok(state.hasher.hash_bytes(&bytes)?)
+                    })
+                    .await
+                    .map_err(|err| match err {
+                        ServiceError::BadImage(d) => ServiceError::invalid(
+                            format!("{field}.image"),
+                            d.kind.as_str(),
+                            d.message,
+                        ),
+                        other => other,
+                    })?;
                     if let Some(p) = h.pdq.filter(|p| p.quality < MIN_PDQ_QUALITY) {
                         warnings.push(format!(
                             "{field} ({}): PDQ quality {} is below {MIN_PDQ_QUALITY}: the picture is too featureless for PDQ to match it",
@@ -93,7 +116,11 @@ impl BanksService {
                 }
             };
             if hashes.is_empty() {
-                return Err(ServiceError::invalid(format!("{field}.hashes"), "missing_input", "no hash given"));
+                return Err(ServiceError::invalid(
+                    format!("{field}.hashes"),
+                    "missing_input",
+                    "no hash given",
+                ));
             }
             new_entries.push(NewEntry {
                 external_id: e.external_id,
@@ -142,7 +169,8 @@ impl ServiceState {
     }
 }
 
-type ExportStream = Pin<Box<dyn Stream<Item = Result<proto::ExportEntriesChunk, Status>> + Send + 'static>>;
+type ExportStream =
+    Pin<Box<dyn Stream<Item = Result<proto::ExportEntriesChunk, Status>> + Send + 'static>>;
 
 /// A `Read` over chunks arriving from an async stream.
 struct ChunkReader {
@@ -202,16 +230,22 @@ impl Write for ChunkWriter {
 }
 
 fn parse_format(text: &str) -> Result<Format, ServiceError> {
-    text.parse().map_err(|e: formats::FormatError| ServiceError::invalid("format", "invalid_format", e.to_string()))
+    text.parse().map_err(|e: formats::FormatError| {
+        ServiceError::invalid("format", "invalid_format", e.to_string())
+    })
 }
 
 fn parse_algorithm(text: &str) -> Result<Option<Algorithm>, ServiceError> {
     if text.is_empty() {
         return Ok(None);
     }
-    Algorithm::from_signal_type(text)
-        .map(Some)
-        .ok_or_else(|| ServiceError::invalid("algorithm", "invalid_algorithm", format!("unknown algorithm {text:?}")))
+    Algorithm::from_signal_type(text).map(Some).ok_or_else(|| {
+        ServiceError::invalid(
+            "algorithm",
+            "invalid_algorithm",
+            format!("unknown algorithm {text:?}"),
+        )
+    })
 }
 
 fn format_error(e: formats::FormatError) -> ServiceError {
@@ -223,7 +257,10 @@ fn format_error(e: formats::FormatError) -> ServiceError {
 
 #[tonic::async_trait]
 impl Banks for Arc<BanksService> {
-    async fn create_bank(&self, request: Request<proto::CreateBankRequest>) -> Result<Response<proto::Bank>, Status> {
+    async fn create_bank(
+        &self,
+        request: Request<proto::CreateBankRequest>,
+    ) -> Result<Response<proto::Bank>, Status> {
         let started = Instant::now();
         let result = async {
             let actor = caller(&request)?.actor();
@@ -235,25 +272,37 @@ impl Banks for Arc<BanksService> {
                 enabled: r.enabled,
                 max_distance: r.max_distance.as_ref().map(from_proto_distances),
             };
-            self.blocking(move |s| Ok(to_proto_bank(&s.store.create_bank(new, &actor)?, 0))).await
+            self.blocking(move |s| Ok(to_proto_bank(&s.store.create_bank(new, &actor)?, 0)))
+                .await
         }
         .await;
-        self.state.finish("CreateBank", started, result.map(Response::new))
+        self.state
+            .finish("CreateBank", started, result.map(Response::new))
     }
 
-    async fn get_bank(&self, request: Request<proto::GetBankRequest>) -> Result<Response<proto::Bank>, Status> {
+    async fn get_bank(
+        &self,
+        request: Request<proto::GetBankRequest>,
+    ) -> Result<Response<proto::Bank>, Status> {
         let started = Instant::now();
         let name = request.into_inner().name;
         let result = self
             .blocking(move |s| {
-                let bank = s.store.get_bank(&name)?.ok_or_else(|| ServiceError::NotFound(format!("no bank named {name:?}")))?;
+                let bank = s
+                    .store
+                    .get_bank(&name)?
+                    .ok_or_else(|| ServiceError::NotFound(format!("no bank named {name:?}")))?;
                 Ok(to_proto_bank(&bank, s.store.count_entries(&name)?))
             })
             .await;
-        self.state.finish("GetBank", started, result.map(Response::new))
+        self.state
+            .finish("GetBank", started, result.map(Response::new))
     }
 
-    async fn list_banks(&self, _request: Request<proto::ListBanksRequest>) -> Result<Response<proto::ListBanksResponse>, Status> {
+    async fn list_banks(
+        &self,
+        _request: Request<proto::ListBanksRequest>,
+    ) -> Result<Response<proto::ListBanksResponse>, Status> {
         let started = Instant::now();
         let result = self
             .blocking(|s| {
@@ -265,10 +314,14 @@ impl Banks for Arc<BanksService> {
                 Ok(proto::ListBanksResponse { banks })
             })
             .await;
-        self.state.finish("ListBanks", started, result.map(Response::new))
+        self.state
+            .finish("ListBanks", started, result.map(Response::new))
     }
 
-    async fn update_bank(&self, request: Request<proto::UpdateBankRequest>) -> Result<Response<proto::Bank>, Status> {
+    async fn update_bank(
+        &self,
+        request: Request<proto::UpdateBankRequest>,
+    ) -> Result<Response<proto::Bank>, Status> {
         let started = Instant::now();
         let result = async {
             let actor = caller(&request)?.actor();
@@ -276,7 +329,11 @@ impl Banks for Arc<BanksService> {
             let update = BankUpdate {
                 description: r.description,
                 enabled: r.enabled,
-                kind: r.kind.as_deref().map(|k| parse_kind(k, "kind")).transpose()?,
+                kind: r
+                    .kind
+                    .as_deref()
+                    .map(|k| parse_kind(k, "kind"))
+                    .transpose()?,
                 max_distance: r.max_distance.as_ref().map(from_proto_distances),
             };
             let name = r.name;
@@ -303,10 +360,14 @@ impl Banks for Arc<BanksService> {
             .await
         }
         .await;
-        self.state.finish("UpdateBank", started, result.map(Response::new))
+        self.state
+            .finish("UpdateBank", started, result.map(Response::new))
     }
 
-    async fn delete_bank(&self, request: Request<proto::DeleteBankRequest>) -> Result<Response<proto::DeleteBankResponse>, Status> {
+    async fn delete_bank(
+        &self,
+        request: Request<proto::DeleteBankRequest>,
+    ) -> Result<Response<proto::DeleteBankResponse>, Status> {
         let started = Instant::now();
         let result = async {
             let actor = caller(&request)?.actor();
@@ -316,25 +377,35 @@ impl Banks for Arc<BanksService> {
                 for (id, hashes) in &removed {
                     s.indexes.remove(*id, hashes);
                 }
-                Ok(proto::DeleteBankResponse { entries_removed: removed.len() as u64 })
+                Ok(proto::DeleteBankResponse {
+                    entries_removed: removed.len() as u64,
+                })
             })
             .await
         }
         .await;
-        self.state.finish("DeleteBank", started, result.map(Response::new))
+        self.state
+            .finish("DeleteBank", started, result.map(Response::new))
     }
 
-    async fn add_entries(&self, request: Request<proto::AddEntriesRequest>) -> Result<Response<proto::AddEntriesResponse>, Status> {
+    async fn add_entries(
+        &self,
+        request: Request<proto::AddEntriesRequest>,
+    ) -> Result<Response<proto::AddEntriesResponse>, Status> {
         let started = Instant::now();
         let result = async {
             let actor = caller(&request)?.actor();
             BanksService::add_entries(self, actor, request.into_inner()).await
         }
         .await;
-        self.state.finish("AddEntries", started, result.map(Response::new))
+        self.state
+            .finish("AddEntries", started, result.map(Response::new))
     }
 
-    async fn remove_entries(&self, request: Request<proto::RemoveEntriesRequest>) -> Result<Response<proto::RemoveEntriesResponse>, Status> {
+    async fn remove_entries(
+        &self,
+        request: Request<proto::RemoveEntriesRequest>,
+    ) -> Result<Response<proto::RemoveEntriesResponse>, Status> {
         let started = Instant::now();
         let result = async {
             let actor = caller(&request)?.actor();
@@ -344,38 +415,63 @@ impl Banks for Arc<BanksService> {
                 for external in &r.external_ids {
                     match s.store.find_entry(&r.bank, external)? {
                         Some(e) => ids.push(e.id),
-                        None => return Err(ServiceError::NotFound(format!("no entry {external:?} in bank {:?}", r.bank))),
+                        None => {
+                            return Err(ServiceError::NotFound(format!(
+                                "no entry {external:?} in bank {:?}",
+                                r.bank
+                            )));
+                        }
                     }
                 }
                 let removed = s.store.remove_entries(&r.bank, &ids, &actor)?;
                 for e in &removed {
                     s.indexes.remove(e.id, &e.hashes);
                 }
-                Ok(proto::RemoveEntriesResponse { removed: removed.len() as u64 })
+                Ok(proto::RemoveEntriesResponse {
+                    removed: removed.len() as u64,
+                })
             })
             .await
         }
         .await;
-        self.state.finish("RemoveEntries", started, result.map(Response::new))
+        self.state
+            .finish("RemoveEntries", started, result.map(Response::new))
     }
 
-    async fn get_entry(&self, request: Request<proto::GetEntryRequest>) -> Result<Response<proto::Entry>, Status> {
+    async fn get_entry(
+        &self,
+        request: Request<proto::GetEntryRequest>,
+    ) -> Result<Response<proto::Entry>, Status> {
         let started = Instant::now();
         let key = request.into_inner().key;
         let result = self
             .blocking(move |s| {
                 let entry = match key {
-                    None => return Err(ServiceError::invalid("key", "missing_input", "set id or external")),
+                    None => {
+                        return Err(ServiceError::invalid(
+                            "key",
+                            "missing_input",
+                            "set id or external",
+                        ));
+                    }
                     Some(proto::get_entry_request::Key::Id(id)) => s.store.get_entry(id)?,
-                    Some(proto::get_entry_request::Key::External(k)) => s.store.find_entry(&k.bank, &k.external_id)?,
+                    Some(proto::get_entry_request::Key::External(k)) => {
+                        s.store.find_entry(&k.bank, &k.external_id)?
+                    }
                 };
-                entry.map(|e| to_proto_entry(&e)).ok_or_else(|| ServiceError::NotFound("no such entry".into()))
+                entry
+                    .map(|e| to_proto_entry(&e))
+                    .ok_or_else(|| ServiceError::NotFound("no such entry".into()))
             })
             .await;
-        self.state.finish("GetEntry", started, result.map(Response::new))
+        self.state
+            .finish("GetEntry", started, result.map(Response::new))
     }
 
-    async fn list_entries(&self, request: Request<proto::ListEntriesRequest>) -> Result<Response<proto::ListEntriesResponse>, Status> {
+    async fn list_entries(
+        &self,
+        request: Request<proto::ListEntriesRequest>,
+    ) -> Result<Response<proto::ListEntriesResponse>, Status> {
         let started = Instant::now();
         let r = request.into_inner();
         let result = self
@@ -390,14 +486,21 @@ impl Banks for Arc<BanksService> {
                 let mut entries = s.store.list_entries(&r.bank, label, after, page_size + 1)?;
                 let next_page_token = if entries.len() > page_size {
                     entries.truncate(page_size);
-                    entries.last().map(|e| e.external_id.clone()).unwrap_or_default()
+                    entries
+                        .last()
+                        .map(|e| e.external_id.clone())
+                        .unwrap_or_default()
                 } else {
                     String::new()
                 };
-                Ok(proto::ListEntriesResponse { entries: entries.iter().map(to_proto_entry).collect(), next_page_token })
+                Ok(proto::ListEntriesResponse {
+                    entries: entries.iter().map(to_proto_entry).collect(),
+                    next_page_token,
+                })
             })
             .await;
-        self.state.finish("ListEntries", started, result.map(Response::new))
+        self.state
+            .finish("ListEntries", started, result.map(Response::new))
     }
 
     async fn import_entries(
@@ -410,8 +513,20 @@ impl Banks for Arc<BanksService> {
             let mut inbound = request.into_inner();
             let first = match inbound.next().await {
                 Some(Ok(m)) => m,
-                Some(Err(status)) => return Err(ServiceError::invalid("data", "stream", status.message().to_string())),
-                None => return Err(ServiceError::invalid("bank", "missing_input", "empty import stream")),
+                Some(Err(status)) => {
+                    return Err(ServiceError::invalid(
+                        "data",
+                        "stream",
+                        status.message().to_string(),
+                    ));
+                }
+                None => {
+                    return Err(ServiceError::invalid(
+                        "bank",
+                        "missing_input",
+                        "empty import stream",
+                    ));
+                }
             };
             let mut options = ImportOptions::new(parse_format(&first.format)?);
             options.algorithm = parse_algorithm(&first.algorithm)?;
@@ -436,7 +551,11 @@ impl Banks for Arc<BanksService> {
             });
             let summary = self
                 .blocking(move |s| {
-                    let reader = BufReader::new(ChunkReader { rx, current: Vec::new(), pos: 0 });
+                    let reader = BufReader::new(ChunkReader {
+                        rx,
+                        current: Vec::new(),
+                        pos: 0,
+                    });
                     formats::import(
                         &s.store,
                         &bank,
@@ -454,24 +573,36 @@ impl Banks for Arc<BanksService> {
                 })
                 .await?;
             if let Ok(Err(status)) = feeder.await {
-                return Err(ServiceError::invalid("data", "stream", status.message().to_string()));
+                return Err(ServiceError::invalid(
+                    "data",
+                    "stream",
+                    status.message().to_string(),
+                ));
             }
             Ok(proto::ImportEntriesResponse {
                 added: summary.added,
                 updated: summary.updated,
                 skipped: summary.skipped,
                 failed: summary.failed,
-                errors: summary.errors.iter().map(|e| format!("line {}: {}", e.line, e.reason)).collect(),
+                errors: summary
+                    .errors
+                    .iter()
+                    .map(|e| format!("line {}: {}", e.line, e.reason))
+                    .collect(),
                 skipped_by_type: summary.skipped_by_type.into_iter().collect(),
             })
         }
         .await;
-        self.state.finish("ImportEntries", started, result.map(Response::new))
+        self.state
+            .finish("ImportEntries", started, result.map(Response::new))
     }
 
     type ExportEntriesStream = ExportStream;
 
-    async fn export_entries(&self, request: Request<proto::ExportEntriesRequest>) -> Result<Response<Self::ExportEntriesStream>, Status> {
+    async fn export_entries(
+        &self,
+        request: Request<proto::ExportEntriesRequest>,
+    ) -> Result<Response<Self::ExportEntriesStream>, Status> {
         let started = Instant::now();
         let r = request.into_inner();
         let result = async {
@@ -481,15 +612,25 @@ impl Banks for Arc<BanksService> {
                 algorithm: parse_algorithm(&r.algorithm)?,
             };
             if self.state.store.get_bank(&r.bank)?.is_none() {
-                return Err(ServiceError::NotFound(format!("no bank named {:?}", r.bank)));
+                return Err(ServiceError::NotFound(format!(
+                    "no bank named {:?}",
+                    r.bank
+                )));
             }
             let (tx, rx) = mpsc::channel(8);
             let state = self.state.clone();
             tokio::task::spawn_blocking(move || {
-                let mut writer = ChunkWriter { tx: tx.clone(), buf: Vec::new() };
+                let mut writer = ChunkWriter {
+                    tx: tx.clone(),
+                    buf: Vec::new(),
+                };
                 let outcome = formats::export(&state.store, &r.bank, &options, &mut writer)
                     .map_err(format_error)
-                    .and_then(|_| writer.flush().map_err(|e| ServiceError::Internal(e.to_string())));
+                    .and_then(|_| {
+                        writer
+                            .flush()
+                            .map_err(|e| ServiceError::Internal(e.to_string()))
+                    });
                 if let Err(e) = outcome {
                     let _ = tx.blocking_send(Err(Status::from(e)));
                 }
@@ -497,10 +638,14 @@ impl Banks for Arc<BanksService> {
             Ok(Box::pin(ReceiverStream::new(rx)) as ExportStream)
         }
         .await;
-        self.state.finish("ExportEntries", started, result.map(Response::new))
+        self.state
+            .finish("ExportEntries", started, result.map(Response::new))
     }
 
-    async fn get_stats(&self, _request: Request<proto::GetStatsRequest>) -> Result<Response<proto::Stats>, Status> {
+    async fn get_stats(
+        &self,
+        _request: Request<proto::GetStatsRequest>,
+    ) -> Result<Response<proto::Stats>, Status> {
         let started = Instant::now();
         let result = self
             .blocking(|s| {
@@ -512,12 +657,18 @@ impl Banks for Arc<BanksService> {
                 Ok(proto::Stats {
                     banks: banks.len() as u64,
                     entries,
-                    indexed: s.indexes.counts().into_iter().map(|(a, n)| (a.name().to_string(), n)).collect(),
+                    indexed: s
+                        .indexes
+                        .counts()
+                        .into_iter()
+                        .map(|(a, n)| (a.name().to_string(), n))
+                        .collect(),
                     uptime_seconds: s.started.elapsed().as_secs_f64(),
                 })
             })
             .await;
-        self.state.finish("GetStats", started, result.map(Response::new))
+        self.state
+            .finish("GetStats", started, result.map(Response::new))
     }
 
     async fn list_audit_events(
@@ -531,7 +682,9 @@ impl Banks for Arc<BanksService> {
                 if t.is_empty() {
                     return Ok(None);
                 }
-                Timestamp::parse(t).map(Some).map_err(|e| ServiceError::invalid(field, "invalid_time", e.to_string()))
+                Timestamp::parse(t)
+                    .map(Some)
+                    .map_err(|e| ServiceError::invalid(field, "invalid_time", e.to_string()))
             };
             let filter = AuditFilter {
                 bank: (!r.bank.is_empty()).then(|| r.bank.clone()),
@@ -550,10 +703,17 @@ impl Banks for Arc<BanksService> {
                         .map(|e| proto::AuditEvent {
                             time: e.time.to_string(),
                             actor: e.actor,
-                            action: serde_json::to_value(e.action).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+                            action: serde_json::to_value(e.action)
+                                .ok()
+                                .and_then(|v| v.as_str().map(str::to_string))
+                                .unwrap_or_default(),
                             bank: e.bank,
                             entry_ids: e.entry_ids,
-                            detail_json: if e.detail.is_null() { String::new() } else { e.detail.to_string() },
+                            detail_json: if e.detail.is_null() {
+                                String::new()
+                            } else {
+                                e.detail.to_string()
+                            },
                         })
                         .collect(),
                 })
@@ -561,7 +721,8 @@ impl Banks for Arc<BanksService> {
             .await
         }
         .await;
-        self.state.finish("ListAuditEvents", started, result.map(Response::new))
+        self.state
+            .finish("ListAuditEvents", started, result.map(Response::new))
     }
 }
 
@@ -571,26 +732,41 @@ pub struct KeysService {
 
 #[tonic::async_trait]
 impl Keys for Arc<KeysService> {
-    async fn create_key(&self, request: Request<proto::CreateKeyRequest>) -> Result<Response<proto::CreateKeyResponse>, Status> {
+    async fn create_key(
+        &self,
+        request: Request<proto::CreateKeyRequest>,
+    ) -> Result<Response<proto::CreateKeyResponse>, Status> {
         let started = Instant::now();
         let result = async {
             let actor = caller(&request)?.actor();
             let r = request.into_inner();
-            let role: Role = r.role.parse().map_err(|_| ServiceError::invalid("role", "invalid_role", "must be screen, curate or admin"))?;
+            let role: Role = r.role.parse().map_err(|_| {
+                ServiceError::invalid("role", "invalid_role", "must be screen, curate or admin")
+            })?;
             let state = self.state.clone();
             let name = r.name;
             let key = generate_key();
             let stored_key = key.clone();
-            let record = tokio::task::spawn_blocking(move || state.store.create_api_key(&name, role, &stored_key, &actor))
-                .await
-                .map_err(|_| ServiceError::Internal("key creation failed".into()))??;
-            Ok(proto::CreateKeyResponse { key, name: record.name, role: record.role.name().into() })
+            let record = tokio::task::spawn_blocking(move || {
+                state.store.create_api_key(&name, role, &stored_key, &actor)
+            })
+            .await
+            .map_err(|_| ServiceError::Internal("key creation failed".into()))??;
+            Ok(proto::CreateKeyResponse {
+                key,
+                name: record.name,
+                role: record.role.name().into(),
+            })
         }
         .await;
-        self.state.finish("CreateKey", started, result.map(Response::new))
+        self.state
+            .finish("CreateKey", started, result.map(Response::new))
     }
 
-    async fn list_keys(&self, _request: Request<proto::ListKeysRequest>) -> Result<Response<proto::ListKeysResponse>, Status> {
+    async fn list_keys(
+        &self,
+        _request: Request<proto::ListKeysRequest>,
+    ) -> Result<Response<proto::ListKeysResponse>, Status> {
         let started = Instant::now();
         let result = (|| {
             let keys = self.state.store.list_api_keys()?;
@@ -606,16 +782,23 @@ impl Keys for Arc<KeysService> {
                     .collect(),
             })
         })();
-        self.state.finish("ListKeys", started, result.map(Response::new))
+        self.state
+            .finish("ListKeys", started, result.map(Response::new))
     }
 
-    async fn revoke_key(&self, request: Request<proto::RevokeKeyRequest>) -> Result<Response<proto::RevokeKeyResponse>, Status> {
+    async fn revoke_key(
+        &self,
+        request: Request<proto::RevokeKeyRequest>,
+    ) -> Result<Response<proto::RevokeKeyResponse>, Status> {
         let started = Instant::now();
         let result = (|| {
             let actor = caller(&request)?.actor();
-            self.state.store.revoke_api_key(&request.get_ref().name, &actor)?;
+            self.state
+                .store
+                .revoke_api_key(&request.get_ref().name, &actor)?;
             Ok(proto::RevokeKeyResponse {})
         })();
-        self.state.finish("RevokeKey", started, result.map(Response::new))
+        self.state
+            .finish("RevokeKey", started, result.map(Response::new))
     }
 }

@@ -11,7 +11,11 @@ use crate::store::{Algorithm, Bank, BankKind, Entry, EntryHashes, HashValue, Max
 pub fn computed_hashes(h: &ImageHashes) -> Vec<proto::ComputedHash> {
     let mut out = Vec::new();
     let mut push = |algorithm: &str, hex: String, quality: i32| {
-        out.push(proto::ComputedHash { algorithm: algorithm.into(), hex, quality })
+        out.push(proto::ComputedHash {
+            algorithm: algorithm.into(),
+            hex,
+            quality,
+        })
     };
     if let Some(p) = h.pdq {
         push("pdq", p.hash.to_hex(), i32::from(p.quality));
@@ -44,8 +48,13 @@ pub fn parse_hash_set(set: &proto::HashSet, field: &str) -> Result<EntryHashes, 
         if text.is_empty() {
             continue;
         }
-        let value = HashValue::parse(algorithm, text)
-            .map_err(|e| ServiceError::invalid(format!("{field}.{algorithm}"), "invalid_hash", e.to_string()))?;
+        let value = HashValue::parse(algorithm, text).map_err(|e| {
+            ServiceError::invalid(
+                format!("{field}.{algorithm}"),
+                "invalid_hash",
+                e.to_string(),
+            )
+        })?;
         hashes.set(value);
     }
     Ok(hashes)
@@ -71,7 +80,11 @@ pub fn to_proto_match(m: &MatchInfo) -> proto::Match {
         algorithm: m.algorithm.name().into(),
         distance: m.distance,
         confidence: m.confidence,
-        transform: if m.transform == Dihedral::Original { String::new() } else { m.transform.name().into() },
+        transform: if m.transform == Dihedral::Original {
+            String::new()
+        } else {
+            m.transform.name().into()
+        },
         bank_kind: m.bank_kind.to_string(),
         suppressed: m.suppressed,
     }
@@ -97,14 +110,21 @@ pub fn to_proto_bank(b: &Bank, entry_count: u64) -> proto::Bank {
 }
 
 pub fn from_proto_distances(d: &proto::MaxDistances) -> MaxDistances {
-    MaxDistances { pdq: d.pdq, phash: d.phash, dhash: d.dhash, md5: d.md5, sha256: d.sha256 }
+    MaxDistances {
+        pdq: d.pdq,
+        phash: d.phash,
+        dhash: d.dhash,
+        md5: d.md5,
+        sha256: d.sha256,
+    }
 }
 
 pub fn parse_kind(text: &str, field: &str) -> Result<BankKind, ServiceError> {
     if text.is_empty() {
         return Ok(BankKind::Block);
     }
-    text.parse().map_err(|_| ServiceError::invalid(field, "invalid_kind", "must be block or allow"))
+    text.parse()
+        .map_err(|_| ServiceError::invalid(field, "invalid_kind", "must be block or allow"))
 }
 
 pub fn to_proto_entry(e: &Entry) -> proto::Entry {

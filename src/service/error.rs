@@ -14,11 +14,19 @@ pub enum ServiceError {
     #[error("no or unknown API key")]
     Unauthenticated,
     #[error("the key {key:?} (role {role}) may not call this; it needs role {needed}")]
-    PermissionDenied { key: String, role: &'static str, needed: &'static str },
+    PermissionDenied {
+        key: String,
+        role: &'static str,
+        needed: &'static str,
+    },
     #[error("image {}: {}", .0.kind.as_str(), .0.message)]
     BadImage(DecodeError),
     #[error("{field}: {message}")]
-    InvalidArgument { field: String, kind: &'static str, message: String },
+    InvalidArgument {
+        field: String,
+        kind: &'static str,
+        message: String,
+    },
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -36,16 +44,28 @@ pub enum ServiceError {
 }
 
 impl ServiceError {
-    pub fn invalid(field: impl Into<String>, kind: &'static str, message: impl Into<String>) -> Self {
-        ServiceError::InvalidArgument { field: field.into(), kind, message: message.into() }
+    pub fn invalid(
+        field: impl Into<String>,
+        kind: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        ServiceError::InvalidArgument {
+            field: field.into(),
+            kind,
+            message: message.into(),
+        }
     }
 
     pub fn code(&self) -> Code {
         match self {
             ServiceError::Unauthenticated => Code::Unauthenticated,
             ServiceError::PermissionDenied { .. } => Code::PermissionDenied,
-            ServiceError::BadImage(e) if e.kind == DecodeErrorKind::TooLarge => Code::InvalidArgument,
-            ServiceError::BadImage(_) | ServiceError::InvalidArgument { .. } => Code::InvalidArgument,
+            ServiceError::BadImage(e) if e.kind == DecodeErrorKind::TooLarge => {
+                Code::InvalidArgument
+            }
+            ServiceError::BadImage(_) | ServiceError::InvalidArgument { .. } => {
+                Code::InvalidArgument
+            }
             ServiceError::NotFound(_) => Code::NotFound,
             ServiceError::TooLarge(_) | ServiceError::Overloaded(_) => Code::ResourceExhausted,
             ServiceError::DeadlineExceeded => Code::DeadlineExceeded,
@@ -76,8 +96,12 @@ impl ServiceError {
             ServiceError::Internal(_) => "internal",
             ServiceError::Unavailable => "unavailable",
             ServiceError::Store(StoreError::BankExists(_)) => "already_exists",
-            ServiceError::Store(StoreError::BankNotFound(_) | StoreError::EntryNotFound(_)) => "not_found",
-            ServiceError::Store(StoreError::Invalid(_) | StoreError::UnknownAlgorithm(_)) => "invalid",
+            ServiceError::Store(StoreError::BankNotFound(_) | StoreError::EntryNotFound(_)) => {
+                "not_found"
+            }
+            ServiceError::Store(StoreError::Invalid(_) | StoreError::UnknownAlgorithm(_)) => {
+                "invalid"
+            }
             ServiceError::Store(_) => "storage",
         }
     }
@@ -92,7 +116,9 @@ impl From<DecodeError> for ServiceError {
 impl From<MatchError> for ServiceError {
     fn from(e: MatchError) -> Self {
         match e {
-            MatchError::UnknownBank(name) => ServiceError::NotFound(format!("no bank named {name:?}")),
+            MatchError::UnknownBank(name) => {
+                ServiceError::NotFound(format!("no bank named {name:?}"))
+            }
             MatchError::Store(s) => ServiceError::Store(s),
         }
     }
@@ -103,7 +129,8 @@ impl From<ServiceError> for Status {
         let code = e.code();
         // Internal details stay in the log, not in the answer.
         let message = match &e {
-            ServiceError::Internal(_) | ServiceError::Store(StoreError::Corrupt(_) | StoreError::Backend(_)) => {
+            ServiceError::Internal(_)
+            | ServiceError::Store(StoreError::Corrupt(_) | StoreError::Backend(_)) => {
                 tracing::error!(error = %e, "internal error");
                 "internal error (see the server log)".to_string()
             }

@@ -15,8 +15,9 @@ use tokio::net::TcpListener;
 use crate::matcher::HashIndexes;
 
 /// Upper bounds of the latency histogram buckets, in seconds.
-const LATENCY_BUCKETS: [f64; 14] =
-    [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0];
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
+];
 
 #[derive(Default, Clone)]
 struct Histogram {
@@ -96,43 +97,81 @@ impl Metrics {
 
     /// Requests counted for a method and status code name (tests and the load benchmark read it).
     pub fn request_count(&self, method: &str, code: &str) -> u64 {
-        self.lock().requests.iter().filter(|((m, c), _)| *m == method && *c == code).map(|(_, n)| n).sum()
+        self.lock()
+            .requests
+            .iter()
+            .filter(|((m, c), _)| *m == method && *c == code)
+            .map(|(_, n)| n)
+            .sum()
     }
 
     pub fn render(&self, indexes: &HashIndexes) -> String {
         let m = self.lock().clone_for_render();
         let mut out = String::new();
-        let _ = writeln!(out, "# HELP vigie_requests_total gRPC requests by method and status code.");
+        let _ = writeln!(
+            out,
+            "# HELP vigie_requests_total gRPC requests by method and status code."
+        );
         let _ = writeln!(out, "# TYPE vigie_requests_total counter");
         for ((method, code), n) in &m.requests {
-            let _ = writeln!(out, "vigie_requests_total{{method=\"{method}\",code=\"{code}\"}} {n}");
+            let _ = writeln!(
+                out,
+                "vigie_requests_total{{method=\"{method}\",code=\"{code}\"}} {n}"
+            );
         }
-        let _ = writeln!(out, "# HELP vigie_request_duration_seconds gRPC request latency by method.");
+        let _ = writeln!(
+            out,
+            "# HELP vigie_request_duration_seconds gRPC request latency by method."
+        );
         let _ = writeln!(out, "# TYPE vigie_request_duration_seconds histogram");
         for (method, h) in &m.latency {
             for (bound, n) in LATENCY_BUCKETS.iter().zip(h.counts) {
-                let _ = writeln!(out, "vigie_request_duration_seconds_bucket{{method=\"{method}\",le=\"{bound}\"}} {n}");
+                let _ = writeln!(
+                    out,
+                    "vigie_request_duration_seconds_bucket{{method=\"{method}\",le=\"{bound}\"}} {n}"
+                );
             }
-            let _ = writeln!(out, "vigie_request_duration_seconds_bucket{{method=\"{method}\",le=\"+Inf\"}} {}", h.count);
-            let _ = writeln!(out, "vigie_request_duration_seconds_sum{{method=\"{method}\"}} {}", h.sum);
-            let _ = writeln!(out, "vigie_request_duration_seconds_count{{method=\"{method}\"}} {}", h.count);
+            let _ = writeln!(
+                out,
+                "vigie_request_duration_seconds_bucket{{method=\"{method}\",le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                out,
+                "vigie_request_duration_seconds_sum{{method=\"{method}\"}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "vigie_request_duration_seconds_count{{method=\"{method}\"}} {}",
+                h.count
+            );
         }
         let _ = writeln!(out, "# HELP vigie_matches_total Matches reported, by bank.");
         let _ = writeln!(out, "# TYPE vigie_matches_total counter");
         for (bank, n) in &m.matches {
             let _ = writeln!(out, "vigie_matches_total{{bank=\"{}\"}} {n}", escape(bank));
         }
-        let _ = writeln!(out, "# HELP vigie_decode_errors_total Images refused, by kind.");
+        let _ = writeln!(
+            out,
+            "# HELP vigie_decode_errors_total Images refused, by kind."
+        );
         let _ = writeln!(out, "# TYPE vigie_decode_errors_total counter");
         for (kind, n) in &m.decode_errors {
             let _ = writeln!(out, "vigie_decode_errors_total{{kind=\"{kind}\"}} {n}");
         }
-        let _ = writeln!(out, "# HELP vigie_auth_failures_total Calls refused by authentication, by kind.");
+        let _ = writeln!(
+            out,
+            "# HELP vigie_auth_failures_total Calls refused by authentication, by kind."
+        );
         let _ = writeln!(out, "# TYPE vigie_auth_failures_total counter");
         for (kind, n) in &m.auth_failures {
             let _ = writeln!(out, "vigie_auth_failures_total{{kind=\"{kind}\"}} {n}");
         }
-        let _ = writeln!(out, "# HELP vigie_index_hashes Hashes in the in-memory index, by algorithm.");
+        let _ = writeln!(
+            out,
+            "# HELP vigie_index_hashes Hashes in the in-memory index, by algorithm."
+        );
         let _ = writeln!(out, "# TYPE vigie_index_hashes gauge");
         for (algorithm, n) in indexes.counts() {
             let _ = writeln!(out, "vigie_index_hashes{{algorithm=\"{algorithm}\"}} {n}");
@@ -154,7 +193,10 @@ impl Inner {
 }
 
 fn escape(label: &str) -> String {
-    label.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    label
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Serves `GET /metrics` on `listener` until `shutdown` resolves. Anything else gets 404.
@@ -180,19 +222,23 @@ pub async fn serve_metrics(
         tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
             // One read is enough for a request line; a slow or silent client is dropped.
-            let n = match tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buf)).await {
+            let n = match tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buf)).await
+            {
                 Ok(Ok(n)) => n,
                 _ => return,
             };
             let request = String::from_utf8_lossy(&buf[..n]);
-            let response = if request.starts_with("GET /metrics ") || request.starts_with("GET /metrics?") {
+            let response = if request.starts_with("GET /metrics ")
+                || request.starts_with("GET /metrics?")
+            {
                 let body = metrics.render(&indexes);
                 format!(
                     "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                     body.len()
                 )
             } else {
-                "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_string()
+                "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    .to_string()
             };
             let _ = socket.write_all(response.as_bytes()).await;
             let _ = socket.shutdown().await;

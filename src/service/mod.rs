@@ -26,7 +26,8 @@ pub mod proto {
     #![allow(clippy::all, clippy::pedantic)]
     tonic::include_proto!("vigie.v1");
     /// Encoded descriptors of every vigie.v1 file, for server reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/vigie_descriptor.bin"));
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/vigie_descriptor.bin"));
 }
 
 /// Request limits.
@@ -44,7 +45,9 @@ pub struct ServiceLimits {
 
 impl Default for ServiceLimits {
     fn default() -> Self {
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
         ServiceLimits {
             max_request_bytes: 32 << 20,
             max_image_bytes: 32 << 20,
@@ -68,7 +71,13 @@ pub struct ServiceState {
 }
 
 impl ServiceState {
-    pub fn new(store: Arc<Store>, indexes: Arc<HashIndexes>, hasher: ImageHasher, limits: ServiceLimits, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        store: Arc<Store>,
+        indexes: Arc<HashIndexes>,
+        hasher: ImageHasher,
+        limits: ServiceLimits,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         ServiceState {
             store,
             indexes,
@@ -90,7 +99,12 @@ impl ServiceState {
     }
 
     /// Records the call's outcome and latency, and turns a service error into its status.
-    pub fn finish<T>(&self, method: &'static str, started: Instant, result: Result<T, ServiceError>) -> Result<T, Status> {
+    pub fn finish<T>(
+        &self,
+        method: &'static str,
+        started: Instant,
+        result: Result<T, ServiceError>,
+    ) -> Result<T, Status> {
         let code = match &result {
             Ok(_) => tonic::Code::Ok,
             Err(e) => e.code(),

@@ -14,7 +14,8 @@ use super::convert::{computed_hashes, parse_hash_set, to_proto_match};
 use super::error::ServiceError;
 use super::proto::screening_server::Screening;
 use super::proto::{
-    HashRequest, HashResponse, ItemError, ScreenRequest, ScreenResponse, TransformedHash, screen_request,
+    HashRequest, HashResponse, ItemError, ScreenRequest, ScreenResponse, TransformedHash,
+    screen_request,
 };
 use crate::hashing::{AlgorithmSet, Dihedral, HasherBuilder, ImageHashes};
 use crate::matcher::{Matcher, QueryHashes, ScreenOptions};
@@ -55,17 +56,23 @@ pub async fn run_bounded<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
 ) -> Result<T, ServiceError> {
     let wait = match deadline {
-        Some(d) => state.limits.queue_wait.min(d.saturating_duration_since(Instant::now())),
+        Some(d) => state
+            .limits
+            .queue_wait
+            .min(d.saturating_duration_since(Instant::now())),
         None => state.limits.queue_wait,
     };
-    let permit = match tokio::time::timeout(wait, state.hash_permits.clone().acquire_owned()).await {
+    let permit = match tokio::time::timeout(wait, state.hash_permits.clone().acquire_owned()).await
+    {
         Ok(Ok(permit)) => permit,
         Ok(Err(_)) => return Err(ServiceError::Unavailable),
         Err(_) => {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(ServiceError::DeadlineExceeded);
             }
-            return Err(ServiceError::Overloaded("every hashing worker is busy; retry with backoff".into()));
+            return Err(ServiceError::Overloaded(
+                "every hashing worker is busy; retry with backoff".into(),
+            ));
         }
     };
     let task = tokio::task::spawn_blocking(move || {
@@ -84,23 +91,39 @@ pub async fn run_bounded<T: Send + 'static>(
     match joined {
         Ok(result) => result,
         Err(e) if e.is_panic() => Err(ServiceError::Internal("a request handler panicked".into())),
-        Err(_) => Err(ServiceError::Internal("a request handler was cancelled".into())),
+        Err(_) => Err(ServiceError::Internal(
+            "a request handler was cancelled".into(),
+        )),
     }
 }
 
 impl ScreeningService {
-    async fn screen_one(&self, request: ScreenRequest, deadline: Option<Instant>) -> Result<ScreenResponse, ServiceError> {
+    async fn screen_one(
+        &self,
+        request: ScreenRequest,
+        deadline: Option<Instant>,
+    ) -> Result<ScreenResponse, ServiceError> {
         if !self.state.is_ready() {
             return Err(ServiceError::Unavailable);
         }
-        let options = ScreenOptions { banks: request.banks.clone(), max_distance: request.max_distance };
+        let options = ScreenOptions {
+            banks: request.banks.clone(),
+            max_distance: request.max_distance,
+        };
         for name in &options.banks {
-            crate::store::validate_bank_name(name).map_err(|e| ServiceError::invalid("banks", "invalid_bank", e.to_string()))?;
+            crate::store::validate_bank_name(name)
+                .map_err(|e| ServiceError::invalid("banks", "invalid_bank", e.to_string()))?;
         }
         let request_id = request.request_id;
         let state = self.state.clone();
         let (hashes, outcome) = match request.input {
-            None => return Err(ServiceError::invalid("input", "missing_input", "set either image or hashes")),
+            None => {
+                return Err(ServiceError::invalid(
+                    "input",
+                    "missing_input",
+                    "set either image or hashes",
+                ));
+            }
             Some(screen_request::Input::Image(bytes)) => {
                 if bytes.len() > state.limits.max_image_bytes {
                     return Err(ServiceError::TooLarge(format!(
@@ -114,7 +137,10 @@ impl ScreeningService {
                     let h = work_state.hasher.hash_bytes(&bytes)?;
                     let mut notes = Vec::new();
                     let query = QueryHashes::from_image(&h, &mut notes);
-                    let matcher = Matcher { store: &work_state.store, indexes: &work_state.indexes };
+                    let matcher = Matcher {
+                        store: &work_state.store,
+                        indexes: &work_state.indexes,
+                    };
                     let mut outcome = matcher.screen(&query, &options)?;
                     outcome.notes.splice(0..0, notes);
                     Ok((computed_hashes(&h), outcome))
@@ -128,18 +154,29 @@ impl ScreeningService {
             Some(screen_request::Input::Hashes(set)) => {
                 let parsed = parse_hash_set(&set, "hashes")?;
                 if parsed.is_empty() {
-                    return Err(ServiceError::invalid("hashes", "missing_input", "no hash given"));
+                    return Err(ServiceError::invalid(
+                        "hashes",
+                        "missing_input",
+                        "no hash given",
+                    ));
                 }
                 let query = QueryHashes::from_hashes(&parsed);
                 let work_state = state.clone();
                 let outcome = run_bounded(&state, deadline, move || {
-                    let matcher = Matcher { store: &work_state.store, indexes: &work_state.indexes };
+                    let matcher = Matcher {
+                        store: &work_state.store,
+                        indexes: &work_state.indexes,
+                    };
                     Ok(matcher.screen(&query, &options)?)
                 })
                 .await?;
                 let echoed = parsed
                     .iter()
-                    .map(|v| super::proto::ComputedHash { algorithm: v.algorithm().name().into(), hex: v.to_hex(), quality: -1 })
+                    .map(|v| super::proto::ComputedHash {
+                        algorithm: v.algorithm().name().into(),
+                        hex: v.to_hex(),
+                        quality: -1,
+                    })
                     .collect();
                 (echoed, outcome)
             }
@@ -163,7 +200,11 @@ fn item_error(request_id: String, e: ServiceError) -> ScreenResponse {
     let status = Status::from(e);
     ScreenResponse {
         request_id,
-        error: Some(ItemError { code: status.code() as i32, kind, message: status.message().to_string() }),
+        error: Some(ItemError {
+            code: status.code() as i32,
+            kind,
+            message: status.message().to_string(),
+        }),
         ..Default::default()
     }
 }
@@ -172,11 +213,15 @@ type ScreenStreamOut = Pin<Box<dyn Stream<Item = Result<ScreenResponse, Status>>
 
 #[tonic::async_trait]
 impl Screening for Arc<ScreeningService> {
-    async fn screen(&self, request: Request<ScreenRequest>) -> Result<Response<ScreenResponse>, Status> {
+    async fn screen(
+        &self,
+        request: Request<ScreenRequest>,
+    ) -> Result<Response<ScreenResponse>, Status> {
         let started = Instant::now();
         let deadline = deadline_of(&request);
         let result = self.screen_one(request.into_inner(), deadline).await;
-        self.state.finish("Screen", started, result.map(Response::new))
+        self.state
+            .finish("Screen", started, result.map(Response::new))
     }
 
     type ScreenStreamStream = ScreenStreamOut;
@@ -204,37 +249,54 @@ impl Screening for Arc<ScreeningService> {
                         } else {
                             status.code()
                         };
-                        let _ = tx.send(Err(Status::new(code, status.message().to_string()))).await;
+                        let _ = tx
+                            .send(Err(Status::new(code, status.message().to_string())))
+                            .await;
                         break;
                     }
                 };
-                let Ok(permit) = in_flight.clone().acquire_owned().await else { break };
+                let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                    break;
+                };
                 let (service, tx) = (service.clone(), tx.clone());
                 tokio::spawn(async move {
                     let _permit = permit;
                     let started = Instant::now();
                     let request_id = item.request_id.clone();
                     let result = service.screen_one(item, deadline).await;
-                    let code = result.as_ref().map_or_else(|e| e.code(), |_| tonic::Code::Ok);
-                    service.state.metrics.record_request("ScreenStream.item", code, started.elapsed());
+                    let code = result
+                        .as_ref()
+                        .map_or_else(|e| e.code(), |_| tonic::Code::Ok);
+                    service.state.metrics.record_request(
+                        "ScreenStream.item",
+                        code,
+                        started.elapsed(),
+                    );
                     let answer = result.unwrap_or_else(|e| item_error(request_id, e));
                     let _ = tx.send(Ok(answer)).await;
                 });
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx)) as Self::ScreenStreamStream))
+        Ok(Response::new(
+            Box::pin(ReceiverStream::new(rx)) as Self::ScreenStreamStream
+        ))
     }
 
     async fn hash(&self, request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
         let started = Instant::now();
         let deadline = deadline_of(&request);
         let result = self.hash_one(request.into_inner(), deadline).await;
-        self.state.finish("Hash", started, result.map(Response::new))
+        self.state
+            .finish("Hash", started, result.map(Response::new))
     }
 }
 
 impl ScreeningService {
-    async fn hash_one(&self, request: HashRequest, deadline: Option<Instant>) -> Result<HashResponse, ServiceError> {
+    async fn hash_one(
+        &self,
+        request: HashRequest,
+        deadline: Option<Instant>,
+    ) -> Result<HashResponse, ServiceError> {
         if request.image.is_empty() {
             return Err(ServiceError::BadImage(crate::hashing::DecodeError {
                 kind: crate::hashing::DecodeErrorKind::Empty,
@@ -261,7 +323,12 @@ impl ScreeningService {
             .limits(*self.state.hasher.limits())
             .build();
         let image = request.image;
-        let result = run_bounded(&self.state, deadline, move || Ok(hasher.hash_bytes(&image)?)).await;
+        let result = run_bounded(
+            &self.state,
+            deadline,
+            move || Ok(hasher.hash_bytes(&image)?),
+        )
+        .await;
         if let Err(ServiceError::BadImage(e)) = &result {
             self.state.metrics.record_decode_error(e.kind.as_str());
         }
@@ -277,7 +344,10 @@ impl ScreeningService {
                         .iter()
                         .zip(all)
                         .skip(1)
-                        .map(|(t, p)| TransformedHash { transform: t.name().into(), hex: p.hash.to_hex() })
+                        .map(|(t, p)| TransformedHash {
+                            transform: t.name().into(),
+                            hex: p.hash.to_hex(),
+                        })
                         .collect()
                 })
                 .unwrap_or_default(),

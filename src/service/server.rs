@@ -50,7 +50,10 @@ pub struct ServerConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("TLS: {0}")]
     Tls(String),
     #[error("gRPC server: {0}")]
@@ -125,7 +128,10 @@ where
             let mut response = future.await?;
             let headers = response.headers_mut();
             let too_large = headers.get("grpc-status").is_some_and(|v| v == "11")
-                && headers.get("grpc-message").and_then(|v| v.to_str().ok()).is_some_and(|m| m.contains("too%20large") || m.contains("too large"));
+                && headers
+                    .get("grpc-message")
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|m| m.contains("too%20large") || m.contains("too large"));
             if too_large {
                 headers.insert("grpc-status", http::HeaderValue::from_static("8"));
             }
@@ -141,27 +147,57 @@ fn read_file(path: &PathBuf) -> Result<Vec<u8>, ServerError> {
 /// Binds, starts serving (health NOT_SERVING), loads the index in the background, then flips health
 /// to SERVING.
 pub async fn start(config: ServerConfig, store: Arc<Store>) -> Result<RunningServer, ServerError> {
-    let listener = TcpListener::bind(config.listen).await.map_err(|source| ServerError::Bind { addr: config.listen, source })?;
-    let addr = listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: config.listen,
+        source,
+    })?;
     let metrics = Arc::new(Metrics::default());
     let indexes = Arc::new(HashIndexes::new());
     // Screens look up the upload's content boxes too (trimmed borders, the photo in a screenshot).
     let hasher = HasherBuilder::new()
         .dihedral(true)
         .regions(true)
-        .limits(crate::hashing::DecodeLimits { max_encoded_bytes: config.limits.max_image_bytes, ..Default::default() })
+        .limits(crate::hashing::DecodeLimits {
+            max_encoded_bytes: config.limits.max_image_bytes,
+            ..Default::default()
+        })
         .build();
-    let state = Arc::new(ServiceState::new(store.clone(), indexes.clone(), hasher, config.limits.clone(), metrics.clone()));
+    let state = Arc::new(ServiceState::new(
+        store.clone(),
+        indexes.clone(),
+        hasher,
+        config.limits.clone(),
+        metrics.clone(),
+    ));
 
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
     let (stop_metrics_tx, stop_metrics_rx) = oneshot::channel::<()>();
     let metrics_addr = match config.metrics_listen {
         Some(maddr) => {
-            let ml = metrics::bind(maddr).await.map_err(|source| ServerError::Bind { addr: maddr, source })?;
-            let bound = ml.local_addr().map_err(|source| ServerError::Bind { addr: maddr, source })?;
-            tokio::spawn(metrics::serve_metrics(ml, metrics.clone(), indexes.clone(), async {
-                let _ = stop_metrics_rx.await;
-            }));
+            let ml = metrics::bind(maddr)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    addr: maddr,
+                    source,
+                })?;
+            let bound = ml.local_addr().map_err(|source| ServerError::Bind {
+                addr: maddr,
+                source,
+            })?;
+            tokio::spawn(metrics::serve_metrics(
+                ml,
+                metrics.clone(),
+                indexes.clone(),
+                async {
+                    let _ = stop_metrics_rx.await;
+                },
+            ));
             Some(bound)
         }
         None => None,
@@ -169,7 +205,9 @@ pub async fn start(config: ServerConfig, store: Arc<Store>) -> Result<RunningSer
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     for name in ["", "vigie.v1.Screening", "vigie.v1.Banks"] {
-        health_reporter.set_service_status(name, ServingStatus::NotServing).await;
+        health_reporter
+            .set_service_status(name, ServingStatus::NotServing)
+            .await;
     }
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
@@ -179,13 +217,19 @@ pub async fn start(config: ServerConfig, store: Arc<Store>) -> Result<RunningSer
 
     let auth = Authenticator::new(store.clone(), config.insecure_no_auth, metrics.clone());
     let limit = config.limits.max_request_bytes;
-    let screening = ScreeningServer::new(Arc::new(ScreeningService { state: state.clone() }))
-        .max_decoding_message_size(limit)
-        .max_encoding_message_size(64 << 20);
-    let banks = BanksServer::new(Arc::new(BanksService { state: state.clone() }))
-        .max_decoding_message_size(limit)
-        .max_encoding_message_size(64 << 20);
-    let keys = KeysServer::new(Arc::new(KeysService { state: state.clone() }));
+    let screening = ScreeningServer::new(Arc::new(ScreeningService {
+        state: state.clone(),
+    }))
+    .max_decoding_message_size(limit)
+    .max_encoding_message_size(64 << 20);
+    let banks = BanksServer::new(Arc::new(BanksService {
+        state: state.clone(),
+    }))
+    .max_decoding_message_size(limit)
+    .max_encoding_message_size(64 << 20);
+    let keys = KeysServer::new(Arc::new(KeysService {
+        state: state.clone(),
+    }));
 
     let mut builder = Server::builder();
     if let Some(tls) = &config.tls {
@@ -194,13 +238,18 @@ pub async fn start(config: ServerConfig, store: Arc<Store>) -> Result<RunningSer
         if let Some(ca) = &tls.client_ca {
             tls_config = tls_config.client_ca_root(Certificate::from_pem(read_file(ca)?));
         }
-        builder = builder.tls_config(tls_config).map_err(|e| ServerError::Tls(e.to_string()))?;
+        builder = builder
+            .tls_config(tls_config)
+            .map_err(|e| ServerError::Tls(e.to_string()))?;
     }
     let router = builder
         .layer(SizeLimitStatusLayer)
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(InterceptedService::new(screening, auth.require(Role::Screen)))
+        .add_service(InterceptedService::new(
+            screening,
+            auth.require(Role::Screen),
+        ))
         .add_service(InterceptedService::new(banks, auth.require(Role::Curate)))
         .add_service(InterceptedService::new(keys, auth.require(Role::Admin)));
 
@@ -246,5 +295,12 @@ pub async fn start(config: ServerConfig, store: Arc<Store>) -> Result<RunningSer
         let _ = stop_metrics_tx.send(());
         result
     });
-    Ok(RunningServer { addr, metrics_addr, state, shutdown: Some(shutdown_tx), task, ready: ready_rx })
+    Ok(RunningServer {
+        addr,
+        metrics_addr,
+        state,
+        shutdown: Some(shutdown_tx),
+        task,
+        ready: ready_rx,
+    })
 }

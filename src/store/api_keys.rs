@@ -100,18 +100,47 @@ fn encode(key: &ApiKey) -> Result<Vec<u8>, StoreError> {
 
 impl Store {
     /// Stores a new key under `name` (unique). The key itself is not kept.
-    pub fn create_api_key(&self, name: &str, role: Role, key: &str, actor: &str) -> Result<ApiKey, StoreError> {
+    pub fn create_api_key(
+        &self,
+        name: &str,
+        role: Role,
+        key: &str,
+        actor: &str,
+    ) -> Result<ApiKey, StoreError> {
         validate_actor(actor)?;
-        super::validate_bank_name(name).map_err(|_| StoreError::Invalid(format!("key name {name:?} must match [A-Za-z0-9_-]{{1,64}}")))?;
+        super::validate_bank_name(name).map_err(|_| {
+            StoreError::Invalid(format!(
+                "key name {name:?} must match [A-Za-z0-9_-]{{1,64}}"
+            ))
+        })?;
         let mut counters = self.lock_writer()?;
-        if self.backend.get(Cf::Meta, &prefixed(BY_NAME, name.as_bytes()))?.is_some() {
-            return Err(StoreError::Invalid(format!("a key named {name:?} already exists")));
+        if self
+            .backend
+            .get(Cf::Meta, &prefixed(BY_NAME, name.as_bytes()))?
+            .is_some()
+        {
+            return Err(StoreError::Invalid(format!(
+                "a key named {name:?} already exists"
+            )));
         }
         let hash = hash_key(key);
         let now = Timestamp::now();
-        let record = ApiKey { name: name.to_string(), role, created_at: now, revoked_at: None };
+        let record = ApiKey {
+            name: name.to_string(),
+            role,
+            created_at: now,
+            revoked_at: None,
+        };
         let mut next = *counters;
-        let audit = audit_op(&mut next, now, actor, AuditAction::KeyCreate, "", &[], serde_json::json!({"key": name, "role": role.name()}))?;
+        let audit = audit_op(
+            &mut next,
+            now,
+            actor,
+            AuditAction::KeyCreate,
+            "",
+            &[],
+            serde_json::json!({"key": name, "role": role.name()}),
+        )?;
         let ops = vec![
             WriteOp::Put(Cf::Meta, prefixed(BY_HASH, &hash), encode(&record)?),
             WriteOp::Put(Cf::Meta, prefixed(BY_NAME, name.as_bytes()), hash.to_vec()),
@@ -123,7 +152,10 @@ impl Store {
 
     /// The key whose SHA-256 is `hash`, revoked or not.
     pub fn find_api_key(&self, hash: &[u8; 32]) -> Result<Option<ApiKey>, StoreError> {
-        self.backend.get(Cf::Meta, &prefixed(BY_HASH, hash))?.map(|v| decode(&v)).transpose()
+        self.backend
+            .get(Cf::Meta, &prefixed(BY_HASH, hash))?
+            .map(|v| decode(&v))
+            .transpose()
     }
 
     pub fn list_api_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
@@ -132,10 +164,11 @@ impl Store {
             *last += 1;
         }
         let mut keys = Vec::new();
-        self.backend.scan(Cf::Meta, BY_HASH, Some(&end), &mut |_, v| {
-            keys.push(decode(v)?);
-            Ok(true)
-        })?;
+        self.backend
+            .scan(Cf::Meta, BY_HASH, Some(&end), &mut |_, v| {
+                keys.push(decode(v)?);
+                Ok(true)
+            })?;
         keys.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(keys)
     }
@@ -157,8 +190,23 @@ impl Store {
         let now = Timestamp::now();
         record.revoked_at.get_or_insert(now);
         let mut next = *counters;
-        let audit = audit_op(&mut next, now, actor, AuditAction::KeyRevoke, "", &[], serde_json::json!({"key": name}))?;
-        self.commit(vec![WriteOp::Put(Cf::Meta, prefixed(BY_HASH, &hash), encode(&record)?), audit], &mut counters, next)?;
+        let audit = audit_op(
+            &mut next,
+            now,
+            actor,
+            AuditAction::KeyRevoke,
+            "",
+            &[],
+            serde_json::json!({"key": name}),
+        )?;
+        self.commit(
+            vec![
+                WriteOp::Put(Cf::Meta, prefixed(BY_HASH, &hash), encode(&record)?),
+                audit,
+            ],
+            &mut counters,
+            next,
+        )?;
         Ok(record)
     }
 }
@@ -173,14 +221,28 @@ mod tests {
         let key = generate_key();
         assert!(key.starts_with("vk_") && key.len() == 67);
         assert_ne!(generate_key(), key);
-        let created = store.create_api_key("platform-a", Role::Screen, &key, "test").unwrap();
+        let created = store
+            .create_api_key("platform-a", Role::Screen, &key, "test")
+            .unwrap();
         assert_eq!(created.role, Role::Screen);
         let found = store.find_api_key(&hash_key(&key)).unwrap().unwrap();
         assert_eq!(found.name, "platform-a");
         assert!(store.find_api_key(&hash_key("vk_wrong")).unwrap().is_none());
-        assert!(store.create_api_key("platform-a", Role::Admin, &generate_key(), "test").is_err(), "names are unique");
+        assert!(
+            store
+                .create_api_key("platform-a", Role::Admin, &generate_key(), "test")
+                .is_err(),
+            "names are unique"
+        );
         store.revoke_api_key("platform-a", "test").unwrap();
-        assert!(store.find_api_key(&hash_key(&key)).unwrap().unwrap().revoked_at.is_some());
+        assert!(
+            store
+                .find_api_key(&hash_key(&key))
+                .unwrap()
+                .unwrap()
+                .revoked_at
+                .is_some()
+        );
         assert_eq!(store.list_api_keys().unwrap().len(), 1);
         assert!(store.revoke_api_key("nobody", "test").is_err());
     }
