@@ -449,7 +449,8 @@ async fn bad_images_and_the_size_limit() {
         ..limits()
     })
     .await;
-    let mut truncated = read_fixture("bridge.jpg");
+    // A PNG cut inside its image data (a truncated JPEG may still decode: missing blocks come out grey).
+    let mut truncated = read_fixture("tux_747.png");
     truncated.truncate(2000);
     let e = screen_image(&h, truncated).await.expect_err("corrupt");
     assert_eq!(e.code(), Code::InvalidArgument);
@@ -525,15 +526,22 @@ async fn overload_is_refused_fast_and_deadlines_are_honoured() {
     }
     assert!(ok >= 1 && refused >= 1, "ok {ok}, refused {refused}");
 
-    // A client deadline shorter than the work answers DEADLINE_EXCEEDED.
+    // A client deadline shorter than the work answers DEADLINE_EXCEEDED. The picture is large in
+    // pixels (slow to hash) but small in bytes (quick to send), so the server's answer, sent a little
+    // before the deadline, arrives before the tonic client's own timer would give up.
+    let slow = image::DynamicImage::ImageLuma8(image::GrayImage::from_fn(6000, 6000, |x, y| {
+        image::Luma([((x / 7 + y / 5) % 256) as u8])
+    }));
+    let slow = encode(&slow, image::ImageFormat::Png);
+    assert!(slow.len() < 4 << 20, "{} bytes", slow.len());
     let mut request = with_key(
         ScreenRequest {
-            input: Some(screen_request::Input::Image(image.clone())),
+            input: Some(screen_request::Input::Image(slow)),
             ..Default::default()
         },
         &h.screen,
     );
-    request.set_timeout(Duration::from_millis(20));
+    request.set_timeout(Duration::from_millis(150));
     let e = ScreeningClient::new(h.channel.clone())
         .screen(request)
         .await

@@ -62,8 +62,9 @@ mod tests {
             }
         }
         // Unrelated pictures sit near half the bits: no confidence there.
-        assert!(confidence(Algorithm::Pdq, 100) < 0.01);
-        assert!(confidence(Algorithm::Phash, 30) < 0.01);
+        assert!(confidence(Algorithm::Pdq, 128) < 0.01);
+        assert!(confidence(Algorithm::Phash, 32) < 0.01);
+        assert!(confidence(Algorithm::Dhash, 32) < 0.01);
         assert_eq!(confidence(Algorithm::Md5, 1), 0.0);
         assert!(confidence_of(Algorithm::Pdq, PdqKind::Region, 0) > 0.9);
         assert_eq!(fallback(Algorithm::Pdq, 64), 0.0);

@@ -44,7 +44,8 @@ pub struct Candidate {
     pub id: EntryId,
     pub algorithm: Algorithm,
     pub distance: u32,
-    /// The upload's transform under which it matched (`Original` for none).
+    /// How the upload relates to the banked picture: upload = transform(banked picture)
+    /// (`Original` for none).
     pub transform: Dihedral,
     /// Matched through a content box of the upload (borders trimmed, screenshot photo).
     pub region: bool,
@@ -54,7 +55,9 @@ pub struct Candidate {
 #[derive(Clone, Debug, Default)]
 pub struct QueryHashes {
     /// PDQ hashes with the transform each stands for: the displayed picture first, then its
-    /// dihedral variants, and Meta's-rule hash when it differs.
+    /// dihedral variants, and Meta's-rule hash when it differs. The hash of `t(upload)` meets the
+    /// banked picture when `upload = t⁻¹(banked)`, so each is filed under `t⁻¹`: the transform that
+    /// turns the banked picture into the upload, as a trust team reads it ("rotated 90 degrees").
     pub pdq: Vec<(Dihedral, Hash256)>,
     /// PDQ of the upload's content boxes (see `hashing::regions`), each with its transforms.
     pub pdq_regions: Vec<(Dihedral, Hash256)>,
@@ -301,7 +304,7 @@ impl QueryHashes {
                     Some(all) => q.pdq.extend(
                         Dihedral::ALL
                             .iter()
-                            .copied()
+                            .map(|t| t.inverse())
                             .zip(all.iter().map(|p| p.hash)),
                     ),
                     None => q.pdq.push((Dihedral::Original, pdq.hash)),
@@ -323,7 +326,7 @@ impl QueryHashes {
                 Some(all) => q.pdq_regions.extend(
                     Dihedral::ALL
                         .iter()
-                        .copied()
+                        .map(|t| t.inverse())
                         .zip(all.iter().map(|p| p.hash)),
                 ),
                 None => q.pdq_regions.push((Dihedral::Original, region.pdq.hash)),

@@ -28,8 +28,9 @@ pub struct ScreeningService {
     pub state: Arc<ServiceState>,
 }
 
-/// The client's deadline (`grpc-timeout`), less a small margin so that vigie answers
-/// DEADLINE_EXCEEDED itself before tonic's own timer cancels the call.
+/// The client's deadline (`grpc-timeout`), less a margin (a fifth, at most 50 ms) so that vigie's
+/// DEADLINE_EXCEEDED reaches the client before the client's own timer gives up, even though the
+/// client's clock started before the request was sent.
 pub fn deadline_of<T>(request: &Request<T>) -> Option<Instant> {
     let value = request.metadata().get("grpc-timeout")?.to_str().ok()?;
     let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
@@ -43,7 +44,7 @@ pub fn deadline_of<T>(request: &Request<T>) -> Option<Instant> {
         "n" => Duration::from_nanos(n),
         _ => return None,
     };
-    let margin = (timeout / 10).min(Duration::from_millis(20));
+    let margin = (timeout / 5).min(Duration::from_millis(50));
     Some(Instant::now() + timeout.saturating_sub(margin))
 }
 
