@@ -31,14 +31,18 @@ pub use decode::{DecodeError, DecodeErrorKind, DecodeLimits, LimitCheck};
 pub use exact::Md5Hash;
 pub use pdq::{Dihedral, LumaPlane, PdqHash};
 
-/// A hash algorithm vigie computes and matches.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A hash algorithm vigie computes and matches. The discriminant is the on-disk bit position of
+/// the algorithm in a bank entry's hash mask (see `store::keys`): never renumber.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Algorithm {
-    Pdq,
-    Phash,
-    Dhash,
-    Md5,
-    Sha256,
+    Pdq = 0,
+    Phash = 1,
+    Dhash = 2,
+    Md5 = 3,
+    Sha256 = 4,
 }
 
 impl Algorithm {
@@ -61,24 +65,50 @@ impl Algorithm {
         }
     }
 
+    /// Exactly one of the names above (any case).
     pub fn from_name(name: &str) -> Option<Algorithm> {
         Algorithm::ALL
             .into_iter()
             .find(|a| a.name().eq_ignore_ascii_case(name))
     }
 
+    /// Names other tools give the same algorithm: python-threatexchange calls PDQ `pdq` and photo
+    /// digests `photo_md5`; HMA and StopNCII exports use upper case. `video_md5` is deliberately
+    /// absent: a video's digest is not an image's.
+    pub fn from_signal_type(text: &str) -> Option<Algorithm> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "pdq" => Some(Algorithm::Pdq),
+            "phash" => Some(Algorithm::Phash),
+            "dhash" => Some(Algorithm::Dhash),
+            "md5" | "photo_md5" => Some(Algorithm::Md5),
+            "sha256" | "sha-256" | "photo_sha256" => Some(Algorithm::Sha256),
+            _ => None,
+        }
+    }
+
     /// Width of the hash in bits.
     pub fn bits(self) -> u32 {
+        self.byte_len() as u32 * 8
+    }
+
+    /// Width of the hash in bytes (also its on-disk size).
+    pub fn byte_len(self) -> usize {
         match self {
-            Algorithm::Pdq | Algorithm::Sha256 => 256,
-            Algorithm::Phash | Algorithm::Dhash => 64,
-            Algorithm::Md5 => 128,
+            Algorithm::Pdq | Algorithm::Sha256 => 32,
+            Algorithm::Phash | Algorithm::Dhash => 8,
+            Algorithm::Md5 => 16,
         }
+    }
+
+    /// Whether matching is by Hamming distance (perceptual) rather than equality; the perceptual
+    /// hashes are also the ones that need decoded pixels.
+    pub fn is_perceptual(self) -> bool {
+        matches!(self, Algorithm::Pdq | Algorithm::Phash | Algorithm::Dhash)
     }
 
     /// Whether the hash needs decoded pixels (the exact hashes only need the bytes).
     pub fn needs_pixels(self) -> bool {
-        matches!(self, Algorithm::Pdq | Algorithm::Phash | Algorithm::Dhash)
+        self.is_perceptual()
     }
 }
 

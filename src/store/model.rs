@@ -20,71 +20,9 @@ pub type Md5 = Bits<2>;
 /// A 256-bit SHA-256 digest.
 pub type Sha256 = Bits<4>;
 
-/// The hash algorithms a bank entry may carry. The discriminant is the on-disk bit position of the
-/// algorithm in an entry's hash mask: never renumber.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Algorithm {
-    Pdq = 0,
-    Phash = 1,
-    Dhash = 2,
-    Md5 = 3,
-    Sha256 = 4,
-}
-
-impl Algorithm {
-    pub const ALL: [Algorithm; 5] = [
-        Algorithm::Pdq,
-        Algorithm::Phash,
-        Algorithm::Dhash,
-        Algorithm::Md5,
-        Algorithm::Sha256,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Algorithm::Pdq => "pdq",
-            Algorithm::Phash => "phash",
-            Algorithm::Dhash => "dhash",
-            Algorithm::Md5 => "md5",
-            Algorithm::Sha256 => "sha256",
-        }
-    }
-
-    /// Width of the hash in bytes (also its on-disk size).
-    pub fn byte_len(self) -> usize {
-        match self {
-            Algorithm::Pdq | Algorithm::Sha256 => 32,
-            Algorithm::Phash | Algorithm::Dhash => 8,
-            Algorithm::Md5 => 16,
-        }
-    }
-
-    /// Whether matching is by Hamming distance (perceptual) rather than equality.
-    pub fn is_perceptual(self) -> bool {
-        matches!(self, Algorithm::Pdq | Algorithm::Phash | Algorithm::Dhash)
-    }
-
-    /// Names other tools give the same algorithm: python-threatexchange calls PDQ `pdq` and photo
-    /// digests `photo_md5`; HMA and StopNCII exports use upper case. `video_md5` is deliberately
-    /// absent: a video's digest is not an image's.
-    pub fn from_signal_type(text: &str) -> Option<Algorithm> {
-        match text.trim().to_ascii_lowercase().as_str() {
-            "pdq" => Some(Algorithm::Pdq),
-            "phash" => Some(Algorithm::Phash),
-            "dhash" => Some(Algorithm::Dhash),
-            "md5" | "photo_md5" => Some(Algorithm::Md5),
-            "sha256" | "sha-256" | "photo_sha256" => Some(Algorithm::Sha256),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Algorithm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+/// The hash algorithms (one definition, in `hashing`); their discriminants are the on-disk bit
+/// positions of an entry's hash mask.
+pub use crate::hashing::Algorithm;
 
 impl FromStr for Algorithm {
     type Err = StoreError;
