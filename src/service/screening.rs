@@ -360,3 +360,61 @@ impl ScreeningService {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matcher::HashIndexes;
+    use crate::service::ServiceLimits;
+    use crate::service::metrics::Metrics;
+    use crate::store::Store;
+
+    fn state(workers: usize, queue_wait: Duration) -> ServiceState {
+        let limits = ServiceLimits {
+            hash_workers: workers,
+            queue_wait,
+            ..ServiceLimits::default()
+        };
+        ServiceState::new(
+            Arc::new(Store::in_memory()),
+            Arc::new(HashIndexes::new()),
+            HasherBuilder::new().build(),
+            limits,
+            Arc::new(Metrics::default()),
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panic_in_one_request_answers_internal_and_the_next_request_works() {
+        let state = state(1, Duration::from_secs(1));
+        let panicked: Result<(), ServiceError> =
+            run_bounded(&state, None, || panic!("decoder bug")).await;
+        assert!(
+            matches!(panicked, Err(ServiceError::Internal(_))),
+            "{panicked:?}"
+        );
+        assert_eq!(
+            Status::from(panicked.unwrap_err()).code(),
+            tonic::Code::Internal
+        );
+        // The permit came back: the single worker serves the next request.
+        assert_eq!(run_bounded(&state, None, || Ok(7)).await.ok(), Some(7));
+    }
+
+    #[test]
+    fn grpc_timeout_header_parses_with_a_margin() {
+        let mut r = Request::new(());
+        r.metadata_mut()
+            .insert("grpc-timeout", "1S".parse().unwrap());
+        let d = deadline_of(&r)
+            .unwrap()
+            .saturating_duration_since(Instant::now());
+        assert!(
+            d <= Duration::from_millis(950) && d > Duration::from_millis(800),
+            "{d:?}"
+        );
+        r.metadata_mut()
+            .insert("grpc-timeout", "bogus".parse().unwrap());
+        assert!(deadline_of(&r).is_none());
+    }
+}
