@@ -10,7 +10,7 @@ use std::path::Path;
 
 use common::*;
 use vigie::bits::Hash256;
-use vigie::hashing::{Dihedral, ImageHashes};
+use vigie::hashing::{AlgorithmSet, Dihedral, HasherBuilder, ImageHashes};
 
 fn hex256(s: &str) -> Hash256 {
     Hash256::from_hex(s).unwrap_or_else(|e| panic!("bad reference hash {s}: {e}"))
@@ -249,4 +249,74 @@ fn reference_paths_resolve() {
             assert!(Path::new(&shared.join(&row.file)).exists(), "{}", row.file);
         }
     }
+}
+
+/// Decoding JPEGs at a reduced DCT scale (issue 7) against Meta's full-size hashes: for each
+/// setting of `decode_min_side`, the distance over the JPEGs it actually reduces. The default's
+/// distances must stay within the bounds of the full-size pipeline above.
+#[test]
+fn reduced_scale_jpeg_decoding_keeps_agreement_with_meta() {
+    let Some(shared) = shared_dir() else {
+        eprintln!("SKIPPED: ../shared/reference/pdq-reference.tsv not found");
+        return;
+    };
+    let rows = read_reference(&shared.join("reference/pdq-reference.tsv"));
+    let jpegs: Vec<_> = rows
+        .iter()
+        .filter(|r| {
+            let f = r.file.to_ascii_lowercase();
+            (f.ends_with(".jpg") || f.ends_with(".jpeg")) && !f.contains("cmyk")
+        })
+        .map(|r| {
+            let bytes = std::fs::read(shared.join(&r.file)).expect("read");
+            (r, bytes)
+        })
+        .collect();
+    let mut default_distances = Vec::new();
+    for min_side in [None, Some(1024), Some(512), Some(256), Some(128)] {
+        let hasher = HasherBuilder::new()
+            .algorithms(AlgorithmSet::parse("pdq").expect("algos"))
+            .decode_min_side(min_side)
+            .build();
+        let mut reduced = Vec::new();
+        for (row, bytes) in &jpegs {
+            let header = vigie::hashing::decode::read_header(bytes, hasher.limits()).expect("hdr");
+            if vigie::hashing::decode::scale_denominator_for(header.width, header.height, min_side)
+                == 1
+                && min_side.is_some()
+            {
+                continue;
+            }
+            let h = hasher.hash_bytes(bytes).expect("hash");
+            let d = meta_rule_hash(&h).distance(&hex256(&row.pdq));
+            reduced.push((d, row.file.clone()));
+        }
+        reduced.sort();
+        let n = reduced.len().max(1);
+        let mean = reduced.iter().map(|(d, _)| f64::from(*d)).sum::<f64>() / n as f64;
+        let p95 = reduced.get((n * 95).div_ceil(100) - 1).map_or(0, |r| r.0);
+        let max = reduced.last().map_or(0, |r| r.0);
+        eprintln!(
+            "decode_min_side {min_side:?}: {} JPEGs decoded at a reduced scale; distance to Meta's mean {mean:.2}, p95 {p95}, max {max}",
+            reduced.len()
+        );
+        if min_side == Some(vigie::hashing::DEFAULT_DECODE_MIN_SIDE) {
+            default_distances = reduced;
+        }
+    }
+    assert!(
+        default_distances.len() >= 3,
+        "the corpus's large photos are decoded reduced"
+    );
+    let n = default_distances.len();
+    let mean = default_distances
+        .iter()
+        .map(|(d, _)| f64::from(*d))
+        .sum::<f64>()
+        / n as f64;
+    assert!(mean <= 2.0, "mean distance {mean}: {default_distances:?}");
+    assert!(
+        default_distances[(n * 95).div_ceil(100) - 1].0 <= 6,
+        "{default_distances:?}"
+    );
 }

@@ -34,6 +34,10 @@ pub struct HashArgs {
     /// Largest picture accepted, in pixels.
     #[arg(long, default_value_t = DecodeLimits::default().max_pixels)]
     pub max_pixels: u64,
+    /// JPEGs are decoded at the largest DCT reduction (1/2, 1/4, 1/8) that keeps their shorter
+    /// side at least this long; 0 decodes at full size (PDQ then equals Meta's bit for bit).
+    #[arg(long, default_value_t = crate::hashing::DEFAULT_DECODE_MIN_SIDE)]
+    pub decode_min_side: u32,
     /// Image files.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
@@ -183,6 +187,7 @@ pub fn run(args: HashArgs) -> Result<ExitCode, CliError> {
         .algorithms(args.algorithms)
         .dihedral(args.dihedral)
         .limits(limits)
+        .decode_min_side((args.decode_min_side > 0).then_some(args.decode_min_side))
         .build();
     let threads = args
         .threads

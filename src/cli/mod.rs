@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod bank;
+pub mod bench_hash;
 pub mod bench_lookup;
 pub mod bench_store;
 pub mod client;
@@ -73,6 +74,8 @@ pub enum BenchCommand {
     Lookup(bench_lookup::LookupArgs),
     /// Store open + index load time and resident memory with N PDQ entries.
     Store(bench_store::StoreBenchArgs),
+    /// Per-image medians for decoding and each hash at several sizes; images per second.
+    Hash(bench_hash::HashBenchArgs),
 }
 
 /// A command that could not run to its end: printed as `error: ...` on stderr, exit code 2.
@@ -96,6 +99,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Bench {
             which: BenchCommand::Store(args),
         } => bench_store::run(args),
+        Command::Bench {
+            which: BenchCommand::Hash(args),
+        } => bench_hash::run(args),
         Command::Bank { command } => bank::run(command),
         Command::Entries { command } => entries::run(command),
         Command::Import(args) => import_export::run_import(args),

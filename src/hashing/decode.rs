@@ -13,6 +13,7 @@ use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, Limits};
 
 use super::pdq::Dihedral;
+use super::turbo;
 
 /// Limits on one decode. Defaults: 32 MiB encoded, 100 megapixels, 1 GiB of decoder memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,16 +95,22 @@ impl DecodeError {
 /// A decoded picture as stored in the file (no EXIF orientation applied yet).
 pub struct DecodedImage {
     pub format: ImageFormat,
-    /// Pixels as stored in the file.
+    /// Pixels as stored in the file, possibly reduced while decoding (see `scale_denominator`).
     pub stored: DynamicImage,
     /// The transform that turns the stored pixels into the picture a viewer sees (EXIF orientation).
     pub orientation: Dihedral,
+    /// `stored` holds the file's picture at `1/scale_denominator` (1, 2, 4 or 8) of its size: a JPEG
+    /// decoded with a reduced inverse DCT (see [`decode_for_hashing`]). 1 for a full decode.
+    pub scale_denominator: u32,
+    /// Width and height of the picture in the file, as stored (before any reduction).
+    pub file_dimensions: (u32, u32),
 }
 
 impl DecodedImage {
-    /// Width and height of the picture as displayed (after the EXIF orientation).
+    /// Width and height of the file's picture as displayed (after the EXIF orientation), whatever
+    /// the decoding scale.
     pub fn display_dimensions(&self) -> (u32, u32) {
-        let (w, h) = (self.stored.width(), self.stored.height());
+        let (w, h) = self.file_dimensions;
         if self.orientation.swaps_axes() {
             (h, w)
         } else {
@@ -227,15 +234,78 @@ pub fn read_header(bytes: &[u8], limits: &DecodeLimits) -> Result<ImageHeader, D
     open(bytes, limits).map(|(header, _)| header)
 }
 
-/// Decode untrusted bytes under `limits`. GIFs give their first frame.
+/// Decode untrusted bytes under `limits`, at full size. GIFs give their first frame.
 pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<DecodedImage, DecodeError> {
+    decode_for_hashing(bytes, limits, None)
+}
+
+/// The reduction a JPEG of `width x height` may be decoded at so that its shorter side keeps at
+/// least `min_side` pixels: the largest of 1/8, 1/4, 1/2 that does, else 1 (full size).
+pub fn scale_denominator_for(width: u32, height: u32, min_side: Option<u32>) -> u32 {
+    let Some(min_side) = min_side else {
+        return 1;
+    };
+    let shorter = width.min(height);
+    [8, 4, 2]
+        .into_iter()
+        .find(|&d| turbo::scaled_side(shorter, d) >= min_side)
+        .unwrap_or(1)
+}
+
+/// Decode untrusted bytes under `limits` for hashing. With `min_side`, a JPEG is decoded directly
+/// at a reduced scale (see [`scale_denominator_for`]) by libjpeg-turbo's reduced inverse DCT, so
+/// a 12 MP photo never exists as 12 million pixels. Every JPEG whose colours libjpeg-turbo returns
+/// as RGB or grey is decoded by libjpeg-turbo (the decoder Meta's tool chain uses, so full-size
+/// pixels agree with Meta's); CMYK JPEGs and the other formats by the `image` crate.
+pub fn decode_for_hashing(
+    bytes: &[u8],
+    limits: &DecodeLimits,
+    min_side: Option<u32>,
+) -> Result<DecodedImage, DecodeError> {
     let (header, decoder) = open(bytes, limits)?;
+    if header.format == ImageFormat::Jpeg {
+        let jpeg = turbo::read_header(bytes)
+            .map_err(|e| DecodeError::new(DecodeErrorKind::Corrupt, e.0))?;
+        if (jpeg.width, jpeg.height) != (header.width, header.height) {
+            return Err(DecodeError::new(
+                DecodeErrorKind::Corrupt,
+                format!(
+                    "inconsistent JPEG headers: {}x{} and {}x{}",
+                    jpeg.width, jpeg.height, header.width, header.height
+                ),
+            ));
+        }
+        if jpeg.color != turbo::JpegColor::Other {
+            drop(decoder);
+            let denominator = scale_denominator_for(jpeg.width, jpeg.height, min_side);
+            let pixels = turbo::decode_scaled(bytes, &jpeg, denominator)
+                .map_err(|e| DecodeError::new(DecodeErrorKind::Corrupt, e.0))?;
+            let stored = match pixels.channels {
+                1 => image::GrayImage::from_raw(pixels.width, pixels.height, pixels.data)
+                    .map(DynamicImage::ImageLuma8),
+                _ => image::RgbImage::from_raw(pixels.width, pixels.height, pixels.data)
+                    .map(DynamicImage::ImageRgb8),
+            }
+            .ok_or_else(|| {
+                DecodeError::new(DecodeErrorKind::Corrupt, "decoded buffer size mismatch")
+            })?;
+            return Ok(DecodedImage {
+                format: header.format,
+                stored,
+                orientation: header.orientation,
+                scale_denominator: denominator,
+                file_dimensions: (header.width, header.height),
+            });
+        }
+    }
     let stored =
         catch_decoder_panic(|| DynamicImage::from_decoder(decoder))?.map_err(map_image_error)?;
     Ok(DecodedImage {
         format: header.format,
         stored,
         orientation: header.orientation,
+        scale_denominator: 1,
+        file_dimensions: (header.width, header.height),
     })
 }
 

@@ -4,8 +4,8 @@
 //! the same picture hashes the same way next year. `tests/hash_stability.rs` fails with the Hamming
 //! drift if an upgrade of `image_hasher` or `image` changes either hash.
 
-use image::DynamicImage;
 use image::imageops::FilterType;
+use image::{DynamicImage, GrayImage};
 use image_hasher::{BitOrder, HashAlg, Hasher, HasherConfig};
 
 use crate::bits::Hash64;
@@ -52,11 +52,169 @@ impl Default for Perceptual64 {
 }
 
 impl Perceptual64 {
+    /// pHash of a greyscale picture as made by [`hash_input`] (no conversion, no copy).
+    pub fn phash_gray(&self, gray: &GrayImage) -> Hash64 {
+        Hash64::from_bytes(self.phash.hash_image(gray).into_inner())
+    }
+
+    /// dHash of a greyscale picture as made by [`hash_input`].
+    pub fn dhash_gray(&self, gray: &GrayImage) -> Hash64 {
+        Hash64::from_bytes(self.dhash.hash_image(gray).into_inner())
+    }
+
+    /// pHash of any picture, converted and resized by `image_hasher` itself (the reference the
+    /// reduced path is measured against in `tests/hash_stability.rs`).
     pub fn phash(&self, picture: &DynamicImage) -> Hash64 {
         Hash64::from_bytes(self.phash.hash_image(picture).into_inner())
     }
 
+    /// dHash of any picture, converted and resized by `image_hasher` itself.
     pub fn dhash(&self, picture: &DynamicImage) -> Hash64 {
         Hash64::from_bytes(self.dhash.hash_image(picture).into_inner())
+    }
+}
+
+/// Pictures whose shorter side is at least twice this are box-averaged by an integer factor
+/// before the 64-bit hashes, down to a shorter side in `REDUCED_SIDE..2 * REDUCED_SIDE`.
+pub const REDUCED_SIDE: u32 = 128;
+
+/// The greyscale picture both 64-bit hashes read: composited on white (as displayed), `image`'s
+/// own luma (`to_luma8`, exactly what `image_hasher` would compute), box-averaged by `k = shorter side / REDUCED_SIDE` when that is 2 or more, then
+/// turned upright by `orientation`.
+///
+/// Why reduce: both hashes end in a Lanczos3 resize to 16x16 or 9x8, whose cost grows with the
+/// input's area (about `6 W H` multiply-adds for the vertical pass); a box average is one add per
+/// pixel and removes nothing those 16 samples can see. Pictures under `2 * REDUCED_SIDE` on the
+/// shorter side hash exactly as `image_hasher` alone would; for larger ones the drift is
+/// measured in `tests/hash_stability.rs`.
+pub fn hash_input(stored: &DynamicImage, orientation: super::Dihedral) -> GrayImage {
+    let (w, h) = (stored.width(), stored.height());
+    let k = (w.min(h) / REDUCED_SIDE).max(1);
+    let gray = match (k, stored) {
+        // Reduced anyway: a direct pass from RGB (integer Rec. 709 weights) saves `to_luma8`'s
+        // general colour-space conversion.
+        (2.., DynamicImage::ImageRgb8(rgb)) => reduce_rgb(rgb, k),
+        (2.., _) => reduce(&super::on_white(stored).to_luma8(), k),
+        _ => super::on_white(stored).to_luma8(),
+    };
+    let mut picture = DynamicImage::ImageLuma8(gray);
+    super::apply_dihedral(&mut picture, orientation);
+    match picture {
+        DynamicImage::ImageLuma8(gray) => gray,
+        other => other.to_luma8(),
+    }
+}
+
+/// `reduce` of the luma of an RGB picture, without the full-size grey picture in between.
+fn reduce_rgb(rgb: &image::RgbImage, k: u32) -> GrayImage {
+    let (w, h) = rgb.dimensions();
+    let (out_w, out_h) = (w.div_ceil(k), h.div_ceil(k));
+    let raw = rgb.as_raw();
+    let mut sums = vec![0u64; out_w as usize];
+    let mut out = Vec::with_capacity((out_w * out_h) as usize);
+    for oy in 0..out_h {
+        sums.iter_mut().for_each(|s| *s = 0);
+        let rows = oy * k..((oy + 1) * k).min(h);
+        let row_count = rows.len() as u32;
+        for y in rows {
+            let line = &raw[(3 * y * w) as usize..(3 * (y + 1) * w) as usize];
+            for (chunk, sum) in line.chunks(3 * k as usize).zip(sums.iter_mut()) {
+                // Weights scaled by 2^16 (Rec. 709: 0.2126, 0.7152, 0.0722 sum to 65536).
+                let weighted: u64 = chunk
+                    .chunks_exact(3)
+                    .map(|p| {
+                        u64::from(
+                            13933 * u32::from(p[0])
+                                + 46871 * u32::from(p[1])
+                                + 4732 * u32::from(p[2]),
+                        )
+                    })
+                    .sum();
+                *sum += weighted;
+            }
+        }
+        for (ox, s) in sums.iter().enumerate() {
+            let cols = (ox as u32 * k..((ox as u32 + 1) * k).min(w)).len() as u32;
+            let n = row_count * cols;
+            out.push(((s + (u64::from(n) << 15)) / (u64::from(n) << 16)) as u8);
+        }
+    }
+    GrayImage::from_raw(out_w, out_h, out).unwrap_or_else(|| GrayImage::new(out_w, out_h))
+}
+
+/// Box-average `k x k` blocks (partial blocks at the right and bottom edges average what they
+/// have), rounding to nearest.
+fn reduce(gray: &GrayImage, k: u32) -> GrayImage {
+    let (w, h) = gray.dimensions();
+    let (out_w, out_h) = (w.div_ceil(k), h.div_ceil(k));
+    let raw = gray.as_raw();
+    let mut sums = vec![0u32; out_w as usize];
+    let mut out = Vec::with_capacity((out_w * out_h) as usize);
+    for oy in 0..out_h {
+        sums.iter_mut().for_each(|s| *s = 0);
+        let rows = oy * k..((oy + 1) * k).min(h);
+        let row_count = rows.len() as u32;
+        for y in rows {
+            let line = &raw[(y * w) as usize..((y + 1) * w) as usize];
+            for (chunk, sum) in line.chunks(k as usize).zip(sums.iter_mut()) {
+                *sum += chunk.iter().map(|&v| u32::from(v)).sum::<u32>();
+            }
+        }
+        for (ox, s) in sums.iter().enumerate() {
+            let cols = (ox as u32 * k..((ox as u32 + 1) * k).min(w)).len() as u32;
+            let n = row_count * cols;
+            out.push(((s + n / 2) / n) as u8);
+        }
+    }
+    GrayImage::from_raw(out_w, out_h, out).unwrap_or_else(|| GrayImage::new(out_w, out_h))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_pictures_hash_exactly_as_image_hasher_alone() {
+        let img = DynamicImage::ImageRgb8(image::RgbImage::from_fn(200, 150, |x, y| {
+            image::Rgb([
+                (x * 3 % 256) as u8,
+                (y * 5 % 256) as u8,
+                ((x * y) % 256) as u8,
+            ])
+        }));
+        let p = Perceptual64::default();
+        let gray = hash_input(&img, super::super::Dihedral::Original);
+        assert_eq!(gray, img.to_luma8());
+        assert_eq!(p.phash_gray(&gray), p.phash(&img));
+        assert_eq!(p.dhash_gray(&gray), p.dhash(&img));
+    }
+
+    #[test]
+    fn the_direct_rgb_reduction_agrees_with_reducing_image_luma() {
+        let rgb = image::RgbImage::from_fn(700, 300, |x, y| {
+            image::Rgb([(x % 256) as u8, ((x * y) % 256) as u8, (y % 256) as u8])
+        });
+        let direct = reduce_rgb(&rgb, 3);
+        let via_luma = reduce(&DynamicImage::ImageRgb8(rgb).to_luma8(), 3);
+        assert_eq!(direct.dimensions(), via_luma.dimensions());
+        for (a, b) in direct.pixels().zip(via_luma.pixels()) {
+            assert!(
+                (i32::from(a[0]) - i32::from(b[0])).abs() <= 1,
+                "{a:?} vs {b:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn box_reduction_averages_blocks_and_partial_edges() {
+        let img = DynamicImage::ImageLuma8(GrayImage::from_fn(600, 257, |x, _| {
+            image::Luma([if x % 2 == 0 { 100 } else { 200 }])
+        }));
+        // 257 / 128 = 2: 2x2 blocks, 300x129 out; the last row averages one source row.
+        let gray = hash_input(&img, super::super::Dihedral::Original);
+        assert_eq!(gray.dimensions(), (300, 129));
+        assert!(gray.pixels().all(|p| p[0] == 150));
+        let rotated = hash_input(&img, super::super::Dihedral::Rotate90);
+        assert_eq!(rotated.dimensions(), (129, 300));
     }
 }

@@ -47,7 +47,8 @@ pub fn crop_plane(plane: &LumaPlane, r: Rect) -> LumaPlane {
     for y in y0..y0 + h {
         data.extend_from_slice(&plane.data[y * plane.width + x0..y * plane.width + x0 + w]);
     }
-    LumaPlane::new(w, h, data)
+    let (scale_x, scale_y) = plane.source_scale();
+    LumaPlane::new(w, h, data).with_source(w * scale_x, h * scale_y)
 }
 
 /// Luma tolerance for "same colour" (JPEG ringing near a border moves a flat colour by a few

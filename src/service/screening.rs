@@ -28,9 +28,15 @@ pub struct ScreeningService {
     pub state: Arc<ServiceState>,
 }
 
-/// The client's deadline (`grpc-timeout`), less a margin (a fifth, at most 50 ms) so that vigie's
-/// DEADLINE_EXCEEDED reaches the client before the client's own timer gives up, even though the
-/// client's clock started before the request was sent.
+/// When the request's headers reached the server (stamped by the server's outermost layer), so a
+/// deadline counts the time spent receiving a large message, as the client's clock does.
+#[derive(Clone, Copy, Debug)]
+pub struct ArrivedAt(pub Instant);
+
+/// The client's deadline (`grpc-timeout`), counted from the request's arrival ([`ArrivedAt`], else
+/// now), less a margin (a fifth, at most 50 ms) so that vigie's DEADLINE_EXCEEDED reaches the
+/// client before the client's own timer gives up, even though the client's clock started before
+/// the request was sent.
 pub fn deadline_of<T>(request: &Request<T>) -> Option<Instant> {
     let value = request.metadata().get("grpc-timeout")?.to_str().ok()?;
     let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
@@ -45,7 +51,11 @@ pub fn deadline_of<T>(request: &Request<T>) -> Option<Instant> {
         _ => return None,
     };
     let margin = (timeout / 5).min(Duration::from_millis(50));
-    Some(Instant::now() + timeout.saturating_sub(margin))
+    let arrived = request
+        .extensions()
+        .get::<ArrivedAt>()
+        .map_or_else(Instant::now, |a| a.0);
+    Some(arrived + timeout.saturating_sub(margin))
 }
 
 /// Runs CPU-bound work off the async runtime, bounded by the hashing permits, under the deadline.

@@ -93,7 +93,8 @@ impl RunningServer {
 }
 
 /// Rewrites the status tonic gives a request message over the size limit (OUT_OF_RANGE) into
-/// RESOURCE_EXHAUSTED, the code gRPC specifies for a limit the server enforces.
+/// RESOURCE_EXHAUSTED, the code gRPC specifies for a limit the server enforces. Also stamps each
+/// request with its arrival time ([`super::screening::ArrivedAt`]) before the body is read.
 #[derive(Clone, Copy)]
 struct SizeLimitStatusLayer;
 
@@ -122,7 +123,10 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
+        request
+            .extensions_mut()
+            .insert(super::screening::ArrivedAt(std::time::Instant::now()));
         let future = self.inner.call(request);
         Box::pin(async move {
             let mut response = future.await?;

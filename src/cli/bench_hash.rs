@@ -1,0 +1,380 @@
+//! `vigie bench hash`: how long decoding and each hash take per image, at several sizes, and how
+//! many images per second one core and all cores hash.
+//!
+//! Pictures come from `--dir` (default `../shared/corpus`): the largest few are re-encoded in
+//! memory as JPEG (quality 90) at 512x512, 0.5, 2 and 12 megapixels, and the directory's own files
+//! are measured as they are. Each stage is timed on one thread, every image several times; the
+//! figures are medians over all (image, repetition) samples. Machines here are shared: quote
+//! medians, rerun when the load is high.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use image::DynamicImage;
+use image::imageops::FilterType;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use crate::hashing::{AlgorithmSet, HasherBuilder, ImageHasher, decode, exact};
+use crate::plot::BarChart;
+
+use super::CliError;
+
+#[derive(Debug, clap::Args)]
+pub struct HashBenchArgs {
+    /// Directory of pictures (JPEG, PNG, ...).
+    #[arg(long, default_value = "../shared/corpus")]
+    pub dir: PathBuf,
+    /// How many of the directory's largest pictures are re-encoded at each benchmark size.
+    #[arg(long, default_value_t = 6)]
+    pub images: usize,
+    /// Timed repetitions of every stage on every image.
+    #[arg(long, default_value_t = 5)]
+    pub repeat: usize,
+    /// At most this many of the directory's own files are measured as they are.
+    #[arg(long, default_value_t = 200)]
+    pub max_files: usize,
+    /// Write bench-hash.json and bench-hash.png here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Shorter side JPEGs keep when decoded at a reduced scale; 0 decodes at full size.
+    #[arg(long, default_value_t = crate::hashing::DEFAULT_DECODE_MIN_SIDE)]
+    pub decode_min_side: u32,
+}
+
+/// The stages timed, in report order. `all` is decode plus every hash (what `vigie hash` does);
+/// `all_full_decode` the same with JPEGs decoded at full size; `screen` what a Screen request
+/// computes (all hashes, the eight rotations and mirrors, the content boxes).
+const STAGES: [&str; 9] = [
+    "decode",
+    "pdq",
+    "phash",
+    "dhash",
+    "md5",
+    "sha256",
+    "all",
+    "all_full_decode",
+    "screen",
+];
+
+#[derive(Debug, Serialize)]
+struct SizeReport {
+    size: String,
+    images: usize,
+    median_bytes: usize,
+    /// Median milliseconds per image, by stage (same order as `STAGES`).
+    median_ms: Vec<(String, f64)>,
+    /// `all` on one thread: 1000 / median.
+    images_per_second_one_core: f64,
+    /// `all` on every core at once (one image per thread at a time).
+    images_per_second_all_cores: f64,
+    cores: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    dir: String,
+    decode_min_side: u32,
+    sizes: Vec<SizeReport>,
+}
+
+struct Hashers {
+    all: ImageHasher,
+    all_full_decode: ImageHasher,
+    screen: ImageHasher,
+    pdq: ImageHasher,
+    phash: ImageHasher,
+    dhash: ImageHasher,
+}
+
+impl Hashers {
+    fn new(min_side: Option<u32>) -> Self {
+        let base = || HasherBuilder::new().decode_min_side(min_side);
+        let only = |list: &str| {
+            AlgorithmSet::parse(list)
+                .map(|set| base().algorithms(set).build())
+                .unwrap_or_else(|_| base().build())
+        };
+        Hashers {
+            all: base().build(),
+            all_full_decode: HasherBuilder::new().decode_min_side(None).build(),
+            screen: base().dihedral(true).regions(true).build(),
+            pdq: only("pdq"),
+            phash: only("phash"),
+            dhash: only("dhash"),
+        }
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn millis(start: Instant) -> f64 {
+    start.elapsed().as_secs_f64() * 1e3
+}
+
+/// Time every stage on one image; `None` when the image does not decode.
+fn time_stages(h: &Hashers, bytes: &[u8]) -> Option<[f64; STAGES.len()]> {
+    let t = Instant::now();
+    let decoded =
+        decode::decode_for_hashing(bytes, h.all.limits(), h.all.decode_min_side()).ok()?;
+    let decode_ms = millis(t);
+    let t = Instant::now();
+    std::hint::black_box(h.pdq.hash_decoded(&decoded));
+    let pdq_ms = millis(t);
+    let t = Instant::now();
+    std::hint::black_box(h.phash.hash_decoded(&decoded));
+    let phash_ms = millis(t);
+    let t = Instant::now();
+    std::hint::black_box(h.dhash.hash_decoded(&decoded));
+    let dhash_ms = millis(t);
+    let t = Instant::now();
+    std::hint::black_box(exact::md5(bytes));
+    let md5_ms = millis(t);
+    let t = Instant::now();
+    std::hint::black_box(exact::sha256(bytes));
+    let sha_ms = millis(t);
+    let t = Instant::now();
+    std::hint::black_box(h.all.hash_bytes(bytes).ok()?);
+    let all_ms = millis(t);
+    let t = Instant::now();
+    std::hint::black_box(h.all_full_decode.hash_bytes(bytes).ok()?);
+    let full_ms = millis(t);
+    let t = Instant::now();
+    std::hint::black_box(h.screen.hash_bytes(bytes).ok()?);
+    let screen_ms = millis(t);
+    Some([
+        decode_ms, pdq_ms, phash_ms, dhash_ms, md5_ms, sha_ms, all_ms, full_ms, screen_ms,
+    ])
+}
+
+/// `all` over `batch` on `threads` threads for about `seconds`: images per second.
+fn throughput(hasher: &ImageHasher, batch: &[Vec<u8>], threads: usize, seconds: f64) -> f64 {
+    if batch.is_empty() {
+        return 0.0;
+    }
+    let next = AtomicUsize::new(0);
+    let start = Instant::now();
+    let done = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                while start.elapsed().as_secs_f64() < seconds {
+                    let i = next.fetch_add(1, Ordering::Relaxed) % batch.len();
+                    if hasher.hash_bytes(&batch[i]).is_ok() {
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+fn encode_jpeg(picture: &DynamicImage) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(Cursor::new(&mut out), 90);
+    picture.to_rgb8().write_with_encoder(encoder).ok()?;
+    Some(out)
+}
+
+fn read_dir_pictures(dir: &Path, max: usize) -> Result<Vec<(PathBuf, Vec<u8>)>, CliError> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| CliError(format!("{}: {e}", dir.display())))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            matches!(
+                p.extension()
+                    .and_then(|e| e.to_str())
+                    .map(str::to_ascii_lowercase)
+                    .as_deref(),
+                Some("jpg" | "jpeg" | "png" | "webp" | "gif" | "bmp" | "tif" | "tiff")
+            )
+        })
+        .collect();
+    paths.sort();
+    paths.truncate(max);
+    let mut out = Vec::new();
+    for p in paths {
+        let bytes = std::fs::read(&p).map_err(|e| CliError(format!("{}: {e}", p.display())))?;
+        out.push((p, bytes));
+    }
+    if out.is_empty() {
+        return Err(CliError(format!("no pictures in {}", dir.display())));
+    }
+    Ok(out)
+}
+
+pub fn run(args: HashBenchArgs) -> Result<ExitCode, CliError> {
+    let files = read_dir_pictures(&args.dir, args.max_files)?;
+    let hashers = Hashers::new((args.decode_min_side > 0).then_some(args.decode_min_side));
+    // The largest pictures make the re-encoded sizes (least upscaling).
+    let mut decoded: Vec<(u64, DynamicImage)> = files
+        .iter()
+        .filter_map(|(_, b)| image::load_from_memory(b).ok())
+        .map(|img| (u64::from(img.width()) * u64::from(img.height()), img))
+        .collect();
+    decoded.sort_by_key(|(px, _)| std::cmp::Reverse(*px));
+    decoded.truncate(args.images.max(1));
+    let sizes: [(&str, u32, u32); 4] = [
+        ("jpeg 512x512", 512, 512),
+        ("jpeg 0.5MP 816x612", 816, 612),
+        ("jpeg 2MP 1632x1224", 1632, 1224),
+        ("jpeg 12MP 4000x3000", 4000, 3000),
+    ];
+    let mut batches: Vec<(String, Vec<Vec<u8>>)> = sizes
+        .iter()
+        .map(|(name, w, h)| {
+            let batch = decoded
+                .iter()
+                .filter_map(|(_, img)| encode_jpeg(&img.resize_exact(*w, *h, FilterType::Triangle)))
+                .collect();
+            (name.to_string(), batch)
+        })
+        .collect();
+    drop(decoded);
+    batches.push((
+        format!("{} as stored", args.dir.display()),
+        files.into_iter().map(|(_, b)| b).collect(),
+    ));
+
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let total: usize = batches
+        .iter()
+        .map(|(_, b)| b.len() * args.repeat.max(1))
+        .sum();
+    let bar = ProgressBar::new(total as u64);
+    if let Ok(style) = ProgressStyle::with_template("hashing {bar:40} {pos}/{len} {msg}") {
+        bar.set_style(style);
+    }
+    let mut report = Report {
+        dir: args.dir.display().to_string(),
+        decode_min_side: hashers.all.decode_min_side().unwrap_or(0),
+        sizes: Vec::new(),
+    };
+    for (name, batch) in &batches {
+        bar.set_message(name.clone());
+        let mut samples: Vec<Vec<f64>> = vec![Vec::new(); STAGES.len()];
+        for _ in 0..args.repeat.max(1) {
+            for bytes in batch {
+                if let Some(times) = time_stages(&hashers, bytes) {
+                    for (s, t) in samples.iter_mut().zip(times) {
+                        s.push(t);
+                    }
+                }
+                bar.inc(1);
+            }
+        }
+        let median_ms: Vec<(String, f64)> = STAGES
+            .iter()
+            .zip(samples)
+            .map(|(stage, s)| (stage.to_string(), median(s)))
+            .collect();
+        let all_ms = median_ms[6].1;
+        let parallel = throughput(&hashers.all, batch, cores, 2.0);
+        let mut lengths: Vec<usize> = batch.iter().map(Vec::len).collect();
+        lengths.sort_unstable();
+        report.sizes.push(SizeReport {
+            size: name.clone(),
+            images: batch.len(),
+            median_bytes: lengths.get(lengths.len() / 2).copied().unwrap_or(0),
+            images_per_second_one_core: 1000.0 / all_ms,
+            images_per_second_all_cores: parallel,
+            cores,
+            median_ms,
+        });
+    }
+    bar.finish_and_clear();
+
+    println!(
+        "{:<28} {:>9} {}   img/s 1 core   img/s {cores} cores",
+        "median ms per image",
+        "bytes",
+        STAGES.map(|s| format!(" {s:>8}")).join("")
+    );
+    for s in &report.sizes {
+        let cells: String = s
+            .median_ms
+            .iter()
+            .map(|(_, v)| format!(" {v:>8.2}"))
+            .collect();
+        println!(
+            "{:<28} {:>9} {cells}   {:>12.0}   {:>12.0}",
+            truncate(&s.size, 28),
+            s.median_bytes,
+            s.images_per_second_one_core,
+            s.images_per_second_all_cores
+        );
+    }
+    if let Some(out) = &args.out {
+        std::fs::create_dir_all(out)?;
+        let json = serde_json::to_string_pretty(&report).map_err(|e| CliError(e.to_string()))?;
+        std::fs::write(out.join("bench-hash.json"), json)?;
+        let plotted = [
+            "decode",
+            "pdq",
+            "phash",
+            "dhash",
+            "all",
+            "all_full_decode",
+            "screen",
+        ];
+        let series: Vec<(String, Vec<f64>)> = plotted
+            .iter()
+            .map(|stage| {
+                let values = report
+                    .sizes
+                    .iter()
+                    .map(|s| {
+                        s.median_ms
+                            .iter()
+                            .find(|(n, _)| n == stage)
+                            .map_or(0.0, |(_, v)| *v)
+                    })
+                    .collect();
+                (stage.to_string(), values)
+            })
+            .collect();
+        let max = series
+            .iter()
+            .flat_map(|(_, v)| v.iter().copied())
+            .filter(|v| v.is_finite())
+            .fold(1.0f64, f64::max);
+        let chart = BarChart {
+            title: "vigie bench hash: median ms per image, one core".into(),
+            value_label: "milliseconds".into(),
+            categories: report.sizes.iter().map(|s| truncate(&s.size, 30)).collect(),
+            series,
+            max: max * 1.1,
+        };
+        chart
+            .write_png(&out.join("bench-hash.png"))
+            .map_err(|e| CliError(e.to_string()))?;
+        eprintln!("wrote {}", out.join("bench-hash.{json,png}").display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let tail: String = s
+            .chars()
+            .rev()
+            .take(n - 1)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        format!("…{tail}")
+    }
+}
