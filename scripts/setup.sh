@@ -2,6 +2,7 @@
 # Installs what building vigie needs when it is missing. Safe to run again.
 #  - a Rust toolchain (cargo): not installed here; see https://rustup.rs
 #  - libclang, for the bindings of RocksDB's C++ library (librocksdb-sys); a C++ compiler
+#  - libjpeg-turbo's TurboJPEG library (libturbojpeg0-dev): vigie decodes JPEGs with it
 set -euo pipefail
 
 need_install=()
@@ -13,6 +14,10 @@ if ! { ldconfig -p 2>/dev/null | grep -q 'libclang\(-[0-9.]*\)\?\.so'; } && ! ls
   need_install+=(libclang-dev)
 fi
 command -v c++ >/dev/null 2>&1 || need_install+=(g++)
+# The linker needs the unversioned libturbojpeg.so, which only the -dev package ships.
+if ! { ldconfig -p 2>/dev/null | grep -q 'libturbojpeg\.so '; } && ! ls /usr/lib/*/libturbojpeg.so /usr/lib/libturbojpeg.so >/dev/null 2>&1; then
+  need_install+=(libturbojpeg0-dev)
+fi
 
 if [ ${#need_install[@]} -eq 0 ]; then
   exit 0
@@ -24,6 +29,6 @@ if command -v apt-get >/dev/null 2>&1; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_install[@]}" >/dev/null
 else
-  echo "setup: please install: ${need_install[*]} (libclang is needed to build RocksDB's bindings)" >&2
+  echo "setup: please install: ${need_install[*]} (libclang builds RocksDB's bindings; libturbojpeg decodes JPEGs)" >&2
   exit 1
 fi
