@@ -51,7 +51,7 @@ fn splitmix(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
-fn populate(dir: &std::path::Path, n: u64) -> Result<(), CliError> {
+pub(crate) fn populate(dir: &std::path::Path, n: u64) -> Result<(), CliError> {
     // Bulk set-up only: unsynced writes (the measured open uses the default, synced options).
     let store = Store::open(
         dir,

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod bank;
 pub mod bench_hash;
 pub mod bench_lookup;
+pub mod bench_service;
 pub mod bench_store;
 pub mod client;
 pub mod entries;
@@ -76,6 +77,8 @@ pub enum BenchCommand {
     Store(bench_store::StoreBenchArgs),
     /// Per-image medians for decoding and each hash at several sizes; images per second.
     Hash(bench_hash::HashBenchArgs),
+    /// Screen throughput and latency under increasing load, against a 1M-entry bank.
+    Service(bench_service::ServiceBenchArgs),
 }
 
 /// A command that could not run to its end: printed as `error: ...` on stderr, exit code 2.
@@ -102,6 +105,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Bench {
             which: BenchCommand::Hash(args),
         } => bench_hash::run(args),
+        Command::Bench {
+            which: BenchCommand::Service(args),
+        } => bench_service::run(args),
         Command::Bank { command } => bank::run(command),
         Command::Entries { command } => entries::run(command),
         Command::Import(args) => import_export::run_import(args),

@@ -391,16 +391,19 @@ impl ImageHasher {
             let (file_w, file_h) = (file_w as usize, file_h as usize);
             let stored_luma =
                 luma_plane(&decoded.stored, AlphaRule::IgnoreAlpha).with_source(file_w, file_h);
-            let displayed_luma = if has_alpha {
-                luma_plane(&decoded.stored, AlphaRule::CompositeOnWhite)
-                    .with_source(file_w, file_h)
-                    .transformed(orientation)
-            } else {
-                stored_luma.transformed(orientation)
-            };
-            if has_alpha || orientation != Dihedral::Original {
+            let displayed_luma = if has_alpha || orientation != Dihedral::Original {
+                // Meta's rule sees other pixels than a viewer does: hash both.
                 out.pdq_meta = Some(pdq::pdq_hash(&stored_luma));
-            }
+                if has_alpha {
+                    luma_plane(&decoded.stored, AlphaRule::CompositeOnWhite)
+                        .with_source(file_w, file_h)
+                        .transformed(orientation)
+                } else {
+                    stored_luma.transformed(orientation)
+                }
+            } else {
+                stored_luma
+            };
             let coeffs = pdq::pdq_coefficients(&displayed_luma);
             out.pdq = Some(coeffs.hash());
             if self.dihedral {
