@@ -598,6 +598,39 @@ async fn stream_with_100_requests_in_flight() {
     let _ = h.server.shutdown().await;
 }
 
+/// A batch sent over ScreenStream waits for the hashing workers instead of being refused: with
+/// one worker and a 1 ms queue wait (unary callers are refused after 1 ms), 40 large pictures in
+/// flight at once are all answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_batch_queues_for_the_workers_instead_of_being_refused() {
+    let h = start(ServiceLimits {
+        hash_workers: 1,
+        queue_wait: Duration::from_millis(1),
+        ..limits()
+    })
+    .await;
+    let image = big_png();
+    let requests: Vec<ScreenRequest> = (0..40)
+        .map(|i| ScreenRequest {
+            request_id: format!("req-{i}"),
+            input: Some(screen_request::Input::Image(image.clone())),
+            ..Default::default()
+        })
+        .collect();
+    let mut inbound = ScreeningClient::new(h.channel.clone())
+        .screen_stream(with_key(tokio_stream::iter(requests), &h.screen))
+        .await
+        .expect("stream")
+        .into_inner();
+    let mut answered = 0;
+    while let Some(answer) = inbound.message().await.expect("answer") {
+        assert!(answer.error.is_none(), "{:?}", answer.error);
+        answered += 1;
+    }
+    assert_eq!(answered, 40);
+    let _ = h.server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_export_round_trip_restart_health_and_metrics() {
     let h = start(limits()).await;

@@ -18,7 +18,7 @@ use super::error::ServiceError;
 use super::proto::banks_server::Banks;
 use super::proto::keys_server::Keys;
 use super::proto::{self, new_entry};
-use super::screening::run_bounded;
+use super::screening::{Admission, run_bounded};
 use crate::matcher::MIN_PDQ_QUALITY;
 use crate::store::api_keys::{Role, generate_key};
 use crate::store::formats::{self, ExportOptions, Format, ImportOptions};
@@ -88,7 +88,8 @@ impl BanksService {
                         )));
                     }
                     let state = self.state.clone();
-                    let h = run_bounded(&self.state, None, move || {
+                    // A curator's batch waits its turn rather than failing half-way under load.
+                    let h = run_bounded(&self.state, None, Admission::Patient, move || {
                         Ok(state.hasher.hash_bytes(&bytes)?)
                     })
                     .await

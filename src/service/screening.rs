@@ -58,20 +58,36 @@ pub fn deadline_of<T>(request: &Request<T>) -> Option<Instant> {
     Some(arrived + timeout.saturating_sub(margin))
 }
 
+/// How long work may wait for a hashing permit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// At most `queue_wait`, then RESOURCE_EXHAUSTED: a unary caller is told at once that the
+    /// server is saturated, and requests do not pile up in memory.
+    Queue,
+    /// Until the deadline: an item of a `ScreenStream`, whose stream already bounds what is in
+    /// memory (`STREAM_IN_FLIGHT`) and pushes back on the client through HTTP/2 flow control, so
+    /// a batch keeps every hashing worker busy instead of being refused.
+    Patient,
+}
+
 /// Runs CPU-bound work off the async runtime, bounded by the hashing permits, under the deadline.
-/// Waits for a permit at most `queue_wait`, then refuses (RESOURCE_EXHAUSTED) rather than letting
+/// Waits for a permit as `admission` says, then refuses (RESOURCE_EXHAUSTED) rather than letting
 /// requests pile up in memory. A panic in `work` answers INTERNAL; the server lives on.
 pub async fn run_bounded<T: Send + 'static>(
     state: &ServiceState,
     deadline: Option<Instant>,
+    admission: Admission,
     work: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
 ) -> Result<T, ServiceError> {
+    let queue_wait = match admission {
+        Admission::Queue => state.limits.queue_wait,
+        // Without a deadline, an hour stands for "as long as it takes" (the stream's own bound
+        // keeps memory in check).
+        Admission::Patient => Duration::from_secs(3600),
+    };
     let wait = match deadline {
-        Some(d) => state
-            .limits
-            .queue_wait
-            .min(d.saturating_duration_since(Instant::now())),
-        None => state.limits.queue_wait,
+        Some(d) => queue_wait.min(d.saturating_duration_since(Instant::now())),
+        None => queue_wait,
     };
     let permit = match tokio::time::timeout(wait, state.hash_permits.clone().acquire_owned()).await
     {
@@ -113,6 +129,7 @@ impl ScreeningService {
         &self,
         request: ScreenRequest,
         deadline: Option<Instant>,
+        admission: Admission,
     ) -> Result<ScreenResponse, ServiceError> {
         if !self.state.is_ready() {
             return Err(ServiceError::Unavailable);
@@ -144,7 +161,7 @@ impl ScreeningService {
                     )));
                 }
                 let work_state = state.clone();
-                let result = run_bounded(&state, deadline, move || {
+                let result = run_bounded(&state, deadline, admission, move || {
                     let h = work_state.hasher.hash_bytes(&bytes)?;
                     let mut notes = Vec::new();
                     let query = QueryHashes::from_image(&h, &mut notes);
@@ -173,7 +190,7 @@ impl ScreeningService {
                 }
                 let query = QueryHashes::from_hashes(&parsed);
                 let work_state = state.clone();
-                let outcome = run_bounded(&state, deadline, move || {
+                let outcome = run_bounded(&state, deadline, admission, move || {
                     let matcher = Matcher {
                         store: &work_state.store,
                         indexes: &work_state.indexes,
@@ -230,7 +247,9 @@ impl Screening for Arc<ScreeningService> {
     ) -> Result<Response<ScreenResponse>, Status> {
         let started = Instant::now();
         let deadline = deadline_of(&request);
-        let result = self.screen_one(request.into_inner(), deadline).await;
+        let result = self
+            .screen_one(request.into_inner(), deadline, Admission::Queue)
+            .await;
         self.state
             .finish("Screen", started, result.map(Response::new))
     }
@@ -274,7 +293,7 @@ impl Screening for Arc<ScreeningService> {
                     let _permit = permit;
                     let started = Instant::now();
                     let request_id = item.request_id.clone();
-                    let result = service.screen_one(item, deadline).await;
+                    let result = service.screen_one(item, deadline, Admission::Patient).await;
                     let code = result
                         .as_ref()
                         .map_or_else(|e| e.code(), |_| tonic::Code::Ok);
@@ -334,11 +353,9 @@ impl ScreeningService {
             .limits(*self.state.hasher.limits())
             .build();
         let image = request.image;
-        let result = run_bounded(
-            &self.state,
-            deadline,
-            move || Ok(hasher.hash_bytes(&image)?),
-        )
+        let result = run_bounded(&self.state, deadline, Admission::Queue, move || {
+            Ok(hasher.hash_bytes(&image)?)
+        })
         .await;
         if let Err(ServiceError::BadImage(e)) = &result {
             self.state.metrics.record_decode_error(e.kind.as_str());
@@ -398,7 +415,7 @@ mod tests {
     async fn a_panic_in_one_request_answers_internal_and_the_next_request_works() {
         let state = state(1, Duration::from_secs(1));
         let panicked: Result<(), ServiceError> =
-            run_bounded(&state, None, || panic!("decoder bug")).await;
+            run_bounded(&state, None, Admission::Queue, || panic!("decoder bug")).await;
         assert!(
             matches!(panicked, Err(ServiceError::Internal(_))),
             "{panicked:?}"
@@ -408,7 +425,12 @@ mod tests {
             tonic::Code::Internal
         );
         // The permit came back: the single worker serves the next request.
-        assert_eq!(run_bounded(&state, None, || Ok(7)).await.ok(), Some(7));
+        assert_eq!(
+            run_bounded(&state, None, Admission::Queue, || Ok(7))
+                .await
+                .ok(),
+            Some(7)
+        );
     }
 
     #[test]
