@@ -241,6 +241,18 @@ pub fn run(args: HashBenchArgs) -> Result<ExitCode, CliError> {
         })
         .collect();
     drop(decoded);
+    // Camera-sized files as they were stored (real phone/camera JPEGs), then every file.
+    let large: Vec<Vec<u8>> = files
+        .iter()
+        .filter(|(_, b)| {
+            decode::read_header(b, hashers.all.limits())
+                .is_ok_and(|h| u64::from(h.width) * u64::from(h.height) >= 8_000_000)
+        })
+        .map(|(_, b)| b.clone())
+        .collect();
+    if !large.is_empty() {
+        batches.push(("stored files of 8 MP or more".to_string(), large));
+    }
     batches.push((
         format!("{} as stored", args.dir.display()),
         files.into_iter().map(|(_, b)| b).collect(),

@@ -28,12 +28,16 @@ pub struct EvalArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// JPEGs are decoded at a reduced scale keeping this shorter side; 0 = full size.
+    #[arg(long, default_value_t = crate::hashing::DEFAULT_DECODE_MIN_SIDE)]
+    pub decode_min_side: u32,
 }
 
 pub fn run(args: EvalArgs) -> Result<ExitCode, CliError> {
     let mut config = EvalConfig::new(&args.corpus);
     config.threads = args.threads.max(1);
     config.progress = !args.quiet;
+    config.decode_min_side = (args.decode_min_side > 0).then_some(args.decode_min_side);
     if let Some(list) = &args.edits {
         let wanted: Vec<&str> = list.split(',').map(str::trim).collect();
         config.edits.retain(|e| wanted.contains(&e.name));

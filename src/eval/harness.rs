@@ -36,6 +36,8 @@ pub struct EvalConfig {
     /// Time the baseline and the full screen on every `timing_every`-th query.
     pub timing_every: usize,
     pub progress: bool,
+    /// JPEG decoding scale for every hasher (see `HasherBuilder::decode_min_side`).
+    pub decode_min_side: Option<u32>,
 }
 
 impl EvalConfig {
@@ -47,6 +49,7 @@ impl EvalConfig {
             threads: 2,
             timing_every: 4,
             progress: true,
+            decode_min_side: Some(crate::hashing::DEFAULT_DECODE_MIN_SIDE),
         }
     }
 }
@@ -76,13 +79,21 @@ pub trait Screener: Sync {
 }
 
 /// The hasher for uploads: everything the service computes for a screen.
-pub fn query_hasher() -> ImageHasher {
-    HasherBuilder::new().dihedral(true).regions(true).build()
+pub fn query_hasher(decode_min_side: Option<u32>) -> ImageHasher {
+    HasherBuilder::new()
+        .dihedral(true)
+        .regions(true)
+        .decode_min_side(decode_min_side)
+        .build()
 }
 
 /// The hasher for banked pictures: also the crop windows.
-pub fn bank_hasher() -> ImageHasher {
-    HasherBuilder::new().dihedral(true).windows(true).build()
+pub fn bank_hasher(decode_min_side: Option<u32>) -> ImageHasher {
+    HasherBuilder::new()
+        .dihedral(true)
+        .windows(true)
+        .decode_min_side(decode_min_side)
+        .build()
 }
 
 /// One edited copy, screened.
@@ -242,7 +253,7 @@ pub fn run(
             None
         }
     };
-    let hasher = bank_hasher();
+    let hasher = bank_hasher(config.decode_min_side);
     let mut entries: Vec<ImageHashes> = Vec::with_capacity(banked.len());
     for &p in &banked {
         let h = hasher
@@ -278,8 +289,9 @@ pub fn run(
     let baseline_hasher = HasherBuilder::new()
         .algorithms(AlgorithmSet::parse("pdq").map_err(EvalError::Bank)?)
         .dihedral(true)
+        .decode_min_side(config.decode_min_side)
         .build();
-    let query = query_hasher();
+    let query = query_hasher(config.decode_min_side);
 
     let jobs: Vec<(usize, usize)> = (0..pictures.len())
         .flat_map(|p| (0..config.edits.len()).map(move |e| (p, e)))

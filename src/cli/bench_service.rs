@@ -1,0 +1,585 @@
+//! `vigie bench service`: a load generator for the Screen RPC, built on the tonic client.
+//!
+//! Starts a server in this process on `127.0.0.1:0` over a RocksDB store holding a bank of N
+//! random PDQ entries (populated once, kept for later runs, shared with `vigie bench store`), or
+//! targets a running server with `--addr` (loopback only; its banks are used as they are). Then:
+//! 1. closed-loop rounds of fixed duration at increasing concurrency (each of C clients sends its
+//!    next picture as soon as the previous answer arrives), a mix of JPEGs re-encoded from a
+//!    directory at the requested sizes;
+//! 2. an open-loop round that offers twice the sustainable rate (the best throughput whose p99
+//!    stayed under the target), to show that the excess is refused fast with RESOURCE_EXHAUSTED
+//!    while the admitted requests keep their latency, and that memory stays flat.
+//!
+//! Every round reports throughput, p50/p95/p99 latency of answered requests, errors by status and
+//! the process's resident memory; `--out` writes the JSON and a PNG of latency against throughput.
+//! Bounded: `--max-requests` in all, `--round-secs` per round, and in-flight requests capped.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use image::imageops::FilterType;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use tokio::sync::Mutex;
+use tonic::Request;
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+
+use super::CliError;
+use crate::plot::{LineChart, Series};
+use crate::service::ServiceLimits;
+use crate::service::proto::screening_client::ScreeningClient;
+use crate::service::proto::{ScreenRequest, screen_request};
+use crate::service::server::{self, ServerConfig};
+use crate::store::{RocksOptions, Store};
+
+#[derive(Debug, clap::Args)]
+pub struct ServiceBenchArgs {
+    /// Target a running server instead of starting one (loopback addresses only).
+    #[arg(long)]
+    pub addr: Option<String>,
+    /// API key for `--addr` (a screen key).
+    #[arg(long, env = "VIGIE_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+    /// PDQ entries in the bank of the server started here.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub entries: u64,
+    /// Store directory of the server started here [default: ./vigie-bench-store-<entries>].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Directory of pictures to re-encode.
+    #[arg(long, default_value = "../shared/corpus")]
+    pub dir: PathBuf,
+    /// Sizes, in megapixels, at which the pictures are re-encoded as JPEG (0: files as stored).
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    pub megapixels: Vec<f64>,
+    /// How many of the directory's largest pictures are used.
+    #[arg(long, default_value_t = 12)]
+    pub pictures: usize,
+    /// Concurrency of the closed-loop rounds, in order.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16,32,64")]
+    pub concurrency: Vec<usize>,
+    /// Duration of each round, in seconds.
+    #[arg(long, default_value_t = 5.0)]
+    pub round_secs: f64,
+    /// Requests sent in all rounds together, at most.
+    #[arg(long, default_value_t = 200_000)]
+    pub max_requests: u64,
+    /// The p99 latency a sustainable load must keep, in milliseconds.
+    #[arg(long, default_value_t = 50.0)]
+    pub p99_target_ms: f64,
+    /// The open-loop round's rate as a multiple of the sustainable rate (0: no such round).
+    #[arg(long, default_value_t = 2.0)]
+    pub overload_factor: f64,
+    /// Client deadline of each request, in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    pub timeout_ms: u64,
+    /// Hashing workers of the server started here [default: one per core].
+    #[arg(long)]
+    pub hash_workers: Option<usize>,
+    /// How long a request may wait for a hashing worker before RESOURCE_EXHAUSTED, in milliseconds.
+    #[arg(long, default_value_t = 20)]
+    pub queue_wait_ms: u64,
+    /// Write bench-service.json and bench-service.png here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Serialize, Clone)]
+struct RoundReport {
+    /// `closed` (fixed concurrency) or `open` (fixed offered rate).
+    kind: &'static str,
+    concurrency: usize,
+    offered_per_second: Option<f64>,
+    seconds: f64,
+    requests: u64,
+    ok: u64,
+    ok_per_second: f64,
+    p50_ms: f64,
+    p95_ms: f64,
+    p99_ms: f64,
+    /// Requests refused with RESOURCE_EXHAUSTED, and how fast those answers came.
+    refused: u64,
+    refused_p99_ms: f64,
+    errors_by_status: BTreeMap<String, u64>,
+    /// Resident memory of this process after the round (server and client when started here).
+    rss_mib: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    server: String,
+    entries: Option<u64>,
+    pictures: usize,
+    median_picture_bytes: usize,
+    megapixels: Vec<f64>,
+    p99_target_ms: f64,
+    sustainable_ok_per_second: Option<f64>,
+    rounds: Vec<RoundReport>,
+}
+
+/// One answered (or failed) request.
+struct Sample {
+    latency_ms: f64,
+    status: Option<tonic::Code>,
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn summarise(
+    kind: &'static str,
+    concurrency: usize,
+    offered: Option<f64>,
+    seconds: f64,
+    samples: &[Sample],
+    rss_mib: Option<f64>,
+) -> RoundReport {
+    let mut ok: Vec<f64> = Vec::new();
+    let mut refused: Vec<f64> = Vec::new();
+    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    for s in samples {
+        match s.status {
+            None => ok.push(s.latency_ms),
+            Some(code) => {
+                if code == tonic::Code::ResourceExhausted {
+                    refused.push(s.latency_ms);
+                }
+                *errors.entry(format!("{code:?}")).or_default() += 1;
+            }
+        }
+    }
+    ok.sort_by(f64::total_cmp);
+    refused.sort_by(f64::total_cmp);
+    RoundReport {
+        kind,
+        concurrency,
+        offered_per_second: offered,
+        seconds,
+        requests: samples.len() as u64,
+        ok: ok.len() as u64,
+        ok_per_second: ok.len() as f64 / seconds.max(1e-9),
+        p50_ms: percentile(&ok, 0.50),
+        p95_ms: percentile(&ok, 0.95),
+        p99_ms: percentile(&ok, 0.99),
+        refused: refused.len() as u64,
+        refused_p99_ms: percentile(&refused, 0.99),
+        errors_by_status: errors,
+        rss_mib,
+    }
+}
+
+#[derive(Clone)]
+struct Client {
+    channel: Channel,
+    key: Option<String>,
+    timeout: Duration,
+    pictures: Arc<Vec<Vec<u8>>>,
+    next: Arc<AtomicU64>,
+    budget: Arc<AtomicU64>,
+}
+
+impl Client {
+    /// Sends the next picture; `None` when the request budget is spent.
+    async fn screen_next(&self) -> Option<Sample> {
+        if self
+            .budget
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1))
+            .is_err()
+        {
+            return None;
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) as usize % self.pictures.len();
+        let mut request = Request::new(ScreenRequest {
+            input: Some(screen_request::Input::Image(self.pictures[i].clone())),
+            ..Default::default()
+        });
+        request.set_timeout(self.timeout);
+        if let Some(key) = &self.key
+            && let Ok(value) = format!("Bearer {key}").parse::<MetadataValue<_>>()
+        {
+            request.metadata_mut().insert("authorization", value);
+        }
+        let started = Instant::now();
+        let result = ScreeningClient::new(self.channel.clone())
+            .max_decoding_message_size(64 << 20)
+            .screen(request)
+            .await;
+        Some(Sample {
+            latency_ms: started.elapsed().as_secs_f64() * 1e3,
+            status: result.err().map(|e| e.code()),
+        })
+    }
+}
+
+/// C clients in a loop for `seconds`.
+async fn closed_round(client: &Client, concurrency: usize, seconds: f64) -> (f64, Vec<Sample>) {
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    let start = Instant::now();
+    let end = start + Duration::from_secs_f64(seconds);
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (client, samples) = (client.clone(), samples.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            while Instant::now() < end {
+                match client.screen_next().await {
+                    Some(s) => mine.push(s),
+                    None => break,
+                }
+            }
+            samples.lock().await.extend(mine);
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let samples = std::mem::take(&mut *samples.lock().await);
+    (elapsed, samples)
+}
+
+/// Requests offered at `rate` per second for `seconds`, whatever the answers; at most
+/// `max_in_flight` outstanding (beyond, the offer is dropped and counted as `ClientDropped`).
+async fn open_round(
+    client: &Client,
+    rate: f64,
+    seconds: f64,
+    max_in_flight: usize,
+) -> (f64, Vec<Sample>, u64) {
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(max_in_flight));
+    let mut dropped = 0u64;
+    let start = Instant::now();
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate.max(1.0)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut tasks = Vec::new();
+    while start.elapsed().as_secs_f64() < seconds {
+        ticker.tick().await;
+        let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+            dropped += 1;
+            continue;
+        };
+        let (client, samples) = (client.clone(), samples.clone());
+        tasks.push(tokio::spawn(async move {
+            let _permit = permit;
+            if let Some(s) = client.screen_next().await {
+                samples.lock().await.push(s);
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let samples = std::mem::take(&mut *samples.lock().await);
+    (elapsed, samples, dropped)
+}
+
+fn load_pictures(args: &ServiceBenchArgs) -> Result<Vec<Vec<u8>>, CliError> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&args.dir)
+        .map_err(|e| CliError(format!("{}: {e}", args.dir.display())))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png"))
+        })
+        .collect();
+    files.sort();
+    let mut decoded: Vec<(u64, Vec<u8>, image::DynamicImage)> = files
+        .iter()
+        .filter_map(|p| std::fs::read(p).ok())
+        .filter_map(|b| image::load_from_memory(&b).ok().map(|img| (b, img)))
+        .map(|(b, img)| (u64::from(img.width()) * u64::from(img.height()), b, img))
+        .collect();
+    decoded.sort_by_key(|(px, _, _)| std::cmp::Reverse(*px));
+    decoded.truncate(args.pictures.max(1));
+    let mut out = Vec::new();
+    for mp in &args.megapixels {
+        for (_, bytes, img) in &decoded {
+            if *mp <= 0.0 {
+                out.push(bytes.clone());
+                continue;
+            }
+            let aspect = f64::from(img.width()) / f64::from(img.height());
+            let h = ((mp * 1e6 / aspect).sqrt()).round().max(1.0) as u32;
+            let w = (f64::from(h) * aspect).round().max(1.0) as u32;
+            let resized = img.resize_exact(w, h, FilterType::Triangle).to_rgb8();
+            let mut jpeg = Vec::new();
+            let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 85);
+            resized
+                .write_with_encoder(encoder)
+                .map_err(|e| CliError(format!("encoding a JPEG: {e}")))?;
+            out.push(jpeg);
+        }
+    }
+    if out.is_empty() {
+        return Err(CliError(format!("no pictures in {}", args.dir.display())));
+    }
+    Ok(out)
+}
+
+fn loopback(addr: &str) -> Result<String, CliError> {
+    let without_scheme = addr
+        .strip_prefix("http://")
+        .or_else(|| addr.strip_prefix("https://"))
+        .unwrap_or(addr);
+    let socket: SocketAddr = without_scheme.parse().map_err(|_| {
+        CliError(format!(
+            "--addr {addr}: expected host:port with an IP address"
+        ))
+    })?;
+    if !socket.ip().is_loopback() {
+        return Err(CliError(format!(
+            "--addr {addr}: the load generator only targets loopback addresses"
+        )));
+    }
+    Ok(format!("http://{socket}"))
+}
+
+pub fn run(args: ServiceBenchArgs) -> Result<ExitCode, CliError> {
+    let target = args.addr.as_deref().map(loopback).transpose()?;
+    let pictures = load_pictures(&args)?;
+    let mut sizes: Vec<usize> = pictures.iter().map(Vec::len).collect();
+    sizes.sort_unstable();
+    let median_picture_bytes = sizes[sizes.len() / 2];
+    eprintln!(
+        "{} pictures (median {} KiB)",
+        pictures.len(),
+        median_picture_bytes / 1024
+    );
+
+    // The server gets its own runtime, as it would in its own process; the load generator needs
+    // little CPU and runs on one thread.
+    let server_runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("vigie-server")
+        .build()?;
+    let client_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .thread_name("vigie-load")
+        .build()?;
+
+    let mut running = None;
+    let (endpoint, server_label) = match &target {
+        Some(url) => (url.clone(), url.clone()),
+        None => {
+            let dir = args
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(format!("vigie-bench-store-{}", args.entries)));
+            super::bench_store::populate(&dir, args.entries)?;
+            let store = Arc::new(Store::open(&dir, &RocksOptions::default())?);
+            let mut limits = ServiceLimits {
+                queue_wait: Duration::from_millis(args.queue_wait_ms),
+                ..ServiceLimits::default()
+            };
+            if let Some(w) = args.hash_workers {
+                limits.hash_workers = w.max(1);
+            }
+            let config = ServerConfig {
+                listen: "127.0.0.1:0"
+                    .parse()
+                    .map_err(|e| CliError(format!("{e}")))?,
+                insecure_no_auth: true,
+                tls: None,
+                metrics_listen: None,
+                limits,
+            };
+            let loaded = Instant::now();
+            let mut server = server_runtime
+                .block_on(server::start(config, store))
+                .map_err(|e| CliError(e.to_string()))?;
+            server_runtime.block_on(server.wait_ready());
+            eprintln!(
+                "server on {} with {} entries loaded in {:.1} s",
+                server.addr,
+                args.entries,
+                loaded.elapsed().as_secs_f64()
+            );
+            let url = format!("http://{}", server.addr);
+            running = Some(server);
+            (url, format!("in-process, {} PDQ entries", args.entries))
+        }
+    };
+    let channel = client_runtime.block_on(async {
+        Channel::from_shared(endpoint.clone())
+            .map_err(|e| CliError(e.to_string()))?
+            .connect()
+            .await
+            .map_err(|e| CliError(format!("connecting to {endpoint}: {e}")))
+    })?;
+    let client = Client {
+        channel,
+        key: args.key.clone(),
+        timeout: Duration::from_millis(args.timeout_ms),
+        pictures: Arc::new(pictures),
+        next: Arc::new(AtomicU64::new(0)),
+        budget: Arc::new(AtomicU64::new(args.max_requests)),
+    };
+    let rss = || {
+        let (rss, _) = super::bench_store::resident_memory();
+        (target.is_none() && rss > 0).then(|| rss as f64 / (1 << 20) as f64)
+    };
+
+    let mut report = Report {
+        server: server_label,
+        entries: target.is_none().then_some(args.entries),
+        pictures: client.pictures.len(),
+        median_picture_bytes,
+        megapixels: args.megapixels.clone(),
+        p99_target_ms: args.p99_target_ms,
+        sustainable_ok_per_second: None,
+        rounds: Vec::new(),
+    };
+    let rounds = args.concurrency.len() + usize::from(args.overload_factor > 0.0);
+    let bar = ProgressBar::new(rounds as u64);
+    if let Ok(style) = ProgressStyle::with_template("rounds {bar:30} {pos}/{len} {msg}") {
+        bar.set_style(style);
+    }
+    // One short warm-up (connections, allocator, page cache), not reported.
+    client_runtime.block_on(closed_round(&client, 2, 1.0f64.min(args.round_secs)));
+    for &c in &args.concurrency {
+        bar.set_message(format!("concurrency {c}"));
+        let (secs, samples) =
+            client_runtime.block_on(closed_round(&client, c.max(1), args.round_secs));
+        let round = summarise("closed", c, None, secs, &samples, rss());
+        print_round(&round);
+        report.rounds.push(round);
+        bar.inc(1);
+    }
+    let sustainable = report
+        .rounds
+        .iter()
+        .filter(|r| r.p99_ms <= args.p99_target_ms && r.errors_by_status.is_empty() && r.ok > 0)
+        .map(|r| r.ok_per_second)
+        .fold(None, |best: Option<f64>, v| {
+            Some(best.map_or(v, |b| b.max(v)))
+        });
+    report.sustainable_ok_per_second = sustainable;
+    if let (Some(rate), true) = (sustainable, args.overload_factor > 0.0) {
+        let offered = rate * args.overload_factor;
+        bar.set_message(format!("open loop at {offered:.0}/s"));
+        let max_in_flight = ((offered * args.timeout_ms as f64 / 1e3) as usize).clamp(16, 4096);
+        let (secs, samples, dropped) =
+            client_runtime.block_on(open_round(&client, offered, args.round_secs, max_in_flight));
+        let mut round = summarise("open", 0, Some(offered), secs, &samples, rss());
+        if dropped > 0 {
+            round
+                .errors_by_status
+                .insert("ClientDropped".into(), dropped);
+        }
+        print_round(&round);
+        report.rounds.push(round);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    match sustainable {
+        Some(r) => println!(
+            "sustainable: {r:.0} screens/s with p99 under {} ms",
+            args.p99_target_ms
+        ),
+        None => println!(
+            "no round kept p99 under {} ms without errors",
+            args.p99_target_ms
+        ),
+    }
+    if let Some(server) = running.take() {
+        let _ = server_runtime.block_on(server.shutdown());
+    }
+    if let Some(out) = &args.out {
+        std::fs::create_dir_all(out)?;
+        let json = serde_json::to_string_pretty(&report).map_err(|e| CliError(e.to_string()))?;
+        std::fs::write(out.join("bench-service.json"), json)?;
+        write_plot(&report, &out.join("bench-service.png"))?;
+        eprintln!("wrote {}", out.join("bench-service.{json,png}").display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_round(r: &RoundReport) {
+    let load = match r.offered_per_second {
+        Some(rate) => format!("open {rate:>7.0}/s"),
+        None => format!("closed c={:<5}", r.concurrency),
+    };
+    println!(
+        "{load}  ok {:>7.1}/s  p50 {:>7.1} ms  p95 {:>7.1} ms  p99 {:>7.1} ms  refused {:>6} (p99 {:>6.1} ms)  errors {:?}  rss {}",
+        r.ok_per_second,
+        r.p50_ms,
+        r.p95_ms,
+        r.p99_ms,
+        r.refused,
+        r.refused_p99_ms,
+        r.errors_by_status,
+        r.rss_mib.map_or("-".into(), |m| format!("{m:.0} MiB"))
+    );
+}
+
+fn write_plot(report: &Report, path: &std::path::Path) -> Result<(), CliError> {
+    let closed: Vec<&RoundReport> = report
+        .rounds
+        .iter()
+        .filter(|r| r.kind == "closed")
+        .collect();
+    let line = |name: &str, pick: fn(&RoundReport) -> f64| Series {
+        name: name.to_string(),
+        points: closed
+            .iter()
+            .map(|r| (r.ok_per_second, pick(r)))
+            .filter(|(x, y)| x.is_finite() && y.is_finite() && *x > 0.0 && *y > 0.0)
+            .collect(),
+        thin: false,
+        color: None,
+    };
+    let mut series = vec![
+        line("p50 (closed loop)", |r| r.p50_ms),
+        line("p99 (closed loop)", |r| r.p99_ms),
+    ];
+    if let Some(open) = report.rounds.iter().find(|r| r.kind == "open") {
+        series.push(Series {
+            name: format!(
+                "p99 admitted at {:.0}/s offered ({} refused)",
+                open.offered_per_second.unwrap_or(0.0),
+                open.refused
+            ),
+            points: vec![(open.ok_per_second, open.p99_ms)],
+            thin: false,
+            color: Some((200, 30, 30)),
+        });
+    }
+    series.push(Series {
+        name: format!("p99 target {} ms", report.p99_target_ms),
+        points: closed
+            .iter()
+            .map(|r| (r.ok_per_second, report.p99_target_ms))
+            .filter(|(x, _)| *x > 0.0)
+            .collect(),
+        thin: true,
+        color: Some((120, 120, 120)),
+    });
+    LineChart {
+        title: format!(
+            "vigie bench service: Screen latency against throughput ({})",
+            report.server
+        ),
+        x_label: "answered screens per second".into(),
+        y_label: "latency (ms)".into(),
+        log_x: false,
+        log_y: true,
+        series,
+    }
+    .write_png(path)
+    .map_err(|e| CliError(e.to_string()))
+}
