@@ -5,8 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-cargo build --release --locked --quiet
-bin="${CARGO_TARGET_DIR:-target}/release/vigie"
+# The build `cargo test` makes (dependencies optimised, see Cargo.toml): after scripts/test.sh, or
+# before it, RocksDB's C++ sources are compiled once for both.
+cargo test --locked --no-run --quiet
+bin="${CARGO_TARGET_DIR:-target}/debug/vigie"
 data="${VIGIE_DEMO_DATA:-./vigie-data}"
 addr=127.0.0.1:50051
 fx=tests/fixtures
