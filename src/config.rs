@@ -25,6 +25,7 @@ pub struct Settings {
     pub max_request_bytes: Option<usize>,
     pub hash_workers: Option<usize>,
     pub queue_wait_ms: Option<u64>,
+    pub decode_min_side: Option<u32>,
     pub sync_writes: Option<bool>,
 }
 
@@ -77,6 +78,7 @@ impl Settings {
             max_request_bytes: self.max_request_bytes.or(fallback.max_request_bytes),
             hash_workers: self.hash_workers.or(fallback.hash_workers),
             queue_wait_ms: self.queue_wait_ms.or(fallback.queue_wait_ms),
+            decode_min_side: self.decode_min_side.or(fallback.decode_min_side),
             sync_writes: self.sync_writes.or(fallback.sync_writes),
         }
     }
@@ -135,6 +137,11 @@ impl Settings {
                 .queue_wait_ms
                 .map(Duration::from_millis)
                 .unwrap_or(defaults.queue_wait),
+            decode_min_side: match self.decode_min_side {
+                Some(0) => None,
+                Some(n) => Some(n),
+                None => defaults.decode_min_side,
+            },
         };
         Ok(ServeConfig {
             server: ServerConfig {
@@ -172,6 +179,18 @@ mod tests {
         assert!(c.json_logs);
         assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
         assert!(c.sync_writes);
+        assert_eq!(
+            c.server.limits.decode_min_side,
+            Some(crate::hashing::DEFAULT_DECODE_MIN_SIDE)
+        );
+        // 0 decodes JPEGs at full size (PDQ bit for bit Meta's).
+        let full: Settings = toml::from_str("decode_min_side = 0\n").unwrap();
+        assert_eq!(full.resolve().unwrap().server.limits.decode_min_side, None);
+        let half: Settings = toml::from_str("decode_min_side = 512\n").unwrap();
+        assert_eq!(
+            half.resolve().unwrap().server.limits.decode_min_side,
+            Some(512)
+        );
     }
 
     #[test]

@@ -47,6 +47,10 @@ pub struct ServeArgs {
     /// How long a request may wait for a hashing worker before RESOURCE_EXHAUSTED [default: 100].
     #[arg(long, env = "VIGIE_QUEUE_WAIT_MS")]
     pub queue_wait_ms: Option<u64>,
+    /// JPEGs are decoded at the largest DCT reduction keeping this shorter side; 0 = full size, PDQ
+    /// then bit for bit Meta's [default: 256].
+    #[arg(long, env = "VIGIE_DECODE_MIN_SIDE")]
+    pub decode_min_side: Option<u32>,
     /// fsync the write-ahead log before acknowledging a write [default: true].
     #[arg(long, env = "VIGIE_SYNC_WRITES")]
     pub sync_writes: Option<bool>,
@@ -66,6 +70,7 @@ impl ServeArgs {
             max_request_bytes: self.max_request_bytes,
             hash_workers: self.hash_workers,
             queue_wait_ms: self.queue_wait_ms,
+            decode_min_side: self.decode_min_side,
             sync_writes: self.sync_writes,
         }
     }

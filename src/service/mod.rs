@@ -41,6 +41,8 @@ pub struct ServiceLimits {
     pub hash_workers: usize,
     /// How long a request waits for a hashing worker before RESOURCE_EXHAUSTED.
     pub queue_wait: Duration,
+    /// JPEG decoding scale for hashing (see `HasherBuilder::decode_min_side`); `None` = full size.
+    pub decode_min_side: Option<u32>,
 }
 
 impl Default for ServiceLimits {
@@ -53,6 +55,7 @@ impl Default for ServiceLimits {
             max_image_bytes: 32 << 20,
             hash_workers: cores,
             queue_wait: Duration::from_millis(100),
+            decode_min_side: Some(crate::hashing::DEFAULT_DECODE_MIN_SIDE),
         }
     }
 }

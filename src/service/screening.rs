@@ -351,6 +351,7 @@ impl ScreeningService {
             .algorithms(algorithms)
             .dihedral(request.dihedral)
             .limits(*self.state.hasher.limits())
+            .decode_min_side(self.state.hasher.decode_min_side())
             .build();
         let image = request.image;
         let result = run_bounded(&self.state, deadline, Admission::Queue, move || {
