@@ -108,62 +108,59 @@ pub fn hash_input(stored: &DynamicImage, orientation: super::Dihedral) -> GrayIm
 /// `reduce` of the luma of an RGB picture, without the full-size grey picture in between.
 fn reduce_rgb(rgb: &image::RgbImage, k: u32) -> GrayImage {
     let (w, h) = rgb.dimensions();
-    let (out_w, out_h) = (w.div_ceil(k), h.div_ceil(k));
     let raw = rgb.as_raw();
-    let mut sums = vec![0u64; out_w as usize];
-    let mut out = Vec::with_capacity((out_w * out_h) as usize);
-    for oy in 0..out_h {
-        sums.iter_mut().for_each(|s| *s = 0);
-        let rows = oy * k..((oy + 1) * k).min(h);
-        let row_count = rows.len() as u32;
-        for y in rows {
-            let line = &raw[(3 * y * w) as usize..(3 * (y + 1) * w) as usize];
-            for (chunk, sum) in line.chunks(3 * k as usize).zip(sums.iter_mut()) {
-                // Weights scaled by 2^16 (Rec. 709: 0.2126, 0.7152, 0.0722 sum to 65536).
-                let weighted: u64 = chunk
-                    .chunks_exact(3)
-                    .map(|p| {
-                        u64::from(
-                            13933 * u32::from(p[0])
-                                + 46871 * u32::from(p[1])
-                                + 4732 * u32::from(p[2]),
-                        )
-                    })
-                    .sum();
-                *sum += weighted;
-            }
+    // Weights scaled by 2^16 (Rec. 709: 0.2126, 0.7152, 0.0722 sum to 65536).
+    box_average(w, h, k, 16, |y, sums| {
+        let line = &raw[(3 * y * w) as usize..(3 * (y + 1) * w) as usize];
+        for (chunk, sum) in line.chunks(3 * k as usize).zip(sums.iter_mut()) {
+            *sum += chunk
+                .chunks_exact(3)
+                .map(|p| {
+                    u64::from(
+                        13933 * u32::from(p[0]) + 46871 * u32::from(p[1]) + 4732 * u32::from(p[2]),
+                    )
+                })
+                .sum::<u64>();
         }
-        for (ox, s) in sums.iter().enumerate() {
-            let cols = (ox as u32 * k..((ox as u32 + 1) * k).min(w)).len() as u32;
-            let n = row_count * cols;
-            out.push(((s + (u64::from(n) << 15)) / (u64::from(n) << 16)) as u8);
-        }
-    }
-    GrayImage::from_raw(out_w, out_h, out).unwrap_or_else(|| GrayImage::new(out_w, out_h))
+    })
 }
 
 /// Box-average `k x k` blocks (partial blocks at the right and bottom edges average what they
 /// have), rounding to nearest.
 fn reduce(gray: &GrayImage, k: u32) -> GrayImage {
     let (w, h) = gray.dimensions();
-    let (out_w, out_h) = (w.div_ceil(k), h.div_ceil(k));
     let raw = gray.as_raw();
-    let mut sums = vec![0u32; out_w as usize];
+    box_average(w, h, k, 0, |y, sums| {
+        let line = &raw[(y * w) as usize..((y + 1) * w) as usize];
+        for (chunk, sum) in line.chunks(k as usize).zip(sums.iter_mut()) {
+            *sum += chunk.iter().map(|&v| u64::from(v)).sum::<u64>();
+        }
+    })
+}
+
+/// The block averages of a `w x h` picture whose row `y` `add_row` adds, block by block, into the
+/// sums it is given, each value scaled by `2^shift`.
+fn box_average(
+    w: u32,
+    h: u32,
+    k: u32,
+    shift: u32,
+    mut add_row: impl FnMut(u32, &mut [u64]),
+) -> GrayImage {
+    let (out_w, out_h) = (w.div_ceil(k), h.div_ceil(k));
+    let mut sums = vec![0u64; out_w as usize];
     let mut out = Vec::with_capacity((out_w * out_h) as usize);
     for oy in 0..out_h {
         sums.iter_mut().for_each(|s| *s = 0);
         let rows = oy * k..((oy + 1) * k).min(h);
-        let row_count = rows.len() as u32;
+        let row_count = rows.len() as u64;
         for y in rows {
-            let line = &raw[(y * w) as usize..((y + 1) * w) as usize];
-            for (chunk, sum) in line.chunks(k as usize).zip(sums.iter_mut()) {
-                *sum += chunk.iter().map(|&v| u32::from(v)).sum::<u32>();
-            }
+            add_row(y, &mut sums);
         }
         for (ox, s) in sums.iter().enumerate() {
-            let cols = (ox as u32 * k..((ox as u32 + 1) * k).min(w)).len() as u32;
-            let n = row_count * cols;
-            out.push(((s + n / 2) / n) as u8);
+            let cols = (ox as u32 * k..((ox as u32 + 1) * k).min(w)).len() as u64;
+            let divisor = (row_count * cols) << shift;
+            out.push(((s + divisor / 2) / divisor) as u8);
         }
     }
     GrayImage::from_raw(out_w, out_h, out).unwrap_or_else(|| GrayImage::new(out_w, out_h))
