@@ -184,3 +184,26 @@ fn trimming_catches_borders_and_letterboxes() {
         assert_eq!(counts[trim].false_matches(), 0, "{}", eval.edits[e].name);
     }
 }
+
+/// The row `vigie` is the service's own matcher (`Matcher::screen` over an in-memory store): it
+/// finds every easy edit of a banked picture, reports nothing for unbanked ones, and its confidence
+/// comes from the calibration table.
+#[test]
+fn the_service_matcher_screens_the_copies() {
+    let names = ["jpeg_q15", "mirror", "border_white_8pc", "brightness_+45"];
+    let eval = run(
+        &config(&names),
+        Some(&vigie::eval::screener::make_service_screener),
+    )
+    .unwrap();
+    let (_, overall) = summarise(&eval);
+    let vigie = overall.last().expect("the screener's row");
+    assert_eq!(vigie.banked, 4 * names.len() as u64);
+    assert_eq!(vigie.found, vigie.banked, "every easy copy found: {vigie:?}");
+    assert_eq!(vigie.false_matches(), 0, "{vigie:?}");
+    for q in eval.results.iter().filter(|q| q.entry.is_some()) {
+        let verdict = q.screened.as_ref().expect("screened");
+        let confidence = verdict.confidence.expect("confidence of the own match");
+        assert!(confidence > 0.5 && confidence <= 1.0, "{confidence}");
+    }
+}

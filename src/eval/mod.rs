@@ -14,6 +14,7 @@ pub mod calibrate;
 pub mod edits;
 pub mod harness;
 pub mod report;
+pub mod screener;
 
 pub use harness::{EvalConfig, EvalError, EvalRun, Screener, run};
 

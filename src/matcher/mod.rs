@@ -28,6 +28,18 @@ pub const MIN_PDQ_QUALITY: u8 = 50;
 
 type Md5 = Bits<2>;
 
+/// The hashes a bank entry made from a picture holds: the displayed picture's PDQ, pHash, dHash
+/// and the exact hashes (what `AddEntries` stores for an image, and `vigie eval` banks).
+pub fn entry_hashes(h: &ImageHashes) -> EntryHashes {
+    EntryHashes {
+        pdq: h.pdq.map(|p| p.hash),
+        phash: h.phash,
+        dhash: h.dhash,
+        md5: h.md5,
+        sha256: h.sha256,
+    }
+}
+
 /// Every active entry's hashes, searchable.
 #[derive(Default)]
 pub struct HashIndexes {

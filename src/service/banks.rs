@@ -22,9 +22,7 @@ use super::screening::{Admission, run_bounded};
 use crate::matcher::MIN_PDQ_QUALITY;
 use crate::store::api_keys::{Role, generate_key};
 use crate::store::formats::{self, ExportOptions, Format, ImportOptions};
-use crate::store::{
-    Algorithm, AuditFilter, BankUpdate, EntryHashes, NewBank, NewEntry, Timestamp, Upserted,
-};
+use crate::store::{Algorithm, AuditFilter, BankUpdate, NewBank, NewEntry, Timestamp, Upserted};
 
 /// Entries in one AddEntries call.
 const MAX_ENTRIES_PER_CALL: usize = 10_000;
@@ -107,13 +105,7 @@ impl BanksService {
                             e.external_id, p.quality
                         ));
                     }
-                    EntryHashes {
-                        pdq: h.pdq.map(|p| p.hash),
-                        phash: h.phash,
-                        dhash: h.dhash,
-                        md5: h.md5,
-                        sha256: h.sha256,
-                    }
+                    crate::matcher::entry_hashes(&h)
                 }
             };
             if hashes.is_empty() {
