@@ -199,7 +199,10 @@ fn the_service_matcher_screens_the_copies() {
     let (_, overall) = summarise(&eval);
     let vigie = overall.last().expect("the screener's row");
     assert_eq!(vigie.banked, 4 * names.len() as u64);
-    assert_eq!(vigie.found, vigie.banked, "every easy copy found: {vigie:?}");
+    assert_eq!(
+        vigie.found, vigie.banked,
+        "every easy copy found: {vigie:?}"
+    );
     assert_eq!(vigie.false_matches(), 0, "{vigie:?}");
     for q in eval.results.iter().filter(|q| q.entry.is_some()) {
         let verdict = q.screened.as_ref().expect("screened");

@@ -631,6 +631,78 @@ async fn a_stream_batch_queues_for_the_workers_instead_of_being_refused() {
     let _ = h.server.shutdown().await;
 }
 
+/// A featureless picture (PDQ quality under 50): flagged when it is added, and its PDQ does not
+/// match by default, with a note that says why; a picture with texture is neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn featureless_pictures_are_flagged_when_added_and_not_matched_by_pdq() {
+    let h = start(limits()).await;
+    create_bank(&h, "ads", "block").await;
+    // A very gentle gradient: a picture, but too flat for PDQ.
+    let flat = image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(400, 300, |x, _| {
+        let v = 120 + (x / 100) as u8;
+        image::Rgb([v, v, v])
+    }));
+    let flat_png = encode(&flat, image::ImageFormat::Png);
+    let response = BanksClient::new(h.channel.clone())
+        .add_entries(with_key(
+            AddEntriesRequest {
+                bank: "ads".into(),
+                entries: vec![NewEntry {
+                    external_id: "flat".into(),
+                    content: Some(new_entry::Content::Image(flat_png.clone())),
+                    ..Default::default()
+                }],
+            },
+            &h.curate,
+        ))
+        .await
+        .expect("add")
+        .into_inner();
+    assert_eq!(response.warnings.len(), 1, "{:?}", response.warnings);
+    assert!(
+        response.warnings[0].contains("flat") && response.warnings[0].contains("quality"),
+        "{:?}",
+        response.warnings
+    );
+    // Screened again, recompressed (other bytes, so no exact-hash match): no PDQ match, and a note.
+    let answer = screen_image(&h, encode(&flat, image::ImageFormat::Jpeg))
+        .await
+        .expect("screen");
+    assert!(
+        answer.matches.iter().all(|m| m.algorithm != "pdq"),
+        "{:?}",
+        answer.matches
+    );
+    assert!(
+        answer.notes.iter().any(|n| n.contains("quality")),
+        "{:?}",
+        answer.notes
+    );
+    // A photo is added without a warning and screens without that note.
+    let bridge = read_fixture("bridge.jpg");
+    let response = BanksClient::new(h.channel.clone())
+        .add_entries(with_key(
+            AddEntriesRequest {
+                bank: "ads".into(),
+                entries: vec![NewEntry {
+                    external_id: "bridge".into(),
+                    content: Some(new_entry::Content::Image(bridge.clone())),
+                    ..Default::default()
+                }],
+            },
+            &h.curate,
+        ))
+        .await
+        .expect("add")
+        .into_inner();
+    assert!(response.warnings.is_empty(), "{:?}", response.warnings);
+    let answer = screen_image(&h, bridge).await.expect("screen");
+    assert!(answer.matched);
+    assert!(answer.matches.iter().any(|m| m.external_id == "bridge"));
+    assert!(answer.notes.is_empty(), "{:?}", answer.notes);
+    let _ = h.server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_export_round_trip_restart_health_and_metrics() {
     let h = start(limits()).await;
