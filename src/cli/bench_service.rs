@@ -7,7 +7,7 @@
 //!    next picture as soon as the previous answer arrives), a mix of JPEGs re-encoded from a
 //!    directory at the requested sizes;
 //! 2. an open-loop round that offers twice the sustainable rate (the best throughput whose p99
-//!    stayed under the target), to show that the excess is refused fast with RESOURCE_EXHAUSTED
+//!    stayed under the target with at most 0.5% of requests refused), to show that the excess is refused fast with RESOURCE_EXHAUSTED
 //!    while the admitted requests keep their latency, and that memory stays flat.
 //!
 //! Every round reports throughput, p50/p95/p99 latency of answered requests, errors by status and
@@ -79,12 +79,13 @@ pub struct ServiceBenchArgs {
     /// Client deadline of each request, in milliseconds.
     #[arg(long, default_value_t = 2000)]
     pub timeout_ms: u64,
-    /// Hashing workers of the server started here [default: one per core].
+    /// Hashing workers of the server started here [default: the service's, cores + 1].
     #[arg(long)]
     pub hash_workers: Option<usize>,
-    /// How long a request may wait for a hashing worker before RESOURCE_EXHAUSTED, in milliseconds.
-    #[arg(long, default_value_t = 20)]
-    pub queue_wait_ms: u64,
+    /// How long a request may wait for a hashing worker before RESOURCE_EXHAUSTED, in milliseconds
+    /// [default: the service's, 10].
+    #[arg(long)]
+    pub queue_wait_ms: Option<u64>,
     /// Write bench-service.json and bench-service.png here.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -382,10 +383,10 @@ pub fn run(args: ServiceBenchArgs) -> Result<ExitCode, CliError> {
                 .unwrap_or_else(|| PathBuf::from(format!("vigie-bench-store-{}", args.entries)));
             super::bench_store::populate(&dir, args.entries)?;
             let store = Arc::new(Store::open(&dir, &RocksOptions::default())?);
-            let mut limits = ServiceLimits {
-                queue_wait: Duration::from_millis(args.queue_wait_ms),
-                ..ServiceLimits::default()
-            };
+            let mut limits = ServiceLimits::default();
+            if let Some(ms) = args.queue_wait_ms {
+                limits.queue_wait = Duration::from_millis(ms);
+            }
             if let Some(w) = args.hash_workers {
                 limits.hash_workers = w.max(1);
             }
@@ -463,7 +464,12 @@ pub fn run(args: ServiceBenchArgs) -> Result<ExitCode, CliError> {
     let sustainable = report
         .rounds
         .iter()
-        .filter(|r| r.p99_ms <= args.p99_target_ms && r.errors_by_status.is_empty() && r.ok > 0)
+        .filter(|r| {
+            // Sustainable: p99 within the target and at most 0.5% of requests refused or failed
+            // (one stray refusal in a round of thousands does not disqualify it).
+            let failed: u64 = r.errors_by_status.values().sum();
+            r.ok > 0 && r.p99_ms <= args.p99_target_ms && failed * 200 <= r.requests
+        })
         .map(|r| r.ok_per_second)
         .fold(None, |best: Option<f64>, v| {
             Some(best.map_or(v, |b| b.max(v)))

@@ -41,10 +41,10 @@ pub struct ServeArgs {
     /// Largest request message in bytes; larger ones get RESOURCE_EXHAUSTED [default: 33554432].
     #[arg(long, env = "VIGIE_MAX_REQUEST_BYTES")]
     pub max_request_bytes: Option<usize>,
-    /// Images decoded and hashed at once [default: one per core].
+    /// Images decoded and hashed at once [default: one per core, plus one].
     #[arg(long, env = "VIGIE_HASH_WORKERS")]
     pub hash_workers: Option<usize>,
-    /// How long a request may wait for a hashing worker before RESOURCE_EXHAUSTED [default: 100].
+    /// How long a request may wait for a hashing worker before RESOURCE_EXHAUSTED [default: 10].
     #[arg(long, env = "VIGIE_QUEUE_WAIT_MS")]
     pub queue_wait_ms: Option<u64>,
     /// JPEGs are decoded at the largest DCT reduction keeping this shorter side; 0 = full size, PDQ
