@@ -703,6 +703,77 @@ async fn featureless_pictures_are_flagged_when_added_and_not_matched_by_pdq() {
     let _ = h.server.shutdown().await;
 }
 
+/// An entry added as an image keeps PDQs of centred crops of it, so a cropped re-upload (10% off
+/// each side, recompressed) still meets it; one added as bare hashes has none and does not. The
+/// windows survive a restart (stored in the entry record, reloaded into their own index).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cropped_copy_matches_through_the_crop_windows() {
+    let h = start_on(tempfile::tempdir().expect("tempdir"), limits(), None).await;
+    create_bank(&h, "ads", "block").await;
+    let wine = read_fixture("wine.jpg");
+    add_image(&h, "ads", "wine", wine.clone(), "x").await;
+    let picture = image::load_from_memory(&wine).expect("decode");
+    let (w, ht) = (picture.width(), picture.height());
+    let cropped = picture.crop_imm(w / 10, ht / 10, w - 2 * (w / 10), ht - 2 * (ht / 10));
+    let cropped = encode(&cropped, image::ImageFormat::Jpeg);
+    let answer = screen_image(&h, cropped.clone()).await.expect("screen");
+    assert!(answer.matched, "{answer:?}");
+    let m = &answer.matches[0];
+    assert_eq!(
+        (m.external_id.as_str(), m.algorithm.as_str()),
+        ("wine", "pdq")
+    );
+    assert!(m.confidence > 0.5, "{m:?}");
+
+    // After a restart the windows come back from the store.
+    let Harness {
+        server,
+        admin,
+        curate,
+        screen,
+        dir,
+        ..
+    } = h;
+    server.shutdown().await.expect("clean shutdown");
+    let h = start_on(dir, limits(), Some((admin, curate, screen))).await;
+    let answer = screen_image(&h, cropped.clone()).await.expect("screen");
+    assert!(answer.matched, "after restart: {answer:?}");
+
+    // The same picture banked as bare hashes (no pixels, so no windows) is not found by the crop.
+    create_bank(&h, "shared", "block").await;
+    let whole = screen_image(&h, wine).await.expect("screen");
+    let pdq = whole
+        .hashes
+        .iter()
+        .find(|c| c.algorithm == "pdq")
+        .expect("pdq")
+        .hex
+        .clone();
+    BanksClient::new(h.channel.clone())
+        .add_entries(with_key(
+            AddEntriesRequest {
+                bank: "shared".into(),
+                entries: vec![NewEntry {
+                    external_id: "wine-hash".into(),
+                    content: Some(new_entry::Content::Hashes(HashSet {
+                        pdq,
+                        ..Default::default()
+                    })),
+                    ..Default::default()
+                }],
+            },
+            &h.curate,
+        ))
+        .await
+        .expect("add hashes");
+    let answer = screen_image(&h, cropped).await.expect("screen");
+    assert!(
+        answer.matches.iter().all(|m| m.external_id != "wine-hash"),
+        "{answer:?}"
+    );
+    let _ = h.server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_export_round_trip_restart_health_and_metrics() {
     let h = start(limits()).await;

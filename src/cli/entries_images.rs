@@ -4,12 +4,13 @@ use std::io::Read;
 use std::path::Path;
 
 use crate::hashing::{HasherBuilder, ImageHasher};
-use crate::store::{EntryHashes, NewEntry};
+use crate::store::NewEntry;
 
 use super::CliError;
 
+/// Every algorithm, and the crop windows a bank entry keeps (as `AddEntries` computes them).
 pub fn image_hasher() -> ImageHasher {
-    HasherBuilder::new().build()
+    HasherBuilder::new().windows(true).build()
 }
 
 /// Hash one image file into a new entry whose external id is the file's SHA-256 (so adding the
@@ -31,13 +32,7 @@ pub fn entry_from_image(hasher: &ImageHasher, path: &Path) -> Result<NewEntry, C
     let computed = hasher
         .hash_bytes(&bytes)
         .map_err(|e| CliError(format!("{}: {e}", path.display())))?;
-    let hashes = EntryHashes {
-        pdq: computed.pdq.map(|p| p.hash),
-        phash: computed.phash,
-        dhash: computed.dhash,
-        md5: computed.md5,
-        sha256: computed.sha256,
-    };
+    let hashes = crate::matcher::entry_hashes(&computed);
     let external_id = match computed.sha256 {
         Some(h) => h.to_hex(),
         None => path.display().to_string(),

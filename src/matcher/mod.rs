@@ -35,19 +35,33 @@ type Md5 = Bits<2>;
 /// The hashes a bank entry made from a picture holds: the displayed picture's PDQ, pHash, dHash
 /// and the exact hashes (what `AddEntries` stores for an image, and `vigie eval` banks).
 pub fn entry_hashes(h: &ImageHashes) -> EntryHashes {
-    EntryHashes {
+    let mut hashes = EntryHashes {
         pdq: h.pdq.map(|p| p.hash),
         phash: h.phash,
         dhash: h.dhash,
         md5: h.md5,
         sha256: h.sha256,
-    }
+        ..EntryHashes::default()
+    };
+    // Crop windows (when the hasher made them) of good quality only: a featureless crop would
+    // match too much.
+    hashes.set_windows(
+        h.pdq_windows
+            .iter()
+            .filter(|p| p.quality >= MIN_PDQ_QUALITY)
+            .map(|p| p.hash),
+    );
+    hashes
 }
 
 /// Every active entry's hashes, searchable.
 #[derive(Default)]
 pub struct HashIndexes {
     pdq: HammingIndex<4>,
+    /// Crop-window PDQs of entries added as images: searched only with the upload's upright
+    /// whole-picture hashes (a cropped re-upload of the banked picture), so they cost one or two
+    /// lookups per screen, not one per transform and content box.
+    pdq_windows: HammingIndex<4>,
     phash: HammingIndex<1>,
     dhash: HammingIndex<1>,
     md5: RwLock<HashMap<Md5, Vec<EntryId>>>,
@@ -99,6 +113,11 @@ impl HashIndexes {
         for value in hashes.iter() {
             self.insert_value(id, value);
         }
+        for w in hashes.windows() {
+            if let Err(e) = self.pdq_windows.insert(w, id) {
+                tracing::error!(entry = id, error = %e, "crop window not indexed");
+            }
+        }
     }
 
     fn insert_value(&self, id: EntryId, value: HashValue) {
@@ -149,6 +168,9 @@ impl HashIndexes {
                 HashValue::Sha256(h) => remove_exact(&self.sha256, &h, id),
             }
         }
+        for w in hashes.windows() {
+            self.pdq_windows.remove(&w, id);
+        }
     }
 
     /// Hashes held, per algorithm.
@@ -191,6 +213,18 @@ impl HashIndexes {
             }
             for (transform, h) in &query.pdq_regions {
                 for (id, distance) in self.pdq.search(h, r) {
+                    out.push(Candidate {
+                        id,
+                        algorithm: Algorithm::Pdq,
+                        distance,
+                        transform: *transform,
+                        region: true,
+                    });
+                }
+            }
+            // The upload as a crop of a banked picture: its upright hashes against the windows.
+            for (transform, h) in query.pdq.iter().filter(|(t, _)| *t == Dihedral::Original) {
+                for (id, distance) in self.pdq_windows.search(h, r) {
                     out.push(Candidate {
                         id,
                         algorithm: Algorithm::Pdq,
@@ -279,6 +313,7 @@ impl HashIndexes {
     pub fn extend_bulk(&self, bulk: BulkLoad) {
         for (name, result) in [
             ("pdq", self.pdq.extend(bulk.pdq)),
+            ("pdq_windows", self.pdq_windows.extend(bulk.pdq_windows)),
             ("phash", self.phash.extend(bulk.phash)),
             ("dhash", self.dhash.extend(bulk.dhash)),
         ] {

@@ -88,7 +88,7 @@ impl BanksService {
                     let state = self.state.clone();
                     // A curator's batch waits its turn rather than failing half-way under load.
                     let h = run_bounded(&self.state, None, Admission::Patient, move || {
-                        Ok(state.hasher.hash_bytes(&bytes)?)
+                        Ok(state.bank_hasher.hash_bytes(&bytes)?)
                     })
                     .await
                     .map_err(|err| match err {

@@ -73,6 +73,9 @@ pub struct ServiceState {
     pub indexes: Arc<HashIndexes>,
     /// All algorithms, with the dihedral PDQ hashes (rotated and mirrored re-uploads).
     pub hasher: Arc<ImageHasher>,
+    /// For images added to a bank: all algorithms and the crop windows an entry keeps, with the
+    /// screening hasher's limits and decoding scale.
+    pub bank_hasher: Arc<ImageHasher>,
     pub limits: ServiceLimits,
     pub hash_permits: Arc<Semaphore>,
     pub metrics: Arc<Metrics>,
@@ -88,10 +91,16 @@ impl ServiceState {
         limits: ServiceLimits,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let bank_hasher = crate::hashing::HasherBuilder::new()
+            .windows(true)
+            .limits(*hasher.limits())
+            .decode_min_side(hasher.decode_min_side())
+            .build();
         ServiceState {
             store,
             indexes,
             hasher: Arc::new(hasher),
+            bank_hasher: Arc::new(bank_hasher),
             hash_permits: Arc::new(Semaphore::new(limits.hash_workers.max(1))),
             limits,
             metrics,

@@ -101,6 +101,8 @@ pub fn decode_u32(bytes: &[u8]) -> Result<u32, StoreError> {
 pub const ENTRY_RECORD_V1: u8 = 1;
 /// Bit 7 of the mask byte: a `disabled_until` time follows the mask.
 const MASK_DISABLED: u8 = 0x80;
+/// Bit 5 of the mask byte: crop-window PDQs follow the hashes (schema 3).
+const MASK_WINDOWS: u8 = 0x20;
 
 /// The fields of an entry that live in its record (the id is the key; the bank name is resolved
 /// from `bank`).
@@ -127,6 +129,8 @@ pub struct EntryRecord {
 //   [..+8]   disabled_until, i64 µs BE (only when bit 7)
 //   hashes   present algorithms in discriminant order; each hash's u64 words most significant
 //            first, BE (i.e. the bytes of its hex text)
+//   windows  only when mask bit 5 (schema 3): u8 count (1..=MAX_WINDOWS), then that many PDQs
+//            as above
 //   strings  external_id, label, source, note, added_by: each u32 BE length ++ UTF-8
 //   [..+8]   added_at, i64 µs BE
 
@@ -141,6 +145,10 @@ pub fn encode_entry(record: &EntryRecord) -> Vec<u8> {
     if record.disabled_until.is_some() {
         mask |= MASK_DISABLED;
     }
+    let windows: Vec<_> = record.hashes.windows().collect();
+    if !windows.is_empty() {
+        mask |= MASK_WINDOWS;
+    }
     out.push(mask);
     if let Some(t) = record.disabled_until {
         out.extend_from_slice(&t.0.to_be_bytes());
@@ -150,6 +158,12 @@ pub fn encode_entry(record: &EntryRecord) -> Vec<u8> {
             HashValue::Pdq(b) | HashValue::Sha256(b) => put_words(&mut out, &b.0),
             HashValue::Phash(b) | HashValue::Dhash(b) => put_words(&mut out, &b.0),
             HashValue::Md5(b) => put_words(&mut out, &b.0),
+        }
+    }
+    if !windows.is_empty() {
+        out.push(windows.len() as u8);
+        for w in &windows {
+            put_words(&mut out, &w.0);
         }
     }
     for s in [
@@ -232,7 +246,7 @@ fn decode_head(reader: &mut Reader<'_>) -> Result<EntryHead, StoreError> {
     }
     let bank = reader.u32()?;
     let mask = reader.u8()?;
-    if mask & 0x60 != 0 {
+    if mask & 0x40 != 0 {
         return Err(StoreError::Corrupt(format!(
             "entry mask {mask:#x} has unknown bits"
         )));
@@ -253,6 +267,17 @@ fn decode_head(reader: &mut Reader<'_>) -> Result<EntryHead, StoreError> {
             Algorithm::Dhash => hashes.dhash = Some(reader.words()?),
             Algorithm::Md5 => hashes.md5 = Some(reader.words()?),
             Algorithm::Sha256 => hashes.sha256 = Some(reader.words()?),
+        }
+    }
+    if mask & MASK_WINDOWS != 0 {
+        let count = usize::from(reader.u8()?);
+        if count == 0 || count > super::model::MAX_WINDOWS {
+            return Err(StoreError::Corrupt(format!(
+                "{count} crop windows in an entry"
+            )));
+        }
+        for slot in hashes.pdq_windows.iter_mut().take(count) {
+            *slot = Some(reader.words()?);
         }
     }
     Ok(EntryHead {
@@ -347,6 +372,42 @@ mod tests {
         let mut other = bytes.clone();
         other[0] = 9;
         assert!(matches!(decode_entry(&other), Err(StoreError::Corrupt(_))));
+    }
+
+    #[test]
+    fn crop_windows_round_trip_behind_mask_bit_5() {
+        let mut r = record();
+        let w = |b: u64| crate::bits::Bits([b, !b, b << 3, b ^ 0x5555]);
+        r.hashes.set_windows([w(1), w(2), w(3)]);
+        let bytes = encode_entry(&r);
+        assert_eq!(bytes[5] & MASK_WINDOWS, MASK_WINDOWS);
+        let back = decode_entry(&bytes).unwrap();
+        assert_eq!(back, r);
+        assert_eq!(back.hashes.windows().count(), 3);
+        assert_eq!(decode_entry_head(&bytes).unwrap().hashes, r.hashes);
+        // A record without windows (every record before schema 3) has no bit 5 and none come back.
+        let plain = encode_entry(&record());
+        assert_eq!(plain[5] & MASK_WINDOWS, 0);
+        assert_eq!(decode_entry(&plain).unwrap().hashes.windows().count(), 0);
+        // A window count of 0 or over the maximum is corruption, and so is every truncation.
+        let count_at = bytes.len()
+            - (3 * 32 + 8)
+            - r.external_id.len()
+            - r.label.len()
+            - r.source.len()
+            - r.note.len()
+            - r.added_by.len()
+            - 5 * 4
+            - 1;
+        assert_eq!(bytes[count_at], 3);
+        for bad in [0u8, super::super::model::MAX_WINDOWS as u8 + 1] {
+            let mut other = bytes.clone();
+            other[count_at] = bad;
+            assert!(matches!(decode_entry(&other), Err(StoreError::Corrupt(_))));
+        }
+        for len in 0..bytes.len() {
+            assert!(decode_entry(&bytes[..len]).is_err(), "len {len}");
+        }
     }
 
     #[test]

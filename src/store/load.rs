@@ -8,6 +8,8 @@ use crate::bits::{Hash64, Hash256};
 /// Where loaded hashes go (the in-memory index).
 pub trait HashSink {
     fn insert(&mut self, id: EntryId, hash: HashValue);
+    /// A crop-window PDQ of the entry (kept apart from its PDQ); ignored unless the sink wants it.
+    fn insert_window(&mut self, _id: EntryId, _hash: Hash256) {}
     /// Hashes held.
     fn len(&self) -> u64;
     fn is_empty(&self) -> bool {
@@ -36,6 +38,10 @@ pub fn load_into(
             sink.insert(id, h);
             hashes += 1;
         }
+        for w in entry_hashes.windows() {
+            sink.insert_window(id, w);
+            hashes += 1;
+        }
         Ok(())
     })?;
     Ok(LoadStats { entries, hashes })
@@ -54,6 +60,8 @@ pub struct BulkLoad {
     pub dhash: Vec<(Hash64, EntryId)>,
     pub md5: Vec<(Md5, EntryId)>,
     pub sha256: Vec<(Sha256, EntryId)>,
+    /// Crop-window PDQs (their own index: see `matcher::HashIndexes`).
+    pub pdq_windows: Vec<(Hash256, EntryId)>,
 }
 
 impl HashSink for BulkLoad {
@@ -67,9 +75,17 @@ impl HashSink for BulkLoad {
         }
     }
 
+    fn insert_window(&mut self, id: EntryId, hash: Hash256) {
+        self.pdq_windows.push((hash, id));
+    }
+
     fn len(&self) -> u64 {
-        (self.pdq.len() + self.phash.len() + self.dhash.len() + self.md5.len() + self.sha256.len())
-            as u64
+        (self.pdq.len()
+            + self.phash.len()
+            + self.dhash.len()
+            + self.md5.len()
+            + self.sha256.len()
+            + self.pdq_windows.len()) as u64
     }
 }
 

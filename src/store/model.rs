@@ -74,6 +74,9 @@ impl HashValue {
     }
 }
 
+/// Crop windows an entry can hold (see [`EntryHashes::pdq_windows`]).
+pub const MAX_WINDOWS: usize = 6;
+
 /// The hashes of one entry: any subset of the algorithms, at most one of each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct EntryHashes {
@@ -82,9 +85,27 @@ pub struct EntryHashes {
     pub dhash: Option<Hash64>,
     pub md5: Option<Md5>,
     pub sha256: Option<Sha256>,
+    /// PDQ of centred crops of the banked picture (`hashing::regions::BANK_WINDOWS`), so that a
+    /// cropped re-upload still meets its entry. Made by vigie from pixels when an entry is added
+    /// as an image; not part of [`EntryHashes::iter`], of exports or of API answers (they are
+    /// vigie's own derived data, not a hash another platform shares).
+    pub pdq_windows: [Option<Hash256>; MAX_WINDOWS],
 }
 
 impl EntryHashes {
+    /// The crop-window hashes present.
+    pub fn windows(&self) -> impl Iterator<Item = Hash256> + '_ {
+        self.pdq_windows.iter().flatten().copied()
+    }
+
+    /// Replace the crop windows (the first [`MAX_WINDOWS`] of `windows`).
+    pub fn set_windows(&mut self, windows: impl IntoIterator<Item = Hash256>) {
+        self.pdq_windows = [None; MAX_WINDOWS];
+        for (slot, w) in self.pdq_windows.iter_mut().zip(windows) {
+            *slot = Some(w);
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.iter().next().is_none()
     }

@@ -6,18 +6,21 @@
 //! - 2: `next_entry_id`, `next_bank_id`, `next_audit_seq` persisted in `meta`, written in the same
 //!   batch as the rows that use them, so deleting the newest entry never frees its id for reuse
 //!   (audit events keep naming ids).
+//! - 3: an entry record may carry crop-window PDQs (mask bit 5, see `keys.rs`). Records of
+//!   version 2 read as they are; the bump makes a build that cannot read the new bit refuse the
+//!   store as too new instead of reporting its entries corrupt.
 
 use super::StoreError;
 use super::backend::{Backend, WriteOp};
 use super::keys::{self, Cf};
 
 /// The schema this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// A migration from version `from` to `from + 1`: the ops to write with the version bump.
 type Migration = fn(&dyn Backend) -> Result<Vec<WriteOp>, StoreError>;
 
-const MIGRATIONS: &[(u32, Migration)] = &[(1, migrate_1_to_2)];
+const MIGRATIONS: &[(u32, Migration)] = &[(1, migrate_1_to_2), (2, migrate_2_to_3)];
 
 fn version_op(version: u32) -> WriteOp {
     WriteOp::Put(
@@ -95,4 +98,9 @@ fn migrate_1_to_2(backend: &dyn Backend) -> Result<Vec<WriteOp>, StoreError> {
         counter(keys::META_NEXT_BANK_ID, next_bank),
         counter(keys::META_NEXT_AUDIT_SEQ, max_seq + 1),
     ])
+}
+
+/// Nothing to rewrite: version 2 records are valid version 3 records.
+fn migrate_2_to_3(_backend: &dyn Backend) -> Result<Vec<WriteOp>, StoreError> {
+    Ok(Vec::new())
 }
