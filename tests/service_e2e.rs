@@ -139,6 +139,29 @@ async fn add_image(h: &Harness, bank: &str, external_id: &str, image: Vec<u8>, l
     r.entry_ids[0]
 }
 
+async fn add_image_entry(
+    h: &Harness,
+    bank: &str,
+    external_id: &str,
+    image: Vec<u8>,
+) -> AddEntriesResponse {
+    BanksClient::new(h.channel.clone())
+        .add_entries(with_key(
+            AddEntriesRequest {
+                bank: bank.into(),
+                entries: vec![NewEntry {
+                    external_id: external_id.into(),
+                    content: Some(new_entry::Content::Image(image)),
+                    ..Default::default()
+                }],
+            },
+            &h.curate,
+        ))
+        .await
+        .expect("add entries")
+        .into_inner()
+}
+
 async fn screen_image(h: &Harness, image: Vec<u8>) -> Result<ScreenResponse, tonic::Status> {
     ScreeningClient::new(h.channel.clone())
         .screen(with_key(
@@ -643,21 +666,7 @@ async fn featureless_pictures_are_flagged_when_added_and_not_matched_by_pdq() {
         image::Rgb([v, v, v])
     }));
     let flat_png = encode(&flat, image::ImageFormat::Png);
-    let response = BanksClient::new(h.channel.clone())
-        .add_entries(with_key(
-            AddEntriesRequest {
-                bank: "ads".into(),
-                entries: vec![NewEntry {
-                    external_id: "flat".into(),
-                    content: Some(new_entry::Content::Image(flat_png.clone())),
-                    ..Default::default()
-                }],
-            },
-            &h.curate,
-        ))
-        .await
-        .expect("add")
-        .into_inner();
+    let response = add_image_entry(&h, "ads", "flat", flat_png.clone()).await;
     assert_eq!(response.warnings.len(), 1, "{:?}", response.warnings);
     assert!(
         response.warnings[0].contains("flat") && response.warnings[0].contains("quality"),
@@ -680,21 +689,7 @@ async fn featureless_pictures_are_flagged_when_added_and_not_matched_by_pdq() {
     );
     // A photo is added without a warning and screens without that note.
     let bridge = read_fixture("bridge.jpg");
-    let response = BanksClient::new(h.channel.clone())
-        .add_entries(with_key(
-            AddEntriesRequest {
-                bank: "ads".into(),
-                entries: vec![NewEntry {
-                    external_id: "bridge".into(),
-                    content: Some(new_entry::Content::Image(bridge.clone())),
-                    ..Default::default()
-                }],
-            },
-            &h.curate,
-        ))
-        .await
-        .expect("add")
-        .into_inner();
+    let response = add_image_entry(&h, "ads", "bridge", bridge.clone()).await;
     assert!(response.warnings.is_empty(), "{:?}", response.warnings);
     let answer = screen_image(&h, bridge).await.expect("screen");
     assert!(answer.matched);

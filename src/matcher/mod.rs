@@ -68,6 +68,9 @@ pub struct HashIndexes {
     sha256: RwLock<HashMap<Hash256, Vec<EntryId>>>,
 }
 
+/// A PDQ index, the hashes to search it with, and whether its hits are sub-rectangle matches.
+type PdqLookup<'a> = (&'a HammingIndex<4>, Vec<&'a (Dihedral, Hash256)>, bool);
+
 /// One index hit before the store is consulted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Candidate {
@@ -200,38 +203,26 @@ impl HashIndexes {
     ) -> Vec<Candidate> {
         let mut out = Vec::new();
         if let Some(r) = radius(Algorithm::Pdq) {
-            for (transform, h) in &query.pdq {
-                for (id, distance) in self.pdq.search(h, r) {
-                    out.push(Candidate {
-                        id,
-                        algorithm: Algorithm::Pdq,
-                        distance,
-                        transform: *transform,
-                        region: false,
-                    });
-                }
-            }
-            for (transform, h) in &query.pdq_regions {
-                for (id, distance) in self.pdq.search(h, r) {
-                    out.push(Candidate {
-                        id,
-                        algorithm: Algorithm::Pdq,
-                        distance,
-                        transform: *transform,
-                        region: true,
-                    });
-                }
-            }
-            // The upload as a crop of a banked picture: its upright hashes against the windows.
-            for (transform, h) in query.pdq.iter().filter(|(t, _)| *t == Dihedral::Original) {
-                for (id, distance) in self.pdq_windows.search(h, r) {
-                    out.push(Candidate {
-                        id,
-                        algorithm: Algorithm::Pdq,
-                        distance,
-                        transform: *transform,
-                        region: true,
-                    });
+            let upright = query.pdq.iter().filter(|(t, _)| *t == Dihedral::Original);
+            // (index, hashes, whether a hit is a sub-rectangle match): the whole upload under every
+            // transform; its content boxes; and, as a crop of a banked picture, its upright
+            // hashes against the banked crop windows.
+            let lookups: [PdqLookup<'_>; 3] = [
+                (&self.pdq, query.pdq.iter().collect(), false),
+                (&self.pdq, query.pdq_regions.iter().collect(), true),
+                (&self.pdq_windows, upright.collect(), true),
+            ];
+            for (index, hashes, region) in lookups {
+                for (transform, h) in hashes {
+                    for (id, distance) in index.search(h, r) {
+                        out.push(Candidate {
+                            id,
+                            algorithm: Algorithm::Pdq,
+                            distance,
+                            transform: *transform,
+                            region,
+                        });
+                    }
                 }
             }
         }
