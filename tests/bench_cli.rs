@@ -127,6 +127,11 @@ fn bench_service_runs_rounds_against_a_bank_and_refuses_other_hosts() {
     assert!(report["sustainable_ok_per_second"].as_f64().expect("rate") > 0.0);
     assert!(out.path().join("bench-service.png").exists());
 
+    // Nonsense durations are refused, not a panic.
+    let o = vigie(&["bench", "service", "--round-secs=-1"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--round-secs"));
+
     // The load generator only targets loopback.
     let o = vigie(&[
         "bench",

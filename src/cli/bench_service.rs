@@ -350,6 +350,19 @@ fn loopback(addr: &str) -> Result<String, CliError> {
 }
 
 pub fn run(args: ServiceBenchArgs) -> Result<ExitCode, CliError> {
+    if !(args.round_secs.is_finite() && args.round_secs > 0.0 && args.round_secs <= 3600.0) {
+        return Err(CliError("--round-secs: between 0 and 3600 seconds".into()));
+    }
+    if !(args.overload_factor.is_finite() && (0.0..=100.0).contains(&args.overload_factor)) {
+        return Err(CliError("--overload-factor: between 0 and 100".into()));
+    }
+    if args
+        .megapixels
+        .iter()
+        .any(|mp| !mp.is_finite() || *mp < 0.0 || *mp > 100.0)
+    {
+        return Err(CliError("--megapixels: sizes between 0 and 100".into()));
+    }
     let target = args.addr.as_deref().map(loopback).transpose()?;
     let pictures = load_pictures(&args)?;
     let mut sizes: Vec<usize> = pictures.iter().map(Vec::len).collect();
