@@ -64,14 +64,7 @@ impl LineChart {
             }?;
             root.present().map_err(draw_err)?;
         }
-        let image = image::RgbImage::from_raw(WIDTH, HEIGHT, buf)
-            .ok_or_else(|| PlotError::Draw("buffer size does not match the image".into()))?;
-        image
-            .save_with_format(path, image::ImageFormat::Png)
-            .map_err(|e| PlotError::Write {
-                path: path.display().to_string(),
-                message: e.to_string(),
-            })
+        save_png(WIDTH, HEIGHT, buf, path)
     }
 
     /// Axis ranges covering every point, padded; log axes only see positive values.
@@ -302,13 +295,18 @@ impl BarChart {
                 .map_err(draw_err)?;
             root.present().map_err(draw_err)?;
         }
-        let image = image::RgbImage::from_raw(width, height, buf)
-            .ok_or_else(|| PlotError::Draw("buffer size does not match the image".into()))?;
-        image
-            .save_with_format(path, image::ImageFormat::Png)
-            .map_err(|e| PlotError::Write {
-                path: path.display().to_string(),
-                message: e.to_string(),
-            })
+        save_png(width, height, buf, path)
     }
+}
+
+/// Writes a drawn RGB buffer as a PNG.
+fn save_png(width: u32, height: u32, buf: Vec<u8>, path: &Path) -> Result<(), PlotError> {
+    let image = image::RgbImage::from_raw(width, height, buf)
+        .ok_or_else(|| PlotError::Draw("buffer size does not match the image".into()))?;
+    image
+        .save_with_format(path, image::ImageFormat::Png)
+        .map_err(|e| PlotError::Write {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })
 }

@@ -1,13 +1,14 @@
 //! `vigie serve` as an operator runs it: keys made with `vigie keys`, the server started as a child
 //! process on 127.0.0.1:0, a client call, then SIGTERM: a clean exit that releases the store.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use tonic::Request;
+use common::authorized_screen;
 use tonic::transport::Channel;
 use vigie::service::proto::screening_client::ScreeningClient;
-use vigie::service::proto::{HashSet, ScreenRequest, screen_request};
 
 fn vigie() -> Command {
     Command::new(env!("CARGO_BIN_EXE_vigie"))
@@ -93,22 +94,11 @@ async fn serve_answers_then_stops_cleanly_on_sigterm() {
         .connect()
         .await
         .expect("connect");
-    let mut request = Request::new(ScreenRequest {
-        input: Some(screen_request::Input::Hashes(HashSet {
-            md5: "d41d8cd98f00b204e9800998ecf8427e".into(),
-            ..Default::default()
-        })),
-        ..Default::default()
-    });
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {key}").parse().expect("header"),
-    );
     // The index loads in the background; until then the answer is UNAVAILABLE.
     let mut answered = false;
     for _ in 0..200 {
         match ScreeningClient::new(channel.clone())
-            .screen(clone_request(&request))
+            .screen(authorized_screen(&key))
             .await
         {
             Ok(_) => {
@@ -140,10 +130,4 @@ async fn serve_answers_then_stops_cleanly_on_sigterm() {
         "{}",
         String::from_utf8_lossy(&after.stderr)
     );
-}
-
-fn clone_request(r: &Request<ScreenRequest>) -> Request<ScreenRequest> {
-    let mut copy = Request::new(r.get_ref().clone());
-    *copy.metadata_mut() = r.metadata().clone();
-    copy
 }

@@ -83,6 +83,20 @@ async fn start(limits: ServiceLimits) -> Harness {
     start_on(tempfile::tempdir().expect("tmp"), limits, None).await
 }
 
+/// Shut the server down cleanly and start a new one on the same store and keys.
+async fn restart(h: Harness) -> Harness {
+    let Harness {
+        server,
+        admin,
+        curate,
+        screen,
+        dir,
+        ..
+    } = h;
+    server.shutdown().await.expect("clean shutdown");
+    start_on(dir, limits(), Some((admin, curate, screen))).await
+}
+
 fn with_key<T>(message: T, key: &str) -> Request<T> {
     let mut r = Request::new(message);
     let value: MetadataValue<_> = format!("Bearer {key}").parse().expect("header");
@@ -721,16 +735,7 @@ async fn a_cropped_copy_matches_through_the_crop_windows() {
     assert!(m.confidence > 0.5, "{m:?}");
 
     // After a restart the windows come back from the store.
-    let Harness {
-        server,
-        admin,
-        curate,
-        screen,
-        dir,
-        ..
-    } = h;
-    server.shutdown().await.expect("clean shutdown");
-    let h = start_on(dir, limits(), Some((admin, curate, screen))).await;
+    let h = restart(h).await;
     let answer = screen_image(&h, cropped.clone()).await.expect("screen");
     assert!(answer.matched, "after restart: {answer:?}");
 
@@ -888,16 +893,7 @@ async fn import_export_round_trip_restart_health_and_metrics() {
         .await
         .expect("stats")
         .into_inner();
-    let Harness {
-        server,
-        admin,
-        curate,
-        screen,
-        dir,
-        ..
-    } = h;
-    server.shutdown().await.expect("clean shutdown");
-    let h = start_on(dir, limits(), Some((admin, curate, screen))).await;
+    let h = restart(h).await;
     let mut banks = BanksClient::new(h.channel.clone());
     let stats_after = banks
         .get_stats(with_key(GetStatsRequest {}, &h.curate))

@@ -1,15 +1,16 @@
 //! TLS with required client certificates, and server reflection (what `grpcurl` uses).
 //! Certificates are made for the test with the `openssl` command; without it the TLS test skips.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
-use tonic::Request;
+use common::authorized_screen;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use vigie::service::ServiceLimits;
 use vigie::service::proto::screening_client::ScreeningClient;
-use vigie::service::proto::{HashSet, ScreenRequest, screen_request};
 use vigie::service::server::{self, ServerConfig, TlsFiles};
 use vigie::store::api_keys::{Role, generate_key};
 use vigie::store::{RocksOptions, Store};
@@ -96,22 +97,6 @@ fn make_certificates(dir: &Path) -> bool {
     ok
 }
 
-/// A screen of hashes with a valid key: it succeeds wherever the transport lets it through.
-fn authorized(key: &str) -> Request<ScreenRequest> {
-    let mut request = Request::new(ScreenRequest {
-        input: Some(screen_request::Input::Hashes(HashSet {
-            md5: "d41d8cd98f00b204e9800998ecf8427e".into(),
-            ..Default::default()
-        })),
-        ..Default::default()
-    });
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {key}").parse().expect("header"),
-    );
-    request
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_with_client_certificates_and_reflection() {
     let certs = tempfile::tempdir().expect("tmp");
@@ -153,19 +138,8 @@ async fn tls_with_client_certificates_and_reflection() {
         .connect()
         .await
         .expect("connect with a client certificate");
-    let mut request = Request::new(ScreenRequest {
-        input: Some(screen_request::Input::Hashes(HashSet {
-            md5: "d41d8cd98f00b204e9800998ecf8427e".into(),
-            ..Default::default()
-        })),
-        ..Default::default()
-    });
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {key}").parse().expect("header"),
-    );
     ScreeningClient::new(channel.clone())
-        .screen(request)
+        .screen(authorized_screen(&key))
         .await
         .expect("screen over TLS");
 
@@ -218,7 +192,7 @@ async fn tls_with_client_certificates_and_reflection() {
     {
         Err(_) => true,
         Ok(channel) => ScreeningClient::new(channel)
-            .screen(authorized(&key))
+            .screen(authorized_screen(&key))
             .await
             .is_err(),
     };
