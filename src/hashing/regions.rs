@@ -3,7 +3,8 @@
 //!
 //! - at screening time, the *content box* of an upload: the picture with uniform borders and
 //!   letterbox bars trimmed, and the photo found inside an app screenshot or above a caption
-//!   (the longest band of "busy" rows, then of busy columns inside it);
+//!   (the longest band of "busy" rows, then of busy columns inside it; and the tallest block of
+//!   rows, then of columns, between frame lines that are nearly all one colour);
 //! - at banking time, a few *windows* of the banked picture (the crops a reposter is likely to
 //!   make), so that a cropped upload's global hash lands near one of them.
 //!
@@ -124,16 +125,46 @@ fn median(values: &[f32]) -> f32 {
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
-/// The most common luma of a line (bins of 16 levels, two adjacent bins together): its centre
-/// and the fraction of the line within it.
-fn dominant(values: impl Iterator<Item = f32>) -> (usize, f32) {
-    let mut bins = [0usize; 17];
-    let mut n = 0usize;
-    for v in values {
-        bins[(v.clamp(0.0, 255.0) / 16.0) as usize] += 1;
-        n += 1;
+/// Luma histogram of one line (a row, or a column of a band of rows), in bins of 16 levels.
+type LineHistogram = [u32; 17];
+
+fn bin_of(v: f32) -> usize {
+    (v.clamp(0.0, 255.0) / 16.0) as usize
+}
+
+/// The histogram of every row, in one pass over the plane.
+fn row_histograms(plane: &LumaPlane) -> Vec<LineHistogram> {
+    plane
+        .data
+        .chunks_exact(plane.width.max(1))
+        .map(|row| {
+            let mut hist = [0u32; 17];
+            for &v in row {
+                hist[bin_of(v)] += 1;
+            }
+            hist
+        })
+        .collect()
+}
+
+/// The histogram of every column over rows `y0..y1`, in one row-major pass (walking columns
+/// would stride through memory).
+fn column_histograms(plane: &LumaPlane, y0: usize, y1: usize) -> Vec<LineHistogram> {
+    let w = plane.width.max(1);
+    let mut out = vec![[0u32; 17]; plane.width];
+    for row in plane.data[y0 * w..y1 * w].chunks_exact(w) {
+        for (hist, &v) in out.iter_mut().zip(row) {
+            hist[bin_of(v)] += 1;
+        }
     }
-    let (at, best) = bins
+    out
+}
+
+/// The most common luma of a line (two adjacent bins together): the first bin and the fraction
+/// of the line within it.
+fn dominant(hist: &LineHistogram) -> (usize, f32) {
+    let n: u32 = hist.iter().sum();
+    let (at, best) = hist
         .windows(2)
         .map(|p| p[0] + p[1])
         .enumerate()
@@ -143,14 +174,9 @@ fn dominant(values: impl Iterator<Item = f32>) -> (usize, f32) {
 }
 
 /// The fraction of a line within the two bins starting at `bin`.
-fn share_of(values: impl Iterator<Item = f32>, bin: usize) -> f32 {
-    let mut n = 0usize;
-    let mut inside = 0usize;
-    for v in values {
-        let b = (v.clamp(0.0, 255.0) / 16.0) as usize;
-        inside += usize::from(b == bin || b == bin + 1);
-        n += 1;
-    }
+fn share_of(hist: &LineHistogram, bin: usize) -> f32 {
+    let n: u32 = hist.iter().sum();
+    let inside = hist[bin] + hist.get(bin + 1).copied().unwrap_or(0);
     inside as f32 / n.max(1) as f32
 }
 
@@ -183,40 +209,62 @@ fn longest_busy_run(busy: &[bool], max_gap: usize) -> Option<(usize, usize)> {
 /// Finds a photo band along one axis: the longest run of busy lines, kept only when it is framed
 /// (on each side, either the picture's edge or a line that is nearly all one colour), then grown
 /// outward over photo lines that the flatness test missed (sky, a wall) until that frame line.
-fn band(n: usize, line: &dyn Fn(usize) -> Vec<f32>) -> Option<(usize, usize)> {
-    let lines: Vec<Vec<f32>> = (0..n).map(line).collect();
-    let flat: Vec<(usize, f32)> = lines.iter().map(|l| dominant(l.iter().copied())).collect();
+fn busy_band(lines: &[LineHistogram]) -> Option<(usize, usize)> {
+    let n = lines.len();
+    let flat: Vec<(usize, f32)> = lines.iter().map(dominant).collect();
     let busy: Vec<bool> = flat.iter().map(|(_, share)| *share < FLAT_SHARE).collect();
     let (mut a, mut b) = longest_busy_run(&busy, n / 100)?;
     // The frame colour on each side: the dominant colour of the nearest flat line outside.
     let frame_before = (0..a).rev().find(|&i| !busy[i]).map(|i| flat[i].0);
     let frame_after = (b..n).find(|&i| !busy[i]).map(|i| flat[i].0);
     if let Some(bin) = frame_before {
-        while a > 0 && share_of(lines[a - 1].iter().copied(), bin) < FRAME_SHARE {
+        while a > 0 && share_of(&lines[a - 1], bin) < FRAME_SHARE {
             a -= 1;
         }
     }
     if let Some(bin) = frame_after {
-        while b < n && share_of(lines[b].iter().copied(), bin) < FRAME_SHARE {
+        while b < n && share_of(&lines[b], bin) < FRAME_SHARE {
             b += 1;
         }
     }
     Some((a, b))
 }
 
-/// The photo inside an app screenshot or above a caption: a band of busy rows framed by flat
-/// ones, then a band of busy columns inside it.
-pub fn busy_box(plane: &LumaPlane) -> Rect {
+/// The tallest run of lines that are not frame lines (nearly all one colour).
+fn unframed_band(lines: &[LineHistogram]) -> Option<(usize, usize)> {
+    let n = lines.len();
+    let mut best: Option<(usize, usize)> = None;
+    let mut start = None;
+    for i in 0..=n {
+        let open = i < n && dominant(&lines[i]).1 < FRAME_SHARE;
+        match (open, start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                if best.is_none_or(|(a, b)| i - s > b - a) {
+                    best = Some((s, i));
+                }
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    best
+}
+
+/// How a box is found along one axis from its lines' histograms.
+type BandFinder = fn(&[LineHistogram]) -> Option<(usize, usize)>;
+
+/// A band of rows, then a band of columns inside it; the whole plane when none is found or the
+/// box is too small to be the photo.
+fn boxed(plane: &LumaPlane, rows: &[LineHistogram], find: BandFinder) -> Rect {
     let (w, h) = (plane.width, plane.height);
     if w < 8 || h < 8 {
         return Rect::full(plane);
     }
-    let row = |y: usize| plane.data[y * w..(y + 1) * w].to_vec();
-    let Some((y0, y1)) = band(h, &row) else {
+    let Some((y0, y1)) = find(rows) else {
         return Rect::full(plane);
     };
-    let column = |x: usize| (y0..y1).map(|y| plane.at(x, y)).collect::<Vec<f32>>();
-    let Some((x0, x1)) = band(w, &column) else {
+    let Some((x0, x1)) = find(&column_histograms(plane, y0, y1)) else {
         return Rect::full(plane);
     };
     let r = Rect {
@@ -233,6 +281,20 @@ pub fn busy_box(plane: &LumaPlane) -> Rect {
     r
 }
 
+/// The photo inside an app screenshot or above a caption: a band of busy rows framed by flat
+/// ones, then a band of busy columns inside it.
+pub fn busy_box(plane: &LumaPlane) -> Rect {
+    boxed(plane, &row_histograms(plane), busy_band)
+}
+
+/// The photo as the tallest block of rows, then of columns, bounded by frame lines: the flat gap
+/// between a photo and its caption text, or between an app bar and the listing text of a
+/// screenshot. Unlike [`busy_box`] it does not need the photo's own rows to be busy, so a smooth
+/// photo (sky, a studio background) above a caption is still found.
+pub fn framed_box(plane: &LumaPlane) -> Rect {
+    boxed(plane, &row_histograms(plane), unframed_band)
+}
+
 /// The sub-rectangles of an upload to hash besides the whole picture: its trimmed box and its
 /// busy box, when they differ from the whole (and from each other) by more than 2% of the area.
 pub fn query_regions(plane: &LumaPlane) -> Vec<Rect> {
@@ -240,14 +302,22 @@ pub fn query_regions(plane: &LumaPlane) -> Vec<Rect> {
     let mut out: Vec<Rect> = Vec::new();
     let trimmed = trim_uniform_borders(plane);
     let inner = crop_plane(plane, trimmed);
-    let busy = busy_box(&inner);
+    let rows = row_histograms(&inner);
+    let busy = boxed(&inner, &rows, busy_band);
     let busy = Rect {
         x: trimmed.x + busy.x,
         y: trimmed.y + busy.y,
         width: busy.width,
         height: busy.height,
     };
-    for r in [trimmed, busy] {
+    let framed = boxed(&inner, &rows, unframed_band);
+    let framed = Rect {
+        x: trimmed.x + framed.x,
+        y: trimmed.y + framed.y,
+        width: framed.width,
+        height: framed.height,
+    };
+    for r in [trimmed, busy, framed] {
         let differs = |a: &Rect| {
             let overlap_w = (a.x + a.width)
                 .min(r.x + r.width)
@@ -376,6 +446,43 @@ mod tests {
             }
         );
         assert!(query_regions(&photo).is_empty());
+    }
+
+    #[test]
+    fn finds_a_smooth_photo_above_its_caption() {
+        // A photo that is mostly smooth (70% of each row is a sky darkening downwards), then a
+        // white caption strip: a flat gap, a line of dark text strokes, a flat margin.
+        let (w, h) = (300usize, 200usize);
+        let photo = LumaPlane::new(
+            w,
+            h,
+            (0..w * h)
+                .map(|i| {
+                    let (x, y) = (i % w, i / w);
+                    if x < 210 {
+                        80.0 + y as f32 * 0.4
+                    } else {
+                        ((x * 37 + y * 91) % 256) as f32
+                    }
+                })
+                .collect(),
+        );
+        let mut page = embed(&photo, w, 260, 0, 0, 255.0);
+        for y in 220..240 {
+            for x in (0..w).step_by(7) {
+                page.data[y * w + x] = 0.0;
+            }
+        }
+        let photo_rect = Rect {
+            x: 0,
+            y: 0,
+            width: w,
+            height: h,
+        };
+        assert_eq!(framed_box(&page), photo_rect);
+        // Neither its rows nor the caption's are busy: the busy-band search finds nothing.
+        assert_eq!(busy_box(&page), Rect::full(&page));
+        assert!(query_regions(&page).contains(&photo_rect));
     }
 
     #[test]
