@@ -774,6 +774,51 @@ async fn a_cropped_copy_matches_through_the_crop_windows() {
     let _ = h.server.shutdown().await;
 }
 
+/// A mirrored copy with a phone-number banner across it: the banner moves PDQ (mirrored or not)
+/// out of reach, but the mirrored upload's dHash/pHash still meet the banked picture, reported as
+/// a mirror.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirrored_copy_with_a_banner_matches_through_the_mirrored_64_bit_hashes() {
+    let h = start(limits()).await;
+    create_bank(&h, "ads", "block").await;
+    let bridge = read_fixture("bridge.jpg");
+    add_image(&h, "ads", "bridge", bridge.clone(), "x").await;
+    let mut edited = image::load_from_memory(&bridge)
+        .expect("decode")
+        .fliph()
+        .to_rgb8();
+    let (w, ht) = edited.dimensions();
+    for y in ht * 62 / 100..ht * 78 / 100 {
+        for x in 0..w {
+            // A yellow band with dark "digits" every few pixels.
+            let ink = (x / 6) % 3 == 0 && (y - ht * 62 / 100) % 10 < 6;
+            edited.put_pixel(
+                x,
+                y,
+                image::Rgb(if ink { [20, 20, 20] } else { [250, 220, 0] }),
+            );
+        }
+    }
+    let answer = screen_image(
+        &h,
+        encode(
+            &image::DynamicImage::ImageRgb8(edited),
+            image::ImageFormat::Jpeg,
+        ),
+    )
+    .await
+    .expect("screen");
+    assert!(answer.matched, "{answer:?}");
+    let m = &answer.matches[0];
+    assert_eq!(m.external_id, "bridge");
+    assert!(
+        m.algorithm == "phash" || m.algorithm == "dhash",
+        "the banner should have kept PDQ out: {m:?}"
+    );
+    assert_eq!(m.transform, "flip_horizontal");
+    let _ = h.server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_export_round_trip_restart_health_and_metrics() {
     let h = start(limits()).await;

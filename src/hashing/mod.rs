@@ -290,6 +290,10 @@ pub struct ImageHashes {
     pub pdq_meta: Option<PdqHash>,
     pub phash: Option<Hash64>,
     pub dhash: Option<Hash64>,
+    /// pHash and dHash of the mirrored picture (with [`HasherBuilder::dihedral`]): a mirrored
+    /// re-upload that also carries a banner defeats PDQ's mirror but not these.
+    pub phash_mirrored: Option<Hash64>,
+    pub dhash_mirrored: Option<Hash64>,
     pub md5: Option<Md5Hash>,
     pub sha256: Option<Hash256>,
     /// PDQ of the content boxes (only with [`HasherBuilder::regions`]).
@@ -349,6 +353,8 @@ impl ImageHasher {
                 pdq_meta: None,
                 phash: None,
                 dhash: None,
+                phash_mirrored: None,
+                dhash_mirrored: None,
                 md5: None,
                 sha256: None,
                 pdq_regions: Vec::new(),
@@ -381,6 +387,8 @@ impl ImageHasher {
             pdq_meta: None,
             phash: None,
             dhash: None,
+            phash_mirrored: None,
+            dhash_mirrored: None,
             md5: None,
             sha256: None,
             pdq_regions: Vec::new(),
@@ -429,11 +437,25 @@ impl ImageHasher {
         }
         if wants(Algorithm::Phash) || wants(Algorithm::Dhash) {
             let gray = perceptual64::hash_input(&decoded.stored, orientation);
+            // Mirrored only, not all eight transforms: the mirror is the flip reposters make, and
+            // it comes free from the resized grid; a turn would change the grid's shape.
             if wants(Algorithm::Phash) {
-                out.phash = Some(self.perceptual64.phash_gray(&gray));
+                if self.dihedral {
+                    let (upright, mirrored) = self.perceptual64.phash_gray_with_mirror(&gray);
+                    out.phash = Some(upright);
+                    out.phash_mirrored = Some(mirrored);
+                } else {
+                    out.phash = Some(self.perceptual64.phash_gray(&gray));
+                }
             }
             if wants(Algorithm::Dhash) {
-                out.dhash = Some(self.perceptual64.dhash_gray(&gray));
+                if self.dihedral {
+                    let (upright, mirrored) = self.perceptual64.dhash_gray_with_mirror(&gray);
+                    out.dhash = Some(upright);
+                    out.dhash_mirrored = Some(mirrored);
+                } else {
+                    out.dhash = Some(self.perceptual64.dhash_gray(&gray));
+                }
             }
         }
         out

@@ -4,7 +4,7 @@
 //! the same picture hashes the same way next year. `tests/hash_stability.rs` fails with the Hamming
 //! drift if an upgrade of `image_hasher` or `image` changes either hash.
 
-use image::imageops::FilterType;
+use image::imageops::{self, FilterType};
 use image::{DynamicImage, GrayImage};
 use image_hasher::{BitOrder, HashAlg, Hasher, HasherConfig};
 
@@ -36,6 +36,11 @@ fn base_config() -> HasherConfig<[u8; 8]> {
         .bit_order(BitOrder::LsbFirst)
 }
 
+/// The grid `image_hasher` resizes to for pHash: twice the 8x8 hash size (DCT preprocessing).
+const PHASH_GRID: (u32, u32) = (16, 16);
+/// The grid for dHash: one column more than the 8x8 hash (each bit compares two neighbours).
+const DHASH_GRID: (u32, u32) = (9, 8);
+
 /// Ready-built hashers for both 64-bit hashes (building one computes DCT tables: do it once).
 pub struct Perceptual64 {
     phash: Hasher<[u8; 8]>,
@@ -60,6 +65,30 @@ impl Perceptual64 {
     /// dHash of a greyscale picture as made by [`hash_input`].
     pub fn dhash_gray(&self, gray: &GrayImage) -> Hash64 {
         Hash64::from_bytes(self.dhash.hash_image(gray).into_inner())
+    }
+
+    /// pHash of a greyscale picture and of its mirror image.
+    ///
+    /// `image_hasher` first resizes to a fixed grid (Lanczos3) and an input already of that size
+    /// is copied, not resampled (`imageops::resize`), so resizing here gives exactly the hash of
+    /// [`Self::phash_gray`] plus a grid whose mirror is the mirror picture's grid: the resampling
+    /// kernel is symmetric, so flipping the 16x16 grid stands for flipping the picture (up to float
+    /// rounding, checked in the tests) at no second resize.
+    pub fn phash_gray_with_mirror(&self, gray: &GrayImage) -> (Hash64, Hash64) {
+        let grid = imageops::resize(gray, PHASH_GRID.0, PHASH_GRID.1, FilterType::Lanczos3);
+        (
+            self.phash_gray(&grid),
+            self.phash_gray(&imageops::flip_horizontal(&grid)),
+        )
+    }
+
+    /// dHash of a greyscale picture and of its mirror image (see [`Self::phash_gray_with_mirror`]).
+    pub fn dhash_gray_with_mirror(&self, gray: &GrayImage) -> (Hash64, Hash64) {
+        let grid = imageops::resize(gray, DHASH_GRID.0, DHASH_GRID.1, FilterType::Lanczos3);
+        (
+            self.dhash_gray(&grid),
+            self.dhash_gray(&imageops::flip_horizontal(&grid)),
+        )
     }
 
     /// pHash of any picture, converted and resized by `image_hasher` itself (the reference the
@@ -184,6 +213,33 @@ mod tests {
         assert_eq!(gray, img.to_luma8());
         assert_eq!(p.phash_gray(&gray), p.phash(&img));
         assert_eq!(p.dhash_gray(&gray), p.dhash(&img));
+    }
+
+    #[test]
+    fn the_grid_route_gives_the_same_hashes_and_the_mirror_hashes() {
+        let p = Perceptual64::default();
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bridge.jpg");
+        let photo = image::open(path).expect("fixture").to_luma8();
+        let pattern = GrayImage::from_fn(173, 131, |x, y| {
+            image::Luma([((x * x / 3 + y * 7 + (x ^ y)) % 256) as u8])
+        });
+        for gray in [photo, pattern] {
+            let mirror = imageops::flip_horizontal(&gray);
+            let (ph, ph_mirror) = p.phash_gray_with_mirror(&gray);
+            let (dh, dh_mirror) = p.dhash_gray_with_mirror(&gray);
+            // The upright hashes are exactly image_hasher's.
+            assert_eq!(ph, p.phash_gray(&gray));
+            assert_eq!(dh, p.dhash_gray(&gray));
+            // The mirrored grid stands for the mirrored picture up to float rounding in the
+            // resampling: at most a bit or two, far inside the matching radius of 8.
+            let drift = [
+                ph_mirror.distance(&p.phash_gray(&mirror)),
+                dh_mirror.distance(&p.dhash_gray(&mirror)),
+            ];
+            assert!(drift.iter().all(|&d| d <= 2), "{drift:?}");
+            // And a mirror is not the same picture to these hashes.
+            assert!(ph_mirror.distance(&ph) > 8 || dh_mirror.distance(&dh) > 8);
+        }
     }
 
     #[test]

@@ -54,6 +54,20 @@ pub fn entry_hashes(h: &ImageHashes) -> EntryHashes {
     hashes
 }
 
+/// The distance a candidate must be within, from its bank's limit for the algorithm. A mirrored
+/// pHash/dHash lookup is a second chance for an unrelated picture to land within a 64-bit hash's
+/// radius, so it is held one bit tighter: on `vigie eval` the only false match it brought at the
+/// bank's 8 bits was an unrelated mirrored dHash at exactly 8.
+fn distance_limit(c: &Candidate, bank_limit: u32) -> u32 {
+    let mirrored_64 = c.transform != Dihedral::Original
+        && matches!(c.algorithm, Algorithm::Phash | Algorithm::Dhash);
+    if mirrored_64 {
+        bank_limit.saturating_sub(1)
+    } else {
+        bank_limit
+    }
+}
+
 /// Every active entry's hashes, searchable.
 #[derive(Default)]
 pub struct HashIndexes {
@@ -96,6 +110,9 @@ pub struct QueryHashes {
     pub pdq_regions: Vec<(Dihedral, Hash256)>,
     pub phash: Option<Hash64>,
     pub dhash: Option<Hash64>,
+    /// pHash and dHash of the mirrored upload (filed under `FlipHorizontal`).
+    pub phash_mirrored: Option<Hash64>,
+    pub dhash_mirrored: Option<Hash64>,
     pub md5: Option<Md5>,
     pub sha256: Option<Hash256>,
 }
@@ -226,9 +243,31 @@ impl HashIndexes {
                 }
             }
         }
-        for (algorithm, index, hash) in [
-            (Algorithm::Phash, &self.phash, query.phash),
-            (Algorithm::Dhash, &self.dhash, query.dhash),
+        for (algorithm, index, hash, transform) in [
+            (
+                Algorithm::Phash,
+                &self.phash,
+                query.phash,
+                Dihedral::Original,
+            ),
+            (
+                Algorithm::Dhash,
+                &self.dhash,
+                query.dhash,
+                Dihedral::Original,
+            ),
+            (
+                Algorithm::Phash,
+                &self.phash,
+                query.phash_mirrored,
+                Dihedral::FlipHorizontal,
+            ),
+            (
+                Algorithm::Dhash,
+                &self.dhash,
+                query.dhash_mirrored,
+                Dihedral::FlipHorizontal,
+            ),
         ] {
             if let (Some(r), Some(h)) = (radius(algorithm), hash) {
                 for (id, distance) in index.search(&h, r) {
@@ -236,7 +275,7 @@ impl HashIndexes {
                         id,
                         algorithm,
                         distance,
-                        transform: Dihedral::Original,
+                        transform,
                         region: false,
                     });
                 }
@@ -330,6 +369,8 @@ impl QueryHashes {
         let mut q = QueryHashes {
             phash: h.phash,
             dhash: h.dhash,
+            phash_mirrored: h.phash_mirrored,
+            dhash_mirrored: h.dhash_mirrored,
             md5: h.md5,
             sha256: h.sha256,
             pdq: Vec::new(),
@@ -388,6 +429,8 @@ impl QueryHashes {
             pdq_regions: Vec::new(),
             phash: hashes.phash,
             dhash: hashes.dhash,
+            phash_mirrored: None,
+            dhash_mirrored: None,
             md5: hashes.md5,
             sha256: hashes.sha256,
         }
@@ -504,7 +547,7 @@ impl Matcher<'_> {
             let Some(bank) = by_name.get(entry.bank.as_str()) else {
                 continue;
             };
-            if c.distance > tighten(bank.max_distance.get(c.algorithm)) {
+            if c.distance > distance_limit(&c, tighten(bank.max_distance.get(c.algorithm))) {
                 continue;
             }
             let info = MatchInfo {
@@ -573,6 +616,23 @@ impl Matcher<'_> {
 mod tests {
     use super::*;
     use crate::hashing::HasherBuilder;
+
+    #[test]
+    fn mirrored_64_bit_candidates_are_held_one_bit_tighter() {
+        let candidate = |algorithm, transform| Candidate {
+            id: 1,
+            algorithm,
+            distance: 8,
+            transform,
+            region: false,
+        };
+        let limit = |a, t| distance_limit(&candidate(a, t), 8);
+        assert_eq!(limit(Algorithm::Dhash, Dihedral::Original), 8);
+        assert_eq!(limit(Algorithm::Dhash, Dihedral::FlipHorizontal), 7);
+        assert_eq!(limit(Algorithm::Phash, Dihedral::FlipHorizontal), 7);
+        // PDQ's transforms are part of its own lookup and calibration: untouched.
+        assert_eq!(limit(Algorithm::Pdq, Dihedral::FlipHorizontal), 8);
+    }
 
     #[test]
     fn content_boxes_are_looked_up_upright_and_mirrored_only() {
