@@ -290,10 +290,11 @@ pub struct ImageHashes {
     pub pdq_meta: Option<PdqHash>,
     pub phash: Option<Hash64>,
     pub dhash: Option<Hash64>,
-    /// pHash and dHash of the mirrored picture (with [`HasherBuilder::dihedral`]): a mirrored
+    /// pHash and dHash of the picture mirrored and turned upside down, in
+    /// [`perceptual64::GRID_TRANSFORMS`] order (with [`HasherBuilder::dihedral`]): a mirrored
     /// re-upload that also carries a banner defeats PDQ's mirror but not these.
-    pub phash_mirrored: Option<Hash64>,
-    pub dhash_mirrored: Option<Hash64>,
+    pub phash_turned: Option<[Hash64; 2]>,
+    pub dhash_turned: Option<[Hash64; 2]>,
     pub md5: Option<Md5Hash>,
     pub sha256: Option<Hash256>,
     /// PDQ of the content boxes (only with [`HasherBuilder::regions`]).
@@ -353,8 +354,8 @@ impl ImageHasher {
                 pdq_meta: None,
                 phash: None,
                 dhash: None,
-                phash_mirrored: None,
-                dhash_mirrored: None,
+                phash_turned: None,
+                dhash_turned: None,
                 md5: None,
                 sha256: None,
                 pdq_regions: Vec::new(),
@@ -387,8 +388,8 @@ impl ImageHasher {
             pdq_meta: None,
             phash: None,
             dhash: None,
-            phash_mirrored: None,
-            dhash_mirrored: None,
+            phash_turned: None,
+            dhash_turned: None,
             md5: None,
             sha256: None,
             pdq_regions: Vec::new(),
@@ -437,22 +438,21 @@ impl ImageHasher {
         }
         if wants(Algorithm::Phash) || wants(Algorithm::Dhash) {
             let gray = perceptual64::hash_input(&decoded.stored, orientation);
-            // Mirrored only, not all eight transforms: the mirror is the flip reposters make, and
-            // it comes free from the resized grid; a turn would change the grid's shape.
+            // Only the transforms that come free from the resized grid (see GRID_TRANSFORMS).
             if wants(Algorithm::Phash) {
                 if self.dihedral {
-                    let (upright, mirrored) = self.perceptual64.phash_gray_with_mirror(&gray);
+                    let (upright, turned) = self.perceptual64.phash_gray_turned(&gray);
                     out.phash = Some(upright);
-                    out.phash_mirrored = Some(mirrored);
+                    out.phash_turned = Some(turned);
                 } else {
                     out.phash = Some(self.perceptual64.phash_gray(&gray));
                 }
             }
             if wants(Algorithm::Dhash) {
                 if self.dihedral {
-                    let (upright, mirrored) = self.perceptual64.dhash_gray_with_mirror(&gray);
+                    let (upright, turned) = self.perceptual64.dhash_gray_turned(&gray);
                     out.dhash = Some(upright);
-                    out.dhash_mirrored = Some(mirrored);
+                    out.dhash_turned = Some(turned);
                 } else {
                     out.dhash = Some(self.perceptual64.dhash_gray(&gray));
                 }

@@ -41,6 +41,23 @@ const PHASH_GRID: (u32, u32) = (16, 16);
 /// The grid for dHash: one column more than the 8x8 hash (each bit compares two neighbours).
 const DHASH_GRID: (u32, u32) = (9, 8);
 
+/// The transforms the 64-bit hashes are also computed under, from the resized grid: those that
+/// keep the grid's shape (a quarter turn would make dHash's 9x8 grid 8x9, a second resize). The
+/// mirror is the flip reposters make; the half turn the one PDQ's own rotations miss most on
+/// small pictures (`vigie eval`).
+pub const GRID_TRANSFORMS: [super::Dihedral; 2] =
+    [super::Dihedral::FlipHorizontal, super::Dihedral::Rotate180];
+
+fn turn_grid(grid: &GrayImage, t: super::Dihedral) -> GrayImage {
+    match t {
+        super::Dihedral::FlipHorizontal => imageops::flip_horizontal(grid),
+        super::Dihedral::FlipVertical => imageops::flip_vertical(grid),
+        super::Dihedral::Rotate180 => imageops::rotate180(grid),
+        // Not in GRID_TRANSFORMS: these change the grid's shape.
+        _ => grid.clone(),
+    }
+}
+
 /// Ready-built hashers for both 64-bit hashes (building one computes DCT tables: do it once).
 pub struct Perceptual64 {
     phash: Hasher<[u8; 8]>,
@@ -67,27 +84,28 @@ impl Perceptual64 {
         Hash64::from_bytes(self.dhash.hash_image(gray).into_inner())
     }
 
-    /// pHash of a greyscale picture and of its mirror image.
+    /// pHash of a greyscale picture, and of the picture under each of [`GRID_TRANSFORMS`].
     ///
     /// `image_hasher` first resizes to a fixed grid (Lanczos3) and an input already of that size
     /// is copied, not resampled (`imageops::resize`), so resizing here gives exactly the hash of
-    /// [`Self::phash_gray`] plus a grid whose mirror is the mirror picture's grid: the resampling
-    /// kernel is symmetric, so flipping the 16x16 grid stands for flipping the picture (up to float
-    /// rounding, checked in the tests) at no second resize.
-    pub fn phash_gray_with_mirror(&self, gray: &GrayImage) -> (Hash64, Hash64) {
+    /// [`Self::phash_gray`] plus a grid to transform: the resampling kernel is symmetric, so the
+    /// mirrored (or turned) 16x16 grid stands for the mirrored (turned) picture, up to float
+    /// rounding (checked in the tests), at no second resize.
+    pub fn phash_gray_turned(&self, gray: &GrayImage) -> (Hash64, [Hash64; 2]) {
         let grid = imageops::resize(gray, PHASH_GRID.0, PHASH_GRID.1, FilterType::Lanczos3);
         (
             self.phash_gray(&grid),
-            self.phash_gray(&imageops::flip_horizontal(&grid)),
+            GRID_TRANSFORMS.map(|t| self.phash_gray(&turn_grid(&grid, t))),
         )
     }
 
-    /// dHash of a greyscale picture and of its mirror image (see [`Self::phash_gray_with_mirror`]).
-    pub fn dhash_gray_with_mirror(&self, gray: &GrayImage) -> (Hash64, Hash64) {
+    /// dHash of a greyscale picture and under each of [`GRID_TRANSFORMS`] (see
+    /// [`Self::phash_gray_turned`]).
+    pub fn dhash_gray_turned(&self, gray: &GrayImage) -> (Hash64, [Hash64; 2]) {
         let grid = imageops::resize(gray, DHASH_GRID.0, DHASH_GRID.1, FilterType::Lanczos3);
         (
             self.dhash_gray(&grid),
-            self.dhash_gray(&imageops::flip_horizontal(&grid)),
+            GRID_TRANSFORMS.map(|t| self.dhash_gray(&turn_grid(&grid, t))),
         )
     }
 
@@ -216,7 +234,7 @@ mod tests {
     }
 
     #[test]
-    fn the_grid_route_gives_the_same_hashes_and_the_mirror_hashes() {
+    fn the_grid_route_gives_the_same_hashes_and_the_turned_hashes() {
         let p = Perceptual64::default();
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bridge.jpg");
         let photo = image::open(path).expect("fixture").to_luma8();
@@ -224,21 +242,25 @@ mod tests {
             image::Luma([((x * x / 3 + y * 7 + (x ^ y)) % 256) as u8])
         });
         for gray in [photo, pattern] {
-            let mirror = imageops::flip_horizontal(&gray);
-            let (ph, ph_mirror) = p.phash_gray_with_mirror(&gray);
-            let (dh, dh_mirror) = p.dhash_gray_with_mirror(&gray);
+            let (ph, ph_turned) = p.phash_gray_turned(&gray);
+            let (dh, dh_turned) = p.dhash_gray_turned(&gray);
             // The upright hashes are exactly image_hasher's.
             assert_eq!(ph, p.phash_gray(&gray));
             assert_eq!(dh, p.dhash_gray(&gray));
-            // The mirrored grid stands for the mirrored picture up to float rounding in the
-            // resampling: at most a bit or two, far inside the matching radius of 8.
-            let drift = [
-                ph_mirror.distance(&p.phash_gray(&mirror)),
-                dh_mirror.distance(&p.dhash_gray(&mirror)),
-            ];
-            assert!(drift.iter().all(|&d| d <= 2), "{drift:?}");
-            // And a mirror is not the same picture to these hashes.
-            assert!(ph_mirror.distance(&ph) > 8 || dh_mirror.distance(&dh) > 8);
+            for (i, t) in GRID_TRANSFORMS.iter().enumerate() {
+                let mut turned = DynamicImage::ImageLuma8(gray.clone());
+                super::super::apply_dihedral(&mut turned, *t);
+                let turned = turned.to_luma8();
+                // The turned grid stands for the turned picture up to float rounding in the
+                // resampling: at most a bit or two, far inside the matching radius of 8.
+                let drift = [
+                    ph_turned[i].distance(&p.phash_gray(&turned)),
+                    dh_turned[i].distance(&p.dhash_gray(&turned)),
+                ];
+                assert!(drift.iter().all(|&d| d <= 2), "{t:?}: {drift:?}");
+                // And the turned picture is not the same picture to these hashes.
+                assert!(ph_turned[i].distance(&ph) > 8 || dh_turned[i].distance(&dh) > 8);
+            }
         }
     }
 

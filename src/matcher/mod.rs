@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
 
 use crate::bits::{Bits, Hash64, Hash256};
+use crate::hashing::perceptual64::GRID_TRANSFORMS;
 use crate::hashing::{Dihedral, ImageHashes};
 use crate::index::HammingIndex;
 use crate::store::load::BulkLoad;
@@ -54,10 +55,24 @@ pub fn entry_hashes(h: &ImageHashes) -> EntryHashes {
     hashes
 }
 
+/// The 64-bit hashes of an upload's grid transforms, each filed under its inverse (the transform
+/// from the banked picture to the upload).
+fn turned_64(hashes: Option<[Hash64; 2]>) -> Vec<(Dihedral, Hash64)> {
+    hashes
+        .map(|hs| {
+            GRID_TRANSFORMS
+                .iter()
+                .map(|t| t.inverse())
+                .zip(hs)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The distance a candidate must be within, from its bank's limit for the algorithm. A mirrored
-/// pHash/dHash lookup is a second chance for an unrelated picture to land within a 64-bit hash's
-/// radius, so it is held one bit tighter: on `vigie eval` the only false match it brought at the
-/// bank's 8 bits was an unrelated mirrored dHash at exactly 8.
+/// or turned pHash/dHash lookup is another chance for an unrelated picture to land within a
+/// 64-bit hash's radius, so it is held one bit tighter: on `vigie eval` the only false match the
+/// mirrored lookups brought at the bank's 8 bits was an unrelated mirrored dHash at exactly 8.
 fn distance_limit(c: &Candidate, bank_limit: u32) -> u32 {
     let mirrored_64 = c.transform != Dihedral::Original
         && matches!(c.algorithm, Algorithm::Phash | Algorithm::Dhash);
@@ -110,9 +125,10 @@ pub struct QueryHashes {
     pub pdq_regions: Vec<(Dihedral, Hash256)>,
     pub phash: Option<Hash64>,
     pub dhash: Option<Hash64>,
-    /// pHash and dHash of the mirrored upload (filed under `FlipHorizontal`).
-    pub phash_mirrored: Option<Hash64>,
-    pub dhash_mirrored: Option<Hash64>,
+    /// pHash and dHash of the upload under the grid transforms, each filed under the transform
+    /// that turns the banked picture into the upload.
+    pub phash_turned: Vec<(Dihedral, Hash64)>,
+    pub dhash_turned: Vec<(Dihedral, Hash64)>,
     pub md5: Option<Md5>,
     pub sha256: Option<Hash256>,
 }
@@ -243,39 +259,27 @@ impl HashIndexes {
                 }
             }
         }
-        for (algorithm, index, hash, transform) in [
+        let upright = |h: Option<Hash64>| h.map(|h| (Dihedral::Original, h));
+        for (algorithm, index, hashes) in [
             (
                 Algorithm::Phash,
                 &self.phash,
-                query.phash,
-                Dihedral::Original,
+                upright(query.phash).iter().chain(&query.phash_turned),
             ),
             (
                 Algorithm::Dhash,
                 &self.dhash,
-                query.dhash,
-                Dihedral::Original,
-            ),
-            (
-                Algorithm::Phash,
-                &self.phash,
-                query.phash_mirrored,
-                Dihedral::FlipHorizontal,
-            ),
-            (
-                Algorithm::Dhash,
-                &self.dhash,
-                query.dhash_mirrored,
-                Dihedral::FlipHorizontal,
+                upright(query.dhash).iter().chain(&query.dhash_turned),
             ),
         ] {
-            if let (Some(r), Some(h)) = (radius(algorithm), hash) {
-                for (id, distance) in index.search(&h, r) {
+            let Some(r) = radius(algorithm) else { continue };
+            for (transform, h) in hashes {
+                for (id, distance) in index.search(h, r) {
                     out.push(Candidate {
                         id,
                         algorithm,
                         distance,
-                        transform,
+                        transform: *transform,
                         region: false,
                     });
                 }
@@ -369,8 +373,8 @@ impl QueryHashes {
         let mut q = QueryHashes {
             phash: h.phash,
             dhash: h.dhash,
-            phash_mirrored: h.phash_mirrored,
-            dhash_mirrored: h.dhash_mirrored,
+            phash_turned: turned_64(h.phash_turned),
+            dhash_turned: turned_64(h.dhash_turned),
             md5: h.md5,
             sha256: h.sha256,
             pdq: Vec::new(),
@@ -429,8 +433,8 @@ impl QueryHashes {
             pdq_regions: Vec::new(),
             phash: hashes.phash,
             dhash: hashes.dhash,
-            phash_mirrored: None,
-            dhash_mirrored: None,
+            phash_turned: Vec::new(),
+            dhash_turned: Vec::new(),
             md5: hashes.md5,
             sha256: hashes.sha256,
         }
