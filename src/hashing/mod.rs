@@ -25,7 +25,7 @@ pub mod perceptual64;
 pub mod regions;
 pub mod turbo;
 
-use image::{DynamicImage, GenericImageView, ImageFormat};
+use image::{DynamicImage, GenericImageView, GrayImage, ImageFormat};
 
 use crate::bits::{Hash64, Hash256};
 pub use decode::{DecodeError, DecodeErrorKind, DecodeLimits, LimitCheck};
@@ -304,13 +304,19 @@ pub struct ImageHashes {
     pub pdq_windows: Vec<PdqHash>,
 }
 
-/// PDQ of one sub-rectangle of the displayed picture.
+/// The hashes of one sub-rectangle of the displayed picture.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RegionPdq {
+    /// In the pixels of PDQ's luma plane of the displayed picture (reduced when the JPEG was
+    /// decoded at reduced scale).
     pub rect: regions::Rect,
     pub pdq: PdqHash,
     /// All eight rotations and mirrors of the region (with [`HasherBuilder::dihedral`]).
     pub dihedral: Option<[PdqHash; 8]>,
+    /// pHash and dHash of the same box: their 16x16 and 9x8 grids forgive a box found a percent
+    /// or two off, which moves PDQ by 30 bits.
+    pub phash: Option<Hash64>,
+    pub dhash: Option<Hash64>,
 }
 
 /// How a transparent picture becomes opaque before hashing.
@@ -395,6 +401,8 @@ impl ImageHasher {
             pdq_regions: Vec::new(),
             pdq_windows: Vec::new(),
         };
+        // The size of the plane the content boxes were found in (PDQ's luma plane).
+        let mut region_plane = (0usize, 0usize);
         if wants(Algorithm::Pdq) {
             let (file_w, file_h) = decoded.file_dimensions;
             let (file_w, file_h) = (file_w as usize, file_h as usize);
@@ -419,12 +427,15 @@ impl ImageHasher {
                 out.pdq_dihedral = Some(coeffs.all_dihedral_hashes());
             }
             if self.regions {
+                region_plane = (displayed_luma.width, displayed_luma.height);
                 for rect in regions::query_regions(&displayed_luma) {
                     let c = pdq::pdq_coefficients(&regions::crop_plane(&displayed_luma, rect));
                     out.pdq_regions.push(RegionPdq {
                         rect,
                         pdq: c.hash(),
                         dihedral: self.dihedral.then(|| c.all_dihedral_hashes()),
+                        phash: None,
+                        dhash: None,
                     });
                 }
             }
@@ -438,6 +449,15 @@ impl ImageHasher {
         }
         if wants(Algorithm::Phash) || wants(Algorithm::Dhash) {
             let gray = perceptual64::hash_input(&decoded.stored, orientation);
+            for region in &mut out.pdq_regions {
+                let sub = crop_scaled(&gray, region.rect, region_plane);
+                if wants(Algorithm::Phash) {
+                    region.phash = Some(self.perceptual64.phash_gray(&sub));
+                }
+                if wants(Algorithm::Dhash) {
+                    region.dhash = Some(self.perceptual64.dhash_gray(&sub));
+                }
+            }
             // Only the transforms that come free from the resized grid (see GRID_TRANSFORMS).
             if wants(Algorithm::Phash) {
                 if self.dihedral {
@@ -459,6 +479,28 @@ impl ImageHasher {
             }
         }
         out
+    }
+}
+
+/// The part of `gray` that `rect` covers in a plane of `plane` pixels showing the same picture
+/// (the 64-bit hashes read a smaller picture than PDQ), box-averaged as
+/// [`perceptual64::REGION_REDUCED_SIDE`] says.
+fn crop_scaled(gray: &GrayImage, rect: regions::Rect, plane: (usize, usize)) -> GrayImage {
+    let (gw, gh) = gray.dimensions();
+    let scale = |v: usize, from: usize, to: u32| {
+        ((v as f64 * f64::from(to) / from.max(1) as f64).round() as u32).min(to)
+    };
+    let x0 = scale(rect.x, plane.0, gw).min(gw.saturating_sub(1));
+    let y0 = scale(rect.y, plane.1, gh).min(gh.saturating_sub(1));
+    let x1 = scale(rect.x + rect.width, plane.0, gw).max(x0 + 1).min(gw);
+    let y1 = scale(rect.y + rect.height, plane.1, gh).max(y0 + 1).min(gh);
+    let sub = image::imageops::crop_imm(gray, x0, y0, x1.saturating_sub(x0), y1.saturating_sub(y0))
+        .to_image();
+    let k = sub.width().min(sub.height()) / perceptual64::REGION_REDUCED_SIDE;
+    if k >= 2 {
+        perceptual64::reduce(&sub, k)
+    } else {
+        sub
     }
 }
 
@@ -552,6 +594,46 @@ pub fn format_name(format: ImageFormat) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_boxes_carry_64_bit_hashes_of_the_framed_picture() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bridge.jpg");
+        let bridge = image::open(path).expect("fixture").to_rgb8();
+        let (w, h) = bridge.dimensions();
+        let mut framed = image::RgbImage::from_pixel(w + 120, h + 200, image::Rgb([255, 255, 255]));
+        image::imageops::overlay(&mut framed, &bridge, 60, 100);
+        let hasher = HasherBuilder::new().regions(true).build();
+        let hash = |picture: image::RgbImage| {
+            let mut png = Vec::new();
+            DynamicImage::ImageRgb8(picture)
+                .write_to(&mut std::io::Cursor::new(&mut png), ImageFormat::Png)
+                .expect("encode");
+            hasher.hash_bytes(&png).expect("hash")
+        };
+        let plain = hash(bridge);
+        let framed = hash(framed);
+        let (Some(phash), Some(dhash)) = (plain.phash, plain.dhash) else {
+            panic!("64-bit hashes");
+        };
+        // The frame moves the whole picture's hashes away; its content box's hashes stay close.
+        let whole = (
+            framed.phash.expect("phash").distance(&phash),
+            framed.dhash.expect("dhash").distance(&dhash),
+        );
+        assert!(whole.0 > 8 || whole.1 > 8, "{whole:?}");
+        let best = framed
+            .pdq_regions
+            .iter()
+            .map(|r| {
+                (
+                    r.phash.expect("region phash").distance(&phash),
+                    r.dhash.expect("region dhash").distance(&dhash),
+                )
+            })
+            .min()
+            .expect("a content box");
+        assert!(best.0 <= 6 && best.1 <= 6, "{best:?}");
+    }
 
     #[test]
     fn algorithm_lists_parse() {

@@ -121,6 +121,11 @@ impl Perceptual64 {
     }
 }
 
+/// A content box's grey picture is box-averaged down to a shorter side of this to twice it before
+/// its 64-bit hashes: these are looked up, never stored, so they need not match `image_hasher`
+/// bit for bit, and a box holds one or two thirds of the Lanczos3 work of the whole picture.
+pub const REGION_REDUCED_SIDE: u32 = 48;
+
 /// Pictures whose shorter side is at least twice this are box-averaged by an integer factor
 /// before the 64-bit hashes, down to a shorter side in `REDUCED_SIDE..2 * REDUCED_SIDE`.
 pub const REDUCED_SIDE: u32 = 128;
@@ -174,7 +179,7 @@ fn reduce_rgb(rgb: &image::RgbImage, k: u32) -> GrayImage {
 
 /// Box-average `k x k` blocks (partial blocks at the right and bottom edges average what they
 /// have), rounding to nearest.
-fn reduce(gray: &GrayImage, k: u32) -> GrayImage {
+pub(crate) fn reduce(gray: &GrayImage, k: u32) -> GrayImage {
     let (w, h) = gray.dimensions();
     let raw = gray.as_raw();
     box_average(w, h, k, 0, |y, sums| {

@@ -232,11 +232,14 @@ fn busy_band(lines: &[LineHistogram]) -> Option<(usize, usize)> {
 
 /// The tallest run of lines that are not frame lines (nearly all one colour).
 fn unframed_band(lines: &[LineHistogram]) -> Option<(usize, usize)> {
-    let n = lines.len();
     let mut best: Option<(usize, usize)> = None;
     let mut start = None;
-    for i in 0..=n {
-        let open = i < n && dominant(&lines[i]).1 < FRAME_SHARE;
+    // One step past the end closes a run that reaches it.
+    let open_lines = lines
+        .iter()
+        .map(|l| dominant(l).1 < FRAME_SHARE)
+        .chain(std::iter::once(false));
+    for (i, open) in open_lines.enumerate() {
         match (open, start) {
             (true, None) => start = Some(i),
             (false, Some(s)) => {

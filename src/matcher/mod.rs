@@ -69,14 +69,14 @@ fn turned_64(hashes: Option<[Hash64; 2]>) -> Vec<(Dihedral, Hash64)> {
         .unwrap_or_default()
 }
 
-/// The distance a candidate must be within, from its bank's limit for the algorithm. A mirrored
-/// or turned pHash/dHash lookup is another chance for an unrelated picture to land within a
+/// The distance a candidate must be within, from its bank's limit for the algorithm. A mirrored,
+/// turned or content-box pHash/dHash lookup is another chance for an unrelated picture to land within a
 /// 64-bit hash's radius, so it is held one bit tighter: on `vigie eval` the only false match the
 /// mirrored lookups brought at the bank's 8 bits was an unrelated mirrored dHash at exactly 8.
 fn distance_limit(c: &Candidate, bank_limit: u32) -> u32 {
-    let mirrored_64 = c.transform != Dihedral::Original
+    let extra_64 = (c.transform != Dihedral::Original || c.region)
         && matches!(c.algorithm, Algorithm::Phash | Algorithm::Dhash);
-    if mirrored_64 {
+    if extra_64 {
         bank_limit.saturating_sub(1)
     } else {
         bank_limit
@@ -129,6 +129,9 @@ pub struct QueryHashes {
     /// that turns the banked picture into the upload.
     pub phash_turned: Vec<(Dihedral, Hash64)>,
     pub dhash_turned: Vec<(Dihedral, Hash64)>,
+    /// pHash and dHash of the upload's content boxes (upright).
+    pub phash_regions: Vec<Hash64>,
+    pub dhash_regions: Vec<Hash64>,
     pub md5: Option<Md5>,
     pub sha256: Option<Hash256>,
 }
@@ -285,6 +288,23 @@ impl HashIndexes {
                 }
             }
         }
+        for (algorithm, index, hashes) in [
+            (Algorithm::Phash, &self.phash, &query.phash_regions),
+            (Algorithm::Dhash, &self.dhash, &query.dhash_regions),
+        ] {
+            let Some(r) = radius(algorithm) else { continue };
+            for h in hashes {
+                for (id, distance) in index.search(h, r) {
+                    out.push(Candidate {
+                        id,
+                        algorithm,
+                        distance,
+                        transform: Dihedral::Original,
+                        region: true,
+                    });
+                }
+            }
+        }
         if let (Some(_), Some(h)) = (radius(Algorithm::Md5), query.md5) {
             for &id in self
                 .md5
@@ -375,6 +395,8 @@ impl QueryHashes {
             dhash: h.dhash,
             phash_turned: turned_64(h.phash_turned),
             dhash_turned: turned_64(h.dhash_turned),
+            phash_regions: h.pdq_regions.iter().filter_map(|r| r.phash).collect(),
+            dhash_regions: h.pdq_regions.iter().filter_map(|r| r.dhash).collect(),
             md5: h.md5,
             sha256: h.sha256,
             pdq: Vec::new(),
@@ -435,6 +457,8 @@ impl QueryHashes {
             dhash: hashes.dhash,
             phash_turned: Vec::new(),
             dhash_turned: Vec::new(),
+            phash_regions: Vec::new(),
+            dhash_regions: Vec::new(),
             md5: hashes.md5,
             sha256: hashes.sha256,
         }
