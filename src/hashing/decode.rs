@@ -278,7 +278,11 @@ pub fn decode_for_hashing(
         if jpeg.color != turbo::JpegColor::Other {
             drop(decoder);
             let denominator = scale_denominator_for(jpeg.width, jpeg.height, min_side);
-            let pixels = turbo::decode_scaled(bytes, &jpeg, denominator)
+            // A reduced decode is not Meta's pixels anyway: take the luma alone (every hash
+            // reads luma), which spares the chroma work. A full-size decode stays RGB so that
+            // PDQ agrees with Meta's bit for bit.
+            let luma_only = denominator > 1;
+            let pixels = turbo::decode_scaled(bytes, &jpeg, denominator, luma_only)
                 .map_err(|e| DecodeError::new(DecodeErrorKind::Corrupt, e.0))?;
             let stored = match pixels.channels {
                 1 => image::GrayImage::from_raw(pixels.width, pixels.height, pixels.data)

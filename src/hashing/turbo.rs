@@ -191,18 +191,23 @@ pub fn scaled_side(full: u32, denominator: u32) -> u32 {
     full.div_ceil(denominator)
 }
 
-/// Decode at `1/denominator` scale (1, 2, 4 or 8). Gray JPEGs give one channel, others RGB.
-/// `header` must come from [`read_header`] on the same bytes, with a colour other than `Other`.
+/// Decode at `1/denominator` scale (1, 2, 4 or 8). Gray JPEGs give one channel, others RGB, or
+/// their luma alone with `luma_only` (for YCbCr files the Y channel as coded: libjpeg-turbo then
+/// skips the chroma inverse DCT, which at reduced scale costs more than luma's, and the colour
+/// conversion). `header` must come from [`read_header`] on the same bytes, with a colour other
+/// than `Other`.
 pub fn decode_scaled(
     bytes: &[u8],
     header: &JpegHeader,
     denominator: u32,
+    luma_only: bool,
 ) -> Result<TurboPixels, TurboError> {
     if !matches!(denominator, 1 | 2 | 4 | 8) {
         return Err(TurboError(format!("unsupported scale 1/{denominator}")));
     }
     let (format, channels) = match header.color {
         JpegColor::Gray => (TJPF_GRAY, 1u8),
+        JpegColor::Color if luma_only => (TJPF_GRAY, 1u8),
         JpegColor::Color => (TJPF_RGB, 3u8),
         JpegColor::Other => {
             return Err(TurboError("CMYK/YCCK JPEGs are decoded elsewhere".into()));
@@ -276,12 +281,12 @@ mod tests {
         assert_eq!((header.width, header.height), (203, 61));
         assert_eq!(header.color, JpegColor::Color);
         for (denominator, w, h) in [(1, 203, 61), (2, 102, 31), (4, 51, 16), (8, 26, 8)] {
-            let pixels = decode_scaled(&bytes, &header, denominator).expect("decode");
+            let pixels = decode_scaled(&bytes, &header, denominator, false).expect("decode");
             assert_eq!((pixels.width, pixels.height), (w, h), "1/{denominator}");
             assert_eq!(pixels.data.len(), (w * h * 3) as usize);
             assert!(pixels.warning.is_none());
         }
-        assert!(decode_scaled(&bytes, &header, 3).is_err());
+        assert!(decode_scaled(&bytes, &header, 3, false).is_err());
     }
 
     #[test]
@@ -295,7 +300,7 @@ mod tests {
         img.write_with_encoder(enc).expect("encode");
         let header = read_header(&bytes).expect("header");
         assert_eq!(header.color, JpegColor::Gray);
-        let pixels = decode_scaled(&bytes, &header, 8).expect("decode");
+        let pixels = decode_scaled(&bytes, &header, 8, false).expect("decode");
         assert_eq!((pixels.width, pixels.height, pixels.channels), (8, 4, 1));
         for by in 0..4u32 {
             for bx in 0..8u32 {
@@ -317,7 +322,7 @@ mod tests {
         // Truncated inside the entropy-coded data: libjpeg fills the missing rows and warns.
         let header = read_header(&bytes).expect("header");
         let cut = &bytes[..bytes.len() * 2 / 3];
-        let pixels = decode_scaled(cut, &header, 1).expect("recoverable");
+        let pixels = decode_scaled(cut, &header, 1, false).expect("recoverable");
         assert!(pixels.warning.is_some());
     }
 }
