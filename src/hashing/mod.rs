@@ -317,6 +317,9 @@ pub struct RegionPdq {
     /// or two off, which moves PDQ by 30 bits.
     pub phash: Option<Hash64>,
     pub dhash: Option<Hash64>,
+    /// Set for a tilted picture turned back upright (see [`regions::find_tilt`]): the hashes are
+    /// of the straightened picture and `rect` is the whole canvas.
+    pub tilt: Option<regions::Tilt>,
 }
 
 /// How a transparent picture becomes opaque before hashing.
@@ -436,6 +439,23 @@ impl ImageHasher {
                         dihedral: self.dihedral.then(|| c.all_dihedral_hashes()),
                         phash: None,
                         dhash: None,
+                        tilt: None,
+                    });
+                }
+                // A picture turned a few degrees on a filled canvas: turned back upright, with
+                // its 64-bit hashes from the same straightened pixels (a crop of the grey picture
+                // would still be tilted).
+                if let Some(tilt) = regions::find_tilt(&displayed_luma) {
+                    let straight = regions::straighten(&displayed_luma, &tilt);
+                    let c = pdq::pdq_coefficients(&straight);
+                    let gray = plane_to_gray(&straight);
+                    out.pdq_regions.push(RegionPdq {
+                        rect: regions::Rect::full(&displayed_luma),
+                        pdq: c.hash(),
+                        dihedral: self.dihedral.then(|| c.all_dihedral_hashes()),
+                        phash: wants(Algorithm::Phash).then(|| self.perceptual64.phash_gray(&gray)),
+                        dhash: wants(Algorithm::Dhash).then(|| self.perceptual64.dhash_gray(&gray)),
+                        tilt: Some(tilt),
                     });
                 }
             }
@@ -449,7 +469,7 @@ impl ImageHasher {
         }
         if wants(Algorithm::Phash) || wants(Algorithm::Dhash) {
             let gray = perceptual64::hash_input(&decoded.stored, orientation);
-            for region in &mut out.pdq_regions {
+            for region in out.pdq_regions.iter_mut().filter(|r| r.tilt.is_none()) {
                 let sub = crop_scaled(&gray, region.rect, region_plane);
                 if wants(Algorithm::Phash) {
                     region.phash = Some(self.perceptual64.phash_gray(&sub));
@@ -479,6 +499,24 @@ impl ImageHasher {
             }
         }
         out
+    }
+}
+
+/// A luma plane as a grey picture, box-averaged as the 64-bit hashes' input is (see
+/// [`perceptual64::REDUCED_SIDE`]).
+fn plane_to_gray(plane: &pdq::LumaPlane) -> GrayImage {
+    let data = plane
+        .data
+        .iter()
+        .map(|v| v.clamp(0.0, 255.0).round() as u8)
+        .collect();
+    let gray = GrayImage::from_raw(plane.width as u32, plane.height as u32, data)
+        .unwrap_or_else(|| GrayImage::new(plane.width as u32, plane.height as u32));
+    let k = gray.width().min(gray.height()) / perceptual64::REDUCED_SIDE;
+    if k >= 2 {
+        perceptual64::reduce(&gray, k)
+    } else {
+        gray
     }
 }
 

@@ -337,6 +337,174 @@ pub fn query_regions(plane: &LumaPlane) -> Vec<Rect> {
     out
 }
 
+/// A picture turned by a small angle on a canvas filled with one colour (an editor's rotate
+/// tool): the angle and the picture's rectangle on the canvas.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Tilt {
+    /// Radians; positive turns the picture's top edge down to the right.
+    pub angle: f32,
+    pub centre: (f32, f32),
+    pub width: f32,
+    pub height: f32,
+}
+
+/// Smallest and largest tilt looked for: below, the trimmed box already fits; above, the corner
+/// triangles eat too much of the canvas for the edges to be measured well.
+const MIN_TILT_DEGREES: f32 = 0.4;
+const MAX_TILT_DEGREES: f32 = 12.0;
+
+/// Finds a tilted picture on a flat canvas: the four corners are one fill colour, and each side
+/// of the picture is a straight line across the fill (least-squares fits of the first non-fill
+/// pixel along the middle rows and columns, scanned from each side). The four slopes must agree
+/// on one angle, as a rigid rotation makes them. A photo that reaches its edges, or a frame with
+/// straight sides, is not tilted.
+pub fn find_tilt(plane: &LumaPlane) -> Option<Tilt> {
+    let (w, h) = (plane.width, plane.height);
+    if w < 32 || h < 32 {
+        return None;
+    }
+    let corners = [
+        plane.at(0, 0),
+        plane.at(w - 1, 0),
+        plane.at(0, h - 1),
+        plane.at(w - 1, h - 1),
+    ];
+    let fill = median(&corners);
+    if corners.iter().any(|c| (c - fill).abs() > FLAT_TOLERANCE) {
+        return None;
+    }
+    let is_fill = |x: usize, y: usize| (plane.at(x, y) - fill).abs() <= FLAT_TOLERANCE;
+    // For each line of the middle 60% along an axis, how far in from one side the picture starts
+    // (within the first quarter, else the line is skipped); then a line fit `depth = a + b * t`.
+    let fit = |n_lines: usize, depth_max: usize, probe: &dyn Fn(usize, usize) -> bool| {
+        let mut points = Vec::new();
+        for t in n_lines / 5..n_lines - n_lines / 5 {
+            if let Some(d) = (0..depth_max).find(|&d| !probe(t, d)) {
+                points.push((t as f32, d as f32));
+            }
+        }
+        fit_line(&points, n_lines)
+    };
+    let left = fit(h, w / 4, &|y, d| is_fill(d, y))?;
+    let right = fit(h, w / 4, &|y, d| is_fill(w - 1 - d, y))?;
+    let top = fit(w, h / 4, &|x, d| is_fill(x, d))?;
+    let bottom = fit(w, h / 4, &|x, d| is_fill(x, h - 1 - d))?;
+    // Depth slopes of a picture turned by `angle` (top edge down to the right when positive):
+    // the top edge goes deeper to the right (+tan), the bottom edge shallower (-tan), the left
+    // side shallower downwards (-tan), the right side deeper downwards (+tan).
+    let slopes = [top.1, -bottom.1, -left.1, right.1];
+    let mean = slopes.iter().sum::<f32>() / 4.0;
+    if slopes.iter().any(|s| (s - mean).abs() > 0.01) {
+        return None;
+    }
+    let angle = mean.atan();
+    let degrees = angle.to_degrees().abs();
+    if !(MIN_TILT_DEGREES..=MAX_TILT_DEGREES).contains(&degrees) {
+        return None;
+    }
+    // The sides at the canvas centre, then the picture's size across them.
+    let (cx, cy) = (w as f32 / 2.0, h as f32 / 2.0);
+    let x0 = left.0 + left.1 * cy;
+    let x1 = w as f32 - (right.0 + right.1 * cy);
+    let y0 = top.0 + top.1 * cx;
+    let y1 = h as f32 - (bottom.0 + bottom.1 * cx);
+    let (width, height) = ((x1 - x0) * angle.cos(), (y1 - y0) * angle.cos());
+    if width < w as f32 * 0.5 || height < h as f32 * 0.5 {
+        return None;
+    }
+    // The chords' midpoints lie on the picture's centre lines: solve for their crossing (the
+    // picture's centre, also when it is not centred on the canvas).
+    let t = mean;
+    let (mx, my) = ((x0 + x1) / 2.0, (y0 + y1) / 2.0);
+    let centre_x = (mx + t * (cy - my) + t * t * cx) / (1.0 + t * t);
+    let centre_y = my - t * (cx - centre_x);
+    Some(Tilt {
+        angle,
+        centre: (centre_x, centre_y),
+        width,
+        height,
+    })
+}
+
+/// A line `d = a + b t` through the points, robust to the lines where the picture's own edge
+/// pixels look like fill (a white sky against a white canvas): Theil-Sen slope (median of the
+/// slopes between points half the run apart), points within 1.5 pixels of it kept, then least
+/// squares through those. `None` unless they are most of the lines.
+fn fit_line(points: &[(f32, f32)], n_lines: usize) -> Option<(f32, f32)> {
+    let half = points.len() / 2;
+    if half < 4 {
+        return None;
+    }
+    let slopes: Vec<f32> = (0..half)
+        .map(|i| {
+            let ((t0, d0), (t1, d1)) = (points[i], points[i + half]);
+            (d1 - d0) / (t1 - t0)
+        })
+        .collect();
+    let b = median(&slopes);
+    let offsets: Vec<f32> = points.iter().map(|(t, d)| d - b * t).collect();
+    let a = median(&offsets);
+    let inliers: Vec<&(f32, f32)> = points
+        .iter()
+        .filter(|(t, d)| (a + b * t - d).abs() <= 1.5)
+        .collect();
+    if inliers.len() < (n_lines * 3 / 5) * 7 / 10 {
+        return None;
+    }
+    let n = inliers.len() as f32;
+    let (st, sd) = inliers
+        .iter()
+        .fold((0.0, 0.0), |(st, sd), (t, d)| (st + t, sd + d));
+    let (mt, md) = (st / n, sd / n);
+    let (mut stt, mut std_) = (0.0, 0.0);
+    for (t, d) in &inliers {
+        stt += (t - mt) * (t - mt);
+        std_ += (t - mt) * (d - md);
+    }
+    if stt <= 0.0 {
+        return None;
+    }
+    let b = std_ / stt;
+    Some((md - b * mt, b))
+}
+
+/// The tilted picture turned back upright: its rectangle sampled (bilinear) along its own axes.
+pub fn straighten(plane: &LumaPlane, tilt: &Tilt) -> LumaPlane {
+    let (w, h) = (
+        tilt.width.round().max(1.0) as usize,
+        tilt.height.round().max(1.0) as usize,
+    );
+    let (sin, cos) = tilt.angle.sin_cos();
+    let mut data = Vec::with_capacity(w * h);
+    for j in 0..h {
+        for i in 0..w {
+            let (p, q) = (
+                i as f32 + 0.5 - tilt.width / 2.0,
+                j as f32 + 0.5 - tilt.height / 2.0,
+            );
+            let x = tilt.centre.0 + p * cos - q * sin - 0.5;
+            let y = tilt.centre.1 + p * sin + q * cos - 0.5;
+            data.push(bilinear(plane, x, y));
+        }
+    }
+    let (scale_x, scale_y) = plane.source_scale();
+    LumaPlane::new(w, h, data).with_source(w * scale_x, h * scale_y)
+}
+
+fn bilinear(plane: &LumaPlane, x: f32, y: f32) -> f32 {
+    let x = x.clamp(0.0, (plane.width - 1) as f32);
+    let y = y.clamp(0.0, (plane.height - 1) as f32);
+    let (x0, y0) = (x.floor() as usize, y.floor() as usize);
+    let (x1, y1) = (
+        (x0 + 1).min(plane.width - 1),
+        (y0 + 1).min(plane.height - 1),
+    );
+    let (fx, fy) = (x - x0 as f32, y - y0 as f32);
+    let top = plane.at(x0, y0) * (1.0 - fx) + plane.at(x1, y0) * fx;
+    let bottom = plane.at(x0, y1) * (1.0 - fx) + plane.at(x1, y1) * fx;
+    top * (1.0 - fy) + bottom * fy
+}
+
 /// A banked window: the fractions of width and height cut off the left, top, right, bottom.
 pub type Window = [f32; 4];
 
@@ -486,6 +654,78 @@ mod tests {
         // Neither its rows nor the caption's are busy: the busy-band search finds nothing.
         assert_eq!(busy_box(&page), Rect::full(&page));
         assert!(query_regions(&page).contains(&photo_rect));
+    }
+
+    /// `inner` turned by `degrees` about its centre onto a canvas of its bounding box, filled
+    /// with `fill`.
+    fn tilted(inner: &LumaPlane, degrees: f32, fill: f32) -> LumaPlane {
+        let (iw, ih) = (inner.width as f32, inner.height as f32);
+        let (sin, cos) = degrees.to_radians().sin_cos();
+        let (w, h) = (
+            (iw * cos.abs() + ih * sin.abs()).ceil() as usize,
+            (iw * sin.abs() + ih * cos.abs()).ceil() as usize,
+        );
+        let (cx, cy) = (w as f32 / 2.0, h as f32 / 2.0);
+        let mut data = Vec::with_capacity(w * h);
+        for y in 0..h {
+            for x in 0..w {
+                let (dx, dy) = (x as f32 + 0.5 - cx, y as f32 + 0.5 - cy);
+                // Back into the picture's own axes.
+                let p = dx * cos + dy * sin + iw / 2.0;
+                let q = -dx * sin + dy * cos + ih / 2.0;
+                data.push(if p >= 0.0 && q >= 0.0 && p < iw && q < ih {
+                    bilinear(inner, p - 0.5, q - 0.5)
+                } else {
+                    fill
+                });
+            }
+        }
+        LumaPlane::new(w, h, data)
+    }
+
+    fn bridge() -> LumaPlane {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bridge.jpg");
+        let picture = image::open(path).expect("fixture").resize_exact(
+            400,
+            225,
+            image::imageops::FilterType::Triangle,
+        );
+        crate::hashing::luma_plane(&picture, crate::hashing::AlphaRule::IgnoreAlpha)
+    }
+
+    #[test]
+    fn a_tilted_picture_is_found_and_straightened() {
+        let photo = bridge();
+        let original = crate::hashing::pdq::pdq_hash(&photo).hash;
+        for degrees in [2.0f32, -3.5, 5.0] {
+            let canvas = tilted(&photo, degrees, 255.0);
+            let tilt = find_tilt(&canvas).expect("tilt found");
+            assert!(
+                (tilt.angle.to_degrees() - degrees).abs() < 0.2,
+                "{degrees}: {tilt:?}"
+            );
+            assert!((tilt.width - 400.0).abs() < 2.0 && (tilt.height - 225.0).abs() < 2.0);
+            let back = straighten(&canvas, &tilt);
+            let tilted_hash = crate::hashing::pdq::pdq_hash(&canvas).hash;
+            let straight_hash = crate::hashing::pdq::pdq_hash(&back).hash;
+            // Turned back, the picture meets its PDQ again; tilted, it does not.
+            assert!(
+                straight_hash.distance(&original) <= 20,
+                "{degrees}: {} {}",
+                straight_hash.distance(&original),
+                tilted_hash.distance(&original)
+            );
+            assert!(tilted_hash.distance(&original) > straight_hash.distance(&original));
+        }
+    }
+
+    #[test]
+    fn upright_pictures_and_frames_are_not_tilted() {
+        let photo = bridge();
+        assert_eq!(find_tilt(&photo), None);
+        assert_eq!(find_tilt(&embed(&photo, 440, 265, 20, 20, 255.0)), None);
+        // Under the smallest tilt looked for.
+        assert_eq!(find_tilt(&tilted(&photo, 0.2, 255.0)), None);
     }
 
     #[test]
