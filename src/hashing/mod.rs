@@ -299,8 +299,8 @@ pub struct ImageHashes {
     pub sha256: Option<Hash256>,
     /// PDQ of the content boxes (only with [`HasherBuilder::regions`]).
     pub pdq_regions: Vec<RegionPdq>,
-    /// PDQ of the banking windows, in [`regions::BANK_WINDOWS`] order (only with
-    /// [`HasherBuilder::windows`]).
+    /// PDQ of the banking windows, in [`regions::BANK_WINDOWS`] order, then of the trimmed box
+    /// when the picture has uniform margins (only with [`HasherBuilder::windows`]).
     pub pdq_windows: Vec<PdqHash>,
 }
 
@@ -464,6 +464,15 @@ impl ImageHasher {
                     let rect = regions::window_rect(&displayed_luma, w);
                     out.pdq_windows
                         .push(pdq::pdq_hash(&regions::crop_plane(&displayed_luma, rect)));
+                }
+                // A picture with uniform margins (a product shot on white): a screenshot or a
+                // caption page of that colour swallows them, so the upload's content box is this.
+                let trimmed = regions::trim_uniform_borders(&displayed_luma);
+                if regions::differs_by_area(&trimmed, &regions::Rect::full(&displayed_luma)) {
+                    out.pdq_windows.push(pdq::pdq_hash(&regions::crop_plane(
+                        &displayed_luma,
+                        trimmed,
+                    )));
                 }
             }
         }
@@ -671,6 +680,34 @@ mod tests {
             .min()
             .expect("a content box");
         assert!(best.0 <= 6 && best.1 <= 6, "{best:?}");
+    }
+
+    #[test]
+    fn a_banked_picture_with_margins_also_keeps_its_trimmed_box() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bridge.jpg");
+        let bridge = image::open(path).expect("fixture").to_rgb8();
+        let (w, h) = bridge.dimensions();
+        let mut framed = image::RgbImage::from_pixel(w + 120, h + 200, image::Rgb([255, 255, 255]));
+        image::imageops::overlay(&mut framed, &bridge, 60, 100);
+        let hasher = HasherBuilder::new().windows(true).build();
+        let hash = |picture: image::RgbImage| {
+            let mut png = Vec::new();
+            DynamicImage::ImageRgb8(picture)
+                .write_to(&mut std::io::Cursor::new(&mut png), ImageFormat::Png)
+                .expect("encode");
+            hasher.hash_bytes(&png).expect("hash")
+        };
+        let plain = hash(bridge);
+        let framed = hash(framed);
+        assert_eq!(plain.pdq_windows.len(), regions::BANK_WINDOWS.len());
+        assert_eq!(framed.pdq_windows.len(), regions::BANK_WINDOWS.len() + 1);
+        let trimmed = framed.pdq_windows.last().expect("trimmed box").hash;
+        let photo = plain.pdq.expect("pdq").hash;
+        assert!(
+            trimmed.distance(&photo) <= 8,
+            "{}",
+            trimmed.distance(&photo)
+        );
     }
 
     #[test]

@@ -368,20 +368,22 @@ pub fn query_regions(plane: &LumaPlane) -> Vec<Rect> {
         height: framed.height,
     };
     for r in [trimmed, busy, framed] {
-        let differs = |a: &Rect| {
-            let overlap_w = (a.x + a.width)
-                .min(r.x + r.width)
-                .saturating_sub(a.x.max(r.x));
-            let overlap_h = (a.y + a.height)
-                .min(r.y + r.height)
-                .saturating_sub(a.y.max(r.y));
-            (overlap_w * overlap_h) as f32 <= 0.98 * a.area().max(r.area()) as f32
-        };
-        if differs(&full) && out.iter().all(differs) {
+        if differs_by_area(&r, &full) && out.iter().all(|o| differs_by_area(&r, o)) {
             out.push(r);
         }
     }
     out
+}
+
+/// Whether two boxes differ by more than 2% of the larger one's area (less is not worth a hash).
+pub fn differs_by_area(a: &Rect, b: &Rect) -> bool {
+    let overlap_w = (a.x + a.width)
+        .min(b.x + b.width)
+        .saturating_sub(a.x.max(b.x));
+    let overlap_h = (a.y + a.height)
+        .min(b.y + b.height)
+        .saturating_sub(a.y.max(b.y));
+    (overlap_w * overlap_h) as f32 <= 0.98 * a.area().max(b.area()) as f32
 }
 
 /// A picture turned by a small angle on a canvas filled with one colour (an editor's rotate

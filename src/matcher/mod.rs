@@ -239,10 +239,15 @@ impl HashIndexes {
     ) -> Vec<Candidate> {
         let mut out = Vec::new();
         if let Some(r) = radius(Algorithm::Pdq) {
-            let upright = query.pdq.iter().filter(|(t, _)| *t == Dihedral::Original);
+            let upright = query
+                .pdq
+                .iter()
+                .chain(&query.pdq_regions)
+                .filter(|(t, _)| *t == Dihedral::Original);
             // (index, hashes, whether a hit is a sub-rectangle match): the whole upload under every
-            // transform; its content boxes; and, as a crop of a banked picture, its upright
-            // hashes against the banked crop windows.
+            // transform; its content boxes; and, as a crop of a banked picture (or a content box
+            // that swallowed the banked picture's margins), its upright hashes, whole and of the
+            // content boxes, against the banked windows.
             let lookups: [PdqLookup<'_>; 3] = [
                 (&self.pdq, query.pdq.iter().collect(), false),
                 (&self.pdq, query.pdq_regions.iter().collect(), true),
