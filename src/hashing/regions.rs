@@ -814,6 +814,31 @@ mod tests {
     }
 
     #[test]
+    fn odd_planes_give_boxes_inside_them_and_never_panic() {
+        let patterns: [fn(usize, usize) -> f32; 4] = [
+            |_, _| 255.0,
+            |_, _| 0.0,
+            |x, y| ((x * 2_654_435_761 ^ y * 40_503) % 256) as f32,
+            |x, _| if x % 2 == 0 { 0.0 } else { 255.0 },
+        ];
+        for (w, h) in [(1, 1), (7, 40), (40, 7), (32, 32), (33, 500), (500, 33)] {
+            for pattern in patterns {
+                let plane =
+                    LumaPlane::new(w, h, (0..w * h).map(|i| pattern(i % w, i / w)).collect());
+                let inside = |r: &Rect| r.x + r.width <= w && r.y + r.height <= h;
+                for r in query_regions(&plane) {
+                    assert!(inside(&r) && r.width > 0 && r.height > 0, "{w}x{h}: {r:?}");
+                }
+                assert!(inside(&framed_box(&plane)) && inside(&busy_box(&plane)));
+                if let Some(tilt) = find_tilt(&plane) {
+                    let back = straighten(&plane, &tilt);
+                    assert_eq!(back.data.len(), back.width * back.height);
+                }
+            }
+        }
+    }
+
+    #[test]
     fn windows_cover_what_they_say() {
         let plane = textured(200, 100);
         assert_eq!(
