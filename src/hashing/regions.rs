@@ -125,40 +125,45 @@ fn median(values: &[f32]) -> f32 {
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
-/// Luma histogram of one line (a row, or a column of a band of rows), in bins of 16 levels, with
-/// each bin's sum and sum of squares (for the spread of the line's dominant colour).
+/// Luma histogram of one line (a row, or a column of a band of rows), in bins of 16 levels, and
+/// whether the line is a drawn frame line (see [`is_drawn_frame`]).
 #[derive(Clone, Copy)]
 struct LineHistogram {
     count: [u32; 17],
-    sum: [f64; 17],
-    sum_sq: [f64; 17],
+    drawn: bool,
 }
 
 impl LineHistogram {
     const EMPTY: LineHistogram = LineHistogram {
         count: [0; 17],
-        sum: [0.0; 17],
-        sum_sq: [0.0; 17],
+        drawn: false,
     };
 
-    fn add(&mut self, v: f32) {
-        let b = bin_of(v);
-        let v = f64::from(v);
-        self.count[b] += 1;
-        self.sum[b] += v;
-        self.sum_sq[b] += v * v;
+    /// Sets `drawn` from the line's values. Only a line nearly all in one band is a candidate,
+    /// so the second pass over the values runs for those alone.
+    fn settle(&mut self, values: impl Iterator<Item = f32>) {
+        let (bin, share) = dominant(self);
+        self.drawn = share >= FRAME_SHARE && spread_within(values, bin) <= FRAME_MAX_SPREAD;
     }
+}
 
-    /// The standard deviation of the pixels within the two bins starting at `bin`.
-    fn spread_of(&self, bin: usize) -> f64 {
-        let n = f64::from(self.count[bin] + self.count[bin + 1]);
-        if n == 0.0 {
-            return 0.0;
+/// The standard deviation of the values within the two bins starting at `bin`.
+fn spread_within(values: impl Iterator<Item = f32>, bin: usize) -> f64 {
+    let (mut n, mut sum, mut sum_sq) = (0.0f64, 0.0f64, 0.0f64);
+    for v in values {
+        let b = bin_of(v);
+        if b == bin || b == bin + 1 {
+            let v = f64::from(v);
+            n += 1.0;
+            sum += v;
+            sum_sq += v * v;
         }
-        let mean = (self.sum[bin] + self.sum[bin + 1]) / n;
-        let mean_sq = (self.sum_sq[bin] + self.sum_sq[bin + 1]) / n;
-        (mean_sq - mean * mean).max(0.0).sqrt()
     }
+    if n == 0.0 {
+        return 0.0;
+    }
+    let mean = sum / n;
+    (sum_sq / n - mean * mean).max(0.0).sqrt()
 }
 
 fn bin_of(v: f32) -> usize {
@@ -173,22 +178,26 @@ fn row_histograms(plane: &LumaPlane) -> Vec<LineHistogram> {
         .map(|row| {
             let mut hist = LineHistogram::EMPTY;
             for &v in row {
-                hist.add(v);
+                hist.count[bin_of(v)] += 1;
             }
+            hist.settle(row.iter().copied());
             hist
         })
         .collect()
 }
 
 /// The histogram of every column over rows `y0..y1`, in one row-major pass (walking columns
-/// would stride through memory).
+/// would stride through memory; only candidate frame columns are walked, to settle them).
 fn column_histograms(plane: &LumaPlane, y0: usize, y1: usize) -> Vec<LineHistogram> {
     let w = plane.width.max(1);
     let mut out = vec![LineHistogram::EMPTY; plane.width];
     for row in plane.data[y0 * w..y1 * w].chunks_exact(w) {
         for (hist, &v) in out.iter_mut().zip(row) {
-            hist.add(v);
+            hist.count[bin_of(v)] += 1;
         }
+    }
+    for (x, hist) in out.iter_mut().enumerate() {
+        hist.settle((y0..y1).map(|y| plane.at(x, y)));
     }
     out
 }
@@ -215,12 +224,12 @@ fn share_of(hist: &LineHistogram, bin: usize) -> f32 {
 }
 
 /// A line drawn by an app or an editor (a page background, a caption strip's margin): nearly all
-/// of it one colour, and that colour flat to within a few levels. A photo's smooth rows (a sky, a
+/// of it one colour, and that colour flat to within a few levels (settled when the histogram is
+/// made). A photo's smooth rows (a sky, a
 /// wall) are as one-coloured but vary by 7 to 12 levels (measured on the eval's screenshots), so
 /// they do not cut the photo in two.
 fn is_drawn_frame(hist: &LineHistogram) -> bool {
-    let (bin, share) = dominant(hist);
-    share >= FRAME_SHARE && hist.spread_of(bin) <= FRAME_MAX_SPREAD
+    hist.drawn
 }
 
 /// Largest standard deviation of a drawn frame line's colour (JPEG noise on a flat background
