@@ -299,8 +299,8 @@ pub struct ImageHashes {
     pub sha256: Option<Hash256>,
     /// PDQ of the content boxes (only with [`HasherBuilder::regions`]).
     pub pdq_regions: Vec<RegionPdq>,
-    /// PDQ of the banking windows, in [`regions::BANK_WINDOWS`] order, then of the trimmed box
-    /// when the picture has uniform margins (only with [`HasherBuilder::windows`]).
+    /// PDQ of the banking windows, in [`regions::BANK_WINDOWS`] order, then of the trimmed and
+    /// framed boxes when the picture has margins (only with [`HasherBuilder::windows`]).
     pub pdq_windows: Vec<PdqHash>,
 }
 
@@ -466,13 +466,21 @@ impl ImageHasher {
                         .push(pdq::pdq_hash(&regions::crop_plane(&displayed_luma, rect)));
                 }
                 // A picture with uniform margins (a product shot on white): a screenshot or a
-                // caption page of that colour swallows them, so the upload's content box is this.
+                // caption page of that colour swallows them, so the upload's content box is its
+                // trimmed box, or its framed box (the same search the upload gets, which cuts at
+                // drawn lines rather than at the first pixel off the margin colour).
+                let full = regions::Rect::full(&displayed_luma);
                 let trimmed = regions::trim_uniform_borders(&displayed_luma);
-                if regions::differs_by_area(&trimmed, &regions::Rect::full(&displayed_luma)) {
-                    out.pdq_windows.push(pdq::pdq_hash(&regions::crop_plane(
-                        &displayed_luma,
-                        trimmed,
-                    )));
+                let framed = regions::framed_box(&displayed_luma);
+                let mut kept: Vec<regions::Rect> = Vec::new();
+                for r in [trimmed, framed] {
+                    if regions::differs_by_area(&r, &full)
+                        && kept.iter().all(|k| regions::differs_by_area(&r, k))
+                    {
+                        kept.push(r);
+                        out.pdq_windows
+                            .push(pdq::pdq_hash(&regions::crop_plane(&displayed_luma, r)));
+                    }
                 }
             }
         }
@@ -708,6 +716,36 @@ mod tests {
             "{}",
             trimmed.distance(&photo)
         );
+    }
+
+    #[test]
+    fn a_banked_picture_with_a_mark_in_its_margin_keeps_its_framed_box_too() {
+        // A small mark (a logo, 2% of the width) in the top margin: the trimmed box stops at it,
+        // the framed box (drawn lines may carry 3% of something else) goes on to the photo.
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bridge.jpg");
+        let bridge = image::open(path).expect("fixture").to_rgb8();
+        let (w, h) = bridge.dimensions();
+        let mut page = image::RgbImage::from_pixel(w + 120, h + 300, image::Rgb([255, 255, 255]));
+        image::imageops::overlay(&mut page, &bridge, 60, 200);
+        for y in 40..60 {
+            for x in 100..120 {
+                page.put_pixel(x, y, image::Rgb([90, 90, 90]));
+            }
+        }
+        let hasher = HasherBuilder::new().windows(true).build();
+        let hash = |picture: &image::RgbImage| {
+            let mut png = Vec::new();
+            DynamicImage::ImageRgb8(picture.clone())
+                .write_to(&mut std::io::Cursor::new(&mut png), ImageFormat::Png)
+                .expect("encode");
+            hasher.hash_bytes(&png).expect("hash")
+        };
+        let photo = hash(&bridge).pdq.expect("pdq").hash;
+        let windows = hash(&page).pdq_windows;
+        assert_eq!(windows.len(), regions::BANK_WINDOWS.len() + 2);
+        let distances: Vec<u32> = windows.iter().map(|p| p.hash.distance(&photo)).collect();
+        let (trimmed, framed) = (distances[windows.len() - 2], distances[windows.len() - 1]);
+        assert!(framed <= 8 && trimmed > 31, "{distances:?}");
     }
 
     #[test]

@@ -75,8 +75,8 @@ impl HashValue {
 }
 
 /// Crop windows an entry can hold (see [`EntryHashes::pdq_windows`]): the six centred crops and
-/// the banked picture's trimmed box.
-pub const MAX_WINDOWS: usize = 7;
+/// the banked picture's trimmed and framed boxes.
+pub const MAX_WINDOWS: usize = 8;
 
 /// The hashes of one entry: any subset of the algorithms, at most one of each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -87,7 +87,7 @@ pub struct EntryHashes {
     pub md5: Option<Md5>,
     pub sha256: Option<Sha256>,
     /// PDQ of centred crops of the banked picture (`hashing::regions::BANK_WINDOWS`), and of its
-    /// box with uniform margins trimmed when it has some, so that a cropped re-upload, or one whose
+    /// boxes with margins trimmed (uniform margins; drawn frame lines) when it has some, so that a cropped re-upload, or one whose
     /// photo was found in a page of the same colour as its margins, still meets its entry. Made by vigie from pixels when an entry is added
     /// as an image; not part of [`EntryHashes::iter`], of exports or of API answers (they are
     /// vigie's own derived data, not a hash another platform shares).
