@@ -290,10 +290,10 @@ pub struct ImageHashes {
     pub pdq_meta: Option<PdqHash>,
     pub phash: Option<Hash64>,
     pub dhash: Option<Hash64>,
-    /// pHash and dHash of the picture mirrored and turned upside down, in
-    /// [`perceptual64::GRID_TRANSFORMS`] order (with [`HasherBuilder::dihedral`]): a mirrored
+    /// pHash and dHash of the picture mirrored and turned, in [`perceptual64::PHASH_TRANSFORMS`]
+    /// and [`perceptual64::GRID_TRANSFORMS`] order (with [`HasherBuilder::dihedral`]): a mirrored
     /// re-upload that also carries a banner defeats PDQ's mirror but not these.
-    pub phash_turned: Option<[Hash64; 2]>,
+    pub phash_turned: Option<[Hash64; 4]>,
     pub dhash_turned: Option<[Hash64; 2]>,
     pub md5: Option<Md5Hash>,
     pub sha256: Option<Hash256>,

@@ -41,20 +41,33 @@ const PHASH_GRID: (u32, u32) = (16, 16);
 /// The grid for dHash: one column more than the 8x8 hash (each bit compares two neighbours).
 const DHASH_GRID: (u32, u32) = (9, 8);
 
-/// The transforms the 64-bit hashes are also computed under, from the resized grid: those that
-/// keep the grid's shape (a quarter turn would make dHash's 9x8 grid 8x9, a second resize). The
-/// mirror is the flip reposters make; the half turn the one PDQ's own rotations miss most on
-/// small pictures (`vigie eval`).
+/// The transforms dHash is also computed under, from its resized grid: those that keep the
+/// grid's shape (a quarter turn would make the 9x8 grid 8x9, a second resize). The mirror is the
+/// flip reposters make; the half turn the one PDQ's own rotations miss most on small pictures
+/// (`vigie eval`).
 pub const GRID_TRANSFORMS: [super::Dihedral; 2] =
     [super::Dihedral::FlipHorizontal, super::Dihedral::Rotate180];
 
+/// The transforms pHash is also computed under: its 16x16 grid is square, so the quarter turns
+/// come free as well.
+pub const PHASH_TRANSFORMS: [super::Dihedral; 4] = [
+    super::Dihedral::FlipHorizontal,
+    super::Dihedral::Rotate180,
+    super::Dihedral::Rotate90,
+    super::Dihedral::Rotate270,
+];
+
 fn turn_grid(grid: &GrayImage, t: super::Dihedral) -> GrayImage {
+    use super::Dihedral::*;
     match t {
-        super::Dihedral::FlipHorizontal => imageops::flip_horizontal(grid),
-        super::Dihedral::FlipVertical => imageops::flip_vertical(grid),
-        super::Dihedral::Rotate180 => imageops::rotate180(grid),
-        // Not in GRID_TRANSFORMS: these change the grid's shape.
-        _ => grid.clone(),
+        Original => grid.clone(),
+        FlipHorizontal => imageops::flip_horizontal(grid),
+        FlipVertical => imageops::flip_vertical(grid),
+        Rotate180 => imageops::rotate180(grid),
+        Rotate90 => imageops::rotate90(grid),
+        Rotate270 => imageops::rotate270(grid),
+        Transpose => imageops::flip_horizontal(&imageops::rotate90(grid)),
+        Transverse => imageops::flip_horizontal(&imageops::rotate270(grid)),
     }
 }
 
@@ -174,18 +187,18 @@ impl Perceptual64 {
         Hash64::from_bytes(self.dhash.hash_image(grid).into_inner())
     }
 
-    /// pHash of a greyscale picture, and of the picture under each of [`GRID_TRANSFORMS`].
+    /// pHash of a greyscale picture, and of the picture under each of [`PHASH_TRANSFORMS`].
     ///
     /// `image_hasher` first resizes to a fixed grid (Lanczos3) and an input already of that size
     /// is copied, not resampled (`imageops::resize`), so resizing here gives exactly the hash of
     /// [`Self::phash_gray`] plus a grid to transform: the resampling kernel is symmetric, so the
     /// mirrored (or turned) 16x16 grid stands for the mirrored (turned) picture, up to float
     /// rounding (checked in the tests), at no second resize.
-    pub fn phash_gray_turned(&self, gray: &GrayImage) -> (Hash64, [Hash64; 2]) {
+    pub fn phash_gray_turned(&self, gray: &GrayImage) -> (Hash64, [Hash64; 4]) {
         let grid = lanczos3_gray(gray, PHASH_GRID.0, PHASH_GRID.1);
         (
             self.phash_grid(&grid),
-            GRID_TRANSFORMS.map(|t| self.phash_grid(&turn_grid(&grid, t))),
+            PHASH_TRANSFORMS.map(|t| self.phash_grid(&turn_grid(&grid, t))),
         )
     }
 
@@ -342,19 +355,23 @@ mod tests {
             // The upright hashes are exactly image_hasher's.
             assert_eq!(ph, p.phash_gray(&gray));
             assert_eq!(dh, p.dhash_gray(&gray));
-            for (i, t) in GRID_TRANSFORMS.iter().enumerate() {
+            let turned = |t: super::super::Dihedral| {
                 let mut turned = DynamicImage::ImageLuma8(gray.clone());
-                super::super::apply_dihedral(&mut turned, *t);
-                let turned = turned.to_luma8();
-                // The turned grid stands for the turned picture up to float rounding in the
-                // resampling: at most a bit or two, far inside the matching radius of 8.
-                let drift = [
-                    ph_turned[i].distance(&p.phash_gray(&turned)),
-                    dh_turned[i].distance(&p.dhash_gray(&turned)),
-                ];
-                assert!(drift.iter().all(|&d| d <= 2), "{t:?}: {drift:?}");
-                // And the turned picture is not the same picture to these hashes.
-                assert!(ph_turned[i].distance(&ph) > 8 || dh_turned[i].distance(&dh) > 8);
+                super::super::apply_dihedral(&mut turned, t);
+                turned.to_luma8()
+            };
+            // The turned grid stands for the turned picture up to float rounding in the
+            // resampling: at most a bit or two, far inside the matching radius of 8. And the
+            // turned picture is not the same picture to the hash.
+            for (i, t) in PHASH_TRANSFORMS.iter().enumerate() {
+                let drift = ph_turned[i].distance(&p.phash_gray(&turned(*t)));
+                assert!(drift <= 2, "pHash {t:?}: {drift}");
+                assert!(ph_turned[i].distance(&ph) > 8, "pHash {t:?}");
+            }
+            for (i, t) in GRID_TRANSFORMS.iter().enumerate() {
+                let drift = dh_turned[i].distance(&p.dhash_gray(&turned(*t)));
+                assert!(drift <= 2, "dHash {t:?}: {drift}");
+                assert!(dh_turned[i].distance(&dh) > 8, "dHash {t:?}");
             }
         }
     }

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
 
 use crate::bits::{Bits, Hash64, Hash256};
-use crate::hashing::perceptual64::GRID_TRANSFORMS;
+use crate::hashing::perceptual64::{GRID_TRANSFORMS, PHASH_TRANSFORMS};
 use crate::hashing::{Dihedral, ImageHashes};
 use crate::index::HammingIndex;
 use crate::store::load::BulkLoad;
@@ -57,15 +57,12 @@ pub fn entry_hashes(h: &ImageHashes) -> EntryHashes {
 
 /// The 64-bit hashes of an upload's grid transforms, each filed under its inverse (the transform
 /// from the banked picture to the upload).
-fn turned_64(hashes: Option<[Hash64; 2]>) -> Vec<(Dihedral, Hash64)> {
+fn turned_64<const N: usize>(
+    hashes: Option<[Hash64; N]>,
+    transforms: [Dihedral; N],
+) -> Vec<(Dihedral, Hash64)> {
     hashes
-        .map(|hs| {
-            GRID_TRANSFORMS
-                .iter()
-                .map(|t| t.inverse())
-                .zip(hs)
-                .collect()
-        })
+        .map(|hs| transforms.iter().map(|t| t.inverse()).zip(hs).collect())
         .unwrap_or_default()
 }
 
@@ -398,8 +395,8 @@ impl QueryHashes {
         let mut q = QueryHashes {
             phash: h.phash,
             dhash: h.dhash,
-            phash_turned: turned_64(h.phash_turned),
-            dhash_turned: turned_64(h.dhash_turned),
+            phash_turned: turned_64(h.phash_turned, PHASH_TRANSFORMS),
+            dhash_turned: turned_64(h.dhash_turned, GRID_TRANSFORMS),
             phash_regions: h.pdq_regions.iter().filter_map(|r| r.phash).collect(),
             dhash_regions: h.pdq_regions.iter().filter_map(|r| r.dhash).collect(),
             md5: h.md5,
