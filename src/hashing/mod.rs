@@ -317,8 +317,10 @@ pub struct RegionPdq {
     /// or two off, which moves PDQ by 30 bits.
     pub phash: Option<Hash64>,
     pub dhash: Option<Hash64>,
-    /// Set for a tilted picture turned back upright (see [`regions::find_tilt`]): the hashes are
-    /// of the straightened picture and `rect` is the whole canvas.
+    /// Set for a picture turned back upright: a tilt measured from filled corners
+    /// ([`regions::find_tilt`]; `rect` is the whole canvas, 64-bit hashes too), or one of the
+    /// trial turns ([`regions::TRIAL_TURNS_DEGREES`]; `rect` is the box turned, PDQ only). The
+    /// hashes are of the straightened picture.
     pub tilt: Option<regions::Tilt>,
 }
 
@@ -457,6 +459,31 @@ impl ImageHasher {
                         dhash: wants(Algorithm::Dhash).then(|| self.perceptual64.dhash_gray(&gray)),
                         tilt: Some(tilt),
                     });
+                } else {
+                    // No corners to measure: try the usual turns of an editor's straighten tool
+                    // on the largest content box (a caption under it is upright).
+                    let main = out
+                        .pdq_regions
+                        .iter()
+                        .map(|r| r.rect)
+                        .max_by_key(|r| r.width * r.height)
+                        .unwrap_or_else(|| regions::Rect::full(&displayed_luma));
+                    // Small: PDQ reads a 64x64 summary, and four turns of a full plane would
+                    // cost more than the rest of the screen.
+                    let plane = regions::shrink(&displayed_luma, main, regions::TURN_SIDE);
+                    for degrees in regions::TRIAL_TURNS_DEGREES {
+                        let tilt = regions::fit_inside_turn(&plane, degrees.to_radians());
+                        let straight = regions::straighten(&plane, &tilt);
+                        let c = pdq::pdq_coefficients(&straight);
+                        out.pdq_regions.push(RegionPdq {
+                            rect: main,
+                            pdq: c.hash(),
+                            dihedral: None,
+                            phash: None,
+                            dhash: None,
+                            tilt: Some(tilt),
+                        });
+                    }
                 }
             }
             if self.windows {

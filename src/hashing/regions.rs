@@ -528,6 +528,67 @@ fn fit_line(points: &[(f32, f32)], n_lines: usize) -> Option<(f32, f32)> {
     Some((md - b * mt, b))
 }
 
+/// The turns tried on an upload with no filled corners to measure its tilt by (a picture turned
+/// and cropped to fit, as phone editors do): every 2.5 degrees up to 5 either way, so no turn in
+/// that range is more than 1.25 degrees from one tried; each turned-back picture is looked up as
+/// a content box, against the banked picture and its centred crop windows (the crop to fit takes
+/// 5-10% a side).
+pub const TRIAL_TURNS_DEGREES: [f32; 4] = [2.5, -2.5, 5.0, -5.0];
+
+/// The longer side the trial turns work at.
+pub const TURN_SIDE: usize = 96;
+
+/// The pixels inside `r`, box-averaged by the integer factor that brings the longer side to at
+/// most `max_side` (a plain crop when it already is): one pass, no full-size copy.
+pub fn shrink(plane: &LumaPlane, r: Rect, max_side: usize) -> LumaPlane {
+    let x0 = r.x.min(plane.width);
+    let y0 = r.y.min(plane.height);
+    let (rw, rh) = (
+        r.width.min(plane.width - x0),
+        r.height.min(plane.height - y0),
+    );
+    let k = rw.max(rh).div_ceil(max_side.max(1)).max(1);
+    if k == 1 {
+        return crop_plane(plane, r);
+    }
+    let (w, h) = (rw.div_ceil(k), rh.div_ceil(k));
+    let mut sums = vec![0f32; w * h];
+    for y in 0..rh {
+        let row = &plane.data[(y0 + y) * plane.width + x0..(y0 + y) * plane.width + x0 + rw];
+        let out_row = &mut sums[(y / k) * w..(y / k + 1) * w];
+        for (sum, block) in out_row.iter_mut().zip(row.chunks(k)) {
+            *sum += block.iter().sum::<f32>();
+        }
+    }
+    // Blocks at the right and bottom edges average what they have.
+    let data = sums
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let (bx, by) = (i % w, i / w);
+            let cols = ((bx + 1) * k).min(rw) - bx * k;
+            let rows = ((by + 1) * k).min(rh) - by * k;
+            s / (cols * rows) as f32
+        })
+        .collect();
+    let (scale_x, scale_y) = plane.source_scale();
+    LumaPlane::new(w, h, data).with_source(rw * scale_x, rh * scale_y)
+}
+
+/// The largest box of the plane's aspect that stays inside it when turned by `angle` about its
+/// centre.
+pub fn fit_inside_turn(plane: &LumaPlane, angle: f32) -> Tilt {
+    let (w, h) = (plane.width as f32, plane.height as f32);
+    let (sin, cos) = (angle.sin().abs(), angle.cos());
+    let k = 1.0 / (cos + sin * (w / h.max(1.0)).max(h / w.max(1.0)));
+    Tilt {
+        angle,
+        centre: (w / 2.0, h / 2.0),
+        width: w * k,
+        height: h * k,
+    }
+}
+
 /// The tilted picture turned back upright: its rectangle sampled (bilinear) along its own axes.
 pub fn straighten(plane: &LumaPlane, tilt: &Tilt) -> LumaPlane {
     let (w, h) = (
@@ -554,7 +615,8 @@ pub fn straighten(plane: &LumaPlane, tilt: &Tilt) -> LumaPlane {
 fn bilinear(plane: &LumaPlane, x: f32, y: f32) -> f32 {
     let x = x.clamp(0.0, (plane.width - 1) as f32);
     let y = y.clamp(0.0, (plane.height - 1) as f32);
-    let (x0, y0) = (x.floor() as usize, y.floor() as usize);
+    // Both are >= 0 here, so truncation is the floor (and no libm call per pixel).
+    let (x0, y0) = (x as usize, y as usize);
     let (x1, y1) = (
         (x0 + 1).min(plane.width - 1),
         (y0 + 1).min(plane.height - 1),
@@ -813,6 +875,47 @@ mod tests {
             );
             assert!(tilted_hash.distance(&original) > straight_hash.distance(&original));
         }
+    }
+
+    #[test]
+    fn a_trial_turn_brings_a_turned_and_cropped_copy_back_to_a_centred_window() {
+        let photo = bridge();
+        let pdq = |p: &LumaPlane| crate::hashing::pdq::pdq_hash(p).hash;
+        // The copy: turned 5 degrees and cropped to fit, as a phone editor does.
+        let copy = straighten(&photo, &fit_inside_turn(&photo, (-5.0f32).to_radians()));
+        // Turned back at the trial turn of 5 degrees (at the trial's working size), it shows
+        // the middle of the photo, k * k of each side.
+        let small = shrink(&copy, Rect::full(&copy), TURN_SIDE);
+        let back = straighten(&small, &fit_inside_turn(&small, 5.0f32.to_radians()));
+        let k = copy.width as f32 / photo.width as f32 * back.width as f32 / small.width as f32;
+        let cut = (1.0 - k) / 2.0;
+        let window = crop_plane(&photo, window_rect(&photo, [cut, cut, cut, cut]));
+        let (turned_back, as_is) = (
+            pdq(&back).distance(&pdq(&window)),
+            pdq(&copy).distance(&pdq(&window)),
+        );
+        assert!(turned_back <= 31, "{turned_back}");
+        assert!(as_is > 31, "{as_is}");
+    }
+
+    #[test]
+    fn shrinking_averages_blocks_and_partial_edges() {
+        let plane = LumaPlane::new(5, 3, (0..15).map(|i| i as f32).collect());
+        let whole = Rect::full(&plane);
+        let s = shrink(&plane, whole, 3);
+        assert_eq!((s.width, s.height), (3, 2));
+        // Blocks of 2x2, the last column and row partial.
+        assert_eq!(s.data[0], (0.0 + 1.0 + 5.0 + 6.0) / 4.0);
+        assert_eq!(s.data[2], (4.0 + 9.0) / 2.0);
+        assert_eq!(s.data[5], 14.0);
+        // Already small enough: a plain crop.
+        let r = Rect {
+            x: 1,
+            y: 1,
+            width: 3,
+            height: 2,
+        };
+        assert_eq!(shrink(&plane, r, 8).data, crop_plane(&plane, r).data);
     }
 
     #[test]
