@@ -322,6 +322,9 @@ pub struct RegionPdq {
     /// trial turns ([`regions::TRIAL_TURNS_DEGREES`]; `rect` is the box turned, PDQ only). The
     /// hashes are of the straightened picture.
     pub tilt: Option<regions::Tilt>,
+    /// One of the trial turns: a guess, looked up against the banked crop windows only (turned
+    /// back and cropped to fit, it is a centred crop of the banked picture, never all of it).
+    pub trial_turn: bool,
 }
 
 /// How a transparent picture becomes opaque before hashing.
@@ -442,6 +445,7 @@ impl ImageHasher {
                         phash: None,
                         dhash: None,
                         tilt: None,
+                        trial_turn: false,
                     });
                 }
                 // A picture turned a few degrees on a filled canvas: turned back upright, with
@@ -458,6 +462,7 @@ impl ImageHasher {
                         phash: wants(Algorithm::Phash).then(|| self.perceptual64.phash_gray(&gray)),
                         dhash: wants(Algorithm::Dhash).then(|| self.perceptual64.dhash_gray(&gray)),
                         tilt: Some(tilt),
+                        trial_turn: false,
                     });
                 } else {
                     // No corners to measure: try the usual turns of an editor's straighten tool
@@ -482,6 +487,7 @@ impl ImageHasher {
                             phash: None,
                             dhash: None,
                             tilt: Some(tilt),
+                            trial_turn: true,
                         });
                     }
                 }
@@ -706,6 +712,7 @@ mod tests {
         let best = framed
             .pdq_regions
             .iter()
+            .filter(|r| !r.trial_turn)
             .map(|r| {
                 (
                     r.phash.expect("region phash").distance(&phash),

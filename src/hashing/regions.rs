@@ -3,8 +3,8 @@
 //!
 //! - at screening time, the *content box* of an upload: the picture with uniform borders and
 //!   letterbox bars trimmed, and the photo found inside an app screenshot or above a caption
-//!   (the longest band of "busy" rows, then of busy columns inside it; and the tallest block of
-//!   rows, then of columns, between frame lines that are nearly all one colour);
+//!   (the tallest block of rows, then of columns, between drawn frame lines: nearly all one flat
+//!   colour);
 //! - at banking time, a few *windows* of the banked picture (the crops a reposter is likely to
 //!   make), so that a cropped upload's global hash lands near one of them.
 //!
@@ -218,13 +218,6 @@ fn dominant(hist: &LineHistogram) -> (usize, f32) {
     (at, best as f32 / n.max(1) as f32)
 }
 
-/// The fraction of a line within the two bins starting at `bin`.
-fn share_of(hist: &LineHistogram, bin: usize) -> f32 {
-    let n: u32 = hist.count.iter().sum();
-    let inside = hist.count[bin] + hist.count.get(bin + 1).copied().unwrap_or(0);
-    inside as f32 / n.max(1) as f32
-}
-
 /// A line drawn by an app or an editor (a page background, a caption strip's margin): nearly all
 /// of it one colour, and that colour flat to within a few levels (settled when the histogram is
 /// made). A photo's smooth rows (a sky, a
@@ -238,55 +231,8 @@ fn is_drawn_frame(hist: &LineHistogram) -> bool {
 /// stays under it).
 const FRAME_MAX_SPREAD: f64 = 4.0;
 
-/// A line that is mostly one colour: UI background with text on it, or a caption strip.
-const FLAT_SHARE: f32 = 0.5;
 /// A line of the frame around a photo: nearly all background colour.
 const FRAME_SHARE: f32 = 0.97;
-
-/// The longest run of `busy` lines, allowing gaps of up to `max_gap` flat lines inside it.
-fn longest_busy_run(busy: &[bool], max_gap: usize) -> Option<(usize, usize)> {
-    let mut best: Option<(usize, usize)> = None;
-    let mut start: Option<usize> = None;
-    let mut last_busy = 0usize;
-    for (i, &b) in busy.iter().enumerate() {
-        if b {
-            if start.is_none() || i - last_busy > max_gap + 1 {
-                start = Some(i);
-            }
-            last_busy = i;
-            if let Some(s) = start
-                && best.is_none_or(|(bs, be)| last_busy + 1 - s > be - bs)
-            {
-                best = Some((s, last_busy + 1));
-            }
-        }
-    }
-    best
-}
-
-/// Finds a photo band along one axis: the longest run of busy lines, kept only when it is framed
-/// (on each side, either the picture's edge or a line that is nearly all one colour), then grown
-/// outward over photo lines that the flatness test missed (sky, a wall) until that frame line.
-fn busy_band(lines: &[LineHistogram]) -> Option<(usize, usize)> {
-    let n = lines.len();
-    let flat: Vec<(usize, f32)> = lines.iter().map(dominant).collect();
-    let busy: Vec<bool> = flat.iter().map(|(_, share)| *share < FLAT_SHARE).collect();
-    let (mut a, mut b) = longest_busy_run(&busy, n / 100)?;
-    // The frame colour on each side: the dominant colour of the nearest flat line outside.
-    let frame_before = (0..a).rev().find(|&i| !busy[i]).map(|i| flat[i].0);
-    let frame_after = (b..n).find(|&i| !busy[i]).map(|i| flat[i].0);
-    if let Some(bin) = frame_before {
-        while a > 0 && share_of(&lines[a - 1], bin) < FRAME_SHARE {
-            a -= 1;
-        }
-    }
-    if let Some(bin) = frame_after {
-        while b < n && share_of(&lines[b], bin) < FRAME_SHARE {
-            b += 1;
-        }
-    }
-    Some((a, b))
-}
 
 /// The tallest run of lines that are not drawn frame lines (see [`is_drawn_frame`]).
 fn unframed_band(lines: &[LineHistogram]) -> Option<(usize, usize)> {
@@ -342,35 +288,29 @@ fn boxed(plane: &LumaPlane, rows: &[LineHistogram], find: BandFinder) -> Rect {
     r
 }
 
-/// The photo inside an app screenshot or above a caption: a band of busy rows framed by flat
-/// ones, then a band of busy columns inside it.
-pub fn busy_box(plane: &LumaPlane) -> Rect {
-    boxed(plane, &row_histograms(plane), busy_band)
-}
-
 /// The photo as the tallest block of rows, then of columns, bounded by frame lines: the flat gap
 /// between a photo and its caption text, or between an app bar and the listing text of a
-/// screenshot. Unlike [`busy_box`] it does not need the photo's own rows to be busy, so a smooth
-/// photo (sky, a studio background) above a caption is still found.
+/// screenshot. It does not need the photo's own rows to be busy (an earlier search for the
+/// longest band of busy rows missed smooth photos, and added nothing once this one existed: 1
+/// copy in 2835 on `vigie eval`), so a smooth photo (a sky, a studio background) above a caption
+/// is still found.
 pub fn framed_box(plane: &LumaPlane) -> Rect {
     boxed(plane, &row_histograms(plane), unframed_band)
 }
 
 /// The sub-rectangles of an upload to hash besides the whole picture: its trimmed box and its
-/// busy box, when they differ from the whole (and from each other) by more than 2% of the area.
+/// framed box, when they differ from the whole (and from each other) by more than 2% of the area.
 pub fn query_regions(plane: &LumaPlane) -> Vec<Rect> {
     let full = Rect::full(plane);
     let mut out: Vec<Rect> = Vec::new();
     let trimmed = trim_uniform_borders(plane);
-    let inner = crop_plane(plane, trimmed);
-    let rows = row_histograms(&inner);
-    let busy = boxed(&inner, &rows, busy_band);
-    let busy = Rect {
-        x: trimmed.x + busy.x,
-        y: trimmed.y + busy.y,
-        width: busy.width,
-        height: busy.height,
+    // Most photos have nothing to trim: search them in place rather than copy them.
+    let inner = if trimmed == full {
+        std::borrow::Cow::Borrowed(plane)
+    } else {
+        std::borrow::Cow::Owned(crop_plane(plane, trimmed))
     };
+    let rows = row_histograms(&inner);
     let framed = boxed(&inner, &rows, unframed_band);
     let framed = Rect {
         x: trimmed.x + framed.x,
@@ -378,7 +318,7 @@ pub fn query_regions(plane: &LumaPlane) -> Vec<Rect> {
         width: framed.width,
         height: framed.height,
     };
-    for r in [trimmed, busy, framed] {
+    for r in [trimmed, framed] {
         if differs_by_area(&r, &full) && out.iter().all(|o| differs_by_area(&r, o)) {
             out.push(r);
         }
@@ -709,7 +649,7 @@ mod tests {
             }
         }
         assert_eq!(
-            busy_box(&page),
+            framed_box(&page),
             Rect {
                 x: 0,
                 y: 120,
@@ -809,8 +749,6 @@ mod tests {
             height: h,
         };
         assert_eq!(framed_box(&page), photo_rect);
-        // Neither its rows nor the caption's are busy: the busy-band search finds nothing.
-        assert_eq!(busy_box(&page), Rect::full(&page));
         assert!(query_regions(&page).contains(&photo_rect));
     }
 
@@ -943,7 +881,7 @@ mod tests {
                 for r in query_regions(&plane) {
                     assert!(inside(&r) && r.width > 0 && r.height > 0, "{w}x{h}: {r:?}");
                 }
-                assert!(inside(&framed_box(&plane)) && inside(&busy_box(&plane)));
+                assert!(inside(&framed_box(&plane)));
                 if let Some(tilt) = find_tilt(&plane) {
                     let back = straighten(&plane, &tilt);
                     assert_eq!(back.data.len(), back.width * back.height);

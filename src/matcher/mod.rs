@@ -120,6 +120,8 @@ pub struct QueryHashes {
     pub pdq: Vec<(Dihedral, Hash256)>,
     /// PDQ of the upload's content boxes (see `hashing::regions`), each with its transforms.
     pub pdq_regions: Vec<(Dihedral, Hash256)>,
+    /// PDQ of the upload turned back by each trial turn: searched in the crop windows only.
+    pub pdq_trial_turns: Vec<Hash256>,
     pub phash: Option<Hash64>,
     pub dhash: Option<Hash64>,
     /// pHash and dHash of the upload under the grid transforms, each filed under the transform
@@ -236,11 +238,17 @@ impl HashIndexes {
     ) -> Vec<Candidate> {
         let mut out = Vec::new();
         if let Some(r) = radius(Algorithm::Pdq) {
+            let turned_back: Vec<(Dihedral, Hash256)> = query
+                .pdq_trial_turns
+                .iter()
+                .map(|h| (Dihedral::Original, *h))
+                .collect();
             let upright = query
                 .pdq
                 .iter()
                 .chain(&query.pdq_regions)
-                .filter(|(t, _)| *t == Dihedral::Original);
+                .filter(|(t, _)| *t == Dihedral::Original)
+                .chain(&turned_back);
             // (index, hashes, whether a hit is a sub-rectangle match): the whole upload under every
             // transform; its content boxes; and, as a crop of a banked picture (or a content box
             // that swallowed the banked picture's margins), its upright hashes, whole and of the
@@ -403,6 +411,7 @@ impl QueryHashes {
             sha256: h.sha256,
             pdq: Vec::new(),
             pdq_regions: Vec::new(),
+            pdq_trial_turns: Vec::new(),
         };
         if let Some(pdq) = h.pdq {
             if pdq.quality < MIN_PDQ_QUALITY {
@@ -433,6 +442,10 @@ impl QueryHashes {
             .iter()
             .filter(|r| r.pdq.quality >= MIN_PDQ_QUALITY)
         {
+            if region.trial_turn {
+                q.pdq_trial_turns.push(region.pdq.hash);
+                continue;
+            }
             match region.dihedral {
                 Some(all) => q.pdq_regions.extend(
                     Dihedral::ALL
@@ -455,6 +468,7 @@ impl QueryHashes {
                 .map(|h| vec![(Dihedral::Original, h)])
                 .unwrap_or_default(),
             pdq_regions: Vec::new(),
+            pdq_trial_turns: Vec::new(),
             phash: hashes.phash,
             dhash: hashes.dhash,
             phash_turned: Vec::new(),
@@ -688,10 +702,21 @@ mod tests {
         assert!(!hashes.pdq_regions.is_empty(), "the frame is found");
         let mut notes = Vec::new();
         let q = QueryHashes::from_image(&hashes, &mut notes);
-        // The whole picture under all eight transforms; each box upright and mirrored.
+        // The whole picture under all eight transforms; each box upright and mirrored; the trial
+        // turns apart (upright, for the crop windows only).
         assert_eq!(q.pdq.len(), 8);
-        assert_eq!(q.pdq_regions.len(), 2 * hashes.pdq_regions.len());
-        for (region, pair) in hashes.pdq_regions.iter().zip(q.pdq_regions.chunks(2)) {
+        let (trials, boxes): (Vec<_>, Vec<_>) =
+            hashes.pdq_regions.iter().partition(|r| r.trial_turn);
+        assert_eq!(
+            trials.len(),
+            crate::hashing::regions::TRIAL_TURNS_DEGREES.len()
+        );
+        assert_eq!(
+            q.pdq_trial_turns,
+            trials.iter().map(|r| r.pdq.hash).collect::<Vec<_>>()
+        );
+        assert_eq!(q.pdq_regions.len(), 2 * boxes.len());
+        for (region, pair) in boxes.iter().zip(q.pdq_regions.chunks(2)) {
             let all = region.dihedral.expect("dihedral");
             assert_eq!(pair[0], (Dihedral::Original, all[0].hash));
             let mirror = Dihedral::ALL
