@@ -683,23 +683,39 @@ pub fn format_name(format: ImageFormat) -> &'static str {
 mod tests {
     use super::*;
 
+    fn bridge() -> image::RgbImage {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bridge.jpg");
+        image::open(path).expect("fixture").to_rgb8()
+    }
+
+    /// `picture` on a white page `extra` pixels wider and taller, placed at `at`.
+    fn on_white_page(
+        picture: &image::RgbImage,
+        extra: (u32, u32),
+        at: (i64, i64),
+    ) -> image::RgbImage {
+        let (w, h) = picture.dimensions();
+        let mut page =
+            image::RgbImage::from_pixel(w + extra.0, h + extra.1, image::Rgb([255, 255, 255]));
+        image::imageops::overlay(&mut page, picture, at.0, at.1);
+        page
+    }
+
+    /// The hashes of `picture` sent as a PNG.
+    fn hash_png(hasher: &ImageHasher, picture: &image::RgbImage) -> ImageHashes {
+        let mut png = Vec::new();
+        DynamicImage::ImageRgb8(picture.clone())
+            .write_to(&mut std::io::Cursor::new(&mut png), ImageFormat::Png)
+            .expect("encode");
+        hasher.hash_bytes(&png).expect("hash")
+    }
+
     #[test]
     fn content_boxes_carry_64_bit_hashes_of_the_framed_picture() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bridge.jpg");
-        let bridge = image::open(path).expect("fixture").to_rgb8();
-        let (w, h) = bridge.dimensions();
-        let mut framed = image::RgbImage::from_pixel(w + 120, h + 200, image::Rgb([255, 255, 255]));
-        image::imageops::overlay(&mut framed, &bridge, 60, 100);
+        let bridge = bridge();
         let hasher = HasherBuilder::new().regions(true).build();
-        let hash = |picture: image::RgbImage| {
-            let mut png = Vec::new();
-            DynamicImage::ImageRgb8(picture)
-                .write_to(&mut std::io::Cursor::new(&mut png), ImageFormat::Png)
-                .expect("encode");
-            hasher.hash_bytes(&png).expect("hash")
-        };
-        let plain = hash(bridge);
-        let framed = hash(framed);
+        let plain = hash_png(&hasher, &bridge);
+        let framed = hash_png(&hasher, &on_white_page(&bridge, (120, 200), (60, 100)));
         let (Some(phash), Some(dhash)) = (plain.phash, plain.dhash) else {
             panic!("64-bit hashes");
         };
@@ -726,21 +742,10 @@ mod tests {
 
     #[test]
     fn a_banked_picture_with_margins_also_keeps_its_trimmed_box() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bridge.jpg");
-        let bridge = image::open(path).expect("fixture").to_rgb8();
-        let (w, h) = bridge.dimensions();
-        let mut framed = image::RgbImage::from_pixel(w + 120, h + 200, image::Rgb([255, 255, 255]));
-        image::imageops::overlay(&mut framed, &bridge, 60, 100);
+        let bridge = bridge();
         let hasher = HasherBuilder::new().windows(true).build();
-        let hash = |picture: image::RgbImage| {
-            let mut png = Vec::new();
-            DynamicImage::ImageRgb8(picture)
-                .write_to(&mut std::io::Cursor::new(&mut png), ImageFormat::Png)
-                .expect("encode");
-            hasher.hash_bytes(&png).expect("hash")
-        };
-        let plain = hash(bridge);
-        let framed = hash(framed);
+        let plain = hash_png(&hasher, &bridge);
+        let framed = hash_png(&hasher, &on_white_page(&bridge, (120, 200), (60, 100)));
         assert_eq!(plain.pdq_windows.len(), regions::BANK_WINDOWS.len());
         assert_eq!(framed.pdq_windows.len(), regions::BANK_WINDOWS.len() + 1);
         let trimmed = framed.pdq_windows.last().expect("trimmed box").hash;
@@ -756,26 +761,16 @@ mod tests {
     fn a_banked_picture_with_a_mark_in_its_margin_keeps_its_framed_box_too() {
         // A small mark (a logo, 2% of the width) in the top margin: the trimmed box stops at it,
         // the framed box (drawn lines may carry 3% of something else) goes on to the photo.
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bridge.jpg");
-        let bridge = image::open(path).expect("fixture").to_rgb8();
-        let (w, h) = bridge.dimensions();
-        let mut page = image::RgbImage::from_pixel(w + 120, h + 300, image::Rgb([255, 255, 255]));
-        image::imageops::overlay(&mut page, &bridge, 60, 200);
+        let bridge = bridge();
+        let mut page = on_white_page(&bridge, (120, 300), (60, 200));
         for y in 40..60 {
             for x in 100..120 {
                 page.put_pixel(x, y, image::Rgb([90, 90, 90]));
             }
         }
         let hasher = HasherBuilder::new().windows(true).build();
-        let hash = |picture: &image::RgbImage| {
-            let mut png = Vec::new();
-            DynamicImage::ImageRgb8(picture.clone())
-                .write_to(&mut std::io::Cursor::new(&mut png), ImageFormat::Png)
-                .expect("encode");
-            hasher.hash_bytes(&png).expect("hash")
-        };
-        let photo = hash(&bridge).pdq.expect("pdq").hash;
-        let windows = hash(&page).pdq_windows;
+        let photo = hash_png(&hasher, &bridge).pdq.expect("pdq").hash;
+        let windows = hash_png(&hasher, &page).pdq_windows;
         assert_eq!(windows.len(), regions::BANK_WINDOWS.len() + 2);
         let distances: Vec<u32> = windows.iter().map(|p| p.hash.distance(&photo)).collect();
         let (trimmed, framed) = (distances[windows.len() - 2], distances[windows.len() - 1]);
