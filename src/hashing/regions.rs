@@ -258,20 +258,21 @@ fn unframed_band(lines: &[LineHistogram]) -> Option<(usize, usize)> {
     best
 }
 
-/// How a box is found along one axis from its lines' histograms.
-type BandFinder = fn(&[LineHistogram]) -> Option<(usize, usize)>;
-
-/// A band of rows, then a band of columns inside it; the whole plane when none is found or the
-/// box is too small to be the photo.
-fn boxed(plane: &LumaPlane, rows: &[LineHistogram], find: BandFinder) -> Rect {
+/// The photo as the tallest block of rows, then of columns, bounded by frame lines: the flat gap
+/// between a photo and its caption text, or between an app bar and the listing text of a
+/// screenshot; the whole plane when none is found or the box is too small to be the photo. It
+/// does not need the photo's own rows to be busy (an earlier search for the longest band of busy
+/// rows missed smooth photos, and added nothing once this one existed: 1 copy in 2835 on
+/// `vigie eval`), so a smooth photo (a sky, a studio background) above a caption is still found.
+pub fn framed_box(plane: &LumaPlane) -> Rect {
     let (w, h) = (plane.width, plane.height);
     if w < 8 || h < 8 {
         return Rect::full(plane);
     }
-    let Some((y0, y1)) = find(rows) else {
+    let Some((y0, y1)) = unframed_band(&row_histograms(plane)) else {
         return Rect::full(plane);
     };
-    let Some((x0, x1)) = find(&column_histograms(plane, y0, y1)) else {
+    let Some((x0, x1)) = unframed_band(&column_histograms(plane, y0, y1)) else {
         return Rect::full(plane);
     };
     let r = Rect {
@@ -288,16 +289,6 @@ fn boxed(plane: &LumaPlane, rows: &[LineHistogram], find: BandFinder) -> Rect {
     r
 }
 
-/// The photo as the tallest block of rows, then of columns, bounded by frame lines: the flat gap
-/// between a photo and its caption text, or between an app bar and the listing text of a
-/// screenshot. It does not need the photo's own rows to be busy (an earlier search for the
-/// longest band of busy rows missed smooth photos, and added nothing once this one existed: 1
-/// copy in 2835 on `vigie eval`), so a smooth photo (a sky, a studio background) above a caption
-/// is still found.
-pub fn framed_box(plane: &LumaPlane) -> Rect {
-    boxed(plane, &row_histograms(plane), unframed_band)
-}
-
 /// The sub-rectangles of an upload to hash besides the whole picture: its trimmed box and its
 /// framed box, when they differ from the whole (and from each other) by more than 2% of the area.
 pub fn query_regions(plane: &LumaPlane) -> Vec<Rect> {
@@ -310,8 +301,7 @@ pub fn query_regions(plane: &LumaPlane) -> Vec<Rect> {
     } else {
         std::borrow::Cow::Owned(crop_plane(plane, trimmed))
     };
-    let rows = row_histograms(&inner);
-    let framed = boxed(&inner, &rows, unframed_band);
+    let framed = framed_box(&inner);
     let framed = Rect {
         x: trimmed.x + framed.x,
         y: trimmed.y + framed.y,
