@@ -376,11 +376,15 @@ impl ImageHasher {
                 pdq_windows: Vec::new(),
             }
         };
-        if wants(Algorithm::Md5) {
-            out.md5 = Some(exact::md5(bytes));
-        }
-        if wants(Algorithm::Sha256) {
-            out.sha256 = Some(exact::sha256(bytes));
+        match (wants(Algorithm::Md5), wants(Algorithm::Sha256)) {
+            (true, true) => {
+                let (md5, sha256) = exact::md5_and_sha256(bytes);
+                out.md5 = Some(md5);
+                out.sha256 = Some(sha256);
+            }
+            (true, false) => out.md5 = Some(exact::md5(bytes)),
+            (false, true) => out.sha256 = Some(exact::sha256(bytes)),
+            (false, false) => {}
         }
         Ok(out)
     }
