@@ -27,6 +27,7 @@ pub struct Settings {
     pub queue_wait_ms: Option<u64>,
     pub decode_min_side: Option<u32>,
     pub sync_writes: Option<bool>,
+    pub keypoints: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +81,7 @@ impl Settings {
             queue_wait_ms: self.queue_wait_ms.or(fallback.queue_wait_ms),
             decode_min_side: self.decode_min_side.or(fallback.decode_min_side),
             sync_writes: self.sync_writes.or(fallback.sync_writes),
+            keypoints: self.keypoints.or(fallback.keypoints),
         }
     }
 
@@ -142,6 +144,7 @@ impl Settings {
                 Some(n) => Some(n),
                 None => defaults.decode_min_side,
             },
+            keypoints: self.keypoints.unwrap_or(defaults.keypoints),
         };
         Ok(ServeConfig {
             server: ServerConfig {

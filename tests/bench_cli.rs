@@ -64,6 +64,7 @@ fn bench_hash_reports_every_stage_at_every_size() {
                 "dhash",
                 "md5",
                 "sha256",
+                "md5_sha256",
                 "all",
                 "all_full_decode",
                 "screen"

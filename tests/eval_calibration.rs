@@ -12,7 +12,10 @@ fn shipped_table_covers_every_perceptual_algorithm() {
     let c = Calibration::parse(SHIPPED).unwrap();
     let mut names: Vec<&str> = c.names().collect();
     names.sort();
-    assert_eq!(names, vec!["dhash", "pdq", "pdq_region", "phash"]);
+    assert_eq!(
+        names,
+        vec!["dhash", "keypoints", "pdq", "pdq_region", "phash"]
+    );
     assert_eq!(c.prior, Some(0.01));
     // A trust team asking for 99% confidence gets a usable PDQ threshold, and a 64-bit hash
     // threshold well below chance (32 bits).
@@ -20,4 +23,8 @@ fn shipped_table_covers_every_perceptual_algorithm() {
     assert!((10..=128).contains(&pdq), "{pdq}");
     let dhash = c.distance_for("dhash", 0.99).unwrap();
     assert!((4..=16).contains(&dhash), "{dhash}");
+    // Keypoint "distances" are the points of 64 that did not agree: the vote threshold (12
+    // points, distance 52) must stay a confident match, and chance (no points) must not be.
+    assert!(c.confidence("keypoints", 52).unwrap() > 0.9);
+    assert!(c.confidence("keypoints", 64).unwrap() < 0.5);
 }

@@ -31,6 +31,9 @@ pub struct EvalArgs {
     /// JPEGs are decoded at a reduced scale keeping this shorter side; 0 = full size.
     #[arg(long, default_value_t = crate::hashing::DEFAULT_DECODE_MIN_SIDE)]
     pub decode_min_side: u32,
+    /// Screen as `vigie serve --keypoints` does: uploads also matched by keypoints.
+    #[arg(long)]
+    pub keypoints: bool,
 }
 
 pub fn run(args: EvalArgs) -> Result<ExitCode, CliError> {
@@ -38,6 +41,7 @@ pub fn run(args: EvalArgs) -> Result<ExitCode, CliError> {
     config.threads = args.threads.max(1);
     config.progress = !args.quiet;
     config.decode_min_side = (args.decode_min_side > 0).then_some(args.decode_min_side);
+    config.keypoints = args.keypoints;
     if let Some(list) = &args.edits {
         let wanted: Vec<&str> = list.split(',').map(str::trim).collect();
         config.edits.retain(|e| wanted.contains(&e.name));

@@ -54,6 +54,10 @@ pub struct ServeArgs {
     /// fsync the write-ahead log before acknowledging a write [default: true].
     #[arg(long, env = "VIGIE_SYNC_WRITES")]
     pub sync_writes: Option<bool>,
+    /// Also match uploads by keypoints, for crops no hash follows (about 3 ms more a screen; see
+    /// the README) [default: false].
+    #[arg(long, env = "VIGIE_KEYPOINTS")]
+    pub keypoints: Option<bool>,
 }
 
 impl ServeArgs {
@@ -72,6 +76,7 @@ impl ServeArgs {
             queue_wait_ms: self.queue_wait_ms,
             decode_min_side: self.decode_min_side,
             sync_writes: self.sync_writes,
+            keypoints: self.keypoints,
         }
     }
 }

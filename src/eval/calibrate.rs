@@ -24,11 +24,12 @@ pub const PRIOR: f64 = 0.01;
 pub const WINDOW: usize = 3;
 
 /// The methods the matcher reads, and the names it reads them under.
-pub const TABLES: [(Method, &str); 4] = [
+pub const TABLES: [(Method, &str); 5] = [
     (Method::PdqDihedral, "pdq"),
     (Method::PdqRegions, "pdq_region"),
     (Method::Phash, "phash"),
     (Method::Dhash, "dhash"),
+    (Method::Keypoints, "keypoints"),
 ];
 
 /// Non-increasing confidence per distance `0..=bits` for one method.
@@ -87,7 +88,7 @@ pub fn table(h: &Histograms, prior: f64, source: &str) -> String {
     );
     let _ = writeln!(
         s,
-        "# regenerate: vigie eval --corpus ../shared/corpus --calibrate  (source: {source})"
+        "# regenerate: vigie eval --corpus ../shared/corpus --keypoints --calibrate  (source: {source})"
     );
     let _ = writeln!(
         s,

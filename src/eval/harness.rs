@@ -38,6 +38,8 @@ pub struct EvalConfig {
     pub progress: bool,
     /// JPEG decoding scale for every hasher (see `HasherBuilder::decode_min_side`).
     pub decode_min_side: Option<u32>,
+    /// Uploads are also matched by keypoints (`vigie serve --keypoints`).
+    pub keypoints: bool,
 }
 
 impl EvalConfig {
@@ -50,6 +52,7 @@ impl EvalConfig {
             timing_every: 4,
             progress: true,
             decode_min_side: Some(crate::hashing::DEFAULT_DECODE_MIN_SIDE),
+            keypoints: false,
         }
     }
 }
@@ -79,10 +82,11 @@ pub trait Screener: Sync {
 }
 
 /// The hasher for uploads: everything the service computes for a screen.
-pub fn query_hasher(decode_min_side: Option<u32>) -> ImageHasher {
+pub fn query_hasher(decode_min_side: Option<u32>, keypoints: bool) -> ImageHasher {
     HasherBuilder::new()
         .dihedral(true)
         .regions(true)
+        .keypoints(keypoints)
         .decode_min_side(decode_min_side)
         .build()
 }
@@ -291,7 +295,7 @@ pub fn run(
         .dihedral(true)
         .decode_min_side(config.decode_min_side)
         .build();
-    let query = query_hasher(config.decode_min_side);
+    let query = query_hasher(config.decode_min_side, config.keypoints);
 
     let jobs: Vec<(usize, usize)> = (0..pictures.len())
         .flat_map(|p| (0..config.edits.len()).map(move |e| (p, e)))

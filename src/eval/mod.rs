@@ -20,6 +20,7 @@ pub use harness::{EvalConfig, EvalError, EvalRun, Screener, run};
 
 use crate::bits::Hash256;
 use crate::hashing::ImageHashes;
+use crate::hashing::keypoints;
 
 /// Smallest PDQ quality that matches (Meta's recommendation; the matcher's rule too).
 pub const MIN_QUALITY: u8 = 50;
@@ -40,16 +41,20 @@ pub enum Method {
     PdqTrim,
     /// All of the above, plus the banked picture's crop windows.
     PdqRegions,
+    /// Keypoints alone: the distance is the points of 64 that did not agree on one displacement
+    /// (`hashing::keypoints::votes_distance`).
+    Keypoints,
 }
 
 impl Method {
-    pub const ALL: [Method; 6] = [
+    pub const ALL: [Method; 7] = [
         Method::Pdq,
         Method::PdqDihedral,
         Method::Phash,
         Method::Dhash,
         Method::PdqTrim,
         Method::PdqRegions,
+        Method::Keypoints,
     ];
 
     pub fn name(self) -> &'static str {
@@ -60,6 +65,7 @@ impl Method {
             Method::Dhash => "dhash",
             Method::PdqTrim => "pdq_trim",
             Method::PdqRegions => "pdq_regions",
+            Method::Keypoints => "keypoints",
         }
     }
 
@@ -68,6 +74,7 @@ impl Method {
     pub fn threshold(self) -> u32 {
         match self {
             Method::Phash | Method::Dhash => 8,
+            Method::Keypoints => keypoints::votes_distance(keypoints::MIN_VOTES),
             _ => 31,
         }
     }
@@ -76,6 +83,7 @@ impl Method {
     pub fn bits(self) -> u32 {
         match self {
             Method::Phash | Method::Dhash => 64,
+            Method::Keypoints => keypoints::MAX_KEYPOINTS as u32,
             _ => 256,
         }
     }
@@ -116,6 +124,13 @@ impl Method {
                         .map(|p| p.hash),
                 );
                 min_over(&mut query_all(query), &es)
+            }
+            Method::Keypoints => {
+                if entry.bank_keypoints.is_empty() || query.query_keypoints.is_empty() {
+                    return None;
+                }
+                let votes = keypoints::votes(&entry.bank_keypoints, &query.query_keypoints);
+                Some(keypoints::votes_distance(votes))
             }
         }
     }

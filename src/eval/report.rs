@@ -313,7 +313,11 @@ pub fn write_plots(run: &EvalRun, dir: &Path) -> Result<(), PlotError> {
         };
         LineChart {
             title: format!("{}: distance of true and unrelated pairs", m.name()),
-            x_label: "Hamming distance".into(),
+            x_label: if *m == Method::Keypoints {
+                "points of 64 that did not agree on one displacement".into()
+            } else {
+                "Hamming distance".into()
+            },
             y_label: "fraction of pairs".into(),
             log_x: false,
             log_y: true,

@@ -1,7 +1,8 @@
 //! The calibration table that turns a match distance into a confidence, measured by `vigie eval`
 //! (see `crate::eval::calibrate` for how: observed fraction of true matches at each distance
 //! under a stated prior, smoothed and made non-increasing). The table is compiled in from
-//! `calibration.tsv` next to this file; `vigie eval --corpus DIR --calibrate` regenerates it.
+//! `calibration.tsv` next to this file; `vigie eval --corpus DIR --keypoints --calibrate` regenerates it (`--keypoints` so that the
+//! `keypoints` table is measured too).
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -9,7 +10,7 @@ use std::sync::LazyLock;
 /// The table shipped with this build.
 pub const SHIPPED: &str = include_str!("calibration.tsv");
 
-/// Confidence per distance, per table name (`pdq`, `pdq_region`, `phash`, `dhash`).
+/// Confidence per distance, per table name (`pdq`, `pdq_region`, `phash`, `dhash`, `keypoints`).
 #[derive(Clone, Debug, Default)]
 pub struct Calibration {
     curves: HashMap<String, Vec<f64>>,

@@ -38,6 +38,23 @@ pub fn confidence_of(algorithm: Algorithm, kind: PdqKind, distance: u32) -> f64 
         .unwrap_or_else(|| fallback(algorithm, distance))
 }
 
+/// Confidence of a keypoint match at [`crate::hashing::keypoints::votes_distance`] `distance`,
+/// from the `keypoints` table; without one, 0.5 at the vote threshold rising to 1 at twice it.
+pub fn keypoints_confidence(distance: u32) -> f64 {
+    use crate::hashing::keypoints::{MIN_VOTES, votes_distance};
+    SHIPPED_TABLE
+        .confidence("keypoints", distance)
+        .unwrap_or_else(|| {
+            let floor = votes_distance(MIN_VOTES);
+            let full = votes_distance(2 * MIN_VOTES);
+            if distance > floor {
+                0.0
+            } else {
+                (0.5 + 0.5 * f64::from(floor - distance) / f64::from(floor - full)).min(1.0)
+            }
+        })
+}
+
 fn fallback(algorithm: Algorithm, distance: u32) -> f64 {
     let bits = (algorithm.byte_len() * 8) as f64;
     let x = f64::from(distance) / (bits / 4.0);

@@ -16,12 +16,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
 
 use crate::bits::{Bits, Hash64, Hash256};
+use crate::hashing::keypoints::{self, Keypoint, PointPair, ScaledKeypoints};
 use crate::hashing::perceptual64::{GRID_TRANSFORMS, PHASH_TRANSFORMS};
 use crate::hashing::{Dihedral, ImageHashes};
 use crate::index::HammingIndex;
 use crate::store::load::BulkLoad;
 use crate::store::{
-    Algorithm, Bank, BankKind, Entry, EntryHashes, EntryId, HashValue, Store, StoreError, Timestamp,
+    Algorithm, Bank, BankKind, Entry, EntryHashes, EntryId, EntryKeypoints, HashValue, Store,
+    StoreError, Timestamp,
 };
 
 /// The transforms a content box is looked up under: upright and mirrored. Each lookup is a search
@@ -52,7 +54,24 @@ pub fn entry_hashes(h: &ImageHashes) -> EntryHashes {
             .filter(|p| p.quality >= MIN_PDQ_QUALITY)
             .map(|p| p.hash),
     );
+    hashes.keypoints = EntryKeypoints::new(h.bank_keypoints.iter().copied());
     hashes
+}
+
+/// A keypoint's id in the keypoint index: the entry id, then the point's position, so a hit
+/// says where the banked point is without a second lookup. `None` past 2^48 entry ids (never
+/// reached: ids count up from 1).
+fn keypoint_id(entry: EntryId, p: &Keypoint) -> Option<u64> {
+    (entry < 1 << 48).then(|| entry << 16 | u64::from(p.x) << 8 | u64::from(p.y))
+}
+
+fn split_keypoint_id(id: u64) -> (EntryId, Keypoint) {
+    let point = Keypoint {
+        x: (id >> 8) as u8,
+        y: id as u8,
+        descriptor: Bits([0]),
+    };
+    (id >> 16, point)
 }
 
 /// The 64-bit hashes of an upload's grid transforms, each filed under its inverse (the transform
@@ -90,6 +109,9 @@ pub struct HashIndexes {
     pdq_windows: HammingIndex<4>,
     phash: HammingIndex<1>,
     dhash: HammingIndex<1>,
+    /// Keypoint descriptors of entries added as images, under [`keypoint_id`]: searched with the
+    /// upload's points at each trial scale, for crops no window covers.
+    keypoints: HammingIndex<1>,
     md5: RwLock<HashMap<Md5, Vec<EntryId>>>,
     sha256: RwLock<HashMap<Hash256, Vec<EntryId>>>,
 }
@@ -108,6 +130,9 @@ pub struct Candidate {
     pub transform: Dihedral,
     /// Matched through a content box of the upload (borders trimmed, screenshot photo).
     pub region: bool,
+    /// For a keypoint match, the upload points that agreed on one displacement (the `distance`
+    /// is then [`keypoints::votes_distance`] of it); 0 for a hash match.
+    pub keypoints: u32,
 }
 
 /// What to look up for one upload.
@@ -133,6 +158,8 @@ pub struct QueryHashes {
     pub dhash_regions: Vec<Hash64>,
     pub md5: Option<Md5>,
     pub sha256: Option<Hash256>,
+    /// The upload's keypoints at each trial crop scale.
+    pub keypoints: Vec<ScaledKeypoints>,
 }
 
 fn lock_poisoned<T>(e: std::sync::PoisonError<T>) -> T {
@@ -154,6 +181,15 @@ impl HashIndexes {
         for w in hashes.windows() {
             if let Err(e) = self.pdq_windows.insert(w, id) {
                 tracing::error!(entry = id, error = %e, "crop window not indexed");
+            }
+        }
+        for p in hashes.keypoints.as_slice() {
+            let Some(kid) = keypoint_id(id, p) else {
+                tracing::error!(entry = id, "entry id too large for the keypoint index");
+                break;
+            };
+            if let Err(e) = self.keypoints.insert(p.descriptor, kid) {
+                tracing::error!(entry = id, error = %e, "keypoint not indexed");
             }
         }
     }
@@ -209,6 +245,47 @@ impl HashIndexes {
         for w in hashes.windows() {
             self.pdq_windows.remove(&w, id);
         }
+        for p in hashes.keypoints.as_slice() {
+            if let Some(kid) = keypoint_id(id, p) {
+                self.keypoints.remove(&p.descriptor, kid);
+            }
+        }
+    }
+
+    /// Entries whose banked points agree with at least [`keypoints::MIN_VOTES`] of the upload's
+    /// on one displacement, at any trial scale, with their best vote.
+    fn keypoint_matches(&self, query: &[ScaledKeypoints]) -> HashMap<EntryId, u32> {
+        let mut best: HashMap<EntryId, u32> = HashMap::new();
+        if self.keypoints.is_empty() {
+            return best;
+        }
+        for scaled in query {
+            let mut pairs: HashMap<EntryId, Vec<PointPair>> = HashMap::new();
+            for (qi, q) in scaled.points.iter().enumerate() {
+                for (kid, _) in self
+                    .keypoints
+                    .search(&q.descriptor, keypoints::DESCRIPTOR_RADIUS)
+                {
+                    let (entry, banked) = split_keypoint_id(kid);
+                    pairs
+                        .entry(entry)
+                        .or_default()
+                        .push(PointPair::new(qi, q, &banked));
+                }
+            }
+            for (entry, pairs) in pairs {
+                // Fewer pairs than votes needed cannot make a match: skip the vote.
+                if pairs.len() < keypoints::MIN_VOTES as usize {
+                    continue;
+                }
+                let votes = keypoints::agreeing_points(&pairs, scaled);
+                if votes >= keypoints::MIN_VOTES {
+                    let b = best.entry(entry).or_default();
+                    *b = (*b).max(votes);
+                }
+            }
+        }
+        best
     }
 
     /// Hashes held, per algorithm.
@@ -267,9 +344,21 @@ impl HashIndexes {
                             distance,
                             transform: *transform,
                             region,
+                            keypoints: 0,
                         });
                     }
                 }
+            }
+            // Keypoints stand in for PDQ where a crop defeats it: searched whenever PDQ is.
+            for (id, votes) in self.keypoint_matches(&query.keypoints) {
+                out.push(Candidate {
+                    id,
+                    algorithm: Algorithm::Pdq,
+                    distance: keypoints::votes_distance(votes),
+                    transform: Dihedral::Original,
+                    region: true,
+                    keypoints: votes,
+                });
             }
         }
         let upright = |h: Option<Hash64>| h.map(|h| (Dihedral::Original, h));
@@ -294,6 +383,7 @@ impl HashIndexes {
                         distance,
                         transform: *transform,
                         region: false,
+                        keypoints: 0,
                     });
                 }
             }
@@ -311,6 +401,7 @@ impl HashIndexes {
                         distance,
                         transform: Dihedral::Original,
                         region: true,
+                        keypoints: 0,
                     });
                 }
             }
@@ -330,6 +421,7 @@ impl HashIndexes {
                     distance: 0,
                     transform: Dihedral::Original,
                     region: false,
+                    keypoints: 0,
                 });
             }
         }
@@ -348,6 +440,7 @@ impl HashIndexes {
                     distance: 0,
                     transform: Dihedral::Original,
                     region: false,
+                    keypoints: 0,
                 });
             }
         }
@@ -380,6 +473,14 @@ impl HashIndexes {
             ("pdq_windows", self.pdq_windows.extend(bulk.pdq_windows)),
             ("phash", self.phash.extend(bulk.phash)),
             ("dhash", self.dhash.extend(bulk.dhash)),
+            (
+                "keypoints",
+                self.keypoints.extend(
+                    bulk.keypoints
+                        .iter()
+                        .filter_map(|(p, id)| Some((p.descriptor, keypoint_id(*id, p)?))),
+                ),
+            ),
         ] {
             if let Err(e) = result {
                 tracing::error!(algorithm = name, error = %e, "hashes not indexed");
@@ -409,6 +510,7 @@ impl QueryHashes {
             dhash_regions: h.pdq_regions.iter().filter_map(|r| r.dhash).collect(),
             md5: h.md5,
             sha256: h.sha256,
+            keypoints: h.query_keypoints.clone(),
             pdq: Vec::new(),
             pdq_regions: Vec::new(),
             pdq_trial_turns: Vec::new(),
@@ -477,6 +579,7 @@ impl QueryHashes {
             dhash_regions: Vec::new(),
             md5: hashes.md5,
             sha256: hashes.sha256,
+            keypoints: Vec::new(),
         }
     }
 }
@@ -504,6 +607,9 @@ pub struct MatchInfo {
     pub transform: Dihedral,
     /// A block match cancelled by an allow-bank match of the same picture.
     pub suppressed: bool,
+    /// For a match by keypoints (a crop no hash could follow), the upload points that agreed;
+    /// `distance` is then the points of 64 that did not. 0 for a hash match.
+    pub keypoints: u32,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -591,7 +697,11 @@ impl Matcher<'_> {
             let Some(bank) = by_name.get(entry.bank.as_str()) else {
                 continue;
             };
-            if c.distance > distance_limit(&c, tighten(bank.max_distance.get(c.algorithm))) {
+            // A keypoint match was held to its vote threshold; a bank's limits are Hamming
+            // distances of hashes and do not apply to it.
+            if c.keypoints == 0
+                && c.distance > distance_limit(&c, tighten(bank.max_distance.get(c.algorithm)))
+            {
                 continue;
             }
             let info = MatchInfo {
@@ -602,17 +712,22 @@ impl Matcher<'_> {
                 label: entry.label.clone(),
                 algorithm: c.algorithm,
                 distance: c.distance,
-                confidence: confidence::confidence_of(
-                    c.algorithm,
-                    if c.region {
-                        confidence::PdqKind::Region
-                    } else {
-                        confidence::PdqKind::Whole
-                    },
-                    c.distance,
-                ),
+                confidence: if c.keypoints > 0 {
+                    confidence::keypoints_confidence(c.distance)
+                } else {
+                    confidence::confidence_of(
+                        c.algorithm,
+                        if c.region {
+                            confidence::PdqKind::Region
+                        } else {
+                            confidence::PdqKind::Whole
+                        },
+                        c.distance,
+                    )
+                },
                 transform: c.transform,
                 suppressed: false,
+                keypoints: c.keypoints,
             };
             let better = best.get(&c.id).is_none_or(|old| {
                 (
@@ -669,6 +784,7 @@ mod tests {
             distance: 8,
             transform,
             region: false,
+            keypoints: 0,
         };
         let limit = |a, t| distance_limit(&candidate(a, t), 8);
         assert_eq!(limit(Algorithm::Dhash, Dihedral::Original), 8);
@@ -726,5 +842,67 @@ mod tests {
             assert_eq!(pair[1], (Dihedral::FlipHorizontal, all[mirror].hash));
         }
         assert!(notes.is_empty(), "{notes:?}");
+    }
+
+    fn fixture(name: &str) -> image::RgbImage {
+        image::open(format!(
+            "{}/tests/fixtures/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .expect("fixture")
+        .to_rgb8()
+    }
+
+    fn png(img: &image::RgbImage) -> Vec<u8> {
+        let mut out = Vec::new();
+        image::DynamicImage::ImageRgb8(img.clone())
+            .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+            .expect("encode");
+        out
+    }
+
+    #[test]
+    fn an_off_centre_crop_meets_its_entry_by_keypoints_only_when_they_are_on() {
+        let bridge = fixture("bridge.jpg");
+        let banked = HasherBuilder::new()
+            .dihedral(true)
+            .windows(true)
+            .build()
+            .hash_bytes(&png(&bridge))
+            .expect("hash");
+        let hashes = entry_hashes(&banked);
+        assert!(hashes.keypoints.as_slice().len() >= keypoints::MIN_KEYPOINTS);
+        let indexes = HashIndexes::new();
+        indexes.insert(7, &hashes);
+        // `vigie eval`'s crop_25pc_offcentre: a quarter off the right, a fifth off the top.
+        let (w, h) = bridge.dimensions();
+        let crop = image::imageops::crop_imm(&bridge, 0, h / 5, w * 3 / 4, h * 3 / 4).to_image();
+        let screen = |img: &image::RgbImage, keypoints: bool| {
+            let hashes = HasherBuilder::new()
+                .dihedral(true)
+                .regions(true)
+                .keypoints(keypoints)
+                .build()
+                .hash_bytes(&png(img))
+                .expect("hash");
+            let q = QueryHashes::from_image(&hashes, &mut Vec::new());
+            indexes.candidates(&q, |a| Some(if a == Algorithm::Pdq { 31 } else { 8 }))
+        };
+        // No hash follows this crop: without keypoints nothing is found.
+        assert!(screen(&crop, false).is_empty());
+        let found = screen(&crop, true);
+        let by_points: Vec<&Candidate> = found.iter().filter(|c| c.keypoints > 0).collect();
+        assert_eq!(by_points.len(), 1, "{found:?}");
+        assert_eq!(by_points[0].id, 7);
+        assert!(by_points[0].keypoints >= keypoints::MIN_VOTES);
+        assert_eq!(
+            by_points[0].distance,
+            keypoints::votes_distance(by_points[0].keypoints)
+        );
+        // Another photo gathers no keypoint match.
+        assert!(screen(&fixture("wine.jpg"), true).is_empty());
+        // Removing the entry takes its keypoints out of the index.
+        indexes.remove(7, &hashes);
+        assert!(screen(&crop, true).is_empty());
     }
 }

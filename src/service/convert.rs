@@ -77,7 +77,11 @@ pub fn to_proto_match(m: &MatchInfo) -> proto::Match {
         entry_id: m.entry_id,
         external_id: m.external_id.clone(),
         label: m.label.clone(),
-        algorithm: m.algorithm.name().into(),
+        algorithm: if m.keypoints > 0 {
+            "keypoints".into()
+        } else {
+            m.algorithm.name().into()
+        },
         distance: m.distance,
         confidence: m.confidence,
         transform: if m.transform == Dihedral::Original {
@@ -87,6 +91,7 @@ pub fn to_proto_match(m: &MatchInfo) -> proto::Match {
         },
         bank_kind: m.bank_kind.to_string(),
         suppressed: m.suppressed,
+        keypoints: m.keypoints,
     }
 }
 

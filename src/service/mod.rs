@@ -43,6 +43,10 @@ pub struct ServiceLimits {
     pub queue_wait: Duration,
     /// JPEG decoding scale for hashing (see `HasherBuilder::decode_min_side`); `None` = full size.
     pub decode_min_side: Option<u32>,
+    /// Screens also match uploads by keypoints (`hashing::keypoints`). Off by default: it takes
+    /// `vigie eval` recall from 85.0% to 94.7% at zero false matches, but costs about 3 ms a
+    /// screen (`vigie bench service`: 325-356 screens/s without, 256 with).
+    pub keypoints: bool,
 }
 
 impl Default for ServiceLimits {
@@ -63,6 +67,7 @@ impl Default for ServiceLimits {
             // p99 35 ms with 10 ms here, 57 ms with 25 ms.
             queue_wait: Duration::from_millis(10),
             decode_min_side: Some(crate::hashing::DEFAULT_DECODE_MIN_SIDE),
+            keypoints: false,
         }
     }
 }

@@ -168,6 +168,7 @@ pub async fn start(config: ServerConfig, store: Arc<Store>) -> Result<RunningSer
     let hasher = HasherBuilder::new()
         .dihedral(true)
         .regions(true)
+        .keypoints(config.limits.keypoints)
         .decode_min_side(config.limits.decode_min_side)
         .limits(crate::hashing::DecodeLimits {
             max_encoded_bytes: config.limits.max_image_bytes,

@@ -103,6 +103,8 @@ pub const ENTRY_RECORD_V1: u8 = 1;
 const MASK_DISABLED: u8 = 0x80;
 /// Bit 5 of the mask byte: crop-window PDQs follow the hashes (schema 3).
 const MASK_WINDOWS: u8 = 0x20;
+/// Bit 6 of the mask byte: keypoints follow the windows (schema 4).
+const MASK_KEYPOINTS: u8 = 0x40;
 
 /// The fields of an entry that live in its record (the id is the key; the bank name is resolved
 /// from `bank`).
@@ -131,6 +133,8 @@ pub struct EntryRecord {
 //            first, BE (i.e. the bytes of its hex text)
 //   windows  only when mask bit 5 (schema 3): u8 count (1..=MAX_WINDOWS), then that many PDQs
 //            as above
+//   keypoints only when mask bit 6 (schema 4): u8 count (1..=MAX_KEYPOINTS), then per point
+//            x u8, y u8, descriptor u64 BE
 //   strings  external_id, label, source, note, added_by: each u32 BE length ++ UTF-8
 //   [..+8]   added_at, i64 µs BE
 
@@ -149,6 +153,10 @@ pub fn encode_entry(record: &EntryRecord) -> Vec<u8> {
     if !windows.is_empty() {
         mask |= MASK_WINDOWS;
     }
+    let keypoints = record.hashes.keypoints.as_slice();
+    if !keypoints.is_empty() {
+        mask |= MASK_KEYPOINTS;
+    }
     out.push(mask);
     if let Some(t) = record.disabled_until {
         out.extend_from_slice(&t.0.to_be_bytes());
@@ -164,6 +172,15 @@ pub fn encode_entry(record: &EntryRecord) -> Vec<u8> {
         out.push(windows.len() as u8);
         for w in &windows {
             put_words(&mut out, &w.0);
+        }
+    }
+    if !keypoints.is_empty() {
+        // At most MAX_KEYPOINTS (64) by construction of EntryKeypoints.
+        out.push(keypoints.len() as u8);
+        for p in keypoints {
+            out.push(p.x);
+            out.push(p.y);
+            put_words(&mut out, &p.descriptor.0);
         }
     }
     for s in [
@@ -246,11 +263,6 @@ fn decode_head(reader: &mut Reader<'_>) -> Result<EntryHead, StoreError> {
     }
     let bank = reader.u32()?;
     let mask = reader.u8()?;
-    if mask & 0x40 != 0 {
-        return Err(StoreError::Corrupt(format!(
-            "entry mask {mask:#x} has unknown bits"
-        )));
-    }
     let disabled_until = if mask & MASK_DISABLED != 0 {
         Some(Timestamp(reader.i64()?))
     } else {
@@ -279,6 +291,24 @@ fn decode_head(reader: &mut Reader<'_>) -> Result<EntryHead, StoreError> {
         for slot in hashes.pdq_windows.iter_mut().take(count) {
             *slot = Some(reader.words()?);
         }
+    }
+    if mask & MASK_KEYPOINTS != 0 {
+        let count = usize::from(reader.u8()?);
+        if count == 0 || count > super::model::MAX_KEYPOINTS {
+            return Err(StoreError::Corrupt(format!(
+                "{count} keypoints in an entry"
+            )));
+        }
+        let mut points = [super::model::Keypoint::default(); super::model::MAX_KEYPOINTS];
+        for p in points.iter_mut().take(count) {
+            let at = reader.take(2)?;
+            *p = super::model::Keypoint {
+                x: at[0],
+                y: at[1],
+                descriptor: reader.words()?,
+            };
+        }
+        hashes.keypoints = super::model::EntryKeypoints::new(points.into_iter().take(count));
     }
     Ok(EntryHead {
         bank,
@@ -372,6 +402,49 @@ mod tests {
         let mut other = bytes.clone();
         other[0] = 9;
         assert!(matches!(decode_entry(&other), Err(StoreError::Corrupt(_))));
+    }
+
+    #[test]
+    fn keypoints_round_trip_behind_mask_bit_6() {
+        use crate::store::model::{EntryKeypoints, Keypoint, MAX_KEYPOINTS};
+        let mut r = record();
+        let point = |i: u64| Keypoint {
+            x: i as u8,
+            y: (i * 3) as u8,
+            descriptor: crate::bits::Bits([i.wrapping_mul(0x9E37_79B9_7F4A_7C15)]),
+        };
+        r.hashes.keypoints = EntryKeypoints::new((0..MAX_KEYPOINTS as u64).map(point));
+        r.hashes.set_windows([crate::bits::Bits([1, 2, 3, 4])]);
+        let bytes = encode_entry(&r);
+        assert_eq!(bytes[5] & MASK_KEYPOINTS, MASK_KEYPOINTS);
+        let back = decode_entry(&bytes).unwrap();
+        assert_eq!(back, r);
+        assert_eq!(back.hashes.keypoints.as_slice().len(), MAX_KEYPOINTS);
+        assert_eq!(decode_entry_head(&bytes).unwrap().hashes, r.hashes);
+        // Without keypoints the bit stays clear (records of schema 3 and before read unchanged).
+        let plain = encode_entry(&record());
+        assert_eq!(plain[5] & MASK_KEYPOINTS, 0);
+        assert!(decode_entry(&plain).unwrap().hashes.keypoints.is_empty());
+        // A count of 0 or over the maximum is corruption, and so is every truncation.
+        let count_at = bytes.len()
+            - MAX_KEYPOINTS * 10
+            - 1
+            - r.external_id.len()
+            - r.label.len()
+            - r.source.len()
+            - r.note.len()
+            - r.added_by.len()
+            - 5 * 4
+            - 8;
+        assert_eq!(usize::from(bytes[count_at]), MAX_KEYPOINTS);
+        for bad in [0u8, MAX_KEYPOINTS as u8 + 1] {
+            let mut b = bytes.clone();
+            b[count_at] = bad;
+            assert!(matches!(decode_entry(&b), Err(StoreError::Corrupt(_))));
+        }
+        for cut in 0..bytes.len() {
+            assert!(decode_entry(&bytes[..cut]).is_err());
+        }
     }
 
     #[test]

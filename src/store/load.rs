@@ -1,7 +1,7 @@
 //! The start-up load: every active entry's hashes into an in-memory index, streamed in id order
 //! from the store without materialising entries.
 
-use super::model::{EntryId, HashValue, Md5, Sha256, Timestamp};
+use super::model::{EntryId, HashValue, Keypoint, Md5, Sha256, Timestamp};
 use super::{Store, StoreError};
 use crate::bits::{Hash64, Hash256};
 
@@ -10,6 +10,8 @@ pub trait HashSink {
     fn insert(&mut self, id: EntryId, hash: HashValue);
     /// A crop-window PDQ of the entry (kept apart from its PDQ); ignored unless the sink wants it.
     fn insert_window(&mut self, _id: EntryId, _hash: Hash256) {}
+    /// A keypoint of the entry; ignored unless the sink wants it.
+    fn insert_keypoint(&mut self, _id: EntryId, _point: Keypoint) {}
     /// Hashes held.
     fn len(&self) -> u64;
     fn is_empty(&self) -> bool {
@@ -42,6 +44,10 @@ pub fn load_into(
             sink.insert_window(id, w);
             hashes += 1;
         }
+        for p in entry_hashes.keypoints.as_slice() {
+            sink.insert_keypoint(id, *p);
+            hashes += 1;
+        }
         Ok(())
     })?;
     Ok(LoadStats { entries, hashes })
@@ -62,6 +68,8 @@ pub struct BulkLoad {
     pub sha256: Vec<(Sha256, EntryId)>,
     /// Crop-window PDQs (their own index: see `matcher::HashIndexes`).
     pub pdq_windows: Vec<(Hash256, EntryId)>,
+    /// Keypoints (their own index, keyed by entry and position).
+    pub keypoints: Vec<(Keypoint, EntryId)>,
 }
 
 impl HashSink for BulkLoad {
@@ -79,13 +87,18 @@ impl HashSink for BulkLoad {
         self.pdq_windows.push((hash, id));
     }
 
+    fn insert_keypoint(&mut self, id: EntryId, point: Keypoint) {
+        self.keypoints.push((point, id));
+    }
+
     fn len(&self) -> u64 {
         (self.pdq.len()
             + self.phash.len()
             + self.dhash.len()
             + self.md5.len()
             + self.sha256.len()
-            + self.pdq_windows.len()) as u64
+            + self.pdq_windows.len()
+            + self.keypoints.len()) as u64
     }
 }
 

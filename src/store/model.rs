@@ -78,6 +78,46 @@ impl HashValue {
 /// the banked picture's trimmed and framed boxes.
 pub const MAX_WINDOWS: usize = 8;
 
+pub use crate::hashing::keypoints::{Keypoint, MAX_KEYPOINTS};
+
+/// The corner points (with patch descriptors) of a picture banked as an image, at most
+/// [`MAX_KEYPOINTS`]: see `hashing::keypoints`. Held inline so that [`EntryHashes`] stays `Copy`
+/// and the start-up load allocates nothing per entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryKeypoints {
+    len: u8,
+    points: [Keypoint; MAX_KEYPOINTS],
+}
+
+impl Default for EntryKeypoints {
+    fn default() -> Self {
+        Self {
+            len: 0,
+            points: [Keypoint::default(); MAX_KEYPOINTS],
+        }
+    }
+}
+
+impl EntryKeypoints {
+    /// The first [`MAX_KEYPOINTS`] of `points`.
+    pub fn new(points: impl IntoIterator<Item = Keypoint>) -> Self {
+        let mut out = Self::default();
+        for (slot, p) in out.points.iter_mut().zip(points) {
+            *slot = p;
+            out.len += 1;
+        }
+        out
+    }
+
+    pub fn as_slice(&self) -> &[Keypoint] {
+        &self.points[..usize::from(self.len)]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 /// The hashes of one entry: any subset of the algorithms, at most one of each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct EntryHashes {
@@ -92,6 +132,9 @@ pub struct EntryHashes {
     /// as an image; not part of [`EntryHashes::iter`], of exports or of API answers (they are
     /// vigie's own derived data, not a hash another platform shares).
     pub pdq_windows: [Option<Hash256>; MAX_WINDOWS],
+    /// Corner points of the banked picture, for crops no window covers (`hashing::keypoints`).
+    /// Like the windows: made by vigie from pixels, never exported or returned.
+    pub keypoints: EntryKeypoints,
 }
 
 impl EntryHashes {

@@ -9,18 +9,24 @@
 //! - 3: an entry record may carry crop-window PDQs (mask bit 5, see `keys.rs`). Records of
 //!   version 2 read as they are; the bump makes a build that cannot read the new bit refuse the
 //!   store as too new instead of reporting its entries corrupt.
+//! - 4: an entry record may carry keypoints (mask bit 6, see `keys.rs`); version 3 records read as
+//!   they are, and the bump makes an older build refuse the store rather than the records.
 
 use super::StoreError;
 use super::backend::{Backend, WriteOp};
 use super::keys::{self, Cf};
 
 /// The schema this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// A migration from version `from` to `from + 1`: the ops to write with the version bump.
 type Migration = fn(&dyn Backend) -> Result<Vec<WriteOp>, StoreError>;
 
-const MIGRATIONS: &[(u32, Migration)] = &[(1, migrate_1_to_2), (2, migrate_2_to_3)];
+const MIGRATIONS: &[(u32, Migration)] = &[
+    (1, migrate_1_to_2),
+    (2, migrate_2_to_3),
+    (3, migrate_3_to_4),
+];
 
 fn version_op(version: u32) -> WriteOp {
     WriteOp::Put(
@@ -102,5 +108,10 @@ fn migrate_1_to_2(backend: &dyn Backend) -> Result<Vec<WriteOp>, StoreError> {
 
 /// Nothing to rewrite: version 2 records are valid version 3 records.
 fn migrate_2_to_3(_backend: &dyn Backend) -> Result<Vec<WriteOp>, StoreError> {
+    Ok(Vec::new())
+}
+
+/// Nothing to rewrite: version 3 records are valid version 4 records.
+fn migrate_3_to_4(_backend: &dyn Backend) -> Result<Vec<WriteOp>, StoreError> {
     Ok(Vec::new())
 }

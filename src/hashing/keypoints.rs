@@ -1,0 +1,605 @@
+//! Local features: corner points of a picture, each with a 64-bit hash of the patch around it, so
+//! that a crop of a banked picture (off-centre, off one side, then scaled) still meets its entry
+//! when no global hash and no banked window can.
+//!
+//! Why: a global hash (PDQ, pHash, dHash) summarises the whole frame, so a crop that moves the
+//! frame's edges by 2% of a side already moves PDQ by 30 bits, and the banked centred windows only
+//! cover crops that keep the picture centred. The content that survives a crop is the same,
+//! though: the corners of the objects in it, at the same spacing from each other. This is the
+//! classic local-feature scheme (Harris and Stephens, "A combined corner and edge detector",
+//! Alvey Vision Conference 1988, for the points; a binary patch descriptor in the spirit of BRIEF,
+//! Calonder et al., ECCV 2010; a match confirmed by many points agreeing on one displacement,
+//! i.e. Hough voting as in Lowe, IJCV 2004, section 7), kept as small and cheap as the screen's
+//! budget allows:
+//!
+//! - **Scale**: the picture is resampled so that its longer side is [`BANK_LONG_SIDE`] pixels. A
+//!   crop keeping a fraction `c` of the longer side shows the banked content `1/c` larger at that
+//!   size, so an upload is also described at `c` in [`QUERY_SCALES`] (points found once, at 1,
+//!   and described again on the picture resampled by `c`): each trial meets crops within about
+//!   6% of its `c`.
+//! - **Points**: Harris corners of the lightly blurred picture (3x3 box), structure tensor summed
+//!   over 5x5, local maxima over 7x7, the [`MAX_KEYPOINTS`] strongest far enough from the edge
+//!   for a whole patch.
+//! - **Descriptor**: the [`PATCH`]-pixel square around the point as 8x8 cells of 3x3 pixels; bit
+//!   `k` is set when cell `k` is brighter than the median cell (so half the bits are set, and
+//!   brightness and contrast changes do not move it). No orientation: uploads turned 90 or 180
+//!   degrees are caught by the global hashes, and a few degrees of tilt move a 3-pixel cell
+//!   grid little.
+//!
+//! Matching (in `crate::matcher`): each upload descriptor finds banked descriptors within
+//! [`DESCRIPTOR_RADIUS`] bits; the pairs of one entry vote for the displacement between the two
+//! points, and a match needs [`MIN_VOTES`] distinct upload points agreeing on one displacement
+//! within [`VOTE_TOLERANCE`] pixels. Measured on `vigie eval` (README): unrelated pictures reach at
+//! most 10 votes, true crops a median of 26 to 45.
+
+use super::pdq::LumaPlane;
+use super::regions::{self, Rect};
+use crate::bits::{Bits, Hash64};
+
+/// The longer side, in pixels, a picture is resampled to before its points are found. Positions
+/// are stored as `u8`, so this must stay at most 256.
+pub const BANK_LONG_SIDE: usize = 192;
+const _: () = assert!(BANK_LONG_SIDE <= 256);
+
+/// The fractions of the longer side a crop is assumed to have kept: the upload is described at
+/// each (see the module documentation).
+pub const QUERY_SCALES: [f32; 3] = [1.0, 0.88, 0.77];
+
+/// At most this many points a picture.
+pub const MAX_KEYPOINTS: usize = 64;
+
+/// Fewer points than this and the picture is too featureless to be matched by its points.
+pub const MIN_KEYPOINTS: usize = 16;
+
+/// Side of the square patch a descriptor summarises.
+pub const PATCH: usize = 24;
+const CELL: usize = PATCH / 8;
+/// A point must be this far from every edge for its whole patch to fit.
+const MARGIN: usize = PATCH / 2 + 1;
+const NMS_RADIUS: usize = 3;
+/// Harris's sensitivity constant (the value of his paper and of most implementations).
+const HARRIS_K: f32 = 0.04;
+
+/// Two descriptors of the same patch are within this many bits (of 64).
+pub const DESCRIPTOR_RADIUS: u32 = 8;
+/// Points of one entry must agree on their displacement within this many pixels (at
+/// [`BANK_LONG_SIDE`] scale).
+pub const VOTE_TOLERANCE: i32 = 2;
+/// Distinct upload points agreeing on one displacement that make a match.
+pub const MIN_VOTES: u32 = 12;
+/// The agreeing upload points must spread over at least this fraction of the upload's width and
+/// of its height. A crop of a banked picture agrees all over; two different pictures that share
+/// one object (a mascot, a logo, a watermark) agree only where that object is: on `vigie eval`
+/// the corpus's Tux drawings matched each other by 20 to 29 points without this.
+pub const MIN_SPREAD: f32 = 0.6;
+
+/// One point: its position on the resampled picture and the hash of the patch around it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Keypoint {
+    pub x: u8,
+    pub y: u8,
+    pub descriptor: Hash64,
+}
+
+/// The upload's points described at one trial scale.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScaledKeypoints {
+    /// The fraction of the banked picture's longer side this trial assumes the upload kept.
+    pub scale: f32,
+    /// Size of the resampled upload the positions are in.
+    pub width: u16,
+    pub height: u16,
+    pub points: Vec<Keypoint>,
+}
+
+/// One descriptor pair found between an upload point and a banked point: the upload point's index
+/// and the displacement from it to the banked point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PointPair {
+    pub query: u16,
+    pub dx: i16,
+    pub dy: i16,
+}
+
+impl PointPair {
+    pub fn new(query_index: usize, query: &Keypoint, bank: &Keypoint) -> Self {
+        Self {
+            // At most MAX_KEYPOINTS upload points, so the index fits.
+            query: u16::try_from(query_index).unwrap_or(u16::MAX),
+            dx: i16::from(bank.x) - i16::from(query.x),
+            dy: i16::from(bank.y) - i16::from(query.y),
+        }
+    }
+}
+
+/// The most distinct upload points whose pairs agree on one displacement, within
+/// [`VOTE_TOLERANCE`] pixels on both axes of one of the pairs' own displacements (the Hough
+/// vote), counting only displacements whose points spread over [`MIN_SPREAD`] of the upload.
+/// Quadratic in the pairs of one entry, which are a few hundred at most.
+pub fn agreeing_points(pairs: &[PointPair], upload: &ScaledKeypoints) -> u32 {
+    let tolerance = VOTE_TOLERANCE as i16;
+    let mut best = 0u32;
+    let mut seen: Vec<u16> = Vec::new();
+    let min_w = MIN_SPREAD * f32::from(upload.width);
+    let min_h = MIN_SPREAD * f32::from(upload.height);
+    let spread = |seen: &[u16]| {
+        let (mut x0, mut y0, mut x1, mut y1) = (u8::MAX, u8::MAX, 0u8, 0u8);
+        for p in seen
+            .iter()
+            .filter_map(|&i| upload.points.get(usize::from(i)))
+        {
+            (x0, y0, x1, y1) = (x0.min(p.x), y0.min(p.y), x1.max(p.x), y1.max(p.y));
+        }
+        x1 >= x0 && f32::from(x1 - x0) >= min_w && f32::from(y1.saturating_sub(y0)) >= min_h
+    };
+    for anchor in pairs {
+        seen.clear();
+        seen.extend(
+            pairs
+                .iter()
+                .filter(|p| {
+                    (p.dx - anchor.dx).abs() <= tolerance && (p.dy - anchor.dy).abs() <= tolerance
+                })
+                .map(|p| p.query),
+        );
+        if seen.len() as u32 <= best {
+            continue;
+        }
+        seen.sort_unstable();
+        seen.dedup();
+        if seen.len() as u32 > best && spread(&seen) {
+            best = seen.len() as u32;
+        }
+    }
+    best
+}
+
+/// Votes of an upload for a banked picture, by brute force over every descriptor pair: the best
+/// of its trial scales. (The matcher finds the pairs through its index; `vigie eval` uses this to
+/// measure every pair of pictures.)
+pub fn votes(bank: &[Keypoint], query: &[ScaledKeypoints]) -> u32 {
+    let mut pairs = Vec::new();
+    let mut best = 0;
+    for scaled in query {
+        pairs.clear();
+        for (qi, q) in scaled.points.iter().enumerate() {
+            for b in bank {
+                if q.descriptor.distance(&b.descriptor) <= DESCRIPTOR_RADIUS {
+                    pairs.push(PointPair::new(qi, q, b));
+                }
+            }
+        }
+        if pairs.len() as u32 > best {
+            best = best.max(agreeing_points(&pairs, scaled));
+        }
+    }
+    best
+}
+
+/// Votes as a distance, so that keypoint matches read a calibration table like the hashes do:
+/// the points out of [`MAX_KEYPOINTS`] that did not agree (0 is the best).
+pub fn votes_distance(votes: u32) -> u32 {
+    (MAX_KEYPOINTS as u32).saturating_sub(votes)
+}
+
+/// The points of a banked picture (empty when it has fewer than [`MIN_KEYPOINTS`]).
+pub fn bank_keypoints(plane: &LumaPlane) -> Vec<Keypoint> {
+    let Some(small) = resample_long_side(&reduced(plane), BANK_LONG_SIDE) else {
+        return Vec::new();
+    };
+    let blurred = box_blur(&small, 1);
+    let points: Vec<Keypoint> = corners(&blurred)
+        .into_iter()
+        .filter_map(|(x, y)| describe(&blurred, x, y))
+        .collect();
+    if points.len() < MIN_KEYPOINTS {
+        return Vec::new();
+    }
+    points
+}
+
+/// The points of an upload, described at every scale of [`QUERY_SCALES`] (empty when it has
+/// fewer than [`MIN_KEYPOINTS`]).
+pub fn query_keypoints(plane: &LumaPlane) -> Vec<ScaledKeypoints> {
+    // One pass over the full plane; every scale resamples the reduced copy.
+    let plane = &*reduced(plane);
+    let Some(small) = resample_long_side(plane, BANK_LONG_SIDE) else {
+        return Vec::new();
+    };
+    let blurred = box_blur(&small, 1);
+    let found = corners(&blurred);
+    if found.len() < MIN_KEYPOINTS {
+        return Vec::new();
+    }
+    let mut out = Vec::with_capacity(QUERY_SCALES.len());
+    for scale in QUERY_SCALES {
+        let (mut width, mut height) = (blurred.width, blurred.height);
+        let points: Vec<Keypoint> = if scale == 1.0 {
+            found
+                .iter()
+                .filter_map(|&(x, y)| describe(&blurred, x, y))
+                .collect()
+        } else {
+            let side = (BANK_LONG_SIDE as f32 * scale).round() as usize;
+            let Some(scaled) = resample_long_side(plane, side) else {
+                continue;
+            };
+            let scaled = box_blur(&scaled, 1);
+            (width, height) = (scaled.width, scaled.height);
+            found
+                .iter()
+                .filter_map(|&(x, y)| {
+                    // Pixel centres scale about the picture's origin.
+                    let sx = ((x as f32 + 0.5) * scale - 0.5).round();
+                    let sy = ((y as f32 + 0.5) * scale - 0.5).round();
+                    describe(&scaled, sx as usize, sy as usize)
+                })
+                .collect()
+        };
+        if points.len() >= MIN_KEYPOINTS {
+            out.push(ScaledKeypoints {
+                scale,
+                // At most BANK_LONG_SIDE (256) a side.
+                width: u16::try_from(width).unwrap_or(u16::MAX),
+                height: u16::try_from(height).unwrap_or(u16::MAX),
+                points,
+            });
+        }
+    }
+    out
+}
+
+/// The plane box-averaged by an integer factor to a longer side of at most twice
+/// [`BANK_LONG_SIDE`] (borrowed when it already is): what every resampling starts from, so a
+/// large picture is read once.
+fn reduced(plane: &LumaPlane) -> std::borrow::Cow<'_, LumaPlane> {
+    if plane.width.max(plane.height) > 2 * BANK_LONG_SIDE {
+        std::borrow::Cow::Owned(regions::shrink(
+            plane,
+            Rect::full(plane),
+            2 * BANK_LONG_SIDE,
+        ))
+    } else {
+        std::borrow::Cow::Borrowed(plane)
+    }
+}
+
+/// The plane resampled so that its longer side is `long` pixels: box-averaged by an integer factor
+/// down to at most twice that, then bilinear. `None` when the result would be too small to hold
+/// one patch.
+fn resample_long_side(plane: &LumaPlane, long: usize) -> Option<LumaPlane> {
+    let (pw, ph) = (plane.width, plane.height);
+    if pw == 0 || ph == 0 || long == 0 {
+        return None;
+    }
+    let scale = long as f32 / pw.max(ph) as f32;
+    let tw = ((pw as f32 * scale).round() as usize).max(1);
+    let th = ((ph as f32 * scale).round() as usize).max(1);
+    if tw <= 2 * MARGIN || th <= 2 * MARGIN {
+        return None;
+    }
+    let shrunk;
+    let src = if pw.max(ph) > 2 * long {
+        shrunk = regions::shrink(plane, Rect::full(plane), 2 * long);
+        &shrunk
+    } else {
+        plane
+    };
+    let (fx, fy) = (src.width as f32 / tw as f32, src.height as f32 / th as f32);
+    let mut data = Vec::with_capacity(tw * th);
+    for y in 0..th {
+        let sy = (y as f32 + 0.5) * fy - 0.5;
+        for x in 0..tw {
+            let sx = (x as f32 + 0.5) * fx - 0.5;
+            data.push(regions::bilinear(src, sx, sy));
+        }
+    }
+    Some(LumaPlane::new(tw, th, data))
+}
+
+/// Mean over the `(2r+1)^2` box around each pixel (fewer pixels at the edges), separable with
+/// running sums.
+fn box_blur(plane: &LumaPlane, r: usize) -> LumaPlane {
+    let (w, h) = (plane.width, plane.height);
+    let mut rows = vec![0f32; w * h];
+    for y in 0..h {
+        let src = &plane.data[y * w..(y + 1) * w];
+        let dst = &mut rows[y * w..(y + 1) * w];
+        let mut sum: f32 = src[..(r + 1).min(w)].iter().sum();
+        for x in 0..w {
+            let lo = x.saturating_sub(r);
+            let hi = (x + r).min(w - 1);
+            dst[x] = sum / (hi - lo + 1) as f32;
+            if x + r + 1 < w {
+                sum += src[x + r + 1];
+            }
+            if x >= r {
+                sum -= src[x - r];
+            }
+        }
+    }
+    let mut out = vec![0f32; w * h];
+    let mut acc = vec![0f32; w];
+    for row in rows.chunks(w).take(r + 1) {
+        for (a, v) in acc.iter_mut().zip(row) {
+            *a += v;
+        }
+    }
+    for y in 0..h {
+        let lo = y.saturating_sub(r);
+        let hi = (y + r).min(h - 1);
+        let n = (hi - lo + 1) as f32;
+        for (o, a) in out[y * w..(y + 1) * w].iter_mut().zip(&acc) {
+            *o = a / n;
+        }
+        if y + r + 1 < h {
+            let add = &rows[(y + r + 1) * w..(y + r + 2) * w];
+            for (a, v) in acc.iter_mut().zip(add) {
+                *a += v;
+            }
+        }
+        if y >= r {
+            let sub = &rows[(y - r) * w..(y - r + 1) * w];
+            for (a, v) in acc.iter_mut().zip(sub) {
+                *a -= v;
+            }
+        }
+    }
+    LumaPlane::new(w, h, out)
+}
+
+/// Harris corners of a (blurred) plane: the strongest local maxima of the corner response, at most
+/// [`MAX_KEYPOINTS`], each at least [`MARGIN`] from every edge.
+fn corners(b: &LumaPlane) -> Vec<(usize, usize)> {
+    let (w, h) = (b.width, b.height);
+    if w <= 2 * MARGIN || h <= 2 * MARGIN {
+        return Vec::new();
+    }
+    let mut xx = vec![0f32; w * h];
+    let mut yy = vec![0f32; w * h];
+    let mut xy = vec![0f32; w * h];
+    for y in 1..h - 1 {
+        for x in 1..w - 1 {
+            let i = y * w + x;
+            let ix = b.data[i + 1] - b.data[i - 1];
+            let iy = b.data[i + w] - b.data[i - w];
+            xx[i] = ix * ix;
+            yy[i] = iy * iy;
+            xy[i] = ix * iy;
+        }
+    }
+    let sxx = box_blur(&LumaPlane::new(w, h, xx), 2).data;
+    let syy = box_blur(&LumaPlane::new(w, h, yy), 2).data;
+    let sxy = box_blur(&LumaPlane::new(w, h, xy), 2).data;
+    let response: Vec<f32> = sxx
+        .iter()
+        .zip(&syy)
+        .zip(&sxy)
+        .map(|((a, c), b)| a * c - b * b - HARRIS_K * (a + c) * (a + c))
+        .collect();
+    let peaks = max_filter(&response, w, h, NMS_RADIUS);
+    let mut found: Vec<(f32, usize, usize)> = Vec::new();
+    for y in MARGIN..h - MARGIN {
+        for x in MARGIN..w - MARGIN {
+            let r = response[y * w + x];
+            if r > 0.0 && r >= peaks[y * w + x] {
+                found.push((r, x, y));
+            }
+        }
+    }
+    // Strongest first; ties by position so the order never depends on the sort.
+    found.sort_by(|a, b| b.0.total_cmp(&a.0).then((a.2, a.1).cmp(&(b.2, b.1))));
+    found.truncate(MAX_KEYPOINTS);
+    found.into_iter().map(|(_, x, y)| (x, y)).collect()
+}
+
+/// The maximum over the `(2r+1)^2` box around each pixel, separable.
+fn max_filter(data: &[f32], w: usize, h: usize, r: usize) -> Vec<f32> {
+    let mut rows = vec![f32::MIN; w * h];
+    for y in 0..h {
+        for x in 0..w {
+            let (lo, hi) = (x.saturating_sub(r), (x + r).min(w - 1));
+            rows[y * w + x] = data[y * w + lo..=y * w + hi]
+                .iter()
+                .copied()
+                .fold(f32::MIN, f32::max);
+        }
+    }
+    let mut out = vec![f32::MIN; w * h];
+    for y in 0..h {
+        let (lo, hi) = (y.saturating_sub(r), (y + r).min(h - 1));
+        for x in 0..w {
+            out[y * w + x] = (lo..=hi)
+                .map(|yy| rows[yy * w + x])
+                .fold(f32::MIN, f32::max);
+        }
+    }
+    out
+}
+
+/// The descriptor of the patch centred on `(x, y)`, or `None` when the patch does not fit.
+fn describe(b: &LumaPlane, x: usize, y: usize) -> Option<Keypoint> {
+    let half = PATCH / 2;
+    if x < half || y < half || x + half > b.width || y + half > b.height {
+        return None;
+    }
+    let (x0, y0) = (x - half, y - half);
+    let mut cells = [0f32; 64];
+    for (k, cell) in cells.iter_mut().enumerate() {
+        let (cx, cy) = (x0 + (k % 8) * CELL, y0 + (k / 8) * CELL);
+        let mut sum = 0.0;
+        for row in b.data[cy * b.width..].chunks(b.width).take(CELL) {
+            sum += row[cx..cx + CELL].iter().sum::<f32>();
+        }
+        *cell = sum;
+    }
+    let mut sorted = cells;
+    sorted.sort_by(f32::total_cmp);
+    let median = (sorted[31] + sorted[32]) / 2.0;
+    let mut bits = 0u64;
+    for (k, v) in cells.iter().enumerate() {
+        if *v > median {
+            bits |= 1 << k;
+        }
+    }
+    Some(Keypoint {
+        x: u8::try_from(x).ok()?,
+        y: u8::try_from(y).ok()?,
+        descriptor: Bits([bits]),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Blobs of different sizes and brightness on a gradient: plenty of corners.
+    fn scene(w: usize, h: usize) -> LumaPlane {
+        let mut data = vec![0f32; w * h];
+        for y in 0..h {
+            for x in 0..w {
+                let mut v = (x * 60 / w + y * 40 / h) as f32;
+                for k in 0..40usize {
+                    let (bx, by) = ((k * 97 % w), (k * 61 % h));
+                    let s = 6 + k % 17;
+                    if x >= bx && x < bx + s && y >= by && y < by + s * 2 / 3 {
+                        v += (40 + (k * 53) % 170) as f32;
+                    }
+                }
+                data[y * w + x] = v.min(255.0);
+            }
+        }
+        LumaPlane::new(w, h, data)
+    }
+
+    fn crop(plane: &LumaPlane, r: Rect) -> LumaPlane {
+        regions::crop_plane(plane, r)
+    }
+
+    fn votes_at(bank: &[Keypoint], scaled: &ScaledKeypoints) -> u32 {
+        votes(bank, std::slice::from_ref(scaled))
+    }
+
+    #[test]
+    fn votes_count_distinct_upload_points_on_one_displacement() {
+        let pair = |query, dx, dy| PointPair { query, dx, dy };
+        // Points 0..5 at the corners and centre of a 100x100 upload.
+        let at = |x, y| Keypoint {
+            x,
+            y,
+            descriptor: Bits([0]),
+        };
+        let upload = ScaledKeypoints {
+            scale: 1.0,
+            width: 100,
+            height: 100,
+            points: vec![at(5, 5), at(95, 5), at(5, 95), at(95, 95), at(50, 50)],
+        };
+        // Four points agree on (10, 5) within 2 pixels; point 1 is paired twice; one stray pair.
+        let pairs = [
+            pair(0, 10, 5),
+            pair(1, 11, 6),
+            pair(1, 9, 4),
+            pair(2, 12, 5),
+            pair(3, 10, 3),
+            pair(4, -40, 7),
+        ];
+        assert_eq!(agreeing_points(&pairs, &upload), 4);
+        assert_eq!(agreeing_points(&[], &upload), 0);
+        // One point, or points along one edge, do not spread over the upload.
+        assert_eq!(agreeing_points(&pairs[5..], &upload), 0);
+        assert_eq!(agreeing_points(&[pair(0, 0, 0), pair(1, 0, 0)], &upload), 0);
+        // Three pixels off is another displacement.
+        assert_eq!(
+            agreeing_points(&[pair(0, 0, 0), pair(3, 3, 0), pair(4, 0, 0)], &upload),
+            0
+        );
+        assert_eq!(agreeing_points(&[pair(0, 0, 0), pair(3, 0, 0)], &upload), 2);
+        assert_eq!(votes_distance(12), 52);
+        assert_eq!(votes_distance(100), 0);
+    }
+
+    #[test]
+    fn an_off_centre_crop_meets_its_picture_at_the_right_scale() {
+        let picture = scene(640, 480);
+        let bank = bank_keypoints(&picture);
+        assert!(bank.len() >= MIN_KEYPOINTS, "{} points", bank.len());
+        // 75% of each side, off the top-left: the upload shows the content 1/0.75 larger.
+        let cropped = crop(
+            &picture,
+            Rect {
+                x: 160,
+                y: 24,
+                width: 480,
+                height: 360,
+            },
+        );
+        let query = query_keypoints(&cropped);
+        let by_scale: Vec<(f32, u32)> = query
+            .iter()
+            .map(|s| (s.scale, votes_at(&bank, s)))
+            .collect();
+        let best = by_scale.iter().max_by_key(|(_, v)| *v).copied();
+        let Some((scale, v)) = best else {
+            panic!("no query points")
+        };
+        assert!(v >= MIN_VOTES, "votes by scale {by_scale:?}");
+        assert_eq!(scale, 0.77, "votes by scale {by_scale:?}");
+    }
+
+    #[test]
+    fn an_unrelated_picture_does_not_gather_votes() {
+        let bank = bank_keypoints(&scene(640, 480));
+        // Another arrangement of blobs: the same kind of corners, other places.
+        let other = {
+            let base = scene(480, 640);
+            LumaPlane::new(480, 640, base.data.iter().rev().copied().collect())
+        };
+        for s in query_keypoints(&other) {
+            let v = votes_at(&bank, &s);
+            assert!(v < MIN_VOTES, "scale {}: {v} votes", s.scale);
+        }
+    }
+
+    #[test]
+    fn flat_and_tiny_pictures_have_no_points_and_never_panic() {
+        let flat = LumaPlane::new(300, 200, vec![128.0; 300 * 200]);
+        assert!(bank_keypoints(&flat).is_empty());
+        assert!(query_keypoints(&flat).is_empty());
+        for (w, h) in [(0, 0), (1, 1), (1, 500), (500, 1), (27, 27), (2000, 30)] {
+            let p = LumaPlane::new(w, h, vec![7.0; w * h]);
+            assert!(bank_keypoints(&p).is_empty());
+            assert!(query_keypoints(&p).is_empty());
+        }
+    }
+
+    #[test]
+    fn positions_fit_the_resampled_picture_and_descriptors_are_balanced() {
+        for s in query_keypoints(&scene(1000, 300)) {
+            let side = (BANK_LONG_SIDE as f32 * s.scale).round() as usize;
+            for p in &s.points {
+                assert!(usize::from(p.x) < side);
+                assert!(usize::from(p.y) < side);
+                // Cells above the median: 32, fewer only when cells tie at the median.
+                assert!(p.descriptor.count_ones() <= 32);
+            }
+        }
+    }
+
+    #[test]
+    fn box_blur_averages_and_keeps_flat_planes_flat() {
+        let flat = LumaPlane::new(9, 7, vec![5.0; 63]);
+        assert!(
+            box_blur(&flat, 2)
+                .data
+                .iter()
+                .all(|v| (v - 5.0).abs() < 1e-4)
+        );
+        let mut d = vec![0f32; 25];
+        d[12] = 9.0;
+        let b = box_blur(&LumaPlane::new(5, 5, d), 1);
+        assert!((b.data[12] - 1.0).abs() < 1e-5);
+        assert!((b.data[0]).abs() < 1e-6);
+        assert!((b.data[6] - 1.0).abs() < 1e-5);
+    }
+}
