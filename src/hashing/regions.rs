@@ -542,7 +542,7 @@ pub fn straighten(plane: &LumaPlane, tilt: &Tilt) -> LumaPlane {
     LumaPlane::new(w, h, data).with_source(w * scale_x, h * scale_y)
 }
 
-pub(crate) fn bilinear(plane: &LumaPlane, x: f32, y: f32) -> f32 {
+fn bilinear(plane: &LumaPlane, x: f32, y: f32) -> f32 {
     let x = x.clamp(0.0, (plane.width - 1) as f32);
     let y = y.clamp(0.0, (plane.height - 1) as f32);
     // Both are >= 0 here, so truncation is the floor (and no libm call per pixel).

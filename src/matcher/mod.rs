@@ -99,6 +99,25 @@ fn distance_limit(c: &Candidate, bank_limit: u32) -> u32 {
     }
 }
 
+/// The keypoint descriptors' index, planned for their search radius rather than the 64-bit
+/// hashes' (on `vigie eval`'s bank of 81 pictures: 0.83 -> 0.70 ms of lookups a screen).
+struct KeypointIndex(HammingIndex<1>);
+
+impl Default for KeypointIndex {
+    fn default() -> Self {
+        Self(HammingIndex::with_design_radius(
+            keypoints::DESCRIPTOR_RADIUS,
+        ))
+    }
+}
+
+impl std::ops::Deref for KeypointIndex {
+    type Target = HammingIndex<1>;
+    fn deref(&self) -> &HammingIndex<1> {
+        &self.0
+    }
+}
+
 /// Every active entry's hashes, searchable.
 #[derive(Default)]
 pub struct HashIndexes {
@@ -111,7 +130,7 @@ pub struct HashIndexes {
     dhash: HammingIndex<1>,
     /// Keypoint descriptors of entries added as images, under [`keypoint_id`]: searched with the
     /// upload's points at each trial scale, for crops no window covers.
-    keypoints: HammingIndex<1>,
+    keypoints: KeypointIndex,
     md5: RwLock<HashMap<Md5, Vec<EntryId>>>,
     sha256: RwLock<HashMap<Hash256, Vec<EntryId>>>,
 }
@@ -278,7 +297,7 @@ impl HashIndexes {
                 if pairs.len() < keypoints::MIN_VOTES as usize {
                     continue;
                 }
-                let votes = keypoints::agreeing_points(&pairs, scaled);
+                let votes = keypoints::best_vote(&pairs, scaled);
                 if votes >= keypoints::MIN_VOTES {
                     let b = best.entry(entry).or_default();
                     *b = (*b).max(votes);
