@@ -169,7 +169,7 @@ fn adding_an_external_id_again_updates_it() {
         assert_eq!(again[0].id, first[0].id);
         assert!(!again[0].added);
         assert_eq!(
-            again[0].previous.unwrap().pdq,
+            again[0].previous.as_ref().and_then(|h| h.pdq),
             Some(match pdq(1) {
                 HashValue::Pdq(h) => h,
                 _ => unreachable!(),

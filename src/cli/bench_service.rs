@@ -40,6 +40,9 @@ use crate::store::{RocksOptions, Store};
 
 #[derive(Debug, clap::Args)]
 pub struct ServiceBenchArgs {
+    /// The server started here also matches by keypoints (`vigie serve --keypoints`).
+    #[arg(long)]
+    pub keypoints: bool,
     /// Target a running server instead of starting one (loopback addresses only).
     #[arg(long)]
     pub addr: Option<String>,
@@ -396,7 +399,10 @@ pub fn run(args: ServiceBenchArgs) -> Result<ExitCode, CliError> {
                 .unwrap_or_else(|| PathBuf::from(format!("vigie-bench-store-{}", args.entries)));
             super::bench_store::populate(&dir, args.entries)?;
             let store = Arc::new(Store::open(&dir, &RocksOptions::default())?);
-            let mut limits = ServiceLimits::default();
+            let mut limits = ServiceLimits {
+                keypoints: args.keypoints,
+                ..ServiceLimits::default()
+            };
             if let Some(ms) = args.queue_wait_ms {
                 limits.queue_wait = Duration::from_millis(ms);
             }

@@ -126,10 +126,11 @@ impl Method {
                 min_over(&mut query_all(query), &es)
             }
             Method::Keypoints => {
-                if entry.bank_keypoints.is_empty() || query.query_keypoints.is_empty() {
+                let upload = query.query_keypoints.as_ref()?;
+                if entry.bank_keypoints.is_empty() {
                     return None;
                 }
-                let votes = keypoints::votes(&entry.bank_keypoints, &query.query_keypoints);
+                let votes = keypoints::votes(&entry.bank_keypoints, upload);
                 Some(keypoints::votes_distance(votes))
             }
         }

@@ -239,9 +239,8 @@ impl HasherBuilder {
         self
     }
 
-    /// With [`HasherBuilder::regions`], also find the upload's keypoints at each trial crop scale
-    /// ([`keypoints::query_keypoints`]): off-centre crops then meet their entry, at about 3 ms a
-    /// screen (see the README). Banked pictures get their keypoints with
+    /// With [`HasherBuilder::regions`], also find the upload's keypoints
+    /// ([`keypoints::query_keypoints`]): off-centre crops then meet their entry (see the README). Banked pictures get their keypoints with
     /// [`HasherBuilder::windows`] either way, so turning this on later needs no re-banking.
     pub fn keypoints(mut self, keypoints: bool) -> Self {
         self.keypoints = keypoints;
@@ -319,9 +318,9 @@ pub struct ImageHashes {
     /// Corner points with patch descriptors of the banked picture (with
     /// [`HasherBuilder::windows`]; empty for a featureless picture).
     pub bank_keypoints: Vec<keypoints::Keypoint>,
-    /// Corner points of the upload described at each trial crop scale (with
-    /// [`HasherBuilder::regions`]).
-    pub query_keypoints: Vec<keypoints::ScaledKeypoints>,
+    /// Corner points of the upload (with [`HasherBuilder::regions`] and
+    /// [`HasherBuilder::keypoints`]; `None` for a featureless picture).
+    pub query_keypoints: Option<keypoints::UploadKeypoints>,
 }
 
 /// The hashes of one sub-rectangle of the displayed picture.
@@ -395,7 +394,7 @@ impl ImageHasher {
                 pdq_regions: Vec::new(),
                 pdq_windows: Vec::new(),
                 bank_keypoints: Vec::new(),
-                query_keypoints: Vec::new(),
+                query_keypoints: None,
             }
         };
         match (wants(Algorithm::Md5), wants(Algorithm::Sha256)) {
@@ -435,7 +434,7 @@ impl ImageHasher {
             pdq_regions: Vec::new(),
             pdq_windows: Vec::new(),
             bank_keypoints: Vec::new(),
-            query_keypoints: Vec::new(),
+            query_keypoints: None,
         };
         // The size of the plane the content boxes were found in (PDQ's luma plane).
         let mut region_plane = (0usize, 0usize);

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
 
 use crate::bits::{Bits, Hash64, Hash256};
-use crate::hashing::keypoints::{self, Keypoint, PointPair, ScaledKeypoints};
+use crate::hashing::keypoints::{self, Keypoint, PointPair, UploadKeypoints};
 use crate::hashing::perceptual64::{GRID_TRANSFORMS, PHASH_TRANSFORMS};
 use crate::hashing::{Dihedral, ImageHashes};
 use crate::index::HammingIndex;
@@ -58,20 +58,22 @@ pub fn entry_hashes(h: &ImageHashes) -> EntryHashes {
     hashes
 }
 
-/// A keypoint's id in the keypoint index: the entry id, then the point's position, so a hit
-/// says where the banked point is without a second lookup. `None` past 2^48 entry ids (never
-/// reached: ids count up from 1).
+/// A keypoint's id in the keypoint index: the entry id, then the point's scale (2 bits) and
+/// position (8 + 8), so a hit says where the banked point is without a second lookup. `None` past
+/// 2^46 entry ids (never reached: ids count up from 1).
 fn keypoint_id(entry: EntryId, p: &Keypoint) -> Option<u64> {
-    (entry < 1 << 48).then(|| entry << 16 | u64::from(p.x) << 8 | u64::from(p.y))
+    (entry < 1 << 46 && p.scale < 4)
+        .then(|| entry << 18 | u64::from(p.scale) << 16 | u64::from(p.x) << 8 | u64::from(p.y))
 }
 
 fn split_keypoint_id(id: u64) -> (EntryId, Keypoint) {
     let point = Keypoint {
         x: (id >> 8) as u8,
         y: id as u8,
+        scale: (id >> 16 & 3) as u8,
         descriptor: Bits([0]),
     };
-    (id >> 16, point)
+    (id >> 18, point)
 }
 
 /// The 64-bit hashes of an upload's grid transforms, each filed under its inverse (the transform
@@ -100,7 +102,8 @@ fn distance_limit(c: &Candidate, bank_limit: u32) -> u32 {
 }
 
 /// The keypoint descriptors' index, planned for their search radius rather than the 64-bit
-/// hashes' (on `vigie eval`'s bank of 81 pictures: 0.83 -> 0.70 ms of lookups a screen).
+/// hashes' (on `vigie eval`'s bank of 81 pictures: 0.83 -> 0.70 ms of lookups a screen, measured
+/// before the texture rule made lookups rarer).
 struct KeypointIndex(HammingIndex<1>);
 
 impl Default for KeypointIndex {
@@ -177,8 +180,8 @@ pub struct QueryHashes {
     pub dhash_regions: Vec<Hash64>,
     pub md5: Option<Md5>,
     pub sha256: Option<Hash256>,
-    /// The upload's keypoints at each trial crop scale.
-    pub keypoints: Vec<ScaledKeypoints>,
+    /// The upload's keypoints.
+    pub keypoints: Option<UploadKeypoints>,
 }
 
 fn lock_poisoned<T>(e: std::sync::PoisonError<T>) -> T {
@@ -273,35 +276,38 @@ impl HashIndexes {
 
     /// Entries whose banked points agree with at least [`keypoints::MIN_VOTES`] of the upload's
     /// on one displacement, at any trial scale, with their best vote.
-    fn keypoint_matches(&self, query: &[ScaledKeypoints]) -> HashMap<EntryId, u32> {
+    fn keypoint_matches(&self, upload: Option<&UploadKeypoints>) -> HashMap<EntryId, u32> {
         let mut best: HashMap<EntryId, u32> = HashMap::new();
+        let Some(upload) = upload else {
+            return best;
+        };
         if self.keypoints.is_empty() {
             return best;
         }
-        for scaled in query {
-            let mut pairs: HashMap<EntryId, Vec<PointPair>> = HashMap::new();
-            for (qi, q) in scaled.points.iter().enumerate() {
-                for (kid, _) in self
-                    .keypoints
-                    .search(&q.descriptor, keypoints::DESCRIPTOR_RADIUS)
-                {
-                    let (entry, banked) = split_keypoint_id(kid);
-                    pairs
-                        .entry(entry)
-                        .or_default()
-                        .push(PointPair::new(qi, q, &banked));
-                }
+        // The pairs of each (entry, banked scale): displacements of different scales are in
+        // different frames and must not vote together.
+        let mut pairs: HashMap<(EntryId, u8), Vec<PointPair>> = HashMap::new();
+        for (qi, q) in upload.points.iter().enumerate() {
+            for (kid, _) in self
+                .keypoints
+                .search(&q.descriptor, keypoints::DESCRIPTOR_RADIUS)
+            {
+                let (entry, banked) = split_keypoint_id(kid);
+                pairs
+                    .entry((entry, banked.scale))
+                    .or_default()
+                    .push(PointPair::new(qi, q, &banked));
             }
-            for (entry, pairs) in pairs {
-                // Fewer pairs than votes needed cannot make a match: skip the vote.
-                if pairs.len() < keypoints::MIN_VOTES as usize {
-                    continue;
-                }
-                let votes = keypoints::best_vote(&pairs, scaled);
-                if votes >= keypoints::MIN_VOTES {
-                    let b = best.entry(entry).or_default();
-                    *b = (*b).max(votes);
-                }
+        }
+        for ((entry, _), pairs) in pairs {
+            // Fewer pairs than votes needed cannot make a match: skip the vote.
+            if pairs.len() < keypoints::MIN_VOTES as usize {
+                continue;
+            }
+            let votes = keypoints::best_vote(&pairs, upload);
+            if votes >= keypoints::MIN_VOTES {
+                let b = best.entry(entry).or_default();
+                *b = (*b).max(votes);
             }
         }
         best
@@ -369,7 +375,7 @@ impl HashIndexes {
                 }
             }
             // Keypoints stand in for PDQ where a crop defeats it: searched whenever PDQ is.
-            for (id, votes) in self.keypoint_matches(&query.keypoints) {
+            for (id, votes) in self.keypoint_matches(query.keypoints.as_ref()) {
                 out.push(Candidate {
                     id,
                     algorithm: Algorithm::Pdq,
@@ -598,7 +604,7 @@ impl QueryHashes {
             dhash_regions: Vec::new(),
             md5: hashes.md5,
             sha256: hashes.sha256,
-            keypoints: Vec::new(),
+            keypoints: None,
         }
     }
 }

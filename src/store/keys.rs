@@ -133,8 +133,8 @@ pub struct EntryRecord {
 //            first, BE (i.e. the bytes of its hex text)
 //   windows  only when mask bit 5 (schema 3): u8 count (1..=MAX_WINDOWS), then that many PDQs
 //            as above
-//   keypoints only when mask bit 6 (schema 4): u8 count (1..=MAX_KEYPOINTS), then per point
-//            x u8, y u8, descriptor u64 BE
+//   keypoints only when mask bit 6 (schema 4): u8 count (1..=MAX_BANK_KEYPOINTS), then per
+//            point x u8, y u8, scale u8 (an index of BANK_SCALES), descriptor u64 BE
 //   strings  external_id, label, source, note, added_by: each u32 BE length ++ UTF-8
 //   [..+8]   added_at, i64 µs BE
 
@@ -175,11 +175,10 @@ pub fn encode_entry(record: &EntryRecord) -> Vec<u8> {
         }
     }
     if !keypoints.is_empty() {
-        // At most MAX_KEYPOINTS (64) by construction of EntryKeypoints.
+        // At most MAX_BANK_KEYPOINTS (192) by construction of EntryKeypoints.
         out.push(keypoints.len() as u8);
         for p in keypoints {
-            out.push(p.x);
-            out.push(p.y);
+            out.extend_from_slice(&[p.x, p.y, p.scale]);
             put_words(&mut out, &p.descriptor.0);
         }
     }
@@ -247,7 +246,7 @@ impl<'a> Reader<'a> {
 }
 
 /// The head of an entry record: what the start-up load reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntryHead {
     pub bank: BankId,
     pub disabled_until: Option<Timestamp>,
@@ -294,21 +293,25 @@ fn decode_head(reader: &mut Reader<'_>) -> Result<EntryHead, StoreError> {
     }
     if mask & MASK_KEYPOINTS != 0 {
         let count = usize::from(reader.u8()?);
-        if count == 0 || count > super::model::MAX_KEYPOINTS {
+        if count == 0 || count > super::model::MAX_BANK_KEYPOINTS {
             return Err(StoreError::Corrupt(format!(
                 "{count} keypoints in an entry"
             )));
         }
-        let mut points = [super::model::Keypoint::default(); super::model::MAX_KEYPOINTS];
-        for p in points.iter_mut().take(count) {
-            let at = reader.take(2)?;
-            *p = super::model::Keypoint {
+        let mut points = Vec::with_capacity(count);
+        for _ in 0..count {
+            let at = reader.take(3)?;
+            if usize::from(at[2]) >= super::model::BANK_SCALES.len() {
+                return Err(StoreError::Corrupt(format!("keypoint scale {}", at[2])));
+            }
+            points.push(super::model::Keypoint {
                 x: at[0],
                 y: at[1],
+                scale: at[2],
                 descriptor: reader.words()?,
-            };
+            });
         }
-        hashes.keypoints = super::model::EntryKeypoints::new(points.into_iter().take(count));
+        hashes.keypoints = super::model::EntryKeypoints::new(points);
     }
     Ok(EntryHead {
         bank,
@@ -406,20 +409,21 @@ mod tests {
 
     #[test]
     fn keypoints_round_trip_behind_mask_bit_6() {
-        use crate::store::model::{EntryKeypoints, Keypoint, MAX_KEYPOINTS};
+        use crate::store::model::{EntryKeypoints, Keypoint, MAX_BANK_KEYPOINTS};
         let mut r = record();
         let point = |i: u64| Keypoint {
             x: i as u8,
             y: (i * 3) as u8,
+            scale: (i % 3) as u8,
             descriptor: crate::bits::Bits([i.wrapping_mul(0x9E37_79B9_7F4A_7C15)]),
         };
-        r.hashes.keypoints = EntryKeypoints::new((0..MAX_KEYPOINTS as u64).map(point));
+        r.hashes.keypoints = EntryKeypoints::new((0..MAX_BANK_KEYPOINTS as u64).map(point));
         r.hashes.set_windows([crate::bits::Bits([1, 2, 3, 4])]);
         let bytes = encode_entry(&r);
         assert_eq!(bytes[5] & MASK_KEYPOINTS, MASK_KEYPOINTS);
         let back = decode_entry(&bytes).unwrap();
         assert_eq!(back, r);
-        assert_eq!(back.hashes.keypoints.as_slice().len(), MAX_KEYPOINTS);
+        assert_eq!(back.hashes.keypoints.as_slice().len(), MAX_BANK_KEYPOINTS);
         assert_eq!(decode_entry_head(&bytes).unwrap().hashes, r.hashes);
         // Without keypoints the bit stays clear (records of schema 3 and before read unchanged).
         let plain = encode_entry(&record());
@@ -427,7 +431,7 @@ mod tests {
         assert!(decode_entry(&plain).unwrap().hashes.keypoints.is_empty());
         // A count of 0 or over the maximum is corruption, and so is every truncation.
         let count_at = bytes.len()
-            - MAX_KEYPOINTS * 10
+            - MAX_BANK_KEYPOINTS * 11
             - 1
             - r.external_id.len()
             - r.label.len()
@@ -436,12 +440,16 @@ mod tests {
             - r.added_by.len()
             - 5 * 4
             - 8;
-        assert_eq!(usize::from(bytes[count_at]), MAX_KEYPOINTS);
-        for bad in [0u8, MAX_KEYPOINTS as u8 + 1] {
+        assert_eq!(usize::from(bytes[count_at]), MAX_BANK_KEYPOINTS);
+        for bad in [0u8, MAX_BANK_KEYPOINTS as u8 + 1] {
             let mut b = bytes.clone();
             b[count_at] = bad;
             assert!(matches!(decode_entry(&b), Err(StoreError::Corrupt(_))));
         }
+        // A scale past BANK_SCALES is corruption.
+        let mut b = bytes.clone();
+        b[count_at + 3] = 3;
+        assert!(matches!(decode_entry(&b), Err(StoreError::Corrupt(_))));
         for cut in 0..bytes.len() {
             assert!(decode_entry(&bytes[..cut]).is_err());
         }

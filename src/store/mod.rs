@@ -455,7 +455,7 @@ impl Store {
                 external_id: new.external_id.clone(),
                 added,
                 previous,
-                hashes: record.hashes,
+                hashes: record.hashes.clone(),
                 active: record.disabled_until.is_none_or(|t| t <= now),
             });
             pending.insert(new.external_id, (id, record));

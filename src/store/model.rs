@@ -78,48 +78,35 @@ impl HashValue {
 /// the banked picture's trimmed and framed boxes.
 pub const MAX_WINDOWS: usize = 8;
 
-pub use crate::hashing::keypoints::{Keypoint, MAX_KEYPOINTS};
+pub use crate::hashing::keypoints::{BANK_SCALES, Keypoint, MAX_BANK_KEYPOINTS};
 
-/// The corner points (with patch descriptors) of a picture banked as an image, at most
-/// [`MAX_KEYPOINTS`]: see `hashing::keypoints`. Held inline so that [`EntryHashes`] stays `Copy`
-/// and the start-up load allocates nothing per entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The corner points (with patch descriptors) of a picture banked as an image, at each of its
+/// scales, at most [`MAX_BANK_KEYPOINTS`]: see `hashing::keypoints`. On the heap, empty (no
+/// allocation) for entries imported as hashes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct EntryKeypoints {
-    len: u8,
-    points: [Keypoint; MAX_KEYPOINTS],
-}
-
-impl Default for EntryKeypoints {
-    fn default() -> Self {
-        Self {
-            len: 0,
-            points: [Keypoint::default(); MAX_KEYPOINTS],
-        }
-    }
+    points: Box<[Keypoint]>,
 }
 
 impl EntryKeypoints {
-    /// The first [`MAX_KEYPOINTS`] of `points`.
+    /// The first [`MAX_BANK_KEYPOINTS`] of `points`.
     pub fn new(points: impl IntoIterator<Item = Keypoint>) -> Self {
-        let mut out = Self::default();
-        for (slot, p) in out.points.iter_mut().zip(points) {
-            *slot = p;
-            out.len += 1;
+        Self {
+            points: points.into_iter().take(MAX_BANK_KEYPOINTS).collect(),
         }
-        out
     }
 
     pub fn as_slice(&self) -> &[Keypoint] {
-        &self.points[..usize::from(self.len)]
+        &self.points
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.points.is_empty()
     }
 }
 
 /// The hashes of one entry: any subset of the algorithms, at most one of each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct EntryHashes {
     pub pdq: Option<Hash256>,
     pub phash: Option<Hash64>,
