@@ -279,38 +279,22 @@ pub fn votes_distance(votes: u32) -> u32 {
 pub fn bank_keypoints(plane: &LumaPlane) -> Vec<Keypoint> {
     // One pass over the full plane; every scale resamples the reduced copy.
     let plane = &*reduced(plane);
-    let Some(small) = resample_long_side(plane, BANK_LONG_SIDE) else {
-        return Vec::new();
-    };
-    let blurred = box_blur(&small, 1);
-    // The points are chosen on the picture as it is, then described at every scale.
-    let found: Vec<(usize, usize)> = textured_points(&blurred, &corners(&blurred))
-        .iter()
-        .map(|p| (usize::from(p.x), usize::from(p.y)))
-        .collect();
-    if found.len() < MIN_KEYPOINTS {
-        return Vec::new();
-    }
     let mut out = Vec::with_capacity(MAX_BANK_KEYPOINTS);
     for (index, scale) in BANK_SCALES.iter().enumerate() {
-        let enlarged;
-        let (picture, at) = if index == 0 {
-            (&blurred, 1.0)
-        } else {
-            let side = (BANK_LONG_SIDE as f32 / scale).round() as usize;
-            let Some(resampled) = resample_long_side(plane, side) else {
-                continue;
-            };
-            enlarged = box_blur(&resampled, 1);
-            (&enlarged, 1.0 / scale)
+        // Points are found on each enlargement itself: Harris's fixed 5x5 window finds other
+        // corners on a picture 1.3 times larger, and the upload's are found at its own size.
+        let side = (BANK_LONG_SIDE as f32 / scale).round() as usize;
+        let Some(resampled) = resample_long_side(plane, side) else {
+            continue;
         };
-        out.extend(found.iter().filter_map(|&(x, y)| {
-            // Pixel centres scale about the picture's origin.
-            let sx = ((x as f32 + 0.5) * at - 0.5).round();
-            let sy = ((y as f32 + 0.5) * at - 0.5).round();
-            let mut p = describe(picture, sx as usize, sy as usize)?;
+        let blurred = box_blur(&resampled, 1);
+        let points = textured_points(&blurred, &corners(&blurred));
+        if index == 0 && points.len() < MIN_KEYPOINTS {
+            return Vec::new();
+        }
+        out.extend(points.into_iter().map(|mut p| {
             p.scale = index as u8;
-            Some(p)
+            p
         }));
     }
     out
