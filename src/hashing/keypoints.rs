@@ -78,9 +78,11 @@ pub fn transitions(descriptor: &Hash64) -> u32 {
 /// The textured points among `corners` (strongest first), described on `picture`: at most
 /// [`MAX_KEYPOINTS`].
 fn textured_points(picture: &LumaPlane, corners: &[(usize, usize)]) -> Vec<Keypoint> {
+    // Each cell's mean is the 3x3 box mean at its centre: one read a cell.
+    let cell_means = box_blur(picture, CELL / 2);
     corners
         .iter()
-        .filter_map(|&(x, y)| describe(picture, x, y))
+        .filter_map(|&(x, y)| describe(&cell_means, x, y))
         .filter(|p| transitions(&p.descriptor) >= MIN_TRANSITIONS)
         .take(MAX_KEYPOINTS)
         .collect()
@@ -380,20 +382,28 @@ fn resample_long_side(plane: &LumaPlane, long: usize) -> Option<LumaPlane> {
 fn box_blur(plane: &LumaPlane, r: usize) -> LumaPlane {
     let (w, h) = (plane.width, plane.height);
     let mut rows = vec![0f32; w * h];
+    let inner = w.saturating_sub(2 * r);
+    let inv = 1.0 / (2 * r + 1) as f32;
     for y in 0..h {
         let src = &plane.data[y * w..(y + 1) * w];
         let dst = &mut rows[y * w..(y + 1) * w];
-        let mut sum: f32 = src[..(r + 1).min(w)].iter().sum();
-        for x in 0..w {
-            let lo = x.saturating_sub(r);
-            let hi = (x + r).min(w - 1);
-            dst[x] = sum / (hi - lo + 1) as f32;
-            if x + r + 1 < w {
-                sum += src[x + r + 1];
+        // Inside, a whole box: 2r+1 shifted slices added, which vectorises (a running sum is
+        // one long chain of dependent additions, and this pass was half of finding the points).
+        if inner > 0 {
+            let out = &mut dst[r..r + inner];
+            for k in 0..=2 * r {
+                for (o, v) in out.iter_mut().zip(&src[k..k + inner]) {
+                    *o += v;
+                }
             }
-            if x >= r {
-                sum -= src[x - r];
+            for o in out.iter_mut() {
+                *o *= inv;
             }
+        }
+        // At the edges, what the box has.
+        for x in (0..r.min(w)).chain(r.max(w.saturating_sub(r))..w) {
+            let (lo, hi) = (x.saturating_sub(r), (x + r).min(w - 1));
+            dst[x] = src[lo..=hi].iter().sum::<f32>() / (hi - lo + 1) as f32;
         }
     }
     let mut out = vec![0f32; w * h];
@@ -485,24 +495,23 @@ fn corners(b: &LumaPlane) -> Vec<(usize, usize)> {
 }
 
 /// The descriptor of the patch centred on `(x, y)`, or `None` when the patch does not fit.
-fn describe(b: &LumaPlane, x: usize, y: usize) -> Option<Keypoint> {
+/// The descriptor of the patch centred on `(x, y)`, from the picture's 3x3 box means
+/// (`cell_means`), or `None` when the patch does not fit.
+fn describe(cell_means: &LumaPlane, x: usize, y: usize) -> Option<Keypoint> {
     let half = PATCH / 2;
-    if x < half || y < half || x + half > b.width || y + half > b.height {
+    if x < half || y < half || x + half > cell_means.width || y + half > cell_means.height {
         return None;
     }
-    let (x0, y0) = (x - half, y - half);
+    let (x0, y0) = (x - half + CELL / 2, y - half + CELL / 2);
     let mut cells = [0f32; 64];
     for (k, cell) in cells.iter_mut().enumerate() {
-        let (cx, cy) = (x0 + (k % 8) * CELL, y0 + (k / 8) * CELL);
-        let mut sum = 0.0;
-        for row in b.data[cy * b.width..].chunks(b.width).take(CELL) {
-            sum += row[cx..cx + CELL].iter().sum::<f32>();
-        }
-        *cell = sum;
+        *cell = cell_means.at(x0 + (k % 8) * CELL, y0 + (k / 8) * CELL);
     }
-    let mut sorted = cells;
-    sorted.sort_by(f32::total_cmp);
-    let median = (sorted[31] + sorted[32]) / 2.0;
+    // The median of 64: the mean of the 32nd and 33rd values.
+    let mut order = cells;
+    let (lower, upper_first, _) = order.select_nth_unstable_by(32, f32::total_cmp);
+    let below = lower.iter().copied().fold(f32::MIN, f32::max);
+    let median = (below + *upper_first) / 2.0;
     let mut bits = 0u64;
     for (k, v) in cells.iter().enumerate() {
         if *v > median {
