@@ -407,6 +407,15 @@ mod tests {
         assert!(matches!(decode_entry(&other), Err(StoreError::Corrupt(_))));
     }
 
+    /// Bytes after the hashes, windows and keypoints: the length-prefixed strings and added_at.
+    fn record_tail_len(r: &EntryRecord) -> usize {
+        [&r.external_id, &r.label, &r.source, &r.note, &r.added_by]
+            .iter()
+            .map(|s| 4 + s.len())
+            .sum::<usize>()
+            + 8
+    }
+
     #[test]
     fn keypoints_round_trip_behind_mask_bit_6() {
         use crate::store::model::{EntryKeypoints, Keypoint, MAX_BANK_KEYPOINTS};
@@ -430,16 +439,7 @@ mod tests {
         assert_eq!(plain[5] & MASK_KEYPOINTS, 0);
         assert!(decode_entry(&plain).unwrap().hashes.keypoints.is_empty());
         // A count of 0 or over the maximum is corruption, and so is every truncation.
-        let count_at = bytes.len()
-            - MAX_BANK_KEYPOINTS * 11
-            - 1
-            - r.external_id.len()
-            - r.label.len()
-            - r.source.len()
-            - r.note.len()
-            - r.added_by.len()
-            - 5 * 4
-            - 8;
+        let count_at = bytes.len() - record_tail_len(&r) - MAX_BANK_KEYPOINTS * 11 - 1;
         assert_eq!(usize::from(bytes[count_at]), MAX_BANK_KEYPOINTS);
         for bad in [0u8, MAX_BANK_KEYPOINTS as u8 + 1] {
             let mut b = bytes.clone();
@@ -471,15 +471,7 @@ mod tests {
         assert_eq!(plain[5] & MASK_WINDOWS, 0);
         assert_eq!(decode_entry(&plain).unwrap().hashes.windows().count(), 0);
         // A window count of 0 or over the maximum is corruption, and so is every truncation.
-        let count_at = bytes.len()
-            - (3 * 32 + 8)
-            - r.external_id.len()
-            - r.label.len()
-            - r.source.len()
-            - r.note.len()
-            - r.added_by.len()
-            - 5 * 4
-            - 1;
+        let count_at = bytes.len() - record_tail_len(&r) - 3 * 32 - 1;
         assert_eq!(bytes[count_at], 3);
         for bad in [0u8, super::super::model::MAX_WINDOWS as u8 + 1] {
             let mut other = bytes.clone();
