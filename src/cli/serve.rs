@@ -54,7 +54,7 @@ pub struct ServeArgs {
     /// fsync the write-ahead log before acknowledging a write [default: true].
     #[arg(long, env = "VIGIE_SYNC_WRITES")]
     pub sync_writes: Option<bool>,
-    /// Also match uploads by keypoints, for crops no hash follows (about 0.9 ms more a screen;
+    /// Also match uploads by keypoints, for crops no hash follows (about 1.3 ms more a screen;
     /// see the README) [default: false].
     #[arg(long, env = "VIGIE_KEYPOINTS")]
     pub keypoints: Option<bool>,

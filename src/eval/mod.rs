@@ -126,11 +126,15 @@ impl Method {
                 min_over(&mut query_all(query), &es)
             }
             Method::Keypoints => {
-                let upload = query.query_keypoints.as_ref()?;
-                if entry.bank_keypoints.is_empty() {
+                if entry.bank_keypoints.is_empty() || query.query_keypoints.is_empty() {
                     return None;
                 }
-                let votes = keypoints::votes(&entry.bank_keypoints, upload);
+                let votes = query
+                    .query_keypoints
+                    .iter()
+                    .map(|upload| keypoints::votes(&entry.bank_keypoints, upload))
+                    .max()
+                    .unwrap_or(0);
                 Some(keypoints::votes_distance(votes))
             }
         }

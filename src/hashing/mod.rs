@@ -319,8 +319,9 @@ pub struct ImageHashes {
     /// [`HasherBuilder::windows`]; empty for a featureless picture).
     pub bank_keypoints: Vec<keypoints::Keypoint>,
     /// Corner points of the upload (with [`HasherBuilder::regions`] and
-    /// [`HasherBuilder::keypoints`]; `None` for a featureless picture).
-    pub query_keypoints: Option<keypoints::UploadKeypoints>,
+    /// [`HasherBuilder::keypoints`]): of the whole picture, then of its largest content box when
+    /// it has one; none for a featureless picture.
+    pub query_keypoints: Vec<keypoints::UploadKeypoints>,
 }
 
 /// The hashes of one sub-rectangle of the displayed picture.
@@ -394,7 +395,7 @@ impl ImageHasher {
                 pdq_regions: Vec::new(),
                 pdq_windows: Vec::new(),
                 bank_keypoints: Vec::new(),
-                query_keypoints: None,
+                query_keypoints: Vec::new(),
             }
         };
         match (wants(Algorithm::Md5), wants(Algorithm::Sha256)) {
@@ -434,7 +435,7 @@ impl ImageHasher {
             pdq_regions: Vec::new(),
             pdq_windows: Vec::new(),
             bank_keypoints: Vec::new(),
-            query_keypoints: None,
+            query_keypoints: Vec::new(),
         };
         // The size of the plane the content boxes were found in (PDQ's luma plane).
         let mut region_plane = (0usize, 0usize);
@@ -462,11 +463,23 @@ impl ImageHasher {
                 out.pdq_dihedral = Some(coeffs.all_dihedral_hashes());
             }
             if self.regions {
+                let boxes = regions::query_regions(&displayed_luma);
                 if self.keypoints {
-                    out.query_keypoints = keypoints::query_keypoints(&displayed_luma);
+                    out.query_keypoints
+                        .extend(keypoints::query_keypoints(&displayed_luma));
+                    // The photo above a caption or inside a screenshot, at its own size: the
+                    // page around it shrinks it below every banked scale.
+                    // Measured on `vigie eval --keypoints`: 94.7 -> 95.2% for 0.3 ms a screen
+                    // (only boxes under 90% of the picture: 94.9%, 0.1 ms).
+                    if let Some(main) = boxes.iter().max_by_key(|r| r.width * r.height) {
+                        let photo =
+                            regions::shrink(&displayed_luma, *main, 2 * keypoints::BANK_LONG_SIDE);
+                        out.query_keypoints
+                            .extend(keypoints::query_keypoints(&photo));
+                    }
                 }
                 region_plane = (displayed_luma.width, displayed_luma.height);
-                for rect in regions::query_regions(&displayed_luma) {
+                for rect in boxes {
                     let c = pdq::pdq_coefficients(&regions::crop_plane(&displayed_luma, rect));
                     out.pdq_regions.push(RegionPdq {
                         rect,

@@ -180,8 +180,8 @@ pub struct QueryHashes {
     pub dhash_regions: Vec<Hash64>,
     pub md5: Option<Md5>,
     pub sha256: Option<Hash256>,
-    /// The upload's keypoints.
-    pub keypoints: Option<UploadKeypoints>,
+    /// The upload's keypoints: of the whole picture, then of its largest content box.
+    pub keypoints: Vec<UploadKeypoints>,
 }
 
 fn lock_poisoned<T>(e: std::sync::PoisonError<T>) -> T {
@@ -276,11 +276,8 @@ impl HashIndexes {
 
     /// Entries whose banked points agree with at least [`keypoints::MIN_VOTES`] of the upload's
     /// on one displacement, at any trial scale, with their best vote.
-    fn keypoint_matches(&self, upload: Option<&UploadKeypoints>) -> HashMap<EntryId, u32> {
+    fn keypoint_matches(&self, upload: &UploadKeypoints) -> HashMap<EntryId, u32> {
         let mut best: HashMap<EntryId, u32> = HashMap::new();
-        let Some(upload) = upload else {
-            return best;
-        };
         if self.keypoints.is_empty() {
             return best;
         }
@@ -375,7 +372,14 @@ impl HashIndexes {
                 }
             }
             // Keypoints stand in for PDQ where a crop defeats it: searched whenever PDQ is.
-            for (id, votes) in self.keypoint_matches(query.keypoints.as_ref()) {
+            let mut by_points: HashMap<EntryId, u32> = HashMap::new();
+            for upload in &query.keypoints {
+                for (id, votes) in self.keypoint_matches(upload) {
+                    let best = by_points.entry(id).or_default();
+                    *best = (*best).max(votes);
+                }
+            }
+            for (id, votes) in by_points {
                 out.push(Candidate {
                     id,
                     algorithm: Algorithm::Pdq,
@@ -604,7 +608,7 @@ impl QueryHashes {
             dhash_regions: Vec::new(),
             md5: hashes.md5,
             sha256: hashes.sha256,
-            keypoints: None,
+            keypoints: Vec::new(),
         }
     }
 }

@@ -44,9 +44,9 @@ pub struct ServiceLimits {
     /// JPEG decoding scale for hashing (see `HasherBuilder::decode_min_side`); `None` = full size.
     pub decode_min_side: Option<u32>,
     /// Screens also match uploads by keypoints (`hashing::keypoints`). Off by default: it takes
-    /// `vigie eval` recall from 85.0% to 94.7% at zero false matches, but costs about 0.9 ms a
-    /// screen (3.8 times PDQ with rotations, against a target of 3) and `vigie bench service`
-    /// falls from 325-356 screens/s to 306, at the edge of the 300 target.
+    /// `vigie eval` recall from 85.0% to 95.2% at zero false matches, but costs about 1.3 ms a
+    /// screen (4.1 times PDQ with rotations, against a target of 3) and `vigie bench service`
+    /// falls from 325-356 screens/s to 297, under the 300 target.
     pub keypoints: bool,
 }
 
