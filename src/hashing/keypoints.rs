@@ -14,11 +14,11 @@
 //!
 //! - **Scale**: the picture is resampled so that its longer side is [`BANK_LONG_SIDE`] pixels. A
 //!   crop keeping a fraction `c` of the longer side shows the banked content `1/c` larger at that
-//!   size, so a banked picture is also described enlarged by `1/c` for each `c` in
-//!   [`BANK_SCALES`] (points found once, described again on the picture resampled to
-//!   `BANK_LONG_SIDE / c`): each meets crops within about 6% of its `c`, and the upload is
-//!   described at its own size only (and its largest content box at that box's size). (Describing the upload at each `c` instead found the same matches at three
-//!   times the lookups per screen; a descriptor misses crops 7% off its scale.)
+//!   size, so a banked picture is also resampled to `BANK_LONG_SIDE / c` for each `c` in
+//!   [`BANK_SCALES`] and its points found and described there: each enlargement meets crops
+//!   within about 6% of its `c`. The upload is described at its own size only (and its largest
+//!   content box at that box's size). Describing the upload at each `c` instead found the same
+//!   matches for three times the lookups; a descriptor misses crops 7% off its scale.
 //! - **Points**: Harris corners of the lightly blurred picture (3x3 box), structure tensor summed
 //!   over 5x5, local maxima over 7x7, far enough from the edge for a whole patch; of the
 //!   strongest, the [`MAX_KEYPOINTS`] whose patch is textured (see [`MIN_TRANSITIONS`]).
