@@ -240,8 +240,9 @@ impl HasherBuilder {
     }
 
     /// With [`HasherBuilder::regions`], also find the upload's keypoints
-    /// ([`keypoints::query_keypoints`]): off-centre crops then meet their entry (see the README). Banked pictures get their keypoints with
-    /// [`HasherBuilder::windows`] either way, so turning this on later needs no re-banking.
+    /// ([`keypoints::query_keypoints`]): off-centre crops then meet their entry (see the README).
+    /// Banked pictures get their keypoints with [`HasherBuilder::windows`] either way, so turning
+    /// this on later needs no re-banking.
     pub fn keypoints(mut self, keypoints: bool) -> Self {
         self.keypoints = keypoints;
         self

@@ -19,6 +19,9 @@ pub enum PdqKind {
     Whole,
     /// A content box of the upload or a crop window of the entry.
     Region,
+    /// Keypoints (`hashing::keypoints`): the distance is
+    /// [`crate::hashing::keypoints::votes_distance`] of the points that agreed.
+    Keypoints,
 }
 
 pub fn confidence(algorithm: Algorithm, distance: u32) -> f64 {
@@ -31,28 +34,27 @@ pub fn confidence_of(algorithm: Algorithm, kind: PdqKind, distance: u32) -> f64 
     }
     let table = match (algorithm, kind) {
         (Algorithm::Pdq, PdqKind::Region) => "pdq_region",
+        (Algorithm::Pdq, PdqKind::Keypoints) => "keypoints",
         (a, _) => a.name(),
     };
     SHIPPED_TABLE
         .confidence(table, distance)
-        .unwrap_or_else(|| fallback(algorithm, distance))
+        .unwrap_or_else(|| match kind {
+            PdqKind::Keypoints => keypoints_fallback(distance),
+            _ => fallback(algorithm, distance),
+        })
 }
 
-/// Confidence of a keypoint match at [`crate::hashing::keypoints::votes_distance`] `distance`,
-/// from the `keypoints` table; without one, 0.5 at the vote threshold rising to 1 at twice it.
-pub fn keypoints_confidence(distance: u32) -> f64 {
+/// Without a `keypoints` table: 0.5 at the vote threshold, rising to 1 at twice it.
+fn keypoints_fallback(distance: u32) -> f64 {
     use crate::hashing::keypoints::{MIN_VOTES, votes_distance};
-    SHIPPED_TABLE
-        .confidence("keypoints", distance)
-        .unwrap_or_else(|| {
-            let floor = votes_distance(MIN_VOTES);
-            let full = votes_distance(2 * MIN_VOTES);
-            if distance > floor {
-                0.0
-            } else {
-                (0.5 + 0.5 * f64::from(floor - distance) / f64::from(floor - full)).min(1.0)
-            }
-        })
+    let floor = votes_distance(MIN_VOTES);
+    let full = votes_distance(2 * MIN_VOTES);
+    if distance > floor {
+        0.0
+    } else {
+        (0.5 + 0.5 * f64::from(floor - distance) / f64::from(floor - full)).min(1.0)
+    }
 }
 
 fn fallback(algorithm: Algorithm, distance: u32) -> f64 {
@@ -84,6 +86,18 @@ mod tests {
         assert!(confidence(Algorithm::Dhash, 32) < 0.01);
         assert_eq!(confidence(Algorithm::Md5, 1), 0.0);
         assert!(confidence_of(Algorithm::Pdq, PdqKind::Region, 0) > 0.9);
+        // Keypoint matches read their own table: confident at the vote threshold, none at chance.
+        use crate::hashing::keypoints::{MIN_VOTES, votes_distance};
+        let at_threshold = confidence_of(
+            Algorithm::Pdq,
+            PdqKind::Keypoints,
+            votes_distance(MIN_VOTES),
+        );
+        assert!(at_threshold > 0.9, "{at_threshold}");
+        assert!(confidence_of(Algorithm::Pdq, PdqKind::Keypoints, 64) < 0.5);
+        assert_eq!(keypoints_fallback(votes_distance(MIN_VOTES)), 0.5);
+        assert_eq!(keypoints_fallback(votes_distance(2 * MIN_VOTES)), 1.0);
+        assert_eq!(keypoints_fallback(64), 0.0);
         assert_eq!(fallback(Algorithm::Pdq, 64), 0.0);
     }
 }

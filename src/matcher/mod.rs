@@ -92,6 +92,11 @@ fn turned_64<const N: usize>(
 /// 64-bit hash's radius, so it is held one bit tighter: on `vigie eval` the only false match the
 /// mirrored lookups brought at the bank's 8 bits was an unrelated mirrored dHash at exactly 8.
 fn distance_limit(c: &Candidate, bank_limit: u32) -> u32 {
+    // A keypoint match was held to its vote threshold; a bank's limits are Hamming distances of
+    // hashes and do not apply to it.
+    if c.keypoints > 0 {
+        return u32::MAX;
+    }
     let extra_64 = (c.transform != Dihedral::Original || c.region)
         && matches!(c.algorithm, Algorithm::Phash | Algorithm::Dhash);
     if extra_64 {
@@ -131,8 +136,8 @@ pub struct HashIndexes {
     pdq_windows: HammingIndex<4>,
     phash: HammingIndex<1>,
     dhash: HammingIndex<1>,
-    /// Keypoint descriptors of entries added as images, under [`keypoint_id`]: searched with the
-    /// upload's points at each trial scale, for crops no window covers.
+    /// Keypoint descriptors of entries added as images (at each banked scale), under
+    /// [`keypoint_id`]: searched with the upload's points, for crops no window covers.
     keypoints: KeypointIndex,
     md5: RwLock<HashMap<Md5, Vec<EntryId>>>,
     sha256: RwLock<HashMap<Hash256, Vec<EntryId>>>,
@@ -274,13 +279,9 @@ impl HashIndexes {
         }
     }
 
-    /// Entries whose banked points agree with at least [`keypoints::MIN_VOTES`] of the upload's
-    /// on one displacement, at any trial scale, with their best vote.
-    fn keypoint_matches(&self, upload: &UploadKeypoints) -> HashMap<EntryId, u32> {
-        let mut best: HashMap<EntryId, u32> = HashMap::new();
-        if self.keypoints.is_empty() {
-            return best;
-        }
+    /// Records in `best` each entry whose banked points, at any banked scale, agree with at least
+    /// [`keypoints::MIN_VOTES`] of the upload's on one displacement, with its best vote.
+    fn keypoint_matches(&self, upload: &UploadKeypoints, best: &mut HashMap<EntryId, u32>) {
         // The pairs of each (entry, banked scale): displacements of different scales are in
         // different frames and must not vote together.
         let mut pairs: HashMap<(EntryId, u8), Vec<PointPair>> = HashMap::new();
@@ -307,7 +308,6 @@ impl HashIndexes {
                 *b = (*b).max(votes);
             }
         }
-        best
     }
 
     /// Hashes held, per algorithm.
@@ -373,10 +373,9 @@ impl HashIndexes {
             }
             // Keypoints stand in for PDQ where a crop defeats it: searched whenever PDQ is.
             let mut by_points: HashMap<EntryId, u32> = HashMap::new();
-            for upload in &query.keypoints {
-                for (id, votes) in self.keypoint_matches(upload) {
-                    let best = by_points.entry(id).or_default();
-                    *best = (*best).max(votes);
+            if !self.keypoints.is_empty() {
+                for upload in &query.keypoints {
+                    self.keypoint_matches(upload, &mut by_points);
                 }
             }
             for (id, votes) in by_points {
@@ -726,11 +725,7 @@ impl Matcher<'_> {
             let Some(bank) = by_name.get(entry.bank.as_str()) else {
                 continue;
             };
-            // A keypoint match was held to its vote threshold; a bank's limits are Hamming
-            // distances of hashes and do not apply to it.
-            if c.keypoints == 0
-                && c.distance > distance_limit(&c, tighten(bank.max_distance.get(c.algorithm)))
-            {
+            if c.distance > distance_limit(&c, tighten(bank.max_distance.get(c.algorithm))) {
                 continue;
             }
             let info = MatchInfo {
@@ -741,19 +736,17 @@ impl Matcher<'_> {
                 label: entry.label.clone(),
                 algorithm: c.algorithm,
                 distance: c.distance,
-                confidence: if c.keypoints > 0 {
-                    confidence::keypoints_confidence(c.distance)
-                } else {
-                    confidence::confidence_of(
-                        c.algorithm,
-                        if c.region {
-                            confidence::PdqKind::Region
-                        } else {
-                            confidence::PdqKind::Whole
-                        },
-                        c.distance,
-                    )
-                },
+                confidence: confidence::confidence_of(
+                    c.algorithm,
+                    if c.keypoints > 0 {
+                        confidence::PdqKind::Keypoints
+                    } else if c.region {
+                        confidence::PdqKind::Region
+                    } else {
+                        confidence::PdqKind::Whole
+                    },
+                    c.distance,
+                ),
                 transform: c.transform,
                 suppressed: false,
                 keypoints: c.keypoints,
@@ -821,6 +814,13 @@ mod tests {
         assert_eq!(limit(Algorithm::Phash, Dihedral::FlipHorizontal), 7);
         // PDQ's transforms are part of its own lookup and calibration: untouched.
         assert_eq!(limit(Algorithm::Pdq, Dihedral::FlipHorizontal), 8);
+        // A keypoint match was held to its vote; no Hamming limit applies to it.
+        let by_points = Candidate {
+            distance: 56,
+            keypoints: 8,
+            ..candidate(Algorithm::Pdq, Dihedral::Original)
+        };
+        assert_eq!(distance_limit(&by_points, 31), u32::MAX);
     }
 
     #[test]
