@@ -318,7 +318,7 @@ pub fn query_keypoints(plane: &LumaPlane) -> Option<UploadKeypoints> {
 /// The plane box-averaged by an integer factor to a longer side of at most twice
 /// [`BANK_LONG_SIDE`] (borrowed when it already is): what every resampling starts from, so a
 /// large picture is read once.
-fn reduced(plane: &LumaPlane) -> std::borrow::Cow<'_, LumaPlane> {
+pub fn reduced(plane: &LumaPlane) -> std::borrow::Cow<'_, LumaPlane> {
     if plane.width.max(plane.height) > 2 * BANK_LONG_SIDE {
         std::borrow::Cow::Owned(regions::shrink(
             plane,
@@ -391,13 +391,33 @@ fn box_blur(plane: &LumaPlane, r: usize) -> LumaPlane {
         // one long chain of dependent additions, and this pass was half of finding the points).
         if inner > 0 {
             let out = &mut dst[r..r + inner];
-            for k in 0..=2 * r {
-                for (o, v) in out.iter_mut().zip(&src[k..k + inner]) {
-                    *o += v;
+            let shifted = |k: usize| &src[k..k + inner];
+            // The two radii this module uses, summed in registers in one pass (the same order
+            // of additions as the general loop, so the same values).
+            match r {
+                1 => {
+                    let (a, b, c) = (shifted(0), shifted(1), shifted(2));
+                    for (i, o) in out.iter_mut().enumerate() {
+                        *o = (a[i] + b[i] + c[i]) * inv;
+                    }
                 }
-            }
-            for o in out.iter_mut() {
-                *o *= inv;
+                2 => {
+                    let (a, b, c, d, e) =
+                        (shifted(0), shifted(1), shifted(2), shifted(3), shifted(4));
+                    for (i, o) in out.iter_mut().enumerate() {
+                        *o = (a[i] + b[i] + c[i] + d[i] + e[i]) * inv;
+                    }
+                }
+                _ => {
+                    for k in 0..=2 * r {
+                        for (o, v) in out.iter_mut().zip(shifted(k)) {
+                            *o += v;
+                        }
+                    }
+                    for o in out.iter_mut() {
+                        *o *= inv;
+                    }
+                }
             }
         }
         // At the edges, what the box has.
@@ -473,17 +493,25 @@ fn corners(b: &LumaPlane) -> Vec<(usize, usize)> {
         (y0..=y1).all(|yy| response[yy * w + x0..=yy * w + x1].iter().all(|&v| v <= r))
     };
     let mut found: Vec<(f32, usize, usize)> = Vec::new();
+    // The four-neighbour test first, for a whole row at once without branches (it vectorises;
+    // as a branch per pixel, mispredicted on textured rows, it was most of this function).
+    let inner = MARGIN..w - MARGIN;
+    let mut passes = vec![false; inner.len()];
     for y in MARGIN..h - MARGIN {
-        for x in MARGIN..w - MARGIN {
-            let i = y * w + x;
-            let r = response[i];
-            if r > 0.0
-                && r >= response[i - 1]
-                && r >= response[i + 1]
-                && r >= response[i - w]
-                && r >= response[i + w]
-                && is_peak(x, y, r)
-            {
+        let at = |dy: isize, dx: isize| {
+            let row = (y as isize + dy) as usize * w;
+            let start = (row + inner.start) as isize + dx;
+            &response[start as usize..start as usize + inner.len()]
+        };
+        let (centre, left, right, up, down) = (at(0, 0), at(0, -1), at(0, 1), at(-1, 0), at(1, 0));
+        for (k, pass) in passes.iter_mut().enumerate() {
+            let r = centre[k];
+            *pass = (r > 0.0) & (r >= left[k]) & (r >= right[k]) & (r >= up[k]) & (r >= down[k]);
+        }
+        for (k, _) in passes.iter().enumerate().filter(|(_, p)| **p) {
+            let x = inner.start + k;
+            let r = centre[k];
+            if is_peak(x, y, r) {
                 found.push((r, x, y));
             }
         }

@@ -465,22 +465,31 @@ impl ImageHasher {
             }
             if self.regions {
                 let boxes = regions::query_regions(&displayed_luma);
+                // One small copy of the picture (longer side at most 384) that the keypoints and
+                // the trial turns read, rather than each of them reading the full plane.
+                let small = keypoints::reduced(&displayed_luma);
+                let to_small = |r: &regions::Rect| {
+                    r.scaled(
+                        (displayed_luma.width, displayed_luma.height),
+                        (small.width, small.height),
+                    )
+                };
+                let main_box = boxes.iter().max_by_key(|r| r.width * r.height);
                 if self.keypoints {
                     out.query_keypoints
-                        .extend(keypoints::query_keypoints(&displayed_luma));
+                        .extend(keypoints::query_keypoints(&small));
                     // The photo above a caption or inside a screenshot, at its own size: the
                     // page around it shrinks it below every banked scale.
                     // Measured on `vigie eval --keypoints`: 94.7 -> 95.2% for 0.3 ms a screen
                     // (only boxes under 90% of the picture: 94.9%, 0.1 ms).
-                    if let Some(main) = boxes.iter().max_by_key(|r| r.width * r.height) {
-                        let photo =
-                            regions::shrink(&displayed_luma, *main, 2 * keypoints::BANK_LONG_SIDE);
+                    if let Some(main) = main_box {
+                        let photo = regions::crop_plane(&small, to_small(main));
                         out.query_keypoints
                             .extend(keypoints::query_keypoints(&photo));
                     }
                 }
                 region_plane = (displayed_luma.width, displayed_luma.height);
-                for rect in boxes {
+                for &rect in &boxes {
                     let c = pdq::pdq_coefficients(&regions::crop_plane(&displayed_luma, rect));
                     out.pdq_regions.push(RegionPdq {
                         rect,
@@ -511,15 +520,12 @@ impl ImageHasher {
                 } else {
                     // No corners to measure: try the usual turns of an editor's straighten tool
                     // on the largest content box (a caption under it is upright).
-                    let main = out
-                        .pdq_regions
-                        .iter()
-                        .map(|r| r.rect)
-                        .max_by_key(|r| r.width * r.height)
+                    let main = main_box
+                        .copied()
                         .unwrap_or_else(|| regions::Rect::full(&displayed_luma));
                     // Small: PDQ reads a 64x64 summary, and four turns of a full plane would
                     // cost more than the rest of the screen.
-                    let plane = regions::shrink(&displayed_luma, main, regions::TURN_SIDE);
+                    let plane = regions::shrink(&small, to_small(&main), regions::TURN_SIDE);
                     for degrees in regions::TRIAL_TURNS_DEGREES {
                         let tilt = regions::fit_inside_turn(&plane, degrees.to_radians());
                         let straight = regions::straighten(&plane, &tilt);

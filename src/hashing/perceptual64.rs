@@ -244,11 +244,14 @@ pub const REDUCED_SIDE: u32 = 128;
 /// measured in `tests/hash_stability.rs`.
 pub fn hash_input(stored: &DynamicImage, orientation: super::Dihedral) -> GrayImage {
     let (w, h) = (stored.width(), stored.height());
-    let k = (w.min(h) / REDUCED_SIDE).max(1);
+    // At most 255 so that `box_average`'s 32-bit column sums cannot overflow (a shorter side of
+    // 32,640 pixels, far past the decode limits).
+    let k = (w.min(h) / REDUCED_SIDE).clamp(1, 255);
     let gray = match (k, stored) {
         // Reduced anyway: a direct pass from RGB (integer Rec. 709 weights) saves `to_luma8`'s
         // general colour-space conversion.
         (2.., DynamicImage::ImageRgb8(rgb)) => reduce_rgb(rgb, k),
+        (2.., DynamicImage::ImageLuma8(gray)) => reduce(gray, k),
         (2.., _) => reduce(&super::on_white(stored).to_luma8(), k),
         _ => super::on_white(stored).to_luma8(),
     };
@@ -265,17 +268,10 @@ fn reduce_rgb(rgb: &image::RgbImage, k: u32) -> GrayImage {
     let (w, h) = rgb.dimensions();
     let raw = rgb.as_raw();
     // Weights scaled by 2^16 (Rec. 709: 0.2126, 0.7152, 0.0722 sum to 65536).
-    box_average(w, h, k, 16, |y, sums| {
+    box_average(w, h, k, 16, |y, columns| {
         let line = &raw[(3 * y * w) as usize..(3 * (y + 1) * w) as usize];
-        for (chunk, sum) in line.chunks(3 * k as usize).zip(sums.iter_mut()) {
-            *sum += chunk
-                .chunks_exact(3)
-                .map(|p| {
-                    u64::from(
-                        13933 * u32::from(p[0]) + 46871 * u32::from(p[1]) + 4732 * u32::from(p[2]),
-                    )
-                })
-                .sum::<u64>();
+        for (p, sum) in line.chunks_exact(3).zip(columns.iter_mut()) {
+            *sum += 13933 * u32::from(p[0]) + 46871 * u32::from(p[1]) + 4732 * u32::from(p[2]);
         }
     })
 }
@@ -285,36 +281,39 @@ fn reduce_rgb(rgb: &image::RgbImage, k: u32) -> GrayImage {
 pub(crate) fn reduce(gray: &GrayImage, k: u32) -> GrayImage {
     let (w, h) = gray.dimensions();
     let raw = gray.as_raw();
-    box_average(w, h, k, 0, |y, sums| {
+    box_average(w, h, k, 0, |y, columns| {
         let line = &raw[(y * w) as usize..((y + 1) * w) as usize];
-        for (chunk, sum) in line.chunks(k as usize).zip(sums.iter_mut()) {
-            *sum += chunk.iter().map(|&v| u64::from(v)).sum::<u64>();
+        for (&v, sum) in line.iter().zip(columns.iter_mut()) {
+            *sum += u32::from(v);
         }
     })
 }
 
-/// The block averages of a `w x h` picture whose row `y` `add_row` adds, block by block, into the
-/// sums it is given, each value scaled by `2^shift`.
+/// The block averages of a `w x h` picture whose row `y` `add_row` adds, pixel by pixel, into the
+/// per-column sums it is given, each value scaled by `2^shift` (at most 16: a column sum of up to
+/// 255 rows of `255 << 16` fits 32 bits; `k` is far smaller than that). Rows are added column by
+/// column first (straight loops the compiler vectorises), and each band of `k` rows is cut into
+/// blocks once: the sums are integers, so the order of additions changes nothing.
 fn box_average(
     w: u32,
     h: u32,
     k: u32,
     shift: u32,
-    mut add_row: impl FnMut(u32, &mut [u64]),
+    mut add_row: impl FnMut(u32, &mut [u32]),
 ) -> GrayImage {
     let (out_w, out_h) = (w.div_ceil(k), h.div_ceil(k));
-    let mut sums = vec![0u64; out_w as usize];
+    let mut columns = vec![0u32; w as usize];
     let mut out = Vec::with_capacity((out_w * out_h) as usize);
     for oy in 0..out_h {
-        sums.iter_mut().for_each(|s| *s = 0);
+        columns.iter_mut().for_each(|s| *s = 0);
         let rows = oy * k..((oy + 1) * k).min(h);
         let row_count = rows.len() as u64;
         for y in rows {
-            add_row(y, &mut sums);
+            add_row(y, &mut columns);
         }
-        for (ox, s) in sums.iter().enumerate() {
-            let cols = (ox as u32 * k..((ox as u32 + 1) * k).min(w)).len() as u64;
-            let divisor = (row_count * cols) << shift;
+        for block in columns.chunks(k.max(1) as usize) {
+            let s: u64 = block.iter().map(|&v| u64::from(v)).sum();
+            let divisor = (row_count * block.len() as u64) << shift;
             out.push(((s + divisor / 2) / divisor) as u8);
         }
     }

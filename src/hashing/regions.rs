@@ -36,6 +36,25 @@ impl Rect {
     fn area(&self) -> usize {
         self.width * self.height
     }
+
+    /// The same box in a resized copy of the plane: `from` and `to` are the two planes' sizes.
+    /// Edges are rounded outwards, so the box never loses a line of what it held.
+    pub fn scaled(&self, from: (usize, usize), to: (usize, usize)) -> Rect {
+        let axis = |start: usize, len: usize, from: usize, to: usize| {
+            let from = from.max(1);
+            let lo = start * to / from;
+            let hi = ((start + len) * to).div_ceil(from).min(to);
+            (lo.min(hi.saturating_sub(1)), hi.saturating_sub(lo).max(1))
+        };
+        let (x, width) = axis(self.x, self.width, from.0, to.0);
+        let (y, height) = axis(self.y, self.height, from.1, to.1);
+        Rect {
+            x,
+            y,
+            width,
+            height,
+        }
+    }
 }
 
 /// The pixels inside `r` (clamped to the plane).
@@ -123,8 +142,11 @@ pub fn trim_uniform_borders(plane: &LumaPlane) -> Rect {
 
 fn median(values: &[f32]) -> f32 {
     let mut v = values.to_vec();
-    v.sort_by(f32::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
+    if v.is_empty() {
+        return 0.0;
+    }
+    let middle = v.len() / 2;
+    *v.select_nth_unstable_by(middle, f32::total_cmp).1
 }
 
 /// Luma histogram of one line (a row, or a column of a band of rows), in bins of 16 levels, and
@@ -168,19 +190,41 @@ fn spread_within(values: impl Iterator<Item = f32>, bin: usize) -> f64 {
     (sum_sq / n - mean * mean).max(0.0).sqrt()
 }
 
+/// `floor(v) / 16` for `v` clamped to 0..=255, without a float-to-integer conversion (whose
+/// saturating form kept this loop, the costliest of a screen, from vectorising). Near 1.5 * 2^23
+/// the floats are the integers, and that number's low byte is 0: adding it puts `round(v - 0.5)`
+/// in the low mantissa bits. That is `floor(v)`, except for an odd integer, which rounding half
+/// to even lowers by one: never across a bin edge, a multiple of 16.
 fn bin_of(v: f32) -> usize {
-    (v.clamp(0.0, 255.0) / 16.0) as usize
+    let floor = (v.clamp(0.0, 255.0) - 0.5 + 12_582_912.0).to_bits() & 0xFF;
+    (floor >> 4) as usize
 }
 
 /// The histogram of every row, in one pass over the plane.
 fn row_histograms(plane: &LumaPlane) -> Vec<LineHistogram> {
+    let mut bins = Vec::with_capacity(plane.width);
     plane
         .data
         .chunks_exact(plane.width.max(1))
         .map(|row| {
+            // Bins first (a straight loop that vectorises), then counted into four histograms
+            // in turn: a flat row puts every pixel in one bin, and one counter incremented from
+            // every pixel would wait on its own previous store each time.
+            bins.clear();
+            bins.extend(row.iter().map(|&v| bin_of(v) as u8));
+            let mut lanes = [[0u32; 17]; 4];
+            let mut quads = bins.chunks_exact(4);
+            for q in &mut quads {
+                for (lane, &b) in lanes.iter_mut().zip(q) {
+                    lane[usize::from(b)] += 1;
+                }
+            }
+            for &b in quads.remainder() {
+                lanes[0][usize::from(b)] += 1;
+            }
             let mut hist = LineHistogram::EMPTY;
-            for &v in row {
-                hist.count[bin_of(v)] += 1;
+            for (i, c) in hist.count.iter_mut().enumerate() {
+                *c = lanes.iter().map(|l| l[i]).sum();
             }
             hist.settle(row.iter().copied());
             hist
@@ -193,9 +237,12 @@ fn row_histograms(plane: &LumaPlane) -> Vec<LineHistogram> {
 fn column_histograms(plane: &LumaPlane, y0: usize, y1: usize) -> Vec<LineHistogram> {
     let w = plane.width.max(1);
     let mut out = vec![LineHistogram::EMPTY; plane.width];
+    let mut bins = Vec::with_capacity(plane.width);
     for row in plane.data[y0 * w..y1 * w].chunks_exact(w) {
-        for (hist, &v) in out.iter_mut().zip(row) {
-            hist.count[bin_of(v)] += 1;
+        bins.clear();
+        bins.extend(row.iter().map(|&v| bin_of(v) as u8));
+        for (hist, &b) in out.iter_mut().zip(&bins) {
+            hist.count[usize::from(b)] += 1;
         }
     }
     for (x, hist) in out.iter_mut().enumerate() {
@@ -482,25 +529,26 @@ pub fn shrink(plane: &LumaPlane, r: Rect, max_side: usize) -> LumaPlane {
         return crop_plane(plane, r);
     }
     let (w, h) = (rw.div_ceil(k), rh.div_ceil(k));
-    let mut sums = vec![0f32; w * h];
-    for y in 0..rh {
-        let row = &plane.data[(y0 + y) * plane.width + x0..(y0 + y) * plane.width + x0 + rw];
-        let out_row = &mut sums[(y / k) * w..(y / k + 1) * w];
-        for (sum, block) in out_row.iter_mut().zip(row.chunks(k)) {
-            *sum += block.iter().sum::<f32>();
+    // Each band of `k` rows is added column by column (straight loops that vectorise), then cut
+    // into blocks once; blocks at the right and bottom edges average what they have.
+    let mut columns = vec![0f32; rw];
+    let mut data = Vec::with_capacity(w * h);
+    for band in 0..h {
+        columns.iter_mut().for_each(|c| *c = 0.0);
+        let rows = band * k..((band + 1) * k).min(rh);
+        let row_count = rows.len() as f32;
+        for y in rows {
+            let start = (y0 + y) * plane.width + x0;
+            for (c, v) in columns.iter_mut().zip(&plane.data[start..start + rw]) {
+                *c += v;
+            }
         }
+        data.extend(
+            columns
+                .chunks(k)
+                .map(|block| block.iter().sum::<f32>() / (row_count * block.len() as f32)),
+        );
     }
-    // Blocks at the right and bottom edges average what they have.
-    let data = sums
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let (bx, by) = (i % w, i / w);
-            let cols = ((bx + 1) * k).min(rw) - bx * k;
-            let rows = ((by + 1) * k).min(rh) - by * k;
-            s / (cols * rows) as f32
-        })
-        .collect();
     let (scale_x, scale_y) = plane.source_scale();
     LumaPlane::new(w, h, data).with_source(rw * scale_x, rh * scale_y)
 }
@@ -590,6 +638,22 @@ pub fn window_rect(plane: &LumaPlane, [l, t, r, b]: Window) -> Rect {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bins_are_the_floor_of_a_sixteenth_of_the_clamped_luma() {
+        for i in -400..=5000 {
+            let v = i as f32 * 0.0625;
+            let expected = (v.clamp(0.0, 255.0) / 16.0).floor() as usize;
+            assert_eq!(bin_of(v), expected, "luma {v}");
+        }
+        for v in [15.999, 16.0, 16.001, 31.5, 32.0, 254.99, 255.0, 300.0, -3.0] {
+            assert_eq!(
+                bin_of(v),
+                (v.clamp(0.0, 255.0) / 16.0).floor() as usize,
+                "luma {v}"
+            );
+        }
+    }
 
     fn textured(w: usize, h: usize) -> LumaPlane {
         let data = (0..w * h)
