@@ -194,10 +194,10 @@ mod tests {
             half.resolve().unwrap().server.limits.decode_min_side,
             Some(512)
         );
-        // Keypoint matching is off unless asked for.
-        assert!(!c.server.limits.keypoints);
-        let on: Settings = toml::from_str("keypoints = true\n").unwrap();
-        assert!(on.resolve().unwrap().server.limits.keypoints);
+        // Keypoint matching is on unless turned off.
+        assert!(c.server.limits.keypoints);
+        let off: Settings = toml::from_str("keypoints = false\n").unwrap();
+        assert!(!off.resolve().unwrap().server.limits.keypoints);
     }
 
     #[test]

@@ -40,9 +40,13 @@ use crate::store::{RocksOptions, Store};
 
 #[derive(Debug, clap::Args)]
 pub struct ServiceBenchArgs {
-    /// The server started here also matches by keypoints (`vigie serve --keypoints`).
-    #[arg(long)]
+    /// The server started here matches by keypoints, as `vigie serve` does by default (the
+    /// default here too; kept so that older command lines still run).
+    #[arg(long, conflicts_with = "no_keypoints")]
     pub keypoints: bool,
+    /// The server started here does not match by keypoints (`vigie serve --keypoints false`).
+    #[arg(long)]
+    pub no_keypoints: bool,
     /// Target a running server instead of starting one (loopback addresses only).
     #[arg(long)]
     pub addr: Option<String>,
@@ -400,7 +404,7 @@ pub fn run(args: ServiceBenchArgs) -> Result<ExitCode, CliError> {
             super::bench_store::populate(&dir, args.entries)?;
             let store = Arc::new(Store::open(&dir, &RocksOptions::default())?);
             let mut limits = ServiceLimits {
-                keypoints: args.keypoints,
+                keypoints: !args.no_keypoints,
                 ..ServiceLimits::default()
             };
             if let Some(ms) = args.queue_wait_ms {

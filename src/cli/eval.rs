@@ -31,9 +31,13 @@ pub struct EvalArgs {
     /// JPEGs are decoded at a reduced scale keeping this shorter side; 0 = full size.
     #[arg(long, default_value_t = crate::hashing::DEFAULT_DECODE_MIN_SIDE)]
     pub decode_min_side: u32,
-    /// Screen as `vigie serve --keypoints` does: uploads also matched by keypoints.
-    #[arg(long)]
+    /// Screen with keypoint matching, as `vigie serve` does by default (the default here too;
+    /// kept so that older command lines still run).
+    #[arg(long, conflicts_with = "no_keypoints")]
     pub keypoints: bool,
+    /// Screen as `vigie serve --keypoints false` does: hashes only.
+    #[arg(long)]
+    pub no_keypoints: bool,
 }
 
 pub fn run(args: EvalArgs) -> Result<ExitCode, CliError> {
@@ -41,7 +45,7 @@ pub fn run(args: EvalArgs) -> Result<ExitCode, CliError> {
     config.threads = args.threads.max(1);
     config.progress = !args.quiet;
     config.decode_min_side = (args.decode_min_side > 0).then_some(args.decode_min_side);
-    config.keypoints = args.keypoints;
+    config.keypoints = !args.no_keypoints;
     if let Some(list) = &args.edits {
         let wanted: Vec<&str> = list.split(',').map(str::trim).collect();
         config.edits.retain(|e| wanted.contains(&e.name));

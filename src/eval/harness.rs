@@ -38,7 +38,7 @@ pub struct EvalConfig {
     pub progress: bool,
     /// JPEG decoding scale for every hasher (see `HasherBuilder::decode_min_side`).
     pub decode_min_side: Option<u32>,
-    /// Uploads are also matched by keypoints (`vigie serve --keypoints`).
+    /// Uploads are also matched by keypoints (as `vigie serve` does by default).
     pub keypoints: bool,
 }
 
@@ -52,7 +52,7 @@ impl EvalConfig {
             timing_every: 4,
             progress: true,
             decode_min_side: Some(crate::hashing::DEFAULT_DECODE_MIN_SIDE),
-            keypoints: false,
+            keypoints: true,
         }
     }
 }
