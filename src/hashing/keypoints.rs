@@ -16,12 +16,14 @@
 //!   crop keeping a fraction `c` of the longer side shows the banked content `1/c` larger at that
 //!   size, so a banked picture is also resampled to `BANK_LONG_SIDE / c` for each `c` in
 //!   [`BANK_SCALES`] and its points found and described there: each enlargement meets crops
-//!   within about 6% of its `c`. The upload is described at its own size only (and its largest
-//!   content box at that box's size). Describing the upload at each `c` instead found the same
-//!   matches for three times the lookups; a descriptor misses crops 7% off its scale.
+//!   within about 6% of its `c` (the vote's zooms, [`VOTE_ZOOMS`], close the rest of the gap
+//!   between two scales). The upload is described at its own size only. Describing the upload at
+//!   each `c` instead found the same matches for three times the lookups; a descriptor misses
+//!   crops 7% off its scale.
 //! - **Points**: Harris corners of the lightly blurred picture (3x3 box), structure tensor summed
 //!   over 5x5, local maxima over 7x7, far enough from the edge for a whole patch; of the
-//!   strongest, the [`MAX_KEYPOINTS`] whose patch is textured (see [`MIN_TRANSITIONS`]).
+//!   strongest, those whose patch is textured (see [`MIN_TRANSITIONS`]), at most
+//!   [`MAX_KEYPOINTS`] shared over a grid of the picture (see `spread_out`).
 //! - **Descriptor**: the [`PATCH`]-pixel square around the point as 8x8 cells of 3x3 pixels; bit
 //!   `k` is set when cell `k` is brighter than the median cell (so half the bits are set, and
 //!   brightness and contrast changes do not move it). No orientation: uploads turned 90 or 180
@@ -30,11 +32,11 @@
 //!
 //! Matching (in `crate::matcher`): each upload descriptor finds banked descriptors within
 //! [`DESCRIPTOR_RADIUS`] bits; the pairs of one entry and banked scale vote for the displacement
-//! between the two points (also with the upload turned back a few degrees, see
-//! [`VOTE_TURNS_DEGREES`]), and a match needs [`MIN_VOTES`] distinct upload points agreeing on one
-//! displacement within [`VOTE_TOLERANCE`] pixels and spread over the upload ([`MIN_SPREAD`]).
-//! Measured on `vigie eval` (README): of 453,000 unrelated (upload, entry) pairs, none had more
-//! than 2 such points.
+//! between the two points (also with the upload turned back a few degrees and zoomed a little, see
+//! [`VOTE_TURNS_DEGREES`] and [`VOTE_ZOOMS`]), and a match needs [`MIN_VOTES`] distinct upload
+//! points agreeing on one displacement within [`VOTE_TOLERANCE`] pixels and spread over the upload
+//! ([`MIN_SPREAD`]). Measured on `vigie eval` (README): of 453,000 unrelated (upload, entry)
+//! pairs, none had more than 3 such points.
 
 use super::pdq::LumaPlane;
 use super::regions::{self, Rect};

@@ -240,9 +240,10 @@ impl HasherBuilder {
     }
 
     /// With [`HasherBuilder::regions`], also find the upload's keypoints
-    /// ([`keypoints::query_keypoints`]): off-centre crops then meet their entry (see the README).
-    /// Banked pictures get their keypoints with [`HasherBuilder::windows`] either way, so turning
-    /// this on later needs no re-banking.
+    /// ([`keypoints::query_keypoints`]): off-centre crops then meet their entry (see the README),
+    /// and the PDQ trial turns are skipped (the keypoint vote tries the same turns). Off unless
+    /// asked for here; the service turns it on by default. Banked pictures get their keypoints
+    /// with [`HasherBuilder::windows`] either way, so turning this on later needs no re-banking.
     pub fn keypoints(mut self, keypoints: bool) -> Self {
         self.keypoints = keypoints;
         self
@@ -320,8 +321,8 @@ pub struct ImageHashes {
     /// [`HasherBuilder::windows`]; empty for a featureless picture).
     pub bank_keypoints: Vec<keypoints::Keypoint>,
     /// Corner points of the upload (with [`HasherBuilder::regions`] and
-    /// [`HasherBuilder::keypoints`]): of the whole picture, then of its largest content box when
-    /// it has one; none for a featureless picture.
+    /// [`HasherBuilder::keypoints`]): of the whole picture (a list, so that the matcher takes
+    /// several point sets of one upload); none for a featureless picture.
     pub query_keypoints: Vec<keypoints::UploadKeypoints>,
 }
 
