@@ -284,27 +284,30 @@ impl HashIndexes {
     fn keypoint_matches(&self, upload: &UploadKeypoints, best: &mut HashMap<EntryId, u32>) {
         // The pairs of each (entry, banked scale): displacements of different scales are in
         // different frames and must not vote together.
-        let mut pairs: HashMap<(EntryId, u8), Vec<PointPair>> = HashMap::new();
+        // The id's high bits are the entry and the scale (see `keypoint_id`): sorted by them,
+        // each group is one (entry, scale), without hashing every pair into a map.
+        let mut found: Vec<(u64, PointPair)> = Vec::new();
         for (qi, q) in upload.points.iter().enumerate() {
             for (kid, _) in self
                 .keypoints
                 .search(&q.descriptor, keypoints::DESCRIPTOR_RADIUS)
             {
-                let (entry, banked) = split_keypoint_id(kid);
-                pairs
-                    .entry((entry, banked.scale))
-                    .or_default()
-                    .push(PointPair::new(qi, q, &banked));
+                let (_, banked) = split_keypoint_id(kid);
+                found.push((kid >> 16, PointPair::new(qi, q, &banked)));
             }
         }
-        for ((entry, _), pairs) in pairs {
+        found.sort_unstable_by_key(|(group, _)| *group);
+        let mut pairs: Vec<PointPair> = Vec::new();
+        for group in found.chunk_by(|a, b| a.0 == b.0) {
             // Fewer pairs than votes needed cannot make a match: skip the vote.
-            if pairs.len() < keypoints::MIN_VOTES as usize {
+            if group.len() < keypoints::MIN_VOTES as usize {
                 continue;
             }
+            pairs.clear();
+            pairs.extend(group.iter().map(|(_, p)| *p));
             let votes = keypoints::best_vote(&pairs, upload);
             if votes >= keypoints::MIN_VOTES {
-                let b = best.entry(entry).or_default();
+                let b = best.entry(group[0].0 >> 2).or_default();
                 *b = (*b).max(votes);
             }
         }
