@@ -185,7 +185,7 @@ pub struct QueryHashes {
     pub dhash_regions: Vec<Hash64>,
     pub md5: Option<Md5>,
     pub sha256: Option<Hash256>,
-    /// The upload's keypoints: of the whole picture, then of its largest content box.
+    /// The upload's point sets (today one: of the whole picture).
     pub keypoints: Vec<UploadKeypoints>,
 }
 
