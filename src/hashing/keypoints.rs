@@ -384,7 +384,7 @@ pub fn query_keypoints(plane: &LumaPlane) -> Option<UploadKeypoints> {
 /// The plane box-averaged by an integer factor to a longer side of at most twice
 /// [`BANK_LONG_SIDE`] (borrowed when it already is): what every resampling starts from, so a
 /// large picture is read once.
-pub fn reduced(plane: &LumaPlane) -> std::borrow::Cow<'_, LumaPlane> {
+fn reduced(plane: &LumaPlane) -> std::borrow::Cow<'_, LumaPlane> {
     if plane.width.max(plane.height) > 2 * BANK_LONG_SIDE {
         std::borrow::Cow::Owned(regions::shrink(
             plane,

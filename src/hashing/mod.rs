@@ -466,25 +466,15 @@ impl ImageHasher {
             }
             if self.regions {
                 let boxes = regions::query_regions(&displayed_luma);
-                // One small copy of the picture (longer side at most 384) that the keypoints and
-                // the trial turns read, rather than each of them reading the full plane.
-                let small = keypoints::reduced(&displayed_luma);
-                let to_small = |r: &regions::Rect| {
-                    r.scaled(
-                        (displayed_luma.width, displayed_luma.height),
-                        (small.width, small.height),
-                    )
-                };
-                let main_box = boxes.iter().max_by_key(|r| r.width * r.height);
                 if self.keypoints {
                     // Only of the whole upload: also of its largest content box (a photo above a
                     // caption, inside a screenshot) gained 0.3 points on `vigie eval` once the
                     // vote tried zooms, for about 0.3 ms a screen.
                     out.query_keypoints
-                        .extend(keypoints::query_keypoints(&small));
+                        .extend(keypoints::query_keypoints(&displayed_luma));
                 }
                 region_plane = (displayed_luma.width, displayed_luma.height);
-                for &rect in &boxes {
+                for rect in boxes {
                     let c = pdq::pdq_coefficients(&regions::crop_plane(&displayed_luma, rect));
                     out.pdq_regions.push(RegionPdq {
                         rect,
@@ -517,12 +507,15 @@ impl ImageHasher {
                     // on the largest content box (a caption under it is upright). Keypoints find
                     // these copies anyway (their vote tries the same turns): with them, `vigie
                     // eval` lost no copy without the trial turns and saved 0.2 ms a screen.
-                    let main = main_box
-                        .copied()
+                    let main = out
+                        .pdq_regions
+                        .iter()
+                        .map(|r| r.rect)
+                        .max_by_key(|r| r.width * r.height)
                         .unwrap_or_else(|| regions::Rect::full(&displayed_luma));
                     // Small: PDQ reads a 64x64 summary, and four turns of a full plane would
                     // cost more than the rest of the screen.
-                    let plane = regions::shrink(&small, to_small(&main), regions::TURN_SIDE);
+                    let plane = regions::shrink(&displayed_luma, main, regions::TURN_SIDE);
                     for degrees in regions::TRIAL_TURNS_DEGREES {
                         let tilt = regions::fit_inside_turn(&plane, degrees.to_radians());
                         let straight = regions::straighten(&plane, &tilt);

@@ -36,25 +36,6 @@ impl Rect {
     fn area(&self) -> usize {
         self.width * self.height
     }
-
-    /// The same box in a resized copy of the plane: `from` and `to` are the two planes' sizes.
-    /// Edges are rounded outwards, so the box never loses a line of what it held.
-    pub fn scaled(&self, from: (usize, usize), to: (usize, usize)) -> Rect {
-        let axis = |start: usize, len: usize, from: usize, to: usize| {
-            let from = from.max(1);
-            let lo = start * to / from;
-            let hi = ((start + len) * to).div_ceil(from).min(to);
-            (lo.min(hi.saturating_sub(1)), hi.saturating_sub(lo).max(1))
-        };
-        let (x, width) = axis(self.x, self.width, from.0, to.0);
-        let (y, height) = axis(self.y, self.height, from.1, to.1);
-        Rect {
-            x,
-            y,
-            width,
-            height,
-        }
-    }
 }
 
 /// The pixels inside `r` (clamped to the plane).
