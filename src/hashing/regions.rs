@@ -154,11 +154,21 @@ impl LineHistogram {
 
 /// The standard deviation of the values within the two bins starting at `bin`.
 fn spread_within(values: impl Iterator<Item = f32>, bin: usize) -> f64 {
-    let mut m = SpreadMoments::default();
+    let (mut n, mut sum, mut sum_sq) = (0.0f64, 0.0f64, 0.0f64);
     for v in values {
-        m.add(v, bin);
+        let b = bin_of(v);
+        if b == bin || b == bin + 1 {
+            let v = f64::from(v);
+            n += 1.0;
+            sum += v;
+            sum_sq += v * v;
+        }
     }
-    m.deviation()
+    if n == 0.0 {
+        return 0.0;
+    }
+    let mean = sum / n;
+    (sum_sq / n - mean * mean).max(0.0).sqrt()
 }
 
 /// `floor(v) / 16` for `v` clamped to 0..=255, without a float-to-integer conversion (whose
@@ -216,59 +226,10 @@ fn column_histograms(plane: &LumaPlane, y0: usize, y1: usize) -> Vec<LineHistogr
             hist.count[usize::from(b)] += 1;
         }
     }
-    // Settle the candidate columns (nearly all one colour) in one more row-major pass rather than
-    // by walking each column down the plane: the same values in the same order, so the same
-    // spreads, without a cache miss a pixel on pictures with wide flat margins.
-    let candidates: Vec<(usize, usize)> = out
-        .iter()
-        .enumerate()
-        .filter_map(|(x, hist)| {
-            let (bin, share) = dominant(hist);
-            (share >= FRAME_SHARE).then_some((x, bin))
-        })
-        .collect();
-    if candidates.is_empty() {
-        return out;
-    }
-    let mut moments = vec![SpreadMoments::default(); candidates.len()];
-    for row in plane.data[y0 * w..y1 * w].chunks_exact(w) {
-        for (m, &(x, bin)) in moments.iter_mut().zip(&candidates) {
-            m.add(row[x], bin);
-        }
-    }
-    for (m, &(x, _)) in moments.iter().zip(&candidates) {
-        out[x].drawn = m.deviation() <= FRAME_MAX_SPREAD;
+    for (x, hist) in out.iter_mut().enumerate() {
+        hist.settle((y0..y1).map(|y| plane.at(x, y)));
     }
     out
-}
-
-/// Count, sum and sum of squares of the values of a line within two adjacent bins: what
-/// [`spread_within`] computes, gathered one value at a time.
-#[derive(Clone, Copy, Default)]
-struct SpreadMoments {
-    n: f64,
-    sum: f64,
-    sum_sq: f64,
-}
-
-impl SpreadMoments {
-    fn add(&mut self, v: f32, bin: usize) {
-        let b = bin_of(v);
-        if b == bin || b == bin + 1 {
-            let v = f64::from(v);
-            self.n += 1.0;
-            self.sum += v;
-            self.sum_sq += v * v;
-        }
-    }
-
-    fn deviation(&self) -> f64 {
-        if self.n == 0.0 {
-            return 0.0;
-        }
-        let mean = self.sum / self.n;
-        (self.sum_sq / self.n - mean * mean).max(0.0).sqrt()
-    }
 }
 
 /// The most common luma of a line (two adjacent bins together): the first bin and the fraction
