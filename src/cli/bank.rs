@@ -40,15 +40,18 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
-    /// Open the store; commands that only read refuse a missing directory instead of creating one.
+    /// Open the store. `create`: the commands that write a store from nothing (`bank create`,
+    /// `import`) create one in a directory that does not exist yet or is empty; every other
+    /// command opens only an existing store. A directory that holds files but no store is never
+    /// created over.
     pub fn open(&self, create: bool) -> Result<Store, CliError> {
-        if !create && !self.data_dir.join("CURRENT").exists() {
-            return Err(CliError(format!(
-                "no vigie store in {} (create a bank first)",
-                self.data_dir.display()
-            )));
-        }
-        Ok(Store::open(&self.data_dir, &RocksOptions::default())?)
+        Ok(Store::open(
+            &self.data_dir,
+            &RocksOptions {
+                create_if_missing: create,
+                ..RocksOptions::default()
+            },
+        )?)
     }
 
     pub fn actor(&self) -> String {

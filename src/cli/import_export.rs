@@ -145,7 +145,7 @@ pub fn run_import(args: ImportArgs) -> Result<ExitCode, CliError> {
         default_source: args.source.clone(),
     };
     let actor = args.store.actor();
-    let db = args.store.open(false)?;
+    let db = args.store.open(true)?;
     if db.get_bank(&args.bank)?.is_none() {
         return Err(crate::store::StoreError::BankNotFound(args.bank).into());
     }

@@ -49,8 +49,12 @@ fn actor() -> String {
 }
 
 pub fn run(args: KeysArgs) -> Result<ExitCode, CliError> {
-    let store = Store::open(&args.data_dir, &RocksOptions::default())
-        .map_err(|e| CliError(e.to_string()))?;
+    // `keys create` makes the store of a quick start; listing and revoking need an existing one.
+    let options = RocksOptions {
+        create_if_missing: matches!(args.command, KeysCommand::Create { .. }),
+        ..RocksOptions::default()
+    };
+    let store = Store::open(&args.data_dir, &options).map_err(|e| CliError(e.to_string()))?;
     match args.command {
         KeysCommand::Create { role, name } => {
             let key = generate_key();

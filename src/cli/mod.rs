@@ -15,6 +15,7 @@ pub mod hash;
 pub mod import_export;
 pub mod keys;
 pub mod matching;
+pub mod recover;
 pub mod serve;
 
 use std::process::ExitCode;
@@ -54,8 +55,11 @@ pub enum Command {
     Export(import_export::ExportArgs),
     /// List the audit log of bank and entry changes.
     Audit(audit::AuditArgs),
-    /// Run the gRPC service on the store under --data-dir.
+    /// Run the gRPC service on the existing store under --data-dir.
     Serve(serve::ServeArgs),
+    /// Open a store whose write-ahead log is damaged, keeping what precedes the damage and
+    /// reporting what was dropped (needs --accept-wal-loss).
+    RecoverWal(recover::RecoverArgs),
     /// Create, list and revoke API keys (on --data-dir, while no server holds it).
     Keys(keys::KeysArgs),
     /// Talk to a running server: create a bank, add an image, screen files.
@@ -114,6 +118,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Export(args) => import_export::run_export(args),
         Command::Audit(args) => audit::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::RecoverWal(args) => recover::run(args),
         Command::Keys(args) => keys::run(args),
         Command::Client(args) => client::run(args),
         Command::Eval(args) => eval::run(args),

@@ -52,7 +52,10 @@ impl FromStr for Role {
             "screen" => Ok(Role::Screen),
             "curate" => Ok(Role::Curate),
             "admin" => Ok(Role::Admin),
-            _ => Err(format!("role must be screen, curate or admin, not {s:?}")),
+            _ => Err(format!(
+                "role must be screen, curate or admin, not {}",
+                super::quote(s)
+            )),
         }
     }
 }
@@ -124,7 +127,8 @@ impl Store {
         validate_actor(actor)?;
         super::validate_bank_name(name).map_err(|_| {
             StoreError::Invalid(format!(
-                "key name {name:?} must match [A-Za-z0-9_-]{{1,64}}"
+                "key name {} must match [A-Za-z0-9_-]{{1,64}}",
+                super::quote(name)
             ))
         })?;
         let mut counters = self.lock_writer()?;
@@ -134,7 +138,8 @@ impl Store {
             .is_some()
         {
             return Err(StoreError::Invalid(format!(
-                "a key named {name:?} already exists"
+                "a key named {} already exists",
+                super::quote(name)
             )));
         }
         let record = ApiKey {
@@ -202,7 +207,7 @@ impl Store {
         let hash = self
             .backend
             .get(Cf::Meta, &prefixed(BY_NAME, name.as_bytes()))?
-            .ok_or_else(|| StoreError::EntryNotFound(format!("key {name:?}")))?;
+            .ok_or_else(|| StoreError::EntryNotFound(format!("key {}", super::quote(name))))?;
         let mut record = self
             .backend
             .get(Cf::Meta, &prefixed(BY_HASH, &hash))?

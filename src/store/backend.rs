@@ -5,11 +5,13 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use rocksdb::{
-    BlockBasedOptions, ColumnFamilyDescriptor, DB, DBCompressionType, Options, ReadOptions,
-    WriteBatch, WriteOptions,
+    BlockBasedOptions, ColumnFamilyDescriptor, DB, DBCompressionType, DBRecoveryMode, Options,
+    ReadOptions, WriteBatch, WriteOptions,
 };
 
 use super::StoreError;
@@ -43,6 +45,47 @@ pub trait Backend: Send + Sync {
     fn compact(&self) -> Result<(), StoreError> {
         Ok(())
     }
+    /// False while writes are refused for want of space ([`StoreError::StorageFull`]); reads go on.
+    fn writes_available(&self) -> bool {
+        true
+    }
+    /// When writes are refused for want of space, try to take them again (a probe write, after a
+    /// reopen where needed). `Ok` once writes are available; [`StoreError::StorageFull`] while the
+    /// disk is still full. Called by a periodic check so that health recovers without a client
+    /// write.
+    fn try_resume(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        (**self).get(cf, key)
+    }
+    fn write(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
+        (**self).write(ops)
+    }
+    fn scan(
+        &self,
+        cf: Cf,
+        start: &[u8],
+        end: Option<&[u8]>,
+        visit: &mut Visit<'_>,
+    ) -> Result<(), StoreError> {
+        (**self).scan(cf, start, end, visit)
+    }
+    fn last_key(&self, cf: Cf) -> Result<Option<Vec<u8>>, StoreError> {
+        (**self).last_key(cf)
+    }
+    fn compact(&self) -> Result<(), StoreError> {
+        (**self).compact()
+    }
+    fn writes_available(&self) -> bool {
+        (**self).writes_available()
+    }
+    fn try_resume(&self) -> Result<(), StoreError> {
+        (**self).try_resume()
+    }
 }
 
 /// The in-memory backend: one ordered map per column family behind one lock.
@@ -52,9 +95,17 @@ type CfMaps = [BTreeMap<Vec<u8>, Vec<u8>>; 5];
 #[derive(Default)]
 pub struct MemoryBackend {
     maps: Mutex<CfMaps>,
+    /// Fault injection: while set, writes fail as on a full disk.
+    full: AtomicBool,
 }
 
 impl MemoryBackend {
+    /// Fault injection for tests: while `full` is true every write fails with
+    /// [`StoreError::StorageFull`], as a RocksDB store on a full disk does; reads go on.
+    pub fn set_full(&self, full: bool) {
+        self.full.store(full, Ordering::Release);
+    }
+
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, CfMaps>, StoreError> {
         self.maps
             .lock()
@@ -68,6 +119,11 @@ impl Backend for MemoryBackend {
     }
 
     fn write(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
+        if self.full.load(Ordering::Acquire) {
+            return Err(StoreError::StorageFull(
+                "No space left on device (simulated)".into(),
+            ));
+        }
         let mut maps = self.lock()?;
         for op in ops {
             match op {
@@ -116,6 +172,20 @@ impl Backend for MemoryBackend {
     fn last_key(&self, cf: Cf) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.lock()?[cf as usize].keys().next_back().cloned())
     }
+
+    fn writes_available(&self) -> bool {
+        !self.full.load(Ordering::Acquire)
+    }
+
+    fn try_resume(&self) -> Result<(), StoreError> {
+        if self.writes_available() {
+            Ok(())
+        } else {
+            Err(StoreError::StorageFull(
+                "No space left on device (simulated)".into(),
+            ))
+        }
+    }
 }
 
 /// How the RocksDB backend is opened.
@@ -126,6 +196,13 @@ pub struct RocksOptions {
     pub sync_writes: bool,
     /// Block cache size in bytes (shared by all column families).
     pub block_cache_bytes: usize,
+    /// Create a store when the directory does not exist yet or is empty (the admin commands that
+    /// write, and tests). `false` opens only an existing store: `vigie serve` uses it so that a
+    /// mistyped or unmounted `--data-dir` is refused instead of served empty. Either way a
+    /// directory that holds files but no RocksDB `CURRENT` is refused, never re-created over.
+    pub create_if_missing: bool,
+    /// What to do when the write-ahead log is damaged before its last record.
+    pub wal_recovery: WalRecovery,
 }
 
 impl Default for RocksOptions {
@@ -133,23 +210,179 @@ impl Default for RocksOptions {
         RocksOptions {
             sync_writes: true,
             block_cache_bytes: 32 << 20,
+            create_if_missing: true,
+            wal_recovery: WalRecovery::Strict,
         }
     }
 }
 
+/// How RocksDB replays the write-ahead log at open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WalRecovery {
+    /// Refuse to open when a record before the log's last one is damaged (RocksDB's
+    /// `kTolerateCorruptedTailRecords`): such a record was acknowledged (writes are acknowledged
+    /// once their whole record is synced), so opening past it would drop acknowledged writes in
+    /// silence. Only an incomplete *last* record is tolerated: a crash in the middle of writing it
+    /// means it was never acknowledged. (`kAbsoluteConsistency` would also refuse that torn tail,
+    /// so every crash during a large batch would need an operator.)
+    #[default]
+    Strict,
+    /// Keep every record before the first damaged one and drop the rest (RocksDB's
+    /// `kPointInTimeRecovery`). Only on the operator's explicit request: before opening, the
+    /// write-ahead log files are copied aside, and [`RocksBackend::recovery_report`] says what
+    /// the open dropped.
+    PointInTime,
+}
+
+/// What a point-in-time recovery dropped (see [`WalRecovery::PointInTime`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Where the write-ahead log files were copied before the open.
+    pub wal_copy: PathBuf,
+    /// Write batches found in the copied log (each vigie change is one batch).
+    pub batches_in_log: u64,
+    /// Batches at or below the recovered sequence number: kept.
+    pub batches_kept: u64,
+    /// Batches past the recovered sequence number, or unreadable: dropped.
+    pub batches_dropped: u64,
+    /// Key-value operations inside the dropped batches that could be read.
+    pub operations_dropped: u64,
+    /// Bytes of log from the first damaged record to the end.
+    pub bytes_after_damage: u64,
+    /// The last sequence number the store holds after the open.
+    pub recovered_sequence: u64,
+}
+
+impl std::fmt::Display for RecoveryReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "point-in-time recovery: kept {} of {} write batches in the log, dropped {} \
+             ({} operations readable, {} bytes of log from the damage on); the store now ends at \
+             sequence {}; the original log files are in {}",
+            self.batches_kept,
+            self.batches_in_log,
+            self.batches_dropped,
+            self.operations_dropped,
+            self.bytes_after_damage,
+            self.recovered_sequence,
+            self.wal_copy.display()
+        )
+    }
+}
+
+/// The open database and whether it accepts writes.
+enum Handle {
+    /// The normal state.
+    ReadWrite(DB),
+    /// After a disk-full error whose reopen could not yet write: reads go on, writes are refused
+    /// with [`StoreError::StorageFull`] until a reopen succeeds.
+    ReadOnly(DB),
+}
+
+impl Handle {
+    fn db(&self) -> &DB {
+        match self {
+            Handle::ReadWrite(db) | Handle::ReadOnly(db) => db,
+        }
+    }
+}
+
+/// The RocksDB backend. A write that fails because the disk is full marks the store full; later
+/// writes (and [`Backend::try_resume`]) reopen the database, at most once a second, until space
+/// is back. RocksDB stops all writes after such an error and resumes on its own only once free
+/// space reaches its reserve (the largest write buffer, 64 MiB here), polled every 5 s; a reopen
+/// replays the log and resumes as soon as the replay can be written.
 pub struct RocksBackend {
-    db: DB,
+    handle: RwLock<Handle>,
+    config: RocksOptions,
     write_options: WriteOptions,
     path: PathBuf,
+    /// Set by a disk-full error, cleared by the first write that succeeds.
+    full: AtomicBool,
+    /// When the last reopen was tried (throttles reopen attempts).
+    last_reopen: Mutex<Option<Instant>>,
+    recovery: Option<RecoveryReport>,
+}
+
+/// What a directory holds, judged before RocksDB is let near it.
+enum DirState {
+    /// Has a `CURRENT` file: an existing store (or one RocksDB will say is damaged).
+    Store,
+    /// Missing or empty: a store may be created there.
+    Absent,
+}
+
+fn inspect_dir(path: &Path) -> Result<DirState, StoreError> {
+    let shown = path.display();
+    let entries = match std::fs::read_dir(path) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(DirState::Absent),
+        Err(e) => {
+            return Err(StoreError::NotAStore(format!(
+                "cannot read the data directory {shown}: {e}"
+            )));
+        }
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| {
+            StoreError::NotAStore(format!("cannot read the data directory {shown}: {e}"))
+        })?;
+        names.push(entry.file_name().to_string_lossy().into_owned());
+    }
+    if names.iter().any(|n| n == "CURRENT") {
+        return Ok(DirState::Store);
+    }
+    if names.is_empty() {
+        return Ok(DirState::Absent);
+    }
+    let rocks_files: Vec<&String> = names
+        .iter()
+        .filter(|n| {
+            n.ends_with(".sst")
+                || n.ends_with(".log")
+                || n.starts_with("MANIFEST-")
+                || n.starts_with("OPTIONS-")
+                || *n == "IDENTITY"
+        })
+        .collect();
+    if rocks_files.is_empty() {
+        Err(StoreError::NotAStore(format!(
+            "{shown} is not empty and holds no vigie store; point --data-dir at a store or at a \
+             directory that does not exist yet"
+        )))
+    } else {
+        let mut shown_files: Vec<&str> = rocks_files.iter().take(5).map(|s| s.as_str()).collect();
+        shown_files.sort_unstable();
+        Err(StoreError::Damaged(format!(
+            "{shown} holds RocksDB files ({}{}) but no CURRENT file, which names the live \
+             MANIFEST; vigie never re-creates a store over them (that would delete them): \
+             restore CURRENT or the store from a backup",
+            shown_files.join(", "),
+            if rocks_files.len() > 5 {
+                format!(" and {} more", rocks_files.len() - 5)
+            } else {
+                String::new()
+            }
+        )))
+    }
 }
 
 impl RocksBackend {
     /// One tuned `Options` for every column family. Workload: small values, point reads by key,
     /// long sequential scans at start-up and export, writes in batches.
-    fn options(config: &RocksOptions) -> Options {
+    fn options(config: &RocksOptions, create: bool) -> Options {
         let mut opts = Options::default();
-        opts.create_if_missing(true);
+        opts.create_if_missing(create);
         opts.create_missing_column_families(true);
+        // Check every block and file read against its checksum, and stop on any inconsistency,
+        // rather than serve what a damaged file happens to hold.
+        opts.set_paranoid_checks(true);
+        opts.set_wal_recovery_mode(match config.wal_recovery {
+            WalRecovery::Strict => DBRecoveryMode::TolerateCorruptedTailRecords,
+            WalRecovery::PointInTime => DBRecoveryMode::PointInTime,
+        });
         // Hash bytes are random: compression would cost CPU and save nothing.
         opts.set_compression_type(DBCompressionType::None);
         opts.set_max_background_jobs(2);
@@ -169,64 +402,236 @@ impl RocksBackend {
         opts
     }
 
+    /// Opens the store in `path`: an existing one, or a new one where `config.create_if_missing`
+    /// allows and the directory does not exist yet or is empty. Errors: [`StoreError::NotAStore`]
+    /// (nothing to open, or a directory that is not a store), [`StoreError::Damaged`] (files
+    /// RocksDB cannot read, a damaged log under [`WalRecovery::Strict`]), [`StoreError::Locked`].
     pub fn open(path: &Path, config: &RocksOptions) -> Result<RocksBackend, StoreError> {
-        let opts = Self::options(config);
-        let descriptors = Cf::ALL
-            .iter()
-            .map(|cf| ColumnFamilyDescriptor::new(cf.name(), Self::options(config)));
-        let db =
-            DB::open_cf_descriptors(&opts, path, descriptors).map_err(|e| open_error(path, e))?;
+        let create = match inspect_dir(path)? {
+            DirState::Store => false,
+            DirState::Absent if config.create_if_missing => true,
+            DirState::Absent => {
+                return Err(StoreError::NotAStore(format!(
+                    "no vigie store in {} (the directory is missing or empty); check \
+                     --data-dir, or create a store with `vigie keys create` or `vigie bank create`",
+                    path.display()
+                )));
+            }
+        };
+        let wal_copy = match config.wal_recovery {
+            WalRecovery::PointInTime if !create => Some(super::wal::copy_aside(path)?),
+            _ => None,
+        };
+        let db = Self::open_db(path, config, create, false)?;
+        let recovery = match wal_copy {
+            Some(copy) => Some(super::wal::report(&copy, db.latest_sequence_number())?),
+            None => None,
+        };
         let mut write_options = WriteOptions::default();
         write_options.set_sync(config.sync_writes);
         Ok(RocksBackend {
-            db,
+            handle: RwLock::new(Handle::ReadWrite(db)),
+            config: config.clone(),
             write_options,
             path: path.to_path_buf(),
+            full: AtomicBool::new(false),
+            last_reopen: Mutex::new(None),
+            recovery,
         })
+    }
+
+    fn open_db(
+        path: &Path,
+        config: &RocksOptions,
+        create: bool,
+        read_only: bool,
+    ) -> Result<DB, StoreError> {
+        let opts = Self::options(config, create);
+        let descriptors = Cf::ALL
+            .iter()
+            .map(|cf| ColumnFamilyDescriptor::new(cf.name(), Self::options(config, create)));
+        let opened = if read_only {
+            DB::open_cf_descriptors_read_only(&opts, path, descriptors, false)
+        } else {
+            DB::open_cf_descriptors(&opts, path, descriptors)
+        };
+        opened.map_err(|e| open_error(path, e))
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    fn cf(&self, cf: Cf) -> Result<&rocksdb::ColumnFamily, StoreError> {
-        self.db
-            .cf_handle(cf.name())
+    /// What a [`WalRecovery::PointInTime`] open dropped; `None` for a strict open.
+    pub fn recovery_report(&self) -> Option<&RecoveryReport> {
+        self.recovery.as_ref()
+    }
+
+    fn read(&self) -> Result<std::sync::RwLockReadGuard<'_, Handle>, StoreError> {
+        self.handle
+            .read()
+            .map_err(|_| StoreError::Backend("store handle lock poisoned".into()))
+    }
+
+    /// Close and reopen the database so that RocksDB replays its log into a fresh state after a
+    /// disk-full stop. At most once a second; never waits for readers (a scan in progress just
+    /// defers it). When the read-write open fails (still no space), the store is reopened
+    /// read-only so that reads go on.
+    fn reopen(&self) -> Result<(), StoreError> {
+        {
+            let mut last = self
+                .last_reopen
+                .lock()
+                .map_err(|_| StoreError::Backend("reopen lock poisoned".into()))?;
+            if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+                return Err(storage_full("the disk is still full"));
+            }
+            *last = Some(Instant::now());
+        }
+        let Ok(mut guard) = self.handle.try_write() else {
+            return Err(storage_full(
+                "the disk is full (reopen deferred: store busy)",
+            ));
+        };
+        // A read-only handle first: it takes no LOCK, and keeps reads going should the
+        // read-write open fail. Swapping it in closes the read-write handle, freeing its LOCK.
+        let previous = std::mem::replace(
+            &mut *guard,
+            Handle::ReadOnly(Self::open_db(&self.path, &self.config, false, true)?),
+        );
+        drop(previous);
+        match Self::open_db(&self.path, &self.config, false, false) {
+            Ok(db) => {
+                *guard = Handle::ReadWrite(db);
+                tracing::info!(dir = %self.path.display(), "store reopened after a full disk; writes resume");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "store still cannot take writes (disk full?); reads go on");
+                Err(storage_full(&e.to_string()))
+            }
+        }
+    }
+
+    fn cf<'a>(db: &'a DB, cf: Cf) -> Result<&'a rocksdb::ColumnFamily, StoreError> {
+        db.cf_handle(cf.name())
             .ok_or_else(|| StoreError::Corrupt(format!("column family {} missing", cf.name())))
+    }
+
+    fn write_batch(&self, handle: &Handle, ops: &[WriteOp]) -> Result<(), StoreError> {
+        let Handle::ReadWrite(db) = handle else {
+            return Err(storage_full(
+                "the disk is full; writes resume once space is freed",
+            ));
+        };
+        let mut batch = WriteBatch::default();
+        for op in ops {
+            match op {
+                WriteOp::Put(cf, k, v) => batch.put_cf(Self::cf(db, *cf)?, k, v),
+                WriteOp::Delete(cf, k) => batch.delete_cf(Self::cf(db, *cf)?, k),
+            }
+        }
+        match db.write_opt(batch, &self.write_options) {
+            Ok(()) => Ok(()),
+            Err(e) if is_no_space(&e) => {
+                if !self.full.swap(true, Ordering::AcqRel) {
+                    tracing::error!(dir = %self.path.display(), error = %e, "disk full: writes refused until space is freed; screens go on");
+                }
+                Err(storage_full(&e.to_string()))
+            }
+            Err(e) => Err(backend_error(e)),
+        }
     }
 }
 
-/// RocksDB takes an exclusive `flock` on `<dir>/LOCK` and fails at once when another process holds
-/// it: turn that into an error that says what to do.
+/// True for RocksDB's `NoSpace` and `SpaceLimit` I/O errors (`ENOSPC`, or a space limit hit).
+fn is_no_space(e: &rocksdb::Error) -> bool {
+    let m = e.to_string();
+    m.contains("No space left on device") || m.contains("Space limit reached")
+}
+
+fn storage_full(detail: &str) -> StoreError {
+    StoreError::StorageFull(detail.to_string())
+}
+
+/// Turn an open failure into an error that names the directory and what is wrong: another process
+/// holds RocksDB's `LOCK`, a file is damaged (the log, a table, the MANIFEST), or the directory is
+/// not a store.
 fn open_error(path: &Path, e: rocksdb::Error) -> StoreError {
     let message = e.to_string();
     if message.contains("LOCK") || message.contains("lock file") || message.contains("lock hold") {
-        StoreError::Locked(path.to_path_buf())
-    } else {
-        StoreError::Backend(format!("cannot open {}: {message}", path.display()))
+        return StoreError::Locked(path.to_path_buf());
     }
+    if message.contains("does not exist (create_if_missing is false)") {
+        return StoreError::NotAStore(format!("no vigie store in {}: {message}", path.display()));
+    }
+    if matches!(e.kind(), rocksdb::ErrorKind::Corruption) || message.contains("Corruption") {
+        let wal = super::wal::log_files(path)
+            .map(|files| {
+                files
+                    .iter()
+                    .map(|(name, len)| format!("{name} ({len} bytes)"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        let (what, remedy) = if message.contains(".sst") {
+            ("a table file".to_string(), String::new())
+        } else if message.contains("MANIFEST") {
+            ("the MANIFEST".to_string(), String::new())
+        } else {
+            (
+                format!("the write-ahead log ({wal})"),
+                format!(
+                    "; or, accepting the loss of every write from the damage on, run `vigie \
+                     recover-wal --accept-wal-loss --data-dir {}`, which keeps a copy of the log \
+                     and reports what it dropped",
+                    path.display()
+                ),
+            )
+        };
+        return StoreError::Damaged(format!(
+            "the store in {} is damaged: {what}: {message}. It is not opened, so nothing it holds \
+             is served as if whole: restore it from a backup or a replica{remedy}",
+            path.display()
+        ));
+    }
+    StoreError::Backend(format!("cannot open {}: {message}", path.display()))
 }
 
 fn backend_error(e: rocksdb::Error) -> StoreError {
+    if matches!(e.kind(), rocksdb::ErrorKind::Corruption) {
+        return StoreError::Damaged(e.to_string());
+    }
     StoreError::Backend(e.to_string())
 }
 
 impl Backend for RocksBackend {
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.db.get_cf(self.cf(cf)?, key).map_err(backend_error)
+        let handle = self.read()?;
+        let db = handle.db();
+        db.get_cf(Self::cf(db, cf)?, key).map_err(backend_error)
     }
 
     fn write(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
-        let mut batch = WriteBatch::default();
-        for op in ops {
-            match op {
-                WriteOp::Put(cf, k, v) => batch.put_cf(self.cf(cf)?, k, v),
-                WriteOp::Delete(cf, k) => batch.delete_cf(self.cf(cf)?, k),
+        let first = {
+            let handle = self.read()?;
+            self.write_batch(&handle, &ops)
+        };
+        let result = match first {
+            // RocksDB refuses every write after a disk-full error until it resumes: reopen (at
+            // most once a second) and try once more.
+            Err(StoreError::StorageFull(_)) => {
+                self.reopen()?;
+                let handle = self.read()?;
+                self.write_batch(&handle, &ops)
             }
+            other => other,
+        };
+        if result.is_ok() && self.full.swap(false, Ordering::AcqRel) {
+            tracing::info!(dir = %self.path.display(), "space is back: writes resumed");
         }
-        self.db
-            .write_opt(batch, &self.write_options)
-            .map_err(backend_error)
+        result
     }
 
     fn scan(
@@ -236,6 +641,8 @@ impl Backend for RocksBackend {
         end: Option<&[u8]>,
         visit: &mut Visit<'_>,
     ) -> Result<(), StoreError> {
+        let handle = self.read()?;
+        let db = handle.db();
         let mut read = ReadOptions::default();
         // Scans are start-up loads and exports: read ahead, and do not evict the hot point-read
         // blocks from the cache with a one-pass sweep.
@@ -244,7 +651,7 @@ impl Backend for RocksBackend {
         if let Some(end) = end {
             read.set_iterate_upper_bound(end.to_vec());
         }
-        let mut it = self.db.raw_iterator_cf_opt(self.cf(cf)?, read);
+        let mut it = db.raw_iterator_cf_opt(Self::cf(db, cf)?, read);
         it.seek(start);
         while it.valid() {
             let (Some(k), Some(v)) = (it.key(), it.value()) else {
@@ -259,7 +666,9 @@ impl Backend for RocksBackend {
     }
 
     fn last_key(&self, cf: Cf) -> Result<Option<Vec<u8>>, StoreError> {
-        let mut it = self.db.raw_iterator_cf(self.cf(cf)?);
+        let handle = self.read()?;
+        let db = handle.db();
+        let mut it = db.raw_iterator_cf(Self::cf(db, cf)?);
         it.seek_to_last();
         let key = it.key().map(<[u8]>::to_vec);
         it.status().map_err(backend_error)?;
@@ -267,10 +676,26 @@ impl Backend for RocksBackend {
     }
 
     fn compact(&self) -> Result<(), StoreError> {
+        let handle = self.read()?;
+        let db = handle.db();
         for cf in Cf::ALL {
-            self.db
-                .compact_range_cf(self.cf(cf)?, None::<&[u8]>, None::<&[u8]>);
+            db.compact_range_cf(Self::cf(db, cf)?, None::<&[u8]>, None::<&[u8]>);
         }
         Ok(())
     }
+
+    fn writes_available(&self) -> bool {
+        !self.full.load(Ordering::Acquire)
+    }
+
+    fn try_resume(&self) -> Result<(), StoreError> {
+        if self.writes_available() {
+            return Ok(());
+        }
+        // A synced write that changes nothing: it succeeds only once the store takes writes.
+        self.write(vec![WriteOp::Delete(Cf::Meta, WRITE_PROBE_KEY.to_vec())])
+    }
 }
+
+/// A `meta` key never written: deleting it is the write that probes whether writes resumed.
+const WRITE_PROBE_KEY: &[u8] = b"write_probe";

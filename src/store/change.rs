@@ -174,7 +174,11 @@ impl Store {
             } => {
                 for external in &external_ids {
                     let entry = self.find_entry(&bank, external)?.ok_or_else(|| {
-                        StoreError::EntryNotFound(format!("{external:?} in bank {bank:?}"))
+                        StoreError::EntryNotFound(format!(
+                            "{} in bank {}",
+                            super::quote(external),
+                            super::quote(&bank)
+                        ))
                     })?;
                     ids.push(entry.id);
                 }

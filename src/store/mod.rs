@@ -14,12 +14,15 @@ pub mod keys;
 pub mod load;
 pub mod model;
 mod schema;
+pub mod wal;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, RwLock};
 
-pub use backend::{Backend, MemoryBackend, RocksBackend, RocksOptions, WriteOp};
+pub use backend::{
+    Backend, MemoryBackend, RecoveryReport, RocksBackend, RocksOptions, WalRecovery, WriteOp,
+};
 pub use change::{Applied, Change, Origin};
 use keys::{Cf, EntryHead, EntryRecord};
 pub use model::*;
@@ -38,18 +41,44 @@ pub enum StoreError {
     SchemaTooNew { found: u32, supported: u32 },
     #[error("store is corrupt: {0}")]
     Corrupt(String),
+    /// Nothing to open: the directory is missing, empty, not a store, or holds another database.
+    #[error("{0}")]
+    NotAStore(String),
+    /// A file of the store cannot be read as written (a damaged log, table or MANIFEST, or
+    /// RocksDB files without their `CURRENT`): the store is refused rather than served in part.
+    #[error("{0}")]
+    Damaged(String),
+    /// The disk is full: writes are refused until space is freed (they then resume by
+    /// themselves); reads and screens go on.
+    #[error("the store's disk is full; writes resume once space is freed ({0})")]
+    StorageFull(String),
     #[error("storage error: {0}")]
     Backend(String),
     #[error("{0}")]
     Invalid(String),
-    #[error("unknown algorithm {0:?} (expected pdq, phash, dhash, md5 or sha256)")]
+    #[error("unknown algorithm {} (expected pdq, phash, dhash, md5 or sha256)", quote(.0))]
     UnknownAlgorithm(String),
-    #[error("bank {0:?} already exists")]
+    #[error("bank {} already exists", quote(.0))]
     BankExists(String),
-    #[error("no bank named {0:?}")]
+    #[error("no bank named {}", quote(.0))]
     BankNotFound(String),
     #[error("no entry {0}")]
     EntryNotFound(String),
+}
+
+/// Longest piece of caller input an error message quotes, in characters (see [`quote`]).
+pub const MAX_QUOTED_CHARS: usize = 200;
+
+/// `input` as an error message quotes it: in Rust debug form (quotes, escapes), cut to
+/// [`MAX_QUOTED_CHARS`] characters with a note of its full length when longer. A caller that sent
+/// a megabyte name gets its error, not a status too large for its metadata limit.
+pub fn quote(input: &str) -> String {
+    let total = input.chars().count();
+    if total <= MAX_QUOTED_CHARS {
+        return format!("{input:?}");
+    }
+    let head: String = input.chars().take(MAX_QUOTED_CHARS).collect();
+    format!("{head:?}... ({total} characters, cut)")
 }
 
 /// Counters handed out under the writer lock and persisted in the batch that uses them.
@@ -72,9 +101,40 @@ pub struct Store {
 }
 
 impl Store {
-    /// Open (or create) the RocksDB store in `dir`, checking and migrating its schema.
+    /// Open the RocksDB store in `dir`, checking and migrating its schema. A store is created
+    /// only where `options.create_if_missing` allows and `dir` does not exist yet or is empty; with
+    /// it off, a RocksDB database that is not a vigie store (no schema version) is refused too.
+    /// Errors: [`StoreError::NotAStore`], [`StoreError::Damaged`], [`StoreError::Locked`],
+    /// [`StoreError::SchemaTooNew`], storage failures.
     pub fn open(dir: &Path, options: &RocksOptions) -> Result<Store, StoreError> {
-        Store::with_backend(Box::new(RocksBackend::open(dir, options)?))
+        Store::open_reporting(dir, options).map(|(store, _)| store)
+    }
+
+    /// [`Store::open`], also returning what a [`WalRecovery::PointInTime`] open dropped.
+    pub fn open_reporting(
+        dir: &Path,
+        options: &RocksOptions,
+    ) -> Result<(Store, Option<RecoveryReport>), StoreError> {
+        let backend = RocksBackend::open(dir, options)?;
+        if !options.create_if_missing && !schema::has_version(&backend)? {
+            return Err(StoreError::NotAStore(format!(
+                "{} holds a RocksDB database but no vigie schema version: not a vigie store",
+                dir.display()
+            )));
+        }
+        let report = backend.recovery_report().cloned();
+        Ok((Store::with_backend(Box::new(backend))?, report))
+    }
+
+    /// False while writes are refused because the disk is full ([`StoreError::StorageFull`]).
+    pub fn writes_available(&self) -> bool {
+        self.backend.writes_available()
+    }
+
+    /// Try to take writes again after a full disk; `Ok` once they are available. See
+    /// [`Backend::try_resume`].
+    pub fn try_resume_writes(&self) -> Result<(), StoreError> {
+        self.backend.try_resume()
     }
 
     /// A fresh store held in memory.

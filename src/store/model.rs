@@ -187,8 +187,9 @@ impl<'de> Deserialize<'de> for EntryHashes {
         let raw = std::collections::BTreeMap::<String, String>::deserialize(deserializer)?;
         let mut hashes = EntryHashes::default();
         for (name, hex) in raw {
-            let algorithm = Algorithm::from_signal_type(&name)
-                .ok_or_else(|| D::Error::custom(format!("unknown algorithm {name:?}")))?;
+            let algorithm = Algorithm::from_signal_type(&name).ok_or_else(|| {
+                D::Error::custom(format!("unknown algorithm {}", super::quote(&name)))
+            })?;
             let value = HashValue::parse(algorithm, &hex)
                 .map_err(|e| D::Error::custom(format!("{name}: {e}")))?;
             hashes.set(value);
@@ -226,17 +227,21 @@ impl Timestamp {
                 return Ok(Timestamp::from_unix_seconds(seconds));
             }
             return Err(StoreError::Invalid(format!(
-                "time {text:?} is out of range"
+                "time {} is out of range",
+                super::quote(text)
             )));
         }
         let time = humantime::parse_rfc3339_weak(text).map_err(|e| {
             StoreError::Invalid(format!(
-                "time {text:?} is not RFC 3339 nor Unix seconds: {e}"
+                "time {} is not RFC 3339 nor Unix seconds: {e}",
+                super::quote(text)
             ))
         })?;
         let micros = time
             .duration_since(UNIX_EPOCH)
-            .map_err(|_| StoreError::Invalid(format!("time {text:?} is before 1970")))?
+            .map_err(|_| {
+                StoreError::Invalid(format!("time {} is before 1970", super::quote(text)))
+            })?
             .as_micros();
         Ok(Timestamp(
             i64::try_from(micros)
@@ -290,7 +295,8 @@ impl FromStr for BankKind {
             "block" => Ok(BankKind::Block),
             "allow" => Ok(BankKind::Allow),
             _ => Err(StoreError::Invalid(format!(
-                "bank kind must be block or allow, not {s:?}"
+                "bank kind must be block or allow, not {}",
+                super::quote(s)
             ))),
         }
     }
@@ -370,7 +376,8 @@ pub fn validate_bank_name(name: &str) -> Result<(), StoreError> {
         Ok(())
     } else {
         Err(StoreError::Invalid(format!(
-            "bank name {name:?} must match [A-Za-z0-9_-]{{1,64}}"
+            "bank name {} must match [A-Za-z0-9_-]{{1,64}}",
+            super::quote(name)
         )))
     }
 }
@@ -470,8 +477,8 @@ impl NewEntry {
         }
         if self.hashes.is_empty() {
             return Err(StoreError::Invalid(format!(
-                "entry {:?} has no hash",
-                self.external_id
+                "entry {} has no hash",
+                super::quote(&self.external_id)
             )));
         }
         for (field, text) in [

@@ -36,6 +36,11 @@ fn version_op(version: u32) -> WriteOp {
     )
 }
 
+/// Whether the store records a schema version (every vigie store does from its creation on).
+pub fn has_version(backend: &dyn Backend) -> Result<bool, StoreError> {
+    Ok(backend.get(Cf::Meta, keys::META_SCHEMA_VERSION)?.is_some())
+}
+
 pub fn check_and_migrate(backend: &dyn Backend) -> Result<(), StoreError> {
     let stored = match backend.get(Cf::Meta, keys::META_SCHEMA_VERSION)? {
         Some(v) => keys::decode_u32(&v)?,
