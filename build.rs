@@ -19,6 +19,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         prost::Message::encode_to_vec(&fds),
     )?;
     tonic_prost_build::configure()
+        // Prost's codec behind a count of each request's repeated fields (src/service/codec.rs).
+        .codec_path("crate::service::codec::CappedCodec")
         .build_client(true)
         .build_server(true)
         .compile_fds(fds)?;

@@ -60,12 +60,7 @@ impl Authenticator {
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .ok_or(ServiceError::Unauthenticated)?;
-        let key = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|k| !k.is_empty() && k.len() <= 256)
-            .ok_or(ServiceError::Unauthenticated)?;
+        let key = bearer_token(header).ok_or(ServiceError::Unauthenticated)?;
         let record = self
             .store
             .find_api_key(&hash_key(key))?
@@ -93,6 +88,18 @@ impl Authenticator {
             needed,
         }
     }
+}
+
+/// The token of an `authorization` header value `Bearer <token>`. The scheme is matched without
+/// regard to case (RFC 9110 section 11.1: "It uses a case-insensitive token"; `BEARER` and
+/// `bearer` are `Bearer`), then one or more spaces, then a token of 1 to 256 bytes, surrounding
+/// blanks trimmed. `None` for any other shape.
+pub fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, rest) = header.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    Some(rest.trim()).filter(|k| !k.is_empty() && k.len() <= 256)
 }
 
 #[derive(Clone)]
@@ -123,4 +130,31 @@ pub fn caller<T>(request: &Request<T>) -> Result<Caller, ServiceError> {
         .get::<Caller>()
         .cloned()
         .ok_or(ServiceError::Unauthenticated)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for header in ["Bearer k1", "bearer k1", "BEARER k1", "bEaReR   k1 "] {
+            assert_eq!(bearer_token(header), Some("k1"), "{header}");
+        }
+    }
+
+    #[test]
+    fn other_schemes_and_empty_or_long_tokens_are_refused() {
+        let long = format!("Bearer {}", "k".repeat(257));
+        for header in [
+            "Basic k1",
+            "Bearer",
+            "Bearer ",
+            "Bearerk1",
+            "Token k1",
+            long.as_str(),
+        ] {
+            assert_eq!(bearer_token(header), None, "{header}");
+        }
+    }
 }

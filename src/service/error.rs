@@ -6,6 +6,33 @@ use crate::hashing::{DecodeError, DecodeErrorKind};
 use crate::matcher::{MatchError, ScreenError};
 use crate::store::StoreError;
 
+/// What a write refused for want of disk space answers (kind `storage_full`, UNAVAILABLE).
+pub const STORAGE_FULL_MESSAGE: &str = "the store's disk is full: writes are refused until space is freed, then resume by themselves; screens go on";
+
+/// Longest error message sent to a caller, in bytes. Messages quote the caller's input (names,
+/// ids, hashes); quoted in full, a megabyte field makes a status whose `grpc-message` trailer
+/// exceeds the client's metadata limit, and the caller sees RESOURCE_EXHAUSTED ("metadata size
+/// exceeds hard limit") instead of the real error. gRPC clients accept 8 KiB of metadata by
+/// default and the message is percent-encoded (up to 3 bytes a byte), so 1 KiB stays well inside.
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+
+pub use crate::store::{MAX_QUOTED_CHARS, quote};
+
+/// `message` cut to at most [`MAX_MESSAGE_BYTES`] bytes on a character boundary, with a note of
+/// its full length when cut. The last line of defence behind [`quote`]: every status leaves
+/// through it.
+pub fn truncate_message(message: &str) -> String {
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return message.to_string();
+    }
+    let note = format!("... (message of {} bytes, cut)", message.len());
+    let mut end = MAX_MESSAGE_BYTES - note.len();
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{note}", &message[..end])
+}
+
 /// Metadata key carrying the machine-readable kind of an error (e.g. `corrupt`, `invalid_hash`).
 pub const ERROR_KIND_HEADER: &str = "vigie-error-kind";
 
@@ -74,7 +101,14 @@ impl ServiceError {
             ServiceError::Store(e) => match e {
                 StoreError::Locked(_) => Code::Unavailable,
                 StoreError::SchemaTooNew { .. } => Code::FailedPrecondition,
-                StoreError::Corrupt(_) | StoreError::Backend(_) => Code::Internal,
+                StoreError::Corrupt(_)
+                | StoreError::Backend(_)
+                | StoreError::Damaged(_)
+                | StoreError::NotAStore(_) => Code::Internal,
+                // UNAVAILABLE, not RESOURCE_EXHAUSTED: nothing the caller sent is too much, the
+                // server is briefly unable to write, and gRPC marks UNAVAILABLE as the code a
+                // client may retry (with backoff) as it is; screens on the same server go on.
+                StoreError::StorageFull(_) => Code::Unavailable,
                 StoreError::Invalid(_) | StoreError::UnknownAlgorithm(_) => Code::InvalidArgument,
                 StoreError::BankExists(_) => Code::AlreadyExists,
                 StoreError::BankNotFound(_) | StoreError::EntryNotFound(_) => Code::NotFound,
@@ -102,6 +136,7 @@ impl ServiceError {
             ServiceError::Store(StoreError::Invalid(_) | StoreError::UnknownAlgorithm(_)) => {
                 "invalid"
             }
+            ServiceError::Store(StoreError::StorageFull(_)) => "storage_full",
             ServiceError::Store(_) => "storage",
         }
     }
@@ -126,7 +161,7 @@ impl From<MatchError> for ServiceError {
     fn from(e: MatchError) -> Self {
         match e {
             MatchError::UnknownBank(name) => {
-                ServiceError::NotFound(format!("no bank named {name:?}"))
+                ServiceError::NotFound(format!("no bank named {}", quote(&name)))
             }
             MatchError::Store(s) => ServiceError::Store(s),
         }
@@ -139,16 +174,61 @@ impl From<ServiceError> for Status {
         // Internal details stay in the log, not in the answer.
         let message = match &e {
             ServiceError::Internal(_)
-            | ServiceError::Store(StoreError::Corrupt(_) | StoreError::Backend(_)) => {
+            | ServiceError::Store(
+                StoreError::Corrupt(_)
+                | StoreError::Backend(_)
+                | StoreError::Damaged(_)
+                | StoreError::NotAStore(_),
+            ) => {
                 tracing::error!(error = %e, "internal error");
                 "internal error (see the server log)".to_string()
             }
-            _ => e.to_string(),
+            // The detail names server paths: it goes to the log (once, by the store), not out.
+            ServiceError::Store(StoreError::StorageFull(_)) => STORAGE_FULL_MESSAGE.to_string(),
+            _ => truncate_message(&e.to_string()),
         };
         let mut status = Status::new(code, message);
         if let Ok(v) = e.kind().parse() {
             status.metadata_mut().insert(ERROR_KIND_HEADER, v);
         }
         status
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_and_messages_are_cut_with_a_note_of_their_length() {
+        assert_eq!(quote("abc"), "\"abc\"");
+        let long = "é".repeat(300);
+        let q = quote(&long);
+        assert!(q.starts_with(&format!("\"{}", "é".repeat(MAX_QUOTED_CHARS))));
+        assert!(q.ends_with("(300 characters, cut)"), "{q}");
+        let m = truncate_message(&"x".repeat(1 << 20));
+        assert!(m.len() <= MAX_MESSAGE_BYTES, "{}", m.len());
+        assert!(m.ends_with("(message of 1048576 bytes, cut)"), "{m}");
+        let m = truncate_message(&"é".repeat(1000));
+        assert!(m.len() <= MAX_MESSAGE_BYTES);
+        assert_eq!(truncate_message("short"), "short");
+    }
+
+    #[test]
+    fn a_full_disk_is_unavailable_with_its_own_kind_and_no_server_paths() {
+        let e = ServiceError::Store(StoreError::StorageFull(
+            "IO error: No space left on device: /srv/vigie/000012.log".into(),
+        ));
+        assert_eq!(e.code(), Code::Unavailable);
+        assert_eq!(e.kind(), "storage_full");
+        let status = Status::from(e);
+        assert_eq!(status.message(), STORAGE_FULL_MESSAGE);
+        assert_eq!(
+            status
+                .metadata()
+                .get(ERROR_KIND_HEADER)
+                .and_then(|v| v.to_str().ok()),
+            Some("storage_full")
+        );
     }
 }
