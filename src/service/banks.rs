@@ -16,7 +16,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::ServiceState;
 use super::auth::caller;
 use super::convert::*;
-use super::error::ServiceError;
+use super::error::{ServiceError, quote};
 use super::proto::banks_server::Banks;
 use super::proto::keys_server::Keys;
 use super::proto::{self, new_entry};
@@ -28,7 +28,7 @@ use crate::store::{
 };
 
 /// Entries in one AddEntries call.
-const MAX_ENTRIES_PER_CALL: usize = 10_000;
+use super::codec::MAX_ENTRIES_PER_CALL;
 const EXPORT_CHUNK: usize = 64 * 1024;
 
 pub struct BanksService {
@@ -159,20 +159,42 @@ type ExportStream =
 
 /// A `Read` over chunks arriving from an async stream.
 struct ChunkReader {
-    rx: mpsc::Receiver<Vec<u8>>,
+    rx: mpsc::Receiver<Chunk>,
     current: Vec<u8>,
     pos: usize,
+    ended: bool,
+}
+
+/// What the feeder of an import passes on: the data of a message, or the stream's clean end.
+/// A channel closed without [`Chunk::End`] means the stream broke (the client cancelled, the
+/// connection dropped), which the reader reports as an error, never as the end of the input.
+enum Chunk {
+    Data(Vec<u8>),
+    End,
 }
 
 impl Read for ChunkReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.pos >= self.current.len() {
+            if self.ended {
+                return Ok(0);
+            }
             match self.rx.blocking_recv() {
-                Some(chunk) => {
+                Some(Chunk::Data(chunk)) => {
                     self.current = chunk;
                     self.pos = 0;
                 }
-                None => return Ok(0),
+                Some(Chunk::End) => {
+                    self.ended = true;
+                    return Ok(0);
+                }
+                None => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the import stream ended before its end (the client cancelled or the \
+                         connection broke)",
+                    ));
+                }
             }
         }
         let n = buf.len().min(self.current.len() - self.pos);
@@ -228,7 +250,7 @@ fn parse_algorithm(text: &str) -> Result<Option<Algorithm>, ServiceError> {
         ServiceError::invalid(
             "algorithm",
             "invalid_algorithm",
-            format!("unknown algorithm {text:?}"),
+            format!("unknown algorithm {}", quote(text)),
         )
     })
 }
@@ -236,6 +258,9 @@ fn parse_algorithm(text: &str) -> Result<Option<Algorithm>, ServiceError> {
 fn format_error(e: formats::FormatError) -> ServiceError {
     match e {
         formats::FormatError::Store(s) => ServiceError::Store(s),
+        incomplete @ formats::FormatError::Incomplete { .. } => {
+            ServiceError::invalid("data", "import_incomplete", incomplete.to_string())
+        }
         other => ServiceError::invalid("data", "invalid_import", other.to_string()),
     }
 }
@@ -277,10 +302,9 @@ impl Banks for Arc<BanksService> {
         let name = request.into_inner().name;
         let result = self
             .blocking(move |s| {
-                let bank = s
-                    .store()
-                    .get_bank(&name)?
-                    .ok_or_else(|| ServiceError::NotFound(format!("no bank named {name:?}")))?;
+                let bank = s.store().get_bank(&name)?.ok_or_else(|| {
+                    ServiceError::NotFound(format!("no bank named {}", quote(&name)))
+                })?;
                 Ok(to_proto_bank(&bank, s.store().count_entries(&name)?))
             })
             .await;
@@ -500,21 +524,23 @@ impl Banks for Arc<BanksService> {
             options.algorithm = parse_algorithm(&first.algorithm)?;
             options.strict = first.strict;
             let bank = first.bank.clone();
-            let (tx, rx) = mpsc::channel::<Vec<u8>>(16);
+            let (tx, rx) = mpsc::channel::<Chunk>(16);
             let feeder = tokio::spawn(async move {
-                if !first.data.is_empty() && tx.send(first.data).await.is_err() {
+                if !first.data.is_empty() && tx.send(Chunk::Data(first.data)).await.is_err() {
                     return Ok(());
                 }
                 while let Some(m) = inbound.next().await {
                     match m {
                         Ok(m) => {
-                            if tx.send(m.data).await.is_err() {
+                            if tx.send(Chunk::Data(m.data)).await.is_err() {
                                 return Ok(());
                             }
                         }
+                        // Dropping `tx` without `End` tells the reader the stream broke.
                         Err(status) => return Err(status),
                     }
                 }
+                let _ = tx.send(Chunk::End).await;
                 Ok(())
             });
             let summary = self
@@ -523,6 +549,7 @@ impl Banks for Arc<BanksService> {
                         rx,
                         current: Vec::new(),
                         pos: 0,
+                        ended: false,
                     });
                     s.banks
                         .import(&bank, reader, &options, &Origin::now(actor), &mut |_| {})
@@ -570,8 +597,8 @@ impl Banks for Arc<BanksService> {
             };
             if self.state.store().get_bank(&r.bank)?.is_none() {
                 return Err(ServiceError::NotFound(format!(
-                    "no bank named {:?}",
-                    r.bank
+                    "no bank named {}",
+                    quote(&r.bank)
                 )));
             }
             let (tx, rx) = mpsc::channel(8);

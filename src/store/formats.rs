@@ -40,7 +40,8 @@ impl FromStr for Format {
             "signal-lines" => Ok(Format::SignalLines),
             "hex" => Ok(Format::Hex),
             _ => Err(FormatError::Invalid(format!(
-                "unknown format {s:?} (expected jsonl, csv, signal-lines or hex)"
+                "unknown format {} (expected jsonl, csv, signal-lines or hex)",
+                super::quote(s)
             ))),
         }
     }
@@ -68,7 +69,21 @@ pub enum FormatError {
     /// `--strict` and a line was bad.
     #[error("line {}: {}", .0.line, .0.reason)]
     BadLine(LineError),
+    /// A non-strict import that stopped before the end of its input (a read error, the client
+    /// going away): what was committed before it stays, and is named.
+    #[error(
+        "{cause}; the import stopped there, and the {added} entries added and {updated} updated \
+         before it stay committed"
+    )]
+    Incomplete {
+        cause: Box<FormatError>,
+        added: u64,
+        updated: u64,
+    },
 }
+
+/// Most entries a strict import holds before committing them, all at once, as one atomic batch.
+pub const MAX_STRICT_ENTRIES: usize = 1_000_000;
 
 /// A line (or CSV record) that could not be imported.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -267,7 +282,10 @@ fn parse_signal(line: u64, signal_type: &str, hex: &str) -> Parsed {
             line,
             signal_type: signal_type.trim().to_ascii_lowercase(),
         },
-        None => bad(line, format!("unknown algorithm {:?}", signal_type.trim())),
+        None => bad(
+            line,
+            format!("unknown algorithm {}", super::quote(signal_type.trim())),
+        ),
     }
 }
 
@@ -318,7 +336,8 @@ fn parse_csv(
         };
         if slot.is_some() {
             return Err(FormatError::Invalid(format!(
-                "CSV header names column {name:?} twice"
+                "CSV header names column {} twice",
+                super::quote(name)
             )));
         }
         *slot = Some(i);
@@ -383,7 +402,10 @@ fn parse_csv(
                         continue;
                     }
                     None => {
-                        if !each(bad(line, format!("unknown algorithm {name:?}")))? {
+                        if !each(bad(
+                            line,
+                            format!("unknown algorithm {}", super::quote(name)),
+                        ))? {
                             return Ok(());
                         }
                         continue;
@@ -459,7 +481,9 @@ fn validated(line: u64, entry: NewEntry) -> Parsed {
 pub struct ImportOptions {
     pub format: Format,
     pub algorithm: Option<Algorithm>,
-    /// Stop at the first bad line (callers wanting all-or-nothing validate first with `check`).
+    /// All or nothing: nothing is committed unless every line is good and the input ends
+    /// cleanly; then every entry is committed in one atomic batch (at most
+    /// [`MAX_STRICT_ENTRIES`]). Without it, good lines are committed batch by batch.
     pub strict: bool,
     /// Entries per atomic batch.
     pub batch_size: usize,
@@ -558,8 +582,12 @@ pub fn import(
 /// Import into `bank`, each batch of entries applied as one [`Change::UpsertEntries`] by `apply`
 /// (the live banks apply it to the store and the index), and the outcome as one
 /// [`Change::RecordImport`] carrying the counts. `store` is read to check the bank exists;
-/// `on_bad_line` sees each bad line as it is met. Errors: an unknown bank, a bad line under
-/// `strict` (batches committed before it stay), a read or store failure.
+/// `on_bad_line` sees each bad line as it is met. Under `strict` nothing is applied until the
+/// input has ended cleanly with every line good, then all entries as one change. Errors: an
+/// unknown bank; under `strict` a bad line, a read failure or more than [`MAX_STRICT_ENTRIES`]
+/// (nothing committed); otherwise [`FormatError::Incomplete`] when the input stopped early (the
+/// batches committed before it stay, and are counted in the error and the audit event); a store
+/// failure.
 pub fn import_with(
     apply: &mut dyn FnMut(Change) -> Result<Applied, StoreError>,
     store: &Store,
@@ -571,9 +599,14 @@ pub fn import_with(
     if store.get_bank(bank)?.is_none() {
         return Err(StoreError::BankNotFound(bank.to_string()).into());
     }
-    let batch_size = options.batch_size.max(1);
+    // Strict: one batch holding everything, applied only after a clean end.
+    let batch_size = if options.strict {
+        usize::MAX
+    } else {
+        options.batch_size.max(1)
+    };
     let mut summary = ImportSummary::default();
-    let mut batch: Vec<NewEntry> = Vec::with_capacity(batch_size);
+    let mut batch: Vec<NewEntry> = Vec::with_capacity(batch_size.min(options.batch_size.max(1)));
     let mut flush =
         |batch: &mut Vec<NewEntry>, summary: &mut ImportSummary| -> Result<(), FormatError> {
             if batch.is_empty() {
@@ -604,6 +637,12 @@ pub fn import_with(
                     entry.source = options.default_source.clone().unwrap_or_default();
                 }
                 batch.push(*entry);
+                if options.strict && batch.len() > MAX_STRICT_ENTRIES {
+                    return Err(FormatError::Invalid(format!(
+                        "a strict import holds at most {MAX_STRICT_ENTRIES} entries (committed \
+                         at once); split the input or import without strict"
+                    )));
+                }
                 if batch.len() >= batch_size {
                     flush(&mut batch, &mut summary)?;
                 }
@@ -619,23 +658,40 @@ pub fn import_with(
         }
         Ok(true)
     });
-    // Entries parsed before a strict stop or an I/O error are committed: what was read was good.
-    let flushed = flush(&mut batch, &mut summary);
-    let detail = serde_json::json!({
+    // Strict: everything or nothing. Otherwise the entries parsed before an early stop are
+    // committed (what was read was good) and the error says how many.
+    let flushed = if options.strict && outcome.is_err() {
+        batch.clear();
+        Ok(())
+    } else {
+        flush(&mut batch, &mut summary)
+    };
+    let mut detail = serde_json::json!({
         "format": options.format.to_string(),
+        "strict": options.strict,
         "added": summary.added,
         "updated": summary.updated,
         "skipped": summary.skipped,
         "failed": summary.failed,
         "complete": outcome.is_ok() && flushed.is_ok(),
     });
+    if let (Err(e), serde_json::Value::Object(map)) = (&outcome, &mut detail) {
+        map.insert("stopped".into(), super::quote(&e.to_string()).into());
+    }
     apply(Change::RecordImport {
         bank: bank.to_string(),
         detail,
     })?;
-    outcome?;
     flushed?;
-    Ok(summary)
+    match outcome {
+        Ok(()) => Ok(summary),
+        Err(e) if options.strict => Err(e),
+        Err(e) => Err(FormatError::Incomplete {
+            cause: Box::new(e),
+            added: summary.added,
+            updated: summary.updated,
+        }),
+    }
 }
 
 /// What to export.
