@@ -28,6 +28,10 @@ pub struct Settings {
     pub decode_min_side: Option<u32>,
     pub sync_writes: Option<bool>,
     pub keypoints: Option<bool>,
+    pub drain_timeout_secs: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub handshake_timeout_secs: Option<u64>,
+    pub idle_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,10 +52,15 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     pub json_logs: bool,
     pub sync_writes: bool,
+    /// How long SIGTERM/SIGINT wait for calls in flight before cutting them.
+    pub drain_timeout: Duration,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
 pub const DEFAULT_DATA_DIR: &str = "./vigie-data";
+/// Default drain deadline, in seconds: shorter than the 30 s Kubernetes waits before its SIGKILL
+/// (`terminationGracePeriodSeconds`), so the store is closed before that.
+pub const DEFAULT_DRAIN_TIMEOUT_SECS: u64 = 25;
 
 impl Settings {
     pub fn from_file(path: &Path) -> Result<Settings, ConfigError> {
@@ -82,6 +91,12 @@ impl Settings {
             decode_min_side: self.decode_min_side.or(fallback.decode_min_side),
             sync_writes: self.sync_writes.or(fallback.sync_writes),
             keypoints: self.keypoints.or(fallback.keypoints),
+            drain_timeout_secs: self.drain_timeout_secs.or(fallback.drain_timeout_secs),
+            max_connections: self.max_connections.or(fallback.max_connections),
+            handshake_timeout_secs: self
+                .handshake_timeout_secs
+                .or(fallback.handshake_timeout_secs),
+            idle_timeout_secs: self.idle_timeout_secs.or(fallback.idle_timeout_secs),
         }
     }
 
@@ -145,6 +160,22 @@ impl Settings {
                 None => defaults.decode_min_side,
             },
             keypoints: self.keypoints.unwrap_or(defaults.keypoints),
+            stream_bytes: defaults.stream_bytes,
+            streams_bytes: defaults.streams_bytes,
+            connections: crate::service::connections::ConnectionLimits {
+                max_connections: self
+                    .max_connections
+                    .unwrap_or(defaults.connections.max_connections)
+                    .max(1),
+                handshake_timeout: self
+                    .handshake_timeout_secs
+                    .map(Duration::from_secs)
+                    .unwrap_or(defaults.connections.handshake_timeout),
+                idle_timeout: self
+                    .idle_timeout_secs
+                    .map(Duration::from_secs)
+                    .unwrap_or(defaults.connections.idle_timeout),
+            },
         };
         Ok(ServeConfig {
             server: ServerConfig {
@@ -159,6 +190,10 @@ impl Settings {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             json_logs,
             sync_writes: self.sync_writes.unwrap_or(true),
+            drain_timeout: Duration::from_secs(
+                self.drain_timeout_secs
+                    .unwrap_or(DEFAULT_DRAIN_TIMEOUT_SECS),
+            ),
         })
     }
 }
@@ -182,6 +217,15 @@ mod tests {
         assert!(c.json_logs);
         assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
         assert!(c.sync_writes);
+        assert_eq!(
+            c.drain_timeout,
+            Duration::from_secs(DEFAULT_DRAIN_TIMEOUT_SECS)
+        );
+        let short: Settings = toml::from_str("drain_timeout_secs = 3\n").unwrap();
+        assert_eq!(
+            short.resolve().unwrap().drain_timeout,
+            Duration::from_secs(3)
+        );
         assert_eq!(
             c.server.limits.decode_min_side,
             Some(crate::hashing::DEFAULT_DECODE_MIN_SIDE)

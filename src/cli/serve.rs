@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::CliError;
 use crate::config::Settings;
@@ -58,6 +59,20 @@ pub struct ServeArgs {
     /// about 0.6 ms a screen and loses about 12 points of recall; see the README) [default: true].
     #[arg(long, env = "VIGIE_KEYPOINTS", num_args = 0..=1, default_missing_value = "true")]
     pub keypoints: Option<bool>,
+    /// On SIGTERM/SIGINT: seconds given to calls in flight (streams included) before they are
+    /// cut; health says NOT_SERVING from the signal on [default: 25].
+    #[arg(long, env = "VIGIE_DRAIN_TIMEOUT_SECS")]
+    pub drain_timeout_secs: Option<u64>,
+    /// Most connections open at once; more are closed at accept, logged [default: 4096].
+    #[arg(long, env = "VIGIE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Seconds a new connection may take to send its first byte [default: 10].
+    #[arg(long, env = "VIGIE_HANDSHAKE_TIMEOUT_SECS")]
+    pub handshake_timeout_secs: Option<u64>,
+    /// Seconds a connection may go without sending a byte (live clients answer the server's
+    /// pings every 20 s) [default: 90].
+    #[arg(long, env = "VIGIE_IDLE_TIMEOUT_SECS")]
+    pub idle_timeout_secs: Option<u64>,
 }
 
 impl ServeArgs {
@@ -77,6 +92,10 @@ impl ServeArgs {
             decode_min_side: self.decode_min_side,
             sync_writes: self.sync_writes,
             keypoints: self.keypoints,
+            drain_timeout_secs: self.drain_timeout_secs,
+            max_connections: self.max_connections,
+            handshake_timeout_secs: self.handshake_timeout_secs,
+            idle_timeout_secs: self.idle_timeout_secs,
         }
     }
 }
@@ -106,25 +125,33 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
         .resolve()
         .map_err(|e| CliError(e.to_string()))?;
     init_logging(config.json_logs);
+    raise_descriptor_limit();
     if config.server.insecure_no_auth {
         tracing::warn!(
             "--insecure-no-auth: every call is accepted as admin without a key; for local trials only"
         );
     }
+    // Only an existing store is served: a mistyped or unmounted --data-dir is refused, never
+    // served empty; a damaged one is refused naming what is damaged.
     let store = Store::open(
         &config.data_dir,
         &RocksOptions {
             sync_writes: config.sync_writes,
+            create_if_missing: false,
             ..RocksOptions::default()
         },
     )
-    .map_err(|e| CliError(e.to_string()))?;
+    .map_err(|e| {
+        tracing::error!(error = %e, data_dir = %config.data_dir.display(), "cannot open the store");
+        CliError(e.to_string())
+    })?;
     let store = Arc::new(store);
+    let store_alive = Arc::downgrade(&store);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let running = server::start(config.server.clone(), store)
+        let mut running = server::start(config.server.clone(), store)
             .await
             .map_err(|e| CliError(e.to_string()))?;
         tracing::info!(
@@ -134,15 +161,32 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
             tls = config.server.tls.is_some(),
             "vigie serving"
         );
-        wait_for_signal().await;
+        // A server that stops by itself (the store could not be loaded whole) ends the process
+        // with a non-zero exit, so a supervisor sees the failure instead of a server that never
+        // becomes ready.
+        tokio::select! {
+            _ = wait_for_signal() => {}
+            stopped = running.until_stopped() => {
+                return Err(CliError(match stopped {
+                    Ok(()) => "the server stopped by itself".to_string(),
+                    Err(e) => e.to_string(),
+                }));
+            }
+        }
         tracing::info!("shutting down: draining in-flight requests");
         running
-            .shutdown()
+            .drain(config.drain_timeout)
             .await
             .map_err(|e| CliError(e.to_string()))?;
-        tracing::info!("stopped; store closed");
         Ok::<_, CliError>(())
     })?;
+    // Connection tasks cut by the drain still hold the store until the runtime drops them.
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    if store_alive.upgrade().is_some() {
+        tracing::warn!("stopped; the store was still in use at exit (closed by the exit)");
+    } else {
+        tracing::info!("stopped; store closed");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -165,5 +209,39 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+/// Raises this process's open-file limit (`RLIMIT_NOFILE`) from its soft value to its hard one:
+/// every connection is a descriptor, and RocksDB keeps up to 512 table files open, so the common
+/// soft default of 1,024 (or 256) locks new clients out long before memory or CPU run short.
+/// Logs the limit it leaves in place.
+fn raise_descriptor_limit() {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit read and write the struct we pass; no other memory.
+        let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+        if got != 0 {
+            tracing::warn!("cannot read the open-file limit");
+            return;
+        }
+        let before = limit.rlim_cur;
+        if limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            // SAFETY: as above.
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+                tracing::warn!(
+                    soft = before,
+                    hard = limit.rlim_max,
+                    "cannot raise the open-file limit"
+                );
+                return;
+            }
+        }
+        tracing::info!(before, now = limit.rlim_cur, "open-file limit");
     }
 }

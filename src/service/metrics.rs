@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -38,6 +39,10 @@ struct Inner {
 #[derive(Default)]
 pub struct Metrics {
     inner: Mutex<Inner>,
+    /// Set while the store refuses writes for want of space (`vigie_store_writes_available` 0).
+    writes_unavailable: AtomicBool,
+    /// Open connections and refusals (`server::start` hands it to the accept loop).
+    pub connections: Arc<super::connections::ConnectionCounters>,
 }
 
 fn code_name(code: tonic::Code) -> &'static str {
@@ -93,6 +98,16 @@ impl Metrics {
 
     pub fn record_auth_failure(&self, kind: &'static str) {
         *self.lock().auth_failures.entry(kind).or_default() += 1;
+    }
+
+    /// Records whether the store takes writes (false while its disk is full).
+    pub fn set_writes_available(&self, available: bool) {
+        self.writes_unavailable.store(!available, Ordering::Release);
+    }
+
+    /// Whether the store took writes when last checked.
+    pub fn writes_available(&self) -> bool {
+        !self.writes_unavailable.load(Ordering::Acquire)
     }
 
     /// Requests counted for a method and status code name (tests and the load benchmark read it).
@@ -168,6 +183,35 @@ impl Metrics {
         for (kind, n) in &m.auth_failures {
             let _ = writeln!(out, "vigie_auth_failures_total{{kind=\"{kind}\"}} {n}");
         }
+        let c = &self.connections;
+        let _ = writeln!(out, "# HELP vigie_connections_open Connections open.");
+        let _ = writeln!(out, "# TYPE vigie_connections_open gauge");
+        let _ = writeln!(out, "vigie_connections_open {}", c.open());
+        let _ = writeln!(
+            out,
+            "# HELP vigie_connections_refused_total Connections refused at the cap or closed by a timeout, by reason."
+        );
+        let _ = writeln!(out, "# TYPE vigie_connections_refused_total counter");
+        for (reason, n) in [
+            ("cap", c.refused_over_cap()),
+            ("handshake_timeout", c.closed_handshake()),
+            ("idle_timeout", c.closed_idle()),
+        ] {
+            let _ = writeln!(
+                out,
+                "vigie_connections_refused_total{{reason=\"{reason}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP vigie_store_writes_available 1 while the store takes writes, 0 while its disk is full."
+        );
+        let _ = writeln!(out, "# TYPE vigie_store_writes_available gauge");
+        let _ = writeln!(
+            out,
+            "vigie_store_writes_available {}",
+            u8::from(self.writes_available())
+        );
         let _ = writeln!(
             out,
             "# HELP vigie_index_hashes Hashes in the in-memory index, by algorithm."

@@ -3,6 +3,8 @@
 
 pub mod auth;
 pub mod banks;
+pub mod codec;
+pub mod connections;
 pub mod convert;
 pub mod error;
 pub mod metrics;
@@ -43,6 +45,14 @@ pub struct ServiceLimits {
     pub queue_wait: Duration,
     /// JPEG decoding scale for hashing (see `HasherBuilder::decode_min_side`); `None` = full size.
     pub decode_min_side: Option<u32>,
+    /// Bytes of `ScreenStream` items one stream may hold in memory at once (waiting for a worker or
+    /// being hashed); past it the server stops reading the stream and HTTP/2 flow control holds the
+    /// client back. An item larger than the whole budget is taken alone.
+    pub stream_bytes: usize,
+    /// The same bound across all streams together.
+    pub streams_bytes: usize,
+    /// Connection cap, handshake and idle timeouts.
+    pub connections: connections::ConnectionLimits,
     /// Screens also match uploads by keypoints (`hashing::keypoints`). On by default: on
     /// `vigie eval` it takes recall from 85% to 97%, at zero false matches, and it is what finds
     /// crops of a quarter and rotated copies under a caption. Off saves about 0.6 ms a screen.
@@ -67,6 +77,11 @@ impl Default for ServiceLimits {
             // p99 35 ms with 10 ms here, 57 ms with 25 ms.
             queue_wait: Duration::from_millis(10),
             decode_min_side: Some(crate::hashing::DEFAULT_DECODE_MIN_SIDE),
+            // Two largest images (32 MiB) per stream, and eight across streams: with the
+            // request being read and the decoded planes, about 1 GiB at most for all streams.
+            stream_bytes: 64 << 20,
+            streams_bytes: 256 << 20,
+            connections: connections::ConnectionLimits::default(),
             keypoints: true,
         }
     }
@@ -87,6 +102,16 @@ impl ServiceLimits {
     }
 }
 
+/// How many hashing workers streams may hold together, of `workers`: all but one (at least one).
+pub fn stream_worker_share(workers: usize) -> usize {
+    workers.saturating_sub(1).max(1)
+}
+
+/// A byte budget as semaphore permits of 1 KiB each (at least one).
+pub fn kib_permits(bytes: usize) -> usize {
+    bytes.div_ceil(1024).clamp(1, u32::MAX as usize)
+}
+
 /// What every handler shares.
 pub struct ServiceState {
     /// The banks and their live index: every screen and every bank change goes through it.
@@ -95,11 +120,17 @@ pub struct ServiceState {
     pub limits: ServiceLimits,
     /// Hashing workers: CPU-bound work waits for one of these.
     pub hash_permits: Arc<Semaphore>,
+    /// The workers `ScreenStream` items may hold together: all but one, so that a unary call
+    /// never waits behind a stream's backlog (see `screening::run_bounded`).
+    pub stream_permits: Arc<Semaphore>,
+    /// [`ServiceLimits::streams_bytes`] in KiB permits.
+    pub stream_bytes: Arc<Semaphore>,
     /// Request, match and decode-error counters.
     pub metrics: Arc<Metrics>,
     /// When the service started (uptime in stats).
     pub started: Instant,
     ready: AtomicBool,
+    draining: AtomicBool,
 }
 
 impl ServiceState {
@@ -108,10 +139,13 @@ impl ServiceState {
         ServiceState {
             banks,
             hash_permits: Arc::new(Semaphore::new(limits.hash_workers.max(1))),
+            stream_permits: Arc::new(Semaphore::new(stream_worker_share(limits.hash_workers))),
+            stream_bytes: Arc::new(Semaphore::new(kib_permits(limits.streams_bytes))),
             limits,
             metrics,
             started: Instant::now(),
             ready: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
         }
     }
 
@@ -126,6 +160,16 @@ impl ServiceState {
 
     pub fn set_ready(&self) {
         self.ready.store(true, Ordering::Release);
+    }
+
+    /// Whether a drain has begun (health then stays NOT_SERVING whatever else happens).
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Marks the drain begun.
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Release);
     }
 
     /// Records the call's outcome and latency, and turns a service error into its status.

@@ -65,8 +65,10 @@ pub enum Admission {
     /// server is saturated, and requests do not pile up in memory.
     Queue,
     /// Until the deadline: an item of a `ScreenStream`, whose stream already bounds what is in
-    /// memory (`STREAM_IN_FLIGHT`) and pushes back on the client through HTTP/2 flow control, so
-    /// a batch keeps every hashing worker busy instead of being refused.
+    /// memory (`ServiceLimits::stream_bytes`, `STREAM_IN_FLIGHT`) and pushes back on the client
+    /// through HTTP/2 flow control, so a batch keeps the workers busy instead of being refused.
+    /// Such items first take one of `ServiceState::stream_permits` (all workers but one), so a
+    /// unary call never queues behind a stream's backlog.
     Patient,
 }
 
@@ -89,8 +91,17 @@ pub async fn run_bounded<T: Send + 'static>(
         Some(d) => queue_wait.min(d.saturating_duration_since(Instant::now())),
         None => queue_wait,
     };
-    let permit = match tokio::time::timeout(wait, state.hash_permits.clone().acquire_owned()).await
-    {
+    // A stream item first takes one of the workers streams may share (all but one), so unary
+    // calls always find a worker within a hash's time instead of queueing behind a backlog.
+    let acquire = async {
+        let share = match admission {
+            Admission::Patient => Some(state.stream_permits.clone().acquire_owned().await?),
+            Admission::Queue => None,
+        };
+        let permit = state.hash_permits.clone().acquire_owned().await?;
+        Ok::<_, tokio::sync::AcquireError>((share, permit))
+    };
+    let permit = match tokio::time::timeout(wait, acquire).await {
         Ok(Ok(permit)) => permit,
         Ok(Err(_)) => return Err(ServiceError::Unavailable),
         Err(_) => {
@@ -253,6 +264,16 @@ impl Screening for Arc<ScreeningService> {
         let (tx, rx) = mpsc::channel::<Result<ScreenResponse, Status>>(STREAM_IN_FLIGHT);
         let service = self.clone();
         let in_flight = Arc::new(tokio::sync::Semaphore::new(STREAM_IN_FLIGHT));
+        // This stream's share: its bytes in memory, and as many items at the workers as streams
+        // may hold together, so that two streams' items alternate at the shared workers.
+        let limits = &self.state.limits;
+        let own_capacity = super::kib_permits(limits.stream_bytes);
+        let all_capacity = super::kib_permits(limits.streams_bytes);
+        let own_bytes = Arc::new(tokio::sync::Semaphore::new(own_capacity));
+        let own_workers = Arc::new(tokio::sync::Semaphore::new(super::stream_worker_share(
+            limits.hash_workers,
+        )));
+        let all_bytes = self.state.stream_bytes.clone();
         tokio::spawn(async move {
             loop {
                 let next = inbound.next().await;
@@ -273,12 +294,26 @@ impl Screening for Arc<ScreeningService> {
                         break;
                     }
                 };
-                let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                // The item is in memory: hold its bytes against both budgets until it is
+                // answered; while they are spent the stream is not read further.
+                let cost = super::kib_permits(prost::Message::encoded_len(&item));
+                let (Ok(own), Ok(all), Ok(worker), Ok(permit)) = (
+                    own_bytes
+                        .clone()
+                        .acquire_many_owned(cost.min(own_capacity) as u32)
+                        .await,
+                    all_bytes
+                        .clone()
+                        .acquire_many_owned(cost.min(all_capacity) as u32)
+                        .await,
+                    own_workers.clone().acquire_owned().await,
+                    in_flight.clone().acquire_owned().await,
+                ) else {
                     break;
                 };
                 let (service, tx) = (service.clone(), tx.clone());
                 tokio::spawn(async move {
-                    let _permit = permit;
+                    let _permits = (own, all, worker, permit);
                     let started = Instant::now();
                     let request_id = item.request_id.clone();
                     let result = service.screen_one(item, deadline, Admission::Patient).await;

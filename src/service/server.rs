@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -20,6 +22,7 @@ use tonic_health::ServingStatus;
 
 use super::auth::Authenticator;
 use super::banks::{BanksService, KeysService};
+use super::connections::Gate;
 use super::metrics::{self, Metrics};
 use super::proto::banks_server::BanksServer;
 use super::proto::keys_server::KeysServer;
@@ -69,8 +72,12 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     pub metrics_addr: Option<SocketAddr>,
     pub state: Arc<ServiceState>,
+    /// Calls in flight (health and reflection left out), counted until their response body ends.
+    in_flight: Arc<AtomicUsize>,
+    health: tonic_health::server::HealthReporter,
     shutdown: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), ServerError>>,
+    /// The serving task; `None` once [`RunningServer::until_stopped`] saw it end.
+    task: Option<JoinHandle<Result<(), ServerError>>>,
     ready: tokio::sync::watch::Receiver<bool>,
 }
 
@@ -80,42 +87,193 @@ impl RunningServer {
         let _ = self.ready.wait_for(|r| *r).await;
     }
 
+    /// Resolves when the server stops by itself: the start-up load failed (a damaged store:
+    /// [`ServerError::Load`]) or the transport failed. Cancel-safe: dropping the future leaves
+    /// the server running. The caller exits non-zero on what it returns.
+    pub async fn until_stopped(&mut self) -> Result<(), ServerError> {
+        let Some(task) = self.task.as_mut() else {
+            return Ok(());
+        };
+        let result = task.await;
+        self.task = None;
+        match result {
+            Ok(r) => r,
+            Err(e) => Err(ServerError::Load(format!("server task failed: {e}"))),
+        }
+    }
+
     /// Stops accepting, lets in-flight calls finish, and returns when the server is down.
     pub async fn shutdown(mut self) -> Result<(), ServerError> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        match self.task.await {
-            Ok(r) => r,
-            Err(e) => Err(ServerError::Load(format!("server task failed: {e}"))),
+        self.until_stopped().await
+    }
+
+    /// Calls in flight now (streams count until their response ends; health and reflection
+    /// calls are not counted).
+    pub fn calls_in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Drains, then stops, within `deadline`: health says NOT_SERVING for every service at once
+    /// (and stays reachable: the server still accepts connections, so a balancer sees it), calls
+    /// in flight are given until the deadline to finish, then the server stops accepting and
+    /// closes its connections; whatever is still open when the deadline has passed (a stream
+    /// that never ends, a stalled body, a half-open connection) is cut. Returns what happened.
+    pub async fn drain(mut self, deadline: Duration) -> Result<DrainReport, ServerError> {
+        let started = Instant::now();
+        self.state.set_draining();
+        for name in ["", "vigie.v1.Screening", "vigie.v1.Banks"] {
+            self.health
+                .set_service_status(name, ServingStatus::NotServing)
+                .await;
         }
+        tracing::info!(
+            calls = self.calls_in_flight(),
+            deadline_ms = deadline.as_millis() as u64,
+            "draining: health NOT_SERVING"
+        );
+        while self.calls_in_flight() > 0 && started.elapsed() < deadline {
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
+        let cut = self.calls_in_flight();
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        // The graceful stop waits for connections to close; past the deadline (at least a short
+        // grace for idle connections to see their GOAWAY) they are dropped.
+        let rest = deadline
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(500));
+        let stopped = match self.task.as_mut() {
+            Some(task) => tokio::time::timeout(rest, task).await,
+            None => Ok(Ok(Ok(()))),
+        };
+        let forced = match stopped {
+            Ok(result) => {
+                self.task = None;
+                match result {
+                    Ok(r) => r?,
+                    Err(e) => return Err(ServerError::Load(format!("server task failed: {e}"))),
+                }
+                false
+            }
+            Err(_) => {
+                if let Some(task) = self.task.take() {
+                    task.abort();
+                    let _ = task.await;
+                }
+                true
+            }
+        };
+        let report = DrainReport {
+            took: started.elapsed(),
+            calls_cut: cut,
+            connections_cut: forced,
+        };
+        tracing::info!(
+            ms = report.took.as_millis() as u64,
+            calls_cut = report.calls_cut,
+            connections_cut = report.connections_cut,
+            "drained"
+        );
+        Ok(report)
+    }
+}
+
+/// How often the drain looks at the calls in flight.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
+
+/// What [`RunningServer::drain`] did.
+#[derive(Debug, Clone, Copy)]
+pub struct DrainReport {
+    /// From the start of the drain to the server being down.
+    pub took: Duration,
+    /// Calls still in flight when the deadline passed (0: every call finished).
+    pub calls_cut: usize,
+    /// Whether connections were still open at the deadline and were dropped.
+    pub connections_cut: bool,
+}
+
+/// Counts one call in flight until dropped.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn new(counter: &Arc<AtomicUsize>) -> InFlight {
+        counter.fetch_add(1, Ordering::AcqRel);
+        InFlight(counter.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that keeps its call counted in flight until the body is dropped (a stream's
+/// response lives until its last message is sent or the client goes away).
+struct TrackedBody<B> {
+    inner: B,
+    _in_flight: Option<InFlight>,
+}
+
+impl<B> http_body::Body for TrackedBody<B>
+where
+    B: http_body::Body + Unpin,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
 /// Rewrites the status tonic gives a request message over the size limit (OUT_OF_RANGE) into
 /// RESOURCE_EXHAUSTED, the code gRPC specifies for a limit the server enforces. Also stamps each
 /// request with its arrival time ([`super::screening::ArrivedAt`]) before the body is read.
-#[derive(Clone, Copy)]
-struct SizeLimitStatusLayer;
+/// Also counts each call in flight (see [`RunningServer::drain`]).
+#[derive(Clone)]
+struct SizeLimitStatusLayer {
+    in_flight: Arc<AtomicUsize>,
+}
 
 impl<S> tower::Layer<S> for SizeLimitStatusLayer {
     type Service = SizeLimitStatus<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        SizeLimitStatus { inner }
+        SizeLimitStatus {
+            inner,
+            in_flight: self.in_flight.clone(),
+        }
     }
 }
 
 #[derive(Clone)]
 struct SizeLimitStatus<S> {
     inner: S,
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for SizeLimitStatus<S>
 where
     S: tower::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
     S::Future: Send + 'static,
+    ResBody: http_body::Body + Unpin + Send + 'static,
 {
-    type Response = S::Response;
+    type Response = http::Response<TrackedBody<ResBody>>;
     type Error = S::Error;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
@@ -127,9 +285,17 @@ where
         request
             .extensions_mut()
             .insert(super::screening::ArrivedAt(std::time::Instant::now()));
+        // Health and reflection are not work to wait for (a health Watch never ends).
+        let path = request.uri().path();
+        let counted = !(path.starts_with("/grpc.health.") || path.starts_with("/grpc.reflection."));
+        let in_flight = counted.then(|| InFlight::new(&self.in_flight));
         let future = self.inner.call(request);
         Box::pin(async move {
-            let mut response = future.await?;
+            let response = future.await?;
+            let mut response = response.map(|inner| TrackedBody {
+                inner,
+                _in_flight: in_flight,
+            });
             let headers = response.headers_mut();
             let too_large = headers.get("grpc-status").is_some_and(|v| v == "11")
                 && headers
@@ -226,7 +392,11 @@ pub async fn start(config: ServerConfig, store: Arc<Store>) -> Result<RunningSer
         state: state.clone(),
     }));
 
-    let mut builder = Server::builder();
+    // Pings every 20 s: a live peer answers them, so the idle timeout (`connections.rs`) only
+    // closes peers that send nothing at all; one unanswered for 20 s closes the connection.
+    let mut builder = Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(20)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)));
     if let Some(tls) = &config.tls {
         let identity = Identity::from_pem(read_file(&tls.cert)?, read_file(&tls.key)?);
         let mut tls_config = ServerTlsConfig::new().identity(identity);
@@ -237,8 +407,11 @@ pub async fn start(config: ServerConfig, store: Arc<Store>) -> Result<RunningSer
             .tls_config(tls_config)
             .map_err(|e| ServerError::Tls(e.to_string()))?;
     }
+    let in_flight = Arc::new(AtomicUsize::new(0));
     let router = builder
-        .layer(SizeLimitStatusLayer)
+        .layer(SizeLimitStatusLayer {
+            in_flight: in_flight.clone(),
+        })
         .add_service(health_service)
         .add_service(reflection)
         .add_service(InterceptedService::new(
@@ -248,8 +421,11 @@ pub async fn start(config: ServerConfig, store: Arc<Store>) -> Result<RunningSer
         .add_service(InterceptedService::new(banks, auth.require(Role::Curate)))
         .add_service(InterceptedService::new(keys, auth.require(Role::Admin)));
 
+    let health_reporter_for_drain = health_reporter.clone();
+    let gate = Gate::new(config.limits.connections, metrics.connections.clone());
     let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
     let load_state = state.clone();
+    let state_for_watch = state.clone();
     let task = tokio::spawn(async move {
         let loader = tokio::task::spawn_blocking(move || {
             let started = std::time::Instant::now();
@@ -259,19 +435,27 @@ pub async fn start(config: ServerConfig, store: Arc<Store>) -> Result<RunningSer
         // Accepted sockets are handed to tonic as they are, so its own `tcp_nodelay` does not
         // apply: without TCP_NODELAY, Nagle's algorithm holds a response's last small frame until
         // the client's delayed ACK, about 40 ms on Linux, on every request.
-        let incoming = TcpListenerStream::new(listener).map(|socket| {
-            if let Ok(s) = &socket
-                && let Err(e) = s.set_nodelay(true)
-            {
-                tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+        let incoming = TcpListenerStream::new(listener).filter_map(move |socket| match socket {
+            Ok(s) => {
+                if let Err(e) = s.set_nodelay(true) {
+                    tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+                }
+                // Over the connection cap the socket is closed at once (logged and counted).
+                gate.admit(s).map(Ok)
             }
-            socket
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                Some(Err(e))
+            }
         });
         let serve = router.serve_with_incoming_shutdown(incoming, async {
             let _ = shutdown_rx.await;
         });
         tokio::pin!(serve);
         let mut loader = Some(loader);
+        // Aborted when this task ends or is itself aborted (a drain past its deadline), so that
+        // it never keeps the store open.
+        let mut write_watch: Option<AbortOnDrop> = None;
         let result = loop {
             tokio::select! {
                 r = &mut serve => break r.map_err(ServerError::from),
@@ -281,19 +465,32 @@ pub async fn start(config: ServerConfig, store: Arc<Store>) -> Result<RunningSer
                         Ok((Ok(stats), took, state)) => {
                             tracing::info!(entries = stats.entries, hashes = stats.hashes, ms = took.as_millis() as u64, "index loaded");
                             state.set_ready();
-                            for name in ["", "vigie.v1.Screening", "vigie.v1.Banks"] {
-                                health_reporter.set_service_status(name, ServingStatus::Serving).await;
+                            if !state.is_draining() {
+                                for name in ["", "vigie.v1.Screening", "vigie.v1.Banks"] {
+                                    health_reporter.set_service_status(name, ServingStatus::Serving).await;
+                                }
                             }
                             let _ = ready_tx.send(true);
                         }
+                        // A store that cannot be read whole is not served in part, nor kept
+                        // NOT_SERVING forever: the server stops and `vigie serve` exits non-zero.
                         Ok((Err(e), _, _)) => {
-                            tracing::error!(error = %e, "index load failed; the server stays NOT_SERVING");
+                            tracing::error!(error = %e, "index load failed: the store cannot be read whole; stopping");
+                            break Err(ServerError::Load(e.to_string()));
                         }
-                        Err(e) => tracing::error!(error = %e, "index load task failed"),
+                        Err(e) => {
+                            tracing::error!(error = %e, "index load task failed; stopping");
+                            break Err(ServerError::Load(e.to_string()));
+                        }
                     }
+                    write_watch = Some(AbortOnDrop(tokio::spawn(watch_writes(
+                        state_for_watch.clone(),
+                        health_reporter.clone(),
+                    ))));
                 }
             }
         };
+        drop(write_watch);
         let _ = stop_metrics_tx.send(());
         result
     });
@@ -301,8 +498,57 @@ pub async fn start(config: ServerConfig, store: Arc<Store>) -> Result<RunningSer
         addr,
         metrics_addr,
         state,
+        in_flight,
+        health: health_reporter_for_drain,
         shutdown: Some(shutdown_tx),
-        task,
+        task: Some(task),
         ready: ready_rx,
     })
+}
+
+/// A task aborted when its handle is dropped.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// How often [`watch_writes`] looks at the store while writes are refused.
+const WRITE_WATCH_PERIOD: Duration = Duration::from_secs(1);
+
+/// Keeps health and metrics in step with whether the store takes writes: while the disk is full,
+/// `vigie.v1.Banks` reports NOT_SERVING (the overall and `vigie.v1.Screening` statuses stay
+/// SERVING: screens go on), the `vigie_store_writes_available` gauge reads 0, and once a second
+/// the store tries to resume, so health comes back without waiting for a client's write.
+async fn watch_writes(state: Arc<ServiceState>, health: tonic_health::server::HealthReporter) {
+    let mut available = true;
+    let mut tick = tokio::time::interval(WRITE_WATCH_PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let banks = state.banks.clone();
+        let now = tokio::task::spawn_blocking(move || {
+            let store = banks.store();
+            if store.writes_available() {
+                return true;
+            }
+            store.try_resume_writes().is_ok()
+        })
+        .await
+        .unwrap_or(false);
+        state.metrics.set_writes_available(now);
+        if now != available && !state.is_draining() {
+            available = now;
+            let status = if now {
+                tracing::info!("writes available again: vigie.v1.Banks SERVING");
+                ServingStatus::Serving
+            } else {
+                tracing::warn!("writes unavailable (disk full): vigie.v1.Banks NOT_SERVING");
+                ServingStatus::NotServing
+            };
+            health.set_service_status("vigie.v1.Banks", status).await;
+        }
+    }
 }
