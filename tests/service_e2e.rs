@@ -736,3 +736,538 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     s.read_to_string(&mut out).await.expect("read");
     out
 }
+
+fn pdq_entry(external_id: &str, pdq: &str) -> NewEntry {
+    NewEntry {
+        external_id: external_id.into(),
+        content: Some(new_entry::Content::Hashes(HashSet {
+            pdq: pdq.into(),
+            ..Default::default()
+        })),
+        label: "csam".into(),
+        source: "ncmec".into(),
+        note: String::new(),
+    }
+}
+
+async fn banks_health(channel: &Channel) -> i32 {
+    tonic_health::pb::health_client::HealthClient::new(channel.clone())
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "vigie.v1.Banks".into(),
+        })
+        .await
+        .expect("health")
+        .into_inner()
+        .status
+}
+
+/// A full disk (injected in the in-memory backend, as RocksDB reports ENOSPC): writes answer
+/// UNAVAILABLE with kind `storage_full`, health says `vigie.v1.Banks` NOT_SERVING and the metrics
+/// gauge 0 while screens go on; once space is back, health and writes recover by themselves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_writes_clearly_and_recovers_by_itself() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let backend = Arc::new(vigie::store::MemoryBackend::default());
+    let store = Arc::new(Store::with_backend(Box::new(backend.clone())).expect("store"));
+    let curate = generate_key();
+    store
+        .create_api_key("curator", Role::Curate, &curate, "test")
+        .expect("key");
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        insecure_no_auth: false,
+        tls: None,
+        metrics_listen: Some("127.0.0.1:0".parse().expect("addr")),
+        limits: limits(),
+    };
+    let mut server = server::start(config, store).await.expect("server starts");
+    server.wait_ready().await;
+    let channel = Channel::from_shared(format!("http://{}", server.addr))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let pdq = "3679ec1e1989726e8d9531cb8c54d98993a658cd8f8a985d4d8d36d2d36d29b2";
+    let mut banks = BanksClient::new(channel.clone());
+    banks
+        .create_bank(with_key(
+            CreateBankRequest {
+                name: "hotline".into(),
+                kind: "block".into(),
+                ..Default::default()
+            },
+            &curate,
+        ))
+        .await
+        .expect("create bank");
+    banks
+        .add_entries(with_key(
+            AddEntriesRequest {
+                bank: "hotline".into(),
+                entries: vec![pdq_entry("a", pdq)],
+            },
+            &curate,
+        ))
+        .await
+        .expect("add");
+
+    backend.set_full(true);
+    let e = banks
+        .add_entries(with_key(
+            AddEntriesRequest {
+                bank: "hotline".into(),
+                entries: vec![pdq_entry("b", pdq)],
+            },
+            &curate,
+        ))
+        .await
+        .expect_err("disk full");
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    assert_eq!(
+        e.metadata()
+            .get("vigie-error-kind")
+            .and_then(|v| v.to_str().ok()),
+        Some("storage_full")
+    );
+    assert!(e.message().contains("disk is full"), "{}", e.message());
+    // Screens go on (the curate key may screen).
+    let r = ScreeningClient::new(channel.clone())
+        .screen(with_key(
+            ScreenRequest {
+                input: Some(screen_request::Input::Hashes(HashSet {
+                    pdq: pdq.into(),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            },
+            &curate,
+        ))
+        .await
+        .expect("screen while the disk is full")
+        .into_inner();
+    assert!(r.matched);
+    // Health and metrics report writes unavailable within a few checks.
+    let mut waited = 0;
+    while banks_health(&channel).await != ServingStatus::NotServing as i32 {
+        waited += 1;
+        assert!(waited < 100, "vigie.v1.Banks never reported NOT_SERVING");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let metrics_addr = server.metrics_addr.expect("metrics");
+    let body = http_get(metrics_addr, "/metrics").await;
+    assert!(body.contains("vigie_store_writes_available 0"), "{body}");
+
+    // Space is back: health recovers without any client write, then writes succeed.
+    let freed = std::time::Instant::now();
+    backend.set_full(false);
+    while banks_health(&channel).await != ServingStatus::Serving as i32 {
+        assert!(
+            freed.elapsed() < Duration::from_secs(10),
+            "writes never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "health SERVING again {} ms after space was freed",
+        freed.elapsed().as_millis()
+    );
+    let body = http_get(metrics_addr, "/metrics").await;
+    assert!(body.contains("vigie_store_writes_available 1"), "{body}");
+    banks
+        .add_entries(with_key(
+            AddEntriesRequest {
+                bank: "hotline".into(),
+                entries: vec![pdq_entry("b", pdq)],
+            },
+            &curate,
+        ))
+        .await
+        .expect("add after space is back");
+    let _ = server.shutdown().await;
+}
+
+/// An error quotes what the caller sent cut short, so a huge field yields its real error, not a
+/// status too large for the client's metadata limit (RESOURCE_EXHAUSTED).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_quote_huge_input_cut_short() {
+    let h = start(limits()).await;
+    let huge = "x".repeat(1 << 20);
+    let e = ScreeningClient::new(h.channel.clone())
+        .screen(with_key(
+            ScreenRequest {
+                input: Some(screen_request::Input::Hashes(HashSet {
+                    pdq: "3679ec1e1989726e8d9531cb8c54d98993a658cd8f8a985d4d8d36d2d36d29b2".into(),
+                    ..Default::default()
+                })),
+                banks: vec![huge.clone()],
+                ..Default::default()
+            },
+            &h.screen,
+        ))
+        .await
+        .expect_err("bad bank name");
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().len() <= 1024, "{} bytes", e.message().len());
+    assert!(
+        e.message().contains("1048576 characters"),
+        "{}",
+        e.message()
+    );
+    let e = BanksClient::new(h.channel.clone())
+        .create_bank(with_key(
+            CreateBankRequest {
+                name: huge.clone(),
+                kind: "block".into(),
+                ..Default::default()
+            },
+            &h.curate,
+        ))
+        .await
+        .expect_err("bad name");
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().len() <= 1024, "{} bytes", e.message().len());
+    let e = BanksClient::new(h.channel.clone())
+        .add_entries(with_key(
+            AddEntriesRequest {
+                bank: "nope".into(),
+                entries: vec![pdq_entry(&huge, &huge)],
+            },
+            &h.curate,
+        ))
+        .await
+        .expect_err("bad entry");
+    assert_ne!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert!(e.message().len() <= 1024, "{} bytes", e.message().len());
+    let _ = h.server.shutdown().await;
+}
+
+/// RFC 9110: the authentication scheme is case-insensitive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let h = start(limits()).await;
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let mut request = Request::new(ScreenRequest {
+            input: Some(screen_request::Input::Hashes(HashSet {
+                pdq: "3679ec1e1989726e8d9531cb8c54d98993a658cd8f8a985d4d8d36d2d36d29b2".into(),
+                ..Default::default()
+            })),
+            ..Default::default()
+        });
+        let value: MetadataValue<_> = format!("{scheme} {}", h.screen).parse().expect("header");
+        request.metadata_mut().insert("authorization", value);
+        let r = ScreeningClient::new(h.channel.clone())
+            .screen(request)
+            .await;
+        assert!(r.is_ok(), "{scheme}: {r:?}");
+    }
+    let _ = h.server.shutdown().await;
+}
+
+/// Every repeated request field has a cap, checked on the wire before decoding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_fields_are_capped_before_any_work() {
+    let h = start(limits()).await;
+    let kind = |e: &tonic::Status| {
+        e.metadata()
+            .get("vigie-error-kind")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    // Two million one-byte bank names: about 6 MB, under the size limit.
+    let started = std::time::Instant::now();
+    let e = ScreeningClient::new(h.channel.clone())
+        .screen(with_key(
+            ScreenRequest {
+                input: Some(screen_request::Input::Hashes(HashSet {
+                    pdq: "3679ec1e1989726e8d9531cb8c54d98993a658cd8f8a985d4d8d36d2d36d29b2".into(),
+                    ..Default::default()
+                })),
+                banks: vec!["b".into(); 2_000_000],
+                ..Default::default()
+            },
+            &h.screen,
+        ))
+        .await
+        .expect_err("too many banks");
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert_eq!(kind(&e).as_deref(), Some("too_many"));
+    assert!(e.message().contains("banks"), "{}", e.message());
+    println!(
+        "2,000,000 bank names refused in {} ms (client encode included)",
+        started.elapsed().as_millis()
+    );
+    let e = BanksClient::new(h.channel.clone())
+        .remove_entries(with_key(
+            RemoveEntriesRequest {
+                bank: "b".into(),
+                entry_ids: (1..=20_000).collect(),
+                ..Default::default()
+            },
+            &h.curate,
+        ))
+        .await
+        .expect_err("too many ids");
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert_eq!(kind(&e).as_deref(), Some("too_many"));
+    let e = BanksClient::new(h.channel.clone())
+        .remove_entries(with_key(
+            RemoveEntriesRequest {
+                bank: "b".into(),
+                external_ids: vec!["x".into(); 20_000],
+                ..Default::default()
+            },
+            &h.curate,
+        ))
+        .await
+        .expect_err("too many external ids");
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    let e = ScreeningClient::new(h.channel.clone())
+        .hash(with_key(
+            HashRequest {
+                algorithms: vec!["pdq".into(); 100],
+                ..Default::default()
+            },
+            &h.screen,
+        ))
+        .await
+        .expect_err("too many algorithms");
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert_eq!(kind(&e).as_deref(), Some("too_many"));
+    let _ = h.server.shutdown().await;
+}
+
+/// A stream of many pictures does not starve unary callers: streams together hold all hashing
+/// workers but one, so a `Screen` beside a busy stream finds a worker within its queue wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unary_screens_are_answered_beside_a_busy_stream() {
+    let h = start(ServiceLimits {
+        hash_workers: 2,
+        queue_wait: Duration::from_millis(10),
+        ..limits()
+    })
+    .await;
+    let bridge = read_fixture("bridge.jpg");
+    let requests: Vec<ScreenRequest> = (0..300)
+        .map(|i| ScreenRequest {
+            request_id: format!("req-{i}"),
+            input: Some(screen_request::Input::Image(bridge.clone())),
+            ..Default::default()
+        })
+        .collect();
+    let mut inbound = ScreeningClient::new(h.channel.clone())
+        .screen_stream(with_key(tokio_stream::iter(requests), &h.screen))
+        .await
+        .expect("stream")
+        .into_inner();
+    let reader = tokio::spawn(async move {
+        let mut n = 0;
+        while let Ok(Some(answer)) = inbound.message().await {
+            assert!(answer.error.is_none(), "{:?}", answer.error);
+            n += 1;
+        }
+        n
+    });
+    // Let the stream fill the workers first.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let wine = read_fixture("wine.jpg");
+    let (mut ok, mut refused) = (0, 0);
+    for _ in 0..40 {
+        match screen_image(&h, wine.clone()).await {
+            Ok(_) => ok += 1,
+            Err(e) if e.code() == Code::ResourceExhausted => refused += 1,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    let streamed = reader.await.expect("reader");
+    println!(
+        "unary screens beside a 300-picture stream: {ok} answered, {refused} refused; stream answered {streamed}"
+    );
+    assert_eq!(streamed, 300);
+    assert!(
+        ok >= 38,
+        "{ok} of 40 unary screens answered beside the stream"
+    );
+    let _ = h.server.shutdown().await;
+}
+
+/// Silent connections are bounded: past the cap they are closed at accept, and those admitted are
+/// closed at the handshake timeout, so a client connecting afterwards is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_are_capped_and_timed_out() {
+    use tokio::io::AsyncReadExt;
+    let h = start(ServiceLimits {
+        connections: vigie::service::connections::ConnectionLimits {
+            max_connections: 20,
+            handshake_timeout: Duration::from_millis(1000),
+            idle_timeout: Duration::from_secs(90),
+        },
+        ..limits()
+    })
+    .await;
+    // The harness's own channel is one connection already.
+    let mut silent = Vec::new();
+    for _ in 0..30 {
+        silent.push(
+            tokio::net::TcpStream::connect(h.server.addr)
+                .await
+                .expect("connect"),
+        );
+    }
+    let started = std::time::Instant::now();
+    let mut closed_at = Vec::new();
+    for s in &mut silent {
+        let mut buf = [0u8; 64];
+        // Read until EOF (the server may first send its SETTINGS frame on an admitted socket).
+        let closed = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await
+        .is_ok();
+        assert!(closed, "a silent connection stayed open");
+        closed_at.push(started.elapsed());
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let body = http_get(h.server.metrics_addr.expect("metrics"), "/metrics").await;
+    let count = |reason: &str| -> u64 {
+        let prefix = format!("vigie_connections_refused_total{{reason=\"{reason}\"}} ");
+        body.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{reason} missing: {body}"))
+    };
+    let (cap, handshake) = (count("cap"), count("handshake_timeout"));
+    assert!(cap >= 10, "{body}");
+    assert_eq!(cap + handshake, 30, "{body}");
+    // A client that connects now is served.
+    let fresh = Channel::from_shared(format!("http://{}", h.server.addr))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    ScreeningClient::new(fresh)
+        .screen(authorized_screen(&h.screen))
+        .await
+        .expect("served after the silent ones are gone");
+    let _ = h.server.shutdown().await;
+}
+
+/// `n` distinct PDQ lines in the hex format.
+fn hex_lines(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            let x = (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            format!("{x:016x}{:016x}{:016x}{:016x}\n", x ^ 1, x.rotate_left(7), !x)
+        })
+        .collect()
+}
+
+fn import_chunks(bank: &str, strict: bool, text: &str) -> Vec<ImportEntriesRequest> {
+    text.as_bytes()
+        .chunks(64 << 10)
+        .enumerate()
+        .map(|(i, c)| ImportEntriesRequest {
+            bank: if i == 0 { bank.into() } else { String::new() },
+            format: if i == 0 { "hex".into() } else { String::new() },
+            algorithm: if i == 0 { "pdq".into() } else { String::new() },
+            strict: i == 0 && strict,
+            data: c.to_vec(),
+        })
+        .collect()
+}
+
+async fn entry_count(h: &Harness, bank: &str) -> u64 {
+    BanksClient::new(h.channel.clone())
+        .get_bank(with_key(
+            GetBankRequest {
+                name: bank.into(),
+            },
+            &h.curate,
+        ))
+        .await
+        .expect("get bank")
+        .into_inner()
+        .entry_count
+}
+
+/// Sends the first chunks of an import, then cancels the call; returns once the server has
+/// recorded the import's outcome in the audit log (its `detail_json`).
+async fn cancelled_import(h: &Harness, bank: &str, strict: bool) -> serde_json::Value {
+    let chunks = import_chunks(bank, strict, &hex_lines(20_000));
+    let (tx, rx) = tokio::sync::mpsc::channel::<ImportEntriesRequest>(1);
+    let mut banks = BanksClient::new(h.channel.clone());
+    let key = h.curate.clone();
+    let call = tokio::spawn(async move {
+        banks
+            .import_entries(with_key(
+                tokio_stream::wrappers::ReceiverStream::new(rx),
+                &key,
+            ))
+            .await
+    });
+    for c in chunks.into_iter().take(10) {
+        tx.send(c).await.expect("send");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    call.abort();
+    let _ = call.await;
+    drop(tx);
+    for _ in 0..250 {
+        let events = BanksClient::new(h.channel.clone())
+            .list_audit_events(with_key(
+                ListAuditEventsRequest {
+                    bank: bank.into(),
+                    ..Default::default()
+                },
+                &h.curate,
+            ))
+            .await
+            .expect("audit")
+            .into_inner()
+            .events;
+        if let Some(e) = events.iter().find(|e| e.action == "import") {
+            return serde_json::from_str(&e.detail_json).expect("detail");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the cancelled import was never recorded");
+}
+
+/// Strict imports are all or nothing however the stream ends; a non-strict import that ends early
+/// records exactly what it committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_imports_are_all_or_nothing_and_early_ends_are_accounted() {
+    let h = start(limits()).await;
+    for bank in ["strict-bad", "strict-cancel", "loose-cancel"] {
+        create_bank(&h, bank, "block").await;
+    }
+    // 5,000 good lines, then a bad one.
+    let text = format!("{}zz\n", hex_lines(5000));
+    let e = BanksClient::new(h.channel.clone())
+        .import_entries(with_key(
+            tokio_stream::iter(import_chunks("strict-bad", true, &text)),
+            &h.curate,
+        ))
+        .await
+        .expect_err("a bad line");
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("line 5001"), "{}", e.message());
+    assert_eq!(entry_count(&h, "strict-bad").await, 0);
+
+    let detail = cancelled_import(&h, "strict-cancel", true).await;
+    assert_eq!(detail["complete"], false, "{detail}");
+    assert_eq!(detail["added"], 0, "{detail}");
+    assert_eq!(entry_count(&h, "strict-cancel").await, 0);
+
+    let detail = cancelled_import(&h, "loose-cancel", false).await;
+    assert_eq!(detail["complete"], false, "{detail}");
+    let added = detail["added"].as_u64().expect("added");
+    assert!(added > 0, "{detail}");
+    assert_eq!(entry_count(&h, "loose-cancel").await, added);
+    println!("a cancelled non-strict import recorded {added} committed entries: {detail}");
+    let _ = h.server.shutdown().await;
+}
