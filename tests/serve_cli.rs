@@ -200,11 +200,10 @@ async fn sigterm_drains_within_its_deadline_while_a_stream_stays_open() {
     })
     .await
     .expect("send");
-    let mut open = authorized_screen(&key);
-    let outbound = tonic::Request::from_parts(
-        open.metadata().clone(),
-        std::mem::take(open.extensions_mut()),
-        tokio_stream::wrappers::ReceiverStream::new(rx),
+    let mut outbound = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    outbound.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {key}").parse().expect("header"),
     );
     let mut responses = ScreeningClient::new(channel.clone())
         .screen_stream(outbound)
