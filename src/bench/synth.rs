@@ -1,4 +1,5 @@
-//! Seeded synthetic banks and queries for benchmarks and tests.
+//! Seeded synthetic hashes, banks and queries for the benchmarks (`vigie bench lookup|store|service`,
+//! the criterion benches) and the index's property tests.
 //!
 //! The generator is vigie's own SplitMix64 (Steele, Lea, Flood, "Fast Splittable Pseudorandom
 //! Number Generators", OOPSLA 2014) so a seed gives the same bank on every platform and with every
@@ -11,10 +12,12 @@ use crate::bits::Bits;
 pub struct SplitMix64(u64);
 
 impl SplitMix64 {
+    /// A generator whose first output is SplitMix64's first for `seed` (any value, 0 included).
     pub fn new(seed: u64) -> Self {
         SplitMix64(seed)
     }
 
+    /// The next 64 uniform bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
@@ -28,6 +31,7 @@ impl SplitMix64 {
         ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
     }
 
+    /// A uniform `W * 64`-bit hash: the next `W` outputs, as words 0 to `W - 1`.
     pub fn hash<const W: usize>(&mut self) -> Bits<W> {
         Bits(std::array::from_fn(|_| self.next_u64()))
     }
@@ -62,6 +66,7 @@ pub enum BankKind {
 }
 
 impl BankKind {
+    /// The kind as reports and progress lines name it (`uniform`, `near-duplicates`).
     pub fn name(self) -> &'static str {
         match self {
             BankKind::Uniform => "uniform",
