@@ -2,6 +2,7 @@
 //!
 //! The core (`hashing`, `index`) knows nothing of the service layer or protobuf.
 
+pub mod bench;
 pub mod bits;
 pub mod cli;
 pub mod config;
