@@ -1,6 +1,6 @@
 //! End-to-end: the real server on 127.0.0.1:0 with a temporary RocksDB store, a tonic client.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;
