@@ -22,27 +22,8 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
-/// How connections are bounded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConnectionLimits {
-    /// Most connections open at once; one more is closed as soon as it is accepted.
-    pub max_connections: usize,
-    /// Longest wait for a new connection's first byte.
-    pub handshake_timeout: Duration,
-    /// Longest time a connection may go without sending a byte.
-    pub idle_timeout: Duration,
-}
-
-impl Default for ConnectionLimits {
-    fn default() -> Self {
-        ConnectionLimits {
-            max_connections: 4096,
-            handshake_timeout: Duration::from_secs(10),
-            // Four keepalive pings (every 20 s) unanswered.
-            idle_timeout: Duration::from_secs(90),
-        }
-    }
-}
+/// How connections are bounded: defined with the settings that give them, in [`crate::config`].
+pub use crate::config::ConnectionLimits;
 
 /// Open connections and refusals, shared by the accept loop and every connection.
 #[derive(Debug, Default)]

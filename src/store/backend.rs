@@ -20,14 +20,19 @@ use super::keys::Cf;
 /// One mutation inside an atomic batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteOp {
+    /// Set a key in a column family: `(cf, key, value)`.
     Put(Cf, Vec<u8>, Vec<u8>),
+    /// Remove a key from a column family: `(cf, key)`; an absent key is no error.
     Delete(Cf, Vec<u8>),
 }
 
 /// Visitor of a scan: return `Ok(false)` to stop early.
 pub type Visit<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool, StoreError> + 'a;
 
+/// Ordered key-value storage in column families ([`Cf`]) with atomic batches: what
+/// [`Store`](super::Store) needs of a database. Keys compare as unsigned bytes.
 pub trait Backend: Send + Sync {
+    /// The value stored under `key` in `cf`, or `None`. Errors: [`StoreError::Backend`].
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Apply every op or none. Returns once the batch is durable as configured (synced WAL by default).
     fn write(&self, ops: Vec<WriteOp>) -> Result<(), StoreError>;
@@ -92,6 +97,8 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
 /// One ordered map per column family, indexed by `Cf as usize`.
 type CfMaps = [BTreeMap<Vec<u8>, Vec<u8>>; 5];
 
+/// An in-memory [`Backend`] for tests: one ordered map per column family behind one lock;
+/// nothing outlives the value.
 #[derive(Default)]
 pub struct MemoryBackend {
     maps: Mutex<CfMaps>,
@@ -458,6 +465,7 @@ impl RocksBackend {
         opened.map_err(|e| open_error(path, e))
     }
 
+    /// The data directory this backend was opened on.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -3,7 +3,7 @@
 //! allow banks, mirror + banner, featureless pictures) is tested on the core, in
 //! `src/matcher/live.rs`.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -1161,7 +1161,12 @@ fn hex_lines(n: usize) -> String {
     (0..n)
         .map(|i| {
             let x = (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            format!("{x:016x}{:016x}{:016x}{:016x}\n", x ^ 1, x.rotate_left(7), !x)
+            format!(
+                "{x:016x}{:016x}{:016x}{:016x}\n",
+                x ^ 1,
+                x.rotate_left(7),
+                !x
+            )
         })
         .collect()
 }
@@ -1182,12 +1187,7 @@ fn import_chunks(bank: &str, strict: bool, text: &str) -> Vec<ImportEntriesReque
 
 async fn entry_count(h: &Harness, bank: &str) -> u64 {
     BanksClient::new(h.channel.clone())
-        .get_bank(with_key(
-            GetBankRequest {
-                name: bank.into(),
-            },
-            &h.curate,
-        ))
+        .get_bank(with_key(GetBankRequest { name: bank.into() }, &h.curate))
         .await
         .expect("get bank")
         .into_inner()
