@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use super::CliError;
 use crate::store::{RocksOptions, Store, StoreError, WalRecovery};
 
+/// The arguments of `vigie recover-wal`.
 #[derive(Debug, clap::Args)]
 pub struct RecoverArgs {
     /// The store's directory (no server may hold it).

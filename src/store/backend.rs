@@ -521,7 +521,7 @@ impl RocksBackend {
         }
     }
 
-    fn cf<'a>(db: &'a DB, cf: Cf) -> Result<&'a rocksdb::ColumnFamily, StoreError> {
+    fn cf(db: &DB, cf: Cf) -> Result<&rocksdb::ColumnFamily, StoreError> {
         db.cf_handle(cf.name())
             .ok_or_else(|| StoreError::Corrupt(format!("column family {} missing", cf.name())))
     }
@@ -545,7 +545,7 @@ impl RocksBackend {
                 if !self.full.swap(true, Ordering::AcqRel) {
                     tracing::error!(dir = %self.path.display(), error = %e, "disk full: writes refused until space is freed; screens go on");
                 }
-                Err(storage_full(&e.to_string()))
+                Err(storage_full(e.as_ref()))
             }
             Err(e) => Err(backend_error(e)),
         }

@@ -86,8 +86,11 @@ pub enum FormatError {
          before it stay committed"
     )]
     Incomplete {
+        /// Why the import stopped.
         cause: Box<FormatError>,
+        /// Entries added before it stopped, committed.
         added: u64,
+        /// Entries updated before it stopped, committed.
         updated: u64,
     },
 }
