@@ -527,7 +527,10 @@ impl Banks for Arc<BanksService> {
             options.strict = first.strict;
             let bank = first.bank.clone();
             let (tx, rx) = mpsc::channel::<Chunk>(16);
-            let feeder = tokio::spawn(async move {
+            // The feeder runs inside this handler, not in a task of its own: hyper drops the
+            // handler of a stream the client reset, and with it `tx`, so the reader sees the
+            // stream break instead of its end.
+            let feeder = async move {
                 if !first.data.is_empty() && tx.send(Chunk::Data(first.data)).await.is_err() {
                     return Ok(());
                 }
@@ -542,23 +545,34 @@ impl Banks for Arc<BanksService> {
                         Err(status) => return Err(status),
                     }
                 }
+                // tonic reads a client's cancellation (RST_STREAM CANCEL) of a request stream as
+                // its end. hyper checks for a reset each time this handler is pending and then
+                // drops it; so, pending once before `End`, a cancelled import is dropped here
+                // (the reader sees a broken stream) instead of committed as if whole.
+                tokio::task::yield_now().await;
                 let _ = tx.send(Chunk::End).await;
                 Ok(())
+            };
+            let import = self.blocking(move |s| {
+                let reader = BufReader::new(ChunkReader {
+                    rx,
+                    current: Vec::new(),
+                    pos: 0,
+                    ended: false,
+                });
+                s.banks
+                    .import(&bank, reader, &options, &Origin::now(actor), &mut |_| {})
+                    .map_err(format_error)
             });
-            let summary = self
-                .blocking(move |s| {
-                    let reader = BufReader::new(ChunkReader {
-                        rx,
-                        current: Vec::new(),
-                        pos: 0,
-                        ended: false,
-                    });
-                    s.banks
-                        .import(&bank, reader, &options, &Origin::now(actor), &mut |_| {})
-                        .map_err(format_error)
-                })
-                .await?;
-            if let Ok(Err(status)) = feeder.await {
+            tokio::pin!(feeder, import);
+            // An import that ends first (done, or refused at a bad line) needs no more input: the
+            // rest of the client's stream is not read.
+            let (summary, fed) = tokio::select! {
+                summary = &mut import => (summary, Ok(())),
+                fed = &mut feeder => (import.await, fed),
+            };
+            let summary = summary?;
+            if let Err(status) = fed {
                 return Err(ServiceError::invalid(
                     "data",
                     "stream",

@@ -480,14 +480,18 @@ pub async fn start(config: ServerConfig, store: Arc<Store>) -> Result<RunningSer
                             break Err(ServerError::Load(e.to_string()));
                         }
                     }
-                    write_watch = Some(AbortOnDrop(tokio::spawn(watch_writes(
+                    write_watch = Some(AbortOnDrop::new(tokio::spawn(watch_writes(
                         state_for_watch.clone(),
                         health_reporter.clone(),
                     ))));
                 }
             }
         };
-        drop(write_watch);
+        // Awaited, not only aborted: the watch holds the service state, hence the store, and a
+        // caller that reopens the store once `shutdown` returns must find it released.
+        if let Some(watch) = write_watch {
+            watch.stop().await;
+        }
         let _ = stop_metrics_tx.send(());
         result
     });
@@ -504,11 +508,27 @@ pub async fn start(config: ServerConfig, store: Arc<Store>) -> Result<RunningSer
 }
 
 /// A task aborted when its handle is dropped.
-struct AbortOnDrop(JoinHandle<()>);
+struct AbortOnDrop(Option<JoinHandle<()>>);
+
+impl AbortOnDrop {
+    fn new(task: JoinHandle<()>) -> AbortOnDrop {
+        AbortOnDrop(Some(task))
+    }
+
+    /// Aborts the task and waits until it is gone (its future dropped).
+    async fn stop(mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
-        self.0.abort();
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
     }
 }
 
