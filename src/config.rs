@@ -28,6 +28,9 @@ pub struct Settings {
     pub decode_min_side: Option<u32>,
     pub sync_writes: Option<bool>,
     pub keypoints: Option<bool>,
+    pub http_listen: Option<String>,
+    pub http_keyless_role: Option<String>,
+    pub fetch_allow_hosts: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +51,8 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     pub json_logs: bool,
     pub sync_writes: bool,
+    /// The HTTP/JSON edge, when `http_listen` is set.
+    pub http: Option<crate::http::HttpConfig>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
@@ -82,6 +87,9 @@ impl Settings {
             decode_min_side: self.decode_min_side.or(fallback.decode_min_side),
             sync_writes: self.sync_writes.or(fallback.sync_writes),
             keypoints: self.keypoints.or(fallback.keypoints),
+            http_listen: self.http_listen.or(fallback.http_listen),
+            http_keyless_role: self.http_keyless_role.or(fallback.http_keyless_role),
+            fetch_allow_hosts: self.fetch_allow_hosts.or(fallback.fetch_allow_hosts),
         }
     }
 
@@ -146,7 +154,37 @@ impl Settings {
             },
             keypoints: self.keypoints.unwrap_or(defaults.keypoints),
         };
+        let http = match self.http_listen.as_deref() {
+            None => None,
+            Some(text) => Some(crate::http::HttpConfig {
+                listen: addr("http_listen", text)?,
+                insecure_no_auth: self.insecure_no_auth.unwrap_or(false),
+                keyless_role: self
+                    .http_keyless_role
+                    .as_deref()
+                    .map(|r| {
+                        r.parse().map_err(|_| ConfigError::Invalid {
+                            setting: "http_keyless_role",
+                            message: format!("{r:?}: expected screen, curate or admin"),
+                        })
+                    })
+                    .transpose()?,
+                fetch: crate::http::fetch::FetchPolicy {
+                    allow_hosts: self
+                        .fetch_allow_hosts
+                        .as_deref()
+                        .unwrap_or("")
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|h| !h.is_empty())
+                        .map(str::to_string)
+                        .collect(),
+                    timeout: crate::http::fetch::FetchPolicy::DEFAULT_TIMEOUT,
+                },
+            }),
+        };
         Ok(ServeConfig {
+            http,
             server: ServerConfig {
                 listen,
                 insecure_no_auth: self.insecure_no_auth.unwrap_or(false),
@@ -198,6 +236,23 @@ mod tests {
         assert!(c.server.limits.keypoints);
         let off: Settings = toml::from_str("keypoints = false\n").unwrap();
         assert!(!off.resolve().unwrap().server.limits.keypoints);
+        // The HTTP edge is off unless asked for; key-less requests get no role unless asked.
+        assert!(c.http.is_none());
+        let http: Settings = toml::from_str(
+            "http_listen = \"127.0.0.1:8080\"\nhttp_keyless_role = \"screen\"\nfetch_allow_hosts = \"cdn.example, 10.0.0.5\"\n",
+        )
+        .unwrap();
+        let h = http.resolve().unwrap().http.expect("http on");
+        assert_eq!(h.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(
+            h.keyless_role,
+            Some(crate::store::api_keys::Role::Screen)
+        );
+        assert_eq!(h.fetch.allow_hosts, vec!["cdn.example", "10.0.0.5"]);
+        let bad: Settings =
+            toml::from_str("http_listen = \"127.0.0.1:8080\"\nhttp_keyless_role = \"root\"\n")
+                .unwrap();
+        assert!(bad.resolve().unwrap_err().to_string().starts_with("http_keyless_role"));
     }
 
     #[test]

@@ -58,6 +58,18 @@ pub struct ServeArgs {
     /// about 0.6 ms a screen and loses about 12 points of recall; see the README) [default: true].
     #[arg(long, env = "VIGIE_KEYPOINTS", num_args = 0..=1, default_missing_value = "true")]
     pub keypoints: Option<bool>,
+    /// Also serve the HTTP/JSON API (HMA's routes and vigie's own, see docs/HTTP.md) on ADDR
+    /// [default: off].
+    #[arg(long, env = "VIGIE_HTTP_LISTEN")]
+    pub http_listen: Option<String>,
+    /// Give HTTP requests that send no key this role (screen, curate or admin), for HMA clients
+    /// that send none, on a trusted network only; logs a warning [default: off].
+    #[arg(long, env = "VIGIE_HTTP_KEYLESS_ROLE")]
+    pub http_keyless_role: Option<String>,
+    /// Hosts (comma-separated) whose pictures `?url=` may fetch; a private or loopback address
+    /// only when listed itself [default: none, fetching off].
+    #[arg(long, env = "VIGIE_FETCH_ALLOW_HOSTS")]
+    pub fetch_allow_hosts: Option<String>,
 }
 
 impl ServeArgs {
@@ -77,6 +89,9 @@ impl ServeArgs {
             decode_min_side: self.decode_min_side,
             sync_writes: self.sync_writes,
             keypoints: self.keypoints,
+            http_listen: self.http_listen.clone(),
+            http_keyless_role: self.http_keyless_role.clone(),
+            fetch_allow_hosts: self.fetch_allow_hosts.clone(),
         }
     }
 }
@@ -124,9 +139,19 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let running = server::start(config.server.clone(), store)
+        let running = server::start(config.server.clone(), store.clone())
             .await
             .map_err(|e| CliError(e.to_string()))?;
+        let http = match config.http.clone() {
+            Some(h) => {
+                let http = crate::http::start(h, running.state.clone(), store)
+                    .await
+                    .map_err(|e| CliError(e.to_string()))?;
+                tracing::info!(addr = %http.addr, "HTTP API serving");
+                Some(http)
+            }
+            None => None,
+        };
         tracing::info!(
             addr = %running.addr,
             data_dir = %config.data_dir.display(),
@@ -136,6 +161,11 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
         );
         wait_for_signal().await;
         tracing::info!("shutting down: draining in-flight requests");
+        if let Some(http) = http
+            && let Err(e) = http.shutdown().await
+        {
+            tracing::warn!(error = %e, "HTTP API stopped with an error");
+        }
         running
             .shutdown()
             .await
