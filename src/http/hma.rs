@@ -35,7 +35,7 @@ pub(super) fn routes() -> Router<Api> {
         .route("/status", get(status))
         .route("/status/live", get(live))
         .route("/livez", get(livez))
-        .route("/readyz", get(status))
+        .route("/readyz", get(readyz))
         .route("/h/hash", get(hash_get).post(hash_post))
         .route("/m/lookup", get(lookup_get).post(lookup_post))
         .route("/m/raw_lookup", get(raw_lookup))
@@ -397,6 +397,14 @@ async fn status(State(api): State<Api>) -> Response {
     }
 }
 
+async fn readyz(State(api): State<Api>) -> Response {
+    if api.state.is_ready() {
+        json_response(StatusCode::OK, &"READY")
+    } else {
+        json_response(StatusCode::SERVICE_UNAVAILABLE, &"INDEX-NOT-LOADED")
+    }
+}
+
 async fn live() -> Response {
     json_response(StatusCode::OK, &"I-AM-ALIVE")
 }
@@ -656,9 +664,11 @@ async fn compare(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Res
             let (left, right) = (parse(&list[0])?, parse(&list[1])?);
             let d = hash_distance(&left, &right).unwrap_or(u32::MAX);
             let value = if algorithm.is_perceptual() {
-                json!([d <= defaults.get(algorithm), { "distance": d }])
+                let matched = d <= defaults.get(algorithm);
+                json!([matched, { "distance": d }])
             } else {
-                json!([d == 0, {}])
+                let equal = d == 0;
+                json!([equal, {}])
             };
             out.insert(name, value);
         }
@@ -958,9 +968,9 @@ fn content_metadata(
 }
 
 fn new_external_id() -> String {
-    use rand::RngCore;
+    use rand::{RngCore, SeedableRng};
     let mut bytes = [0u8; 16];
-    rand::rng().fill_bytes(&mut bytes);
+    rand::rngs::StdRng::from_os_rng().fill_bytes(&mut bytes);
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     format!("hma-{hex}")
 }

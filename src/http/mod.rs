@@ -208,9 +208,15 @@ pub async fn start(
     // Wrapped around the whole router, so that it runs before routing.
     let app = axum::middleware::map_request(fold_slashes).layer(router);
     let (tx, rx) = oneshot::channel::<()>();
+    // Without TCP_NODELAY, Nagle's algorithm holds an answer's last small segment until the
+    // client's delayed ACK (about 40 ms on Linux), as on the gRPC edge.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let task = tokio::spawn(async move {
         axum::serve(listener, axum::ServiceExt::<Request>::into_make_service(app))
-            .tcp_nodelay(true)
             .with_graceful_shutdown(async {
                 let _ = rx.await;
             })

@@ -111,26 +111,30 @@ fn document() -> Value {
                 })
             })
             .collect();
-        let mut operation = json!({
-            "tags": [op.tag],
-            "summary": op.summary,
-            "parameters": params,
-            "responses": {
-                op.ok: { "description": "success (or HMA's answer)", "content": { "application/json": {} } },
-                "default": {
-                    "description": "error",
-                    "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } },
-                },
-            },
-        });
-        if let Some(ct) = op.body
-            && let Some(o) = operation.as_object_mut()
-        {
-            o.insert(
-                "requestBody".into(),
-                json!({ "content": { ct: { "schema": { "type": if ct == "multipart/form-data" { "object" } else { "string" } } } } }),
-            );
+        let mut responses = Map::new();
+        responses.insert(
+            op.ok.into(),
+            json!({ "description": "success (or HMA's answer)", "content": { "application/json": {} } }),
+        );
+        responses.insert(
+            "default".into(),
+            json!({
+                "description": "error",
+                "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } },
+            }),
+        );
+        let mut operation = Map::new();
+        operation.insert("tags".into(), json!([op.tag]));
+        operation.insert("summary".into(), json!(op.summary));
+        operation.insert("parameters".into(), Value::Array(params));
+        operation.insert("responses".into(), Value::Object(responses));
+        if let Some(ct) = op.body {
+            let kind = if ct == "multipart/form-data" { "object" } else { "string" };
+            let mut content = Map::new();
+            content.insert(ct.into(), json!({ "schema": { "type": kind } }));
+            operation.insert("requestBody".into(), json!({ "content": content }));
         }
+        let operation = Value::Object(operation);
         let entry = paths
             .entry(op.path.to_string())
             .or_insert_with(|| Value::Object(Map::new()));
