@@ -104,6 +104,14 @@ impl Api {
     /// `X-API-KEY: <key>`, checked as the gRPC edge checks it; without any key header, the
     /// key-less role when one is set. Errors: 401 (no or unknown key), 403 (role too low).
     pub fn caller(&self, headers: &HeaderMap, needed: Role) -> Result<Caller, ServiceError> {
+        let result = self.check_caller(headers, needed);
+        if let Err(e) = &result {
+            self.state.metrics.record_auth_failure(e.kind());
+        }
+        result
+    }
+
+    fn check_caller(&self, headers: &HeaderMap, needed: Role) -> Result<Caller, ServiceError> {
         let bearer = headers
             .get(header::AUTHORIZATION)
             .map(|v| {
@@ -117,8 +125,7 @@ impl Api {
             .get("x-api-key")
             .map(|v| v.to_str().map_err(|_| ServiceError::Unauthenticated))
             .transpose()?;
-        let key = bearer.or(api_key);
-        let result = match (key, self.keyless_role) {
+        match (bearer.or(api_key), self.keyless_role) {
             (None, Some(role)) if !self.auth.is_insecure() => {
                 if role.allows(needed) {
                     Ok(Caller {
@@ -134,11 +141,7 @@ impl Api {
                 }
             }
             (key, _) => self.auth.authenticate_key(key, needed),
-        };
-        if let Err(e) = &result {
-            self.state.metrics.record_auth_failure(e.kind());
         }
-        result
     }
 
     /// Runs `f` off the async runtime (store writes wait for the synced WAL). A panic in `f`
