@@ -386,14 +386,7 @@ async fn hma_banks_name_rule_ratios_and_status_codes() {
     for bad in ["my_bank", "01_BANK", "BANK-1", ""] {
         let (s, e) = call(a, "POST", "/c/banks", k, Some(json!({"name": bad}))).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}");
-        assert_eq!(
-            e["message"],
-            json!(if bad.is_empty() {
-                "Bank names must be UPPER_WITH_UNDERSCORE"
-            } else {
-                "Bank names must be UPPER_WITH_UNDERSCORE"
-            })
-        );
+        assert_eq!(e["message"], json!("Bank names must be UPPER_WITH_UNDERSCORE"));
     }
     let (s, e) = call(a, "POST", "/c/banks", k, Some(json!({"enabled": true}))).await;
     assert_eq!((s, e["message"].clone()), (StatusCode::BAD_REQUEST, json!("name is required")));
@@ -444,7 +437,7 @@ async fn hma_banks_name_rule_ratios_and_status_codes() {
         a,
         "POST",
         "/c/bank/ON_BANK/signal",
-        &[("authorization", &format!("Bearer {}", h.curate))],
+        &[("authorization", format!("Bearer {}", h.curate).as_str())],
         Some("application/json"),
         big,
     )
@@ -611,7 +604,7 @@ async fn keys_by_both_headers_and_the_keyless_role() {
     assert!(e["message"].is_string());
     let (s, _) = call(a, "GET", "/c/banks", Some(&h.screen), None).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    let (s, ct, body) = exchange(a, "GET", "/c/banks", &[("x-api-key", &h.curate)], None, Vec::new()).await;
+    let (s, ct, body) = exchange(a, "GET", "/c/banks", &[("x-api-key", h.curate.as_str())], None, Vec::new()).await;
     assert_eq!((s, ct.as_str()), (StatusCode::OK, "application/json"));
     assert_eq!(serde_json::from_slice::<Value>(&body).expect("JSON"), json!([]));
     let (s, _, _) = exchange(a, "GET", "/c/banks", &[("x-api-key", "not-a-key")], None, Vec::new()).await;
@@ -621,7 +614,7 @@ async fn keys_by_both_headers_and_the_keyless_role() {
         a,
         "POST",
         "/c/banks",
-        &[("x-api-key", &h.curate)],
+        &[("x-api-key", h.curate.as_str())],
         Some("application/json"),
         br#"{"name":"AUDITED"}"#.to_vec(),
     )
@@ -818,14 +811,14 @@ async fn vigie_v1_calls_as_json() {
     let (s, au) = call(a, "GET", "/v1/audit?bank=known-bad", c, None).await;
     assert_eq!(s, StatusCode::OK);
     assert!(au["events"].as_array().is_some_and(|e| e.iter().all(|e| e["actor"] == json!("key:curator")) && !e.is_empty()));
-    let (s, _, exported) = exchange(a, "GET", "/v1/banks/known-bad/export?format=jsonl", &[("authorization", &format!("Bearer {}", h.curate))], None, Vec::new()).await;
+    let (s, _, exported) = exchange(a, "GET", "/v1/banks/known-bad/export?format=jsonl", &[("authorization", format!("Bearer {}", h.curate).as_str())], None, Vec::new()).await;
     assert_eq!(s, StatusCode::OK);
     assert!(String::from_utf8_lossy(&exported).contains("\"b\""));
     let (s, _, body) = exchange(
         a,
         "POST",
         "/v1/banks/known-bad/import?format=hex&algorithm=md5",
-        &[("authorization", &format!("Bearer {}", h.curate))],
+        &[("authorization", format!("Bearer {}", h.curate).as_str())],
         Some("text/plain"),
         format!("{md5}\n").into_bytes(),
     )

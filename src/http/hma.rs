@@ -418,7 +418,7 @@ async fn livez() -> Response {
 
 async fn hash_get(State(api): State<Api>, request: Request) -> Response {
     let started = Instant::now();
-    let result = async {
+    let result: Result<Response, ApiError> = async {
         api.caller(request.headers(), Role::Screen)?;
         let p = params(request.uri())?;
         if p.get("url").is_none_or(|u| u.is_empty()) {
@@ -433,7 +433,7 @@ async fn hash_get(State(api): State<Api>, request: Request) -> Response {
 
 async fn hash_post(State(api): State<Api>, request: Request) -> Response {
     let started = Instant::now();
-    let result = async {
+    let result: Result<Response, ApiError> = async {
         api.caller(request.headers(), Role::Screen)?;
         let p = params(request.uri())?;
         let upload = multipart_of(request).await?;
@@ -497,7 +497,7 @@ fn image_hex(h: &ImageHashes) -> Vec<(Algorithm, String)> {
 
 async fn lookup_get(State(api): State<Api>, request: Request) -> Response {
     let started = Instant::now();
-    let result = async {
+    let result: Result<Response, ApiError> = async {
         api.caller(request.headers(), Role::Screen)?;
         let p = params(request.uri())?;
         refuse_bypass(&p)?;
@@ -564,7 +564,7 @@ fn picture_answer(
 
 async fn lookup_post(State(api): State<Api>, request: Request) -> Response {
     let started = Instant::now();
-    let result = async {
+    let result: Result<Response, ApiError> = async {
         api.caller(request.headers(), Role::Screen)?;
         let p = params(request.uri())?;
         refuse_bypass(&p)?;
@@ -587,7 +587,7 @@ async fn lookup_post(State(api): State<Api>, request: Request) -> Response {
 
 async fn raw_lookup(State(api): State<Api>, request: Request) -> Response {
     let started = Instant::now();
-    let result = async {
+    let result: Result<Response, ApiError> = async {
         api.caller(request.headers(), Role::Screen)?;
         let p = params(request.uri())?;
         let signal = p
@@ -635,7 +635,7 @@ fn hash_distance(a: &HashValue, b: &HashValue) -> Option<u32> {
 
 async fn compare(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
     let started = Instant::now();
-    let result = (|| {
+    let result: Result<Response, ApiError> = (|| {
         api.caller(&headers, Role::Screen)?;
         let request: Value = upload::parse_json(&body)?;
         let Value::Object(pairs) = request else {
@@ -683,7 +683,7 @@ fn now_seconds() -> i64 {
 
 async fn index_status(State(api): State<Api>, request: Request) -> Response {
     let started = Instant::now();
-    let result = (|| {
+    let result: Result<Response, ApiError> = (|| {
         api.caller(request.headers(), Role::Screen)?;
         let p = params(request.uri())?;
         let only = p
@@ -725,7 +725,7 @@ async fn apply(api: &Api, change: Change, origin: Origin) -> Result<Applied, Api
 
 async fn banks_list(State(api): State<Api>, headers: HeaderMap) -> Response {
     let started = Instant::now();
-    let result = (|| {
+    let result: Result<Response, ApiError> = (|| {
         api.caller(&headers, Role::Curate)?;
         let banks = api.state.store().list_banks()?;
         let out: Vec<HmaBank> = banks.iter().map(hma_bank).collect();
@@ -743,7 +743,7 @@ fn get_bank(api: &Api, name: &str) -> Result<Bank, ApiError> {
 
 async fn bank_get(State(api): State<Api>, Path(name): Path<String>, headers: HeaderMap) -> Response {
     let started = Instant::now();
-    let result = (|| {
+    let result: Result<Response, ApiError> = (|| {
         api.caller(&headers, Role::Curate)?;
         let bank = get_bank(&api, &name)?;
         Ok(json_response(StatusCode::OK, &hma_bank(&bank)))
@@ -776,7 +776,7 @@ fn enabled_of(body: &Map<String, Value>) -> Result<Option<bool>, ApiError> {
 
 async fn bank_create(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
     let started = Instant::now();
-    let result = async {
+    let result: Result<Response, ApiError> = async {
         let caller = api.caller(&headers, Role::Curate)?;
         let body = json_object(&body)?;
         let name = match body.get("name") {
@@ -819,7 +819,7 @@ async fn bank_update(
     body: Bytes,
 ) -> Response {
     let started = Instant::now();
-    let result = async {
+    let result: Result<Response, ApiError> = async {
         let caller = api.caller(&headers, Role::Curate)?;
         let bank = api
             .state
@@ -877,7 +877,7 @@ async fn bank_delete(
     headers: HeaderMap,
 ) -> Response {
     let started = Instant::now();
-    let result = async {
+    let result: Result<Response, ApiError> = async {
         let caller = api.caller(&headers, Role::Curate)?;
         match apply(&api, Change::DeleteBank { name }, origin(&caller)).await {
             Ok(_) | Err(ApiError::Service(ServiceError::Store(StoreError::BankNotFound(_)))) => {
@@ -1024,7 +1024,7 @@ async fn add_entry(
 
 async fn content_add(State(api): State<Api>, Path(name): Path<String>, request: Request) -> Response {
     let started = Instant::now();
-    let result = async {
+    let result: Result<Response, ApiError> = async {
         let caller = api.caller(request.headers(), Role::Curate)?;
         get_bank(&api, &name)?;
         let p = params(request.uri())?;
@@ -1070,7 +1070,7 @@ async fn signal_add(
     body: Bytes,
 ) -> Response {
     let started = Instant::now();
-    let result = async {
+    let result: Result<Response, ApiError> = async {
         let caller = api.caller(&headers, Role::Curate)?;
         get_bank(&api, &name)?;
         let signals = json_object(&body)?;
@@ -1155,7 +1155,7 @@ async fn content_get(
     request: Request,
 ) -> Response {
     let started = Instant::now();
-    let result = (|| {
+    let result: Result<Response, ApiError> = (|| {
         api.caller(request.headers(), Role::Curate)?;
         let p = params(request.uri())?;
         let (bank, entry) = get_content(&api, &name, &id)?;
@@ -1198,7 +1198,7 @@ async fn content_update(
     body: Bytes,
 ) -> Response {
     let started = Instant::now();
-    let result = async {
+    let result: Result<Response, ApiError> = async {
         let caller = api.caller(&headers, Role::Curate)?;
         let (bank, entry) = get_content(&api, &name, &id)?;
         let body = json_object(&body)?;
@@ -1250,7 +1250,7 @@ async fn content_delete(
     headers: HeaderMap,
 ) -> Response {
     let started = Instant::now();
-    let result = async {
+    let result: Result<Response, ApiError> = async {
         let caller = api.caller(&headers, Role::Curate)?;
         let bank = get_bank(&api, &name)?;
         let Ok(id) = id.parse::<EntryId>() else {
@@ -1278,7 +1278,7 @@ async fn content_delete(
 
 async fn signal_types(State(api): State<Api>, headers: HeaderMap) -> Response {
     let started = Instant::now();
-    let result = (|| {
+    let result: Result<Response, ApiError> = (|| {
         api.caller(&headers, Role::Curate)?;
         let out: Vec<Value> = Algorithm::ALL
             .iter()
@@ -1291,7 +1291,7 @@ async fn signal_types(State(api): State<Api>, headers: HeaderMap) -> Response {
 
 async fn signal_type_index(State(api): State<Api>, request: Request) -> Response {
     let started = Instant::now();
-    let result = (|| {
+    let result: Result<Response, ApiError> = (|| {
         api.caller(request.headers(), Role::Curate)?;
         let p = params(request.uri())?;
         let only = p
@@ -1321,7 +1321,7 @@ async fn signal_type_index(State(api): State<Api>, request: Request) -> Response
 
 async fn content_types(State(api): State<Api>, headers: HeaderMap) -> Response {
     let started = Instant::now();
-    let result = (|| {
+    let result: Result<Response, ApiError> = (|| {
         api.caller(&headers, Role::Curate)?;
         Ok(json_response(
             StatusCode::OK,
@@ -1333,7 +1333,7 @@ async fn content_types(State(api): State<Api>, headers: HeaderMap) -> Response {
 
 async fn exchanges_list(State(api): State<Api>, headers: HeaderMap) -> Response {
     let started = Instant::now();
-    let result = (|| {
+    let result: Result<Response, ApiError> = (|| {
         api.caller(&headers, Role::Curate)?;
         Ok(json_response(StatusCode::OK, &json!([])))
     })();
@@ -1342,7 +1342,7 @@ async fn exchanges_list(State(api): State<Api>, headers: HeaderMap) -> Response 
 
 async fn exchange_apis(State(api): State<Api>, headers: HeaderMap) -> Response {
     let started = Instant::now();
-    let result = (|| {
+    let result: Result<Response, ApiError> = (|| {
         api.caller(&headers, Role::Curate)?;
         Ok(json_response(StatusCode::OK, &json!([])))
     })();
@@ -1351,7 +1351,7 @@ async fn exchange_apis(State(api): State<Api>, headers: HeaderMap) -> Response {
 
 async fn exchange_create(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
     let started = Instant::now();
-    let result = (|| -> Result<Response, ApiError> {
+    let result: Result<Response, ApiError> = (|| {
         api.caller(&headers, Role::Curate)?;
         let body = json_object(&body)?;
         if body.get("bank").is_none_or(Value::is_null) {
@@ -1371,7 +1371,7 @@ async fn exchange_api(
     headers: HeaderMap,
 ) -> Response {
     let started = Instant::now();
-    let result = (|| -> Result<Response, ApiError> {
+    let result: Result<Response, ApiError> = (|| {
         api.caller(&headers, Role::Curate)?;
         Err(ApiError::bad_request(format!(
             "no such Exchange API '{name}'"
@@ -1386,7 +1386,7 @@ async fn exchange_api_schema(
     headers: HeaderMap,
 ) -> Response {
     let started = Instant::now();
-    let result = (|| -> Result<Response, ApiError> {
+    let result: Result<Response, ApiError> = (|| {
         api.caller(&headers, Role::Curate)?;
         Err(ApiError::not_found(format!(
             "no such Exchange API '{name}'"
@@ -1401,7 +1401,7 @@ async fn exchange_missing(
     headers: HeaderMap,
 ) -> Response {
     let started = Instant::now();
-    let result = (|| -> Result<Response, ApiError> {
+    let result: Result<Response, ApiError> = (|| {
         api.caller(&headers, Role::Curate)?;
         Err(ApiError::not_found(format!("Exchange '{name}' not found")))
     })();

@@ -366,7 +366,7 @@ fn from_form(u: upload::Upload) -> Result<ScreenRequest, ApiError> {
 
 async fn screen(State(api): State<Api>, request: Request) -> Response {
     let started = Instant::now();
-    let result = async {
+    let result: Result<Response, ApiError> = async {
         api.caller(request.headers(), Role::Screen)?;
         let r: ScreenRequest = match upload::read_body(request).await? {
             Body::Multipart(u) => from_form(u)?,
@@ -469,7 +469,7 @@ struct HashResponse {
 
 async fn hash(State(api): State<Api>, request: Request) -> Response {
     let started = Instant::now();
-    let result = async {
+    let result: Result<Response, ApiError> = async {
         api.caller(request.headers(), Role::Screen)?;
         let r: HashRequest = match upload::read_body(request).await? {
             Body::Multipart(u) => HashRequest {
@@ -557,7 +557,7 @@ fn unexpected() -> ApiError {
 
 async fn list_banks(State(api): State<Api>, headers: HeaderMap) -> Response {
     let started = Instant::now();
-    let result = async {
+    let result: Result<Response, ApiError> = async {
         api.caller(&headers, Role::Curate)?;
         let state = api.state.clone();
         api.blocking(move || {
@@ -587,7 +587,7 @@ struct CreateBankRequest {
 
 async fn create_bank(State(api): State<Api>, headers: HeaderMap, body: Bytes) -> Response {
     let started = Instant::now();
-    let result = async {
+    let result: Result<Response, ApiError> = async {
         let caller = api.caller(&headers, Role::Curate)?;
         let r: CreateBankRequest = upload::parse_json(&body)?;
         let change = Change::CreateBank {
@@ -617,7 +617,7 @@ fn find_bank(api: &Api, name: &str) -> Result<Bank, ApiError> {
 
 async fn get_bank(State(api): State<Api>, Path(name): Path<String>, headers: HeaderMap) -> Response {
     let started = Instant::now();
-    let result = (|| {
+    let result: Result<Response, ApiError> = (|| {
         api.caller(&headers, Role::Curate)?;
         let b = find_bank(&api, &name)?;
         let n = api.state.store().count_entries(&name)?;
@@ -643,7 +643,7 @@ async fn update_bank(
     body: Bytes,
 ) -> Response {
     let started = Instant::now();
-    let result = async {
+    let result: Result<Response, ApiError> = async {
         let caller = api.caller(&headers, Role::Curate)?;
         let r: UpdateBankRequest = upload::parse_json(&body)?;
         let current = find_bank(&api, &name)?;
@@ -674,7 +674,7 @@ async fn delete_bank(
     headers: HeaderMap,
 ) -> Response {
     let started = Instant::now();
-    let result = async {
+    let result: Result<Response, ApiError> = async {
         let caller = api.caller(&headers, Role::Curate)?;
         match apply(&api, Change::DeleteBank { name }, caller.actor()).await? {
             Applied::BankDeleted(removed) => Ok(json(
@@ -712,7 +712,7 @@ struct AddEntriesRequest {
 
 async fn add_entries(State(api): State<Api>, Path(bank): Path<String>, request: Request) -> Response {
     let started = Instant::now();
-    let result = async {
+    let result: Result<Response, ApiError> = async {
         let caller = api.caller(request.headers(), Role::Curate)?;
         let r: AddEntriesRequest = match upload::read_body(request).await? {
             Body::Multipart(u) => {
@@ -835,7 +835,7 @@ async fn remove_entries(
     body: Bytes,
 ) -> Response {
     let started = Instant::now();
-    let result = async {
+    let result: Result<Response, ApiError> = async {
         let caller = api.caller(&headers, Role::Curate)?;
         let r: RemoveEntriesRequest = upload::parse_json(&body)?;
         let change = Change::RemoveEntries {
@@ -857,7 +857,7 @@ async fn remove_entries(
 
 async fn get_entry(State(api): State<Api>, Path(id): Path<String>, headers: HeaderMap) -> Response {
     let started = Instant::now();
-    let result = (|| {
+    let result: Result<Response, ApiError> = (|| {
         api.caller(&headers, Role::Curate)?;
         let id: EntryId = id
             .parse()
@@ -878,7 +878,7 @@ async fn get_entry_external(
     headers: HeaderMap,
 ) -> Response {
     let started = Instant::now();
-    let result = (|| {
+    let result: Result<Response, ApiError> = (|| {
         api.caller(&headers, Role::Curate)?;
         let e = api
             .state
@@ -902,7 +902,7 @@ struct ListQuery {
 
 async fn list_entries(State(api): State<Api>, Path(bank): Path<String>, request: Request) -> Response {
     let started = Instant::now();
-    let result = async {
+    let result: Result<Response, ApiError> = async {
         api.caller(request.headers(), Role::Curate)?;
         let q = Query::<ListQuery>::try_from_uri(request.uri())
             .map_err(|e| ApiError::bad_request(e.body_text()))?
@@ -984,7 +984,7 @@ async fn import_entries(
     request: Request,
 ) -> Response {
     let started = Instant::now();
-    let result = async {
+    let result: Result<Response, ApiError> = async {
         let caller = api.caller(request.headers(), Role::Curate)?;
         let (format, algorithm, q) = format_query(request.uri())?;
         let mut options = ImportOptions::new(format);
@@ -1032,7 +1032,7 @@ async fn export_entries(
     request: Request,
 ) -> Response {
     let started = Instant::now();
-    let result = async {
+    let result: Result<Response, ApiError> = async {
         api.caller(request.headers(), Role::Curate)?;
         let (format, algorithm, q) = format_query(request.uri())?;
         let options = ExportOptions {
@@ -1065,7 +1065,7 @@ async fn export_entries(
 
 async fn stats(State(api): State<Api>, headers: HeaderMap) -> Response {
     let started = Instant::now();
-    let result = async {
+    let result: Result<Response, ApiError> = async {
         api.caller(&headers, Role::Curate)?;
         let state = api.state.clone();
         api.blocking(move || {
@@ -1108,7 +1108,7 @@ struct AuditQuery {
 
 async fn audit(State(api): State<Api>, request: Request) -> Response {
     let started = Instant::now();
-    let result = async {
+    let result: Result<Response, ApiError> = async {
         api.caller(request.headers(), Role::Curate)?;
         let q = Query::<AuditQuery>::try_from_uri(request.uri())
             .map_err(|e| ApiError::bad_request(e.body_text()))?
