@@ -32,7 +32,7 @@ impl From<serde_json::Error> for CliError {
 #[derive(Debug, Clone, clap::Args)]
 pub struct StoreArgs {
     /// Data directory of the store (RocksDB). Refused while a server or another command holds it.
-    #[arg(long, env = "VIGIE_DATA_DIR", default_value = "./vigie-data")]
+    #[arg(long, env = "VIGIE_DATA_DIR", default_value = crate::config::DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
     /// Actor named in the audit log for changes [default: cli:$USER].
     #[arg(long, env = "VIGIE_ACTOR")]

@@ -18,7 +18,7 @@ pub struct KeysArgs {
         long,
         global = true,
         env = "VIGIE_DATA_DIR",
-        default_value = "./vigie-data"
+        default_value = crate::config::DEFAULT_DATA_DIR
     )]
     pub data_dir: PathBuf,
 }

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::CliError;
+use crate::bench::measure::percentile;
 use crate::bits::Bits;
 use crate::index::{HammingIndex, Match};
 
@@ -191,13 +192,7 @@ fn run_width<const W: usize>(
         .flat_map(|(_, t)| t.iter().copied())
         .collect();
     times.sort_unstable();
-    let percentile = |q: f64| {
-        if times.is_empty() {
-            return 0.0;
-        }
-        let rank = ((times.len() as f64 * q).ceil() as usize).clamp(1, times.len());
-        times[rank - 1].as_secs_f64() * 1e6
-    };
+    let percentile = |q: f64| percentile(&times, q).map_or(0.0, |t| t.as_secs_f64() * 1e6);
 
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());

@@ -3,10 +3,6 @@
 
 pub mod audit;
 pub mod bank;
-pub mod bench_hash;
-pub mod bench_lookup;
-pub mod bench_service;
-pub mod bench_store;
 pub mod client;
 pub mod entries;
 mod entries_images;
@@ -65,20 +61,8 @@ pub enum Command {
     /// Benchmarks that run outside the test suite.
     Bench {
         #[command(subcommand)]
-        which: BenchCommand,
+        which: crate::bench::BenchCommand,
     },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum BenchCommand {
-    /// Lookup latency of the Hamming index against a linear scan on synthetic banks.
-    Lookup(bench_lookup::LookupArgs),
-    /// Store open + index load time and resident memory with N PDQ entries.
-    Store(bench_store::StoreBenchArgs),
-    /// Per-image medians for decoding and each hash at several sizes; images per second.
-    Hash(bench_hash::HashBenchArgs),
-    /// Screen throughput and latency under increasing load, against a 1M-entry bank.
-    Service(bench_service::ServiceBenchArgs),
 }
 
 /// A command that could not run to its end: printed as `error: ...` on stderr, exit code 2.
@@ -92,22 +76,15 @@ impl From<std::io::Error> for CliError {
     }
 }
 
+/// Runs the parsed command; a failure is printed as one `error: ...` line on stderr and gives exit
+/// code 2, success the command's own code (usually 0).
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Hash(args) => hash::run(args),
         Command::Match(args) => matching::run(args),
-        Command::Bench {
-            which: BenchCommand::Lookup(args),
-        } => bench_lookup::run(args),
-        Command::Bench {
-            which: BenchCommand::Store(args),
-        } => bench_store::run(args),
-        Command::Bench {
-            which: BenchCommand::Hash(args),
-        } => bench_hash::run(args),
-        Command::Bench {
-            which: BenchCommand::Service(args),
-        } => bench_service::run(args),
+        Command::Bench { which } => crate::bench::run(which)
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(|e| CliError(e.0)),
         Command::Bank { command } => bank::run(command),
         Command::Entries { command } => entries::run(command),
         Command::Import(args) => import_export::run_import(args),

@@ -240,7 +240,7 @@ impl HasherBuilder {
     }
 
     /// With [`HasherBuilder::regions`], also find the upload's keypoints
-    /// ([`keypoints::query_keypoints`]): off-centre crops then meet their entry (see the README),
+    /// ([`keypoints::query_keypoints`]): off-centre crops then meet their entry (see docs/EVALUATION.md),
     /// and the PDQ trial turns are skipped (the keypoint vote tries the same turns). Off unless
     /// asked for here; the service turns it on by default. Banked pictures get their keypoints
     /// with [`HasherBuilder::windows`] either way, so turning this on later needs no re-banking.

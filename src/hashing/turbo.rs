@@ -1,7 +1,7 @@
 //! JPEG decoding through libjpeg-turbo's TurboJPEG API (the system `libturbojpeg`).
 //!
-//! Why not the pure-Rust decoder `image` uses: two reasons, both measured (see the README's speed
-//! section).
+//! Why not the pure-Rust decoder `image` uses: two reasons, both measured (see
+//! docs/PERFORMANCE.md).
 //! 1. **Decoding only what hashing needs.** A JPEG stores 8x8 DCT blocks; libjpeg-turbo can run a
 //!    reduced inverse DCT that yields each block at 4x4, 2x2 or 1x1 pixels (scale 1/2, 1/4, 1/8;
 //!    ITU-T T.81 leaves the IDCT size to the decoder, libjpeg's `scale_denom`). At 1/8 only the DC

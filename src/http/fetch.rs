@@ -27,21 +27,7 @@ use tokio_rustls::rustls::{self, RootCertStore};
 /// Redirects followed at most.
 const MAX_REDIRECTS: usize = 5;
 
-/// What may be fetched.
-#[derive(Clone, Debug, Default)]
-pub struct FetchPolicy {
-    /// Host names or IP addresses (compared case-insensitively, port ignored). Empty: fetching
-    /// is off. An address in the private, loopback or link-local ranges is fetched only when it
-    /// is listed itself.
-    pub allow_hosts: Vec<String>,
-    /// The time limit of one fetch, redirects included.
-    pub timeout: Duration,
-}
-
-impl FetchPolicy {
-    /// The default time limit of a fetch.
-    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-}
+pub use crate::config::FetchPolicy;
 
 /// Why a fetch was refused or failed. Each says what to change.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

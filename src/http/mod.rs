@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 use tower::Layer;
 
 pub use error::ApiError;
-use fetch::{FetchPolicy, Fetcher};
+use fetch::Fetcher;
 
 use crate::service::ServiceState;
 use crate::service::auth::{Authenticator, Caller};
@@ -38,19 +38,7 @@ use crate::service::error::ServiceError;
 use crate::store::Store;
 use crate::store::api_keys::Role;
 
-/// How the HTTP edge is served.
-#[derive(Clone, Debug)]
-pub struct HttpConfig {
-    /// Where to listen (port 0: any free port, see [`RunningHttp::addr`]).
-    pub listen: SocketAddr,
-    /// Every request is accepted as admin without a key (the gRPC `--insecure-no-auth`).
-    pub insecure_no_auth: bool,
-    /// The role given to a request that sends no key at all (none: such requests answer 401).
-    /// For HMA clients that send no key (HMA has no authentication), on a trusted network.
-    pub keyless_role: Option<Role>,
-    /// What `?url=` may fetch (off while its host list is empty).
-    pub fetch: FetchPolicy,
-}
+pub use crate::config::HttpConfig;
 
 /// Why the HTTP edge did not start.
 #[derive(Debug, thiserror::Error)]

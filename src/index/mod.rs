@@ -22,7 +22,6 @@
 
 mod core;
 pub mod layout;
-pub mod synth;
 mod table;
 
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};

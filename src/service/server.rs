@@ -25,27 +25,13 @@ use super::proto::banks_server::BanksServer;
 use super::proto::keys_server::KeysServer;
 use super::proto::screening_server::ScreeningServer;
 use super::screening::ScreeningService;
-use super::{ServiceLimits, ServiceState, proto};
+use super::{ServiceState, proto};
 use crate::matcher::LiveBanks;
 use crate::store::Store;
 use crate::store::api_keys::Role;
 
-#[derive(Clone, Debug)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    /// When set, clients must present a certificate signed by this CA.
-    pub client_ca: Option<PathBuf>,
-}
-
-#[derive(Clone, Debug)]
-pub struct ServerConfig {
-    pub listen: SocketAddr,
-    pub insecure_no_auth: bool,
-    pub tls: Option<TlsFiles>,
-    pub metrics_listen: Option<SocketAddr>,
-    pub limits: ServiceLimits,
-}
+/// What the server starts with: defined with the settings that give it, in [`crate::config`].
+pub use crate::config::{ServerConfig, TlsFiles};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {

@@ -1,4 +1,5 @@
-//! Seeded synthetic banks and queries for benchmarks and tests.
+//! Seeded synthetic hashes, banks and queries for the benchmarks (`vigie bench lookup|store|service`,
+//! the criterion benches) and the index's property tests.
 //!
 //! The generator is vigie's own SplitMix64 (Steele, Lea, Flood, "Fast Splittable Pseudorandom
 //! Number Generators", OOPSLA 2014) so a seed gives the same bank on every platform and with every

@@ -2,8 +2,6 @@
 //! and status codes (docs/HMA-COMPAT.md), vigie's `/v1` calls, keys by both headers, the key-less
 //! role, URL-fetch refusals, and a test written as an HMA client would.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +11,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
+use crate::common;
 use vigie::http::fetch::FetchPolicy;
 use vigie::http::{HttpConfig, RunningHttp};
 use vigie::service::ServiceLimits;
