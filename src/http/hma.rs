@@ -416,11 +416,12 @@ async fn livez() -> Response {
 // ---------------------------------------------------------------------------------------------
 // Hashing
 
-async fn hash_get(State(api): State<Api>, request: Request) -> Response {
+async fn hash_get(State(api): State<Api>, headers: HeaderMap,
+    uri: axum::http::Uri) -> Response {
     let started = Instant::now();
     let result: Result<Response, ApiError> = async {
-        api.caller(request.headers(), Role::Screen)?;
-        let p = params(request.uri())?;
+        api.caller(&headers, Role::Screen)?;
+        let p = params(&uri)?;
         if p.get("url").is_none_or(|u| u.is_empty()) {
             return Err(ApiError::bad_request("url is required"));
         }
@@ -495,11 +496,12 @@ fn image_hex(h: &ImageHashes) -> Vec<(Algorithm, String)> {
 // ---------------------------------------------------------------------------------------------
 // Matching
 
-async fn lookup_get(State(api): State<Api>, request: Request) -> Response {
+async fn lookup_get(State(api): State<Api>, headers: HeaderMap,
+    uri: axum::http::Uri) -> Response {
     let started = Instant::now();
     let result: Result<Response, ApiError> = async {
-        api.caller(request.headers(), Role::Screen)?;
-        let p = params(request.uri())?;
+        api.caller(&headers, Role::Screen)?;
+        let p = params(&uri)?;
         refuse_bypass(&p)?;
         let options = bank_options(&api, p.get("banks"))?;
         if p.get("url").is_some_and(|u| !u.is_empty()) {
@@ -585,11 +587,12 @@ async fn lookup_post(State(api): State<Api>, request: Request) -> Response {
     api.finish("POST /m/lookup", started, result)
 }
 
-async fn raw_lookup(State(api): State<Api>, request: Request) -> Response {
+async fn raw_lookup(State(api): State<Api>, headers: HeaderMap,
+    uri: axum::http::Uri) -> Response {
     let started = Instant::now();
     let result: Result<Response, ApiError> = async {
-        api.caller(request.headers(), Role::Screen)?;
-        let p = params(request.uri())?;
+        api.caller(&headers, Role::Screen)?;
+        let p = params(&uri)?;
         let signal = p
             .get("signal")
             .ok_or_else(|| ApiError::bad_request("signal is required"))?;
@@ -681,11 +684,12 @@ fn now_seconds() -> i64 {
     Timestamp::now().0 / 1_000_000
 }
 
-async fn index_status(State(api): State<Api>, request: Request) -> Response {
+async fn index_status(State(api): State<Api>, headers: HeaderMap,
+    uri: axum::http::Uri) -> Response {
     let started = Instant::now();
     let result: Result<Response, ApiError> = (|| {
-        api.caller(request.headers(), Role::Screen)?;
-        let p = params(request.uri())?;
+        api.caller(&headers, Role::Screen)?;
+        let p = params(&uri)?;
         let only = p
             .get("signal_type")
             .map(|st| signal_type(st, |n| format!("No such signal type '{n}'")))
@@ -1152,12 +1156,13 @@ fn content_json(
 async fn content_get(
     State(api): State<Api>,
     Path((name, id)): Path<(String, String)>,
-    request: Request,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
 ) -> Response {
     let started = Instant::now();
     let result: Result<Response, ApiError> = (|| {
-        api.caller(request.headers(), Role::Curate)?;
-        let p = params(request.uri())?;
+        api.caller(&headers, Role::Curate)?;
+        let p = params(&uri)?;
         let (bank, entry) = get_content(&api, &name, &id)?;
         let only = p
             .get("signal_type")
@@ -1289,11 +1294,12 @@ async fn signal_types(State(api): State<Api>, headers: HeaderMap) -> Response {
     api.finish("GET /c/signal_type", started, result)
 }
 
-async fn signal_type_index(State(api): State<Api>, request: Request) -> Response {
+async fn signal_type_index(State(api): State<Api>, headers: HeaderMap,
+    uri: axum::http::Uri) -> Response {
     let started = Instant::now();
     let result: Result<Response, ApiError> = (|| {
-        api.caller(request.headers(), Role::Curate)?;
-        let p = params(request.uri())?;
+        api.caller(&headers, Role::Curate)?;
+        let p = params(&uri)?;
         let only = p
             .get("signal_type")
             .map(|st| signal_type(st, |n| format!("No such signal type '{n}'")))

@@ -900,11 +900,12 @@ struct ListQuery {
     label: String,
 }
 
-async fn list_entries(State(api): State<Api>, Path(bank): Path<String>, request: Request) -> Response {
+async fn list_entries(State(api): State<Api>, Path(bank): Path<String>, headers: HeaderMap,
+    uri: axum::http::Uri) -> Response {
     let started = Instant::now();
     let result: Result<Response, ApiError> = async {
-        api.caller(request.headers(), Role::Curate)?;
-        let q = Query::<ListQuery>::try_from_uri(request.uri())
+        api.caller(&headers, Role::Curate)?;
+        let q = Query::<ListQuery>::try_from_uri(&uri)
             .map_err(|e| ApiError::bad_request(e.body_text()))?
             .0;
         let page_size = match q.page_size.as_deref().map(str::parse::<u32>) {
@@ -1029,12 +1030,13 @@ async fn import_entries(
 async fn export_entries(
     State(api): State<Api>,
     Path(bank): Path<String>,
-    request: Request,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
 ) -> Response {
     let started = Instant::now();
     let result: Result<Response, ApiError> = async {
-        api.caller(request.headers(), Role::Curate)?;
-        let (format, algorithm, q) = format_query(request.uri())?;
+        api.caller(&headers, Role::Curate)?;
+        let (format, algorithm, q) = format_query(&uri)?;
         let options = ExportOptions {
             format,
             label: (!q.label.is_empty()).then_some(q.label),
@@ -1106,11 +1108,12 @@ struct AuditQuery {
     limit: Option<String>,
 }
 
-async fn audit(State(api): State<Api>, request: Request) -> Response {
+async fn audit(State(api): State<Api>, headers: HeaderMap,
+    uri: axum::http::Uri) -> Response {
     let started = Instant::now();
     let result: Result<Response, ApiError> = async {
-        api.caller(request.headers(), Role::Curate)?;
-        let q = Query::<AuditQuery>::try_from_uri(request.uri())
+        api.caller(&headers, Role::Curate)?;
+        let q = Query::<AuditQuery>::try_from_uri(&uri)
             .map_err(|e| ApiError::bad_request(e.body_text()))?
             .0;
         let time = |t: &str, field: &str| -> Result<Option<Timestamp>, ApiError> {
