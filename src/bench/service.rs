@@ -321,11 +321,10 @@ impl Client {
                     .await
                     .map_err(|e| e.to_string())?;
                 let _ = stream.set_nodelay(true);
-                let (sender, conn) = hyper::client::conn::http1::handshake(
-                    hyper_util::rt::TokioIo::new(stream),
-                )
-                .await
-                .map_err(|e| e.to_string())?;
+                let (sender, conn) =
+                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                        .await
+                        .map_err(|e| e.to_string())?;
                 tokio::spawn(conn);
                 sender
             }

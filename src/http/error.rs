@@ -71,13 +71,9 @@ impl ApiError {
             ServiceError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ServiceError::Store(s) => match s {
                 StoreError::Locked(_) => StatusCode::SERVICE_UNAVAILABLE,
-                StoreError::Invalid(_) | StoreError::UnknownAlgorithm(_) => {
-                    StatusCode::BAD_REQUEST
-                }
+                StoreError::Invalid(_) | StoreError::UnknownAlgorithm(_) => StatusCode::BAD_REQUEST,
                 StoreError::BankExists(_) => StatusCode::CONFLICT,
-                StoreError::BankNotFound(_) | StoreError::EntryNotFound(_) => {
-                    StatusCode::NOT_FOUND
-                }
+                StoreError::BankNotFound(_) | StoreError::EntryNotFound(_) => StatusCode::NOT_FOUND,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             },
         }

@@ -33,7 +33,9 @@ pub use crate::config::FetchPolicy;
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FetchError {
     /// No host is allowed.
-    #[error("fetching by URL is off on this server (the operator allows hosts with --fetch-allow-hosts); upload the picture instead")]
+    #[error(
+        "fetching by URL is off on this server (the operator allows hosts with --fetch-allow-hosts); upload the picture instead"
+    )]
     Disabled,
     /// Not an absolute http(s) URL, or it carries credentials.
     #[error("{0}")]
@@ -42,7 +44,9 @@ pub enum FetchError {
     #[error("host {0:?} is not in the fetch allow list")]
     HostNotAllowed(String),
     /// The host resolves only to addresses that may not be fetched.
-    #[error("{host:?} resolves to {addr}, a private, loopback or link-local address, which is fetched only when listed itself")]
+    #[error(
+        "{host:?} resolves to {addr}, a private, loopback or link-local address, which is fetched only when listed itself"
+    )]
     PrivateAddress {
         /// The host.
         host: String,
@@ -317,7 +321,10 @@ impl Fetcher {
         result
     }
 
-    async fn read(&self, response: hyper::Response<hyper::body::Incoming>) -> Result<Hop, FetchError> {
+    async fn read(
+        &self,
+        response: hyper::Response<hyper::body::Incoming>,
+    ) -> Result<Hop, FetchError> {
         let status = response.status();
         if status.is_redirection() {
             let location = response
@@ -463,7 +470,10 @@ mod tests {
     #[tokio::test]
     async fn refusals_before_any_connection() {
         assert_eq!(
-            fetcher(&[]).fetch("http://example.com/a.jpg").await.unwrap_err(),
+            fetcher(&[])
+                .fetch("http://example.com/a.jpg")
+                .await
+                .unwrap_err(),
             FetchError::Disabled
         );
         let f = fetcher(&["example.com"]);
@@ -499,7 +509,9 @@ mod tests {
             "http://a.example/z.jpg"
         );
         assert_eq!(
-            redirect_target(&base, "https://b.example/q").unwrap().to_string(),
+            redirect_target(&base, "https://b.example/q")
+                .unwrap()
+                .to_string(),
             "https://b.example/q"
         );
         assert!(redirect_target(&base, "relative.jpg").is_err());

@@ -23,8 +23,8 @@ use crate::service::error::ServiceError;
 use crate::service::screening::{Admission, run_bounded};
 use crate::store::api_keys::Role;
 use crate::store::{
-    Algorithm, Applied, Bank, BankKind, BankUpdate, Change, Entry, EntryHashes, EntryId,
-    HashValue, NewBank, NewEntry, Origin, StoreError, Timestamp,
+    Algorithm, Applied, Bank, BankKind, BankUpdate, Change, Entry, EntryHashes, EntryId, HashValue,
+    NewBank, NewEntry, Origin, StoreError, Timestamp,
 };
 
 /// HMA's photo content type, the only one vigie has.
@@ -416,8 +416,7 @@ async fn livez() -> Response {
 // ---------------------------------------------------------------------------------------------
 // Hashing
 
-async fn hash_get(State(api): State<Api>, headers: HeaderMap,
-    uri: axum::http::Uri) -> Response {
+async fn hash_get(State(api): State<Api>, headers: HeaderMap, uri: axum::http::Uri) -> Response {
     let started = Instant::now();
     let result: Result<Response, ApiError> = async {
         api.caller(&headers, Role::Screen)?;
@@ -496,8 +495,7 @@ fn image_hex(h: &ImageHashes) -> Vec<(Algorithm, String)> {
 // ---------------------------------------------------------------------------------------------
 // Matching
 
-async fn lookup_get(State(api): State<Api>, headers: HeaderMap,
-    uri: axum::http::Uri) -> Response {
+async fn lookup_get(State(api): State<Api>, headers: HeaderMap, uri: axum::http::Uri) -> Response {
     let started = Instant::now();
     let result: Result<Response, ApiError> = async {
         api.caller(&headers, Role::Screen)?;
@@ -587,8 +585,7 @@ async fn lookup_post(State(api): State<Api>, request: Request) -> Response {
     api.finish("POST /m/lookup", started, result)
 }
 
-async fn raw_lookup(State(api): State<Api>, headers: HeaderMap,
-    uri: axum::http::Uri) -> Response {
+async fn raw_lookup(State(api): State<Api>, headers: HeaderMap, uri: axum::http::Uri) -> Response {
     let started = Instant::now();
     let result: Result<Response, ApiError> = async {
         api.caller(&headers, Role::Screen)?;
@@ -618,7 +615,10 @@ async fn raw_lookup(State(api): State<Api>, headers: HeaderMap,
                 }
             })
             .collect();
-        Ok(json_response(StatusCode::OK, &json!({ "matches": matches })))
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({ "matches": matches }),
+        ))
     }
     .await;
     api.finish("GET /m/raw_lookup", started, result)
@@ -684,8 +684,11 @@ fn now_seconds() -> i64 {
     Timestamp::now().0 / 1_000_000
 }
 
-async fn index_status(State(api): State<Api>, headers: HeaderMap,
-    uri: axum::http::Uri) -> Response {
+async fn index_status(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
     let started = Instant::now();
     let result: Result<Response, ApiError> = (|| {
         api.caller(&headers, Role::Screen)?;
@@ -697,7 +700,10 @@ async fn index_status(State(api): State<Api>, headers: HeaderMap,
         let counts = api.state.banks.indexes().counts();
         let ready = api.state.is_ready();
         let mut out = Map::new();
-        for a in Algorithm::ALL.into_iter().filter(|a| only.is_none_or(|o| o == *a)) {
+        for a in Algorithm::ALL
+            .into_iter()
+            .filter(|a| only.is_none_or(|o| o == *a))
+        {
             let size = counts.get(&a).copied().unwrap_or(0);
             out.insert(
                 a.name().into(),
@@ -745,7 +751,11 @@ fn get_bank(api: &Api, name: &str) -> Result<Bank, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("bank '{name}' not found")))
 }
 
-async fn bank_get(State(api): State<Api>, Path(name): Path<String>, headers: HeaderMap) -> Response {
+async fn bank_get(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let started = Instant::now();
     let result: Result<Response, ApiError> = (|| {
         api.caller(&headers, Role::Curate)?;
@@ -864,7 +874,9 @@ async fn bank_update(
                 };
                 match apply(&api, change, origin(&caller)).await? {
                     Applied::Bank(b) => b,
-                    _ => return Err(ServiceError::Internal("update answered no bank".into()).into()),
+                    _ => {
+                        return Err(ServiceError::Internal("update answered no bank".into()).into());
+                    }
                 }
             }
             _ => bank,
@@ -1026,7 +1038,11 @@ async fn add_entry(
     Ok(json_response(StatusCode::OK, &out))
 }
 
-async fn content_add(State(api): State<Api>, Path(name): Path<String>, request: Request) -> Response {
+async fn content_add(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    request: Request,
+) -> Response {
     let started = Instant::now();
     let result: Result<Response, ApiError> = async {
         let caller = api.caller(request.headers(), Role::Curate)?;
@@ -1084,14 +1100,23 @@ async fn signal_add(
         let mut hashes = EntryHashes::default();
         for (st, value) in &signals {
             let algorithm = signal_type(st, |n| format!("No such signal type {n}"))?;
-            let text = value
-                .as_str()
-                .ok_or_else(|| ApiError::bad_request(format!("Invalid {st} signal: not a string")))?;
+            let text = value.as_str().ok_or_else(|| {
+                ApiError::bad_request(format!("Invalid {st} signal: not a string"))
+            })?;
             let parsed = HashValue::parse(algorithm, text)
                 .map_err(|e| ApiError::bad_request(format!("Invalid {st} signal: {e}")))?;
             hashes.set(parsed);
         }
-        add_entry(&api, &caller, &name, hashes, None, String::new(), Vec::new()).await
+        add_entry(
+            &api,
+            &caller,
+            &name,
+            hashes,
+            None,
+            String::new(),
+            Vec::new(),
+        )
+        .await
     }
     .await;
     api.finish("POST /c/bank/{name}/signal", started, result)
@@ -1272,7 +1297,10 @@ async fn content_delete(
             Err(ApiError::Service(ServiceError::Store(StoreError::EntryNotFound(_)))) => 0,
             Err(e) => return Err(e),
         };
-        Ok(json_response(StatusCode::OK, &json!({ "deleted": deleted })))
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({ "deleted": deleted }),
+        ))
     }
     .await;
     api.finish("DELETE /c/bank/{name}/content/{id}", started, result)
@@ -1294,8 +1322,11 @@ async fn signal_types(State(api): State<Api>, headers: HeaderMap) -> Response {
     api.finish("GET /c/signal_type", started, result)
 }
 
-async fn signal_type_index(State(api): State<Api>, headers: HeaderMap,
-    uri: axum::http::Uri) -> Response {
+async fn signal_type_index(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
     let started = Instant::now();
     let result: Result<Response, ApiError> = (|| {
         api.caller(&headers, Role::Curate)?;
@@ -1307,7 +1338,10 @@ async fn signal_type_index(State(api): State<Api>, headers: HeaderMap,
         let counts = api.state.banks.indexes().counts();
         let now = now_seconds();
         let mut out = Map::new();
-        for a in Algorithm::ALL.into_iter().filter(|a| only.is_none_or(|o| o == *a)) {
+        for a in Algorithm::ALL
+            .into_iter()
+            .filter(|a| only.is_none_or(|o| o == *a))
+        {
             let size = counts.get(&a).copied().unwrap_or(0);
             out.insert(
                 a.name().into(),

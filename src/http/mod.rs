@@ -207,11 +207,14 @@ pub async fn start(
         }
     });
     let task = tokio::spawn(async move {
-        axum::serve(listener, axum::ServiceExt::<Request>::into_make_service(app))
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
-            })
-            .await
+        axum::serve(
+            listener,
+            axum::ServiceExt::<Request>::into_make_service(app),
+        )
+        .with_graceful_shutdown(async {
+            let _ = rx.await;
+        })
+        .await
     });
     Ok(RunningHttp {
         addr,
@@ -299,10 +302,7 @@ async fn json_errors(response: Response) -> Response {
         .filter(|t| !t.is_empty());
     let message = text.unwrap_or_else(|| match status {
         StatusCode::METHOD_NOT_ALLOWED => "method not allowed on this route".to_string(),
-        s => s
-            .canonical_reason()
-            .unwrap_or("request failed")
-            .to_string(),
+        s => s.canonical_reason().unwrap_or("request failed").to_string(),
     });
     let mut rewritten = ApiError::status(status, message).into_response();
     if let Some(allow) = allow {
@@ -323,7 +323,8 @@ pub(crate) fn json<T: serde::Serialize>(status: StatusCode, body: &T) -> Respons
             );
             r
         }
-        Err(e) => ApiError::from(ServiceError::Internal(format!("JSON encoding: {e}")))
-            .into_response(),
+        Err(e) => {
+            ApiError::from(ServiceError::Internal(format!("JSON encoding: {e}"))).into_response()
+        }
     }
 }

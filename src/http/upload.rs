@@ -92,7 +92,10 @@ pub async fn read_body(request: axum::extract::Request) -> Result<Body, ApiError
         Ok(Body::Multipart(read_multipart(multipart).await?))
     } else {
         let bytes = Bytes::from_request(request, &()).await.map_err(|e| {
-            ApiError::status(e.status(), format!("cannot read the body: {}", e.body_text()))
+            ApiError::status(
+                e.status(),
+                format!("cannot read the body: {}", e.body_text()),
+            )
         })?;
         Ok(Body::Raw(bytes))
     }

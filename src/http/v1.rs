@@ -42,8 +42,14 @@ pub(super) fn routes() -> Router<Api> {
             "/v1/banks/{bank}",
             get(get_bank).patch(update_bank).delete(delete_bank),
         )
-        .route("/v1/banks/{bank}/entries", get(list_entries).post(add_entries))
-        .route("/v1/banks/{bank}/entries/{external_id}", get(get_entry_external))
+        .route(
+            "/v1/banks/{bank}/entries",
+            get(list_entries).post(add_entries),
+        )
+        .route(
+            "/v1/banks/{bank}/entries/{external_id}",
+            get(get_entry_external),
+        )
         .route("/v1/banks/{bank}/remove-entries", post(remove_entries))
         .route("/v1/banks/{bank}/import", post(import_entries))
         .route("/v1/banks/{bank}/export", get(export_entries))
@@ -80,7 +86,11 @@ impl HashSet {
                 continue;
             }
             let v = HashValue::parse(algorithm, text).map_err(|e| {
-                ServiceError::invalid(format!("{field}.{algorithm}"), "invalid_hash", e.to_string())
+                ServiceError::invalid(
+                    format!("{field}.{algorithm}"),
+                    "invalid_hash",
+                    e.to_string(),
+                )
             })?;
             out.set(v);
         }
@@ -314,15 +324,17 @@ fn parse_kind(text: &str) -> Result<BankKind, ApiError> {
     if text.is_empty() {
         return Ok(BankKind::Block);
     }
-    text.parse().map_err(|_| {
-        ServiceError::invalid("kind", "invalid_kind", "must be block or allow").into()
-    })
+    text.parse()
+        .map_err(|_| ServiceError::invalid("kind", "invalid_kind", "must be block or allow").into())
 }
 
 // ---------------------------------------------------------------------------------------------
 // Screening
 
-fn screen_options(banks: Vec<String>, max_distance: Option<u32>) -> Result<ScreenOptions, ApiError> {
+fn screen_options(
+    banks: Vec<String>,
+    max_distance: Option<u32>,
+) -> Result<ScreenOptions, ApiError> {
     for name in &banks {
         crate::store::validate_bank_name(name)
             .map_err(|e| ServiceError::invalid("banks", "invalid_bank", e.to_string()))?;
@@ -400,7 +412,9 @@ async fn screen(State(api): State<Api>, request: Request) -> Response {
             (None, Some(set)) => {
                 let parsed = set.parse("hashes")?;
                 if parsed.is_empty() {
-                    return Err(ServiceError::invalid("hashes", "missing_input", "no hash given").into());
+                    return Err(
+                        ServiceError::invalid("hashes", "missing_input", "no hash given").into(),
+                    );
                 }
                 let echoed = parsed
                     .iter()
@@ -417,10 +431,12 @@ async fn screen(State(api): State<Api>, request: Request) -> Response {
                 (echoed, outcome)
             }
             _ => {
-                return Err(
-                    ServiceError::invalid("input", "missing_input", "set either image or hashes")
-                        .into(),
-                );
+                return Err(ServiceError::invalid(
+                    "input",
+                    "missing_input",
+                    "set either image or hashes",
+                )
+                .into());
             }
         };
         for m in &outcome.matches {
@@ -478,7 +494,10 @@ async fn hash(State(api): State<Api>, request: Request) -> Response {
                     .get("algorithms")
                     .map(|a| a.split(',').map(|s| s.trim().to_string()).collect())
                     .unwrap_or_default(),
-                dihedral: u.texts.get("dihedral").is_some_and(|d| d == "true" || d == "1"),
+                dihedral: u
+                    .texts
+                    .get("dihedral")
+                    .is_some_and(|d| d == "true" || d == "1"),
                 image: u.file.map(|(_, b)| b.to_vec()),
             },
             Body::Raw(b) => upload::parse_json(&b)?,
@@ -615,7 +634,11 @@ fn find_bank(api: &Api, name: &str) -> Result<Bank, ApiError> {
         .ok_or_else(|| ServiceError::NotFound(format!("no bank named {name:?}")).into())
 }
 
-async fn get_bank(State(api): State<Api>, Path(name): Path<String>, headers: HeaderMap) -> Response {
+async fn get_bank(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let started = Instant::now();
     let result: Result<Response, ApiError> = (|| {
         api.caller(&headers, Role::Curate)?;
@@ -710,7 +733,11 @@ struct AddEntriesRequest {
     entries: Vec<NewEntryIn>,
 }
 
-async fn add_entries(State(api): State<Api>, Path(bank): Path<String>, request: Request) -> Response {
+async fn add_entries(
+    State(api): State<Api>,
+    Path(bank): Path<String>,
+    request: Request,
+) -> Response {
     let started = Instant::now();
     let result: Result<Response, ApiError> = async {
         let caller = api.caller(request.headers(), Role::Curate)?;
@@ -718,7 +745,10 @@ async fn add_entries(State(api): State<Api>, Path(bank): Path<String>, request: 
             Body::Multipart(u) => {
                 let t = &u.texts;
                 let text = |k: &str, alias: &str| {
-                    t.get(k).or_else(|| t.get(alias)).cloned().unwrap_or_default()
+                    t.get(k)
+                        .or_else(|| t.get(alias))
+                        .cloned()
+                        .unwrap_or_default()
                 };
                 AddEntriesRequest {
                     entries: vec![NewEntryIn {
@@ -803,7 +833,13 @@ async fn add_entries(State(api): State<Api>, Path(bank): Path<String>, request: 
                 ..NewEntry::default()
             });
         }
-        match apply(&api, Change::UpsertEntries { bank, entries }, caller.actor()).await? {
+        match apply(
+            &api,
+            Change::UpsertEntries { bank, entries },
+            caller.actor(),
+        )
+        .await?
+        {
             Applied::Upserted(up) => Ok(json(
                 StatusCode::OK,
                 &serde_json::json!({
@@ -887,7 +923,11 @@ async fn get_entry_external(
             .ok_or_else(|| ServiceError::NotFound("no such entry".into()))?;
         Ok(json(StatusCode::OK, &entry_json(&e)))
     })();
-    api.finish("GET /v1/banks/{bank}/entries/{external_id}", started, result)
+    api.finish(
+        "GET /v1/banks/{bank}/entries/{external_id}",
+        started,
+        result,
+    )
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -900,8 +940,12 @@ struct ListQuery {
     label: String,
 }
 
-async fn list_entries(State(api): State<Api>, Path(bank): Path<String>, headers: HeaderMap,
-    uri: axum::http::Uri) -> Response {
+async fn list_entries(
+    State(api): State<Api>,
+    Path(bank): Path<String>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
     let started = Instant::now();
     let result: Result<Response, ApiError> = async {
         api.caller(&headers, Role::Curate)?;
@@ -921,10 +965,15 @@ async fn list_entries(State(api): State<Api>, Path(bank): Path<String>, headers:
         api.blocking(move || {
             let label = (!q.label.is_empty()).then_some(q.label.as_str());
             let after = (!q.page_token.is_empty()).then_some(q.page_token.as_str());
-            let mut entries = state.store().list_entries(&bank, label, after, page_size + 1)?;
+            let mut entries = state
+                .store()
+                .list_entries(&bank, label, after, page_size + 1)?;
             let next = if entries.len() > page_size {
                 entries.truncate(page_size);
-                entries.last().map(|e| e.external_id.clone()).unwrap_or_default()
+                entries
+                    .last()
+                    .map(|e| e.external_id.clone())
+                    .unwrap_or_default()
             } else {
                 String::new()
             };
@@ -951,12 +1000,18 @@ struct FormatQuery {
     strict: Option<String>,
 }
 
-fn format_query(uri: &axum::http::Uri) -> Result<(Format, Option<Algorithm>, FormatQuery), ApiError> {
+fn format_query(
+    uri: &axum::http::Uri,
+) -> Result<(Format, Option<Algorithm>, FormatQuery), ApiError> {
     let q = Query::<FormatQuery>::try_from_uri(uri)
         .map_err(|e| ApiError::bad_request(e.body_text()))?
         .0;
     let format: Format = q.format.parse().map_err(|e: formats::FormatError| {
-        ApiError::from(ServiceError::invalid("format", "invalid_format", e.to_string()))
+        ApiError::from(ServiceError::invalid(
+            "format",
+            "invalid_format",
+            e.to_string(),
+        ))
     })?;
     let algorithm = if q.algorithm.is_empty() {
         None
@@ -1108,8 +1163,7 @@ struct AuditQuery {
     limit: Option<String>,
 }
 
-async fn audit(State(api): State<Api>, headers: HeaderMap,
-    uri: axum::http::Uri) -> Response {
+async fn audit(State(api): State<Api>, headers: HeaderMap, uri: axum::http::Uri) -> Response {
     let started = Instant::now();
     let result: Result<Response, ApiError> = async {
         api.caller(&headers, Role::Curate)?;

@@ -6,12 +6,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common;
 use axum::http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
-use crate::common;
 use vigie::http::fetch::FetchPolicy;
 use vigie::http::{HttpConfig, RunningHttp};
 use vigie::service::ServiceLimits;
@@ -303,7 +303,10 @@ async fn an_hma_client_runs_unmodified() {
     )
     .await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(by_hash["COOP_ORG1_BRIDGES"][0]["bank_content_id"], json!(id));
+    assert_eq!(
+        by_hash["COOP_ORG1_BRIDGES"][0]["bank_content_id"],
+        json!(id)
+    );
     assert_eq!(by_hash["COOP_ORG1_BRIDGES"][0]["distance"], json!("0"));
     let far = "5".repeat(64);
     let (s, empty) = call(
@@ -320,7 +323,9 @@ async fn an_hma_client_runs_unmodified() {
     let (s, content) = call(
         base,
         "GET",
-        &format!("/c/bank/COOP_ORG1_BRIDGES/content/{id}?include_signals=true&include_metadata=true"),
+        &format!(
+            "/c/bank/COOP_ORG1_BRIDGES/content/{id}?include_signals=true&include_metadata=true"
+        ),
         None,
         None,
     )
@@ -339,7 +344,10 @@ async fn an_hma_client_runs_unmodified() {
 
     // Bank read, update (disable: lookups stop finding it), delete.
     let (s, b) = call(base, "GET", "/c/bank/COOP_ORG1_BRIDGES", None, None).await;
-    assert_eq!((s, b["matching_enabled_ratio"].clone()), (StatusCode::OK, json!(1.0)));
+    assert_eq!(
+        (s, b["matching_enabled_ratio"].clone()),
+        (StatusCode::OK, json!(1.0))
+    );
     let (s, b) = call(
         base,
         "PUT",
@@ -348,7 +356,10 @@ async fn an_hma_client_runs_unmodified() {
         Some(json!({"enabled": false})),
     )
     .await;
-    assert_eq!((s, b["matching_enabled_ratio"].clone()), (StatusCode::OK, json!(0.0)));
+    assert_eq!(
+        (s, b["matching_enabled_ratio"].clone()),
+        (StatusCode::OK, json!(0.0))
+    );
     let (_, after) = call(
         base,
         "GET",
@@ -366,7 +377,10 @@ async fn an_hma_client_runs_unmodified() {
         Some(json!({"enabled_ratio": 1})),
     )
     .await;
-    assert_eq!((s, b["matching_enabled_ratio"].clone()), (StatusCode::OK, json!(1.0)));
+    assert_eq!(
+        (s, b["matching_enabled_ratio"].clone()),
+        (StatusCode::OK, json!(1.0))
+    );
     let (s, done) = call(base, "DELETE", "/c/bank/COOP_ORG1_BRIDGES", None, None).await;
     assert_eq!((s, done), (StatusCode::OK, json!({"message": "Done"})));
     let (s, _) = call(base, "GET", "/c/bank/COOP_ORG1_BRIDGES", None, None).await;
@@ -385,25 +399,66 @@ async fn hma_banks_name_rule_ratios_and_status_codes() {
     for bad in ["my_bank", "01_BANK", "BANK-1", ""] {
         let (s, e) = call(a, "POST", "/c/banks", k, Some(json!({"name": bad}))).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}");
-        assert_eq!(e["message"], json!("Bank names must be UPPER_WITH_UNDERSCORE"));
+        assert_eq!(
+            e["message"],
+            json!("Bank names must be UPPER_WITH_UNDERSCORE")
+        );
     }
     let (s, e) = call(a, "POST", "/c/banks", k, Some(json!({"enabled": true}))).await;
-    assert_eq!((s, e["message"].clone()), (StatusCode::BAD_REQUEST, json!("name is required")));
-    let (s, b) = call(a, "POST", "/c/banks", k, Some(json!({"name": "OFF_BANK", "enabled": "false"}))).await;
-    assert_eq!((s, b["matching_enabled_ratio"].clone()), (StatusCode::CREATED, json!(0.0)));
+    assert_eq!(
+        (s, e["message"].clone()),
+        (StatusCode::BAD_REQUEST, json!("name is required"))
+    );
+    let (s, b) = call(
+        a,
+        "POST",
+        "/c/banks",
+        k,
+        Some(json!({"name": "OFF_BANK", "enabled": "false"})),
+    )
+    .await;
+    assert_eq!(
+        (s, b["matching_enabled_ratio"].clone()),
+        (StatusCode::CREATED, json!(0.0))
+    );
     let (s, e) = call(a, "POST", "/c/banks", k, Some(json!({"name": "OFF_BANK"}))).await;
-    assert_eq!((s, e["message"].clone()), (StatusCode::FORBIDDEN, json!("Bank already exists")));
+    assert_eq!(
+        (s, e["message"].clone()),
+        (StatusCode::FORBIDDEN, json!("Bank already exists"))
+    );
     // A sampled ratio is refused with a clear message; out of range too.
     for ratio in [json!(0.5), json!("0.25"), json!(2)] {
-        let (s, e) = call(a, "POST", "/c/banks", k, Some(json!({"name": "HALF", "enabled_ratio": ratio}))).await;
+        let (s, e) = call(
+            a,
+            "POST",
+            "/c/banks",
+            k,
+            Some(json!({"name": "HALF", "enabled_ratio": ratio})),
+        )
+        .await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{ratio}");
-        assert!(e["message"].as_str().is_some_and(|m| m.contains("0") && m.contains("1")), "{e}");
+        assert!(
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("0") && m.contains("1")),
+            "{e}"
+        );
     }
-    let (s, _) = call(a, "POST", "/c/banks", k, Some(json!({"name": "HALF", "enabled_ratio": "x"}))).await;
+    let (s, _) = call(
+        a,
+        "POST",
+        "/c/banks",
+        k,
+        Some(json!({"name": "HALF", "enabled_ratio": "x"})),
+    )
+    .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     // Missing banks: GET/PUT 404, DELETE 200.
     let (s, e) = call(a, "GET", "/c/bank/NOPE", k, None).await;
-    assert_eq!((s, e["message"].clone()), (StatusCode::NOT_FOUND, json!("bank 'NOPE' not found")));
+    assert_eq!(
+        (s, e["message"].clone()),
+        (StatusCode::NOT_FOUND, json!("bank 'NOPE' not found"))
+    );
     let (s, _) = call(a, "PUT", "/c/bank/NOPE", k, Some(json!({"enabled": true}))).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (s, _) = call(a, "DELETE", "/c/bank/NOPE", k, None).await;
@@ -411,9 +466,23 @@ async fn hma_banks_name_rule_ratios_and_status_codes() {
     // A rename is refused; to a taken name, HMA's 403.
     let (s, _) = call(a, "POST", "/c/banks", k, Some(json!({"name": "ON_BANK"}))).await;
     assert_eq!(s, StatusCode::CREATED);
-    let (s, _) = call(a, "PUT", "/c/bank/ON_BANK", k, Some(json!({"name": "OFF_BANK"}))).await;
+    let (s, _) = call(
+        a,
+        "PUT",
+        "/c/bank/ON_BANK",
+        k,
+        Some(json!({"name": "OFF_BANK"})),
+    )
+    .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    let (s, e) = call(a, "PUT", "/c/bank/ON_BANK", k, Some(json!({"name": "NEW_NAME"}))).await;
+    let (s, e) = call(
+        a,
+        "PUT",
+        "/c/bank/ON_BANK",
+        k,
+        Some(json!({"name": "NEW_NAME"})),
+    )
+    .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
     let (s, banks) = call(a, "GET", "/c/banks", k, None).await;
     assert_eq!(s, StatusCode::OK);
@@ -462,10 +531,21 @@ async fn http_text(addr: SocketAddr, path: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hma_content_signals_matching_and_settings_routes() {
     let h = start(None, &[]).await;
-    let (a, c, sk) = (h.http.addr, Some(h.curate.as_str()), Some(h.screen.as_str()));
+    let (a, c, sk) = (
+        h.http.addr,
+        Some(h.curate.as_str()),
+        Some(h.screen.as_str()),
+    );
     call(a, "POST", "/c/banks", c, Some(json!({"name": "HASHES"}))).await;
     let pdq = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22";
-    let (s, added) = call(a, "POST", "/c/bank/HASHES/signal", c, Some(json!({"pdq": pdq}))).await;
+    let (s, added) = call(
+        a,
+        "POST",
+        "/c/bank/HASHES/signal",
+        c,
+        Some(json!({"pdq": pdq})),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{added}");
     assert_eq!(added["signals"], json!({"pdq": pdq}));
     let id = added["id"].as_u64().expect("id");
@@ -474,54 +554,156 @@ async fn hma_content_signals_matching_and_settings_routes() {
         (json!({"tmk": "ab"}), "No such signal type tmk"),
     ] {
         let (s, e) = call(a, "POST", "/c/bank/HASHES/signal", c, Some(body)).await;
-        assert_eq!((s, e["message"].clone()), (StatusCode::BAD_REQUEST, json!(msg)));
+        assert_eq!(
+            (s, e["message"].clone()),
+            (StatusCode::BAD_REQUEST, json!(msg))
+        );
     }
-    let (s, e) = call(a, "POST", "/c/bank/HASHES/signal", c, Some(json!({"pdq": "zz"}))).await;
+    let (s, e) = call(
+        a,
+        "POST",
+        "/c/bank/HASHES/signal",
+        c,
+        Some(json!({"pdq": "zz"})),
+    )
+    .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
-    assert!(e["message"].as_str().is_some_and(|m| m.starts_with("Invalid pdq signal")));
-    let (s, _) = call(a, "POST", "/c/bank/MISSING/signal", c, Some(json!({"pdq": pdq}))).await;
+    assert!(
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Invalid pdq signal"))
+    );
+    let (s, _) = call(
+        a,
+        "POST",
+        "/c/bank/MISSING/signal",
+        c,
+        Some(json!({"pdq": pdq})),
+    )
+    .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (s, e) = call(a, "POST", "/c/bank/HASHES/content", c, None).await;
     assert_eq!(
         (s, e["message"].clone()),
-        (StatusCode::BAD_REQUEST, json!("Neither `url` nor multipart file upload was received"))
+        (
+            StatusCode::BAD_REQUEST,
+            json!("Neither `url` nor multipart file upload was received")
+        )
     );
 
     // One flipped bit: distance "1"; raw lookup with and without distances; bank filter.
     let near = format!("f9{}", &pdq[2..]);
-    let (s, m) = call(a, "GET", &format!("/m/lookup?signal_type=pdq&signal={near}"), sk, None).await;
+    let (s, m) = call(
+        a,
+        "GET",
+        &format!("/m/lookup?signal_type=pdq&signal={near}"),
+        sk,
+        None,
+    )
+    .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(m["HASHES"][0]["distance"], json!("1"));
     assert_eq!(m["HASHES"][0]["algorithm"], json!("pdq"));
-    let (s, m) = call(a, "GET", &format!("/m/lookup?signal_type=pdq&signal={near}&banks=OTHER"), sk, None).await;
+    let (s, m) = call(
+        a,
+        "GET",
+        &format!("/m/lookup?signal_type=pdq&signal={near}&banks=OTHER"),
+        sk,
+        None,
+    )
+    .await;
     assert_eq!((s, m), (StatusCode::OK, json!({})));
-    let (s, m) = call(a, "GET", &format!("/m/raw_lookup?signal_type=pdq&signal={pdq}"), sk, None).await;
+    let (s, m) = call(
+        a,
+        "GET",
+        &format!("/m/raw_lookup?signal_type=pdq&signal={pdq}"),
+        sk,
+        None,
+    )
+    .await;
     assert_eq!((s, m), (StatusCode::OK, json!({"matches": [id]})));
-    let (s, m) = call(a, "GET", &format!("/m/raw_lookup?signal_type=pdq&signal={pdq}&include_distance=true"), sk, None).await;
+    let (s, m) = call(
+        a,
+        "GET",
+        &format!("/m/raw_lookup?signal_type=pdq&signal={pdq}&include_distance=true"),
+        sk,
+        None,
+    )
+    .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(m["matches"][0]["bank_content_id"], json!(id));
     assert_eq!(m["matches"][0]["distance"], json!("0"));
-    let (s, _) = call(a, "GET", &format!("/m/raw_lookup?signal_type=pdq&signal={pdq}&include_distance=maybe"), sk, None).await;
+    let (s, _) = call(
+        a,
+        "GET",
+        &format!("/m/raw_lookup?signal_type=pdq&signal={pdq}&include_distance=maybe"),
+        sk,
+        None,
+    )
+    .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     let (s, e) = call(a, "GET", "/m/lookup?signal_type=pdq", sk, None).await;
     assert_eq!(
         (s, e["message"].clone()),
-        (StatusCode::BAD_REQUEST, json!("Either url or both signal and signal_type are required"))
+        (
+            StatusCode::BAD_REQUEST,
+            json!("Either url or both signal and signal_type are required")
+        )
     );
-    let (s, e) = call(a, "GET", "/m/lookup?signal_type=video_md5&signal=00", sk, None).await;
-    assert_eq!((s, e["message"].clone()), (StatusCode::BAD_REQUEST, json!("No such SignalType 'video_md5'")));
-    let (s, _) = call(a, "GET", &format!("/m/lookup?signal_type=pdq&signal={pdq}&bypass_coinflip=true"), sk, None).await;
+    let (s, e) = call(
+        a,
+        "GET",
+        "/m/lookup?signal_type=video_md5&signal=00",
+        sk,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, e["message"].clone()),
+        (
+            StatusCode::BAD_REQUEST,
+            json!("No such SignalType 'video_md5'")
+        )
+    );
+    let (s, _) = call(
+        a,
+        "GET",
+        &format!("/m/lookup?signal_type=pdq&signal={pdq}&bypass_coinflip=true"),
+        sk,
+        None,
+    )
+    .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
 
     // Disabling the content (0) takes it out of lookups; 1 brings it back; too far ahead: 400.
     let path = format!("/c/bank/HASHES/content/{id}");
     let (s, cj) = call(a, "PUT", &path, c, Some(json!({"disable_until_ts": 0}))).await;
-    assert_eq!((s, cj["disable_until_ts"].clone()), (StatusCode::OK, json!(0)));
-    let (_, m) = call(a, "GET", &format!("/m/lookup?signal_type=pdq&signal={pdq}"), sk, None).await;
+    assert_eq!(
+        (s, cj["disable_until_ts"].clone()),
+        (StatusCode::OK, json!(0))
+    );
+    let (_, m) = call(
+        a,
+        "GET",
+        &format!("/m/lookup?signal_type=pdq&signal={pdq}"),
+        sk,
+        None,
+    )
+    .await;
     assert_eq!(m, json!({}));
     let (s, cj) = call(a, "PUT", &path, c, Some(json!({"disable_until_ts": "1"}))).await;
-    assert_eq!((s, cj["disable_until_ts"].clone()), (StatusCode::OK, json!(1)));
-    let (_, m) = call(a, "GET", &format!("/m/lookup?signal_type=pdq&signal={pdq}"), sk, None).await;
+    assert_eq!(
+        (s, cj["disable_until_ts"].clone()),
+        (StatusCode::OK, json!(1))
+    );
+    let (_, m) = call(
+        a,
+        "GET",
+        &format!("/m/lookup?signal_type=pdq&signal={pdq}"),
+        sk,
+        None,
+    )
+    .await;
     assert_eq!(m["HASHES"][0]["bank_content_id"], json!(id));
     for bad in [json!(-5), json!(9_999_999_999i64)] {
         let (s, _) = call(a, "PUT", &path, c, Some(json!({"disable_until_ts": bad}))).await;
@@ -535,7 +717,10 @@ async fn hma_content_signals_matching_and_settings_routes() {
     assert_eq!(s, StatusCode::OK);
     assert!(cj.get("signals").is_none(), "{cj}");
     let (s, e) = call(a, "GET", "/c/bank/HASHES/content/999999", c, None).await;
-    assert_eq!((s, e["message"].clone()), (StatusCode::NOT_FOUND, json!("content '999999' not found")));
+    assert_eq!(
+        (s, e["message"].clone()),
+        (StatusCode::NOT_FOUND, json!("content '999999' not found"))
+    );
     let (s, d) = call(a, "DELETE", &path, c, None).await;
     assert_eq!((s, d), (StatusCode::OK, json!({"deleted": 1})));
     let (s, d) = call(a, "DELETE", &path, c, None).await;
@@ -544,7 +729,10 @@ async fn hma_content_signals_matching_and_settings_routes() {
     // Compare, index status, signal and content types, exchanges.
     let (s, cmp) = call(a, "POST", "/m/compare", sk, Some(json!({"pdq": [pdq, near], "md5": ["d41d8cd98f00b204e9800998ecf8427e", "d41d8cd98f00b204e9800998ecf8427e"]}))).await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(cmp, json!({"pdq": [true, {"distance": 1}], "md5": [true, {}]}));
+    assert_eq!(
+        cmp,
+        json!({"pdq": [true, {"distance": 1}], "md5": [true, {}]})
+    );
     let (s, _) = call(a, "POST", "/m/compare", sk, Some(json!({"pdq": [pdq]}))).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     let (s, st) = call(a, "GET", "/m/index/status", sk, None).await;
@@ -555,25 +743,57 @@ async fn hma_content_signals_matching_and_settings_routes() {
     assert_eq!(s, StatusCode::BAD_REQUEST);
     let (s, types) = call(a, "GET", "/c/signal_type", c, None).await;
     assert_eq!(s, StatusCode::OK);
-    assert!(types.as_array().is_some_and(|t| t.contains(&json!({"name": "pdq", "enabled_ratio": 1.0}))));
+    assert!(
+        types
+            .as_array()
+            .is_some_and(|t| t.contains(&json!({"name": "pdq", "enabled_ratio": 1.0})))
+    );
     let (s, ct) = call(a, "GET", "/c/content_type", c, None).await;
-    assert_eq!((s, ct), (StatusCode::OK, json!([{"name": "photo", "enabled": true}])));
+    assert_eq!(
+        (s, ct),
+        (StatusCode::OK, json!([{"name": "photo", "enabled": true}]))
+    );
     for path in ["/c/exchanges", "/c/exchanges/apis"] {
-        assert_eq!(call(a, "GET", path, c, None).await, (StatusCode::OK, json!([])));
+        assert_eq!(
+            call(a, "GET", path, c, None).await,
+            (StatusCode::OK, json!([]))
+        );
     }
     let (s, e) = call(a, "GET", "/c/exchange/NCMEC", c, None).await;
-    assert_eq!((s, e["message"].clone()), (StatusCode::NOT_FOUND, json!("Exchange 'NCMEC' not found")));
-    let (s, _) = call(a, "POST", "/c/exchanges", c, Some(json!({"bank": "X", "api": "ncmec"}))).await;
+    assert_eq!(
+        (s, e["message"].clone()),
+        (StatusCode::NOT_FOUND, json!("Exchange 'NCMEC' not found"))
+    );
+    let (s, _) = call(
+        a,
+        "POST",
+        "/c/exchanges",
+        c,
+        Some(json!({"bank": "X", "api": "ncmec"})),
+    )
+    .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     let (s, _) = call(a, "GET", "/c/exchanges/api/ncmec", c, None).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
 
     // Probes and the OpenAPI document need no key.
-    assert_eq!(call(a, "GET", "/status", None, None).await, (StatusCode::OK, json!("I-AM-ALIVE")));
-    assert_eq!(call(a, "GET", "/status/live", None, None).await, (StatusCode::OK, json!("I-AM-ALIVE")));
+    assert_eq!(
+        call(a, "GET", "/status", None, None).await,
+        (StatusCode::OK, json!("I-AM-ALIVE"))
+    );
+    assert_eq!(
+        call(a, "GET", "/status/live", None, None).await,
+        (StatusCode::OK, json!("I-AM-ALIVE"))
+    );
     let (s, doc) = call(a, "GET", "/openapi.json", None, None).await;
     assert_eq!(s, StatusCode::OK);
-    for path in ["/m/lookup", "/c/bank/{name}/content/{id}", "/v1/screen", "/h/hash", "/status"] {
+    for path in [
+        "/m/lookup",
+        "/c/bank/{name}/content/{id}",
+        "/v1/screen",
+        "/h/hash",
+        "/status",
+    ] {
         assert!(doc["paths"].get(path).is_some(), "{path} missing");
     }
     // Hashing by upload: HMA's pdq plus vigie's own; `types` narrows it.
@@ -584,11 +804,23 @@ async fn hma_content_signals_matching_and_settings_routes() {
         assert!(hashes[t].is_string(), "{t}: {hashes}");
     }
     let (s, only) = upload(a, "/h/hash?types=pdq", sk, &[], Some(("photo", &photo))).await;
-    assert_eq!((s, only.as_object().map(|o| o.len())), (StatusCode::OK, Some(1)));
+    assert_eq!(
+        (s, only.as_object().map(|o| o.len())),
+        (StatusCode::OK, Some(1))
+    );
     let (s, e) = upload(a, "/h/hash", sk, &[], Some(("video", &photo))).await;
-    assert_eq!((s, e["message"].clone()), (StatusCode::BAD_REQUEST, json!("no such content_type: 'video'")));
+    assert_eq!(
+        (s, e["message"].clone()),
+        (
+            StatusCode::BAD_REQUEST,
+            json!("no such content_type: 'video'")
+        )
+    );
     let (s, e) = call(a, "GET", "/h/hash", sk, None).await;
-    assert_eq!((s, e["message"].clone()), (StatusCode::BAD_REQUEST, json!("url is required")));
+    assert_eq!(
+        (s, e["message"].clone()),
+        (StatusCode::BAD_REQUEST, json!("url is required"))
+    );
     h.http.shutdown().await.expect("http down");
     h.server.shutdown().await.expect("down");
 }
@@ -603,10 +835,29 @@ async fn keys_by_both_headers_and_the_keyless_role() {
     assert!(e["message"].is_string());
     let (s, _) = call(a, "GET", "/c/banks", Some(&h.screen), None).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    let (s, ct, body) = exchange(a, "GET", "/c/banks", &[("x-api-key", h.curate.as_str())], None, Vec::new()).await;
+    let (s, ct, body) = exchange(
+        a,
+        "GET",
+        "/c/banks",
+        &[("x-api-key", h.curate.as_str())],
+        None,
+        Vec::new(),
+    )
+    .await;
     assert_eq!((s, ct.as_str()), (StatusCode::OK, "application/json"));
-    assert_eq!(serde_json::from_slice::<Value>(&body).expect("JSON"), json!([]));
-    let (s, _, _) = exchange(a, "GET", "/c/banks", &[("x-api-key", "not-a-key")], None, Vec::new()).await;
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).expect("JSON"),
+        json!([])
+    );
+    let (s, _, _) = exchange(
+        a,
+        "GET",
+        "/c/banks",
+        &[("x-api-key", "not-a-key")],
+        None,
+        Vec::new(),
+    )
+    .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     // The audit actor is the key's name, as on gRPC.
     let (s, _, _) = exchange(
@@ -623,7 +874,11 @@ async fn keys_by_both_headers_and_the_keyless_role() {
         .store
         .audit_events(&vigie::store::AuditFilter::default())
         .expect("audit");
-    assert!(events.iter().any(|e| e.bank == "AUDITED" && e.actor == "key:curator"));
+    assert!(
+        events
+            .iter()
+            .any(|e| e.bank == "AUDITED" && e.actor == "key:curator")
+    );
 
     // A second edge on the same core with key-less requests let in as `screen`.
     let keyless = vigie::http::start(
@@ -635,7 +890,14 @@ async fn keys_by_both_headers_and_the_keyless_role() {
     .expect("start");
     let k = keyless.addr;
     let md5 = "d41d8cd98f00b204e9800998ecf8427e";
-    let (s, m) = call(k, "GET", &format!("/m/lookup?signal_type=md5&signal={md5}"), None, None).await;
+    let (s, m) = call(
+        k,
+        "GET",
+        &format!("/m/lookup?signal_type=md5&signal={md5}"),
+        None,
+        None,
+    )
+    .await;
     assert_eq!((s, m), (StatusCode::OK, json!({})));
     let (s, _) = call(k, "GET", "/c/banks", None, None).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
@@ -673,7 +935,10 @@ async fn picture_server(photo: Vec<u8>) -> SocketAddr {
             get(move || async move {
                 (
                     StatusCode::FOUND,
-                    [("location", format!("http://localhost:{}/photo.jpg", addr.port()))],
+                    [(
+                        "location",
+                        format!("http://localhost:{}/photo.jpg", addr.port()),
+                    )],
                 )
             }),
         )
@@ -692,7 +957,11 @@ async fn url_fetches_and_each_refusal() {
     let pics = picture_server(photo.clone()).await;
     let port = pics.port();
     let h = start(None, &["127.0.0.1"]).await;
-    let (a, c, sk) = (h.http.addr, Some(h.curate.as_str()), Some(h.screen.as_str()));
+    let (a, c, sk) = (
+        h.http.addr,
+        Some(h.curate.as_str()),
+        Some(h.screen.as_str()),
+    );
     call(a, "POST", "/c/banks", c, Some(json!({"name": "FETCHED"}))).await;
 
     // Allowed: add by URL, then look the same URL up, also through a same-host redirect.
@@ -706,22 +975,57 @@ async fn url_fetches_and_each_refusal() {
     .await;
     assert_eq!(s, StatusCode::OK, "{added}");
     let id = added["id"].clone();
-    let (s, found) = call(a, "GET", &format!("/m/lookup?url=http://127.0.0.1:{port}/same-host"), sk, None).await;
+    let (s, found) = call(
+        a,
+        "GET",
+        &format!("/m/lookup?url=http://127.0.0.1:{port}/same-host"),
+        sk,
+        None,
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{found}");
     assert_eq!(found["pdq"]["FETCHED"][0]["bank_content_id"], id);
-    let (s, hashed) = call(a, "GET", &format!("/h/hash?url=http://127.0.0.1:{port}/photo.jpg"), sk, None).await;
+    let (s, hashed) = call(
+        a,
+        "GET",
+        &format!("/h/hash?url=http://127.0.0.1:{port}/photo.jpg"),
+        sk,
+        None,
+    )
+    .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(hashed["pdq"], added["signals"]["pdq"]);
 
     // Each refusal, with its status.
     let cases = [
-        (format!("ftp://127.0.0.1:{port}/photo.jpg"), StatusCode::BAD_REQUEST),
-        (format!("http://user:pw@127.0.0.1:{port}/photo.jpg"), StatusCode::BAD_REQUEST),
-        (format!("http://localhost:{port}/photo.jpg"), StatusCode::FORBIDDEN),
-        (format!("http://127.0.0.1:{port}/off-list"), StatusCode::FORBIDDEN),
-        (format!("http://127.0.0.1:{port}/big"), StatusCode::PAYLOAD_TOO_LARGE),
-        (format!("http://127.0.0.1:{port}/never"), StatusCode::GATEWAY_TIMEOUT),
-        (format!("http://127.0.0.1:{port}/missing"), StatusCode::BAD_GATEWAY),
+        (
+            format!("ftp://127.0.0.1:{port}/photo.jpg"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("http://user:pw@127.0.0.1:{port}/photo.jpg"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            format!("http://localhost:{port}/photo.jpg"),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            format!("http://127.0.0.1:{port}/off-list"),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            format!("http://127.0.0.1:{port}/big"),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        (
+            format!("http://127.0.0.1:{port}/never"),
+            StatusCode::GATEWAY_TIMEOUT,
+        ),
+        (
+            format!("http://127.0.0.1:{port}/missing"),
+            StatusCode::BAD_GATEWAY,
+        ),
     ];
     for (url, want) in &cases {
         let (s, e) = call(a, "GET", &format!("/h/hash?url={url}"), sk, None).await;
@@ -737,17 +1041,39 @@ async fn url_fetches_and_each_refusal() {
     )
     .await
     .expect("start");
-    let (s, e) = call(by_name.addr, "GET", &format!("/h/hash?url=http://localhost:{port}/photo.jpg"), sk, None).await;
+    let (s, e) = call(
+        by_name.addr,
+        "GET",
+        &format!("/h/hash?url=http://localhost:{port}/photo.jpg"),
+        sk,
+        None,
+    )
+    .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{e}");
     by_name.shutdown().await.expect("down");
 
     // Off by default.
-    let off = vigie::http::start(http_config(None, &[]), h.server.state.clone(), h.store.clone())
-        .await
-        .expect("start");
-    let (s, e) = call(off.addr, "GET", &format!("/h/hash?url=http://127.0.0.1:{port}/photo.jpg"), sk, None).await;
+    let off = vigie::http::start(
+        http_config(None, &[]),
+        h.server.state.clone(),
+        h.store.clone(),
+    )
+    .await
+    .expect("start");
+    let (s, e) = call(
+        off.addr,
+        "GET",
+        &format!("/h/hash?url=http://127.0.0.1:{port}/photo.jpg"),
+        sk,
+        None,
+    )
+    .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    assert!(e["message"].as_str().is_some_and(|m| m.contains("--fetch-allow-hosts")));
+    assert!(
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("--fetch-allow-hosts"))
+    );
     off.shutdown().await.expect("down");
     h.http.shutdown().await.expect("http down");
     h.server.shutdown().await.expect("down");
@@ -756,12 +1082,30 @@ async fn url_fetches_and_each_refusal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vigie_v1_calls_as_json() {
     let h = start(None, &[]).await;
-    let (a, c, sk) = (h.http.addr, Some(h.curate.as_str()), Some(h.screen.as_str()));
-    let (s, b) = call(a, "POST", "/v1/banks", c, Some(json!({"name": "known-bad", "maxDistance": {"pdq": 20}}))).await;
+    let (a, c, sk) = (
+        h.http.addr,
+        Some(h.curate.as_str()),
+        Some(h.screen.as_str()),
+    );
+    let (s, b) = call(
+        a,
+        "POST",
+        "/v1/banks",
+        c,
+        Some(json!({"name": "known-bad", "maxDistance": {"pdq": 20}})),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["maxDistance"]["pdq"], json!(20));
     assert_eq!(b["kind"], json!("block"));
-    let (s, _) = call(a, "POST", "/v1/banks", c, Some(json!({"name": "known-bad"}))).await;
+    let (s, _) = call(
+        a,
+        "POST",
+        "/v1/banks",
+        c,
+        Some(json!({"name": "known-bad"})),
+    )
+    .await;
     assert_eq!(s, StatusCode::CONFLICT);
     // camelCase and snake_case both accepted.
     let md5 = "0123456789abcdef0123456789abcdef";
@@ -779,7 +1123,14 @@ async fn vigie_v1_calls_as_json() {
     assert_eq!(s, StatusCode::OK, "{added}");
     assert_eq!(added["updated"], json!([false, false]));
     let first = added["entryIds"][0].as_u64().expect("id");
-    let (s, sc) = call(a, "POST", "/v1/screen", sk, Some(json!({"requestId": "r1", "hashes": {"md5": md5}}))).await;
+    let (s, sc) = call(
+        a,
+        "POST",
+        "/v1/screen",
+        sk,
+        Some(json!({"requestId": "r1", "hashes": {"md5": md5}})),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{sc}");
     assert_eq!(sc["requestId"], json!("r1"));
     assert_eq!(sc["matched"], json!(true));
@@ -787,30 +1138,75 @@ async fn vigie_v1_calls_as_json() {
     assert_eq!(sc["matches"][0]["externalId"], json!("a"));
     // A multipart image screen.
     let photo = common::read_fixture("bridge.jpg");
-    let (s, sc) = upload(a, "/v1/screen", sk, &[("requestId", "img")], Some(("image", &photo))).await;
+    let (s, sc) = upload(
+        a,
+        "/v1/screen",
+        sk,
+        &[("requestId", "img")],
+        Some(("image", &photo)),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK, "{sc}");
     assert_eq!(sc["matched"], json!(false));
     assert!(sc["hashes"].as_array().is_some_and(|h| h.len() == 5));
     let (s, e) = call(a, "POST", "/v1/screen", sk, Some(json!({}))).await;
-    assert_eq!((s, e["kind"].clone()), (StatusCode::BAD_REQUEST, json!("missing_input")));
+    assert_eq!(
+        (s, e["kind"].clone()),
+        (StatusCode::BAD_REQUEST, json!("missing_input"))
+    );
     let (s, list) = call(a, "GET", "/v1/banks/known-bad/entries?pageSize=1", c, None).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(list["entries"].as_array().map(Vec::len), Some(1));
     assert_eq!(list["nextPageToken"], json!("a"));
     let (s, e) = call(a, "GET", &format!("/v1/entries/{first}"), c, None).await;
-    assert_eq!((s, e["hashes"]["md5"].clone()), (StatusCode::OK, json!(md5)));
+    assert_eq!(
+        (s, e["hashes"]["md5"].clone()),
+        (StatusCode::OK, json!(md5))
+    );
     let (s, e) = call(a, "GET", "/v1/banks/known-bad/entries/b", c, None).await;
     assert_eq!((s, e["externalId"].clone()), (StatusCode::OK, json!("b")));
-    let (s, r) = call(a, "POST", "/v1/banks/known-bad/remove-entries", c, Some(json!({"entryIds": [first.to_string()]}))).await;
+    let (s, r) = call(
+        a,
+        "POST",
+        "/v1/banks/known-bad/remove-entries",
+        c,
+        Some(json!({"entryIds": [first.to_string()]})),
+    )
+    .await;
     assert_eq!((s, r), (StatusCode::OK, json!({"removed": 1})));
-    let (s, b) = call(a, "PATCH", "/v1/banks/known-bad", c, Some(json!({"enabled": false}))).await;
-    assert_eq!((s, b["enabled"].clone(), b["entryCount"].clone()), (StatusCode::OK, json!(false), json!(1)));
+    let (s, b) = call(
+        a,
+        "PATCH",
+        "/v1/banks/known-bad",
+        c,
+        Some(json!({"enabled": false})),
+    )
+    .await;
+    assert_eq!(
+        (s, b["enabled"].clone(), b["entryCount"].clone()),
+        (StatusCode::OK, json!(false), json!(1))
+    );
     let (s, st) = call(a, "GET", "/v1/stats", c, None).await;
-    assert_eq!((s, st["banks"].clone(), st["entries"].clone()), (StatusCode::OK, json!(1), json!(1)));
+    assert_eq!(
+        (s, st["banks"].clone(), st["entries"].clone()),
+        (StatusCode::OK, json!(1), json!(1))
+    );
     let (s, au) = call(a, "GET", "/v1/audit?bank=known-bad", c, None).await;
     assert_eq!(s, StatusCode::OK);
-    assert!(au["events"].as_array().is_some_and(|e| e.iter().all(|e| e["actor"] == json!("key:curator")) && !e.is_empty()));
-    let (s, _, exported) = exchange(a, "GET", "/v1/banks/known-bad/export?format=jsonl", &[("authorization", format!("Bearer {}", h.curate).as_str())], None, Vec::new()).await;
+    assert!(
+        au["events"]
+            .as_array()
+            .is_some_and(|e| e.iter().all(|e| e["actor"] == json!("key:curator")) && !e.is_empty())
+    );
+    let (s, _, exported) = exchange(
+        a,
+        "GET",
+        "/v1/banks/known-bad/export?format=jsonl",
+        &[("authorization", format!("Bearer {}", h.curate).as_str())],
+        None,
+        Vec::new(),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK);
     assert!(String::from_utf8_lossy(&exported).contains("\"b\""));
     let (s, _, body) = exchange(
@@ -823,12 +1219,22 @@ async fn vigie_v1_calls_as_json() {
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
-    assert_eq!(serde_json::from_slice::<Value>(&body).expect("JSON")["added"], json!(1));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).expect("JSON")["added"],
+        json!(1)
+    );
     let (s, d) = call(a, "DELETE", "/v1/banks/known-bad", c, None).await;
     assert_eq!((s, d), (StatusCode::OK, json!({"entriesRemoved": 2})));
     let (s, _) = call(a, "GET", "/v1/banks/known-bad", c, None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    let (s, hashed) = upload(a, "/v1/hash", sk, &[("dihedral", "true")], Some(("image", &photo))).await;
+    let (s, hashed) = upload(
+        a,
+        "/v1/hash",
+        sk,
+        &[("dihedral", "true")],
+        Some(("image", &photo)),
+    )
+    .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(hashed["pdqDihedral"].as_array().map(Vec::len), Some(7));
     h.http.shutdown().await.expect("http down");
