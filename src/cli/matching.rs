@@ -22,6 +22,7 @@ use crate::bench::measure::percentile;
 use crate::bits::Bits;
 use crate::index::{HammingIndex, Match};
 
+/// `vigie match`: one hash list against another.
 #[derive(Debug, clap::Args)]
 pub struct MatchArgs {
     /// The bank side: one hex hash per line (optionally a tab and anything after it).
@@ -87,6 +88,8 @@ fn read(path: &Path) -> Result<Vec<u8>, CliError> {
     std::fs::read(path).map_err(|e| CliError(format!("{}: {e}", path.display())))
 }
 
+/// Prints, per query hash, its matches within the distance, one JSON line each. Errors: a list
+/// cannot be read or holds a malformed hash.
 pub fn run(args: MatchArgs) -> Result<ExitCode, CliError> {
     if args.threads == 0 {
         return Err(CliError("--threads must be at least 1".into()));

@@ -17,17 +17,16 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// Perceptual-hash screening against banks of known abusive imagery
 #[derive(Debug, Parser)]
-#[command(
-    name = "vigie",
-    version,
-    about = "Perceptual-hash screening against banks of known abusive imagery"
-)]
+#[command(name = "vigie", version)]
 pub struct Cli {
+    /// The subcommand.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// Every `vigie` subcommand.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Hash image files (PDQ, pHash, dHash, MD5, SHA-256), one JSON line per file.
@@ -36,11 +35,13 @@ pub enum Command {
     Match(matching::MatchArgs),
     /// Create, list, show, update and delete banks.
     Bank {
+        /// What to do.
         #[command(subcommand)]
         command: bank::BankCommand,
     },
     /// Add, remove, list, show, disable and enable bank entries.
     Entries {
+        /// What to do.
         #[command(subcommand)]
         command: entries::EntriesCommand,
     },
@@ -60,6 +61,7 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Benchmarks that run outside the test suite.
     Bench {
+        /// Which benchmark.
         #[command(subcommand)]
         which: crate::bench::BenchCommand,
     },

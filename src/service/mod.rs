@@ -23,7 +23,9 @@ use error::ServiceError;
 use metrics::Metrics;
 
 pub mod proto {
-    #![allow(clippy::all, clippy::pedantic)]
+    //! The generated protobuf types and services of `proto/vigie/v1/` (their docs are the
+    //! `.proto` files' comments).
+    #![allow(clippy::all, clippy::pedantic, missing_docs)]
     tonic::include_proto!("vigie.v1");
     /// Encoded descriptors of every vigie.v1 file, for server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =
@@ -81,10 +83,12 @@ impl ServiceState {
         self.banks.store()
     }
 
+    /// Whether the index is loaded and screens are served.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
     }
 
+    /// Marks the index loaded: screens are served from now on.
     pub fn set_ready(&self) {
         self.ready.store(true, Ordering::Release);
     }

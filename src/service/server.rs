@@ -33,27 +33,38 @@ use crate::store::api_keys::Role;
 /// What the server starts with: defined with the settings that give it, in [`crate::config`].
 pub use crate::config::{ServerConfig, TlsFiles};
 
+/// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    /// A listening socket could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
+        /// The address asked for.
         addr: SocketAddr,
+        /// Why.
         source: std::io::Error,
     },
+    /// A TLS file could not be read or used.
     #[error("TLS: {0}")]
     Tls(String),
+    /// tonic's transport failed.
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The reflection service could not be built.
     #[error("reflection: {0}")]
     Reflection(String),
+    /// The start-up index load (or the server task) failed.
     #[error("index load failed: {0}")]
     Load(String),
 }
 
 /// A server running in the background.
 pub struct RunningServer {
+    /// The gRPC address bound (the real port when asked for port 0).
     pub addr: SocketAddr,
+    /// The metrics address bound, when metrics are served.
     pub metrics_addr: Option<SocketAddr>,
+    /// What every handler shares (the live banks among it).
     pub state: Arc<ServiceState>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), ServerError>>,
