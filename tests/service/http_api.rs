@@ -943,7 +943,7 @@ async fn picture_server(photo: Vec<u8>) -> SocketAddr {
             }),
         )
         .route("/big", get(|| async { vec![0u8; 3 << 20] }))
-        .route("/never", get(|| std::future::pending::<String>()))
+        .route("/never", get(std::future::pending::<String>))
         .route("/missing", get(|| async { StatusCode::NOT_FOUND }));
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
