@@ -1,4 +1,5 @@
-//! `vigie serve`: the gRPC service on the RocksDB store under `--data-dir`.
+//! `vigie serve`: the gRPC service (and, with `--http-listen`, the HTTP/JSON API) on the RocksDB
+//! store under `--data-dir`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -79,9 +80,19 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let mut running = server::start(config.server.clone(), store)
+        let mut running = server::start(config.server.clone(), store.clone())
             .await
             .map_err(|e| CliError(e.to_string()))?;
+        let http = match config.http.clone() {
+            Some(h) => {
+                let http = crate::http::start(h, running.state.clone(), store)
+                    .await
+                    .map_err(|e| CliError(e.to_string()))?;
+                tracing::info!(addr = %http.addr, "HTTP API serving");
+                Some(http)
+            }
+            None => None,
+        };
         tracing::info!(
             addr = %running.addr,
             data_dir = %config.data_dir.display(),
@@ -102,10 +113,21 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
             }
         }
         tracing::info!("shutting down: draining in-flight requests");
-        running
-            .drain(config.drain_timeout)
-            .await
-            .map_err(|e| CliError(e.to_string()))?;
+        // Both edges drain at once, under the one deadline: gRPC health says NOT_SERVING from
+        // the start, and an HTTP connection still open at the deadline is cut with the runtime.
+        let drain_timeout = config.drain_timeout;
+        let http_stopped = async move {
+            let Some(http) = http else { return };
+            match tokio::time::timeout(drain_timeout, http.shutdown()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "HTTP API stopped with an error"),
+                Err(_) => {
+                    tracing::warn!("HTTP API: calls still open at the drain deadline are cut")
+                }
+            }
+        };
+        let (_, drained) = tokio::join!(http_stopped, running.drain(drain_timeout));
+        drained.map_err(|e| CliError(e.to_string()))?;
         Ok::<_, CliError>(())
     })?;
     // Connection tasks cut by the drain still hold the store until the runtime drops them.

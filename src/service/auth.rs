@@ -59,16 +59,40 @@ impl Authenticator {
         needed: Role,
     ) -> Result<Caller, ServiceError> {
         if self.insecure_no_auth {
-            return Ok(Caller {
-                name: "insecure-no-auth".into(),
-                role: Role::Admin,
-            });
+            return self.authenticate_key(None, needed);
         }
         let header = metadata
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .ok_or(ServiceError::Unauthenticated)?;
-        let key = bearer_token(header).ok_or(ServiceError::Unauthenticated)?;
+        let key = bearer_key(header).ok_or(ServiceError::Unauthenticated)?;
+        self.authenticate_key(Some(key), needed)
+    }
+
+    /// Whether every call is let in as admin without a key (`--insecure-no-auth`).
+    pub fn is_insecure(&self) -> bool {
+        self.insecure_no_auth
+    }
+
+    /// The caller holding `key` (as sent, any edge), if its role allows `needed`. Errors:
+    /// `Unauthenticated` for no key, an empty or over-long one, an unknown or revoked one;
+    /// `PermissionDenied` for a role below `needed`. Under `--insecure-no-auth` every call is
+    /// an admin's.
+    pub fn authenticate_key(
+        &self,
+        key: Option<&str>,
+        needed: Role,
+    ) -> Result<Caller, ServiceError> {
+        if self.insecure_no_auth {
+            return Ok(Caller {
+                name: "insecure-no-auth".into(),
+                role: Role::Admin,
+            });
+        }
+        let key = key
+            .map(str::trim)
+            .filter(|k| !k.is_empty() && k.len() <= 256)
+            .ok_or(ServiceError::Unauthenticated)?;
         let record = self
             .store
             .find_api_key(&hash_key(key))?
@@ -98,18 +122,6 @@ impl Authenticator {
     }
 }
 
-/// The token of an `authorization` header value `Bearer <token>`. The scheme is matched without
-/// regard to case (RFC 9110 section 11.1: "It uses a case-insensitive token"; `BEARER` and
-/// `bearer` are `Bearer`), then one or more spaces, then a token of 1 to 256 bytes, surrounding
-/// blanks trimmed. `None` for any other shape.
-pub fn bearer_token(header: &str) -> Option<&str> {
-    let (scheme, rest) = header.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return None;
-    }
-    Some(rest.trim()).filter(|k| !k.is_empty() && k.len() <= 256)
-}
-
 /// A tonic interceptor that admits calls of at least one role and puts the [`Caller`] in the
 /// request extensions.
 #[derive(Clone)]
@@ -133,6 +145,18 @@ impl Interceptor for RoleInterceptor {
     }
 }
 
+/// The key of an `authorization` header value `Bearer <key>`: 1 to 256 bytes, surrounding blanks
+/// trimmed. The scheme is matched without regard
+/// to case (RFC 9110 section 11.1: "It uses a case-insensitive token"; `BEARER` and `bearer` are
+/// `Bearer`), then one or more spaces. `None` for any other scheme or shape.
+pub fn bearer_key(header: &str) -> Option<&str> {
+    let (scheme, rest) = header.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    Some(rest.trim()).filter(|k| !k.is_empty() && k.len() <= 256)
+}
+
 /// The caller the interceptor put in the request (every service is behind one).
 pub fn caller<T>(request: &Request<T>) -> Result<Caller, ServiceError> {
     request
@@ -144,12 +168,12 @@ pub fn caller<T>(request: &Request<T>) -> Result<Caller, ServiceError> {
 
 #[cfg(test)]
 mod tests {
-    use super::bearer_token;
+    use super::bearer_key;
 
     #[test]
     fn the_bearer_scheme_is_case_insensitive() {
         for header in ["Bearer k1", "bearer k1", "BEARER k1", "bEaReR   k1 "] {
-            assert_eq!(bearer_token(header), Some("k1"), "{header}");
+            assert_eq!(bearer_key(header), Some("k1"), "{header}");
         }
     }
 
@@ -164,7 +188,7 @@ mod tests {
             "Token k1",
             long.as_str(),
         ] {
-            assert_eq!(bearer_token(header), None, "{header}");
+            assert_eq!(bearer_key(header), None, "{header}");
         }
     }
 }
