@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::hashing::DecodeErrorKind;
-use crate::service::error::ServiceError;
+use crate::service::error::{STORAGE_FULL_MESSAGE, ServiceError, truncate_message};
 use crate::store::StoreError;
 
 /// An error answer: `{"message": ..., "kind": ...}` with an HTTP status.
@@ -52,7 +52,7 @@ impl ApiError {
 
     /// The HTTP status of a service error: 401 no or unknown key, 403 role too low, 400 bad
     /// argument or picture, 404 missing, 409 existing bank, 413 over a size limit, 429 every
-    /// worker busy, 503 index loading or store locked, 504 deadline, 500 internal.
+    /// worker busy, 503 index loading, store locked or disk full, 504 deadline, 500 internal.
     pub fn http_status(e: &ServiceError) -> StatusCode {
         match e {
             ServiceError::Unauthenticated => StatusCode::UNAUTHORIZED,
@@ -70,7 +70,11 @@ impl ApiError {
             ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ServiceError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ServiceError::Store(s) => match s {
-                StoreError::Locked(_) => StatusCode::SERVICE_UNAVAILABLE,
+                // A full disk: writes come back by themselves once space is freed (as gRPC's
+                // UNAVAILABLE, kind `storage_full`).
+                StoreError::Locked(_) | StoreError::StorageFull(_) => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
                 StoreError::Invalid(_) | StoreError::UnknownAlgorithm(_) => StatusCode::BAD_REQUEST,
                 StoreError::BankExists(_) => StatusCode::CONFLICT,
                 StoreError::BankNotFound(_) | StoreError::EntryNotFound(_) => StatusCode::NOT_FOUND,
@@ -123,8 +127,11 @@ impl IntoResponse for ApiError {
                 let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
                     tracing::error!(error = %e, "internal error");
                     "internal error (see the server log)".to_string()
+                } else if let ServiceError::Store(StoreError::StorageFull(_)) = e {
+                    // The detail names server paths: it is logged by the store, not sent.
+                    STORAGE_FULL_MESSAGE.to_string()
                 } else {
-                    e.to_string()
+                    truncate_message(&e.to_string())
                 };
                 (status, message, Some(e.kind()))
             }
@@ -142,5 +149,45 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body(response: Response) -> String {
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        String::from_utf8(bytes.to_vec()).expect("utf-8")
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_is_503_storage_full_without_server_paths() {
+        let e = ApiError::from(StoreError::StorageFull(
+            "IO error: No space left on device: /srv/vigie/000123.log".into(),
+        ));
+        let response = e.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let text = body(response).await;
+        let json: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(json["kind"], "storage_full", "{text}");
+        assert_eq!(json["message"], STORAGE_FULL_MESSAGE, "{text}");
+        assert!(!text.contains("/srv/vigie"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn messages_are_cut_to_the_limit() {
+        let huge = "x".repeat(1 << 20);
+        let response = ApiError::from(ServiceError::NotFound(huge)).into_response();
+        let text = body(response).await;
+        let json: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        let message = json["message"].as_str().expect("message");
+        assert!(
+            message.len() <= crate::service::error::MAX_MESSAGE_BYTES,
+            "{} bytes",
+            message.len()
+        );
     }
 }
