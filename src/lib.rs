@@ -4,6 +4,7 @@
 
 pub mod bits;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod eval;
 pub mod hashing;

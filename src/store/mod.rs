@@ -13,6 +13,7 @@ pub mod keys;
 pub mod load;
 pub mod model;
 mod schema;
+pub mod snapshot;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -104,6 +105,23 @@ impl Store {
             writer: Mutex::new(counters),
             banks: RwLock::new(banks),
         })
+    }
+
+    /// The stream sequence of the last change applied to this store, as recorded by
+    /// [`Store::record_sequence`] or with a change (`None`: never part of a cluster).
+    pub fn applied_sequence(&self) -> Result<Option<u64>, StoreError> {
+        self.backend
+            .get(Cf::Meta, keys::META_APPLIED_SEQUENCE)?
+            .map(|v| keys::decode_u64(&v))
+            .transpose()
+    }
+
+    /// Record that the change at stream sequence `seq` was applied without writing anything else:
+    /// for a change the store refused (a bank that already exists...), refused alike on every
+    /// replica, so that the replica does not meet it again after a restart.
+    pub fn record_sequence(&self, seq: u64) -> Result<(), StoreError> {
+        let _writer = self.lock_writer()?;
+        self.backend.write(vec![sequence_op(seq)])
     }
 
     /// Compact the underlying storage (after a bulk load).
@@ -777,6 +795,15 @@ fn validate_text(field: &str, text: &str) -> Result<(), StoreError> {
 
 fn bank_json(bank: &Bank) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(bank).map_err(|e| StoreError::Backend(format!("encoding bank: {e}")))
+}
+
+/// The op recording `seq` as the last applied stream sequence, to go into a change's batch.
+fn sequence_op(seq: u64) -> WriteOp {
+    WriteOp::Put(
+        Cf::Meta,
+        keys::META_APPLIED_SEQUENCE.to_vec(),
+        seq.to_be_bytes().to_vec(),
+    )
 }
 
 fn counter_op(name: &[u8], value: u64) -> WriteOp {
