@@ -3,14 +3,15 @@
 use std::io::Read;
 use std::path::Path;
 
-use crate::hashing::{HasherBuilder, ImageHasher};
+use crate::hashing::{HashingSetup, ImageHasher};
 use crate::store::NewEntry;
 
 use super::CliError;
 
-/// Every algorithm, and the crop windows a bank entry keeps (as `AddEntries` computes them).
+/// The banking setup (every algorithm, the crop windows and keypoints a bank entry keeps), as
+/// `AddEntries` computes them.
 pub fn image_hasher() -> ImageHasher {
-    HasherBuilder::new().windows(true).build()
+    HashingSetup::default().banking()
 }
 
 /// Hash one image file into a new entry whose external id is the file's SHA-256 (so adding the

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::CliError;
 use crate::hashing::{
-    AlgorithmSet, DecodeLimits, Dihedral, HasherBuilder, ImageHasher, ImageHashes, PdqHash,
+    AlgorithmSet, DecodeLimits, Dihedral, HashingSetup, ImageHasher, ImageHashes, PdqHash,
 };
 
 #[derive(Debug, clap::Args)]
@@ -183,12 +183,12 @@ pub fn run(args: HashArgs) -> Result<ExitCode, CliError> {
         max_pixels: args.max_pixels,
         ..DecodeLimits::default()
     };
-    let hasher = HasherBuilder::new()
-        .algorithms(args.algorithms)
-        .dihedral(args.dihedral)
-        .limits(limits)
-        .decode_min_side((args.decode_min_side > 0).then_some(args.decode_min_side))
-        .build();
+    let setup = HashingSetup {
+        decode_min_side: (args.decode_min_side > 0).then_some(args.decode_min_side),
+        limits,
+        ..HashingSetup::default()
+    };
+    let hasher = setup.plain(args.algorithms, args.dihedral);
     let threads = args
         .threads
         .unwrap_or_else(|| {

@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::Method;
 use super::edits::Edit;
-use crate::hashing::{self, AlgorithmSet, DecodeLimits, HasherBuilder, ImageHasher, ImageHashes};
+use crate::hashing::{self, AlgorithmSet, DecodeLimits, HasherBuilder, HashingSetup, ImageHashes};
 use crate::index::HammingIndex;
 
 #[derive(Debug, thiserror::Error)]
@@ -77,27 +77,18 @@ pub struct ScreenHit {
 
 /// The decision under test: the service's matcher, set up on the banked pictures.
 pub trait Screener: Sync {
-    /// Screens an upload's hashes (made by [`query_hasher`]); the matched banked entries.
+    /// Screens an upload's hashes (made by [`HashingSetup::screening`]); the matched banked entries.
     fn screen(&self, hashes: &ImageHashes) -> Result<Vec<ScreenHit>, String>;
 }
 
-/// The hasher for uploads: everything the service computes for a screen.
-pub fn query_hasher(decode_min_side: Option<u32>, keypoints: bool) -> ImageHasher {
-    HasherBuilder::new()
-        .dihedral(true)
-        .regions(true)
-        .keypoints(keypoints)
-        .decode_min_side(decode_min_side)
-        .build()
-}
-
-/// The hasher for banked pictures: also the crop windows.
-pub fn bank_hasher(decode_min_side: Option<u32>) -> ImageHasher {
-    HasherBuilder::new()
-        .dihedral(true)
-        .windows(true)
-        .decode_min_side(decode_min_side)
-        .build()
+/// The hashing setup of an evaluation: the service's own ([`HashingSetup`]), with the run's
+/// decoding scale and keypoint switch.
+pub fn hashing_setup(decode_min_side: Option<u32>, keypoints: bool) -> HashingSetup {
+    HashingSetup {
+        keypoints,
+        decode_min_side,
+        ..HashingSetup::default()
+    }
 }
 
 /// One edited copy, screened.
@@ -257,7 +248,8 @@ pub fn run(
             None
         }
     };
-    let hasher = bank_hasher(config.decode_min_side);
+    let setup = hashing_setup(config.decode_min_side, config.keypoints);
+    let hasher = setup.banking();
     let mut entries: Vec<ImageHashes> = Vec::with_capacity(banked.len());
     for &p in &banked {
         let h = hasher
@@ -295,7 +287,7 @@ pub fn run(
         .dihedral(true)
         .decode_min_side(config.decode_min_side)
         .build();
-    let query = query_hasher(config.decode_min_side, config.keypoints);
+    let query = setup.screening();
 
     let jobs: Vec<(usize, usize)> = (0..pictures.len())
         .flat_map(|p| (0..config.edits.len()).map(move |e| (p, e)))

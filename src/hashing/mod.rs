@@ -276,6 +276,67 @@ impl HasherBuilder {
     }
 }
 
+/// The hasher setups vigie runs, defined once: what a screen computes of an upload, what a bank
+/// entry keeps of a picture, and what a plain hash request computes. The service, the CLI and
+/// `vigie eval` all build their hashers here, so that an evaluation measures exactly what a
+/// `Screen` runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HashingSetup {
+    /// Screens also find the upload's keypoints (see [`HasherBuilder::keypoints`]).
+    pub keypoints: bool,
+    /// JPEG decoding scale (see [`HasherBuilder::decode_min_side`]); `None` = full size.
+    pub decode_min_side: Option<u32>,
+    /// Decoding limits for every image.
+    pub limits: DecodeLimits,
+}
+
+impl Default for HashingSetup {
+    /// Keypoints on, JPEGs decoded down to [`DEFAULT_DECODE_MIN_SIDE`], default limits.
+    fn default() -> Self {
+        HashingSetup {
+            keypoints: true,
+            decode_min_side: Some(DEFAULT_DECODE_MIN_SIDE),
+            limits: DecodeLimits::default(),
+        }
+    }
+}
+
+impl HashingSetup {
+    /// The hasher for uploads to screen: every algorithm, PDQ's eight rotations and mirrors (for
+    /// rotated and mirrored re-uploads), the content boxes (trimmed borders, the photo inside a
+    /// screenshot) and, when on, the keypoints.
+    pub fn screening(&self) -> ImageHasher {
+        HasherBuilder::new()
+            .dihedral(true)
+            .regions(true)
+            .keypoints(self.keypoints)
+            .decode_min_side(self.decode_min_side)
+            .limits(self.limits)
+            .build()
+    }
+
+    /// The hasher for pictures added to a bank: every algorithm, the crop windows and the
+    /// keypoints a bank entry keeps (see `matcher::entry_hashes`).
+    pub fn banking(&self) -> ImageHasher {
+        HasherBuilder::new()
+            .windows(true)
+            .decode_min_side(self.decode_min_side)
+            .limits(self.limits)
+            .build()
+    }
+
+    /// The hasher for a plain hash request (`vigie hash`, the `Hash` call): the given algorithms,
+    /// with PDQ's rotations and mirrors when `dihedral`.
+    pub fn plain(&self, algorithms: AlgorithmSet, dihedral: bool) -> ImageHasher {
+        HasherBuilder::new()
+            .algorithms(algorithms)
+            .dihedral(dihedral)
+            .decode_min_side(self.decode_min_side)
+            .limits(self.limits)
+            .build()
+    }
+}
+
 /// Computes hashes of image bytes. Cheap to share between threads (`&self` only).
 pub struct ImageHasher {
     algorithms: AlgorithmSet,

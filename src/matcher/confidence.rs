@@ -20,7 +20,7 @@ pub enum PdqKind {
     /// A content box of the upload or a crop window of the entry.
     Region,
     /// Keypoints (`hashing::keypoints`): the distance is
-    /// [`crate::hashing::keypoints::votes_distance`] of the points that agreed.
+    /// [`crate::matcher::keypoint_vote::votes_distance`] of the points that agreed.
     Keypoints,
 }
 
@@ -47,7 +47,7 @@ pub fn confidence_of(algorithm: Algorithm, kind: PdqKind, distance: u32) -> f64 
 
 /// Without a `keypoints` table: 0.5 at the vote threshold, rising to 1 at twice it.
 fn keypoints_fallback(distance: u32) -> f64 {
-    use crate::hashing::keypoints::{MIN_VOTES, votes_distance};
+    use crate::matcher::keypoint_vote::{MIN_VOTES, votes_distance};
     let floor = votes_distance(MIN_VOTES);
     let full = votes_distance(2 * MIN_VOTES);
     if distance > floor {
@@ -87,7 +87,7 @@ mod tests {
         assert_eq!(confidence(Algorithm::Md5, 1), 0.0);
         assert!(confidence_of(Algorithm::Pdq, PdqKind::Region, 0) > 0.9);
         // Keypoint matches read their own table: confident at the vote threshold, none at chance.
-        use crate::hashing::keypoints::{MIN_VOTES, votes_distance};
+        use crate::matcher::keypoint_vote::{MIN_VOTES, votes_distance};
         let at_threshold = confidence_of(
             Algorithm::Pdq,
             PdqKind::Keypoints,

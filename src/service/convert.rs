@@ -77,21 +77,21 @@ pub fn to_proto_match(m: &MatchInfo) -> proto::Match {
         entry_id: m.entry_id,
         external_id: m.external_id.clone(),
         label: m.label.clone(),
-        algorithm: if m.keypoints > 0 {
+        algorithm: if m.keypoints() > 0 {
             "keypoints".into()
         } else {
             m.algorithm.name().into()
         },
         distance: m.distance,
         confidence: m.confidence,
-        transform: if m.transform == Dihedral::Original {
+        transform: if m.transform() == Dihedral::Original {
             String::new()
         } else {
-            m.transform.name().into()
+            m.transform().name().into()
         },
         bank_kind: m.bank_kind.to_string(),
         suppressed: m.suppressed,
-        keypoints: m.keypoints,
+        keypoints: m.keypoints(),
     }
 }
 

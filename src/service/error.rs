@@ -3,7 +3,7 @@
 use tonic::{Code, Status};
 
 use crate::hashing::{DecodeError, DecodeErrorKind};
-use crate::matcher::MatchError;
+use crate::matcher::{MatchError, ScreenError};
 use crate::store::StoreError;
 
 /// Metadata key carrying the machine-readable kind of an error (e.g. `corrupt`, `invalid_hash`).
@@ -110,6 +110,15 @@ impl ServiceError {
 impl From<DecodeError> for ServiceError {
     fn from(e: DecodeError) -> Self {
         ServiceError::BadImage(e)
+    }
+}
+
+impl From<ScreenError> for ServiceError {
+    fn from(e: ScreenError) -> Self {
+        match e {
+            ScreenError::Image(d) => ServiceError::from(d),
+            ScreenError::Match(m) => ServiceError::from(m),
+        }
     }
 }
 

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tonic::Status;
 
-use crate::hashing::ImageHasher;
-use crate::matcher::HashIndexes;
+use crate::hashing::HashingSetup;
+use crate::matcher::LiveBanks;
 use crate::store::Store;
 use error::ServiceError;
 use metrics::Metrics;
@@ -72,46 +72,52 @@ impl Default for ServiceLimits {
     }
 }
 
+impl ServiceLimits {
+    /// How the service hashes uploads and banked pictures: its keypoint switch and decoding scale,
+    /// and uploads limited to `max_image_bytes`.
+    pub fn hashing_setup(&self) -> HashingSetup {
+        HashingSetup {
+            keypoints: self.keypoints,
+            decode_min_side: self.decode_min_side,
+            limits: crate::hashing::DecodeLimits {
+                max_encoded_bytes: self.max_image_bytes,
+                ..Default::default()
+            },
+        }
+    }
+}
+
 /// What every handler shares.
 pub struct ServiceState {
-    pub store: Arc<Store>,
-    pub indexes: Arc<HashIndexes>,
-    /// All algorithms, with the dihedral PDQ hashes (rotated and mirrored re-uploads).
-    pub hasher: Arc<ImageHasher>,
-    /// For images added to a bank: all algorithms and the crop windows an entry keeps, with the
-    /// screening hasher's limits and decoding scale.
-    pub bank_hasher: Arc<ImageHasher>,
+    /// The banks and their live index: every screen and every bank change goes through it.
+    pub banks: Arc<LiveBanks>,
+    /// Request limits.
     pub limits: ServiceLimits,
+    /// Hashing workers: CPU-bound work waits for one of these.
     pub hash_permits: Arc<Semaphore>,
+    /// Request, match and decode-error counters.
     pub metrics: Arc<Metrics>,
+    /// When the service started (uptime in stats).
     pub started: Instant,
     ready: AtomicBool,
 }
 
 impl ServiceState {
-    pub fn new(
-        store: Arc<Store>,
-        indexes: Arc<HashIndexes>,
-        hasher: ImageHasher,
-        limits: ServiceLimits,
-        metrics: Arc<Metrics>,
-    ) -> Self {
-        let bank_hasher = crate::hashing::HasherBuilder::new()
-            .windows(true)
-            .limits(*hasher.limits())
-            .decode_min_side(hasher.decode_min_side())
-            .build();
+    /// The shared state over `banks`, not ready until [`ServiceState::set_ready`].
+    pub fn new(banks: Arc<LiveBanks>, limits: ServiceLimits, metrics: Arc<Metrics>) -> Self {
         ServiceState {
-            store,
-            indexes,
-            hasher: Arc::new(hasher),
-            bank_hasher: Arc::new(bank_hasher),
+            banks,
             hash_permits: Arc::new(Semaphore::new(limits.hash_workers.max(1))),
             limits,
             metrics,
             started: Instant::now(),
             ready: AtomicBool::new(false),
         }
+    }
+
+    /// The store, for reads; writes go through `banks.apply`.
+    pub fn store(&self) -> &Store {
+        self.banks.store()
     }
 
     pub fn is_ready(&self) -> bool {

@@ -26,10 +26,9 @@ use super::proto::keys_server::KeysServer;
 use super::proto::screening_server::ScreeningServer;
 use super::screening::ScreeningService;
 use super::{ServiceLimits, ServiceState, proto};
-use crate::hashing::HasherBuilder;
-use crate::matcher::HashIndexes;
+use crate::matcher::LiveBanks;
+use crate::store::Store;
 use crate::store::api_keys::Role;
-use crate::store::{Store, Timestamp, load};
 
 #[derive(Clone, Debug)]
 pub struct TlsFiles {
@@ -163,22 +162,11 @@ pub async fn start(config: ServerConfig, store: Arc<Store>) -> Result<RunningSer
         source,
     })?;
     let metrics = Arc::new(Metrics::default());
-    let indexes = Arc::new(HashIndexes::new());
-    // Screens look up the upload's content boxes too (trimmed borders, the photo in a screenshot).
-    let hasher = HasherBuilder::new()
-        .dihedral(true)
-        .regions(true)
-        .keypoints(config.limits.keypoints)
-        .decode_min_side(config.limits.decode_min_side)
-        .limits(crate::hashing::DecodeLimits {
-            max_encoded_bytes: config.limits.max_image_bytes,
-            ..Default::default()
-        })
-        .build();
+    // The live banks start with an empty index; it is loaded in the background below while health
+    // says NOT_SERVING.
+    let banks = Arc::new(LiveBanks::new(store.clone(), config.limits.hashing_setup()));
     let state = Arc::new(ServiceState::new(
-        store.clone(),
-        indexes.clone(),
-        hasher,
+        banks.clone(),
         config.limits.clone(),
         metrics.clone(),
     ));
@@ -200,7 +188,7 @@ pub async fn start(config: ServerConfig, store: Arc<Store>) -> Result<RunningSer
             tokio::spawn(metrics::serve_metrics(
                 ml,
                 metrics.clone(),
-                indexes.clone(),
+                banks.index_handle(),
                 async {
                     let _ = stop_metrics_rx.await;
                 },
@@ -265,11 +253,7 @@ pub async fn start(config: ServerConfig, store: Arc<Store>) -> Result<RunningSer
     let task = tokio::spawn(async move {
         let loader = tokio::task::spawn_blocking(move || {
             let started = std::time::Instant::now();
-            let mut bulk = load::BulkLoad::default();
-            let stats = load::load_into(&load_state.store, Timestamp::now(), &mut bulk);
-            if stats.is_ok() {
-                load_state.indexes.extend_bulk(bulk);
-            }
+            let stats = load_state.banks.load();
             (stats, started.elapsed(), load_state)
         });
         // Accepted sockets are handed to tonic as they are, so its own `tcp_nodelay` does not

@@ -107,6 +107,20 @@ impl Store {
         key: &str,
         actor: &str,
     ) -> Result<ApiKey, StoreError> {
+        self.create_api_key_hashed_at(name, role, hash_key(key), actor, Timestamp::now())
+    }
+
+    /// [`Store::create_api_key`] from the key's SHA-256 ([`hash_key`]) rather than the key, as of
+    /// `now`: what a replicated change carries (the clear key never leaves the process that made
+    /// it). Errors: an invalid or taken name ([`StoreError::Invalid`]), storage.
+    pub fn create_api_key_hashed_at(
+        &self,
+        name: &str,
+        role: Role,
+        hash: [u8; 32],
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<ApiKey, StoreError> {
         validate_actor(actor)?;
         super::validate_bank_name(name).map_err(|_| {
             StoreError::Invalid(format!(
@@ -123,8 +137,6 @@ impl Store {
                 "a key named {name:?} already exists"
             )));
         }
-        let hash = hash_key(key);
-        let now = Timestamp::now();
         let record = ApiKey {
             name: name.to_string(),
             role,
@@ -175,6 +187,16 @@ impl Store {
 
     /// Revokes the key named `name`: every later call with it fails.
     pub fn revoke_api_key(&self, name: &str, actor: &str) -> Result<ApiKey, StoreError> {
+        self.revoke_api_key_at(name, actor, Timestamp::now())
+    }
+
+    /// [`Store::revoke_api_key`] as of `now` (a key already revoked keeps its first time).
+    pub fn revoke_api_key_at(
+        &self,
+        name: &str,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<ApiKey, StoreError> {
         validate_actor(actor)?;
         let mut counters = self.lock_writer()?;
         let hash = self
@@ -187,7 +209,6 @@ impl Store {
             .map(|v| decode(&v))
             .transpose()?
             .ok_or_else(|| StoreError::Corrupt(format!("key {name:?} has a name but no record")))?;
-        let now = Timestamp::now();
         record.revoked_at.get_or_insert(now);
         let mut next = *counters;
         let audit = audit_op(

@@ -21,7 +21,7 @@ use std::str::FromStr;
 use serde::Serialize;
 
 use super::model::{Algorithm, Entry, EntryHashes, HashValue, NewEntry, Upserted};
-use super::{Store, StoreError};
+use super::{Applied, Change, Origin, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -526,9 +526,9 @@ pub fn check(reader: impl BufRead, options: &ImportOptions) -> Result<ImportSumm
     Ok(summary)
 }
 
-/// Import into `bank`. `on_commit` sees each committed batch (the entries are durable when it
-/// runs) and `on_bad_line` each bad line as it is met. Ends with an `import` audit event carrying
-/// the counts.
+/// Import into `bank` straight into `store` (no live index: the offline CLI, tests). `on_commit`
+/// sees each committed batch (the entries are durable when it runs) and `on_bad_line` each bad
+/// line as it is met. Ends with an `import` audit event carrying the counts. See [`import_with`].
 pub fn import(
     store: &Store,
     bank: &str,
@@ -536,6 +536,36 @@ pub fn import(
     options: &ImportOptions,
     actor: &str,
     on_commit: &mut dyn FnMut(&[Upserted]),
+    on_bad_line: &mut dyn FnMut(&LineError),
+) -> Result<ImportSummary, FormatError> {
+    let origin = Origin::now(actor);
+    import_with(
+        &mut |change| {
+            let applied = store.apply(change, &origin)?;
+            if let Applied::Upserted(done) = &applied {
+                on_commit(done);
+            }
+            Ok(applied)
+        },
+        store,
+        bank,
+        reader,
+        options,
+        on_bad_line,
+    )
+}
+
+/// Import into `bank`, each batch of entries applied as one [`Change::UpsertEntries`] by `apply`
+/// (the live banks apply it to the store and the index), and the outcome as one
+/// [`Change::RecordImport`] carrying the counts. `store` is read to check the bank exists;
+/// `on_bad_line` sees each bad line as it is met. Errors: an unknown bank, a bad line under
+/// `strict` (batches committed before it stay), a read or store failure.
+pub fn import_with(
+    apply: &mut dyn FnMut(Change) -> Result<Applied, StoreError>,
+    store: &Store,
+    bank: &str,
+    reader: impl BufRead,
+    options: &ImportOptions,
     on_bad_line: &mut dyn FnMut(&LineError),
 ) -> Result<ImportSummary, FormatError> {
     if store.get_bank(bank)?.is_none() {
@@ -549,15 +579,19 @@ pub fn import(
             if batch.is_empty() {
                 return Ok(());
             }
-            let done = store.upsert_entries(bank, std::mem::take(batch), actor)?;
-            for u in &done {
-                if u.added {
-                    summary.added += 1;
-                } else {
-                    summary.updated += 1;
+            let change = Change::UpsertEntries {
+                bank: bank.to_string(),
+                entries: std::mem::take(batch),
+            };
+            if let Applied::Upserted(done) = apply(change)? {
+                for u in &done {
+                    if u.added {
+                        summary.added += 1;
+                    } else {
+                        summary.updated += 1;
+                    }
                 }
             }
-            on_commit(&done);
             Ok(())
         };
     let outcome = parse(reader, options.format, options.algorithm, &mut |unit| {
@@ -595,7 +629,10 @@ pub fn import(
         "failed": summary.failed,
         "complete": outcome.is_ok() && flushed.is_ok(),
     });
-    store.record_import(bank, detail, actor)?;
+    apply(Change::RecordImport {
+        bank: bank.to_string(),
+        detail,
+    })?;
     outcome?;
     flushed?;
     Ok(summary)

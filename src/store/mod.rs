@@ -8,6 +8,7 @@
 
 pub mod api_keys;
 pub mod backend;
+pub mod change;
 pub mod formats;
 pub mod keys;
 pub mod load;
@@ -20,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, RwLock};
 
 pub use backend::{Backend, MemoryBackend, RocksBackend, RocksOptions, WriteOp};
+pub use change::{Applied, Change, Origin};
 use keys::{Cf, EntryHead, EntryRecord};
 pub use model::*;
 pub use schema::SCHEMA_VERSION;
@@ -182,7 +184,19 @@ impl Store {
 
     // ---- banks ----
 
+    /// Creates a bank (audited as `bank_create` by `actor`). Errors: an invalid name, description
+    /// or limits ([`StoreError::Invalid`]), [`StoreError::BankExists`], a storage failure.
     pub fn create_bank(&self, new: NewBank, actor: &str) -> Result<Bank, StoreError> {
+        self.create_bank_at(new, actor, Timestamp::now())
+    }
+
+    /// [`Store::create_bank`] as of `now` (the change's time when it is replayed from a log).
+    pub fn create_bank_at(
+        &self,
+        new: NewBank,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<Bank, StoreError> {
         validate_bank_name(&new.name)?;
         validate_actor(actor)?;
         validate_text("description", &new.description)?;
@@ -192,7 +206,6 @@ impl Store {
         if self.bank_cache()?.contains_key(&new.name) {
             return Err(StoreError::BankExists(new.name));
         }
-        let now = Timestamp::now();
         let bank = Bank {
             id: counters.next_bank_id,
             name: new.name,
@@ -249,11 +262,24 @@ impl Store {
             .ok_or_else(|| StoreError::Corrupt(format!("entry refers to missing bank {id}")))
     }
 
+    /// Changes a bank's description, enabled flag, kind or limits (those set in `update`), audited
+    /// as `bank_update`. Errors: [`StoreError::BankNotFound`], invalid text or limits, storage.
     pub fn update_bank(
         &self,
         name: &str,
         update: BankUpdate,
         actor: &str,
+    ) -> Result<Bank, StoreError> {
+        self.update_bank_at(name, update, actor, Timestamp::now())
+    }
+
+    /// [`Store::update_bank`] as of `now`.
+    pub fn update_bank_at(
+        &self,
+        name: &str,
+        update: BankUpdate,
+        actor: &str,
+        now: Timestamp,
     ) -> Result<Bank, StoreError> {
         validate_actor(actor)?;
         let mut counters = self.lock_writer()?;
@@ -280,7 +306,6 @@ impl Store {
             );
             bank.max_distance = max_distance;
         }
-        let now = Timestamp::now();
         bank.updated_at = now;
         let mut next = *counters;
         let ops = vec![
@@ -311,6 +336,16 @@ impl Store {
         name: &str,
         actor: &str,
     ) -> Result<Vec<(EntryId, EntryHashes)>, StoreError> {
+        self.delete_bank_at(name, actor, Timestamp::now())
+    }
+
+    /// [`Store::delete_bank`] as of `now`.
+    pub fn delete_bank_at(
+        &self,
+        name: &str,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<Vec<(EntryId, EntryHashes)>, StoreError> {
         validate_actor(actor)?;
         let mut counters = self.lock_writer()?;
         let bank = self.require_bank(name)?;
@@ -334,7 +369,6 @@ impl Store {
             removed_hashes.push((id, head.hashes));
         }
         ops.push(WriteOp::Delete(Cf::Banks, keys::bank_key(bank.id).to_vec()));
-        let now = Timestamp::now();
         let mut next = *counters;
         let detail = serde_json::json!({ "entries_removed": removed.len() });
         ops.push(audit_op(
@@ -400,6 +434,18 @@ impl Store {
         entries: Vec<NewEntry>,
         actor: &str,
     ) -> Result<Vec<Upserted>, StoreError> {
+        self.upsert_entries_at(bank, entries, actor, Timestamp::now())
+    }
+
+    /// [`Store::upsert_entries`] as of `now`: new entries are stamped `added_at = now` (unless
+    /// they carry their own), and `Upserted::active` is judged at `now`.
+    pub fn upsert_entries_at(
+        &self,
+        bank: &str,
+        entries: Vec<NewEntry>,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<Vec<Upserted>, StoreError> {
         validate_actor(actor)?;
         for e in &entries {
             e.validate()?;
@@ -407,7 +453,6 @@ impl Store {
         let mut counters = self.lock_writer()?;
         let bank = self.require_bank(bank)?;
         let mut next = *counters;
-        let now = Timestamp::now();
         let mut ops = Vec::with_capacity(entries.len() * 2 + 3);
         let mut results = Vec::with_capacity(entries.len());
         // What this batch has written so far, by external id: (id, record).
@@ -517,6 +562,17 @@ impl Store {
         ids: &[EntryId],
         actor: &str,
     ) -> Result<Vec<Entry>, StoreError> {
+        self.remove_entries_at(bank, ids, actor, Timestamp::now())
+    }
+
+    /// [`Store::remove_entries`] as of `now` (the audit event's time).
+    pub fn remove_entries_at(
+        &self,
+        bank: &str,
+        ids: &[EntryId],
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<Vec<Entry>, StoreError> {
         validate_actor(actor)?;
         let mut counters = self.lock_writer()?;
         let bank = self.require_bank(bank)?;
@@ -541,7 +597,6 @@ impl Store {
         if removed.is_empty() {
             return Ok(removed);
         }
-        let now = Timestamp::now();
         let mut next = *counters;
         let removed_ids: Vec<EntryId> = removed.iter().map(|e| e.id).collect();
         let detail = serde_json::json!({ "count": removed_ids.len() });
@@ -566,6 +621,18 @@ impl Store {
         until: Option<Timestamp>,
         actor: &str,
     ) -> Result<Vec<Entry>, StoreError> {
+        self.set_entries_disabled_at(bank, ids, until, actor, Timestamp::now())
+    }
+
+    /// [`Store::set_entries_disabled`] as of `now` (the audit event's time).
+    pub fn set_entries_disabled_at(
+        &self,
+        bank: &str,
+        ids: &[EntryId],
+        until: Option<Timestamp>,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<Vec<Entry>, StoreError> {
         validate_actor(actor)?;
         let mut counters = self.lock_writer()?;
         let bank = self.require_bank(bank)?;
@@ -587,7 +654,6 @@ impl Store {
         if changed.is_empty() {
             return Ok(changed);
         }
-        let now = Timestamp::now();
         let mut next = *counters;
         let action = if until.is_some() {
             AuditAction::EntryDisable
@@ -730,13 +796,24 @@ impl Store {
         detail: serde_json::Value,
         actor: &str,
     ) -> Result<(), StoreError> {
+        self.record_import_at(bank, detail, actor, Timestamp::now())
+    }
+
+    /// [`Store::record_import`] as of `now`.
+    pub fn record_import_at(
+        &self,
+        bank: &str,
+        detail: serde_json::Value,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         validate_actor(actor)?;
         let mut counters = self.lock_writer()?;
         let bank = self.require_bank(bank)?;
         let mut next = *counters;
         let op = audit_op(
             &mut next,
-            Timestamp::now(),
+            now,
             actor,
             AuditAction::Import,
             &bank.name,

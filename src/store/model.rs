@@ -394,7 +394,7 @@ pub struct Bank {
 }
 
 /// What a new bank is created with; defaults are an enabled block bank with default thresholds.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NewBank {
     pub name: String,
     pub description: String,
@@ -404,7 +404,7 @@ pub struct NewBank {
 }
 
 /// Changes to a bank; `None` leaves a field as it is. The name cannot change: it keys the audit log.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BankUpdate {
     pub description: Option<String>,
     pub enabled: Option<bool>,
