@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::cluster::ClusterConfig;
 use crate::service::ServiceLimits;
 use crate::service::server::{ServerConfig, TlsFiles};
 
@@ -28,6 +29,15 @@ pub struct Settings {
     pub decode_min_side: Option<u32>,
     pub sync_writes: Option<bool>,
     pub keypoints: Option<bool>,
+    /// NATS server URLs, comma-separated: clustered mode (`crate::cluster`).
+    pub nats: Option<String>,
+    pub nats_stream: Option<String>,
+    pub nats_replicas: Option<usize>,
+    pub nats_write_timeout_ms: Option<u64>,
+    pub nats_snapshot_changes: Option<u64>,
+    pub nats_snapshot_minutes: Option<u64>,
+    pub nats_max_lag: Option<u64>,
+    pub nats_max_changes: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +58,8 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     pub json_logs: bool,
     pub sync_writes: bool,
+    /// Clustered mode: how to join the NATS cluster (`None`: one node, embedded).
+    pub cluster: Option<ClusterConfig>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
@@ -82,6 +94,14 @@ impl Settings {
             decode_min_side: self.decode_min_side.or(fallback.decode_min_side),
             sync_writes: self.sync_writes.or(fallback.sync_writes),
             keypoints: self.keypoints.or(fallback.keypoints),
+            nats: self.nats.or(fallback.nats),
+            nats_stream: self.nats_stream.or(fallback.nats_stream),
+            nats_replicas: self.nats_replicas.or(fallback.nats_replicas),
+            nats_write_timeout_ms: self.nats_write_timeout_ms.or(fallback.nats_write_timeout_ms),
+            nats_snapshot_changes: self.nats_snapshot_changes.or(fallback.nats_snapshot_changes),
+            nats_snapshot_minutes: self.nats_snapshot_minutes.or(fallback.nats_snapshot_minutes),
+            nats_max_lag: self.nats_max_lag.or(fallback.nats_max_lag),
+            nats_max_changes: self.nats_max_changes.or(fallback.nats_max_changes),
         }
     }
 
@@ -146,7 +166,38 @@ impl Settings {
             },
             keypoints: self.keypoints.unwrap_or(defaults.keypoints),
         };
+        let cluster = match self.nats.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(urls) => {
+                let d = ClusterConfig::default();
+                let c = ClusterConfig {
+                    servers: urls
+                        .split(',')
+                        .map(|u| u.trim().to_string())
+                        .filter(|u| !u.is_empty())
+                        .collect(),
+                    stream: self.nats_stream.unwrap_or(d.stream),
+                    replicas: self.nats_replicas.unwrap_or(d.replicas),
+                    write_timeout: self
+                        .nats_write_timeout_ms
+                        .map_or(d.write_timeout, Duration::from_millis),
+                    snapshot_changes: self.nats_snapshot_changes.unwrap_or(d.snapshot_changes),
+                    snapshot_interval: self
+                        .nats_snapshot_minutes
+                        .map_or(d.snapshot_interval, |m| Duration::from_secs(m * 60)),
+                    max_lag: self.nats_max_lag.unwrap_or(d.max_lag),
+                    max_changes: self.nats_max_changes.unwrap_or(d.max_changes),
+                    ..d
+                };
+                c.validate().map_err(|message| ConfigError::Invalid {
+                    setting: "nats",
+                    message,
+                })?;
+                Some(c)
+            }
+        };
         Ok(ServeConfig {
+            cluster,
             server: ServerConfig {
                 listen,
                 insecure_no_auth: self.insecure_no_auth.unwrap_or(false),
@@ -198,6 +249,19 @@ mod tests {
         assert!(c.server.limits.keypoints);
         let off: Settings = toml::from_str("keypoints = false\n").unwrap();
         assert!(!off.resolve().unwrap().server.limits.keypoints);
+        // One node unless NATS servers are named; then the cluster's defaults and overrides.
+        assert!(c.cluster.is_none());
+        let clustered: Settings = toml::from_str(
+            "nats = \"nats://a:4222, nats://b:4222\"\nnats_replicas = 1\nnats_snapshot_minutes = 2\n",
+        )
+        .unwrap();
+        let cluster = clustered.resolve().unwrap().cluster.unwrap();
+        assert_eq!(cluster.servers, ["nats://a:4222", "nats://b:4222"]);
+        assert_eq!(cluster.replicas, 1);
+        assert_eq!(cluster.snapshot_interval, Duration::from_secs(120));
+        assert_eq!(cluster.stream, ClusterConfig::default().stream);
+        let bad: Settings = toml::from_str("nats = \"nats://a\"\nnats_replicas = 7\n").unwrap();
+        assert!(bad.resolve().unwrap_err().to_string().starts_with("nats"));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod bank;
+pub mod bench_cluster;
 pub mod bench_hash;
 pub mod bench_lookup;
 pub mod bench_service;
@@ -79,6 +80,9 @@ pub enum BenchCommand {
     Hash(bench_hash::HashBenchArgs),
     /// Screen throughput and latency under increasing load, against a 1M-entry bank.
     Service(bench_service::ServiceBenchArgs),
+    /// Replicas through NATS JetStream: propagation, write throughput, replay, a new replica's
+    /// start (needs nats-server: scripts/setup.sh installs it).
+    Cluster(bench_cluster::ClusterBenchArgs),
 }
 
 /// A command that could not run to its end: printed as `error: ...` on stderr, exit code 2.
@@ -105,6 +109,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Bench {
             which: BenchCommand::Hash(args),
         } => bench_hash::run(args),
+        Command::Bench {
+            which: BenchCommand::Cluster(args),
+        } => bench_cluster::run(args),
         Command::Bench {
             which: BenchCommand::Service(args),
         } => bench_service::run(args),

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use super::CliError;
-use crate::config::Settings;
+use crate::cluster::{Cluster, ClusterConfig};
+use crate::config::{ServeConfig, Settings};
 use crate::service::server;
 use crate::store::{RocksOptions, Store};
 
@@ -58,6 +59,34 @@ pub struct ServeArgs {
     /// about 0.6 ms a screen and loses about 12 points of recall; see the README) [default: true].
     #[arg(long, env = "VIGIE_KEYPOINTS", num_args = 0..=1, default_missing_value = "true")]
     pub keypoints: Option<bool>,
+    /// Clustered mode: NATS server URLs, comma-separated (nats://host:4222,...). Every bank change
+    /// goes through a JetStream stream that every replica applies (docs/CLUSTER.md) [default: one
+    /// node, no NATS].
+    #[arg(long, env = "VIGIE_NATS")]
+    pub nats: Option<String>,
+    /// JetStream stream of the changes; its snapshot bucket is NAME_snapshots [default: VIGIE].
+    #[arg(long, env = "VIGIE_NATS_STREAM")]
+    pub nats_stream: Option<String>,
+    /// Copies NATS keeps of the stream and the snapshots, when this replica creates them
+    /// [default: 3].
+    #[arg(long, env = "VIGIE_NATS_REPLICAS")]
+    pub nats_replicas: Option<usize>,
+    /// A write the stream has not acknowledged by then fails UNAVAILABLE [default: 5000].
+    #[arg(long, env = "VIGIE_NATS_WRITE_TIMEOUT_MS")]
+    pub nats_write_timeout_ms: Option<u64>,
+    /// Publish a snapshot of the store after this many changes past the last one [default: 10000].
+    #[arg(long, env = "VIGIE_NATS_SNAPSHOT_CHANGES")]
+    pub nats_snapshot_changes: Option<u64>,
+    /// ...or after this many minutes with any change past it [default: 10].
+    #[arg(long, env = "VIGIE_NATS_SNAPSHOT_MINUTES")]
+    pub nats_snapshot_minutes: Option<u64>,
+    /// Report not ready when more than this many changes behind the stream [default: 1000].
+    #[arg(long, env = "VIGIE_NATS_MAX_LAG")]
+    pub nats_max_lag: Option<u64>,
+    /// Stream retention, when this replica creates the stream: keep the last N changes; 0 keeps
+    /// all [default: 0].
+    #[arg(long, env = "VIGIE_NATS_MAX_CHANGES")]
+    pub nats_max_changes: Option<u64>,
 }
 
 impl ServeArgs {
@@ -77,6 +106,14 @@ impl ServeArgs {
             decode_min_side: self.decode_min_side,
             sync_writes: self.sync_writes,
             keypoints: self.keypoints,
+            nats: self.nats.clone(),
+            nats_stream: self.nats_stream.clone(),
+            nats_replicas: self.nats_replicas,
+            nats_write_timeout_ms: self.nats_write_timeout_ms,
+            nats_snapshot_changes: self.nats_snapshot_changes,
+            nats_snapshot_minutes: self.nats_snapshot_minutes,
+            nats_max_lag: self.nats_max_lag,
+            nats_max_changes: self.nats_max_changes,
         }
     }
 }
@@ -111,18 +148,18 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
             "--insecure-no-auth: every call is accepted as admin without a key; for local trials only"
         );
     }
-    let store = Store::open(
-        &config.data_dir,
-        &RocksOptions {
-            sync_writes: config.sync_writes,
-            ..RocksOptions::default()
-        },
-    )
-    .map_err(|e| CliError(e.to_string()))?;
-    let store = Arc::new(store);
+    let options = RocksOptions {
+        sync_writes: config.sync_writes,
+        ..RocksOptions::default()
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    if let Some(cluster) = &config.cluster {
+        return runtime.block_on(serve_replica(&config, cluster, &options));
+    }
+    let store = Store::open(&config.data_dir, &options).map_err(|e| CliError(e.to_string()))?;
+    let store = Arc::new(store);
     runtime.block_on(async move {
         let running = server::start(config.server.clone(), store)
             .await
@@ -143,6 +180,49 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
         tracing::info!("stopped; store closed");
         Ok::<_, CliError>(())
     })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Clustered mode: join the cluster (restoring a snapshot and loading the index first when
+/// needed), serve, and on a signal stop serving, then stop applying.
+async fn serve_replica(
+    config: &ServeConfig,
+    cluster_config: &ClusterConfig,
+    options: &RocksOptions,
+) -> Result<ExitCode, CliError> {
+    let cluster = Cluster::start(
+        cluster_config,
+        &config.data_dir,
+        options,
+        config.server.limits.hashing_setup(),
+    )
+    .await
+    .map_err(|e| CliError(e.to_string()))?;
+    let progress = cluster.progress.clone();
+    let replica = server::Replica {
+        banks: cluster.live.clone(),
+        store: cluster.store.clone(),
+        writer: cluster.writer.clone(),
+        ready: cluster.progress.watch_ready(),
+        metrics: Arc::new(move |out: &mut String| progress.render(out)),
+    };
+    let running = server::start_replica(config.server.clone(), replica)
+        .await
+        .map_err(|e| CliError(e.to_string()))?;
+    tracing::info!(
+        addr = %running.addr,
+        data_dir = %config.data_dir.display(),
+        metrics = ?running.metrics_addr,
+        nats = ?cluster_config.servers,
+        stream = %cluster_config.stream,
+        "vigie serving as a cluster replica"
+    );
+    wait_for_signal().await;
+    tracing::info!("shutting down: draining in-flight requests");
+    let served = running.shutdown().await;
+    cluster.shutdown().await;
+    served.map_err(|e| CliError(e.to_string()))?;
+    tracing::info!("stopped; store closed");
     Ok(ExitCode::SUCCESS)
 }
 

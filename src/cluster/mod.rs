@@ -30,9 +30,10 @@ use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::matcher::{Applied, LiveBanks};
-use crate::store::change::{Change, Origin};
-use crate::store::{RocksOptions, Store, StoreError};
+use crate::hashing::HashingSetup;
+use crate::matcher::LiveBanks;
+use crate::store::formats::{self, FormatError, ImportOptions, ImportSummary};
+use crate::store::{Applied, Change, Origin, RocksOptions, Store, StoreError};
 use progress::Progress;
 
 /// How a replica joins the cluster and behaves in it.
@@ -179,6 +180,54 @@ impl BankWriter for LiveBanks {
     }
 }
 
+/// Why an import through a [`BankWriter`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The input or the store refused it (see [`formats::import_with`]).
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// A batch could not be committed.
+    #[error(transparent)]
+    Write(#[from] WriteError),
+}
+
+/// Import a hash list into `bank` through `writer`: each batch one [`Change::UpsertEntries`],
+/// then one [`Change::RecordImport`], as [`LiveBanks::import`] does on one node. Errors: as
+/// [`formats::import_with`], or the [`WriteError`] of the batch that could not be committed
+/// (batches committed before it stay).
+pub fn import(
+    writer: &dyn BankWriter,
+    store: &Store,
+    bank: &str,
+    reader: impl std::io::BufRead,
+    options: &ImportOptions,
+    origin: &Origin,
+) -> Result<ImportSummary, ImportError> {
+    let mut failed = None;
+    let result = formats::import_with(
+        &mut |change| {
+            writer.write(change, origin).map_err(|e| match e {
+                WriteError::Store(e) => e,
+                other => {
+                    // import_with speaks StoreError: keep the real error for the caller.
+                    let message = other.to_string();
+                    failed = Some(other);
+                    StoreError::Backend(message)
+                }
+            })
+        },
+        store,
+        bank,
+        reader,
+        options,
+        &mut |_| {},
+    );
+    match (result, failed) {
+        (Err(_), Some(write)) => Err(ImportError::Write(write)),
+        (result, _) => Ok(result?),
+    }
+}
+
 /// Whether the store refused `e` by its own rules (the same on every replica that applied the
 /// same changes before), as opposed to failing (I/O, corruption), which may not happen elsewhere.
 pub fn is_deterministic(e: &StoreError) -> bool {
@@ -315,6 +364,8 @@ fn message_id() -> String {
 pub struct Cluster {
     /// The banks this replica serves screens from.
     pub live: Arc<LiveBanks>,
+    /// Their store.
+    pub store: Arc<Store>,
     /// What the edges write through.
     pub writer: Arc<ClusterWriter>,
     /// Position, lag, readiness.
@@ -344,6 +395,7 @@ impl Cluster {
         config: &ClusterConfig,
         data_dir: &Path,
         options: &RocksOptions,
+        setup: HashingSetup,
     ) -> Result<Cluster, ClusterError> {
         config.validate().map_err(ClusterError::Refused)?;
         let client = async_nats::ConnectOptions::new()
@@ -397,11 +449,12 @@ impl Cluster {
         } else {
             None
         };
-        let store = Store::open(data_dir, options)?;
+        let store = Arc::new(Store::open(data_dir, options)?);
         let applied = store.applied_sequence()?.unwrap_or(0);
         let started = Instant::now();
+        let for_load = store.clone();
         let live = Arc::new(
-            tokio::task::spawn_blocking(move || LiveBanks::open(store))
+            tokio::task::spawn_blocking(move || LiveBanks::open(for_load, setup))
                 .await
                 .map_err(|e| ClusterError::Nats(format!("index load task: {e}")))??,
         );
@@ -462,6 +515,7 @@ impl Cluster {
         });
         Ok(Cluster {
             live,
+            store,
             writer,
             progress,
             stop,

@@ -70,6 +70,7 @@ pub struct Progress {
     max_lag: u64,
     times: Mutex<Times>,
     ready: watch::Sender<bool>,
+    applied_watch: watch::Sender<u64>,
 }
 
 impl Progress {
@@ -78,6 +79,7 @@ impl Progress {
     /// as long as it is at most `max_lag` sequences behind the head.
     pub fn new(applied: u64, head_at_start: u64, max_lag: u64) -> Progress {
         let (ready, _) = watch::channel(false);
+        let (applied_watch, _) = watch::channel(applied);
         let progress = Progress {
             applied: AtomicU64::new(applied),
             head: AtomicU64::new(head_at_start.max(applied)),
@@ -85,6 +87,7 @@ impl Progress {
             max_lag,
             times: Mutex::new(Times::default()),
             ready,
+            applied_watch,
         };
         progress.update();
         progress
@@ -121,6 +124,12 @@ impl Progress {
         self.ready.subscribe()
     }
 
+    /// Wait until the replica has applied `seq` (for benchmarks and tests).
+    pub async fn wait_applied(&self, seq: u64) {
+        let mut rx = self.applied_watch.subscribe();
+        let _ = rx.wait_for(|a| *a >= seq).await;
+    }
+
     /// Why the replica stopped applying, if it did.
     pub fn stalled(&self) -> Option<String> {
         self.times().stalled.clone()
@@ -153,6 +162,7 @@ impl Progress {
             }
         }
         self.update();
+        self.applied_watch.send_replace(self.applied());
     }
 
     /// This replica started from a snapshot covering up to `seq`.

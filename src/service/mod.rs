@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tonic::Status;
 
+use crate::cluster::BankWriter;
 use crate::hashing::HashingSetup;
 use crate::matcher::LiveBanks;
 use crate::store::Store;
@@ -89,8 +90,11 @@ impl ServiceLimits {
 
 /// What every handler shares.
 pub struct ServiceState {
-    /// The banks and their live index: every screen and every bank change goes through it.
+    /// The banks and their live index: every screen goes through it.
     pub banks: Arc<LiveBanks>,
+    /// Where bank changes go: `banks` itself on one node, the cluster's stream on a replica
+    /// (`crate::cluster`).
+    pub writer: Arc<dyn BankWriter>,
     /// Request limits.
     pub limits: ServiceLimits,
     /// Hashing workers: CPU-bound work waits for one of these.
@@ -106,6 +110,7 @@ impl ServiceState {
     /// The shared state over `banks`, not ready until [`ServiceState::set_ready`].
     pub fn new(banks: Arc<LiveBanks>, limits: ServiceLimits, metrics: Arc<Metrics>) -> Self {
         ServiceState {
+            writer: banks.clone(),
             banks,
             hash_permits: Arc::new(Semaphore::new(limits.hash_workers.max(1))),
             limits,
@@ -115,7 +120,7 @@ impl ServiceState {
         }
     }
 
-    /// The store, for reads; writes go through `banks.apply`.
+    /// The store, for reads; writes go through `writer`.
     pub fn store(&self) -> &Store {
         self.banks.store()
     }
