@@ -4,7 +4,7 @@
 //! deadline. Skips (with a message) only when no `nats-server` can be found; `scripts/setup.sh`
 //! installs one, so CI runs it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -578,5 +578,4 @@ async fn replicas_share_banks_through_jetstream_and_survive_faults() {
     let (digest_d, _) = assert_converged(&[&a, &d], Duration::from_secs(30)).await;
     assert_eq!(digest_d, digest_abc);
     assert_has_all(&d, "shared", &acked).await;
-    let _ = BTreeSet::<u8>::new();
 }

@@ -55,7 +55,7 @@ fn splitmix(state: &mut u64) -> u64 {
 fn random_entry(rng: &mut u64, external_id: String) -> NewEntry {
     let words = [splitmix(rng), splitmix(rng), splitmix(rng), splitmix(rng)];
     let mut hashes = EntryHashes::default();
-    hashes.set(HashValue::Pdq(crate::bits::Hash256(words)));
+    hashes.set(HashValue::Pdq(crate::bits::Bits(words)));
     NewEntry {
         external_id,
         hashes,
@@ -320,7 +320,7 @@ async fn bench(args: &ClusterBenchArgs, binary: &Path, dir: &Path) -> Result<Exi
         "replay_entries_per_s": replay_rate.round(),
         "snapshot_publish_s": publish.as_secs_f64(),
         "new_replica_ready_s": join.as_secs_f64(),
-    }));
+    }))?;
     d.shutdown().await;
     b.shutdown().await;
     a.shutdown().await;

@@ -308,13 +308,12 @@ impl ClusterWriter {
                     self.write_timeout
                 )));
             }
-            let publish = jetstream::context::Publish::build()
+            let publish = jetstream::message::PublishMessage::build()
                 .payload(payload.clone())
                 .message_id(&id);
             let attempt = async {
                 let ack = self.js.send_publish(self.subject.clone(), publish).await?;
                 ack.await
-                    .map_err(|e| jetstream::context::PublishError::with_source(PublishErrorKind::Other, e))
             };
             match tokio::time::timeout(remaining.min(ATTEMPT_TIMEOUT), attempt).await {
                 Ok(Ok(ack)) => break ack.sequence,
@@ -353,9 +352,9 @@ impl BankWriter for ClusterWriter {
 
 /// A fresh random message id (128 bits, hex): the stream's deduplication key for one write.
 fn message_id() -> String {
-    use rand::RngCore;
+    use rand::{RngCore, SeedableRng};
     let mut bytes = [0u8; 16];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    rand::rngs::StdRng::from_os_rng().fill_bytes(&mut bytes);
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -59,7 +59,7 @@ pub async fn ensure_bucket(
                 ..Default::default()
             })
             .await
-            .or_else(|create| Err(ClusterError::Nats(format!("snapshot bucket {name}: {create}")))),
+            .map_err(|create| ClusterError::Nats(format!("snapshot bucket {name}: {create}"))),
     }
 }
 
