@@ -97,9 +97,15 @@ impl Settings {
             nats: self.nats.or(fallback.nats),
             nats_stream: self.nats_stream.or(fallback.nats_stream),
             nats_replicas: self.nats_replicas.or(fallback.nats_replicas),
-            nats_write_timeout_ms: self.nats_write_timeout_ms.or(fallback.nats_write_timeout_ms),
-            nats_snapshot_changes: self.nats_snapshot_changes.or(fallback.nats_snapshot_changes),
-            nats_snapshot_minutes: self.nats_snapshot_minutes.or(fallback.nats_snapshot_minutes),
+            nats_write_timeout_ms: self
+                .nats_write_timeout_ms
+                .or(fallback.nats_write_timeout_ms),
+            nats_snapshot_changes: self
+                .nats_snapshot_changes
+                .or(fallback.nats_snapshot_changes),
+            nats_snapshot_minutes: self
+                .nats_snapshot_minutes
+                .or(fallback.nats_snapshot_minutes),
             nats_max_lag: self.nats_max_lag.or(fallback.nats_max_lag),
             nats_max_changes: self.nats_max_changes.or(fallback.nats_max_changes),
         }

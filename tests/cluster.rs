@@ -63,7 +63,10 @@ impl Replica {
         let child = Command::new(env!("CARGO_BIN_EXE_vigie"))
             .args(["serve", "--insecure-no-auth", "--keypoints", "false"])
             .args(["--listen", &format!("127.0.0.1:{}", self.port)])
-            .args(["--metrics-listen", &format!("127.0.0.1:{}", self.metrics_port)])
+            .args([
+                "--metrics-listen",
+                &format!("127.0.0.1:{}", self.metrics_port),
+            ])
             .arg("--data-dir")
             .arg(&self.data)
             .args(["--nats", &self.nats, "--nats-stream", STREAM])
@@ -118,7 +121,8 @@ impl Replica {
                     service: String::new(),
                 })
                 .await
-                .map(|r| r.into_inner().status);
+                .map(|r| r.into_inner().status)
+                .map_err(|e| e.code());
             if status == Ok(ServingStatus::Serving as i32) {
                 return;
             }
@@ -235,7 +239,10 @@ async fn digest(replica: &Replica) -> (String, usize) {
     let mut sha = Sha256::new();
     let mut entries = 0;
     for bank in banks {
-        sha.update(format!("{}|{}|{}|{}\n", bank.name, bank.enabled, bank.kind, bank.created_at));
+        sha.update(format!(
+            "{}|{}|{}|{}\n",
+            bank.name, bank.enabled, bank.kind, bank.created_at
+        ));
         let mut token = String::new();
         loop {
             let page = client
@@ -258,7 +265,8 @@ async fn digest(replica: &Replica) -> (String, usize) {
             token = page.next_page_token;
         }
     }
-    (format!("{:x}", sha.finalize()), entries)
+    let hex: String = sha.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    (hex, entries)
 }
 
 /// Wait until every replica has applied the same last sequence, then compare their digests.
@@ -314,7 +322,12 @@ async fn assert_has_all(replica: &Replica, bank: &str, acked: &Acked) {
                 })),
             })
             .await
-            .unwrap_or_else(|e| panic!("{}: acknowledged {external_id} is missing: {e}", replica.name))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{}: acknowledged {external_id} is missing: {e}",
+                    replica.name
+                )
+            })
             .into_inner();
         assert_eq!(
             got.hashes.map(|h| h.pdq),
@@ -349,7 +362,14 @@ fn spawn_writer(
             }
             let id = format!("{prefix}-{i}");
             let pdq = random_pdq(&mut rng);
-            match add(&mut client, bank, vec![entry(&id, &pdq)], Duration::from_secs(10)).await {
+            match add(
+                &mut client,
+                bank,
+                vec![entry(&id, &pdq)],
+                Duration::from_secs(10),
+            )
+            .await
+            {
                 Ok(_) => {
                     acked.lock().expect("lock").insert(id, pdq);
                     ok += 1;
@@ -397,9 +417,14 @@ async fn replicas_share_banks_through_jetstream_and_survive_faults() {
         .expect("bank created through the cluster");
     let mut rng = 42u64;
     let first = random_pdq(&mut rng);
-    add(&mut client_a, "shared", vec![entry("first", &first)], Duration::from_secs(10))
-        .await
-        .expect("entry added");
+    add(
+        &mut client_a,
+        "shared",
+        vec![entry("first", &first)],
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("entry added");
     assert_eq!(
         screen_matches(&mut a.screening().await, &first).await,
         Some(true),
@@ -409,9 +434,14 @@ async fn replicas_share_banks_through_jetstream_and_survive_faults() {
     for _ in 0..20 {
         let pdq = random_pdq(&mut rng);
         let written = Instant::now();
-        add(&mut client_a, "shared", vec![entry(&format!("p-{pdq}"), &pdq)], Duration::from_secs(10))
-            .await
-            .expect("entry added");
+        add(
+            &mut client_a,
+            "shared",
+            vec![entry(&format!("p-{pdq}"), &pdq)],
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("entry added");
         let ack = written.elapsed();
         let on_b = until_matched(&b, &pdq, Duration::from_secs(10)).await;
         let on_c = until_matched(&c, &pdq, Duration::from_secs(10)).await;
@@ -460,13 +490,31 @@ async fn replicas_share_banks_through_jetstream_and_survive_faults() {
         w.await.expect("writer");
     }
     let (_, count) = assert_converged(&[&a, &b, &c], Duration::from_secs(30)).await;
-    assert_eq!(count, 21 + 5 + 3 * 25 * 3, "every distinct external id once");
+    assert_eq!(
+        count,
+        21 + 5 + 3 * 25 * 3,
+        "every distinct external id once"
+    );
 
     // 3. SIGKILL a replica while writes go on; restarted, it has every acknowledged write.
     let acked: Acked = Arc::default();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let on_a = spawn_writer(a.port, "shared", "kill-a".into(), 150, acked.clone(), stop.clone());
-    let on_c = spawn_writer(c.port, "shared", "kill-c".into(), 150, acked.clone(), stop.clone());
+    let on_a = spawn_writer(
+        a.port,
+        "shared",
+        "kill-a".into(),
+        150,
+        acked.clone(),
+        stop.clone(),
+    );
+    let on_c = spawn_writer(
+        c.port,
+        "shared",
+        "kill-c".into(),
+        150,
+        acked.clone(),
+        stop.clone(),
+    );
     let until = Instant::now() + Duration::from_secs(30);
     while acked.lock().expect("lock").len() < 40 {
         assert!(Instant::now() < until, "writes do not progress");
@@ -476,7 +524,10 @@ async fn replicas_share_banks_through_jetstream_and_survive_faults() {
     let (ok_a, _) = on_a.await.expect("writer a");
     let (ok_c, _) = on_c.await.expect("writer c");
     assert_eq!(ok_a, 150, "writes on A go on while C is down");
-    assert!(ok_c > 0, "some writes on C were acknowledged before it died");
+    assert!(
+        ok_c > 0,
+        "some writes on C were acknowledged before it died"
+    );
     c.spawn();
     c.wait_serving(Duration::from_secs(60)).await;
     assert_has_all(&c, "shared", &acked).await;
@@ -492,7 +543,14 @@ async fn replicas_share_banks_through_jetstream_and_survive_faults() {
         let pdq = random_pdq(&mut rng);
         let id = format!("one-down-{n}");
         n += 1;
-        match add(&mut client_b, "shared", vec![entry(&id, &pdq)], Duration::from_secs(10)).await {
+        match add(
+            &mut client_b,
+            "shared",
+            vec![entry(&id, &pdq)],
+            Duration::from_secs(10),
+        )
+        .await
+        {
             Ok(_) => {
                 acked.lock().expect("lock").insert(id, pdq);
                 break;
@@ -506,9 +564,14 @@ async fn replicas_share_banks_through_jetstream_and_survive_faults() {
     for i in 0..20 {
         let pdq = random_pdq(&mut rng);
         let id = format!("one-down-ok-{i}");
-        add(&mut client_b, "shared", vec![entry(&id, &pdq)], Duration::from_secs(10))
-            .await
-            .unwrap_or_else(|e| panic!("write {i} with one NATS node down: {e}"));
+        add(
+            &mut client_b,
+            "shared",
+            vec![entry(&id, &pdq)],
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("write {i} with one NATS node down: {e}"));
         acked.lock().expect("lock").insert(id, pdq);
     }
     nats.kill(1).expect("kill n2");
@@ -516,11 +579,21 @@ async fn replicas_share_banks_through_jetstream_and_survive_faults() {
         let pdq = random_pdq(&mut rng);
         let deadline = Duration::from_secs(10);
         let started = Instant::now();
-        let e = add(&mut r.banks().await, "shared", vec![entry("no-quorum", &pdq)], deadline)
-            .await
-            .expect_err("no write is acknowledged without the stream's quorum");
+        let e = add(
+            &mut r.banks().await,
+            "shared",
+            vec![entry("no-quorum", &pdq)],
+            deadline,
+        )
+        .await
+        .expect_err("no write is acknowledged without the stream's quorum");
         assert_eq!(e.code(), Code::Unavailable, "{}: {e}", r.name);
-        assert!(started.elapsed() < deadline, "{}: answered in {:?}", r.name, started.elapsed());
+        assert!(
+            started.elapsed() < deadline,
+            "{}: answered in {:?}",
+            r.name,
+            started.elapsed()
+        );
         assert_eq!(
             screen_matches(&mut r.screening().await, &first).await,
             Some(true),
@@ -536,7 +609,14 @@ async fn replicas_share_banks_through_jetstream_and_survive_faults() {
         let pdq = random_pdq(&mut rng);
         let id = format!("back-{n}");
         n += 1;
-        match add(&mut client_b, "shared", vec![entry(&id, &pdq)], Duration::from_secs(10)).await {
+        match add(
+            &mut client_b,
+            "shared",
+            vec![entry(&id, &pdq)],
+            Duration::from_secs(10),
+        )
+        .await
+        {
             Ok(_) => {
                 acked.lock().expect("lock").insert(id, pdq);
                 break;
@@ -572,7 +652,8 @@ async fn replicas_share_banks_through_jetstream_and_survive_faults() {
     d.wait_serving(Duration::from_secs(60)).await;
     eprintln!("a new replica was ready in {:?}", joined.elapsed());
     assert!(
-        d.metric("vigie_cluster_restored_sequence").is_some_and(|s| s >= 1.0),
+        d.metric("vigie_cluster_restored_sequence")
+            .is_some_and(|s| s >= 1.0),
         "d started from a snapshot"
     );
     let (digest_d, _) = assert_converged(&[&a, &d], Duration::from_secs(30)).await;

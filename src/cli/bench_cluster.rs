@@ -16,9 +16,7 @@ use std::time::{Duration, Instant};
 use crate::cluster::local::{LocalNats, find_nats_server};
 use crate::cluster::{Cluster, ClusterConfig, snapshots};
 use crate::hashing::HashingSetup;
-use crate::store::{
-    Change, EntryHashes, HashValue, NewBank, NewEntry, Origin, RocksOptions,
-};
+use crate::store::{Change, EntryHashes, HashValue, NewBank, NewEntry, Origin, RocksOptions};
 
 use super::CliError;
 use super::bank::print_json;

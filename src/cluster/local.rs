@@ -29,7 +29,10 @@ pub fn find_nats_server() -> Option<PathBuf> {
         }
     }
     let scripts = Command::new("python3")
-        .args(["-c", "import sysconfig; print(sysconfig.get_path('scripts'))"])
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_path('scripts'))",
+        ])
         .stderr(Stdio::null())
         .output()
         .ok()
@@ -112,12 +115,7 @@ impl LocalNats {
     /// accepts client connections (JetStream may still be electing its leaders: clients retry).
     /// `max_payload` is the largest message the servers accept, in bytes (NATS's default is 1 MiB;
     /// vigie's changes can be larger). Errors: I/O, or a node that does not listen within 20 s.
-    pub fn start(
-        binary: &Path,
-        dir: &Path,
-        n: usize,
-        max_payload: usize,
-    ) -> io::Result<LocalNats> {
+    pub fn start(binary: &Path, dir: &Path, n: usize, max_payload: usize) -> io::Result<LocalNats> {
         std::fs::create_dir_all(dir)?;
         let ports = free_ports(2 * n)?;
         let mut nodes = Vec::with_capacity(n);

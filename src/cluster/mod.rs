@@ -281,7 +281,11 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl ClusterWriter {
     /// The write, asynchronously: [`BankWriter::write`] runs this on the runtime.
-    pub async fn write_async(&self, change: Change, origin: &Origin) -> Result<Applied, WriteError> {
+    pub async fn write_async(
+        &self,
+        change: Change,
+        origin: &Origin,
+    ) -> Result<Applied, WriteError> {
         if let Some(reason) = self.progress.stalled() {
             return Err(WriteError::Unavailable(format!(
                 "this replica stopped applying the stream ({reason})"
@@ -443,8 +447,16 @@ impl Cluster {
             }
         };
         let restored = if needs_snapshot {
-            restore_newest(&client, &bucket, config, data_dir, options, first, start_deadline)
-                .await?
+            restore_newest(
+                &client,
+                &bucket,
+                config,
+                data_dir,
+                options,
+                first,
+                start_deadline,
+            )
+            .await?
         } else {
             None
         };
@@ -540,11 +552,7 @@ impl Cluster {
 
 /// Run `f` until it succeeds or `deadline` passes (then its last error), pausing between tries:
 /// a NATS cluster that is starting elects its JetStream leaders for a few seconds.
-async fn retry_until<T, F, Fut>(
-    deadline: Instant,
-    what: &str,
-    mut f: F,
-) -> Result<T, ClusterError>
+async fn retry_until<T, F, Fut>(deadline: Instant, what: &str, mut f: F) -> Result<T, ClusterError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, ClusterError>>,
@@ -649,6 +657,9 @@ async fn restore_newest(
     }
 }
 
+/// A consumer that delivers nothing for this long while the replica is behind is recreated.
+const STALLED_CONSUMER: Duration = Duration::from_secs(2);
+
 /// Feed the apply thread with the stream from `applied + 1`, through an ordered consumer
 /// (ephemeral, recreated by the client after failures), restarting it after errors.
 async fn consume(
@@ -688,11 +699,24 @@ async fn consume(
                 }
             },
         };
+        let mut last_delivery = Instant::now();
+        let mut check = tokio::time::interval(Duration::from_millis(250));
         loop {
             let message = tokio::select! {
                 _ = stop.changed() => return,
                 m = messages.next() => m,
+                _ = check.tick() => {
+                    // The consumer lives on one NATS server: when that server dies, the client
+                    // would only notice after missed heartbeats (tens of seconds). Behind the
+                    // head and fed nothing for a while: recreate it where we are.
+                    if progress.head() >= next && last_delivery.elapsed() >= STALLED_CONSUMER {
+                        tracing::warn!(next, head = progress.head(), "the change consumer delivers nothing while behind; recreating it");
+                        break;
+                    }
+                    continue;
+                }
             };
+            last_delivery = Instant::now();
             let message = match message {
                 Some(Ok(m)) => m,
                 Some(Err(e)) => {
@@ -868,7 +892,8 @@ async fn publish_snapshots(
         }
         if let Ok(Some(seq)) = snapshots::newest_sequence(&bucket).await {
             last_seq = last_seq.max(seq);
-            if !asked && applied.saturating_sub(seq) < config.snapshot_changes
+            if !asked
+                && applied.saturating_sub(seq) < config.snapshot_changes
                 && last_time.elapsed() < config.snapshot_interval
             {
                 continue;

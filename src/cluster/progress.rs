@@ -306,7 +306,10 @@ mod tests {
         p.render(&mut text);
         assert!(text.contains("vigie_cluster_lag_sequences 0"), "{text}");
         assert!(text.contains("vigie_cluster_stalled 1"), "{text}");
-        assert!(text.contains("vigie_cluster_apply_seconds_count 8"), "{text}");
+        assert!(
+            text.contains("vigie_cluster_apply_seconds_count 8"),
+            "{text}"
+        );
     }
 
     #[test]

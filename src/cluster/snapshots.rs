@@ -67,10 +67,9 @@ pub async fn ensure_bucket(
 /// other than "not found".
 pub async fn newest_sequence(bucket: &ObjectStore) -> Result<Option<u64>, ClusterError> {
     match bucket.info(OBJECT).await {
-        Ok(info) if !info.deleted => Ok(info
-            .metadata
-            .get(SEQUENCE_KEY)
-            .and_then(|s| s.parse().ok())),
+        Ok(info) if !info.deleted => {
+            Ok(info.metadata.get(SEQUENCE_KEY).and_then(|s| s.parse().ok()))
+        }
         Ok(_) => Ok(None),
         Err(e) if e.kind() == object_store::InfoErrorKind::NotFound => Ok(None),
         Err(e) => Err(ClusterError::Nats(format!("snapshot info: {e}"))),
@@ -224,7 +223,8 @@ pub async fn restore(
             let backend = RocksBackend::open(&restoring, &options).map_err(|e| e.to_string())?;
             let file = std::fs::File::open(&from).map_err(|e| e.to_string())?;
             let mut input = std::io::BufReader::with_capacity(1 << 20, file);
-            let info = snapshot::restore_snapshot(&backend, &mut input).map_err(|e| e.to_string())?;
+            let info =
+                snapshot::restore_snapshot(&backend, &mut input).map_err(|e| e.to_string())?;
             drop(backend);
             install(&target, &restoring).map_err(|e| e.to_string())?;
             Ok(info)
@@ -300,6 +300,9 @@ mod tests {
         std::fs::write(restoring_dir(&data).join("y"), b"new").unwrap();
         install(&data, &restoring_dir(&data)).unwrap();
         assert!(data.join("y").exists() && !data.join("x").exists());
-        assert_eq!(sibling(&data, "restoring"), dir.path().join("data.restoring"));
+        assert_eq!(
+            sibling(&data, "restoring"),
+            dir.path().join("data.restoring")
+        );
     }
 }

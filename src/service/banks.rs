@@ -258,10 +258,12 @@ impl Banks for Arc<BanksService> {
                 max_distance: r.max_distance.as_ref().map(from_proto_distances),
             };
             let change = Change::CreateBank { bank: new };
-            self.blocking(move |s| match s.writer.write(change, &Origin::now(actor))? {
-                Applied::Bank(bank) => Ok(to_proto_bank(&bank, 0)),
-                other => Err(unexpected(&other)),
-            })
+            self.blocking(
+                move |s| match s.writer.write(change, &Origin::now(actor))? {
+                    Applied::Bank(bank) => Ok(to_proto_bank(&bank, 0)),
+                    other => Err(unexpected(&other)),
+                },
+            )
             .await
         }
         .await;
@@ -329,12 +331,14 @@ impl Banks for Arc<BanksService> {
                 name: r.name,
                 update,
             };
-            self.blocking(move |s| match s.writer.write(change, &Origin::now(actor))? {
-                Applied::Bank(bank) => {
-                    Ok(to_proto_bank(&bank, s.store().count_entries(&bank.name)?))
-                }
-                other => Err(unexpected(&other)),
-            })
+            self.blocking(
+                move |s| match s.writer.write(change, &Origin::now(actor))? {
+                    Applied::Bank(bank) => {
+                        Ok(to_proto_bank(&bank, s.store().count_entries(&bank.name)?))
+                    }
+                    other => Err(unexpected(&other)),
+                },
+            )
             .await
         }
         .await;
@@ -351,12 +355,14 @@ impl Banks for Arc<BanksService> {
             let actor = caller(&request)?.actor();
             let name = request.into_inner().name;
             let change = Change::DeleteBank { name };
-            self.blocking(move |s| match s.writer.write(change, &Origin::now(actor))? {
-                Applied::BankDeleted(removed) => Ok(proto::DeleteBankResponse {
-                    entries_removed: removed.len() as u64,
-                }),
-                other => Err(unexpected(&other)),
-            })
+            self.blocking(
+                move |s| match s.writer.write(change, &Origin::now(actor))? {
+                    Applied::BankDeleted(removed) => Ok(proto::DeleteBankResponse {
+                        entries_removed: removed.len() as u64,
+                    }),
+                    other => Err(unexpected(&other)),
+                },
+            )
             .await
         }
         .await;
@@ -391,12 +397,14 @@ impl Banks for Arc<BanksService> {
                 ids: r.entry_ids,
                 external_ids: r.external_ids,
             };
-            self.blocking(move |s| match s.writer.write(change, &Origin::now(actor))? {
-                Applied::Removed(removed) => Ok(proto::RemoveEntriesResponse {
-                    removed: removed.len() as u64,
-                }),
-                other => Err(unexpected(&other)),
-            })
+            self.blocking(
+                move |s| match s.writer.write(change, &Origin::now(actor))? {
+                    Applied::Removed(removed) => Ok(proto::RemoveEntriesResponse {
+                        removed: removed.len() as u64,
+                    }),
+                    other => Err(unexpected(&other)),
+                },
+            )
             .await
         }
         .await;
@@ -719,10 +727,11 @@ impl Keys for Arc<KeysService> {
                 role,
                 key_sha256: hash_key(&stored_key),
             };
-            let applied =
-                tokio::task::spawn_blocking(move || state.writer.write(change, &Origin::now(actor)))
-                    .await
-                    .map_err(|_| ServiceError::Internal("key creation failed".into()))??;
+            let applied = tokio::task::spawn_blocking(move || {
+                state.writer.write(change, &Origin::now(actor))
+            })
+            .await
+            .map_err(|_| ServiceError::Internal("key creation failed".into()))??;
             let Applied::Key(record) = applied else {
                 return Err(unexpected(&applied));
             };

@@ -188,7 +188,12 @@ impl Metrics {
         for (algorithm, n) in indexes.counts() {
             let _ = writeln!(out, "vigie_index_hashes{{algorithm=\"{algorithm}\"}} {n}");
         }
-        for section in self.sections.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for section in self
+            .sections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
             section(&mut out);
         }
         out

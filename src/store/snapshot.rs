@@ -234,9 +234,10 @@ pub fn restore_snapshot(
                 ));
             }
             let mut extra = [0u8; 1];
-            if r.inner.read(&mut extra).map_err(|e| {
-                StoreError::Backend(format!("reading the snapshot: {e}"))
-            })? != 0
+            if r.inner
+                .read(&mut extra)
+                .map_err(|e| StoreError::Backend(format!("reading the snapshot: {e}")))?
+                != 0
             {
                 return Err(StoreError::Corrupt("bytes after the snapshot's end".into()));
             }
@@ -349,7 +350,11 @@ mod tests {
         store.write_snapshot(&mut bytes).unwrap();
         let occupied = MemoryBackend::default();
         occupied
-            .write(vec![WriteOp::Put(Cf::Banks, vec![0, 0, 0, 9], b"{}".to_vec())])
+            .write(vec![WriteOp::Put(
+                Cf::Banks,
+                vec![0, 0, 0, 9],
+                b"{}".to_vec(),
+            )])
             .unwrap();
         let e = restore_snapshot(&occupied, &mut &bytes[..]).unwrap_err();
         assert!(matches!(e, StoreError::Invalid(_)), "{e}");
