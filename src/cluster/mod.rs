@@ -492,30 +492,31 @@ impl Cluster {
                 .spawn(move || apply_loop(rx, &live, &progress, &waiters))
                 .map_err(|e| ClusterError::Nats(format!("apply thread: {e}")))?
         };
-        let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(consume(
-            js.clone(),
-            config.stream.clone(),
-            applied,
-            tx,
-            progress.clone(),
-            stop_rx.clone(),
-        )));
-        tasks.push(tokio::spawn(watch_head(
-            js.clone(),
-            config.stream.clone(),
-            progress.clone(),
-            stop_rx.clone(),
-        )));
-        tasks.push(tokio::spawn(publish_snapshots(
-            client.clone(),
-            bucket,
-            live.clone(),
-            progress.clone(),
-            config.clone(),
-            snapshots::sibling(data_dir, "snapshot-out"),
-            stop_rx,
-        )));
+        let tasks = vec![
+            tokio::spawn(consume(
+                js.clone(),
+                config.stream.clone(),
+                applied,
+                tx,
+                progress.clone(),
+                stop_rx.clone(),
+            )),
+            tokio::spawn(watch_head(
+                js.clone(),
+                config.stream.clone(),
+                progress.clone(),
+                stop_rx.clone(),
+            )),
+            tokio::spawn(publish_snapshots(
+                client.clone(),
+                bucket,
+                live.clone(),
+                progress.clone(),
+                config.clone(),
+                snapshots::sibling(data_dir, "snapshot-out"),
+                stop_rx,
+            )),
+        ];
         let writer = Arc::new(ClusterWriter {
             js,
             subject: config.subject(),
