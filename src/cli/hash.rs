@@ -17,6 +17,7 @@ use crate::hashing::{
     AlgorithmSet, DecodeLimits, Dihedral, HashingSetup, ImageHasher, ImageHashes, PdqHash,
 };
 
+/// `vigie hash`: one JSON line per file with its hashes.
 #[derive(Debug, clap::Args)]
 pub struct HashArgs {
     /// Comma-separated algorithms to compute.
@@ -177,6 +178,8 @@ pub fn hash_file_line(hasher: &ImageHasher, path: &Path) -> Result<String, Strin
     }
 }
 
+/// Hashes every file (in parallel, printed in argument order). Exit code 1 when any file
+/// failed; errors only for a failure outside the files (standard output closed).
 pub fn run(args: HashArgs) -> Result<ExitCode, CliError> {
     let limits = DecodeLimits {
         max_encoded_bytes: args.max_bytes,

@@ -36,51 +36,7 @@ use crate::store::formats::{self, FormatError, ImportOptions, ImportSummary};
 use crate::store::{Applied, Change, Origin, RocksOptions, Store, StoreError};
 use progress::Progress;
 
-/// How a replica joins the cluster and behaves in it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ClusterConfig {
-    /// NATS server URLs (`nats://host:4222`); the client fails over between them.
-    pub servers: Vec<String>,
-    /// JetStream stream holding the changes (created when missing); its subject is
-    /// `<stream>.changes` and its snapshot bucket `<stream>_snapshots`.
-    pub stream: String,
-    /// Copies JetStream keeps of the stream and the snapshots (1, 3 or 5; 3 survives the loss of
-    /// one NATS node). Used when this replica creates them.
-    pub replicas: usize,
-    /// How long a write waits for the stream's acknowledgement before UNAVAILABLE (quorum lost),
-    /// and then at most as long again for this replica to apply it.
-    pub write_timeout: Duration,
-    /// Publish a snapshot once this many changes were applied past the bucket's snapshot.
-    pub snapshot_changes: u64,
-    /// ... or once this long has passed and any change was applied past it.
-    pub snapshot_interval: Duration,
-    /// A replica more than this many changes behind the stream's head reports not ready.
-    pub max_lag: u64,
-    /// Retention: the stream keeps at most this many changes (0: no limit), dropping the oldest;
-    /// replicas left behind restart from a snapshot. Used when this replica creates the stream.
-    pub max_changes: u64,
-    /// Retention: the stream drops changes older than this (zero: no limit). As `max_changes`.
-    pub max_age: Duration,
-    /// How long start-up may wait for the NATS cluster (connection, stream, snapshot).
-    pub start_timeout: Duration,
-}
-
-impl Default for ClusterConfig {
-    fn default() -> Self {
-        ClusterConfig {
-            servers: Vec::new(),
-            stream: "VIGIE".into(),
-            replicas: 3,
-            write_timeout: Duration::from_secs(5),
-            snapshot_changes: 10_000,
-            snapshot_interval: Duration::from_secs(600),
-            max_lag: 1_000,
-            max_changes: 0,
-            max_age: Duration::ZERO,
-            start_timeout: Duration::from_secs(120),
-        }
-    }
-}
+pub use crate::config::ClusterConfig;
 
 impl ClusterConfig {
     /// The stream's subject.
@@ -91,31 +47,6 @@ impl ClusterConfig {
     /// The core NATS subject on which joining replicas ask for a snapshot.
     pub fn wanted_subject(&self) -> String {
         format!("{}.{}", self.stream, snapshots::WANTED)
-    }
-
-    /// Check the values: a stream name NATS accepts, 1..=5 replicas, a non-zero write timeout.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.servers.is_empty() {
-            return Err("nats: at least one server URL".into());
-        }
-        if self.stream.is_empty()
-            || !self
-                .stream
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
-            return Err(format!(
-                "nats_stream {:?}: letters, digits, '_' and '-' only",
-                self.stream
-            ));
-        }
-        if !(1..=5).contains(&self.replicas) {
-            return Err(format!("nats_replicas {}: 1 to 5", self.replicas));
-        }
-        if self.write_timeout.is_zero() {
-            return Err("nats_write_timeout_ms: more than 0".into());
-        }
-        Ok(())
     }
 }
 
@@ -400,7 +331,9 @@ impl Cluster {
         options: &RocksOptions,
         setup: HashingSetup,
     ) -> Result<Cluster, ClusterError> {
-        config.validate().map_err(ClusterError::Refused)?;
+        config
+            .validate()
+            .map_err(|(setting, why)| ClusterError::Refused(format!("{setting}: {why}")))?;
         let client = async_nats::ConnectOptions::new()
             .name("vigie")
             .retry_on_initial_connect()

@@ -48,6 +48,8 @@ pub enum Method {
 }
 
 impl Method {
+    /// Every method, in report order (each adds to the one before, keypoints last); the
+    /// per-method vectors of the harness are indexed in this order.
     pub const ALL: [Method; 7] = [
         Method::Pdq,
         Method::PdqDihedral,
@@ -58,6 +60,7 @@ impl Method {
         Method::Keypoints,
     ];
 
+    /// The method's snake_case name in reports and TSV columns (`pdq`, `pdq_dihedral`, ...).
     pub fn name(self) -> &'static str {
         match self {
             Method::Pdq => "pdq",

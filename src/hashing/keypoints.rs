@@ -145,20 +145,28 @@ const HARRIS_K: f32 = 0.04;
 /// One point: its position on the resampled picture and the hash of the patch around it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Keypoint {
+    /// Column of the patch centre, in pixels from the left of the resampled picture (under 256:
+    /// the largest enlargement is 249 pixels a side).
     pub x: u8,
+    /// Row of the patch centre, in pixels from the top of the resampled picture.
     pub y: u8,
     /// For a banked point, the index in [`BANK_SCALES`] of the enlargement it was described at
     /// (its position is on that enlargement); 0 for an upload's.
     pub scale: u8,
+    /// The patch's 64 bits: bit `k` (cell `k % 8` across, `k / 8` down, 3x3 pixels each) is set
+    /// when that cell's mean is above the median of the 64 cell means.
     pub descriptor: Hash64,
 }
 
 /// An upload's points.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UploadKeypoints {
-    /// Size of the resampled upload the positions are in.
+    /// Size of the resampled upload the positions are in: width in pixels, at most
+    /// [`BANK_LONG_SIDE`].
     pub width: u16,
+    /// Height of the resampled upload in pixels, at most [`BANK_LONG_SIDE`].
     pub height: u16,
+    /// Between [`MIN_KEYPOINTS`] and [`MAX_KEYPOINTS`] points, `scale` 0, strongest corner first.
     pub points: Vec<Keypoint>,
 }
 

@@ -24,10 +24,19 @@ pub enum PdqKind {
     Keypoints,
 }
 
+/// Confidence, 0..=1, of a whole-picture match by `algorithm` at `distance` bits: the
+/// algorithm's shipped table (PDQ reads `pdq`), its fallback curve, or for MD5 and SHA-256 1 at
+/// distance 0 and 0 otherwise. The same as [`confidence_of`] with [`PdqKind::Whole`].
 pub fn confidence(algorithm: Algorithm, distance: u32) -> f64 {
     confidence_of(algorithm, PdqKind::Whole, distance)
 }
 
+/// Confidence, 0..=1, of a match by `algorithm` at `distance`, `kind` saying what a PDQ match
+/// compared: exact hashes 1 at distance 0 and 0 otherwise; a PDQ region
+/// reads the `pdq_region` table, PDQ keypoints the `keypoints` table (the distance is then
+/// [`crate::matcher::keypoint_vote::votes_distance`]), anything else its own algorithm's table.
+/// A table missing from the shipped calibration falls back to the curve of the module
+/// documentation (keypoints: 0.5 at the vote threshold rising to 1 at twice the votes).
 pub fn confidence_of(algorithm: Algorithm, kind: PdqKind, distance: u32) -> f64 {
     if !algorithm.is_perceptual() {
         return if distance == 0 { 1.0 } else { 0.0 };

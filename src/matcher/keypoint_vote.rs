@@ -33,12 +33,18 @@ pub const MIN_SPREAD: f32 = 0.6;
 /// and the displacement from it to the banked point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PointPair {
+    /// Index of the upload point in [`UploadKeypoints::points`].
     pub query: u16,
+    /// Banked x minus upload x, in pixels (each point on its own resampled picture).
     pub dx: i16,
+    /// Banked y minus upload y, in pixels.
     pub dy: i16,
 }
 
 impl PointPair {
+    /// The pair of upload point `query` (at `query_index` among the upload's points) and banked
+    /// point `bank`. An index past `u16::MAX` (never: at most [`MAX_KEYPOINTS`] points) is
+    /// clamped to it.
     pub fn new(query_index: usize, query: &Keypoint, bank: &Keypoint) -> Self {
         Self {
             // At most MAX_KEYPOINTS upload points, so the index fits.

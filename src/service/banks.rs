@@ -31,7 +31,9 @@ use crate::store::{
 const MAX_ENTRIES_PER_CALL: usize = 10_000;
 const EXPORT_CHUNK: usize = 64 * 1024;
 
+/// `vigie.v1.Banks`: banks, entries, imports, exports, stats and the audit log.
 pub struct BanksService {
+    /// What every handler shares.
     pub state: Arc<ServiceState>,
 }
 
@@ -701,7 +703,9 @@ impl Banks for Arc<BanksService> {
     }
 }
 
+/// `vigie.v1.Keys`: API keys (admin role).
 pub struct KeysService {
+    /// What every handler shares.
     pub state: Arc<ServiceState>,
 }
 

@@ -60,6 +60,7 @@ pub fn parse_hash_set(set: &proto::HashSet, field: &str) -> Result<EntryHashes, 
     Ok(hashes)
 }
 
+/// An entry's hashes as the protobuf `HashSet` (hex per algorithm, empty when absent).
 pub fn to_hash_set(h: &EntryHashes) -> proto::HashSet {
     let hex = |v: Option<HashValue>| v.map(|v| v.to_hex()).unwrap_or_default();
     proto::HashSet {
@@ -71,6 +72,8 @@ pub fn to_hash_set(h: &EntryHashes) -> proto::HashSet {
     }
 }
 
+/// A match as the protobuf `Match`: algorithm `keypoints` for a keypoint match, the transform's
+/// name (empty for none); never the entry's hashes.
 pub fn to_proto_match(m: &MatchInfo) -> proto::Match {
     proto::Match {
         bank: m.bank.clone(),
@@ -95,6 +98,7 @@ pub fn to_proto_match(m: &MatchInfo) -> proto::Match {
     }
 }
 
+/// A bank as the protobuf `Bank`, with its entry count.
 pub fn to_proto_bank(b: &Bank, entry_count: u64) -> proto::Bank {
     proto::Bank {
         name: b.name.clone(),
@@ -114,6 +118,7 @@ pub fn to_proto_bank(b: &Bank, entry_count: u64) -> proto::Bank {
     }
 }
 
+/// Per-algorithm maximum distances from the protobuf message (bits).
 pub fn from_proto_distances(d: &proto::MaxDistances) -> MaxDistances {
     MaxDistances {
         pdq: d.pdq,
@@ -124,6 +129,8 @@ pub fn from_proto_distances(d: &proto::MaxDistances) -> MaxDistances {
     }
 }
 
+/// A bank kind from its name (`block`, `allow`; empty means `block`). Errors: an invalid argument
+/// naming `field`.
 pub fn parse_kind(text: &str, field: &str) -> Result<BankKind, ServiceError> {
     if text.is_empty() {
         return Ok(BankKind::Block);
@@ -132,6 +139,7 @@ pub fn parse_kind(text: &str, field: &str) -> Result<BankKind, ServiceError> {
         .map_err(|_| ServiceError::invalid(field, "invalid_kind", "must be block or allow"))
 }
 
+/// An entry as the protobuf `Entry` (curator calls only: it carries the entry's hashes).
 pub fn to_proto_entry(e: &Entry) -> proto::Entry {
     proto::Entry {
         id: e.id,

@@ -24,7 +24,9 @@ use crate::matcher::ScreenOptions;
 /// the stream until some are answered (HTTP/2 flow control then holds the client back).
 const STREAM_IN_FLIGHT: usize = 256;
 
+/// `vigie.v1.Screening`: Screen, ScreenStream and Hash.
 pub struct ScreeningService {
+    /// What every handler shares.
     pub state: Arc<ServiceState>,
 }
 

@@ -25,50 +25,47 @@ use super::proto::banks_server::BanksServer;
 use super::proto::keys_server::KeysServer;
 use super::proto::screening_server::ScreeningServer;
 use super::screening::ScreeningService;
-use super::{ServiceLimits, ServiceState, proto};
+use super::{ServiceState, proto};
 use crate::cluster::BankWriter;
 use crate::matcher::LiveBanks;
 use crate::store::Store;
 use crate::store::api_keys::Role;
 
-#[derive(Clone, Debug)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    /// When set, clients must present a certificate signed by this CA.
-    pub client_ca: Option<PathBuf>,
-}
+/// What the server starts with: defined with the settings that give it, in [`crate::config`].
+pub use crate::config::{ServerConfig, TlsFiles};
 
-#[derive(Clone, Debug)]
-pub struct ServerConfig {
-    pub listen: SocketAddr,
-    pub insecure_no_auth: bool,
-    pub tls: Option<TlsFiles>,
-    pub metrics_listen: Option<SocketAddr>,
-    pub limits: ServiceLimits,
-}
-
+/// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    /// A listening socket could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
+        /// The address asked for.
         addr: SocketAddr,
+        /// Why.
         source: std::io::Error,
     },
+    /// A TLS file could not be read or used.
     #[error("TLS: {0}")]
     Tls(String),
+    /// tonic's transport failed.
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The reflection service could not be built.
     #[error("reflection: {0}")]
     Reflection(String),
+    /// The start-up index load (or the server task) failed.
     #[error("index load failed: {0}")]
     Load(String),
 }
 
 /// A server running in the background.
 pub struct RunningServer {
+    /// The gRPC address bound (the real port when asked for port 0).
     pub addr: SocketAddr,
+    /// The metrics address bound, when metrics are served.
     pub metrics_addr: Option<SocketAddr>,
+    /// What every handler shares (the live banks among it).
     pub state: Arc<ServiceState>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), ServerError>>,

@@ -31,6 +31,8 @@ pub enum Role {
 }
 
 impl Role {
+    /// The role's lowercase name (`screen`, `curate`, `admin`), as stored, printed and parsed
+    /// by `FromStr`.
     pub fn name(self) -> &'static str {
         match self {
             Role::Screen => "screen",
@@ -57,11 +59,16 @@ impl FromStr for Role {
     }
 }
 
+/// A stored API key's record (stored as JSON under its SHA-256; the key itself is never stored).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiKey {
+    /// Unique name, `[A-Za-z0-9_-]{1,64}`: how the key is listed and revoked.
     pub name: String,
+    /// What the key may do.
     pub role: Role,
+    /// When the key was created (microseconds since the Unix epoch).
     pub created_at: Timestamp,
+    /// When the key was revoked; `None` while it is valid. Left out of the JSON when `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<Timestamp>,
 }
@@ -170,6 +177,8 @@ impl Store {
             .transpose()
     }
 
+    /// Every key, revoked ones included, sorted by name. Errors: storage, or
+    /// [`StoreError::Corrupt`] when a record is not valid JSON.
     pub fn list_api_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
         let mut end = BY_HASH.to_vec();
         if let Some(last) = end.last_mut() {

@@ -201,11 +201,14 @@ impl Store {
 mod hex32 {
     use serde::{Deserialize, Deserializer, Serializer};
 
+    /// Writes the 32 bytes as one string of 64 lowercase hex digits, first byte first.
     pub fn serialize<S: Serializer>(bytes: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
         let text: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         s.serialize_str(&text)
     }
 
+    /// Reads a string of exactly 64 hex digits (either case) into 32 bytes; anything else is a
+    /// deserialisation error ("expected 64 hex digits").
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
         use serde::de::Error;
         let text = String::deserialize(d)?;
@@ -242,6 +245,7 @@ mod wire_entries {
         keypoints: Vec<(u8, u8, u8, u64)>,
     }
 
+    /// Writes the entries as a sequence of `WireEntry`, in order.
     pub fn serialize<S: Serializer>(entries: &[NewEntry], s: S) -> Result<S::Ok, S::Error> {
         let wire: Vec<WireEntry> = entries
             .iter()
@@ -260,6 +264,8 @@ mod wire_entries {
         wire.serialize(s)
     }
 
+    /// Reads a sequence of `WireEntry` back into entries, windows and keypoints restored.
+    /// Errors: a window that is not 64 hex digits, or what the entry's own fields refuse.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<NewEntry>, D::Error> {
         use serde::de::Error;
         let wire = Vec::<WireEntry>::deserialize(d)?;

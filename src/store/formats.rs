@@ -23,11 +23,17 @@ use serde::Serialize;
 use super::model::{Algorithm, Entry, EntryHashes, HashValue, NewEntry, Upserted};
 use super::{Applied, Change, Origin, Store, StoreError};
 
+/// An exchange format for import and export (names as in the CLI: `jsonl`, `csv`,
+/// `signal-lines`, `hex`); see the module doc for each one's shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
+    /// `jsonl`: one vigie entry as a JSON object per line; lossless.
     Jsonl,
+    /// `csv`: a header row naming the columns, then one record per hash.
     Csv,
+    /// `signal-lines`: python-threatexchange's `<signal_type> <hash>` lines.
     SignalLines,
+    /// `hex`: one hash per line, of the algorithm given in the options.
     Hex,
 }
 
@@ -57,12 +63,16 @@ impl fmt::Display for Format {
     }
 }
 
+/// Why an import, check or export failed.
 #[derive(Debug, thiserror::Error)]
 pub enum FormatError {
+    /// The store refused or failed (unknown bank, storage error).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Reading the input or writing the output failed.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// A bad request: unknown format, a missing `--algorithm`, an unusable CSV header or writer.
     #[error("{0}")]
     Invalid(String),
     /// `--strict` and a line was bad.
@@ -75,6 +85,7 @@ pub enum FormatError {
 pub struct LineError {
     /// 1-based line number in the input.
     pub line: u64,
+    /// Why the line was refused, for people.
     pub reason: String,
 }
 
@@ -100,15 +111,21 @@ fn is_foreign_signal_type(name: &str) -> bool {
 /// One parsed input unit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Parsed {
+    /// A line that yields an entry to add or replace.
     Entry {
+        /// 1-based line number in the input.
         line: u64,
+        /// The validated entry (external id defaulted to `<algorithm>:<hex>` when absent).
         entry: Box<NewEntry>,
     },
     /// A signal type vigie does not hold.
     Skipped {
+        /// 1-based line number in the input.
         line: u64,
+        /// The signal type, trimmed and lowercase (`url`, `video_md5`, ...).
         signal_type: String,
     },
+    /// A line that cannot be imported.
     Bad(LineError),
 }
 
@@ -457,7 +474,9 @@ fn validated(line: u64, entry: NewEntry) -> Parsed {
 /// How an import runs.
 #[derive(Debug, Clone)]
 pub struct ImportOptions {
+    /// The input's format.
     pub format: Format,
+    /// The algorithm of `hex` lines, and of `csv` rows when the header has no algorithm column.
     pub algorithm: Option<Algorithm>,
     /// Stop at the first bad line (callers wanting all-or-nothing validate first with `check`).
     pub strict: bool,
@@ -465,10 +484,13 @@ pub struct ImportOptions {
     pub batch_size: usize,
     /// Label and source for entries whose line carries none.
     pub default_label: Option<String>,
+    /// Source for entries whose line carries none.
     pub default_source: Option<String>,
 }
 
 impl ImportOptions {
+    /// Defaults for `format`: no algorithm, not strict, batches of 1000 entries, no default label
+    /// or source.
     pub fn new(format: Format) -> ImportOptions {
         ImportOptions {
             format,
@@ -485,9 +507,13 @@ impl ImportOptions {
 /// `failed` are the contract).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ImportSummary {
+    /// Entries new to the bank.
     pub added: u64,
+    /// Entries that replaced one with the same external id.
     pub updated: u64,
+    /// Rows of signal types vigie does not hold (URLs, videos, text).
     pub skipped: u64,
+    /// Bad lines, all of them (not only those in `errors`).
     pub failed: u64,
     /// Skipped rows by signal type (`url`, `video_md5`, ...).
     pub skipped_by_type: BTreeMap<String, u64>,
@@ -495,6 +521,7 @@ pub struct ImportSummary {
     pub errors: Vec<LineError>,
 }
 
+/// How many bad lines an [`ImportSummary`] lists in `errors`.
 pub const MAX_REPORTED_ERRORS: usize = 100;
 
 impl ImportSummary {
@@ -641,7 +668,9 @@ pub fn import_with(
 /// What to export.
 #[derive(Debug, Clone)]
 pub struct ExportOptions {
+    /// The output's format.
     pub format: Format,
+    /// Only entries with exactly this label; `None`: all.
     pub label: Option<String>,
     /// Required for `hex`; for the other formats, restricts the output to this algorithm.
     pub algorithm: Option<Algorithm>,

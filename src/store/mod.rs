@@ -30,26 +30,40 @@ pub use schema::SCHEMA_VERSION;
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The data directory (this path) is locked by another process holding RocksDB's `LOCK`.
     #[error(
         "the data directory {0} is in use by another vigie process (RocksDB LOCK held); stop the server or use the API"
     )]
     Locked(PathBuf),
+    /// The store was written by a newer vigie: its schema version is above [`SCHEMA_VERSION`].
     #[error(
         "the store has schema version {found}, newer than this vigie supports ({supported}); upgrade vigie"
     )]
-    SchemaTooNew { found: u32, supported: u32 },
+    SchemaTooNew {
+        /// The schema version recorded in the store.
+        found: u32,
+        /// The newest version this build reads ([`SCHEMA_VERSION`]).
+        supported: u32,
+    },
+    /// Stored data cannot be decoded or is inconsistent; the text says what.
     #[error("store is corrupt: {0}")]
     Corrupt(String),
+    /// The storage engine failed (I/O, RocksDB, a poisoned lock); the text is its message.
     #[error("storage error: {0}")]
     Backend(String),
+    /// An input was refused by validation; the text says which and why.
     #[error("{0}")]
     Invalid(String),
+    /// An algorithm name that is not pdq, phash, dhash, md5 or sha256 (the name given).
     #[error("unknown algorithm {0:?} (expected pdq, phash, dhash, md5 or sha256)")]
     UnknownAlgorithm(String),
+    /// A bank with this name already exists.
     #[error("bank {0:?} already exists")]
     BankExists(String),
+    /// No bank has this name.
     #[error("no bank named {0:?}")]
     BankNotFound(String),
+    /// No such entry; the text names it (an id, or an external id and its bank).
     #[error("no entry {0}")]
     EntryNotFound(String),
 }
@@ -65,6 +79,8 @@ struct Counters {
 /// Audit events list at most this many entry ids; the count is always recorded in `detail`.
 const AUDIT_MAX_IDS: usize = 10_000;
 
+/// The bank store: banks, entries, the audit log and id counters over a [`Backend`]. Shared
+/// across threads: reads run concurrently, writers are serialised by one lock.
 pub struct Store {
     backend: Box<dyn Backend>,
     /// Serialises writers: upserts read the external-id lookup then write, and counters advance.
@@ -85,6 +101,9 @@ impl Store {
         Store::with_backend(Box::new(MemoryBackend::default())).expect("fresh in-memory store")
     }
 
+    /// Opens a store over `backend`: checks and migrates its schema, reads the id counters and
+    /// caches the banks. Errors: [`StoreError::SchemaTooNew`], [`StoreError::Corrupt`] (undecodable
+    /// counters or bank records, rows without a schema version), [`StoreError::Backend`].
     pub fn with_backend(backend: Box<dyn Backend>) -> Result<Store, StoreError> {
         schema::check_and_migrate(backend.as_ref())?;
         let counters = Counters {
@@ -268,6 +287,8 @@ impl Store {
         Ok(bank)
     }
 
+    /// The bank named `name`, or `None`; read from the in-memory cache (errors only on a poisoned
+    /// lock).
     pub fn get_bank(&self, name: &str) -> Result<Option<Bank>, StoreError> {
         Ok(self.bank_cache()?.get(name).cloned())
     }
@@ -277,6 +298,7 @@ impl Store {
             .ok_or_else(|| StoreError::BankNotFound(name.to_string()))
     }
 
+    /// Every bank, in name order, from the in-memory cache (errors only on a poisoned lock).
     pub fn list_banks(&self) -> Result<Vec<Bank>, StoreError> {
         Ok(self.bank_cache()?.values().cloned().collect())
     }
@@ -698,6 +720,8 @@ impl Store {
         Ok(changed)
     }
 
+    /// The entry with id `id` (in any bank), or `None`. Errors: [`StoreError::Corrupt`] for an
+    /// undecodable record or one naming a missing bank, [`StoreError::Backend`].
     pub fn get_entry(&self, id: EntryId) -> Result<Option<Entry>, StoreError> {
         match self.read_record(id)? {
             Some(record) => Ok(Some(self.to_entry(id, record, None)?)),
@@ -705,6 +729,8 @@ impl Store {
         }
     }
 
+    /// The entry of `bank` with `external_id`, or `None`. Errors: [`StoreError::BankNotFound`],
+    /// [`StoreError::Corrupt`] when the lookup names a missing or undecodable record, storage.
     pub fn find_entry(&self, bank: &str, external_id: &str) -> Result<Option<Entry>, StoreError> {
         let bank = self.require_bank(bank)?;
         let Some(v) = self

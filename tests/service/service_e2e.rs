@@ -3,7 +3,7 @@
 //! allow banks, mirror + banner, featureless pictures) is tested on the core, in
 //! `src/matcher/live.rs`.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -10,17 +10,17 @@
 //! the index, replay the rest).
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use super::BenchError;
+use super::measure::{ms, percentile};
+use super::synth::SplitMix64;
 use crate::cluster::local::{LocalNats, find_nats_server};
 use crate::cluster::{Cluster, ClusterConfig, snapshots};
 use crate::hashing::HashingSetup;
 use crate::store::{Change, EntryHashes, HashValue, NewBank, NewEntry, Origin, RocksOptions};
 
-use super::CliError;
-use super::bank::print_json;
-
+/// Arguments of `vigie bench cluster`.
 #[derive(Debug, clap::Args)]
 pub struct ClusterBenchArgs {
     /// Entries in the bank the replay and the new replica are measured on.
@@ -38,22 +38,17 @@ pub struct ClusterBenchArgs {
     /// Working directory (NATS stores, replica data) [default: a temporary directory, removed].
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 const BANK: &str = "bench";
 
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-fn random_entry(rng: &mut u64, external_id: String) -> NewEntry {
-    let words = [splitmix(rng), splitmix(rng), splitmix(rng), splitmix(rng)];
+/// A single-entry change's entry: `external_id` with a uniform random PDQ hash.
+fn random_entry(rng: &mut SplitMix64, external_id: String) -> NewEntry {
     let mut hashes = EntryHashes::default();
-    hashes.set(HashValue::Pdq(crate::bits::Bits(words)));
+    hashes.set(HashValue::Pdq(rng.hash::<4>()));
     NewEntry {
         external_id,
         hashes,
@@ -66,18 +61,13 @@ fn random_entry(rng: &mut u64, external_id: String) -> NewEntry {
     }
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
+/// The nearest-rank percentile `q` of `sorted` in milliseconds (0 when there are none).
+fn pct_ms(sorted: &[Duration], q: f64) -> f64 {
+    percentile(sorted, q).map_or(0.0, ms)
 }
 
-fn ms(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1e6).round() / 1e3
-}
-
+/// The benchmark's replica configuration: stream `BENCH` replicated 3 times, snapshots only when
+/// the benchmark publishes one, never not ready for lag.
 fn config(urls: &str) -> ClusterConfig {
     ClusterConfig {
         servers: urls.split(',').map(str::to_string).collect(),
@@ -92,21 +82,26 @@ fn config(urls: &str) -> ClusterConfig {
     }
 }
 
-async fn replica(urls: &str, dir: &Path) -> Result<Cluster, CliError> {
+/// A replica of the benchmark's stream with its store under `dir`, started.
+async fn replica(urls: &str, dir: &Path) -> Result<Cluster, BenchError> {
     let options = RocksOptions::default();
     Cluster::start(&config(urls), dir, &options, HashingSetup::default())
         .await
-        .map_err(|e| CliError(e.to_string()))
+        .map_err(|e| BenchError(e.to_string()))
 }
 
+/// Waits until `c` caught up with the stream head it saw at start.
 async fn until_ready(c: &Cluster) {
     let mut ready = c.progress.watch_ready();
     let _ = ready.wait_for(|r| *r).await;
 }
 
-pub fn run(args: ClusterBenchArgs) -> Result<ExitCode, CliError> {
+/// Runs the benchmark (3 NATS servers and up to 4 replicas, in a temporary directory unless
+/// `--dir`); progress on stderr, the report as JSON on stdout (and in `--out`). Errors:
+/// nats-server not found, NATS or a replica failing, or the new replica missing entries.
+pub fn run(args: ClusterBenchArgs) -> Result<(), BenchError> {
     let binary = find_nats_server().ok_or_else(|| {
-        CliError("nats-server not found: run scripts/setup.sh (or set VIGIE_NATS_SERVER)".into())
+        BenchError("nats-server not found: run scripts/setup.sh (or set VIGIE_NATS_SERVER)".into())
     })?;
     let temp;
     let dir = match &args.dir {
@@ -126,13 +121,15 @@ pub fn run(args: ClusterBenchArgs) -> Result<ExitCode, CliError> {
     result
 }
 
-fn tempfile_dir() -> Result<PathBuf, CliError> {
+/// A fresh directory for one run, named by this process.
+fn tempfile_dir() -> Result<PathBuf, BenchError> {
     let dir = std::env::temp_dir().join(format!("vigie-bench-cluster-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }
 
-async fn bench(args: &ClusterBenchArgs, binary: &Path, dir: &Path) -> Result<ExitCode, CliError> {
+/// The measures, in order, on a NATS cluster under `dir`.
+async fn bench(args: &ClusterBenchArgs, binary: &Path, dir: &Path) -> Result<(), BenchError> {
     let nats = LocalNats::start(binary, &dir.join("nats"), 3, 8 << 20)?;
     let urls = nats.urls();
     eprintln!("NATS cluster of 3 on {urls}");
@@ -152,10 +149,10 @@ async fn bench(args: &ClusterBenchArgs, binary: &Path, dir: &Path) -> Result<Exi
             &origin(),
         )
         .await
-        .map_err(|e| CliError(e.to_string()))?;
+        .map_err(|e| BenchError(e.to_string()))?;
 
     // Propagation: one write at a time on A, until B applied it.
-    let mut rng = 7u64;
+    let mut rng = SplitMix64::new(7);
     let mut acks = Vec::with_capacity(args.writes);
     let mut propagation = Vec::with_capacity(args.writes);
     for i in 0..args.writes {
@@ -167,7 +164,7 @@ async fn bench(args: &ClusterBenchArgs, binary: &Path, dir: &Path) -> Result<Exi
         a.writer
             .write_async(change, &origin())
             .await
-            .map_err(|e| CliError(e.to_string()))?;
+            .map_err(|e| BenchError(e.to_string()))?;
         acks.push(started.elapsed());
         b.progress.wait_applied(a.progress.applied()).await;
         propagation.push(started.elapsed());
@@ -177,10 +174,10 @@ async fn bench(args: &ClusterBenchArgs, binary: &Path, dir: &Path) -> Result<Exi
     eprintln!(
         "propagation over {} writes: acknowledged on A p50 {:.2} ms p99 {:.2} ms; applied on B p50 {:.2} ms p99 {:.2} ms",
         args.writes,
-        ms(percentile(&acks, 0.5)),
-        ms(percentile(&acks, 0.99)),
-        ms(percentile(&propagation, 0.5)),
-        ms(percentile(&propagation, 0.99))
+        pct_ms(&acks, 0.5),
+        pct_ms(&acks, 0.99),
+        pct_ms(&propagation, 0.5),
+        pct_ms(&propagation, 0.99)
     );
 
     // Throughput of single-entry writes from concurrent writers.
@@ -192,7 +189,7 @@ async fn bench(args: &ClusterBenchArgs, binary: &Path, dir: &Path) -> Result<Exi
         let writer = writer.clone();
         let n = single / args.concurrency;
         tasks.push(tokio::spawn(async move {
-            let mut rng = 1000 + w as u64;
+            let mut rng = SplitMix64::new(1000 + w as u64);
             for i in 0..n {
                 let change = Change::UpsertEntries {
                     bank: BANK.into(),
@@ -207,8 +204,8 @@ async fn bench(args: &ClusterBenchArgs, binary: &Path, dir: &Path) -> Result<Exi
     for t in tasks {
         written += t
             .await
-            .map_err(|e| CliError(e.to_string()))?
-            .map_err(|e| CliError(e.to_string()))?;
+            .map_err(|e| BenchError(e.to_string()))?
+            .map_err(|e| BenchError(e.to_string()))?;
     }
     let single_rate = written as f64 / started.elapsed().as_secs_f64();
     eprintln!(
@@ -226,7 +223,7 @@ async fn bench(args: &ClusterBenchArgs, binary: &Path, dir: &Path) -> Result<Exi
         let batch = args.batch;
         let (from, to) = (w * per, ((w + 1) * per).min(batches));
         tasks.push(tokio::spawn(async move {
-            let mut rng = 9000 + w as u64;
+            let mut rng = SplitMix64::new(9000 + w as u64);
             for k in from..to {
                 let entries = (0..batch)
                     .map(|j| random_entry(&mut rng, format!("b-{k}-{j}")))
@@ -242,8 +239,8 @@ async fn bench(args: &ClusterBenchArgs, binary: &Path, dir: &Path) -> Result<Exi
     }
     for t in tasks {
         t.await
-            .map_err(|e| CliError(e.to_string()))?
-            .map_err(|e| CliError(e.to_string()))?;
+            .map_err(|e| BenchError(e.to_string()))?
+            .map_err(|e| BenchError(e.to_string()))?;
     }
     let fill = started.elapsed();
     let batch_rate = (batches * args.batch) as f64 / fill.as_secs_f64();
@@ -271,26 +268,26 @@ async fn bench(args: &ClusterBenchArgs, binary: &Path, dir: &Path) -> Result<Exi
     // A new replica when the stream's start is gone: snapshot, purge, join.
     let client = async_nats::connect(urls.split(',').map(str::to_string).collect::<Vec<_>>())
         .await
-        .map_err(|e| CliError(e.to_string()))?;
+        .map_err(|e| BenchError(e.to_string()))?;
     let js = async_nats::jetstream::new(client);
     let bucket = snapshots::ensure_bucket(&js, "BENCH", 3)
         .await
-        .map_err(|e| CliError(e.to_string()))?;
+        .map_err(|e| BenchError(e.to_string()))?;
     let started = Instant::now();
     let covered = snapshots::publish(&bucket, &a.live, &dir.join("a.snapshot-bench"))
         .await
-        .map_err(|e| CliError(e.to_string()))?
+        .map_err(|e| BenchError(e.to_string()))?
         .unwrap_or(0);
     let publish = started.elapsed();
     let stream = js
         .get_stream("BENCH")
         .await
-        .map_err(|e| CliError(e.to_string()))?;
+        .map_err(|e| BenchError(e.to_string()))?;
     stream
         .purge()
         .sequence(covered + 1)
         .await
-        .map_err(|e| CliError(e.to_string()))?;
+        .map_err(|e| BenchError(e.to_string()))?;
     let started = Instant::now();
     let d = replica(&urls, &dir.join("d")).await?;
     until_ready(&d).await;
@@ -302,13 +299,13 @@ async fn bench(args: &ClusterBenchArgs, binary: &Path, dir: &Path) -> Result<Exi
         join.as_secs_f64()
     );
     if d_entries != total_entries {
-        return Err(CliError(format!(
+        return Err(BenchError(format!(
             "the new replica has {d_entries} entries, the bank {total_entries}"
         )));
     }
-    print_json(&serde_json::json!({
-        "propagation_ms": { "p50": ms(percentile(&propagation, 0.5)), "p99": ms(percentile(&propagation, 0.99)) },
-        "ack_ms": { "p50": ms(percentile(&acks, 0.5)), "p99": ms(percentile(&acks, 0.99)) },
+    let report = serde_json::json!({
+        "propagation_ms": { "p50": pct_ms(&propagation, 0.5), "p99": pct_ms(&propagation, 0.99) },
+        "ack_ms": { "p50": pct_ms(&acks, 0.5), "p99": pct_ms(&acks, 0.99) },
         "single_entry_writes_per_s": single_rate.round(),
         "batched_entries_per_s": batch_rate.round(),
         "batch": args.batch,
@@ -316,12 +313,17 @@ async fn bench(args: &ClusterBenchArgs, binary: &Path, dir: &Path) -> Result<Exi
         "changes": changes,
         "replay_s": replay.as_secs_f64(),
         "replay_entries_per_s": replay_rate.round(),
+        "replay_changes_per_s": (changes as f64 / replay.as_secs_f64()).round(),
         "snapshot_publish_s": publish.as_secs_f64(),
         "new_replica_ready_s": join.as_secs_f64(),
-    }))?;
+    });
+    match &args.out {
+        Some(out) => println!("{}", super::write_json(out, &report)?),
+        None => println!("{}", serde_json::to_string_pretty(&report)?),
+    }
     d.shutdown().await;
     b.shutdown().await;
     a.shutdown().await;
     drop(nats);
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
