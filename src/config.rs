@@ -173,6 +173,9 @@ serve_settings! {
     /// Stream retention, when this replica creates the stream: keep the last N changes; 0 keeps
     /// all.
     nats_max_changes: u64 = 0, env "VIGIE_NATS_MAX_CHANGES";
+    /// Stream retention, when this replica creates the stream: drop changes older than this many
+    /// seconds; 0 keeps them.
+    nats_max_age_s: u64 = 0, env "VIGIE_NATS_MAX_AGE_S";
 }
 
 /// A setting's doc comment as one help line (clap's style: no final period) with its default.
@@ -347,7 +350,7 @@ pub struct ClusterConfig {
 }
 
 impl Default for ClusterConfig {
-    /// The defaults of the `nats_*` settings, no server, no age limit, two minutes to start.
+    /// The defaults of the `nats_*` settings, no server, two minutes to start.
     fn default() -> Self {
         ClusterConfig::from_values(Vec::new(), &Settings::default().values())
     }
@@ -365,7 +368,7 @@ impl ClusterConfig {
             snapshot_interval: Duration::from_secs(v.nats_snapshot_minutes.saturating_mul(60)),
             max_lag: v.nats_max_lag,
             max_changes: v.nats_max_changes,
-            max_age: Duration::ZERO,
+            max_age: Duration::from_secs(v.nats_max_age_s),
             start_timeout: Duration::from_secs(120),
         }
     }
@@ -551,6 +554,13 @@ mod tests {
         assert_eq!(cluster.stream, "VIGIE");
         assert_eq!(cluster.write_timeout, Duration::from_secs(5));
         assert_eq!(cluster.max_lag, 1_000);
+        assert_eq!((cluster.max_changes, cluster.max_age), (0, Duration::ZERO));
+        let retained: Settings =
+            toml::from_str("nats = \"nats://a\"\nnats_max_changes = 50\nnats_max_age_s = 3600\n")
+                .unwrap();
+        let cluster = retained.resolve().unwrap().cluster.unwrap();
+        assert_eq!(cluster.max_changes, 50);
+        assert_eq!(cluster.max_age, Duration::from_secs(3600));
         let bad: Settings = toml::from_str("nats = \"nats://a\"\nnats_replicas = 7\n").unwrap();
         let e = bad.resolve().unwrap_err().to_string();
         assert!(e.starts_with("nats_replicas"), "{e}");

@@ -56,6 +56,12 @@ pub trait Backend: Send + Sync {
     fn flush(&self) -> Result<(), StoreError> {
         Ok(())
     }
+    /// Make every write acknowledged so far survive power loss by syncing the write-ahead log
+    /// only (no memtable flush): one fsync for a group of unsynced writes. A no-op where
+    /// meaningless.
+    fn sync_wal(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Visitor of [`Backend::scan_all_at_once`]: column family, key, value.
@@ -329,6 +335,10 @@ impl Backend for RocksBackend {
             it.status().map_err(backend_error)?;
         }
         Ok(())
+    }
+
+    fn sync_wal(&self) -> Result<(), StoreError> {
+        self.db.flush_wal(true).map_err(backend_error)
     }
 
     fn flush(&self) -> Result<(), StoreError> {

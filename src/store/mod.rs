@@ -169,6 +169,13 @@ impl Store {
         result
     }
 
+    /// Makes every write made so far survive power loss (one fsync of the write-ahead log), for a
+    /// store opened without synced writes that commits a group of them at once (a cluster
+    /// replica replaying its stream). Errors: [`StoreError::Backend`].
+    pub fn sync_wal(&self) -> Result<(), StoreError> {
+        self.backend.sync_wal()
+    }
+
     /// Compact the underlying storage (after a bulk load).
     pub fn compact(&self) -> Result<(), StoreError> {
         self.backend.compact()

@@ -20,6 +20,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use vigie::cluster::local::{LocalNats, find_nats_server, free_ports};
 use vigie::service::proto::banks_client::BanksClient;
+use vigie::service::proto::keys_client::KeysClient;
 use vigie::service::proto::screening_client::ScreeningClient;
 use vigie::service::proto::*;
 
@@ -227,7 +228,8 @@ async fn until_matched(replica: &Replica, pdq: &str, within: Duration) -> Durati
     }
 }
 
-/// A digest of every bank and every entry (all fields, ids included) as the replica serves them.
+/// A digest of every API key (name, role, time, revoked), every bank and every entry (all fields,
+/// ids included) as the replica serves them.
 async fn digest(replica: &Replica) -> (String, usize) {
     let mut client = replica.banks().await;
     let banks = client
@@ -237,6 +239,18 @@ async fn digest(replica: &Replica) -> (String, usize) {
         .into_inner()
         .banks;
     let mut sha = Sha256::new();
+    let keys = KeysClient::new(replica.channel().await)
+        .list_keys(ListKeysRequest {})
+        .await
+        .expect("list keys")
+        .into_inner()
+        .keys;
+    for k in keys {
+        sha.update(format!(
+            "key {}|{}|{}|{}\n",
+            k.name, k.role, k.created_at, k.revoked
+        ));
+    }
     let mut entries = 0;
     for bank in banks {
         sha.update(format!(
@@ -494,6 +508,109 @@ async fn replicas_share_banks_through_jetstream_and_survive_faults() {
         count,
         21 + 5 + 3 * 25 * 3,
         "every distinct external id once"
+    );
+
+    // 2b. Imports and API keys are bank changes too: an import on A and a key made on B reach
+    //     every replica. A publish sent again with its message id (a retry) is stored once.
+    client_a
+        .create_bank(CreateBankRequest {
+            name: "imported".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("bank created through the cluster");
+    let imported: Vec<String> = (0..30).map(|_| random_pdq(&mut rng)).collect();
+    let lines: String = imported
+        .iter()
+        .enumerate()
+        .map(|(i, pdq)| format!("pdq {pdq} imp-{i}\n"))
+        .collect();
+    let summary = client_a
+        .import_entries(tokio_stream::iter(vec![ImportEntriesRequest {
+            bank: "imported".into(),
+            format: "signal-lines".into(),
+            data: lines.into_bytes(),
+            ..Default::default()
+        }]))
+        .await
+        .expect("import through the cluster")
+        .into_inner();
+    assert_eq!((summary.added, summary.failed), (30, 0), "{summary:?}");
+    let created = KeysClient::new(b.channel().await)
+        .create_key(CreateKeyRequest {
+            name: "from-b".into(),
+            role: "screen".into(),
+        })
+        .await
+        .expect("key created through the cluster")
+        .into_inner();
+    assert!(!created.key.is_empty());
+    for r in [&a, &b, &c] {
+        until_matched(r, &imported[29], Duration::from_secs(10)).await;
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            let keys = KeysClient::new(r.channel().await)
+                .list_keys(ListKeysRequest {})
+                .await
+                .expect("list keys")
+                .into_inner()
+                .keys;
+            if keys
+                .iter()
+                .any(|k| k.name == "from-b" && k.role == "screen")
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < until,
+                "{}: the key made on B never arrived: {keys:?}",
+                r.name
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let js = async_nats::jetstream::new(
+        async_nats::connect(urls.split(',').map(str::to_string).collect::<Vec<_>>())
+            .await
+            .expect("NATS client"),
+    );
+    let payload = vigie::cluster::envelope::encode(
+        &vigie::store::Change::CreateBank {
+            bank: vigie::store::NewBank {
+                name: "published-twice".into(),
+                ..Default::default()
+            },
+        },
+        &vigie::store::Origin::now("test"),
+    )
+    .expect("envelope");
+    let mut acks = Vec::new();
+    for _ in 0..2 {
+        let publish = async_nats::jetstream::message::PublishMessage::build()
+            .payload(payload.clone().into())
+            .message_id("retried-publish-1");
+        let ack = js
+            .send_publish(format!("{STREAM}.changes"), publish)
+            .await
+            .expect("publish")
+            .await
+            .expect("acknowledged");
+        acks.push((ack.sequence, ack.duplicate));
+    }
+    assert_eq!(acks[1], (acks[0].0, true), "the retry is the same message");
+    let (_, count) = assert_converged(&[&a, &b, &c], Duration::from_secs(30)).await;
+    assert_eq!(count, 21 + 5 + 3 * 25 * 3 + 30);
+    let banks = b
+        .banks()
+        .await
+        .list_banks(ListBanksRequest {})
+        .await
+        .expect("list banks")
+        .into_inner()
+        .banks;
+    assert_eq!(
+        banks.iter().filter(|b| b.name == "published-twice").count(),
+        1
     );
 
     // 3. SIGKILL a replica while writes go on; restarted, it has every acknowledged write.
