@@ -782,9 +782,21 @@ fn apply_one(
     };
     let started = Instant::now();
     let mut pause = Duration::from_millis(100);
+    // The change is moved into the store; a retry decodes it again rather than every apply
+    // cloning it (thousands of entries a change).
+    let mut decoded = Some(envelope);
     let outcome = loop {
-        let change = envelope.change.clone();
-        match live.apply_at_sequence(change, &envelope.origin, d.seq) {
+        let envelope = match decoded.take() {
+            Some(e) => e,
+            None => match envelope::decode(&d.payload) {
+                Ok(e) => e,
+                Err(e) => {
+                    progress.stall(format!("change {}: {e}", d.seq));
+                    return;
+                }
+            },
+        };
+        match live.apply_at_sequence(envelope.change, &envelope.origin, d.seq) {
             Ok(applied) => break Ok(applied),
             Err(e) if is_deterministic(&e) => {
                 // Refused here as everywhere: nothing changed but the position.
