@@ -36,6 +36,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::store::api_keys::Role;
+
 /// The address `vigie serve` listens on unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
 /// The store directory of `vigie serve` and the store commands unless told otherwise.
@@ -176,6 +178,16 @@ serve_settings! {
     /// Stream retention, when this replica creates the stream: drop changes older than this many
     /// seconds; 0 keeps them.
     nats_max_age_s: u64 = 0, env "VIGIE_NATS_MAX_AGE_S";
+    /// Also serve the HTTP/JSON API (HMA's routes and vigie's own, see docs/HTTP.md) on this
+    /// address; off when unset.
+    http_listen: String, env "VIGIE_HTTP_LISTEN";
+    /// Give HTTP requests that send no key this role (screen, curate or admin), for HMA clients
+    /// that send none, on a trusted network only (logged at start); off when unset.
+    http_keyless_role: String, env "VIGIE_HTTP_KEYLESS_ROLE";
+    /// Hosts whose pictures `?url=` may fetch, comma-separated (a private or loopback address
+    /// only when listed itself); fetching is off when unset.
+    #[arg(value_delimiter = ',')]
+    fetch_allow_hosts: Vec<String>, env "VIGIE_FETCH_ALLOW_HOSTS";
 }
 
 /// A setting's doc comment as one help line (clap's style: no final period) with its default.
@@ -304,6 +316,36 @@ impl From<&Values> for ServiceLimits {
     }
 }
 
+/// What the HTTP/JSON edge starts with (`http::start`).
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    /// Where to listen (port 0: any free port).
+    pub listen: SocketAddr,
+    /// Every request is accepted as admin without a key (the gRPC `--insecure-no-auth`).
+    pub insecure_no_auth: bool,
+    /// The role given to a request that sends no key at all (none: such requests answer 401).
+    /// For HMA clients that send no key (HMA has no authentication), on a trusted network.
+    pub keyless_role: Option<Role>,
+    /// What `?url=` may fetch (off while its host list is empty).
+    pub fetch: FetchPolicy,
+}
+
+/// What a server-side fetch (`?url=`) may reach.
+#[derive(Clone, Debug, Default)]
+pub struct FetchPolicy {
+    /// Host names or IP addresses (compared case-insensitively, port ignored). Empty: fetching
+    /// is off. An address in the private, loopback or link-local ranges is fetched only when it
+    /// is listed itself.
+    pub allow_hosts: Vec<String>,
+    /// The time limit of one fetch, redirects included (zero: [`FetchPolicy::DEFAULT_TIMEOUT`]).
+    pub timeout: Duration,
+}
+
+impl FetchPolicy {
+    /// The default time limit of a fetch.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+}
+
 /// The resolved configuration of `vigie serve`.
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
@@ -315,6 +357,8 @@ pub struct ServeConfig {
     pub json_logs: bool,
     /// fsync the write-ahead log before acknowledging a write.
     pub sync_writes: bool,
+    /// The HTTP/JSON edge, when `http_listen` is set.
+    pub http: Option<HttpConfig>,
     /// Clustered mode: how to join the NATS cluster (`None`: one node, embedded).
     pub cluster: Option<ClusterConfig>,
 }
@@ -490,8 +534,36 @@ impl Settings {
                 Some(c)
             }
         };
+        let http = match v.http_listen.as_deref() {
+            None => None,
+            Some(text) => Some(HttpConfig {
+                listen: addr("http_listen", text)?,
+                insecure_no_auth: v.insecure_no_auth,
+                keyless_role: v
+                    .http_keyless_role
+                    .as_deref()
+                    .map(|r| {
+                        r.parse().map_err(|_| ConfigError::Invalid {
+                            setting: "http_keyless_role",
+                            message: format!("{r:?}: expected screen, curate or admin"),
+                        })
+                    })
+                    .transpose()?,
+                fetch: FetchPolicy {
+                    allow_hosts: v
+                        .fetch_allow_hosts
+                        .iter()
+                        .flatten()
+                        .map(|h| h.trim().to_string())
+                        .filter(|h| !h.is_empty())
+                        .collect(),
+                    timeout: FetchPolicy::DEFAULT_TIMEOUT,
+                },
+            }),
+        };
         Ok(ServeConfig {
             cluster,
+            http,
             server: ServerConfig {
                 listen,
                 insecure_no_auth: v.insecure_no_auth,
@@ -567,6 +639,25 @@ mod tests {
         let bad: Settings = toml::from_str("nats = \"nats://a\"\nnats_stream = \"a.b\"\n").unwrap();
         let e = bad.resolve().unwrap_err().to_string();
         assert!(e.starts_with("nats_stream"), "{e}");
+        // The HTTP edge is off unless asked for; key-less requests get no role unless asked.
+        assert!(c.http.is_none());
+        let http: Settings = toml::from_str(
+            "http_listen = \"127.0.0.1:8080\"\nhttp_keyless_role = \"screen\"\nfetch_allow_hosts = [\"cdn.example\", \"10.0.0.5\"]\n",
+        )
+        .unwrap();
+        let h = http.resolve().unwrap().http.expect("http on");
+        assert_eq!(h.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(h.keyless_role, Some(Role::Screen));
+        assert_eq!(h.fetch.allow_hosts, vec!["cdn.example", "10.0.0.5"]);
+        let bad: Settings =
+            toml::from_str("http_listen = \"127.0.0.1:8080\"\nhttp_keyless_role = \"root\"\n")
+                .unwrap();
+        assert!(
+            bad.resolve()
+                .unwrap_err()
+                .to_string()
+                .starts_with("http_keyless_role")
+        );
     }
 
     #[test]

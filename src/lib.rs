@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod config;
 pub mod eval;
 pub mod hashing;
+pub mod http;
 pub mod index;
 pub mod matcher;
 pub mod plot;

@@ -1,4 +1,5 @@
-//! `vigie serve`: the gRPC service on the RocksDB store under `--data-dir`.
+//! `vigie serve`: the gRPC service (and, with `--http-listen`, the HTTP/JSON API) on the RocksDB
+//! store under `--data-dir`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -71,9 +72,19 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
     let store = Store::open(&config.data_dir, &options).map_err(|e| CliError(e.to_string()))?;
     let store = Arc::new(store);
     runtime.block_on(async move {
-        let running = server::start(config.server.clone(), store)
+        let running = server::start(config.server.clone(), store.clone())
             .await
             .map_err(|e| CliError(e.to_string()))?;
+        let http = match config.http.clone() {
+            Some(h) => {
+                let http = crate::http::start(h, running.state.clone(), store)
+                    .await
+                    .map_err(|e| CliError(e.to_string()))?;
+                tracing::info!(addr = %http.addr, "HTTP API serving");
+                Some(http)
+            }
+            None => None,
+        };
         tracing::info!(
             addr = %running.addr,
             data_dir = %config.data_dir.display(),
@@ -83,6 +94,11 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
         );
         wait_for_signal().await;
         tracing::info!("shutting down: draining in-flight requests");
+        if let Some(http) = http
+            && let Err(e) = http.shutdown().await
+        {
+            tracing::warn!(error = %e, "HTTP API stopped with an error");
+        }
         running
             .shutdown()
             .await
@@ -119,6 +135,16 @@ async fn serve_replica(
     let running = server::start_replica(config.server.clone(), replica)
         .await
         .map_err(|e| CliError(e.to_string()))?;
+    let http = match config.http.clone() {
+        Some(h) => {
+            let http = crate::http::start(h, running.state.clone(), cluster.store.clone())
+                .await
+                .map_err(|e| CliError(e.to_string()))?;
+            tracing::info!(addr = %http.addr, "HTTP API serving");
+            Some(http)
+        }
+        None => None,
+    };
     tracing::info!(
         addr = %running.addr,
         data_dir = %config.data_dir.display(),
@@ -129,6 +155,11 @@ async fn serve_replica(
     );
     wait_for_signal().await;
     tracing::info!("shutting down: draining in-flight requests");
+    if let Some(http) = http
+        && let Err(e) = http.shutdown().await
+    {
+        tracing::warn!(error = %e, "HTTP API stopped with an error");
+    }
     let served = running.shutdown().await;
     cluster.shutdown().await;
     served.map_err(|e| CliError(e.to_string()))?;

@@ -67,6 +67,7 @@ pub struct ServiceState {
     /// When the service started (uptime in stats).
     pub started: Instant,
     ready: AtomicBool,
+    serving: AtomicBool,
 }
 
 impl ServiceState {
@@ -80,6 +81,7 @@ impl ServiceState {
             metrics,
             started: Instant::now(),
             ready: AtomicBool::new(false),
+            serving: AtomicBool::new(true),
         }
     }
 
@@ -96,6 +98,20 @@ impl ServiceState {
     /// Marks the index loaded: screens are served from now on.
     pub fn set_ready(&self) {
         self.ready.store(true, Ordering::Release);
+    }
+
+    /// Whether this process should take traffic, what health checks and the HTTP `/status`
+    /// report: the index is loaded and, on a cluster replica, the replica has caught up with its
+    /// stream (`crate::cluster`). Screens are answered while [`ServiceState::is_ready`], even when
+    /// a replica is behind.
+    pub fn is_serving(&self) -> bool {
+        self.is_ready() && self.serving.load(Ordering::Acquire)
+    }
+
+    /// Sets whether this process should take traffic once its index is loaded (true unless a
+    /// cluster replica is behind its stream).
+    pub fn set_serving(&self, serving: bool) {
+        self.serving.store(serving, Ordering::Release);
     }
 
     /// Records the call's outcome and latency, and turns a service error into its status.

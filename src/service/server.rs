@@ -199,6 +199,7 @@ async fn start_with(
     let mut state = ServiceState::new(banks.clone(), config.limits.clone(), metrics.clone());
     let mut replica_ready = None;
     if let Some(replica) = replica {
+        state.set_serving(false);
         state.writer = replica.writer;
         metrics.add_section(replica.metrics);
         replica_ready = Some(replica.ready);
@@ -330,7 +331,7 @@ async fn start_with(
                                     let _ = ready_tx.send(true);
                                 }
                                 Some(ready) => {
-                                    tokio::spawn(follow_readiness(ready, health_reporter.clone(), ready_tx.clone()));
+                                    tokio::spawn(follow_readiness(ready, state.clone(), health_reporter.clone(), ready_tx.clone()));
                                 }
                             }
                         }
@@ -355,14 +356,17 @@ async fn start_with(
     })
 }
 
-/// Health follows a replica's readiness: SERVING while it is ready, NOT_SERVING otherwise.
+/// Health (and the HTTP `/status`, through [`ServiceState::is_serving`]) follows a replica's
+/// readiness: SERVING while it is ready, NOT_SERVING otherwise.
 async fn follow_readiness(
     mut ready: tokio::sync::watch::Receiver<bool>,
+    state: Arc<ServiceState>,
     health: tonic_health::server::HealthReporter,
     first_ready: Arc<tokio::sync::watch::Sender<bool>>,
 ) {
     loop {
         let now = *ready.borrow_and_update();
+        state.set_serving(now);
         let status = match now {
             true => ServingStatus::Serving,
             false => ServingStatus::NotServing,
