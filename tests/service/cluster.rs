@@ -36,19 +36,21 @@ struct Replica {
     log: PathBuf,
     port: u16,
     metrics_port: u16,
+    http_port: u16,
     nats: String,
     child: Option<Child>,
 }
 
 impl Replica {
     fn new(root: &Path, name: &str, nats: &str) -> Replica {
-        let ports = free_ports(2).expect("ports");
+        let ports = free_ports(3).expect("ports");
         Replica {
             name: name.into(),
             data: root.join(name).join("data"),
             log: root.join(format!("{name}.log")),
             port: ports[0],
             metrics_port: ports[1],
+            http_port: ports[2],
             nats: nats.into(),
             child: None,
         }
@@ -68,6 +70,7 @@ impl Replica {
                 "--metrics-listen",
                 &format!("127.0.0.1:{}", self.metrics_port),
             ])
+            .args(["--http-listen", &format!("127.0.0.1:{}", self.http_port)])
             .arg("--data-dir")
             .arg(&self.data)
             .args(["--nats", &self.nats, "--nats-stream", STREAM])
@@ -776,4 +779,170 @@ async fn replicas_share_banks_through_jetstream_and_survive_faults() {
     let (digest_d, _) = assert_converged(&[&a, &d], Duration::from_secs(30)).await;
     assert_eq!(digest_d, digest_abc);
     assert_has_all(&d, "shared", &acked).await;
+
+    // 6. The HTTP edge of a replica: 200 on /status once it serves, and its writes go through the
+    //    stream like gRPC's (a bank made over HTTP on D is on A).
+    assert_eq!(
+        http_get(d.http_port, "/status"),
+        Some((200, "\"I-AM-ALIVE\"".to_string()))
+    );
+    let (code, body) = http_request(
+        d.http_port,
+        "POST",
+        "/v1/banks",
+        r#"{"name":"made-over-http"}"#,
+    )
+    .expect("HTTP answer");
+    assert_eq!(code, 200, "{body}");
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let banks = a
+            .banks()
+            .await
+            .list_banks(ListBanksRequest {})
+            .await
+            .expect("list banks")
+            .into_inner()
+            .banks;
+        if banks.iter().any(|b| b.name == "made-over-http") {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "a bank made over HTTP on D never reached A"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_converged(&[&a, &b, &c, &d], Duration::from_secs(30)).await;
+}
+
+/// `GET path` on `127.0.0.1:port` over HTTP/1.0: the status code and the body.
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    http_request(port, "GET", path, "")
+}
+
+/// `method path` with a JSON `body` on `127.0.0.1:port` over HTTP/1.0: the status code and the
+/// body of the answer.
+fn http_request(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(
+        format!(
+            "{method} {path} HTTP/1.0\r\nHost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    Some((code, body))
+}
+
+/// A replica's server (gRPC health and HTTP `/status`, `/readyz`) follows the replica's
+/// readiness: NOT_SERVING and 503 `INDEX-STALE` before it has caught up and whenever it falls
+/// behind, SERVING and 200 while it is ready; screens are answered throughout. No NATS needed: the
+/// readiness is driven by hand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_takes_traffic_only_while_ready() {
+    use vigie::config::{FetchPolicy, HttpConfig, ServerConfig, ServiceLimits};
+    use vigie::hashing::HashingSetup;
+    use vigie::matcher::LiveBanks;
+    use vigie::service::server;
+    use vigie::store::{RocksOptions, Store};
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = Arc::new(Store::open(dir.path(), &RocksOptions::default()).expect("store"));
+    let banks = Arc::new(LiveBanks::open(store.clone(), HashingSetup::default()).expect("banks"));
+    let (ready, ready_rx) = tokio::sync::watch::channel(false);
+    let replica = server::Replica {
+        banks: banks.clone(),
+        store: store.clone(),
+        writer: banks.clone(),
+        ready: ready_rx,
+        metrics: Arc::new(|_: &mut String| {}),
+    };
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        insecure_no_auth: true,
+        tls: None,
+        metrics_listen: None,
+        limits: ServiceLimits::default(),
+    };
+    let running = server::start_replica(config, replica)
+        .await
+        .expect("server");
+    let http = vigie::http::start(
+        HttpConfig {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            insecure_no_auth: true,
+            keyless_role: None,
+            fetch: FetchPolicy::default(),
+        },
+        running.state.clone(),
+        store.clone(),
+    )
+    .await
+    .expect("http");
+    let channel = Channel::from_shared(format!("http://{}", running.addr))
+        .expect("uri")
+        .connect_lazy();
+    let port = http.addr.port();
+    let mut screening = ScreeningClient::new(channel.clone());
+    // Waits until health and both HTTP routes say `serving`, then checks that screens answer.
+    let expect = |serving: bool| {
+        let channel = channel.clone();
+        async move {
+            let until = Instant::now() + Duration::from_secs(10);
+            let (want_health, want_code, want_body) = match serving {
+                true => (ServingStatus::Serving as i32, 200, "\"I-AM-ALIVE\""),
+                false => (ServingStatus::NotServing as i32, 503, "\"INDEX-STALE\""),
+            };
+            loop {
+                let health = HealthClient::new(channel.clone())
+                    .check(HealthCheckRequest {
+                        service: String::new(),
+                    })
+                    .await
+                    .map(|r| r.into_inner().status)
+                    .ok();
+                let status = http_get(port, "/status");
+                let readyz = http_get(port, "/readyz").map(|(code, _)| code);
+                if health == Some(want_health)
+                    && status.as_ref().map(|(c, b)| (*c, b.as_str()))
+                        == Some((want_code, want_body))
+                    && readyz == Some(want_code)
+                {
+                    return;
+                }
+                assert!(
+                    Instant::now() < until,
+                    "serving {serving}: health {health:?}, /status {status:?}, /readyz {readyz:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let pdq = random_pdq(&mut 5);
+    expect(false).await;
+    assert_eq!(
+        screen_matches(&mut screening, &pdq).await,
+        Some(false),
+        "a replica behind its stream still answers screens"
+    );
+    ready.send(true).expect("ready");
+    expect(true).await;
+    ready.send(false).expect("behind");
+    expect(false).await;
+    assert_eq!(screen_matches(&mut screening, &pdq).await, Some(false));
+    ready.send(true).expect("ready again");
+    expect(true).await;
+    http.shutdown().await.expect("http stops");
+    running.shutdown().await.expect("server stops");
 }
