@@ -28,7 +28,7 @@ echo "== three NATS nodes (client ports 14221-14223), JetStream stores under $di
 for i in 1 2 3; do
   routes=""
   for j in 1 2 3; do
-    [ "$j" = "$i" ] || routes="$routes \"nats-route://127.0.0.1:1624$j\""
+    [ "$j" = "$i" ] || routes="$routes${routes:+, }\"nats-route://127.0.0.1:1624$j\""
   done
   mkdir -p "$dir/nats/n$i"
   cat >"$dir/nats/n$i.conf" <<EOF
