@@ -53,7 +53,8 @@ pub enum Command {
     /// List the audit log of bank and entry changes.
     Audit(audit::AuditArgs),
     /// Run the gRPC service on the existing store under --data-dir.
-    Serve(serve::ServeArgs),
+    // Boxed: its settings (server, HTTP edge, cluster) make it several times the other variants.
+    Serve(Box<serve::ServeArgs>),
     /// Open a store whose write-ahead log is damaged, keeping what precedes the damage and
     /// reporting what was dropped (needs --accept-wal-loss).
     RecoverWal(recover::RecoverArgs),
@@ -96,7 +97,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Import(args) => import_export::run_import(args),
         Command::Export(args) => import_export::run_export(args),
         Command::Audit(args) => audit::run(args),
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::RecoverWal(args) => recover::run(args),
         Command::Keys(args) => keys::run(args),
         Command::Client(args) => client::run(args),

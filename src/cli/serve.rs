@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::CliError;
+use crate::cluster::{Cluster, ClusterConfig};
 use crate::config::{ServeConfig, Settings};
 use crate::service::server;
 use crate::store::{RocksOptions, Store};
@@ -60,14 +61,27 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
             "--insecure-no-auth: every call is accepted as admin without a key; for local trials only"
         );
     }
+    let options = RocksOptions {
+        sync_writes: config.sync_writes,
+        ..RocksOptions::default()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    if let Some(cluster) = &config.cluster {
+        // A replica's store comes from the cluster: a new replica starts from an empty or
+        // missing directory and loads a snapshot (a damaged store is still refused at open).
+        let served = runtime.block_on(serve_replica(&config, cluster, &options));
+        runtime.shutdown_timeout(Duration::from_secs(5));
+        return served;
+    }
     // Only an existing store is served: a mistyped or unmounted --data-dir is refused, never
     // served empty; a damaged one is refused naming what is damaged.
     let store = Store::open(
         &config.data_dir,
         &RocksOptions {
-            sync_writes: config.sync_writes,
             create_if_missing: false,
-            ..RocksOptions::default()
+            ..options
         },
     )
     .map_err(|e| {
@@ -76,9 +90,6 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
     })?;
     let store = Arc::new(store);
     let store_alive = Arc::downgrade(&store);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
     runtime.block_on(async move {
         let mut running = server::start(config.server.clone(), store.clone())
             .await
@@ -137,6 +148,79 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
     } else {
         tracing::info!("stopped; store closed");
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Clustered mode: join the cluster (restoring a snapshot and loading the index first when
+/// needed), serve, and on a signal stop serving, then stop applying.
+async fn serve_replica(
+    config: &ServeConfig,
+    cluster_config: &ClusterConfig,
+    options: &RocksOptions,
+) -> Result<ExitCode, CliError> {
+    let cluster = Cluster::start(
+        cluster_config,
+        &config.data_dir,
+        options,
+        config.server.limits.hashing_setup(),
+    )
+    .await
+    .map_err(|e| CliError(e.to_string()))?;
+    let progress = cluster.progress.clone();
+    let replica = server::Replica {
+        banks: cluster.live.clone(),
+        store: cluster.store.clone(),
+        writer: cluster.writer.clone(),
+        ready: cluster.progress.watch_ready(),
+        metrics: Arc::new(move |out: &mut String| progress.render(out)),
+    };
+    let mut running = server::start_replica(config.server.clone(), replica)
+        .await
+        .map_err(|e| CliError(e.to_string()))?;
+    let http = match config.http.clone() {
+        Some(h) => {
+            let http = crate::http::start(h, running.state.clone(), cluster.store.clone())
+                .await
+                .map_err(|e| CliError(e.to_string()))?;
+            tracing::info!(addr = %http.addr, "HTTP API serving");
+            Some(http)
+        }
+        None => None,
+    };
+    tracing::info!(
+        addr = %running.addr,
+        data_dir = %config.data_dir.display(),
+        metrics = ?running.metrics_addr,
+        nats = ?cluster_config.servers,
+        stream = %cluster_config.stream,
+        "vigie serving as a cluster replica"
+    );
+    // As on one node: a server that stops by itself ends the process non-zero.
+    tokio::select! {
+        _ = wait_for_signal() => {}
+        stopped = running.until_stopped() => {
+            cluster.shutdown().await;
+            return Err(CliError(match stopped {
+                Ok(()) => "the server stopped by itself".to_string(),
+                Err(e) => e.to_string(),
+            }));
+        }
+    }
+    tracing::info!("shutting down: draining in-flight requests");
+    // The drain of one node (both edges under the one deadline), then the replica stops applying.
+    let drain_timeout = config.drain_timeout;
+    let http_stopped = async move {
+        let Some(http) = http else { return };
+        match tokio::time::timeout(drain_timeout, http.shutdown()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "HTTP API stopped with an error"),
+            Err(_) => tracing::warn!("HTTP API: calls still open at the drain deadline are cut"),
+        }
+    };
+    let (_, drained) = tokio::join!(http_stopped, running.drain(drain_timeout));
+    cluster.shutdown().await;
+    drained.map_err(|e| CliError(e.to_string()))?;
+    tracing::info!("stopped; store closed");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -29,6 +29,7 @@ use super::proto::keys_server::KeysServer;
 use super::proto::screening_server::ScreeningServer;
 use super::screening::ScreeningService;
 use super::{ServiceState, proto};
+use crate::cluster::BankWriter;
 use crate::matcher::LiveBanks;
 use crate::store::Store;
 use crate::store::api_keys::Role;
@@ -311,9 +312,43 @@ fn read_file(path: &PathBuf) -> Result<Vec<u8>, ServerError> {
     std::fs::read(path).map_err(|e| ServerError::Tls(format!("{}: {e}", path.display())))
 }
 
+/// A replica of a cluster, as the server takes it (`crate::cluster::Cluster`).
+pub struct Replica {
+    /// The banks, already loaded.
+    pub banks: Arc<LiveBanks>,
+    /// Their store (API keys are read from it).
+    pub store: Arc<Store>,
+    /// Where bank changes go: through the cluster's stream.
+    pub writer: Arc<dyn BankWriter>,
+    /// Whether the replica should take traffic (caught up, lag within bounds): health follows it.
+    pub ready: tokio::sync::watch::Receiver<bool>,
+    /// The replica's own metrics, appended to `/metrics`.
+    pub metrics: metrics::Section,
+}
+
 /// Binds, starts serving (health NOT_SERVING), loads the index in the background, then flips health
 /// to SERVING.
 pub async fn start(config: ServerConfig, store: Arc<Store>) -> Result<RunningServer, ServerError> {
+    let banks = Arc::new(LiveBanks::new(store.clone(), config.limits.hashing_setup()));
+    start_with(config, store, banks, None).await
+}
+
+/// [`start`] for a replica of a cluster: its banks are loaded already, writes go through its
+/// writer, and health says SERVING exactly while the replica is ready.
+pub async fn start_replica(
+    config: ServerConfig,
+    replica: Replica,
+) -> Result<RunningServer, ServerError> {
+    let (banks, store) = (replica.banks.clone(), replica.store.clone());
+    start_with(config, store, banks, Some(replica)).await
+}
+
+async fn start_with(
+    config: ServerConfig,
+    store: Arc<Store>,
+    banks: Arc<LiveBanks>,
+    replica: Option<Replica>,
+) -> Result<RunningServer, ServerError> {
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServerError::Bind {
@@ -325,14 +360,17 @@ pub async fn start(config: ServerConfig, store: Arc<Store>) -> Result<RunningSer
         source,
     })?;
     let metrics = Arc::new(Metrics::default());
-    // The live banks start with an empty index; it is loaded in the background below while health
-    // says NOT_SERVING.
-    let banks = Arc::new(LiveBanks::new(store.clone(), config.limits.hashing_setup()));
-    let state = Arc::new(ServiceState::new(
-        banks.clone(),
-        config.limits.clone(),
-        metrics.clone(),
-    ));
+    // The live banks of one node start with an empty index; it is loaded in the background below
+    // while health says NOT_SERVING. A replica's are loaded, and it writes through the cluster.
+    let mut state = ServiceState::new(banks.clone(), config.limits.clone(), metrics.clone());
+    let mut replica_ready = None;
+    if let Some(replica) = replica {
+        state.set_serving(false);
+        state.writer = replica.writer;
+        metrics.add_section(replica.metrics);
+        replica_ready = Some(replica.ready);
+    }
+    let state = Arc::new(state);
 
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
     let (stop_metrics_tx, stop_metrics_rx) = oneshot::channel::<()>();
@@ -421,12 +459,17 @@ pub async fn start(config: ServerConfig, store: Arc<Store>) -> Result<RunningSer
     let health_reporter_for_drain = health_reporter.clone();
     let gate = Gate::new(config.limits.connections, metrics.connections.clone());
     let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
+    let ready_tx = Arc::new(ready_tx);
     let load_state = state.clone();
     let state_for_watch = state.clone();
     let task = tokio::spawn(async move {
+        let already_loaded = load_state.banks.is_loaded();
         let loader = tokio::task::spawn_blocking(move || {
             let started = std::time::Instant::now();
-            let stats = load_state.banks.load();
+            let stats = match already_loaded {
+                true => Ok(None),
+                false => load_state.banks.load().map(Some),
+            };
             (stats, started.elapsed(), load_state)
         });
         // Accepted sockets are handed to tonic as they are, so its own `tcp_nodelay` does not
@@ -452,7 +495,7 @@ pub async fn start(config: ServerConfig, store: Arc<Store>) -> Result<RunningSer
         let mut loader = Some(loader);
         // Aborted when this task ends or is itself aborted (a drain past its deadline), so that
         // it never keeps the store open.
-        let mut write_watch: Option<AbortOnDrop> = None;
+        let mut health_watch: Option<AbortOnDrop> = None;
         let result = loop {
             tokio::select! {
                 r = &mut serve => break r.map_err(ServerError::from),
@@ -460,14 +503,10 @@ pub async fn start(config: ServerConfig, store: Arc<Store>) -> Result<RunningSer
                     loader = None;
                     match loaded {
                         Ok((Ok(stats), took, state)) => {
-                            tracing::info!(entries = stats.entries, hashes = stats.hashes, ms = took.as_millis() as u64, "index loaded");
-                            state.set_ready();
-                            if !state.is_draining() {
-                                for name in ["", "vigie.v1.Screening", "vigie.v1.Banks"] {
-                                    health_reporter.set_service_status(name, ServingStatus::Serving).await;
-                                }
+                            if let Some(stats) = stats {
+                                tracing::info!(entries = stats.entries, hashes = stats.hashes, ms = took.as_millis() as u64, "index loaded");
                             }
-                            let _ = ready_tx.send(true);
+                            state.set_ready();
                         }
                         // A store that cannot be read whole is not served in part, nor kept
                         // NOT_SERVING forever: the server stops and `vigie serve` exits non-zero.
@@ -480,16 +519,20 @@ pub async fn start(config: ServerConfig, store: Arc<Store>) -> Result<RunningSer
                             break Err(ServerError::Load(e.to_string()));
                         }
                     }
-                    write_watch = Some(AbortOnDrop::new(tokio::spawn(watch_writes(
+                    // Health from now on: SERVING once loaded (a replica: while it is ready), and
+                    // `vigie.v1.Banks` NOT_SERVING while the disk is full.
+                    health_watch = Some(AbortOnDrop::new(tokio::spawn(watch_health(
                         state_for_watch.clone(),
                         health_reporter.clone(),
+                        replica_ready.take(),
+                        ready_tx.clone(),
                     ))));
                 }
             }
         };
         // Awaited, not only aborted: the watch holds the service state, hence the store, and a
         // caller that reopens the store once `shutdown` returns must find it released.
-        if let Some(watch) = write_watch {
+        if let Some(watch) = health_watch {
             watch.stop().await;
         }
         let _ = stop_metrics_tx.send(());
@@ -532,40 +575,79 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// How often [`watch_writes`] looks at the store while writes are refused.
+/// How often [`watch_health`] looks at the store while writes are refused.
 const WRITE_WATCH_PERIOD: Duration = Duration::from_secs(1);
 
-/// Keeps health and metrics in step with whether the store takes writes: while the disk is full,
-/// `vigie.v1.Banks` reports NOT_SERVING (the overall and `vigie.v1.Screening` statuses stay
-/// SERVING: screens go on), the `vigie_store_writes_available` gauge reads 0, and once a second
-/// the store tries to resume, so health comes back without waiting for a client's write.
-async fn watch_writes(state: Arc<ServiceState>, health: tonic_health::server::HealthReporter) {
-    let mut available = true;
+/// Keeps health, the HTTP `/status` and metrics in step with the state once the index is loaded:
+/// - `""` and `vigie.v1.Screening` say SERVING while [`ServiceState::is_serving`]: always for one
+///   node, and on a cluster replica while `ready` (its readiness: caught up with its stream, lag
+///   within bounds) says so (`ServiceState::set_serving` follows it);
+/// - `vigie.v1.Banks` says SERVING while serving *and* the store takes writes: while the disk is
+///   full it says NOT_SERVING (screens go on), the `vigie_store_writes_available` gauge reads 0,
+///   and once a second the store tries to resume, so health comes back without waiting for a
+///   client's write;
+/// - `first_ready` turns true the first time the process serves.
+///
+/// Nothing is reported once a drain has begun (health stays NOT_SERVING). One task for both
+/// sources so that the replica's readiness and the disk never overwrite each other's status.
+async fn watch_health(
+    state: Arc<ServiceState>,
+    health: tonic_health::server::HealthReporter,
+    mut ready: Option<tokio::sync::watch::Receiver<bool>>,
+    first_ready: Arc<tokio::sync::watch::Sender<bool>>,
+) {
+    let mut reported: Option<(bool, bool)> = None;
     let mut tick = tokio::time::interval(WRITE_WATCH_PERIOD);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
-        let banks = state.banks.clone();
-        let now = tokio::task::spawn_blocking(move || {
-            let store = banks.store();
-            if store.writes_available() {
-                return true;
-            }
-            store.try_resume_writes().is_ok()
-        })
-        .await
-        .unwrap_or(false);
-        state.metrics.set_writes_available(now);
-        if now != available && !state.is_draining() {
-            available = now;
-            let status = if now {
-                tracing::info!("writes available again: vigie.v1.Banks SERVING");
-                ServingStatus::Serving
-            } else {
+        if let Some(ready) = ready.as_mut() {
+            state.set_serving(*ready.borrow_and_update());
+        }
+        let mut writes = state.store().writes_available();
+        if !writes {
+            let banks = state.banks.clone();
+            writes = tokio::task::spawn_blocking(move || banks.store().try_resume_writes().is_ok())
+                .await
+                .unwrap_or(false);
+        }
+        state.metrics.set_writes_available(writes);
+        let serving = state.is_serving();
+        if serving {
+            first_ready.send_if_modified(|first| !std::mem::replace(first, true));
+        }
+        let now = (serving, writes);
+        if reported != Some(now) && !state.is_draining() {
+            let before = reported.is_none_or(|(_, before)| before);
+            if before && !writes {
                 tracing::warn!("writes unavailable (disk full): vigie.v1.Banks NOT_SERVING");
-                ServingStatus::NotServing
+            } else if !before && writes {
+                tracing::info!("writes available again: vigie.v1.Banks SERVING");
+            }
+            let status = |on: bool| match on {
+                true => ServingStatus::Serving,
+                false => ServingStatus::NotServing,
             };
-            health.set_service_status("vigie.v1.Banks", status).await;
+            for name in ["", "vigie.v1.Screening"] {
+                health.set_service_status(name, status(serving)).await;
+            }
+            health
+                .set_service_status("vigie.v1.Banks", status(serving && writes))
+                .await;
+            reported = Some(now);
+        }
+        tokio::select! {
+            _ = tick.tick() => {}
+            changed = async {
+                match ready.as_mut() {
+                    Some(ready) => ready.changed().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                // The replica is gone (its sender dropped at shutdown): keep its last word.
+                if changed.is_err() {
+                    ready = None;
+                }
+            }
         }
     }
 }

@@ -61,6 +61,20 @@ pub trait Backend: Send + Sync {
     fn try_resume(&self) -> Result<(), StoreError> {
         Ok(())
     }
+    /// Visit every key and value of every column family (in `Cf::ALL` order, keys ascending) as
+    /// of one instant: writes that land during the visit are not seen. For snapshots
+    /// (`store::snapshot`), which must name exactly the changes they cover.
+    fn scan_all_at_once(&self, visit: &mut VisitAll<'_>) -> Result<(), StoreError>;
+    /// Make every write acknowledged so far durable (after writes made without a synced WAL).
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Make every write acknowledged so far survive power loss by syncing the write-ahead log
+    /// only (no memtable flush): one fsync for a group of unsynced writes. A no-op where
+    /// meaningless.
+    fn sync_wal(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
@@ -91,7 +105,19 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     fn try_resume(&self) -> Result<(), StoreError> {
         (**self).try_resume()
     }
+    fn scan_all_at_once(&self, visit: &mut VisitAll<'_>) -> Result<(), StoreError> {
+        (**self).scan_all_at_once(visit)
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        (**self).flush()
+    }
+    fn sync_wal(&self) -> Result<(), StoreError> {
+        (**self).sync_wal()
+    }
 }
+
+/// Visitor of [`Backend::scan_all_at_once`]: column family, key, value.
+pub type VisitAll<'a> = dyn FnMut(Cf, &[u8], &[u8]) -> Result<(), StoreError> + 'a;
 
 /// The in-memory backend: one ordered map per column family behind one lock.
 /// One ordered map per column family, indexed by `Cf as usize`.
@@ -192,6 +218,22 @@ impl Backend for MemoryBackend {
                 "No space left on device (simulated)".into(),
             ))
         }
+    }
+
+    fn scan_all_at_once(&self, visit: &mut VisitAll<'_>) -> Result<(), StoreError> {
+        // A copy taken under the lock is the instant; the visitor runs without the lock.
+        let copy = self.lock()?.clone();
+        for cf in Cf::ALL {
+            for (k, v) in &copy[cf as usize] {
+                visit(cf, k, v)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn sync_wal(&self) -> Result<(), StoreError> {
+        // Nothing to sync in memory; a simulated full disk refuses it as RocksDB's fsync would.
+        self.try_resume()
     }
 }
 
@@ -539,16 +581,54 @@ impl RocksBackend {
                 WriteOp::Delete(cf, k) => batch.delete_cf(Self::cf(db, *cf)?, k),
             }
         }
-        match db.write_opt(batch, &self.write_options) {
-            Ok(()) => Ok(()),
-            Err(e) if is_no_space(&e) => {
-                if !self.full.swap(true, Ordering::AcqRel) {
-                    tracing::error!(dir = %self.path.display(), error = %e, "disk full: writes refused until space is freed; screens go on");
-                }
-                Err(storage_full(e.as_ref()))
+        db.write_opt(batch, &self.write_options)
+            .map_err(|e| self.io_error(e))
+    }
+
+    /// Sync the write-ahead log of a read-write handle; a read-only one (after a full disk) is
+    /// refused with [`StoreError::StorageFull`].
+    fn sync_wal_on(&self, handle: &Handle) -> Result<(), StoreError> {
+        let Handle::ReadWrite(db) = handle else {
+            return Err(storage_full(
+                "the disk is full; writes resume once space is freed",
+            ));
+        };
+        db.flush_wal(true).map_err(|e| self.io_error(e))
+    }
+
+    /// A RocksDB error from a write or sync: a full disk marks the store full (logged once) and
+    /// is [`StoreError::StorageFull`]; anything else as [`backend_error`].
+    fn io_error(&self, e: rocksdb::Error) -> StoreError {
+        if is_no_space(&e) {
+            if !self.full.swap(true, Ordering::AcqRel) {
+                tracing::error!(dir = %self.path.display(), error = %e, "disk full: writes refused until space is freed; screens go on");
             }
-            Err(e) => Err(backend_error(e)),
+            return storage_full(e.as_ref());
         }
+        backend_error(e)
+    }
+
+    /// Run a write-like operation (a batch, a WAL sync) on the current handle. RocksDB refuses
+    /// every write after a disk-full error until it resumes: on [`StoreError::StorageFull`],
+    /// reopen (at most once a second) and try once more. The first success after a full disk
+    /// clears the mark.
+    fn resuming(&self, op: impl Fn(&Handle) -> Result<(), StoreError>) -> Result<(), StoreError> {
+        let first = {
+            let handle = self.read()?;
+            op(&handle)
+        };
+        let result = match first {
+            Err(StoreError::StorageFull(_)) => {
+                self.reopen()?;
+                let handle = self.read()?;
+                op(&handle)
+            }
+            other => other,
+        };
+        if result.is_ok() && self.full.swap(false, Ordering::AcqRel) {
+            tracing::info!(dir = %self.path.display(), "space is back: writes resumed");
+        }
+        result
     }
 }
 
@@ -622,24 +702,7 @@ impl Backend for RocksBackend {
     }
 
     fn write(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
-        let first = {
-            let handle = self.read()?;
-            self.write_batch(&handle, &ops)
-        };
-        let result = match first {
-            // RocksDB refuses every write after a disk-full error until it resumes: reopen (at
-            // most once a second) and try once more.
-            Err(StoreError::StorageFull(_)) => {
-                self.reopen()?;
-                let handle = self.read()?;
-                self.write_batch(&handle, &ops)
-            }
-            other => other,
-        };
-        if result.is_ok() && self.full.swap(false, Ordering::AcqRel) {
-            tracing::info!(dir = %self.path.display(), "space is back: writes resumed");
-        }
-        result
+        self.resuming(|handle| self.write_batch(handle, &ops))
     }
 
     fn scan(
@@ -702,6 +765,51 @@ impl Backend for RocksBackend {
         }
         // A synced write that changes nothing: it succeeds only once the store takes writes.
         self.write(vec![WriteOp::Delete(Cf::Meta, WRITE_PROBE_KEY.to_vec())])
+    }
+
+    fn scan_all_at_once(&self, visit: &mut VisitAll<'_>) -> Result<(), StoreError> {
+        // One RocksDB snapshot for every column family: a consistent view across them. The
+        // handle stays read-locked for the visit, so a reopen after a full disk waits for it
+        // (the reopen never blocks on readers: it is deferred to its next attempt).
+        let handle = self.read()?;
+        let db = handle.db();
+        let snapshot = db.snapshot();
+        for cf in Cf::ALL {
+            let mut read = ReadOptions::default();
+            read.set_readahead_size(4 << 20);
+            read.fill_cache(false);
+            read.set_snapshot(&snapshot);
+            let mut it = db.raw_iterator_cf_opt(Self::cf(db, cf)?, read);
+            it.seek_to_first();
+            while it.valid() {
+                let (Some(k), Some(v)) = (it.key(), it.value()) else {
+                    break;
+                };
+                visit(cf, k, v)?;
+                it.next();
+            }
+            it.status().map_err(backend_error)?;
+        }
+        Ok(())
+    }
+
+    fn sync_wal(&self) -> Result<(), StoreError> {
+        // A replica's group commit: like a write, a full disk refuses it with `StorageFull` and
+        // a later call reopens the store (which writes the replayed log to table files, so the
+        // unsynced writes it held are durable once the reopen succeeds).
+        self.resuming(|handle| self.sync_wal_on(handle))
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.resuming(|handle| {
+            self.sync_wal_on(handle)?;
+            let db = handle.db();
+            for cf in Cf::ALL {
+                db.flush_cf(Self::cf(db, cf)?)
+                    .map_err(|e| self.io_error(e))?;
+            }
+            Ok(())
+        })
     }
 }
 
