@@ -794,6 +794,9 @@ impl Backend for RocksBackend {
     }
 
     fn sync_wal(&self) -> Result<(), StoreError> {
+        // After a full disk only a write that succeeds shows that RocksDB takes writes again (a
+        // sync of an empty log buffer may succeed while it still refuses them): probe first.
+        self.try_resume()?;
         // A replica's group commit: like a write, a full disk refuses it with `StorageFull` and
         // a later call reopens the store (which writes the replayed log to table files, so the
         // unsynced writes it held are durable once the reopen succeeds).
@@ -801,6 +804,7 @@ impl Backend for RocksBackend {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
+        self.try_resume()?;
         self.resuming(|handle| {
             self.sync_wal_on(handle)?;
             let db = handle.db();

@@ -436,3 +436,87 @@ fn writes_resume_by_themselves_once_disk_space_is_back() {
     drop(store);
     drop(mount);
 }
+
+/// A cluster replica's store: batches written without a synced log and made durable by one
+/// `sync_wal` per group, snapshots read from one point-in-time view (`write_snapshot`). On a full
+/// disk its group syncs are refused as a full disk too (not reported done while RocksDB still
+/// refuses writes), reads and snapshots go on, and syncs and writes resume by themselves once
+/// space is back, through the same reopen as a write; nothing synced is lost.
+#[test]
+fn a_replicas_group_syncs_and_snapshots_follow_a_full_disk() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let Some(mount) = Tmpfs::mount(&tmp.path().join("mnt"), "24m") else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root); see docs for the manual check");
+        return;
+    };
+    let dir = mount.0.join("store");
+    let unsynced = RocksOptions {
+        sync_writes: false,
+        ..RocksOptions::default()
+    };
+    let store = Store::open(&dir, &unsynced).expect("create");
+    create_bank(&store);
+    store.sync_wal().expect("first sync");
+    let filler = mount.0.join("filler");
+    fill_disk(&filler);
+    let mut written = 0u64;
+    let mut synced = 0u64;
+    let err = loop {
+        let step = store
+            .upsert_entries("b", entries(written, 10), "tester")
+            .map(|_| written += 10)
+            .and_then(|()| store.sync_wal());
+        match step {
+            Ok(()) => synced = written,
+            Err(e) => break e,
+        }
+        assert!(written < 1_000_000, "the disk never filled");
+    };
+    assert!(is_full(&err), "{err:?}");
+    // While the disk is full: syncs refused, reads and snapshots go on.
+    std::thread::sleep(Duration::from_millis(1100));
+    let again = store.sync_wal();
+    assert!(again.as_ref().is_err_and(is_full), "{again:?}");
+    assert_eq!(store.count_entries("b").expect("reads go on"), written);
+    let mut snapshot = Vec::new();
+    store
+        .write_snapshot(&mut snapshot)
+        .expect("a snapshot reads a full store");
+    assert!(!snapshot.is_empty());
+
+    std::fs::remove_file(&filler).expect("free space");
+    let freed = Instant::now();
+    loop {
+        match store.sync_wal() {
+            Ok(()) => break,
+            Err(e) if is_full(&e) => {
+                assert!(
+                    freed.elapsed() < Duration::from_secs(30),
+                    "syncs never resumed"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    store
+        .upsert_entries("b", entries(written, 10), "tester")
+        .expect("writes resume");
+    written += 10;
+    store.sync_wal().expect("sync after resume");
+    println!(
+        "group syncs resumed {} ms after space was freed ({written} entries written, {synced} \
+         synced before the disk filled)",
+        freed.elapsed().as_millis()
+    );
+    drop(store);
+    let store = Store::open(&dir, &RocksOptions::default()).expect("reopen");
+    let kept = store.count_entries("b").expect("count");
+    assert_eq!(
+        kept, written,
+        "every write synced after space came back is kept"
+    );
+    assert!(kept >= synced + 10);
+    drop(store);
+    drop(mount);
+}
