@@ -2,7 +2,7 @@
 //! own storage directory: what the cluster tests and `vigie bench cluster` run against. Not used
 //! by `vigie serve`, which connects to a cluster someone else runs.
 //!
-//! Ports are picked free on 127.0.0.1 just before the nodes start; nodes can be killed
+//! Ports are picked free on 127.0.0.1, below the kernel's ephemeral range, just before the nodes start; nodes can be killed
 //! (SIGKILL) and started again on the same ports and storage, as a machine that fails and returns.
 
 use std::io::{self, Write};
@@ -47,15 +47,59 @@ pub fn find_nats_server() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// `n` ports free on 127.0.0.1 at the time of the call (held together so they differ).
+/// `n` distinct ports free on 127.0.0.1 at the time of the call, chosen *below* the kernel's
+/// ephemeral range (Linux: `/proc/sys/net/ipv4/ip_local_port_range`, 32768-60999 by default).
+///
+/// Why not simply bind port 0: the nodes and replicas started on these ports are killed and started
+/// again on the same ports, and start seconds after the ports were chosen. A port from the
+/// ephemeral range can meanwhile become the local end of any outgoing connection (the tests' own
+/// gRPC, HTTP and NATS clients make hundreds) or another test's `bind(0)`, and the restart then
+/// fails with "Address already in use" (seen in CI). The kernel never hands out a port below that
+/// range by itself, so such a port stays free unless a process asks for it by number. The search
+/// starts at a place drawn from the clock and the process id, so concurrent test processes
+/// rarely try the same ports; each is still checked by binding it.
+///
+/// Errors: the I/O error of the last bind when fewer than `n` ports in 10000..(range start) bind.
 pub fn free_ports(n: usize) -> io::Result<Vec<u16>> {
-    let listeners = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<io::Result<Vec<_>>>()?;
-    listeners
-        .iter()
+    const LOW: u16 = 10_000;
+    let high = ephemeral_range_start().unwrap_or(32_768).max(LOW + 1_000);
+    let span = u32::from(high - LOW);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+        ^ std::process::id().wrapping_mul(2_654_435_761);
+    let mut held = Vec::with_capacity(n);
+    let mut last_error = None;
+    for i in 0..span {
+        if held.len() == n {
+            break;
+        }
+        // `span` < 65536, so the offset fits a u16 and LOW + offset < high.
+        let port = LOW + ((seed.wrapping_add(i)) % span) as u16;
+        match TcpListener::bind(("127.0.0.1", port)) {
+            Ok(listener) => held.push(listener),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    if held.len() < n {
+        return Err(
+            last_error.unwrap_or_else(|| io::Error::new(io::ErrorKind::AddrInUse, "no free port"))
+        );
+    }
+    held.iter()
         .map(|l| l.local_addr().map(|a| a.port()))
         .collect()
+}
+
+/// The first port of the kernel's ephemeral range, `None` where it cannot be read (not Linux).
+fn ephemeral_range_start() -> Option<u16> {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Wait until something accepts TCP connections on `addr`, polling every 20 ms until `deadline`.
@@ -222,6 +266,26 @@ impl Drop for LocalNats {
     fn drop(&mut self) {
         for i in 0..self.nodes.len() {
             let _ = self.kill(i);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_ports_are_distinct_bindable_and_below_the_ephemeral_range() {
+        let ports = free_ports(6).expect("ports");
+        assert_eq!(ports.len(), 6);
+        let mut sorted = ports.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 6, "ports repeat: {ports:?}");
+        let start = ephemeral_range_start().unwrap_or(32_768);
+        for port in ports {
+            assert!((10_000..start).contains(&port), "{port} not below {start}");
+            TcpListener::bind(("127.0.0.1", port)).expect("the port is free");
         }
     }
 }
