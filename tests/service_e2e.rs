@@ -1026,3 +1026,88 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     s.read_to_string(&mut out).await.expect("read");
     out
 }
+
+/// Issue 15, kind 8: gRPC reflection answers clients of both protocol versions. Python's
+/// `grpcio-reflection` and older `grpcurl` builds ask `grpc.reflection.v1alpha` (a v1-only server
+/// answers them UNIMPLEMENTED); current `grpcurl` asks `grpc.reflection.v1`. Each lists every
+/// service, both reflection services included, and resolves a service to its file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_answers_v1_and_v1alpha_clients() {
+    let h = start(limits()).await;
+    let expected = [
+        "vigie.v1.Screening",
+        "vigie.v1.Banks",
+        "vigie.v1.Keys",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ];
+
+    {
+        use tokio_stream::StreamExt as _;
+        use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+        use tonic_reflection::pb::v1alpha::{ServerReflectionRequest, ServerReflectionResponse};
+        let ask = |m: MessageRequest| ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(m),
+        };
+        let answers: Vec<ServerReflectionResponse> = ServerReflectionClient::new(h.channel.clone())
+            .server_reflection_info(tokio_stream::iter(vec![
+                ask(MessageRequest::ListServices(String::new())),
+                ask(MessageRequest::FileContainingSymbol(
+                    "vigie.v1.Screening".into(),
+                )),
+            ]))
+            .await
+            .expect("a v1alpha reflection call is served")
+            .into_inner()
+            .map(|a| a.expect("answer"))
+            .collect()
+            .await;
+        assert_eq!(answers.len(), 2, "{answers:?}");
+        let Some(MessageResponse::ListServicesResponse(list)) = &answers[0].message_response else {
+            panic!("v1alpha: unexpected answer {:?}", answers[0]);
+        };
+        let names: Vec<&str> = list.service.iter().map(|s| s.name.as_str()).collect();
+        for name in expected {
+            assert!(
+                names.contains(&name),
+                "v1alpha: {name} missing from {names:?}"
+            );
+        }
+        let Some(MessageResponse::FileDescriptorResponse(files)) = &answers[1].message_response
+        else {
+            panic!("v1alpha: unexpected answer {:?}", answers[1]);
+        };
+        assert!(!files.file_descriptor_proto.is_empty());
+    }
+
+    {
+        use tonic_reflection::pb::v1::ServerReflectionRequest;
+        use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+        let answer = ServerReflectionClient::new(h.channel.clone())
+            .server_reflection_info(tokio_stream::iter(vec![ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(MessageRequest::ListServices(String::new())),
+            }]))
+            .await
+            .expect("a v1 reflection call is served")
+            .into_inner()
+            .message()
+            .await
+            .expect("answer")
+            .expect("one answer");
+        let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+            panic!("v1: unexpected answer");
+        };
+        let names: Vec<&str> = list.service.iter().map(|s| s.name.as_str()).collect();
+        for name in expected {
+            assert!(names.contains(&name), "v1: {name} missing from {names:?}");
+        }
+    }
+    let _ = h.server.shutdown().await;
+}
