@@ -681,9 +681,16 @@ async fn featureless_pictures_are_flagged_when_added_and_not_matched_by_pdq() {
     }));
     let flat_png = encode(&flat, image::ImageFormat::Png);
     let response = add_image_entry(&h, "ads", "flat", flat_png.clone()).await;
-    assert_eq!(response.warnings.len(), 1, "{:?}", response.warnings);
+    // One warning for PDQ, one for pHash/dHash (issue 15: they have a quality floor too).
+    assert_eq!(response.warnings.len(), 2, "{:?}", response.warnings);
     assert!(
-        response.warnings[0].contains("flat") && response.warnings[0].contains("quality"),
+        response.warnings[0].contains("flat") && response.warnings[0].contains("PDQ quality"),
+        "{:?}",
+        response.warnings
+    );
+    assert!(
+        response.warnings[1].contains("flat")
+            && response.warnings[1].contains("pHash/dHash quality"),
         "{:?}",
         response.warnings
     );
@@ -692,7 +699,10 @@ async fn featureless_pictures_are_flagged_when_added_and_not_matched_by_pdq() {
         .await
         .expect("screen");
     assert!(
-        answer.matches.iter().all(|m| m.algorithm != "pdq"),
+        answer
+            .matches
+            .iter()
+            .all(|m| !matches!(m.algorithm.as_str(), "pdq" | "phash" | "dhash")),
         "{:?}",
         answer.matches
     );
@@ -1108,6 +1118,46 @@ async fn reflection_answers_v1_and_v1alpha_clients() {
         for name in expected {
             assert!(names.contains(&name), "v1: {name} missing from {names:?}");
         }
+    }
+    let _ = h.server.shutdown().await;
+}
+
+/// Issue 15, field case `featureless-64bit`, as its `run.sh` tries it through the service: a flat
+/// pink card with a little text is banked (with warnings for PDQ and for pHash/dHash); a beige
+/// card, plain white and plain navy are screened and match nothing (before: all three by dHash
+/// at distance 1-3, confidence 0.999), each with notes saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn featureless_uploads_do_not_match_a_banked_flat_card() {
+    let h = start(limits()).await;
+    create_bank(&h, "ads", "block").await;
+    let dir = fixture("field-cases/featureless-64bit");
+    let read = |name: &str| std::fs::read(dir.join(name)).expect("fixture");
+    let response = add_image_entry(&h, "ads", "card-1", read("banked-pink-card.png")).await;
+    assert!(
+        response.warnings.iter().any(|w| w.contains("PDQ quality"))
+            && response
+                .warnings
+                .iter()
+                .any(|w| w.contains("pHash/dHash quality")),
+        "{:?}",
+        response.warnings
+    );
+    for name in [
+        "upload-beige-card.png",
+        "upload-white.png",
+        "upload-navy.png",
+    ] {
+        let answer = screen_image(&h, read(name)).await.expect("screen");
+        assert!(!answer.matched, "{name}: {:?}", answer.matches);
+        assert!(answer.matches.is_empty(), "{name}: {:?}", answer.matches);
+        assert!(
+            answer
+                .notes
+                .iter()
+                .any(|n| n.contains("pHash and dHash not matched")),
+            "{name}: {:?}",
+            answer.notes
+        );
     }
     let _ = h.server.shutdown().await;
 }

@@ -32,6 +32,28 @@ pub fn entry_from_image(hasher: &ImageHasher, path: &Path) -> Result<NewEntry, C
     let computed = hasher
         .hash_bytes(&bytes)
         .map_err(|e| CliError(format!("{}: {e}", path.display())))?;
+    // Banked all the same (an exact hash still matches), but never silently.
+    if let Some(p) = computed
+        .pdq
+        .filter(|p| p.quality < crate::matcher::MIN_PDQ_QUALITY)
+    {
+        eprintln!(
+            "warning: {}: PDQ quality {} is below {}: the picture is too featureless for PDQ to match it",
+            path.display(),
+            p.quality,
+            crate::matcher::MIN_PDQ_QUALITY
+        );
+    }
+    if let Some(q) = computed
+        .quality64
+        .filter(|q| *q < crate::matcher::MIN_64_QUALITY)
+    {
+        eprintln!(
+            "warning: {}: pHash/dHash quality {q} is below {}: the picture is too featureless for them to match it, they are not kept",
+            path.display(),
+            crate::matcher::MIN_64_QUALITY
+        );
+    }
     let hashes = crate::matcher::entry_hashes(&computed);
     let external_id = match computed.sha256 {
         Some(h) => h.to_hex(),

@@ -63,9 +63,9 @@ struct HashesJson {
     #[serde(skip_serializing_if = "Option::is_none")]
     pdq: Option<PdqJson>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    phash: Option<HexJson>,
+    phash: Option<Hex64Json>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    dhash: Option<HexJson>,
+    dhash: Option<Hex64Json>,
     #[serde(skip_serializing_if = "Option::is_none")]
     md5: Option<HexJson>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -90,6 +90,14 @@ impl From<PdqHash> for PdqJson {
 #[derive(Serialize)]
 struct HexJson {
     hex: String,
+}
+
+/// A 64-bit hash: hex in Python `imagehash`'s bit order, and the quality of the picture it read.
+#[derive(Serialize)]
+struct Hex64Json {
+    hex: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quality: Option<u8>,
 }
 
 #[derive(Serialize)]
@@ -120,8 +128,14 @@ fn hash_line(file: &str, h: &ImageHashes) -> String {
         orientation: h.orientation.name(),
         hashes: HashesJson {
             pdq: h.pdq.map(PdqJson::from),
-            phash: h.phash.map(|x| hex(x.to_hex())),
-            dhash: h.dhash.map(|x| hex(x.to_hex())),
+            phash: h.phash.map(|x| Hex64Json {
+                hex: x.to_hex(),
+                quality: h.quality64,
+            }),
+            dhash: h.dhash.map(|x| Hex64Json {
+                hex: x.to_hex(),
+                quality: h.quality64,
+            }),
             md5: h.md5.map(|x| hex(x.to_hex())),
             sha256: h.sha256.map(|x| hex(x.to_hex())),
         },

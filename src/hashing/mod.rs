@@ -305,6 +305,10 @@ pub struct ImageHashes {
     pub pdq_meta: Option<PdqHash>,
     pub phash: Option<Hash64>,
     pub dhash: Option<Hash64>,
+    /// Quality (0..=100) of the grey picture `phash` and `dhash` (and their turned variants)
+    /// read, on PDQ's scale ([`perceptual64::quality`]); set with either hash. Below
+    /// `matcher::MIN_64_QUALITY` the picture is too featureless for either to match on.
+    pub quality64: Option<u8>,
     /// pHash and dHash of the picture mirrored and turned, in [`perceptual64::PHASH_TRANSFORMS`]
     /// and [`perceptual64::GRID_TRANSFORMS`] order (with [`HasherBuilder::dihedral`]): a mirrored
     /// re-upload that also carries a banner defeats PDQ's mirror but not these.
@@ -339,6 +343,8 @@ pub struct RegionPdq {
     /// or two off, which moves PDQ by 30 bits.
     pub phash: Option<Hash64>,
     pub dhash: Option<Hash64>,
+    /// Quality of the box's grey picture, as [`ImageHashes::quality64`] (with its 64-bit hashes).
+    pub quality64: Option<u8>,
     /// Set for a picture turned back upright: a tilt measured from filled corners
     /// ([`regions::find_tilt`]; `rect` is the whole canvas, 64-bit hashes too), or one of the
     /// trial turns ([`regions::TRIAL_TURNS_DEGREES`]; `rect` is the box turned, PDQ only). The
@@ -390,6 +396,7 @@ impl ImageHasher {
                 pdq_meta: None,
                 phash: None,
                 dhash: None,
+                quality64: None,
                 phash_turned: None,
                 dhash_turned: None,
                 md5: None,
@@ -430,6 +437,7 @@ impl ImageHasher {
             pdq_meta: None,
             phash: None,
             dhash: None,
+            quality64: None,
             phash_turned: None,
             dhash_turned: None,
             md5: None,
@@ -482,6 +490,7 @@ impl ImageHasher {
                         dihedral: self.dihedral.then(|| c.all_dihedral_hashes()),
                         phash: None,
                         dhash: None,
+                        quality64: None,
                         tilt: None,
                         trial_turn: false,
                     });
@@ -499,6 +508,8 @@ impl ImageHasher {
                         dihedral: self.dihedral.then(|| c.all_dihedral_hashes()),
                         phash: wants(Algorithm::Phash).then(|| self.perceptual64.phash_gray(&gray)),
                         dhash: wants(Algorithm::Dhash).then(|| self.perceptual64.dhash_gray(&gray)),
+                        quality64: (wants(Algorithm::Phash) || wants(Algorithm::Dhash))
+                            .then(|| perceptual64::quality(&gray)),
                         tilt: Some(tilt),
                         trial_turn: false,
                     });
@@ -526,6 +537,7 @@ impl ImageHasher {
                             dihedral: None,
                             phash: None,
                             dhash: None,
+                            quality64: None,
                             tilt: Some(tilt),
                             trial_turn: true,
                         });
@@ -560,8 +572,12 @@ impl ImageHasher {
         }
         if wants(Algorithm::Phash) || wants(Algorithm::Dhash) {
             let gray = perceptual64::hash_input(&decoded.stored, orientation);
+            // (The grey picture is reduced only down to a shorter side of 128: a side under 5
+            // pixels is the picture's own, and gives quality 0 as PDQ gives no hash.)
+            out.quality64 = Some(perceptual64::quality(&gray));
             for region in out.pdq_regions.iter_mut().filter(|r| r.tilt.is_none()) {
                 let sub = crop_scaled(&gray, region.rect, region_plane);
+                region.quality64 = Some(perceptual64::quality(&sub));
                 if wants(Algorithm::Phash) {
                     region.phash = Some(self.perceptual64.phash_gray(&sub));
                 }

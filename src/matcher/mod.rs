@@ -33,15 +33,37 @@ const REGION_TRANSFORMS: [Dihedral; 2] = [Dihedral::Original, Dihedral::FlipHori
 /// PDQ hashes of quality below this are too featureless to match on (Meta's recommendation).
 pub const MIN_PDQ_QUALITY: u8 = 50;
 
+/// pHash and dHash of a picture whose quality ([`ImageHashes::quality64`], PDQ's gradient
+/// measure on the grey picture they read) is below this are too featureless to match on: an
+/// upload's are not looked up (with a note), a banked picture's are not kept (with a warning).
+/// Without a floor, flat cards, plain white and plain navy all met a banked flat card by dHash
+/// at distance 1-3 with confidence 0.999 (issue 15, field case `featureless-64bit`): the bits of
+/// a flat grid are rounding noise, and a flat dHash is `0000000000000000`.
+///
+/// Why 32 and not PDQ's 50, measured with `vigie eval --corpus ../shared/corpus` (this rule off,
+/// `queries.tsv` and `bank.tsv`): the copies whose best match was by pHash or dHash have
+/// qualities from 34 up (`skimage_microaneurysms.jpg` recompressed to WebP q15 and at contrast
+/// 0.6, both below PDQ's floor at 38 and 45: only their 64-bit hashes find them), the banked
+/// pictures from 73; the field's featureless pictures score 0-12 (the flat card 5, the beige
+/// card 12, white and navy 0). A smooth, low-texture picture of PDQ quality about 30 (the issue's
+/// unseen photo that met an unrelated one by dHash at 5) scores 28-34 here: this quality follows
+/// PDQ's within a few points (on 648 blurred and flattened corpus photos). 32 keeps every corpus
+/// match and leaves out most such pictures. (Heavily blurred copies of a photo, quality down to
+/// 0, still meet their original by 64-bit hash on those 648: the floor gives them up, as PDQ's
+/// own floor does.)
+pub const MIN_64_QUALITY: u8 = 32;
+
 type Md5 = Bits<2>;
 
 /// The hashes a bank entry made from a picture holds: the displayed picture's PDQ, pHash, dHash
 /// and the exact hashes (what `AddEntries` stores for an image, and `vigie eval` banks).
 pub fn entry_hashes(h: &ImageHashes) -> EntryHashes {
+    // 64-bit hashes of a featureless picture are not kept: they would meet other flat pictures.
+    let good_64 = h.quality64.is_some_and(|q| q >= MIN_64_QUALITY);
     let mut hashes = EntryHashes {
         pdq: h.pdq.map(|p| p.hash),
-        phash: h.phash,
-        dhash: h.dhash,
+        phash: h.phash.filter(|_| good_64),
+        dhash: h.dhash.filter(|_| good_64),
         md5: h.md5,
         sha256: h.sha256,
         ..EntryHashes::default()
@@ -529,16 +551,27 @@ impl HashIndexes {
 }
 
 impl QueryHashes {
-    /// The lookups for an uploaded image's hashes. PDQ of quality below [`MIN_PDQ_QUALITY`] is left
-    /// out (and said so in `notes`).
+    /// The lookups for an uploaded image's hashes. PDQ of quality below [`MIN_PDQ_QUALITY`], and
+    /// pHash/dHash of quality below [`MIN_64_QUALITY`], are left out (and said so in `notes`).
     pub fn from_image(h: &ImageHashes, notes: &mut Vec<String>) -> QueryHashes {
+        // pHash and dHash (whole and turned) share the quality of the picture they read; each
+        // content box has its own.
+        let good_64 = |q: Option<u8>| q.is_some_and(|q| q >= MIN_64_QUALITY);
+        let whole_64 = good_64(h.quality64);
+        if !whole_64 && (h.phash.is_some() || h.dhash.is_some()) {
+            notes.push(format!(
+                "pHash and dHash not matched: quality {} is below {MIN_64_QUALITY} (the picture is too featureless)",
+                h.quality64.unwrap_or(0)
+            ));
+        }
+        let boxes_64 = || h.pdq_regions.iter().filter(|r| good_64(r.quality64));
         let mut q = QueryHashes {
-            phash: h.phash,
-            dhash: h.dhash,
-            phash_turned: turned_64(h.phash_turned, PHASH_TRANSFORMS),
-            dhash_turned: turned_64(h.dhash_turned, GRID_TRANSFORMS),
-            phash_regions: h.pdq_regions.iter().filter_map(|r| r.phash).collect(),
-            dhash_regions: h.pdq_regions.iter().filter_map(|r| r.dhash).collect(),
+            phash: h.phash.filter(|_| whole_64),
+            dhash: h.dhash.filter(|_| whole_64),
+            phash_turned: turned_64(h.phash_turned.filter(|_| whole_64), PHASH_TRANSFORMS),
+            dhash_turned: turned_64(h.dhash_turned.filter(|_| whole_64), GRID_TRANSFORMS),
+            phash_regions: boxes_64().filter_map(|r| r.phash).collect(),
+            dhash_regions: boxes_64().filter_map(|r| r.dhash).collect(),
             md5: h.md5,
             sha256: h.sha256,
             keypoints: h.query_keypoints.clone(),

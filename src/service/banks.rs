@@ -19,7 +19,7 @@ use super::proto::banks_server::Banks;
 use super::proto::keys_server::Keys;
 use super::proto::{self, new_entry};
 use super::screening::{Admission, run_bounded};
-use crate::matcher::MIN_PDQ_QUALITY;
+use crate::matcher::{MIN_64_QUALITY, MIN_PDQ_QUALITY};
 use crate::store::api_keys::{Role, generate_key};
 use crate::store::formats::{self, ExportOptions, Format, ImportOptions};
 use crate::store::{Algorithm, AuditFilter, BankUpdate, NewBank, NewEntry, Timestamp, Upserted};
@@ -103,6 +103,12 @@ impl BanksService {
                         warnings.push(format!(
                             "{field} ({}): PDQ quality {} is below {MIN_PDQ_QUALITY}: the picture is too featureless for PDQ to match it",
                             e.external_id, p.quality
+                        ));
+                    }
+                    if let Some(q) = h.quality64.filter(|q| *q < MIN_64_QUALITY) {
+                        warnings.push(format!(
+                            "{field} ({}): pHash/dHash quality {q} is below {MIN_64_QUALITY}: the picture is too featureless for them to match it, they are not kept",
+                            e.external_id
                         ));
                     }
                     crate::matcher::entry_hashes(&h)

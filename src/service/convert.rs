@@ -20,11 +20,12 @@ pub fn computed_hashes(h: &ImageHashes) -> Vec<proto::ComputedHash> {
     if let Some(p) = h.pdq {
         push("pdq", p.hash.to_hex(), i32::from(p.quality));
     }
+    let quality64 = h.quality64.map_or(-1, i32::from);
     if let Some(x) = h.phash {
-        push("phash", x.to_hex(), -1);
+        push("phash", x.to_hex(), quality64);
     }
     if let Some(x) = h.dhash {
-        push("dhash", x.to_hex(), -1);
+        push("dhash", x.to_hex(), quality64);
     }
     if let Some(x) = h.md5 {
         push("md5", x.to_hex(), -1);
