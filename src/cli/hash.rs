@@ -18,6 +18,7 @@ use crate::hashing::{
 };
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = super::HASH_LIST_HELP)]
 pub struct HashArgs {
     /// Comma-separated algorithms to compute.
     #[arg(long, default_value = "pdq,phash,dhash,md5,sha256", value_parser = AlgorithmSet::parse)]

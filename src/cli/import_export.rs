@@ -14,11 +14,15 @@ use super::CliError;
 use super::bank::StoreArgs;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = super::HASH_LIST_HELP)]
 pub struct ImportArgs {
     /// Bank to import into (must exist).
     #[arg(long)]
     pub bank: String,
-    /// jsonl, csv, signal-lines or hex.
+    /// jsonl, csv, signal-lines or hex. Rows (or lines) with one external id make one entry that
+    /// holds every hash they carry (an ad with several photos): each is matched, and the entry
+    /// becomes what the file says of it. A row that cannot join its id's entry (another label or
+    /// source, more than 256 hashes) is reported as failed, with its line.
     #[arg(long)]
     pub format: Format,
     /// Input file; `-` reads standard input.
@@ -46,6 +50,7 @@ pub struct ImportArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = super::HASH_LIST_HELP)]
 pub struct ExportArgs {
     #[arg(long)]
     pub bank: String,

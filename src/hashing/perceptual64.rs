@@ -27,13 +27,19 @@ pub fn dhash_config() -> HasherConfig<[u8; 8]> {
 }
 
 /// What both hashes share: 8x8 = 64 bits in an inline 8-byte container, Lanczos3 resizing, bits
-/// packed least significant first within each byte (`image_hasher`'s default, pinned here so a
-/// change of default cannot move the hashes).
+/// packed most significant first within each byte. With the bytes printed in order (see
+/// `crate::bits`), the hex text is then the grid row-major with its first bit the most
+/// significant, which is how Python `imagehash` writes a hash (`str(imagehash.phash(img))`), the
+/// source of most 64-bit hash lists: such a list imports and matches as it is. Until schema 5
+/// (issue 15) vigie used `image_hasher`'s default, least significant bit first, so every byte of
+/// its hex was bit-reversed against imagehash's and lists from imagehash never matched (26-40
+/// bits off); the store migration reversed the stored hashes' bytes to this order. Pinned here
+/// so a change of default cannot move the hashes.
 fn base_config() -> HasherConfig<[u8; 8]> {
     HasherConfig::with_bytes_type::<[u8; 8]>()
         .hash_size(8, 8)
         .resize_filter(FilterType::Lanczos3)
-        .bit_order(BitOrder::LsbFirst)
+        .bit_order(BitOrder::MsbFirst)
 }
 
 /// The grid `image_hasher` resizes to for pHash: twice the 8x8 hash size (DCT preprocessing).

@@ -58,6 +58,35 @@ pub fn parse_hash_set(set: &proto::HashSet, field: &str) -> Result<EntryHashes, 
         })?;
         hashes.set(value);
     }
+    for (i, text) in set.more.iter().enumerate() {
+        let name = format!("{field}.more[{i}]");
+        let Some((algorithm, hex)) = text.split_once(':') else {
+            return Err(ServiceError::invalid(
+                name,
+                "invalid_hash",
+                "expected <algorithm>:<hex>",
+            ));
+        };
+        let algorithm = Algorithm::from_signal_type(algorithm).ok_or_else(|| {
+            ServiceError::invalid(
+                &name,
+                "invalid_hash",
+                format!("unknown algorithm {algorithm:?}"),
+            )
+        })?;
+        if hashes.get(algorithm).is_none() {
+            return Err(ServiceError::invalid(
+                name,
+                "invalid_hash",
+                format!("a further {algorithm} hash needs a first one in {field}.{algorithm}"),
+            ));
+        }
+        let value = HashValue::parse(algorithm, hex)
+            .map_err(|e| ServiceError::invalid(&name, "invalid_hash", e.to_string()))?;
+        hashes
+            .add(value)
+            .map_err(|e| ServiceError::invalid(&name, "too_many", e.to_string()))?;
+    }
     Ok(hashes)
 }
 
@@ -69,6 +98,11 @@ pub fn to_hash_set(h: &EntryHashes) -> proto::HashSet {
         dhash: hex(h.get(Algorithm::Dhash)),
         md5: hex(h.get(Algorithm::Md5)),
         sha256: hex(h.get(Algorithm::Sha256)),
+        more: h
+            .more
+            .iter()
+            .map(|v| format!("{}:{}", v.algorithm(), v.to_hex()))
+            .collect(),
     }
 }
 

@@ -21,7 +21,7 @@ use std::sync::{Mutex, MutexGuard, RwLock};
 pub use backend::{Backend, MemoryBackend, RocksBackend, RocksOptions, WriteOp};
 use keys::{Cf, EntryHead, EntryRecord};
 pub use model::*;
-pub use schema::SCHEMA_VERSION;
+pub use schema::{SCHEMA_VERSION, schema_5_order};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
