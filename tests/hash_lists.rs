@@ -550,6 +550,10 @@ fn rows_of_one_id_apart_in_the_file_are_kept_and_conflicts_are_reported() {
     );
     let ad2 = s.find_entry("b", "ad-2").expect("find").expect("ad-2");
     assert_eq!(ad2.hashes.iter().count(), 1);
+    // `--strict`'s check, which writes nothing, finds the same row.
+    let checked = formats::check(csv.as_bytes(), &ImportOptions::new(Format::Csv)).expect("check");
+    assert_eq!(checked.failed, 1, "{:?}", checked.errors);
+    assert_eq!(checked.errors[0].line, 6);
     // Importing it again gives the same entries.
     let before = stored_hashes(&s);
     let (summary, _) = import(&s, csv.as_bytes(), &ImportOptions::new(Format::Csv));

@@ -150,17 +150,20 @@ pub fn hash_field(line: &[u8]) -> &[u8] {
         line.split(|&b| b == b'\t' || b == b',')
             .map(<[u8]>::trim_ascii)
     };
-    // A `hash=` field anywhere (Meta's key=value lines), else the first field.
-    let keyed = fields().find_map(|f| {
-        (f.len() >= 5 && f[..5].eq_ignore_ascii_case(b"hash=")).then(|| f[5..].trim_ascii())
-    });
-    match keyed {
-        Some(value) => value,
-        None => fields()
-            .next()
-            .and_then(|first| first.split(u8::is_ascii_whitespace).find(|t| !t.is_empty()))
-            .unwrap_or(b""),
+    let first = fields().next().unwrap_or(b"");
+    // A line of key=value fields (Meta's hash I/O) carries its hash in the `hash=` field; any
+    // other line starts with its hash (a path further on may well contain `hash=`).
+    if first.contains(&b'=') {
+        return fields()
+            .find_map(|f| {
+                (f.len() >= 5 && f[..5].eq_ignore_ascii_case(b"hash=")).then(|| f[5..].trim_ascii())
+            })
+            .unwrap_or(first);
     }
+    first
+        .split(u8::is_ascii_whitespace)
+        .find(|t| !t.is_empty())
+        .unwrap_or(b"")
 }
 
 /// [`hash_field`] of a line of text.
@@ -741,11 +744,50 @@ impl ImportSummary {
 
 /// Parse without storing anything: the summary of what an import would skip and fail
 /// (`added` counts the entries that would be written).
+///
+/// Rows of one external id met again later in the input must not give it another label or
+/// source, as [`import`] refuses them; that is checked here too (on fingerprints of the ids,
+/// labels and sources: 24 bytes an id), so `--strict` refuses such a file before writing anything.
+/// (The 256-hash limit across such rows is left to the import: counting it here would need every
+/// hash.)
 pub fn check(reader: impl BufRead, options: &ImportOptions) -> Result<ImportSummary, FormatError> {
     let mut summary = ImportSummary::default();
+    let fingerprints = std::collections::hash_map::RandomState::new();
+    let fingerprint = |text: &str| {
+        (!text.is_empty()).then(|| std::hash::BuildHasher::hash_one(&fingerprints, text))
+    };
+    // External id -> (label, source) of what the import would have written for it so far.
+    type Seen = (Option<u64>, Option<u64>);
+    let mut seen: std::collections::HashMap<u64, Seen> = std::collections::HashMap::new();
     parse(reader, options.format, options.algorithm, &mut |unit| {
         match unit {
-            Parsed::Entry { .. } => summary.added += 1,
+            Parsed::Entry { line, entry } => {
+                let or_default = |text: &str, default: &Option<String>| {
+                    if text.is_empty() {
+                        default.clone().unwrap_or_default()
+                    } else {
+                        text.to_string()
+                    }
+                };
+                let label = fingerprint(&or_default(&entry.label, &options.default_label));
+                let source = fingerprint(&or_default(&entry.source, &options.default_source));
+                let id = std::hash::BuildHasher::hash_one(&fingerprints, &entry.external_id);
+                let slot = seen.entry(id).or_insert((None, None));
+                let clash = |mine: Option<u64>, theirs: Option<u64>| matches!((mine, theirs), (Some(a), Some(b)) if a != b);
+                if clash(slot.0, label) || clash(slot.1, source) {
+                    summary.count_failure(LineError {
+                        line,
+                        reason: format!(
+                            "external id {:?}: another label or source than its rows before (an entry has one of each; give this row its own external id)",
+                            entry.external_id
+                        ),
+                    });
+                } else {
+                    slot.0 = slot.0.or(label);
+                    slot.1 = slot.1.or(source);
+                    summary.added += 1;
+                }
+            }
             Parsed::Skipped { signal_type, .. } => summary.count_skip(signal_type),
             Parsed::Bad(e) => summary.count_failure(e),
         }
@@ -1017,4 +1059,80 @@ fn write_entry(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hash_of_a_line_is_its_first_field_or_its_hash_field() {
+        let h = "0f94c6126332e372";
+        for (line, want) in [
+            (h.to_string(), h),
+            (format!("\u{feff}{h}  \r"), h),
+            (format!("{h},100,ads/case-1.jpg"), h),
+            (format!("{h}\tads/case 1.jpg"), h),
+            (format!("{h}  ads/case-1.jpg"), h),
+            (format!("hash={h},norm=128,quality=100,a.jpg"), h),
+            (format!("HASH={h} , quality=100"), h),
+            (format!("quality=100,hash={h},x.jpg"), h),
+            // A path that happens to hold `hash=` is not a hash field.
+            (format!("{h},100,/photos/hash=1.jpg"), h),
+            (",100,x.jpg".to_string(), ""),
+            ("   ".to_string(), ""),
+        ] {
+            assert_eq!(hash_in_line(&line), want, "{line:?}");
+        }
+        // The rest of a line need not be UTF-8 (a Windows code page path).
+        let mut bytes = format!("{h},100,").into_bytes();
+        bytes.extend_from_slice(b"caf\xe9.jpg");
+        assert_eq!(hash_field(&bytes), h.as_bytes());
+    }
+
+    /// A reader that hands out one byte at a time, as a network stream may.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            match (self.0.split_first(), out.first_mut()) {
+                (Some((&b, rest)), Some(slot)) => {
+                    *slot = b;
+                    self.0 = rest;
+                    Ok(1)
+                }
+                _ => Ok(0),
+            }
+        }
+    }
+
+    fn decoded(bytes: &[u8]) -> String {
+        let mut out = String::new();
+        text_reader(std::io::BufReader::with_capacity(1, Trickle(bytes)))
+            .and_then(|mut r| r.read_to_string(&mut out))
+            .expect("read");
+        out
+    }
+
+    #[test]
+    fn text_in_any_windows_encoding_reads_as_utf8() {
+        let text = "pdq 0f94\r\ncafé 😀\r\n";
+        let mut le = vec![0xFF, 0xFE];
+        let mut be = vec![0xFE, 0xFF];
+        for u in text.encode_utf16() {
+            le.extend_from_slice(&u.to_le_bytes());
+            be.extend_from_slice(&u.to_be_bytes());
+        }
+        let mut bom = vec![0xEF, 0xBB, 0xBF];
+        bom.extend_from_slice(text.as_bytes());
+        for bytes in [le, be, bom, text.as_bytes().to_vec()] {
+            assert_eq!(decoded(&bytes), text);
+        }
+        // Short and broken inputs: no panic, broken UTF-16 becomes U+FFFD.
+        assert_eq!(decoded(b""), "");
+        assert_eq!(decoded(&[0xFF, 0xFE, 0x41]), "\u{fffd}");
+        assert_eq!(decoded(&[0xFF, 0xFE, 0x00, 0xD8, 0x41, 0x00]), "\u{fffd}A");
+        assert_eq!(decoded(&[0xFF, 0xFE, 0x00, 0xDC]), "\u{fffd}");
+        assert_eq!(decoded(&[0xFF, 0xFE, 0x00, 0xD8]), "\u{fffd}");
+    }
 }
