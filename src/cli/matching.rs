@@ -83,9 +83,14 @@ fn hash_lines<'a>(path: &Path, bytes: &'a [u8]) -> Result<Vec<HashLine<'a>>, Cli
         if body.is_empty() || body.first() == Some(&b'#') {
             continue;
         }
-        let field = hash_field(body);
+        // The line itself, not `body`: a tab or comma in front means an empty hash field.
+        let field = hash_field(raw);
         if field.is_empty() {
-            return Err(line_error(path, line, "no hash in the line"));
+            return Err(line_error(
+                path,
+                line,
+                "no hash at the start of the line (a tab or comma comes first)",
+            ));
         }
         let hex = std::str::from_utf8(field).map_err(|_| {
             line_error(

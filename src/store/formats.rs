@@ -141,11 +141,11 @@ pub const MAX_LINE_BYTES: usize = 1 << 20;
 /// caller strips the line end. What it returns is all that an error about the hash counts or
 /// quotes. On bytes: the rest of a line (a path in a Windows code page) need not be UTF-8.
 pub fn hash_field(line: &[u8]) -> &[u8] {
-    let line = line.trim_ascii();
-    let line = line
-        .strip_prefix(b"\xEF\xBB\xBF")
-        .unwrap_or(line)
-        .trim_ascii();
+    // Spaces around the line are padding; a tab or comma in front is a separator: the first
+    // field, the hash, is then empty.
+    let line = line.trim_ascii_end();
+    let line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
+    let line = &line[line.iter().take_while(|&&b| b == b' ').count()..];
     let fields = || {
         line.split(|&b| b == b'\t' || b == b',')
             .map(<[u8]>::trim_ascii)
@@ -1080,6 +1080,7 @@ mod tests {
             // A path that happens to hold `hash=` is not a hash field.
             (format!("{h},100,/photos/hash=1.jpg"), h),
             (",100,x.jpg".to_string(), ""),
+            (format!("\t{h}"), ""),
             ("   ".to_string(), ""),
         ] {
             assert_eq!(hash_in_line(&line), want, "{line:?}");
