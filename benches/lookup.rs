@@ -5,9 +5,9 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use vigie::bench::synth::{self, BankKind, SplitMix64};
 use vigie::bits::Bits;
 use vigie::index::HammingIndex;
-use vigie::index::synth::{self, BankKind, SplitMix64};
 
 fn bench_width<const W: usize>(c: &mut Criterion, radius: u32) {
     let mut group = c.benchmark_group(format!("lookup_{}bit_r{radius}", Bits::<W>::BITS));

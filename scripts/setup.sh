@@ -10,7 +10,8 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo not found: install a Rust toolchain (1.88 or newer) first" >&2
   exit 1
 fi
-if ! { ldconfig -p 2>/dev/null | grep -q 'libclang\(-[0-9.]*\)\?\.so'; } && ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1; then
+# libclang itself (libclang.so, libclang-14.so.1, ...): not libclang-cpp, which some images ship alone.
+if ! { ldconfig -p 2>/dev/null | grep -Eq '[[:space:]]libclang(-[0-9.]+)?\.so'; } && ! ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/llvm-*/lib/libclang-[0-9]*.so* >/dev/null 2>&1; then
   need_install+=(libclang-dev)
 fi
 command -v c++ >/dev/null 2>&1 || need_install+=(g++)

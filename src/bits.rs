@@ -21,10 +21,20 @@ pub type Hash64 = Bits<1>;
 /// Why a hex string is not a hash of the expected width.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HexError {
+    /// The text is not exactly `HEX_LEN` (`16 * W`) digits long.
     #[error("expected {expected} hex digits, got {got}")]
-    Length { expected: usize, got: usize },
+    Length {
+        /// Digits the width needs: `16 * W`.
+        expected: usize,
+        /// Characters (not bytes) the text has.
+        got: usize,
+    },
+    /// A byte of the text is not `0-9`, `a-f` or `A-F`.
     #[error("character {position} is not a hex digit")]
-    NotHex { position: usize },
+    NotHex {
+        /// Byte offset of the first offending byte, 0 at the left (most significant) end.
+        position: usize,
+    },
 }
 
 impl<const W: usize> Bits<W> {
@@ -33,6 +43,7 @@ impl<const W: usize> Bits<W> {
     /// Length of the hex text form.
     pub const HEX_LEN: usize = 16 * W;
 
+    /// The all-zero hash (every bit clear); also the `Default`.
     pub const fn zero() -> Self {
         Bits([0; W])
     }
@@ -47,16 +58,21 @@ impl<const W: usize> Bits<W> {
         d
     }
 
+    /// Bit `k` (0-based, word `k / 64`, position `k % 64`; see the module doc for the order).
+    /// Panics if `k >= 64 * W`: callers pass bit positions of their own width, never input.
     #[inline]
     pub fn bit(&self, k: usize) -> bool {
         (self.0[k / 64] >> (k % 64)) & 1 == 1
     }
 
+    /// Sets bit `k` to 1 (same numbering and bound as [`Bits::bit`]).
     #[inline]
     pub fn set_bit(&mut self, k: usize) {
         self.0[k / 64] |= 1 << (k % 64);
     }
 
+    /// Inverts bit `k` (same numbering and bound as [`Bits::bit`]); the result is at Hamming
+    /// distance 1 from the original.
     #[inline]
     pub fn flip_bit(&mut self, k: usize) {
         self.0[k / 64] ^= 1 << (k % 64);

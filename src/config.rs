@@ -1,5 +1,34 @@
 //! `vigie serve` configuration: command-line flags, `VIGIE_*` environment variables and a TOML
-//! file, in that order of precedence, over built-in defaults.
+//! file, in that order of precedence, over built-in defaults; and what it resolves to, the
+//! server's configuration ([`ServerConfig`], [`ServiceLimits`]) that `service` starts from.
+//!
+//! Each setting is defined once, in the [`serve_settings!`] table below: its flag (`--name-with-
+//! dashes`), its TOML key (`name_with_underscores`), its environment variable, its type, its help
+//! and its default. The table makes [`Settings`] (one layer, every setting optional: clap reads
+//! the flags and the environment into one, serde the file into another; [`Settings::or`] stacks
+//! them) and [`Values`] (the stacked layers with the defaults applied). `--help` shows each
+//! default as `[default: ...]`, computed from the table, and each variable as `[env: ...]`.
+//!
+//! # Adding a setting
+//! One line in the table, then its use where [`Settings::resolve`] builds the configuration. For a
+//! drain timeout, say:
+//!
+//! ```text
+//! serve_settings! {
+//!     ...
+//!     /// How long a shutdown waits for in-flight requests, in milliseconds.
+//!     drain_timeout_ms: u64 = 30_000, env "VIGIE_DRAIN_TIMEOUT_MS";
+//! }
+//! ```
+//!
+//! gives `--drain-timeout-ms`, `VIGIE_DRAIN_TIMEOUT_MS`, the TOML key `drain_timeout_ms`,
+//! `[default: 30000]` in `--help`, and `values.drain_timeout_ms: u64` in `resolve`, where it is
+//! checked and copied into [`ServerConfig`] (a new field there). Leave out `= default` for a setting
+//! that is off unless given (`values.x` is then an `Option`, as for `metrics_listen`); put clap's
+//! extra argument attributes under the doc comment (`#[arg(value_delimiter = ',')]` for a list
+//! such as `fetch_allow: Vec<String>`, `#[arg(num_args = 0..=1, default_missing_value = "true")]`
+//! for a switch that also takes `true`/`false`). A type not yet in the table needs a
+//! [`ShowDefault`] implementation when it has a default.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -7,53 +36,268 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::service::ServiceLimits;
-use crate::service::server::{ServerConfig, TlsFiles};
+/// The address `vigie serve` listens on unless told otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+/// The store directory of `vigie serve` and the store commands unless told otherwise.
+pub const DEFAULT_DATA_DIR: &str = "./vigie-data";
 
-/// Every setting, each optional: one of these comes from the flags/environment, one from the file.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Settings {
-    pub listen: Option<String>,
-    pub data_dir: Option<PathBuf>,
-    pub insecure_no_auth: Option<bool>,
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
-    pub tls_client_ca: Option<PathBuf>,
-    pub metrics_listen: Option<String>,
-    pub log_format: Option<String>,
-    pub max_request_bytes: Option<usize>,
-    pub hash_workers: Option<usize>,
-    pub queue_wait_ms: Option<u64>,
-    pub decode_min_side: Option<u32>,
-    pub sync_writes: Option<bool>,
-    pub keypoints: Option<bool>,
+/// Defines every serve setting from one table (see the module doc): for each entry
+/// `/// help` `#[arg(...)]`* `name: Type (= default)?, env "VARIABLE";` it makes the field of
+/// [`Settings`] (flag, environment variable, TOML key, help with the default) and of [`Values`].
+macro_rules! serve_settings {
+    ($(
+        $(#[doc = $doc:literal])+
+        $(#[arg($($arg:tt)*)])*
+        $name:ident : $ty:ty $(= $default:expr)? , env $env:literal ;
+    )+) => {
+        /// Every serve setting, each optional: one layer of the configuration. The flags and
+        /// `VIGIE_*` variables make one (clap: a flag beats its variable), the `--config` file
+        /// another (serde; unknown keys are refused); [`Settings::or`] stacks them.
+        #[derive(Clone, Debug, Default, Deserialize, PartialEq, clap::Args)]
+        #[serde(deny_unknown_fields)]
+        pub struct Settings {
+            $(
+                $(#[doc = $doc])+
+                #[arg(long, env = $env, help = help_text(stringify!($name)))]
+                $(#[arg($($arg)*)])*
+                pub $name: Option<$ty>,
+            )+
+        }
+
+        /// Every serve setting after the layers: the value given, else the default; `None` for a
+        /// setting without a default that no layer gave.
+        #[derive(Clone, Debug, PartialEq)]
+        pub struct Values {
+            $(
+                $(#[doc = $doc])+
+                pub $name: serve_settings!(@value_type $ty $(, $default)?),
+            )+
+        }
+
+        impl Settings {
+            /// Each setting from `self` where set, else from `fallback`: `flags.or(file)`.
+            pub fn or(self, fallback: Settings) -> Settings {
+                Settings {
+                    $($name: self.$name.or(fallback.$name),)+
+                }
+            }
+
+            /// The settings with the defaults applied where none was given.
+            pub fn values(self) -> Values {
+                Values {
+                    $($name: serve_settings!(@value self.$name $(, $default)?),)+
+                }
+            }
+        }
+
+        /// The `--help` line of the setting `name`: its doc comment and its default.
+        fn help_text(name: &str) -> String {
+            $(
+                if name == stringify!($name) {
+                    return help_line(&[$($doc),+], serve_settings!(@shown $ty $(, $default)?));
+                }
+            )+
+            String::new()
+        }
+    };
+    (@value_type $ty:ty, $default:expr) => { $ty };
+    (@value_type $ty:ty) => { Option<$ty> };
+    (@value $given:expr, $default:expr) => { $given.unwrap_or_else(|| $default) };
+    (@value $given:expr) => { $given };
+    (@shown $ty:ty, $default:expr) => {{
+        let default: $ty = $default;
+        Some(ShowDefault::shown(&default))
+    }};
+    (@shown $ty:ty) => { None };
 }
 
+serve_settings! {
+    /// Address to listen on.
+    listen: String = DEFAULT_LISTEN.to_string(), env "VIGIE_LISTEN";
+    /// The store's directory (RocksDB).
+    data_dir: PathBuf = PathBuf::from(DEFAULT_DATA_DIR), env "VIGIE_DATA_DIR";
+    /// Accept calls without an API key, as admin. For local trials only: logs a warning.
+    #[arg(num_args = 0..=1, default_missing_value = "true")]
+    insecure_no_auth: bool = false, env "VIGIE_INSECURE_NO_AUTH";
+    /// PEM certificate chain for TLS (with --tls-key).
+    tls_cert: PathBuf, env "VIGIE_TLS_CERT";
+    /// PEM private key for TLS.
+    tls_key: PathBuf, env "VIGIE_TLS_KEY";
+    /// PEM CA: clients must present a certificate it signed.
+    tls_client_ca: PathBuf, env "VIGIE_TLS_CLIENT_CA";
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    metrics_listen: String, env "VIGIE_METRICS_LISTEN";
+    /// Log format: text or json.
+    log_format: String = "text".to_string(), env "VIGIE_LOG_FORMAT";
+    /// Largest request message in bytes; larger ones get RESOURCE_EXHAUSTED (at least 1024).
+    max_request_bytes: usize = 32 << 20, env "VIGIE_MAX_REQUEST_BYTES";
+    /// Images decoded and hashed at once; the default is one per core, plus one.
+    // One more than the cores: the CPU also receives requests and sends answers, and with one
+    // worker per core it idled about 15% of the time. `vigie bench service` on a 2-core machine
+    // (1-2 MP JPEGs, 1M-entry bank): one per core 241 screens/s, three 282, four 283 but with a
+    // worse p99 under overload (time-slicing).
+    hash_workers: usize = std::thread::available_parallelism().map_or(2, |n| n.get()) + 1,
+        env "VIGIE_HASH_WORKERS";
+    /// How long a request may wait for a hashing worker before RESOURCE_EXHAUSTED, in
+    /// milliseconds.
+    // Short: past it a caller is better told at once that the server is saturated, and the
+    // admitted requests keep their latency: at twice the sustainable load, admitted p99 35 ms
+    // with 10 ms here, 57 ms with 25 ms.
+    queue_wait_ms: u64 = 10, env "VIGIE_QUEUE_WAIT_MS";
+    /// JPEGs are decoded at the largest DCT reduction keeping this shorter side; 0 = full size,
+    /// PDQ then bit for bit Meta's.
+    decode_min_side: u32 = crate::hashing::DEFAULT_DECODE_MIN_SIDE, env "VIGIE_DECODE_MIN_SIDE";
+    /// fsync the write-ahead log before acknowledging a write.
+    sync_writes: bool = true, env "VIGIE_SYNC_WRITES";
+    /// Also match uploads by keypoints, for crops no hash follows (`--keypoints false` saves
+    /// about 0.6 ms a screen and loses about 12 points of recall; see the README).
+    #[arg(num_args = 0..=1, default_missing_value = "true")]
+    keypoints: bool = true, env "VIGIE_KEYPOINTS";
+}
+
+/// A setting's doc comment as one help line (clap's style: no final period) with its default.
+fn help_line(doc: &[&str], default: Option<String>) -> String {
+    let text = doc.iter().map(|l| l.trim()).collect::<Vec<_>>().join(" ");
+    let text = text.strip_suffix('.').unwrap_or(&text);
+    match default {
+        Some(d) => format!("{text} [default: {d}]"),
+        None => text.to_string(),
+    }
+}
+
+/// How a setting's default is written in `--help`.
+pub trait ShowDefault {
+    /// The default as the user would type it.
+    fn shown(&self) -> String;
+}
+
+macro_rules! show_by_display {
+    ($($t:ty),+) => {
+        $(impl ShowDefault for $t {
+            fn shown(&self) -> String {
+                self.to_string()
+            }
+        })+
+    };
+}
+
+show_by_display!(String, bool, u32, u64, usize);
+
+impl ShowDefault for PathBuf {
+    fn shown(&self) -> String {
+        self.display().to_string()
+    }
+}
+
+impl<T: ShowDefault> ShowDefault for Vec<T> {
+    fn shown(&self) -> String {
+        self.iter().map(T::shown).collect::<Vec<_>>().join(",")
+    }
+}
+
+/// A configuration that cannot be used, named by the file or the setting at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The `--config` file could not be read or is not valid TOML of known keys.
     #[error("config file {path}: {message}")]
-    File { path: PathBuf, message: String },
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A setting's value is refused.
     #[error("{setting}: {message}")]
     Invalid {
+        /// The setting, as its TOML key (`tls` for the TLS files together).
         setting: &'static str,
+        /// What is wrong with the value.
         message: String,
     },
 }
 
-/// The resolved configuration.
+/// PEM files for TLS.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// Certificate chain.
+    pub cert: PathBuf,
+    /// Private key.
+    pub key: PathBuf,
+    /// When set, clients must present a certificate signed by this CA.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// What the gRPC server starts with (`service::server::start`).
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Address of the gRPC listener (port 0: any free port).
+    pub listen: SocketAddr,
+    /// Every call is accepted as admin without a key.
+    pub insecure_no_auth: bool,
+    /// TLS, or plain text when `None`.
+    pub tls: Option<TlsFiles>,
+    /// Address of the Prometheus endpoint, or none.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Request limits.
+    pub limits: ServiceLimits,
+}
+
+/// Request limits. The default is that of `vigie serve` without settings.
+#[derive(Clone, Debug)]
+pub struct ServiceLimits {
+    /// Largest gRPC message accepted (beyond: RESOURCE_EXHAUSTED).
+    pub max_request_bytes: usize,
+    /// Largest image accepted inside a message.
+    pub max_image_bytes: usize,
+    /// Images decoded and hashed at once (at least 1).
+    pub hash_workers: usize,
+    /// How long a request waits for a hashing worker before RESOURCE_EXHAUSTED.
+    pub queue_wait: Duration,
+    /// JPEG decoding scale for hashing (see `HasherBuilder::decode_min_side`); `None` = full size.
+    pub decode_min_side: Option<u32>,
+    /// Screens also match uploads by keypoints (`hashing::keypoints`). On by default: on
+    /// `vigie eval` it takes recall from 85% to 97%, at zero false matches, and it is what finds
+    /// crops of a quarter and rotated copies under a caption. Off saves about 0.6 ms a screen.
+    pub keypoints: bool,
+}
+
+impl Default for ServiceLimits {
+    fn default() -> Self {
+        ServiceLimits::from(&Settings::default().values())
+    }
+}
+
+impl From<&Values> for ServiceLimits {
+    /// The limits the settings give (`max_request_bytes` is checked by [`Settings::resolve`]).
+    fn from(v: &Values) -> Self {
+        ServiceLimits {
+            max_request_bytes: v.max_request_bytes,
+            max_image_bytes: v.max_request_bytes,
+            hash_workers: v.hash_workers.max(1),
+            queue_wait: Duration::from_millis(v.queue_wait_ms),
+            decode_min_side: (v.decode_min_side > 0).then_some(v.decode_min_side),
+            keypoints: v.keypoints,
+        }
+    }
+}
+
+/// The resolved configuration of `vigie serve`.
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
+    /// What the server starts with.
     pub server: ServerConfig,
+    /// The store's directory.
     pub data_dir: PathBuf,
+    /// Logs as JSON lines (else text).
     pub json_logs: bool,
+    /// fsync the write-ahead log before acknowledging a write.
     pub sync_writes: bool,
 }
 
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
-pub const DEFAULT_DATA_DIR: &str = "./vigie-data";
-
 impl Settings {
+    /// Reads a TOML file of settings (keys as the flags, with underscores). Errors:
+    /// [`ConfigError::File`] when unreadable, not TOML, of an unknown key or a value of the wrong
+    /// type.
     pub fn from_file(path: &Path) -> Result<Settings, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
             path: path.to_path_buf(),
@@ -65,46 +309,41 @@ impl Settings {
         })
     }
 
-    /// `self` where set, else `fallback`.
-    pub fn or(self, fallback: Settings) -> Settings {
-        Settings {
-            listen: self.listen.or(fallback.listen),
-            data_dir: self.data_dir.or(fallback.data_dir),
-            insecure_no_auth: self.insecure_no_auth.or(fallback.insecure_no_auth),
-            tls_cert: self.tls_cert.or(fallback.tls_cert),
-            tls_key: self.tls_key.or(fallback.tls_key),
-            tls_client_ca: self.tls_client_ca.or(fallback.tls_client_ca),
-            metrics_listen: self.metrics_listen.or(fallback.metrics_listen),
-            log_format: self.log_format.or(fallback.log_format),
-            max_request_bytes: self.max_request_bytes.or(fallback.max_request_bytes),
-            hash_workers: self.hash_workers.or(fallback.hash_workers),
-            queue_wait_ms: self.queue_wait_ms.or(fallback.queue_wait_ms),
-            decode_min_side: self.decode_min_side.or(fallback.decode_min_side),
-            sync_writes: self.sync_writes.or(fallback.sync_writes),
-            keypoints: self.keypoints.or(fallback.keypoints),
-        }
+    /// `self` (the flags and environment) over the `--config` file when there is one, resolved:
+    /// what `vigie serve` runs with. Errors: as [`Settings::from_file`] and [`Settings::resolve`].
+    pub fn over_file(self, file: Option<&Path>) -> Result<ServeConfig, ConfigError> {
+        let file = match file {
+            Some(path) => Settings::from_file(path)?,
+            None => Settings::default(),
+        };
+        self.or(file).resolve()
     }
 
+    /// The configuration these settings give, defaults filled in. Errors
+    /// ([`ConfigError::Invalid`], naming the setting): an address that does not parse, a TLS
+    /// certificate without its key (or the reverse, or a client CA without both), a log format
+    /// other than `text` or `json`, `max_request_bytes` under 1024.
     pub fn resolve(self) -> Result<ServeConfig, ConfigError> {
+        let v = self.values();
         let addr = |setting: &'static str, text: &str| -> Result<SocketAddr, ConfigError> {
             text.parse().map_err(|e| ConfigError::Invalid {
                 setting,
                 message: format!("{text:?}: {e}"),
             })
         };
-        let listen = addr("listen", self.listen.as_deref().unwrap_or(DEFAULT_LISTEN))?;
-        let metrics_listen = self
+        let listen = addr("listen", &v.listen)?;
+        let metrics_listen = v
             .metrics_listen
             .as_deref()
             .map(|m| addr("metrics_listen", m))
             .transpose()?;
-        let tls = match (self.tls_cert, self.tls_key) {
+        let tls = match (&v.tls_cert, &v.tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles {
-                cert,
-                key,
-                client_ca: self.tls_client_ca,
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: v.tls_client_ca.clone(),
             }),
-            (None, None) if self.tls_client_ca.is_none() => None,
+            (None, None) if v.tls_client_ca.is_none() => None,
             _ => {
                 return Err(ConfigError::Invalid {
                     setting: "tls",
@@ -113,7 +352,7 @@ impl Settings {
                 });
             }
         };
-        let json_logs = match self.log_format.as_deref().unwrap_or("text") {
+        let json_logs = match v.log_format.as_str() {
             "text" => false,
             "json" => true,
             other => {
@@ -123,42 +362,23 @@ impl Settings {
                 });
             }
         };
-        let defaults = ServiceLimits::default();
-        let max_request_bytes = self.max_request_bytes.unwrap_or(defaults.max_request_bytes);
-        if max_request_bytes < 1024 {
+        if v.max_request_bytes < 1024 {
             return Err(ConfigError::Invalid {
                 setting: "max_request_bytes",
                 message: "at least 1024".into(),
             });
         }
-        let limits = ServiceLimits {
-            max_request_bytes,
-            max_image_bytes: max_request_bytes,
-            hash_workers: self.hash_workers.unwrap_or(defaults.hash_workers).max(1),
-            queue_wait: self
-                .queue_wait_ms
-                .map(Duration::from_millis)
-                .unwrap_or(defaults.queue_wait),
-            decode_min_side: match self.decode_min_side {
-                Some(0) => None,
-                Some(n) => Some(n),
-                None => defaults.decode_min_side,
-            },
-            keypoints: self.keypoints.unwrap_or(defaults.keypoints),
-        };
         Ok(ServeConfig {
             server: ServerConfig {
                 listen,
-                insecure_no_auth: self.insecure_no_auth.unwrap_or(false),
+                insecure_no_auth: v.insecure_no_auth,
                 tls,
                 metrics_listen,
-                limits,
+                limits: ServiceLimits::from(&v),
             },
-            data_dir: self
-                .data_dir
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             json_logs,
-            sync_writes: self.sync_writes.unwrap_or(true),
+            sync_writes: v.sync_writes,
+            data_dir: v.data_dir,
         })
     }
 }
@@ -220,5 +440,20 @@ mod tests {
         .resolve()
         .unwrap_err();
         assert!(e.to_string().starts_with("tls"), "{e}");
+    }
+
+    #[test]
+    fn service_limits_default_to_the_settings_defaults() {
+        let limits = ServiceLimits::default();
+        assert_eq!(limits.max_request_bytes, 32 << 20);
+        assert_eq!(limits.max_image_bytes, 32 << 20);
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        assert_eq!(limits.hash_workers, cores + 1);
+        assert_eq!(limits.queue_wait, Duration::from_millis(10));
+        assert_eq!(
+            limits.decode_min_side,
+            Some(crate::hashing::DEFAULT_DECODE_MIN_SIDE)
+        );
+        assert!(limits.keypoints);
     }
 }

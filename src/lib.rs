@@ -1,7 +1,11 @@
 //! vigie: perceptual-hash screening of uploads against banks of known abusive imagery.
 //!
-//! The core (`hashing`, `index`) knows nothing of the service layer or protobuf.
+//! The core (`bits`, `hashing`, `index`, `store`, `matcher`) knows nothing of the service layer,
+//! the command line or protobuf; every edge calls [`matcher::LiveBanks`]. See docs/ARCHITECTURE.md.
 
+#![warn(missing_docs)]
+
+pub mod bench;
 pub mod bits;
 pub mod cli;
 pub mod config;

@@ -13,7 +13,10 @@ use plotters::style::FontStyle;
 /// One named line: (x, y) points in drawing order.
 #[derive(Debug, Clone)]
 pub struct Series {
+    /// Legend label.
     pub name: String,
+    /// (x, y) in the axes' units. Points not finite, or not positive on a log axis, do not count
+    /// toward the axis ranges.
     pub points: Vec<(f64, f64)>,
     /// Thin line, for secondary series such as a baseline.
     pub thin: bool,
@@ -24,29 +27,48 @@ pub struct Series {
 /// A chart: title, axis labels, log or linear axes, series.
 #[derive(Debug, Clone)]
 pub struct LineChart {
+    /// Caption drawn above the chart.
     pub title: String,
+    /// Description under the x axis (include the unit, e.g. "entries").
     pub x_label: String,
+    /// Description beside the y axis (include the unit, e.g. "microseconds").
     pub y_label: String,
+    /// Logarithmic x axis (range padded by a factor 1.5 each side) instead of linear (5%).
     pub log_x: bool,
+    /// Logarithmic y axis, as `log_x`.
     pub log_y: bool,
+    /// The lines, drawn in order; the legend lists them in the upper left.
     pub series: Vec<Series>,
 }
 
+/// Why a chart could not be drawn or written.
 #[derive(Debug, thiserror::Error)]
 pub enum PlotError {
+    /// plotters failed (or the DejaVu font could not be registered); its message.
     #[error("drawing failed: {0}")]
     Draw(String),
+    /// No point is usable: a line chart with no finite point (positive on a log axis), or a bar
+    /// chart with no category or no series.
     #[error("nothing to draw: no finite positive points")]
     Empty,
+    /// The PNG could not be encoded or written.
     #[error("writing {path}: {message}")]
-    Write { path: String, message: String },
+    Write {
+        /// The output path, as displayed.
+        path: String,
+        /// The `image` crate's error message.
+        message: String,
+    },
 }
 
 const WIDTH: u32 = 1200;
 const HEIGHT: u32 = 800;
 
 impl LineChart {
-    /// Renders the chart and writes it as a PNG to `path`.
+    /// Renders the chart and writes it as a PNG to `path` (1200 x 800 pixels, RGB).
+    ///
+    /// Errors: [`PlotError::Empty`] when no point is usable, [`PlotError::Draw`] when plotters
+    /// fails, [`PlotError::Write`] when the file cannot be written.
     pub fn write_png(&self, path: &Path) -> Result<(), PlotError> {
         // Registering the same font again is harmless (it replaces the entry).
         plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular())
@@ -160,7 +182,8 @@ fn draw_err(e: impl std::fmt::Display) -> PlotError {
     PlotError::Draw(e.to_string())
 }
 
-/// 1500 -> "1.5k", 10000000 -> "10M", 0.25 -> "0.25".
+/// An axis label: `v` scaled by 1e3 / 1e6 / 1e9 with suffix `k` / `M` / `G`, two decimals with
+/// trailing zeros trimmed: 1500 -> "1.5k", 10000000 -> "10M", 0.25 -> "0.25".
 pub fn compact_number(v: f64) -> String {
     let a = v.abs();
     let (scaled, suffix) = if a >= 1e9 {
@@ -217,15 +240,25 @@ mod tests {
 /// Horizontal grouped bars: one row per category, one bar per series, values in 0..=`max`.
 #[derive(Debug, Clone)]
 pub struct BarChart {
+    /// Caption drawn above the chart.
     pub title: String,
+    /// Description under the value (x) axis, with its unit.
     pub value_label: String,
+    /// Row labels, drawn top to bottom in this order.
     pub categories: Vec<String>,
     /// (series name, one value per category).
     pub series: Vec<(String, Vec<f64>)>,
+    /// Right end of the value axis; the axis starts at 0.
     pub max: f64,
 }
 
 impl BarChart {
+    /// Renders the chart and writes it as a PNG to `path`: 1400 pixels wide, 140 pixels plus
+    /// `10 + 9 * series` per category high, RGB.
+    ///
+    /// Errors: [`PlotError::Empty`] when there is no category or no series,
+    /// [`PlotError::Draw`] when plotters fails, [`PlotError::Write`] when the file cannot be
+    /// written.
     pub fn write_png(&self, path: &Path) -> Result<(), PlotError> {
         plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular())
             .map_err(|_| PlotError::Draw("cannot load the DejaVu font".into()))?;

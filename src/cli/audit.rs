@@ -7,6 +7,7 @@ use crate::store::{AuditFilter, Timestamp};
 use super::CliError;
 use super::bank::{StoreArgs, print_json};
 
+/// `vigie audit`: the audit log of bank and entry changes.
 #[derive(Debug, clap::Args)]
 pub struct AuditArgs {
     /// Only events of this bank.
@@ -21,10 +22,13 @@ pub struct AuditArgs {
     /// At most this many events.
     #[arg(long)]
     pub limit: Option<usize>,
+    /// The store to read.
     #[command(flatten)]
     pub store: StoreArgs,
 }
 
+/// Prints the audit events that pass the filters, one JSON line each. Errors: the store cannot be
+/// opened or read.
 pub fn run(args: AuditArgs) -> Result<ExitCode, CliError> {
     let filter = AuditFilter {
         bank: args.bank,

@@ -32,7 +32,7 @@ impl From<serde_json::Error> for CliError {
 #[derive(Debug, Clone, clap::Args)]
 pub struct StoreArgs {
     /// Data directory of the store (RocksDB). Refused while a server or another command holds it.
-    #[arg(long, env = "VIGIE_DATA_DIR", default_value = "./vigie-data")]
+    #[arg(long, env = "VIGIE_DATA_DIR", default_value = crate::config::DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
     /// Actor named in the audit log for changes [default: cli:$USER].
     #[arg(long, env = "VIGIE_ACTOR")]
@@ -51,6 +51,7 @@ impl StoreArgs {
         Ok(Store::open(&self.data_dir, &RocksOptions::default())?)
     }
 
+    /// The audit actor: `--actor`, else `cli:` and the login name.
     pub fn actor(&self) -> String {
         match &self.actor {
             Some(a) => a.clone(),
@@ -91,6 +92,7 @@ impl DistanceArgs {
     }
 }
 
+/// `vigie bank ...`: bank management on a store no server holds.
 #[derive(Debug, clap::Subcommand)]
 pub enum BankCommand {
     /// Create a bank; prints it as JSON.
@@ -100,46 +102,61 @@ pub enum BankCommand {
         /// block: matches flag an upload; allow: matches cancel block matches of the same picture.
         #[arg(long, default_value = "block")]
         kind: BankKind,
+        /// What the bank holds, for curators.
         #[arg(long, default_value = "")]
         description: String,
         /// Create it disabled (its entries are not matched until enabled).
         #[arg(long)]
         disabled: bool,
+        /// Maximum Hamming distances per algorithm (bits).
         #[command(flatten)]
         distances: DistanceArgs,
+        /// The store to use (`--data-dir`).
         #[command(flatten)]
         store: StoreArgs,
     },
     /// List banks, one JSON line each, with entry counts.
     List {
+        /// The store to use (`--data-dir`).
         #[command(flatten)]
         store: StoreArgs,
     },
     /// Show one bank as JSON, with its entry count.
     Show {
+        /// The bank's name.
         name: String,
+        /// The store to use (`--data-dir`).
         #[command(flatten)]
         store: StoreArgs,
     },
     /// Change a bank's description, kind, enabled flag or thresholds.
     Update {
+        /// The bank's name.
         name: String,
+        /// What the bank holds, for curators.
         #[arg(long)]
         description: Option<String>,
+        /// block: matches flag an upload; allow: matches cancel block matches of the same picture.
         #[arg(long)]
         kind: Option<BankKind>,
+        /// Enable the bank (its entries are matched again).
         #[arg(long, conflicts_with = "disable")]
         enable: bool,
+        /// Disable the bank (its entries are not matched until enabled).
         #[arg(long)]
         disable: bool,
+        /// Maximum Hamming distances per algorithm (bits).
         #[command(flatten)]
         distances: DistanceArgs,
+        /// The store to use (`--data-dir`).
         #[command(flatten)]
         store: StoreArgs,
     },
     /// Delete a bank and every entry in it.
     Delete {
+        /// The bank's name.
         name: String,
+        /// The store to use (`--data-dir`).
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -163,6 +180,7 @@ fn bank_with_count(
     Ok(value)
 }
 
+/// Runs one bank command, printing its result as JSON. Errors: the store refuses or fails.
 pub fn run(command: BankCommand) -> Result<ExitCode, CliError> {
     match command {
         BankCommand::Create {

@@ -16,6 +16,7 @@ use crate::service::proto::{
     AddEntriesRequest, CreateBankRequest, NewEntry, ScreenRequest, new_entry, screen_request,
 };
 
+/// `vigie client ...`: calls to a running server.
 #[derive(Debug, clap::Args)]
 pub struct ClientArgs {
     /// Server address.
@@ -29,30 +30,41 @@ pub struct ClientArgs {
     /// API key (`vigie keys create` prints one).
     #[arg(long, env = "VIGIE_KEY", global = true, hide_env_values = true)]
     pub key: Option<String>,
+    /// What to do.
     #[command(subcommand)]
     pub command: ClientCommand,
 }
 
+/// The client's calls.
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
     /// Create a bank.
     CreateBank {
+        /// The bank's name.
         name: String,
+        /// block: matches flag an upload; allow: matches cancel block matches of the same picture.
         #[arg(long, default_value = "block")]
         kind: String,
     },
     /// Add an image file to a bank (the server hashes it; the image is not stored).
     AddImage {
+        /// The bank's name.
         #[arg(long)]
         bank: String,
+        /// The entry's id in the curator's system (unique in its bank).
         #[arg(long)]
         external_id: String,
+        /// The entries' label (a category the curator chooses).
         #[arg(long, default_value = "")]
         label: String,
+        /// The image file.
         file: PathBuf,
     },
     /// Screen image files against every enabled bank; one JSON line per file.
-    Screen { files: Vec<PathBuf> },
+    Screen {
+        /// Image files to screen.
+        files: Vec<PathBuf>,
+    },
 }
 
 fn authorized<T>(message: T, key: &Option<String>) -> Result<Request<T>, CliError> {
@@ -70,6 +82,8 @@ fn status_error(e: tonic::Status) -> CliError {
     CliError(format!("{:?}: {}", e.code(), e.message()))
 }
 
+/// Runs one client call against the server, printing JSON. Errors: connection, call or file
+/// failures.
 pub fn run(args: ClientArgs) -> Result<ExitCode, CliError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -30,6 +30,7 @@ pub struct HashArgs {
 }
 
 impl HashArgs {
+    /// The hashes given on the command line. Errors: a malformed hex hash, or none given.
     pub fn parse(&self) -> Result<EntryHashes, CliError> {
         let mut hashes = EntryHashes::default();
         for (algorithm, text) in [
@@ -49,85 +50,113 @@ impl HashArgs {
     }
 }
 
+/// `vigie entries ...`: entry management on a store no server holds.
 #[derive(Debug, clap::Subcommand)]
 pub enum EntriesCommand {
     /// Add entries from image files (hashed with every algorithm) or from hashes given as flags.
     /// An external id already in the bank updates that entry. Prints one JSON line per entry.
     Add {
+        /// The bank's name.
         #[arg(long)]
         bank: String,
         /// Image files; each becomes one entry (external id: the file's SHA-256 unless --external-id).
         images: Vec<std::path::PathBuf>,
+        /// The hashes, one flag per algorithm.
         #[command(flatten)]
         hashes: HashArgs,
         /// External id (one entry only) [default: the image's SHA-256, or `<algorithm>:<hex>`].
         #[arg(long)]
         external_id: Option<String>,
+        /// The entries' label (a category the curator chooses).
         #[arg(long, default_value = "")]
         label: String,
+        /// Where the entry comes from (a case, a report, a partner).
         #[arg(long, default_value = "")]
         source: String,
+        /// A free note for curators.
         #[arg(long, default_value = "")]
         note: String,
+        /// The store to use (`--data-dir`).
         #[command(flatten)]
         store: StoreArgs,
     },
     /// Remove entries by id or external id.
     Remove {
+        /// The bank's name.
         #[arg(long)]
         bank: String,
+        /// Entry ids.
         ids: Vec<EntryId>,
+        /// Entries by their id in the curator's system.
         #[arg(long = "external-id")]
         external_ids: Vec<String>,
+        /// The store to use (`--data-dir`).
         #[command(flatten)]
         store: StoreArgs,
     },
     /// List a bank's entries (external-id order), one JSON line each.
     List {
+        /// The bank's name.
         #[arg(long)]
         bank: String,
+        /// The entries' label (a category the curator chooses).
         #[arg(long)]
         label: Option<String>,
         /// Start after this external id (paging).
         #[arg(long)]
         after: Option<String>,
+        /// At most this many entries.
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        /// The store to use (`--data-dir`).
         #[command(flatten)]
         store: StoreArgs,
     },
     /// Show one entry by id, or by --bank and --external-id.
     Show {
+        /// The entry's id.
         id: Option<EntryId>,
+        /// The bank's name.
         #[arg(long, requires = "external_id")]
         bank: Option<String>,
+        /// The entry's id in the curator's system (unique in its bank).
         #[arg(long)]
         external_id: Option<String>,
+        /// The store to use (`--data-dir`).
         #[command(flatten)]
         store: StoreArgs,
     },
     /// Take entries out of matching until a time (RFC 3339 or Unix seconds; default: indefinitely).
     Disable {
+        /// The bank's name.
         #[arg(long)]
         bank: String,
+        /// Entry ids.
         #[arg(required = true)]
         ids: Vec<EntryId>,
+        /// Disabled until this time (RFC 3339, or Unix seconds).
         #[arg(long)]
         until: Option<String>,
+        /// The store to use (`--data-dir`).
         #[command(flatten)]
         store: StoreArgs,
     },
     /// Put disabled entries back into matching.
     Enable {
+        /// The bank's name.
         #[arg(long)]
         bank: String,
+        /// Entry ids.
         #[arg(required = true)]
         ids: Vec<EntryId>,
+        /// The store to use (`--data-dir`).
         #[command(flatten)]
         store: StoreArgs,
     },
 }
 
+/// Runs one entries command, printing its result as JSON. Errors: bad input, the store refuses
+/// or fails.
 pub fn run(command: EntriesCommand) -> Result<ExitCode, CliError> {
     match command {
         EntriesCommand::Add {

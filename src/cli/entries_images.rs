@@ -3,14 +3,15 @@
 use std::io::Read;
 use std::path::Path;
 
-use crate::hashing::{HasherBuilder, ImageHasher};
+use crate::hashing::{HashingSetup, ImageHasher};
 use crate::store::NewEntry;
 
 use super::CliError;
 
-/// Every algorithm, and the crop windows a bank entry keeps (as `AddEntries` computes them).
+/// The banking setup (every algorithm, the crop windows and keypoints a bank entry keeps), as
+/// `AddEntries` computes them.
 pub fn image_hasher() -> ImageHasher {
-    HasherBuilder::new().windows(true).build()
+    HashingSetup::default().banking()
 }
 
 /// Hash one image file into a new entry whose external id is the file's SHA-256 (so adding the
@@ -33,26 +34,8 @@ pub fn entry_from_image(hasher: &ImageHasher, path: &Path) -> Result<NewEntry, C
         .hash_bytes(&bytes)
         .map_err(|e| CliError(format!("{}: {e}", path.display())))?;
     // Banked all the same (an exact hash still matches), but never silently.
-    if let Some(p) = computed
-        .pdq
-        .filter(|p| p.quality < crate::matcher::MIN_PDQ_QUALITY)
-    {
-        eprintln!(
-            "warning: {}: PDQ quality {} is below {}: the picture is too featureless for PDQ to match it",
-            path.display(),
-            p.quality,
-            crate::matcher::MIN_PDQ_QUALITY
-        );
-    }
-    if let Some(q) = computed
-        .quality64
-        .filter(|q| *q < crate::matcher::MIN_64_QUALITY)
-    {
-        eprintln!(
-            "warning: {}: pHash/dHash quality {q} is below {}: the picture is too featureless for them to match it, they are not kept",
-            path.display(),
-            crate::matcher::MIN_64_QUALITY
-        );
+    for w in crate::matcher::banking_warnings(&computed) {
+        eprintln!("warning: {}: {w}", path.display());
     }
     let hashes = crate::matcher::entry_hashes(&computed);
     let external_id = match computed.sha256 {

@@ -8,6 +8,7 @@ use clap::Args;
 use super::CliError;
 use crate::eval::{self, EvalConfig, report};
 
+/// `vigie eval`: recall and false matches on edited copies of a corpus.
 #[derive(Debug, Args)]
 pub struct EvalArgs {
     /// Directory of pictures: every other one (name order) is banked, the rest stay unbanked.
@@ -40,6 +41,8 @@ pub struct EvalArgs {
     pub no_keypoints: bool,
 }
 
+/// Runs the evaluation, writing its TSV, plots and (optionally) the calibration table. Errors:
+/// the corpus cannot be read, a report cannot be written.
 pub fn run(args: EvalArgs) -> Result<ExitCode, CliError> {
     let mut config = EvalConfig::new(&args.corpus);
     config.threads = args.threads.max(1);

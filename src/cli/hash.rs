@@ -14,9 +14,10 @@ use serde::Serialize;
 
 use super::CliError;
 use crate::hashing::{
-    AlgorithmSet, DecodeLimits, Dihedral, HasherBuilder, ImageHasher, ImageHashes, PdqHash,
+    AlgorithmSet, DecodeLimits, Dihedral, HashingSetup, ImageHasher, ImageHashes, PdqHash,
 };
 
+/// `vigie hash`: one JSON line per file with its hashes.
 #[derive(Debug, clap::Args)]
 #[command(after_help = super::HASH_LIST_HELP)]
 pub struct HashArgs {
@@ -192,18 +193,20 @@ pub fn hash_file_line(hasher: &ImageHasher, path: &Path) -> Result<String, Strin
     }
 }
 
+/// Hashes every file (in parallel, printed in argument order). Exit code 1 when any file
+/// failed; errors only for a failure outside the files (standard output closed).
 pub fn run(args: HashArgs) -> Result<ExitCode, CliError> {
     let limits = DecodeLimits {
         max_encoded_bytes: args.max_bytes,
         max_pixels: args.max_pixels,
         ..DecodeLimits::default()
     };
-    let hasher = HasherBuilder::new()
-        .algorithms(args.algorithms)
-        .dihedral(args.dihedral)
-        .limits(limits)
-        .decode_min_side((args.decode_min_side > 0).then_some(args.decode_min_side))
-        .build();
+    let setup = HashingSetup {
+        decode_min_side: (args.decode_min_side > 0).then_some(args.decode_min_side),
+        limits,
+        ..HashingSetup::default()
+    };
+    let hasher = setup.plain(args.algorithms, args.dihedral);
     let threads = args
         .threads
         .unwrap_or_else(|| {

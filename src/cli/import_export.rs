@@ -13,6 +13,7 @@ use crate::store::formats::{self, ExportOptions, Format, ImportOptions, ImportSu
 use super::CliError;
 use super::bank::StoreArgs;
 
+/// `vigie import`: a hash list into a bank.
 #[derive(Debug, clap::Args)]
 #[command(after_help = super::HASH_LIST_HELP)]
 pub struct ImportArgs {
@@ -45,13 +46,16 @@ pub struct ImportArgs {
     /// Print `{"committed":[external ids]}` on stdout after each durable batch.
     #[arg(long)]
     pub print_commits: bool,
+    /// The store to use.
     #[command(flatten)]
     pub store: StoreArgs,
 }
 
+/// `vigie export`: a bank's entries to a hash list.
 #[derive(Debug, clap::Args)]
 #[command(after_help = super::HASH_LIST_HELP)]
 pub struct ExportArgs {
+    /// The bank's name.
     #[arg(long)]
     pub bank: String,
     /// jsonl, csv, signal-lines or hex.
@@ -66,6 +70,7 @@ pub struct ExportArgs {
     /// Write here instead of standard output.
     #[arg(long, short)]
     pub output: Option<PathBuf>,
+    /// The store to use.
     #[command(flatten)]
     pub store: StoreArgs,
 }
@@ -140,6 +145,8 @@ fn summary_json(summary: &ImportSummary) -> SummaryLine<'_> {
     }
 }
 
+/// Imports the list, printing progress and a last JSON summary line. Errors: an unknown bank, a
+/// bad line under `--strict`, a read or store failure.
 pub fn run_import(args: ImportArgs) -> Result<ExitCode, CliError> {
     let options = ImportOptions {
         format: args.format,
@@ -211,6 +218,7 @@ pub fn run_import(args: ImportArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Writes the bank's entries in the chosen format. Errors: an unknown bank, a write failure.
 pub fn run_export(args: ExportArgs) -> Result<ExitCode, CliError> {
     let db = args.store.open(false)?;
     let options = ExportOptions {

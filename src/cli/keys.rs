@@ -9,8 +9,10 @@ use super::CliError;
 use crate::store::api_keys::{Role, generate_key};
 use crate::store::{RocksOptions, Store};
 
+/// `vigie keys ...`: API keys on a store no server holds.
 #[derive(Debug, clap::Args)]
 pub struct KeysArgs {
+    /// What to do.
     #[command(subcommand)]
     pub command: KeysCommand,
     /// The store's directory.
@@ -18,17 +20,20 @@ pub struct KeysArgs {
         long,
         global = true,
         env = "VIGIE_DATA_DIR",
-        default_value = "./vigie-data"
+        default_value = crate::config::DEFAULT_DATA_DIR
     )]
     pub data_dir: PathBuf,
 }
 
+/// The key commands.
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
     /// Create a key and print it once (only its hash is stored).
     Create {
+        /// screen, curate or admin.
         #[arg(long)]
         role: Role,
+        /// The key's name.
         #[arg(long)]
         name: String,
     },
@@ -48,6 +53,7 @@ fn actor() -> String {
     )
 }
 
+/// Runs one key command (a created key is printed once). Errors: the store refuses or fails.
 pub fn run(args: KeysArgs) -> Result<ExitCode, CliError> {
     let store = Store::open(&args.data_dir, &RocksOptions::default())
         .map_err(|e| CliError(e.to_string()))?;

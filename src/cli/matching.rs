@@ -24,10 +24,12 @@ use serde::Serialize;
 use std::io::Read;
 
 use super::CliError;
+use crate::bench::measure::percentile;
 use crate::bits::Bits;
 use crate::index::{HammingIndex, Match};
 use crate::store::formats::{self, hash_field};
 
+/// `vigie match`: one hash list against another.
 #[derive(Debug, clap::Args)]
 #[command(after_help = super::HASH_LIST_HELP)]
 pub struct MatchArgs {
@@ -130,6 +132,8 @@ fn read(path: &Path) -> Result<Vec<u8>, CliError> {
     Ok(text)
 }
 
+/// Prints, per query hash, its matches within the distance, one JSON line each. Errors: a list
+/// cannot be read or holds a malformed hash.
 pub fn run(args: MatchArgs) -> Result<ExitCode, CliError> {
     if args.threads == 0 {
         return Err(CliError("--threads must be at least 1".into()));
@@ -240,13 +244,7 @@ fn run_width<const W: usize>(
         .flat_map(|(_, t)| t.iter().copied())
         .collect();
     times.sort_unstable();
-    let percentile = |q: f64| {
-        if times.is_empty() {
-            return 0.0;
-        }
-        let rank = ((times.len() as f64 * q).ceil() as usize).clamp(1, times.len());
-        times[rank - 1].as_secs_f64() * 1e6
-    };
+    let percentile = |q: f64| percentile(&times, q).map_or(0.0, |t| t.as_secs_f64() * 1e6);
 
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());

@@ -3,10 +3,6 @@
 
 pub mod audit;
 pub mod bank;
-pub mod bench_hash;
-pub mod bench_lookup;
-pub mod bench_service;
-pub mod bench_store;
 pub mod client;
 pub mod entries;
 mod entries_images;
@@ -34,17 +30,16 @@ its mark, CRLF, trailing spaces). An error names the file and line and quotes on
 
 use clap::{Parser, Subcommand};
 
+/// Perceptual-hash screening against banks of known abusive imagery
 #[derive(Debug, Parser)]
-#[command(
-    name = "vigie",
-    version,
-    about = "Perceptual-hash screening against banks of known abusive imagery"
-)]
+#[command(name = "vigie", version)]
 pub struct Cli {
+    /// The subcommand.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// Every `vigie` subcommand.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Hash image files (PDQ, pHash, dHash, MD5, SHA-256), one JSON line per file.
@@ -53,11 +48,13 @@ pub enum Command {
     Match(matching::MatchArgs),
     /// Create, list, show, update and delete banks.
     Bank {
+        /// What to do.
         #[command(subcommand)]
         command: bank::BankCommand,
     },
     /// Add, remove, list, show, disable and enable bank entries.
     Entries {
+        /// What to do.
         #[command(subcommand)]
         command: entries::EntriesCommand,
     },
@@ -77,21 +74,10 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Benchmarks that run outside the test suite.
     Bench {
+        /// Which benchmark.
         #[command(subcommand)]
-        which: BenchCommand,
+        which: crate::bench::BenchCommand,
     },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum BenchCommand {
-    /// Lookup latency of the Hamming index against a linear scan on synthetic banks.
-    Lookup(bench_lookup::LookupArgs),
-    /// Store open + index load time and resident memory with N PDQ entries.
-    Store(bench_store::StoreBenchArgs),
-    /// Per-image medians for decoding and each hash at several sizes; images per second.
-    Hash(bench_hash::HashBenchArgs),
-    /// Screen throughput and latency under increasing load, against a 1M-entry bank.
-    Service(bench_service::ServiceBenchArgs),
 }
 
 /// A command that could not run to its end: printed as `error: ...` on stderr, exit code 2.
@@ -105,22 +91,15 @@ impl From<std::io::Error> for CliError {
     }
 }
 
+/// Runs the parsed command; a failure is printed as one `error: ...` line on stderr and gives exit
+/// code 2, success the command's own code (usually 0).
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Hash(args) => hash::run(args),
         Command::Match(args) => matching::run(args),
-        Command::Bench {
-            which: BenchCommand::Lookup(args),
-        } => bench_lookup::run(args),
-        Command::Bench {
-            which: BenchCommand::Store(args),
-        } => bench_store::run(args),
-        Command::Bench {
-            which: BenchCommand::Hash(args),
-        } => bench_hash::run(args),
-        Command::Bench {
-            which: BenchCommand::Service(args),
-        } => bench_service::run(args),
+        Command::Bench { which } => crate::bench::run(which)
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(|e| CliError(e.0)),
         Command::Bank { command } => bank::run(command),
         Command::Entries { command } => entries::run(command),
         Command::Import(args) => import_export::run_import(args),

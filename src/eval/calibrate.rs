@@ -18,7 +18,8 @@ use super::Method;
 use super::harness::Histograms;
 
 /// Prior probability that a compared (upload, entry) pair is a true copy. Stated in the table and
-/// the README; 1% is pessimistic for a screen that already found the pair within threshold.
+/// in docs/EVALUATION.md; 1% is pessimistic for a screen that already found the pair within
+/// threshold.
 pub const PRIOR: f64 = 0.01;
 /// Half-width of the smoothing window, in bits.
 pub const WINDOW: usize = 3;

@@ -13,9 +13,11 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 /// How the edited pixels are written out.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Encoding {
+    /// Baseline JPEG at this quality (1..=100), by the `image` crate's encoder.
     Jpeg(u8),
     /// Lossy WebP at this quality (0..=100).
     Webp(f32),
+    /// Lossless PNG (fast compression, adaptive filter).
     Png,
 }
 
@@ -26,32 +28,47 @@ pub enum Op {
     Scale(f32),
     /// Resize width and height by different factors.
     Stretch {
+        /// Factor on the width (1.3 makes it 30% wider).
         x: f32,
+        /// Factor on the height.
         y: f32,
     },
     /// Keep the window left after cutting these fractions off each side.
     Crop {
+        /// Fraction of the width cut off the left.
         left: f32,
+        /// Fraction of the height cut off the top.
         top: f32,
+        /// Fraction of the width cut off the right.
         right: f32,
+        /// Fraction of the height cut off the bottom.
         bottom: f32,
     },
+    /// Left-right mirror.
     Mirror,
+    /// Turn 90 degrees clockwise.
     Rotate90,
+    /// Turn 180 degrees.
     Rotate180,
     /// Rotate by a few degrees (clockwise) about the centre; `fill_corners` keeps the whole picture
     /// on a larger white canvas, otherwise the largest upright window inside is kept.
     RotateSmall {
+        /// The turn in degrees, clockwise when positive.
         degrees: f32,
+        /// Keep the whole turned picture on a white canvas (true) or crop to the upright window
+        /// inside it (false).
         fill_corners: bool,
     },
     /// A uniform border of `fraction` of the longer side on every side.
     Border {
+        /// Border width as a fraction of the longer side (0.1 is 10%).
         fraction: f32,
+        /// Border colour, RGB.
         colour: [u8; 3],
     },
     /// Black bars that make the picture fill a canvas of this width:height ratio.
     Letterbox {
+        /// Canvas width divided by height (16/9 adds bars above and below a square picture).
         aspect: f32,
     },
     /// A coloured band across the picture with a phone number on it.
@@ -66,6 +83,7 @@ pub enum Op {
     Contrast(f32),
     /// Scale the distance of each channel from the pixel's luma.
     Saturation(f32),
+    /// Every pixel set to its BT.601 luma on all three channels.
     Greyscale,
     /// Gaussian blur, sigma as a fraction of the longer side.
     Blur(f32),
@@ -78,15 +96,21 @@ pub enum Op {
 /// A named edit.
 #[derive(Clone, Debug)]
 pub struct Edit {
+    /// Short snake_case name, as the report prints it (e.g. `crop_5pc_sides`).
     pub name: &'static str,
+    /// Pixel operations, applied in order.
     pub ops: Vec<Op>,
+    /// How the result is written out.
     pub encoding: Encoding,
 }
 
+/// Why an edited copy could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum EditError {
+    /// The encoder failed; its message.
     #[error("encoding the edited picture: {0}")]
     Encode(String),
+    /// The operations left a picture of zero width or height.
     #[error("the edit leaves an empty picture")]
     Empty,
 }

@@ -11,15 +11,25 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::Method;
 use super::edits::Edit;
-use crate::hashing::{self, AlgorithmSet, DecodeLimits, HasherBuilder, ImageHasher, ImageHashes};
+use crate::hashing::{self, AlgorithmSet, DecodeLimits, HasherBuilder, HashingSetup, ImageHashes};
 use crate::index::HammingIndex;
 
+/// Why an evaluation could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
+    /// The corpus directory or one of its files could not be read.
     #[error("reading {path}: {message}")]
-    Io { path: String, message: String },
+    Io {
+        /// The directory or file, as displayed.
+        path: String,
+        /// The I/O error's message.
+        message: String,
+    },
+    /// Fewer than 2 pictures decoded (one banked and one not are the least a run needs); the
+    /// corpus path.
     #[error("the corpus at {0} holds fewer than 2 decodable pictures")]
     TooSmall(String),
+    /// A banked picture could not be hashed, indexed or banked by the screener; the reason.
     #[error("setting up the bank: {0}")]
     Bank(String),
 }
@@ -27,14 +37,19 @@ pub enum EvalError {
 /// What to evaluate.
 #[derive(Clone, Debug)]
 pub struct EvalConfig {
+    /// Directory of pictures (jpg, jpeg, png, webp, gif, bmp, tif, tiff; not recursive); files
+    /// the service's decoder refuses are skipped.
     pub corpus: PathBuf,
+    /// The edits made of every picture, in report order.
     pub edits: Vec<Edit>,
     /// Edited copies are made from the picture shrunk to this longest side (the corpus's own
     /// pictures are at most 1024 px but for a few large ones; reposts are rarely larger).
     pub max_side: u32,
+    /// Worker threads making, hashing and screening the edited copies (at least 1 runs).
     pub threads: usize,
     /// Time the baseline and the full screen on every `timing_every`-th query.
     pub timing_every: usize,
+    /// Draw a progress bar on the terminal.
     pub progress: bool,
     /// JPEG decoding scale for every hasher (see `HasherBuilder::decode_min_side`).
     pub decode_min_side: Option<u32>,
@@ -43,6 +58,9 @@ pub struct EvalConfig {
 }
 
 impl EvalConfig {
+    /// The defaults of `vigie eval` on `corpus`: every edit of [`super::edits::catalogue`],
+    /// pictures shrunk to 1024 pixels, 2 threads, every 4th query timed, a progress bar, the
+    /// service's JPEG decoding scale, keypoints on.
     pub fn new(corpus: impl Into<PathBuf>) -> Self {
         EvalConfig {
             corpus: corpus.into(),
@@ -61,49 +79,49 @@ impl EvalConfig {
 pub struct BankedPicture<'a> {
     /// Index of the entry (0-based, in banking order).
     pub entry: usize,
+    /// File name in the corpus (no directory).
     pub name: &'a str,
+    /// The file's bytes as read, unedited.
     pub bytes: &'a [u8],
+    /// Its hashes, made by [`HashingSetup::banking`].
     pub hashes: &'a ImageHashes,
 }
 
 /// One match a screen reported.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ScreenHit {
+    /// Index of the matched banked entry ([`BankedPicture::entry`]).
     pub entry: usize,
+    /// The match's confidence, 0..1 (see `crate::matcher::confidence`).
     pub confidence: f64,
+    /// The match's distance: bits for a hash, the keypoint vote's distance for keypoints.
     pub distance: u32,
+    /// How it matched, for reports: algorithm and transform, e.g. `pdq rotate90`.
     pub how: String,
 }
 
 /// The decision under test: the service's matcher, set up on the banked pictures.
 pub trait Screener: Sync {
-    /// Screens an upload's hashes (made by [`query_hasher`]); the matched banked entries.
+    /// Screens an upload's hashes (made by [`HashingSetup::screening`]); the matched banked entries.
     fn screen(&self, hashes: &ImageHashes) -> Result<Vec<ScreenHit>, String>;
 }
 
-/// The hasher for uploads: everything the service computes for a screen.
-pub fn query_hasher(decode_min_side: Option<u32>, keypoints: bool) -> ImageHasher {
-    HasherBuilder::new()
-        .dihedral(true)
-        .regions(true)
-        .keypoints(keypoints)
-        .decode_min_side(decode_min_side)
-        .build()
-}
-
-/// The hasher for banked pictures: also the crop windows.
-pub fn bank_hasher(decode_min_side: Option<u32>) -> ImageHasher {
-    HasherBuilder::new()
-        .dihedral(true)
-        .windows(true)
-        .decode_min_side(decode_min_side)
-        .build()
+/// The hashing setup of an evaluation: the service's own ([`HashingSetup`]), with the run's
+/// decoding scale and keypoint switch.
+pub fn hashing_setup(decode_min_side: Option<u32>, keypoints: bool) -> HashingSetup {
+    HashingSetup {
+        keypoints,
+        decode_min_side,
+        ..HashingSetup::default()
+    }
 }
 
 /// One edited copy, screened.
 #[derive(Clone, Debug)]
 pub struct QueryResult {
+    /// Index of the source picture in [`EvalRun::pictures`].
     pub picture: usize,
+    /// Index of the edit in [`EvalRun::edits`].
     pub edit: usize,
     /// The banked entry this picture is, if it is banked.
     pub entry: Option<usize>,
@@ -113,17 +131,21 @@ pub struct QueryResult {
     pub wrong_distance: Vec<Option<u32>>,
     /// The screener's verdict: matched its own entry / matched some other entry.
     pub screened: Option<Verdict>,
-    /// The upload's PDQ quality and its 64-bit hashes' quality (`ImageHashes::quality64`): what
-    /// the quality floors are measured against.
+    /// The upload's PDQ quality (0..=100): what PDQ's quality floor is measured against.
     pub pdq_quality: Option<u8>,
+    /// The upload's 64-bit hashes' quality (`ImageHashes::quality64`, 0..=100): what the pHash
+    /// and dHash floor (`matcher::MIN_64_QUALITY`) is measured against.
     pub quality64: Option<u8>,
     /// Set when the edit or its hashing failed.
     pub error: Option<String>,
 }
 
+/// What the screener decided about one edited copy.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Verdict {
+    /// It matched the copy's own entry (never true for an unbanked picture).
     pub found: bool,
+    /// It matched some entry that is not the copy's own.
     pub false_match: bool,
     /// Confidence of the match of its own entry.
     pub confidence: Option<f64>,
@@ -136,7 +158,10 @@ pub struct Verdict {
 /// Distance histograms of true and unrelated (query, entry) pairs, per method.
 #[derive(Clone, Debug)]
 pub struct Histograms {
+    /// Per method of [`Method::ALL`], counts indexed by distance (`0..=bits`): an edited copy
+    /// and its own entry.
     pub true_pairs: Vec<Vec<u64>>,
+    /// Per method, counts indexed by distance: an edited copy and any entry not its own.
     pub unrelated_pairs: Vec<Vec<u64>>,
 }
 
@@ -166,15 +191,23 @@ impl Histograms {
 
 /// Everything a run measured.
 pub struct EvalRun {
+    /// File names of the decodable corpus pictures, in name order.
     pub pictures: Vec<String>,
+    /// Indices into `pictures` of the banked ones (every other, from 0); entry `e` is picture
+    /// `banked[e]`.
     pub banked: Vec<usize>,
+    /// The edits made, as configured.
     pub edits: Vec<Edit>,
+    /// One per (picture, edit), sorted by picture then edit.
     pub results: Vec<QueryResult>,
+    /// Distance histograms summed over all results.
     pub histograms: Histograms,
     /// Per timed query: the baseline (decode + PDQ with rotations + index lookup) and the full
     /// screen (decode + every hash + regions + the screener).
     pub baseline_times: Vec<Duration>,
+    /// The full screen's wall time of each timed query, in no particular order.
     pub full_times: Vec<Duration>,
+    /// Wall time of the whole run, corpus loading included.
     pub elapsed: Duration,
     /// Per banked entry (in `banked` order): its PDQ quality and 64-bit hashes' quality.
     pub bank_qualities: Vec<(Option<u8>, Option<u8>)>,
@@ -247,6 +280,10 @@ pub type MakeScreener = dyn Fn(&[BankedPicture<'_>]) -> Result<Box<dyn Screener>
 
 /// Runs the evaluation. `make_screener` sets the decision under test up on the banked pictures
 /// (`None`: compare methods only).
+///
+/// Errors: [`EvalError::Io`] when the corpus cannot be read, [`EvalError::TooSmall`] under 2
+/// decodable pictures, [`EvalError::Bank`] when banking fails. A failed edit or hashing of one
+/// copy is not an error of the run: it is recorded in that copy's [`QueryResult::error`].
 pub fn run(
     config: &EvalConfig,
     make_screener: Option<&MakeScreener>,
@@ -265,7 +302,8 @@ pub fn run(
             None
         }
     };
-    let hasher = bank_hasher(config.decode_min_side);
+    let setup = hashing_setup(config.decode_min_side, config.keypoints);
+    let hasher = setup.banking();
     let mut entries: Vec<ImageHashes> = Vec::with_capacity(banked.len());
     for &p in &banked {
         let h = hasher
@@ -303,7 +341,7 @@ pub fn run(
         .dihedral(true)
         .decode_min_side(config.decode_min_side)
         .build();
-    let query = query_hasher(config.decode_min_side, config.keypoints);
+    let query = setup.screening();
 
     let jobs: Vec<(usize, usize)> = (0..pictures.len())
         .flat_map(|p| (0..config.edits.len()).map(move |e| (p, e)))

@@ -21,6 +21,7 @@ pub use harness::{EvalConfig, EvalError, EvalRun, Screener, run};
 use crate::bits::Hash256;
 use crate::hashing::ImageHashes;
 use crate::hashing::keypoints;
+use crate::matcher::keypoint_vote;
 
 /// Smallest PDQ quality that matches (Meta's recommendation; the matcher's rule too).
 pub const MIN_QUALITY: u8 = 50;
@@ -42,11 +43,13 @@ pub enum Method {
     /// All of the above, plus the banked picture's crop windows.
     PdqRegions,
     /// Keypoints alone: the distance is the points of 64 that did not agree on one displacement
-    /// (`hashing::keypoints::votes_distance`).
+    /// (`matcher::keypoint_vote::votes_distance`).
     Keypoints,
 }
 
 impl Method {
+    /// Every method, in report order (each adds to the one before, keypoints last); the
+    /// per-method vectors of the harness are indexed in this order.
     pub const ALL: [Method; 7] = [
         Method::Pdq,
         Method::PdqDihedral,
@@ -57,6 +60,7 @@ impl Method {
         Method::Keypoints,
     ];
 
+    /// The method's snake_case name in reports and TSV columns (`pdq`, `pdq_dihedral`, ...).
     pub fn name(self) -> &'static str {
         match self {
             Method::Pdq => "pdq",
@@ -74,7 +78,7 @@ impl Method {
     pub fn threshold(self) -> u32 {
         match self {
             Method::Phash | Method::Dhash => 8,
-            Method::Keypoints => keypoints::votes_distance(keypoints::MIN_VOTES),
+            Method::Keypoints => keypoint_vote::votes_distance(keypoint_vote::MIN_VOTES),
             _ => 31,
         }
     }
@@ -132,10 +136,10 @@ impl Method {
                 let votes = query
                     .query_keypoints
                     .iter()
-                    .map(|upload| keypoints::votes(&entry.bank_keypoints, upload))
+                    .map(|upload| keypoint_vote::votes(&entry.bank_keypoints, upload))
                     .max()
                     .unwrap_or(0);
-                Some(keypoints::votes_distance(votes))
+                Some(keypoint_vote::votes_distance(votes))
             }
         }
     }

@@ -26,6 +26,7 @@ pub struct Counts {
 }
 
 impl Counts {
+    /// `found / banked`, 0..=1; 0 when no banked copy was counted.
     pub fn recall(&self) -> f64 {
         if self.banked == 0 {
             0.0
@@ -34,6 +35,7 @@ impl Counts {
         }
     }
 
+    /// Copies, banked or not, that matched an entry not their own.
     pub fn false_matches(&self) -> u64 {
         self.false_unbanked + self.false_banked
     }
@@ -51,10 +53,12 @@ impl Counts {
 /// A decision whose counts are reported: a method at its threshold, or the screener.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {
+    /// One method alone, matching at or under its [`Method::threshold`].
     Method(Method),
     /// What the matcher decides when every algorithm is screened: a match under any of PDQ with
     /// regions at 31, pHash at 8, dHash at 8.
     Combined,
+    /// The screener's own verdict (the service's matcher, see [`super::screener`]).
     Screener,
 }
 
@@ -62,6 +66,8 @@ pub enum Decision {
 pub const COMBINED: [Method; 3] = [Method::PdqRegions, Method::Phash, Method::Dhash];
 
 impl Decision {
+    /// The column name in reports: `method@threshold` (e.g. `pdq@31`), `combined`, or `vigie`
+    /// for the screener.
     pub fn name(self) -> String {
         match self {
             Decision::Method(m) => format!("{}@{}", m.name(), m.threshold()),
@@ -137,6 +143,8 @@ pub fn summarise(run: &EvalRun) -> (Vec<Vec<Counts>>, Vec<Counts>) {
     (per_edit, overall)
 }
 
+/// The median of `times` (the upper one of the two middle values for an even count); `None`
+/// when empty.
 pub fn median(times: &[Duration]) -> Option<Duration> {
     let mut t = times.to_vec();
     t.sort();

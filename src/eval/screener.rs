@@ -1,36 +1,43 @@
 //! The service's own decision as a [`Screener`]: the banked pictures become entries of one block
-//! bank in an in-memory store, indexed as the server indexes them (`HashIndexes`), and every
-//! edited copy goes through `QueryHashes::from_image` and `Matcher::screen`, exactly what a
-//! `Screen` request with image bytes runs after hashing.
+//! bank of a [`LiveBanks`] over an in-memory store, and every edited copy goes through
+//! [`LiveBanks::screen_image_hashes`]: exactly what a `Screen` request with image bytes runs after
+//! hashing (the harness hashes with the same `HashingSetup::screening`).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::harness::{BankedPicture, ScreenHit, Screener};
-use crate::hashing::ImageHashes;
-use crate::matcher::{HashIndexes, Matcher, QueryHashes, ScreenOptions, entry_hashes};
-use crate::store::{EntryId, NewBank, NewEntry, Store};
+use crate::hashing::{HashingSetup, ImageHashes};
+use crate::matcher::{LiveBanks, ScreenOptions, entry_hashes};
+use crate::store::{Applied, Change, EntryId, NewBank, NewEntry, Origin, Store};
 
 const BANK: &str = "eval";
 const ACTOR: &str = "vigie-eval";
 
+/// The live banks of `vigie eval`: one block bank holding the banked half of the corpus.
 pub struct ServiceScreener {
-    store: Store,
-    indexes: HashIndexes,
+    banks: LiveBanks,
     /// Store id -> index of the banked picture.
     entry_of: HashMap<EntryId, usize>,
 }
 
 impl ServiceScreener {
+    /// Banks `banked` (hashed with `HashingSetup::banking`) in a fresh in-memory store. Errors: a
+    /// store refusal, as text.
     pub fn new(banked: &[BankedPicture<'_>]) -> Result<ServiceScreener, String> {
-        let store = Store::in_memory();
-        store
-            .create_bank(
-                NewBank {
-                    name: BANK.into(),
-                    description: "vigie eval: the banked half of the corpus".into(),
-                    ..NewBank::default()
+        let banks = LiveBanks::open(Arc::new(Store::in_memory()), HashingSetup::default())
+            .map_err(|e| e.to_string())?;
+        let origin = Origin::now(ACTOR);
+        banks
+            .apply(
+                Change::CreateBank {
+                    bank: NewBank {
+                        name: BANK.into(),
+                        description: "vigie eval: the banked half of the corpus".into(),
+                        ..NewBank::default()
+                    },
                 },
-                ACTOR,
+                &origin,
             )
             .map_err(|e| e.to_string())?;
         let entries: Vec<NewEntry> = banked
@@ -38,42 +45,36 @@ impl ServiceScreener {
             .map(|b| NewEntry {
                 external_id: b.name.to_string(),
                 hashes: entry_hashes(b.hashes),
-                label: String::new(),
-                source: String::new(),
-                note: String::new(),
-                added_by: None,
-                added_at: None,
-                disabled_until: None,
+                ..NewEntry::default()
             })
             .collect();
-        let upserted = store
-            .upsert_entries(BANK, entries, ACTOR)
+        let applied = banks
+            .apply(
+                Change::UpsertEntries {
+                    bank: BANK.into(),
+                    entries,
+                },
+                &origin,
+            )
             .map_err(|e| e.to_string())?;
-        let indexes = HashIndexes::new();
-        let mut entry_of = HashMap::new();
-        // `upsert_entries` answers in input order.
-        for (u, b) in upserted.iter().zip(banked) {
-            indexes.insert(u.id, &u.hashes);
-            entry_of.insert(u.id, b.entry);
-        }
-        Ok(ServiceScreener {
-            store,
-            indexes,
-            entry_of,
-        })
+        let Applied::Upserted(upserted) = applied else {
+            return Err("the bank did not take the entries".into());
+        };
+        // Upserts answer in input order.
+        let entry_of = upserted
+            .iter()
+            .zip(banked)
+            .map(|(u, b)| (u.id, b.entry))
+            .collect();
+        Ok(ServiceScreener { banks, entry_of })
     }
 }
 
 impl Screener for ServiceScreener {
     fn screen(&self, hashes: &ImageHashes) -> Result<Vec<ScreenHit>, String> {
-        let mut notes = Vec::new();
-        let query = QueryHashes::from_image(hashes, &mut notes);
-        let matcher = Matcher {
-            store: &self.store,
-            indexes: &self.indexes,
-        };
-        let outcome = matcher
-            .screen(&query, &ScreenOptions::default())
+        let outcome = self
+            .banks
+            .screen_image_hashes(hashes, &ScreenOptions::default())
             .map_err(|e| e.to_string())?;
         Ok(outcome
             .matches
@@ -84,7 +85,7 @@ impl Screener for ServiceScreener {
                     entry: *self.entry_of.get(&m.entry_id)?,
                     confidence: m.confidence,
                     distance: m.distance,
-                    how: format!("{} {}", m.algorithm, m.transform.name()),
+                    how: format!("{} {}", m.algorithm, m.transform().name()),
                 })
             })
             .collect())

@@ -18,8 +18,12 @@ use super::turbo;
 /// Limits on one decode. Defaults: 32 MiB encoded, 100 megapixels, 1 GiB of decoder memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DecodeLimits {
+    /// Largest input accepted, in encoded bytes (checked before anything is parsed).
     pub max_encoded_bytes: usize,
+    /// Largest width x height accepted, in pixels, as the header gives it.
     pub max_pixels: u64,
+    /// Most bytes the decoder may allocate: checked against the decoder's own estimate
+    /// before decoding, and passed to `image` as its allocation limit.
     pub max_decoder_memory: u64,
 }
 
@@ -47,6 +51,7 @@ pub enum DecodeErrorKind {
 }
 
 impl DecodeErrorKind {
+    /// The stable name: `empty`, `unsupported_format`, `corrupt` or `too_large`.
     pub fn as_str(self) -> &'static str {
         match self {
             DecodeErrorKind::Empty => "empty",
@@ -60,17 +65,25 @@ impl DecodeErrorKind {
 /// Which limit refused a too-large image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LimitCheck {
+    /// [`DecodeLimits::max_encoded_bytes`].
     EncodedBytes,
+    /// [`DecodeLimits::max_pixels`].
     Pixels,
+    /// [`DecodeLimits::max_decoder_memory`] (the header's estimate, or `image`'s
+    /// allocation limit while decoding).
     DecoderMemory,
 }
 
+/// Why untrusted bytes were refused: a stable kind and a message; displays as
+/// `kind: message` (e.g. `too_large: ...`).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{}: {message}", kind.as_str())]
 pub struct DecodeError {
+    /// What went wrong: the part clients and metrics key on.
     pub kind: DecodeErrorKind,
     /// Set when `kind` is `TooLarge`: the check that refused the image.
     pub limit: Option<LimitCheck>,
+    /// The details, for people (free text: key on `kind`, not on this).
     pub message: String,
 }
 
@@ -94,6 +107,7 @@ impl DecodeError {
 
 /// A decoded picture as stored in the file (no EXIF orientation applied yet).
 pub struct DecodedImage {
+    /// The format detected from the bytes.
     pub format: ImageFormat,
     /// Pixels as stored in the file, possibly reduced while decoding (see `scale_denominator`).
     pub stored: DynamicImage,
@@ -118,6 +132,7 @@ impl DecodedImage {
         }
     }
 
+    /// Whether `stored` has an alpha channel (by its colour type, whatever its pixels).
     pub fn has_alpha(&self) -> bool {
         self.stored.color().has_alpha()
     }
@@ -126,13 +141,20 @@ impl DecodedImage {
 /// Header facts, read without decoding pixels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ImageHeader {
+    /// The format detected from the bytes.
     pub format: ImageFormat,
+    /// Width in pixels as stored (before the EXIF orientation).
     pub width: u32,
+    /// Height in pixels as stored (before the EXIF orientation).
     pub height: u32,
+    /// The transform from stored pixels to the displayed picture (EXIF
+    /// orientation; [`Dihedral::Original`] when the file has none).
     pub orientation: Dihedral,
 }
 
 impl ImageHeader {
+    /// Width and height in pixels as displayed: swapped when the EXIF orientation
+    /// turns the picture a quarter turn.
     pub fn display_dimensions(&self) -> (u32, u32) {
         if self.orientation.swaps_axes() {
             (self.height, self.width)

@@ -9,11 +9,13 @@ use crate::bits::{Bits, Hash256};
 /// A 128-bit MD5 digest.
 pub type Md5Hash = Bits<2>;
 
+/// MD5 (RFC 1321) of `bytes`; its hex text is the usual 32-digit digest.
 pub fn md5(bytes: &[u8]) -> Md5Hash {
     // A 16-byte digest always fits Bits<2>.
     Bits::from_be_slice(Md5::digest(bytes).as_slice()).unwrap_or_default()
 }
 
+/// SHA-256 (FIPS 180-4) of `bytes`; its hex text is the usual 64-digit digest.
 pub fn sha256(bytes: &[u8]) -> Hash256 {
     // A 32-byte digest always fits Bits<4>.
     Bits::from_be_slice(Sha256::digest(bytes).as_slice()).unwrap_or_default()

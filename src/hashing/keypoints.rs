@@ -30,13 +30,8 @@
 //!   degrees are caught by the global hashes, and a few degrees of tilt move a 3-pixel cell
 //!   grid little.
 //!
-//! Matching (in `crate::matcher`): each upload descriptor finds banked descriptors within
-//! [`DESCRIPTOR_RADIUS`] bits; the pairs of one entry and banked scale vote for the displacement
-//! between the two points (also with the upload turned back a few degrees and zoomed a little, see
-//! [`VOTE_TURNS_DEGREES`] and [`VOTE_ZOOMS`]), and a match needs [`MIN_VOTES`] distinct upload
-//! points agreeing on one displacement within [`VOTE_TOLERANCE`] pixels and spread over the upload
-//! ([`MIN_SPREAD`]). Measured on `vigie eval` (README): of 453,000 unrelated (upload, entry)
-//! pairs, none had more than 3 such points.
+//! Matching is the matcher's job (`crate::matcher::keypoint_vote`): descriptors within a few bits
+//! pair up, and the pairs of one entry vote for one displacement (Hough voting).
 
 use super::pdq::LumaPlane;
 use super::regions::{self, Rect};
@@ -147,199 +142,32 @@ const NMS_RADIUS: usize = 3;
 /// Harris's sensitivity constant (the value of his paper and of most implementations).
 const HARRIS_K: f32 = 0.04;
 
-/// Two descriptors of the same patch are within this many bits (of 64). At 8 (before the texture
-/// rule), `vigie eval` found 0.2 points more of recall for twice the lookup time.
-pub const DESCRIPTOR_RADIUS: u32 = 7;
-/// Points of one entry must agree on their displacement within this many pixels (at
-/// [`BANK_LONG_SIDE`] scale).
-pub const VOTE_TOLERANCE: i32 = 2;
-/// Distinct upload points agreeing on one displacement (and spread over the upload) that make a
-/// match: four times the most any unrelated pair reached on `vigie eval`.
-pub const MIN_VOTES: u32 = 8;
-/// The agreeing upload points must spread over at least this fraction of the upload's width and
-/// of its height. A crop of a banked picture agrees all over; two different pictures that share
-/// one object (a mascot, a logo, a watermark) agree only where that object is: on `vigie eval`
-/// the corpus's Tux drawings matched each other by 20 to 29 points without this.
-pub const MIN_SPREAD: f32 = 0.6;
-
 /// One point: its position on the resampled picture and the hash of the patch around it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Keypoint {
+    /// Column of the patch centre, in pixels from the left of the resampled picture (under 256:
+    /// the largest enlargement is 249 pixels a side).
     pub x: u8,
+    /// Row of the patch centre, in pixels from the top of the resampled picture.
     pub y: u8,
     /// For a banked point, the index in [`BANK_SCALES`] of the enlargement it was described at
     /// (its position is on that enlargement); 0 for an upload's.
     pub scale: u8,
+    /// The patch's 64 bits: bit `k` (cell `k % 8` across, `k / 8` down, 3x3 pixels each) is set
+    /// when that cell's mean is above the median of the 64 cell means.
     pub descriptor: Hash64,
 }
 
 /// An upload's points.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UploadKeypoints {
-    /// Size of the resampled upload the positions are in.
+    /// Size of the resampled upload the positions are in: width in pixels, at most
+    /// [`BANK_LONG_SIDE`].
     pub width: u16,
+    /// Height of the resampled upload in pixels, at most [`BANK_LONG_SIDE`].
     pub height: u16,
+    /// Between [`MIN_KEYPOINTS`] and [`MAX_KEYPOINTS`] points, `scale` 0, strongest corner first.
     pub points: Vec<Keypoint>,
-}
-
-/// One descriptor pair found between an upload point and a banked point: the upload point's index
-/// and the displacement from it to the banked point.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PointPair {
-    pub query: u16,
-    pub dx: i16,
-    pub dy: i16,
-}
-
-impl PointPair {
-    pub fn new(query_index: usize, query: &Keypoint, bank: &Keypoint) -> Self {
-        Self {
-            // At most MAX_KEYPOINTS upload points, so the index fits.
-            query: u16::try_from(query_index).unwrap_or(u16::MAX),
-            dx: i16::from(bank.x) - i16::from(query.x),
-            dy: i16::from(bank.y) - i16::from(query.y),
-        }
-    }
-}
-
-/// The most distinct upload points whose pairs agree on one displacement, within
-/// [`VOTE_TOLERANCE`] pixels on both axes of one of the pairs' own displacements (the Hough
-/// vote), counting only displacements whose points spread over [`MIN_SPREAD`] of the upload.
-/// Quadratic in the pairs of one entry, which are a few hundred at most.
-pub fn agreeing_points(pairs: &[PointPair], upload: &UploadKeypoints) -> u32 {
-    agreeing_points_over(pairs, upload, 0)
-}
-
-/// [`agreeing_points`] when it is more than `floor`, else `floor`: windows that cannot beat it
-/// are not examined, which makes the trials of [`best_vote`] after a good one cheap.
-fn agreeing_points_over(pairs: &[PointPair], upload: &UploadKeypoints, floor: u32) -> u32 {
-    if pairs.len() as u32 <= floor {
-        return floor;
-    }
-    let tolerance = VOTE_TOLERANCE as i16;
-    let mut sorted = pairs.to_vec();
-    sorted.sort_unstable_by_key(|p| (p.dx, p.dy, p.query));
-    let mut best = floor;
-    let mut seen: Vec<u16> = Vec::new();
-    let min_w = MIN_SPREAD * f32::from(upload.width);
-    let min_h = MIN_SPREAD * f32::from(upload.height);
-    let spread = |seen: &[u16]| {
-        let (mut x0, mut y0, mut x1, mut y1) = (u8::MAX, u8::MAX, 0u8, 0u8);
-        for p in seen
-            .iter()
-            .filter_map(|&i| upload.points.get(usize::from(i)))
-        {
-            (x0, y0, x1, y1) = (x0.min(p.x), y0.min(p.y), x1.max(p.x), y1.max(p.y));
-        }
-        x1 >= x0 && f32::from(x1 - x0) >= min_w && f32::from(y1.saturating_sub(y0)) >= min_h
-    };
-    // Sorted by dx, the pairs within the tolerance of an anchor's dx form one window.
-    let (mut lo, mut hi) = (0, 0);
-    for anchor in &sorted {
-        while sorted[lo].dx < anchor.dx - tolerance {
-            lo += 1;
-        }
-        while hi < sorted.len() && sorted[hi].dx <= anchor.dx + tolerance {
-            hi += 1;
-        }
-        if (hi - lo) as u32 <= best {
-            continue;
-        }
-        seen.clear();
-        seen.extend(
-            sorted[lo..hi]
-                .iter()
-                .filter(|p| (p.dy - anchor.dy).abs() <= tolerance)
-                .map(|p| p.query),
-        );
-        if seen.len() as u32 <= best {
-            continue;
-        }
-        seen.sort_unstable();
-        seen.dedup();
-        if seen.len() as u32 > best && spread(&seen) {
-            best = seen.len() as u32;
-        }
-    }
-    best
-}
-
-/// The turns of the upload, in degrees, the vote also tries: a copy turned a few degrees keeps its
-/// patches (a 24-pixel patch turned 5 degrees moves its corner cells by about a pixel) but not one
-/// displacement, so the upload's points are turned back about its centre before they vote.
-pub const VOTE_TURNS_DEGREES: [f32; 5] = [0.0, 2.5, -2.5, 5.0, -5.0];
-
-/// The enlargements of the upload the vote also tries, under each turn: the banked scales are
-/// 12-14% apart, so a crop can sit up to 7% from the nearest, and a point 96 pixels from the
-/// centre then moves by up to 7 pixels, past [`VOTE_TOLERANCE`]; its patch, a quarter of that
-/// size, still matches. Zooms scale the upload's points about its centre before they vote.
-pub const VOTE_ZOOMS: [f32; 3] = [1.0, 1.035, 0.965];
-
-/// The best [`agreeing_points`] over the turns of [`VOTE_TURNS_DEGREES`] and the zooms of
-/// [`VOTE_ZOOMS`].
-pub fn best_vote(pairs: &[PointPair], upload: &UploadKeypoints) -> u32 {
-    let (cx, cy) = (
-        f32::from(upload.width) / 2.0,
-        f32::from(upload.height) / 2.0,
-    );
-    let mut best = 0;
-    let mut turned = Vec::with_capacity(pairs.len());
-    for degrees in VOTE_TURNS_DEGREES {
-        for zoom in VOTE_ZOOMS {
-            if degrees == 0.0 && zoom == 1.0 {
-                best = agreeing_points_over(pairs, upload, best);
-                continue;
-            }
-            let (sin, cos) = degrees.to_radians().sin_cos();
-            let (sin, cos) = (sin * zoom, cos * zoom);
-            turned.clear();
-            for p in pairs {
-                let Some(q) = upload.points.get(usize::from(p.query)) else {
-                    continue;
-                };
-                let (qx, qy) = (f32::from(q.x), f32::from(q.y));
-                let (bx, by) = (qx + f32::from(p.dx), qy + f32::from(p.dy));
-                let (ux, uy) = (qx - cx, qy - cy);
-                let (rx, ry) = (cos * ux - sin * uy + cx, sin * ux + cos * uy + cy);
-                turned.push(PointPair {
-                    query: p.query,
-                    // Positions are under 256 and zooms near 1, so the displacements fit.
-                    dx: (bx - rx).round() as i16,
-                    dy: (by - ry).round() as i16,
-                });
-            }
-            best = agreeing_points_over(&turned, upload, best);
-        }
-    }
-    best
-}
-
-/// Votes of an upload for a banked picture, by brute force over every descriptor pair: the best
-/// over the banked scales. (The matcher finds the pairs through its index; `vigie eval` uses this
-/// to measure every pair of pictures.)
-pub fn votes(bank: &[Keypoint], upload: &UploadKeypoints) -> u32 {
-    let mut pairs = Vec::new();
-    let mut best = 0;
-    for scale in 0..BANK_SCALES.len() {
-        pairs.clear();
-        for (qi, q) in upload.points.iter().enumerate() {
-            for b in bank.iter().filter(|b| usize::from(b.scale) == scale) {
-                if q.descriptor.distance(&b.descriptor) <= DESCRIPTOR_RADIUS {
-                    pairs.push(PointPair::new(qi, q, b));
-                }
-            }
-        }
-        if pairs.len() as u32 > best {
-            best = best.max(best_vote(&pairs, upload));
-        }
-    }
-    best
-}
-
-/// Votes as a distance, so that keypoint matches read a calibration table like the hashes do:
-/// the points out of [`MAX_KEYPOINTS`] that did not agree (0 is the best).
-pub fn votes_distance(votes: u32) -> u32 {
-    (MAX_KEYPOINTS as u32).saturating_sub(votes)
 }
 
 /// The points of a banked picture at each of [`BANK_SCALES`] (empty when it has fewer than
@@ -620,12 +448,13 @@ fn describe(cell_means: &LumaPlane, x: usize, y: usize) -> Option<Keypoint> {
     })
 }
 
+/// Synthetic pictures for the keypoint tests here and in `crate::matcher::keypoint_vote`.
 #[cfg(test)]
-mod tests {
+pub(crate) mod test_scenes {
     use super::*;
 
     /// Blobs of different sizes and brightness on a gradient: plenty of corners.
-    fn scene(w: usize, h: usize) -> LumaPlane {
+    pub(crate) fn scene(w: usize, h: usize) -> LumaPlane {
         let mut data = vec![0f32; w * h];
         for y in 0..h {
             for x in 0..w {
@@ -643,142 +472,15 @@ mod tests {
         LumaPlane::new(w, h, data)
     }
 
-    fn crop(plane: &LumaPlane, r: Rect) -> LumaPlane {
+    /// The rectangle `r` of `plane`.
+    pub(crate) fn crop(plane: &LumaPlane, r: Rect) -> LumaPlane {
         regions::crop_plane(plane, r)
     }
+}
 
-    /// Votes of an upload against the banked points of one scale only.
-    fn votes_at(bank: &[Keypoint], scale: u8, upload: &UploadKeypoints) -> u32 {
-        let at: Vec<Keypoint> = bank.iter().filter(|p| p.scale == scale).copied().collect();
-        votes(&at, upload)
-    }
-
-    #[test]
-    fn votes_count_distinct_upload_points_on_one_displacement() {
-        let pair = |query, dx, dy| PointPair { query, dx, dy };
-        // Points 0..5 at the corners and centre of a 100x100 upload.
-        let at = |x, y| Keypoint {
-            x,
-            y,
-            scale: 0,
-            descriptor: Bits([0]),
-        };
-        let upload = UploadKeypoints {
-            width: 100,
-            height: 100,
-            points: vec![at(5, 5), at(95, 5), at(5, 95), at(95, 95), at(50, 50)],
-        };
-        // Four points agree on (10, 5) within 2 pixels; point 1 is paired twice; one stray pair.
-        let pairs = [
-            pair(0, 10, 5),
-            pair(1, 11, 6),
-            pair(1, 9, 4),
-            pair(2, 12, 5),
-            pair(3, 10, 3),
-            pair(4, -40, 7),
-        ];
-        assert_eq!(agreeing_points(&pairs, &upload), 4);
-        assert_eq!(agreeing_points(&[], &upload), 0);
-        // One point, or points along one edge, do not spread over the upload.
-        assert_eq!(agreeing_points(&pairs[5..], &upload), 0);
-        assert_eq!(agreeing_points(&[pair(0, 0, 0), pair(1, 0, 0)], &upload), 0);
-        // Three pixels off is another displacement.
-        assert_eq!(
-            agreeing_points(&[pair(0, 0, 0), pair(3, 3, 0), pair(4, 0, 0)], &upload),
-            0
-        );
-        assert_eq!(agreeing_points(&[pair(0, 0, 0), pair(3, 0, 0)], &upload), 2);
-        assert_eq!(votes_distance(12), 52);
-        assert_eq!(votes_distance(100), 0);
-    }
-
-    #[test]
-    fn a_turned_copy_agrees_once_its_points_are_turned_back() {
-        // 36 points on a grid over a 192x144 upload; the banked picture's points are the same
-        // turned 5 degrees about the centre and shifted by (3, 4).
-        let mut points = Vec::new();
-        for j in 0..6u8 {
-            for i in 0..6u8 {
-                points.push(Keypoint {
-                    x: 16 + i * 32,
-                    y: 12 + j * 24,
-                    scale: 0,
-                    descriptor: Bits([0]),
-                });
-            }
-        }
-        let upload = UploadKeypoints {
-            width: 192,
-            height: 144,
-            points,
-        };
-        let (sin, cos) = 5f32.to_radians().sin_cos();
-        let pairs: Vec<PointPair> = upload
-            .points
-            .iter()
-            .enumerate()
-            .map(|(k, q)| {
-                let (ux, uy) = (f32::from(q.x) - 96.0, f32::from(q.y) - 72.0);
-                let bx = cos * ux - sin * uy + 96.0 + 3.0;
-                let by = sin * ux + cos * uy + 72.0 + 4.0;
-                PointPair {
-                    query: k as u16,
-                    dx: (bx - f32::from(q.x)).round() as i16,
-                    dy: (by - f32::from(q.y)).round() as i16,
-                }
-            })
-            .collect();
-        let upright = agreeing_points(&pairs, &upload);
-        assert!(upright < MIN_VOTES, "{upright}");
-        assert_eq!(best_vote(&pairs, &upload), 36);
-    }
-
-    #[test]
-    fn an_off_centre_crop_meets_its_picture_at_the_right_scale() {
-        let picture = scene(640, 480);
-        let bank = bank_keypoints(&picture);
-        assert!(bank.len() >= MIN_KEYPOINTS, "{} points", bank.len());
-        // 75% of each side, off the top-left: the upload shows the content 1/0.75 larger.
-        let cropped = crop(
-            &picture,
-            Rect {
-                x: 160,
-                y: 24,
-                width: 480,
-                height: 360,
-            },
-        );
-        let query = query_keypoints(&cropped).expect("points");
-        let by_scale: Vec<u32> = (0..BANK_SCALES.len() as u8)
-            .map(|s| votes_at(&bank, s, &query))
-            .collect();
-        // The banked picture enlarged by 1/0.77 meets it best. (The other enlargements are of
-        // the same picture, and on this scene, which repeats one kind of blob, the zoomed votes
-        // gather 9 and 11 points there: more than the 2 to 3 any unrelated pair of real
-        // pictures gathers on `vigie eval`, fewer than the right scale.)
-        assert!(by_scale[2] >= MIN_VOTES, "votes by scale {by_scale:?}");
-        assert!(
-            by_scale[..2].iter().all(|&v| v < by_scale[2]),
-            "votes by scale {by_scale:?}"
-        );
-        assert_eq!(
-            votes(&bank, &query),
-            by_scale.iter().copied().max().unwrap_or(0)
-        );
-    }
-
-    #[test]
-    fn an_unrelated_picture_does_not_gather_votes() {
-        let bank = bank_keypoints(&scene(640, 480));
-        // Another arrangement of blobs: the same kind of corners, other places.
-        let other = {
-            let base = scene(480, 640);
-            LumaPlane::new(480, 640, base.data.iter().rev().copied().collect())
-        };
-        let upload = query_keypoints(&other).expect("points");
-        let v = votes(&bank, &upload);
-        assert!(v < MIN_VOTES, "{v} votes");
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     #[test]
     fn flat_and_tiny_pictures_have_no_points_and_never_panic() {

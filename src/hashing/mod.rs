@@ -40,14 +40,20 @@ pub use pdq::{Dihedral, LumaPlane, PdqHash};
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Algorithm {
+    /// PDQ: Meta's 256-bit perceptual hash of the displayed picture (see [`pdq`]).
     Pdq = 0,
+    /// pHash: the 64-bit DCT hash (see [`perceptual64::phash_config`]).
     Phash = 1,
+    /// dHash: the 64-bit gradient hash (see [`perceptual64::dhash_config`]).
     Dhash = 2,
+    /// MD5 of the bytes as received: 128 bits, matched by equality (see [`exact`]).
     Md5 = 3,
+    /// SHA-256 of the bytes as received: 256 bits, matched by equality (see [`exact`]).
     Sha256 = 4,
 }
 
 impl Algorithm {
+    /// Every algorithm, in discriminant (hash-mask bit) order.
     pub const ALL: [Algorithm; 5] = [
         Algorithm::Pdq,
         Algorithm::Phash,
@@ -125,22 +131,27 @@ impl std::fmt::Display for Algorithm {
 pub struct AlgorithmSet(u8);
 
 impl AlgorithmSet {
+    /// The set of all five algorithms ([`Algorithm::ALL`]).
     pub fn all() -> Self {
         Algorithm::ALL.into_iter().collect()
     }
 
+    /// Whether `a` is in the set.
     pub fn contains(self, a: Algorithm) -> bool {
         self.0 & (1 << a as u8) != 0
     }
 
+    /// Adds `a` to the set (no change if it is already there).
     pub fn insert(&mut self, a: Algorithm) {
         self.0 |= 1 << a as u8;
     }
 
+    /// Whether the set holds no algorithm.
     pub fn is_empty(self) -> bool {
         self.0 == 0
     }
 
+    /// The algorithms in the set, in [`Algorithm::ALL`] order.
     pub fn iter(self) -> impl Iterator<Item = Algorithm> {
         Algorithm::ALL
             .into_iter()
@@ -187,12 +198,12 @@ pub struct HasherBuilder {
     decode_min_side: Option<u32>,
 }
 
-/// The shorter side, in pixels, a JPEG keeps when it is decoded at a reduced scale for hashing
-/// (see [`HasherBuilder::decode_min_side`]). Measured over Meta's reference set and the corpus
-/// (`tests/pdq_reference.rs`): at 512 every reduced JPEG still hashes exactly as Meta's; at 256
-/// the 64 reduced ones are a mean 1.0 bits away (p95 4, max 6), within the hashing issue's bounds,
-/// and a 2 MP JPEG hashes in 5.4 ms instead of 6.9 (`vigie bench hash`). 0 or `None` = full size,
-/// identical to Meta's on every JPEG there.
+/// The shorter side, in pixels, a JPEG keeps when it is decoded at a reduced scale for hashing (see
+/// [`HasherBuilder::decode_min_side`]). Measured over Meta's reference set and the corpus
+/// (`tests/hashing/pdq_reference.rs`): at 512 every reduced JPEG still hashes exactly as Meta's; at
+/// 256 the 64 reduced ones are a mean 1.0 bits away (p95 4, max 6), within the hashing issue's
+/// bounds, and a 2 MP JPEG hashes in 5.4 ms instead of 6.9 (`vigie bench hash`). 0 or `None` = full
+/// size, identical to Meta's on every JPEG there.
 pub const DEFAULT_DECODE_MIN_SIDE: u32 = 256;
 
 impl Default for HasherBuilder {
@@ -210,10 +221,14 @@ impl Default for HasherBuilder {
 }
 
 impl HasherBuilder {
+    /// The defaults: every algorithm; no rotations and mirrors, regions, windows or
+    /// keypoints; [`DecodeLimits::default`]; JPEGs decoded down to [`DEFAULT_DECODE_MIN_SIDE`].
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Compute only these algorithms (default: all). With an empty set no hash is computed, but
+    /// [`ImageHasher::hash_bytes`] still reads and checks the header.
     pub fn algorithms(mut self, algorithms: AlgorithmSet) -> Self {
         self.algorithms = algorithms;
         self
@@ -240,7 +255,7 @@ impl HasherBuilder {
     }
 
     /// With [`HasherBuilder::regions`], also find the upload's keypoints
-    /// ([`keypoints::query_keypoints`]): off-centre crops then meet their entry (see the README),
+    /// ([`keypoints::query_keypoints`]): off-centre crops then meet their entry (see docs/EVALUATION.md),
     /// and the PDQ trial turns are skipped (the keypoint vote tries the same turns). Off unless
     /// asked for here; the service turns it on by default. Banked pictures get their keypoints
     /// with [`HasherBuilder::windows`] either way, so turning this on later needs no re-banking.
@@ -249,6 +264,8 @@ impl HasherBuilder {
         self
     }
 
+    /// Limits every image is decoded under (default [`DecodeLimits::default`]); an image over one
+    /// is refused with a [`DecodeErrorKind::TooLarge`] error.
     pub fn limits(mut self, limits: DecodeLimits) -> Self {
         self.limits = limits;
         self
@@ -262,6 +279,7 @@ impl HasherBuilder {
         self
     }
 
+    /// The hasher, with the 64-bit hashes' DCT tables built: build it once and share it.
     pub fn build(self) -> ImageHasher {
         ImageHasher {
             algorithms: self.algorithms,
@@ -273,6 +291,67 @@ impl HasherBuilder {
             decode_min_side: self.decode_min_side,
             perceptual64: perceptual64::Perceptual64::default(),
         }
+    }
+}
+
+/// The hasher setups vigie runs, defined once: what a screen computes of an upload, what a bank
+/// entry keeps of a picture, and what a plain hash request computes. The service, the CLI and
+/// `vigie eval` all build their hashers here, so that an evaluation measures exactly what a
+/// `Screen` runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HashingSetup {
+    /// Screens also find the upload's keypoints (see [`HasherBuilder::keypoints`]).
+    pub keypoints: bool,
+    /// JPEG decoding scale (see [`HasherBuilder::decode_min_side`]); `None` = full size.
+    pub decode_min_side: Option<u32>,
+    /// Decoding limits for every image.
+    pub limits: DecodeLimits,
+}
+
+impl Default for HashingSetup {
+    /// Keypoints on, JPEGs decoded down to [`DEFAULT_DECODE_MIN_SIDE`], default limits.
+    fn default() -> Self {
+        HashingSetup {
+            keypoints: true,
+            decode_min_side: Some(DEFAULT_DECODE_MIN_SIDE),
+            limits: DecodeLimits::default(),
+        }
+    }
+}
+
+impl HashingSetup {
+    /// The hasher for uploads to screen: every algorithm, PDQ's eight rotations and mirrors (for
+    /// rotated and mirrored re-uploads), the content boxes (trimmed borders, the photo inside a
+    /// screenshot) and, when on, the keypoints.
+    pub fn screening(&self) -> ImageHasher {
+        HasherBuilder::new()
+            .dihedral(true)
+            .regions(true)
+            .keypoints(self.keypoints)
+            .decode_min_side(self.decode_min_side)
+            .limits(self.limits)
+            .build()
+    }
+
+    /// The hasher for pictures added to a bank: every algorithm, the crop windows and the
+    /// keypoints a bank entry keeps (see `matcher::entry_hashes`).
+    pub fn banking(&self) -> ImageHasher {
+        HasherBuilder::new()
+            .windows(true)
+            .decode_min_side(self.decode_min_side)
+            .limits(self.limits)
+            .build()
+    }
+
+    /// The hasher for a plain hash request (`vigie hash`, the `Hash` call): the given algorithms,
+    /// with PDQ's rotations and mirrors when `dihedral`.
+    pub fn plain(&self, algorithms: AlgorithmSet, dihedral: bool) -> ImageHasher {
+        HasherBuilder::new()
+            .algorithms(algorithms)
+            .dihedral(dihedral)
+            .decode_min_side(self.decode_min_side)
+            .limits(self.limits)
+            .build()
     }
 }
 
@@ -291,19 +370,26 @@ pub struct ImageHasher {
 /// Everything vigie computed for one image.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ImageHashes {
+    /// The format detected from the bytes (see [`format_name`]).
     pub format: ImageFormat,
     /// Dimensions of the picture as displayed (after the EXIF orientation).
     pub width: u32,
+    /// Height of the displayed picture in pixels, at the file's full size (as `width`).
     pub height: u32,
     /// The transform from stored pixels to the displayed picture (EXIF orientation).
     pub orientation: Dihedral,
+    /// Whether the decoded picture has an alpha channel (the hashes then read it
+    /// composited on white); `false` when only exact hashes were asked for.
     pub has_alpha: bool,
+    /// PDQ (256 bits) of the displayed picture, with [`Algorithm::Pdq`].
     pub pdq: Option<PdqHash>,
     /// PDQ of all eight rotations and mirrors, in [`Dihedral::ALL`] order (index 0 is `pdq`).
     pub pdq_dihedral: Option<[PdqHash; 8]>,
     /// PDQ under Meta's rule (stored pixels, RGB under alpha), when that differs from `pdq`'s picture.
     pub pdq_meta: Option<PdqHash>,
+    /// pHash (64 bits) of the displayed picture, with [`Algorithm::Phash`].
     pub phash: Option<Hash64>,
+    /// dHash (64 bits) of the displayed picture, with [`Algorithm::Dhash`].
     pub dhash: Option<Hash64>,
     /// Quality (0..=100) of the grey picture `phash` and `dhash` (and their turned variants)
     /// read, on PDQ's scale ([`perceptual64::quality`]); set with either hash. Below
@@ -313,8 +399,11 @@ pub struct ImageHashes {
     /// and [`perceptual64::GRID_TRANSFORMS`] order (with [`HasherBuilder::dihedral`]): a mirrored
     /// re-upload that also carries a banner defeats PDQ's mirror but not these.
     pub phash_turned: Option<[Hash64; 4]>,
+    /// dHash under each of [`perceptual64::GRID_TRANSFORMS`] (see `phash_turned`).
     pub dhash_turned: Option<[Hash64; 2]>,
+    /// MD5 (128 bits) of the bytes as received, with [`Algorithm::Md5`].
     pub md5: Option<Md5Hash>,
+    /// SHA-256 (256 bits) of the bytes as received, with [`Algorithm::Sha256`].
     pub sha256: Option<Hash256>,
     /// PDQ of the content boxes (only with [`HasherBuilder::regions`]).
     pub pdq_regions: Vec<RegionPdq>,
@@ -336,12 +425,14 @@ pub struct RegionPdq {
     /// In the pixels of PDQ's luma plane of the displayed picture (reduced when the JPEG was
     /// decoded at reduced scale).
     pub rect: regions::Rect,
+    /// PDQ (256 bits) of the region (of the straightened picture when `tilt` is set).
     pub pdq: PdqHash,
     /// All eight rotations and mirrors of the region (with [`HasherBuilder::dihedral`]).
     pub dihedral: Option<[PdqHash; 8]>,
     /// pHash and dHash of the same box: their 16x16 and 9x8 grids forgive a box found a percent
     /// or two off, which moves PDQ by 30 bits.
     pub phash: Option<Hash64>,
+    /// dHash of the same box, with [`Algorithm::Dhash`]; `None` for a trial turn.
     pub dhash: Option<Hash64>,
     /// Quality of the box's grey picture, as [`ImageHashes::quality64`] (with its 64-bit hashes).
     pub quality64: Option<u8>,
@@ -365,6 +456,7 @@ pub enum AlphaRule {
 }
 
 impl ImageHasher {
+    /// The limits every image is decoded under.
     pub fn limits(&self) -> &DecodeLimits {
         &self.limits
     }

@@ -29,9 +29,11 @@ const COEFFS: usize = 16;
 const JAROSZ_PASSES: usize = 2;
 const _: () = assert!(JAROSZ_PASSES == 2);
 
-/// ITU-R BT.601 luma weights, as PDQ uses them.
+/// ITU-R BT.601 luma weight of red, as PDQ uses it in `Y = 0.299 R + 0.587 G + 0.114 B`.
 pub const LUMA_R: f32 = 0.299;
+/// BT.601 weight of green in `Y = 0.299 R + 0.587 G + 0.114 B`.
 pub const LUMA_G: f32 = 0.587;
+/// BT.601 weight of blue in `Y = 0.299 R + 0.587 G + 0.114 B`.
 pub const LUMA_B: f32 = 0.114;
 
 /// A single-channel `f32` picture, row-major, values on the 0..=255 scale.
@@ -42,14 +44,22 @@ pub const LUMA_B: f32 = 0.114;
 /// [`pdq_coefficients`]), which is what keeps reduced decoding close to Meta's full-size hashes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LumaPlane {
+    /// Width of the plane in pixels.
     pub width: usize,
+    /// Height of the plane in pixels.
     pub height: usize,
+    /// `width * height` luma values, row-major (pixel `(x, y)` at `y * width + x`), 0..=255.
     pub data: Vec<f32>,
+    /// Width in pixels of the picture the plane was reduced from (`width` when not reduced).
     pub source_width: usize,
+    /// Height in pixels of the picture the plane was reduced from (`height` when not reduced).
     pub source_height: usize,
 }
 
 impl LumaPlane {
+    /// A full-size plane of `width x height` pixels from `data` (row-major, `width * height`
+    /// values on the 0..=255 scale); the source size is the plane's own. `data.len()` must be
+    /// `width * height`: a caller's invariant, asserted in debug builds only.
     pub fn new(width: usize, height: usize, data: Vec<f32>) -> Self {
         debug_assert_eq!(data.len(), width * height);
         LumaPlane {
@@ -77,6 +87,8 @@ impl LumaPlane {
         )
     }
 
+    /// The value of pixel `(x, y)` (column, row), 0..=255. Panics outside the plane: callers
+    /// index within `width x height` they have checked.
     #[inline]
     pub fn at(&self, x: usize, y: usize) -> f32 {
         self.data[y * self.width + x]
@@ -125,9 +137,13 @@ impl LumaPlane {
 /// Rotations are clockwise, as EXIF and `image::imageops::rotate90` count them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Dihedral {
+    /// The picture as it is (the identity).
     Original,
+    /// Turned 90 degrees clockwise.
     Rotate90,
+    /// Turned 180 degrees.
     Rotate180,
+    /// Turned 270 degrees clockwise (90 anticlockwise).
     Rotate270,
     /// Left-right mirror.
     FlipHorizontal,
@@ -140,6 +156,8 @@ pub enum Dihedral {
 }
 
 impl Dihedral {
+    /// The eight transforms, identity first; the order of
+    /// [`PdqCoefficients::all_dihedral_hashes`].
     pub const ALL: [Dihedral; 8] = [
         Dihedral::Original,
         Dihedral::Rotate90,
@@ -151,6 +169,8 @@ impl Dihedral {
         Dihedral::Transverse,
     ];
 
+    /// The transform's snake_case name (`original`, `rotate90`, ..., `flip_horizontal`,
+    /// `transverse`), as `vigie hash` prints it and the service reports it.
     pub fn name(self) -> &'static str {
         match self {
             Dihedral::Original => "original",
@@ -164,6 +184,8 @@ impl Dihedral {
         }
     }
 
+    /// The transform whose [`Dihedral::name`] is exactly `name` (case-sensitive); `None` for any
+    /// other text.
     pub fn from_name(name: &str) -> Option<Dihedral> {
         Dihedral::ALL.into_iter().find(|t| t.name() == name)
     }
@@ -212,7 +234,9 @@ impl Dihedral {
 /// A PDQ hash and its quality (0..=100; below 50 the picture is too featureless to trust).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PdqHash {
+    /// The 256 bits, in Meta's bit order (see [`crate::bits`]): 64 hex digits as text.
     pub hash: Hash256,
+    /// Gradient quality, 0..=100 (0 for a flat picture).
     pub quality: u8,
 }
 
@@ -220,6 +244,7 @@ pub struct PdqHash {
 #[derive(Clone, Debug)]
 pub struct PdqCoefficients {
     coeffs: [[f32; COEFFS]; COEFFS],
+    /// Gradient quality of the 64x64 block, 0..=100; the same for every transform.
     pub quality: u8,
 }
 

@@ -1,8 +1,8 @@
 //! The 64-bit perceptual hashes, through `image_hasher` (the maintained continuation of `img_hash`).
 //!
 //! Each hash is pinned to one exact `HasherConfig`: a hash bank is only as good as the promise that
-//! the same picture hashes the same way next year. `tests/hash_stability.rs` fails with the Hamming
-//! drift if an upgrade of `image_hasher` or `image` changes either hash.
+//! the same picture hashes the same way next year. `tests/hashing/hash_stability.rs` fails with the
+//! Hamming drift if an upgrade of `image_hasher` or `image` changes either hash.
 
 use image::imageops::{self, FilterType};
 use image::{DynamicImage, GrayImage};
@@ -219,7 +219,7 @@ impl Perceptual64 {
     }
 
     /// pHash of any picture, converted and resized by `image_hasher` itself (the reference the
-    /// reduced path is measured against in `tests/hash_stability.rs`).
+    /// reduced path is measured against in `tests/hashing/hash_stability.rs`).
     pub fn phash(&self, picture: &DynamicImage) -> Hash64 {
         Hash64::from_bytes(self.phash.hash_image(picture).into_inner())
     }
@@ -306,7 +306,7 @@ pub const REDUCED_SIDE: u32 = 128;
 /// input's area (about `6 W H` multiply-adds for the vertical pass); a box average is one add per
 /// pixel and removes nothing those 16 samples can see. Pictures under `2 * REDUCED_SIDE` on the
 /// shorter side hash exactly as `image_hasher` alone would; for larger ones the drift is
-/// measured in `tests/hash_stability.rs`.
+/// measured in `tests/hashing/hash_stability.rs`.
 pub fn hash_input(stored: &DynamicImage, orientation: super::Dihedral) -> GrayImage {
     let (w, h) = (stored.width(), stored.height());
     // At most 255 so that `box_average`'s 32-bit column sums cannot overflow (a shorter side of

@@ -17,13 +17,18 @@ use super::pdq::LumaPlane;
 /// A pixel rectangle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rect {
+    /// Left column, in pixels from the plane's left edge.
     pub x: usize,
+    /// Top row, in pixels from the plane's top edge.
     pub y: usize,
+    /// Width in pixels.
     pub width: usize,
+    /// Height in pixels.
     pub height: usize,
 }
 
 impl Rect {
+    /// The whole plane: origin `(0, 0)`, the plane's width and height.
     pub fn full(plane: &LumaPlane) -> Rect {
         Rect {
             x: 0,
@@ -361,8 +366,11 @@ pub fn differs_by_area(a: &Rect, b: &Rect) -> bool {
 pub struct Tilt {
     /// Radians; positive turns the picture's top edge down to the right.
     pub angle: f32,
+    /// The picture's centre `(x, y)`, in pixels from the plane's top-left corner.
     pub centre: (f32, f32),
+    /// The picture's width along its own (turned) axis, in pixels.
     pub width: f32,
+    /// The picture's height along its own (turned) axis, in pixels.
     pub height: f32,
 }
 

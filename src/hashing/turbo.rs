@@ -1,7 +1,7 @@
 //! JPEG decoding through libjpeg-turbo's TurboJPEG API (the system `libturbojpeg`).
 //!
-//! Why not the pure-Rust decoder `image` uses: two reasons, both measured (see the README's speed
-//! section).
+//! Why not the pure-Rust decoder `image` uses: two reasons, both measured (see
+//! docs/PERFORMANCE.md).
 //! 1. **Decoding only what hashing needs.** A JPEG stores 8x8 DCT blocks; libjpeg-turbo can run a
 //!    reduced inverse DCT that yields each block at 4x4, 2x2 or 1x1 pixels (scale 1/2, 1/4, 1/8;
 //!    ITU-T T.81 leaves the IDCT size to the decoder, libjpeg's `scale_denom`). At 1/8 only the DC
@@ -82,6 +82,7 @@ thread_local! {
 /// Colour layout of a JPEG as the header declares it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JpegColor {
+    /// One component (greyscale): decoded to one channel.
     Gray,
     /// YCbCr or RGB: decoded to RGB.
     Color,
@@ -89,18 +90,26 @@ pub enum JpegColor {
     Other,
 }
 
+/// A JPEG's frame header as libjpeg-turbo reads it (see [`read_header`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct JpegHeader {
+    /// Width in pixels (at least 1).
     pub width: u32,
+    /// Height in pixels (at least 1).
     pub height: u32,
+    /// Colour layout: [`decode_scaled`] refuses [`JpegColor::Other`].
     pub color: JpegColor,
 }
 
 /// A picture decoded by libjpeg-turbo: `channels` is 1 (grey) or 3 (RGB), rows packed.
 pub struct TurboPixels {
+    /// Width in pixels, after the scaling (see [`scaled_side`]).
     pub width: u32,
+    /// Height in pixels, after the scaling (see [`scaled_side`]).
     pub height: u32,
+    /// Bytes per pixel: 1 (grey) or 3 (RGB).
     pub channels: u8,
+    /// `width * height * channels` bytes, rows top to bottom, no padding.
     pub data: Vec<u8>,
     /// libjpeg reported a recoverable problem (e.g. a truncated file whose missing rows it filled
     /// in); the pixels are complete but may not be the whole picture.

@@ -24,11 +24,17 @@ pub(super) struct Plan {
 /// cost model decide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SearchPath {
+    /// The cheaper path by the layout's cost model (what [`IndexCore::search`] takes).
     Auto,
+    /// Probe the substring tables (a linear scan when the layout has none).
     Tables,
+    /// Compare the query with every hash.
     Linear,
 }
 
+/// The index itself, unsynchronised: `W`-word (`64 * W`-bit) hashes with `u64` ids, in dense
+/// arrays plus one table per substring of the layout. [`super::HammingIndex`] wraps it in a lock
+/// for shared use; this type serves single-threaded builds, tests and benchmarks.
 #[derive(Debug, Clone)]
 pub struct IndexCore<const W: usize> {
     hashes: Vec<Bits<W>>,
@@ -54,14 +60,17 @@ impl<const W: usize> IndexCore<W> {
         }
     }
 
+    /// Number of (hash, id) pairs held, each copy of a repeated pair counted.
     pub fn len(&self) -> usize {
         self.hashes.len()
     }
 
+    /// Whether the index holds no pair.
     pub fn is_empty(&self) -> bool {
         self.hashes.is_empty()
     }
 
+    /// The current layout: the substring tables, and the bank size it was planned for.
     pub fn layout(&self) -> &Layout {
         &self.layout
     }

@@ -38,13 +38,17 @@ pub const MAX_TABLES: usize = 64;
 /// One table: the substring `[start, start + bits)` of the hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct TableSpec {
+    /// First bit of the substring (bit numbering of [`crate::bits`]).
     pub start: u32,
+    /// Length of the substring in bits, 1..=32.
     pub bits: u32,
     /// Bits of the substring addressing the bucket directory (the high ones).
     pub prefix_bits: u32,
 }
 
 impl TableSpec {
+    /// The low bits of the substring kept beside each entry rather than in the bucket number:
+    /// `bits - prefix_bits`.
     pub fn residue_bits(&self) -> u32 {
         self.bits - self.prefix_bits
     }
@@ -53,9 +57,11 @@ impl TableSpec {
 /// The index's plan: which substrings, for how large a bank. No tables means linear scan only.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Layout {
+    /// Width of the hashes, in bits (64 or 256 in vigie).
     pub hash_bits: u32,
     /// Bank size the layout was chosen for.
     pub design_entries: usize,
+    /// The substrings in bit order, contiguous and covering `hash_bits`; empty for linear scan.
     pub tables: Vec<TableSpec>,
 }
 
@@ -135,6 +141,8 @@ impl Layout {
         }
     }
 
+    /// Whether the tables store each entry's whole hash (hashes of at most 64 bits) instead of
+    /// a residue of at most 8 bits.
     pub fn inline_full(&self) -> bool {
         self.hash_bits <= INLINE_FULL_MAX_BITS
     }

@@ -22,7 +22,6 @@
 
 mod core;
 pub mod layout;
-pub mod synth;
 mod table;
 
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -39,10 +38,19 @@ pub const PDQ_DESIGN_RADIUS: u32 = 31;
 /// Radius the layout of a 64-bit (pHash/dHash) index is planned for.
 pub const HASH64_DESIGN_RADIUS: u32 = 10;
 
+/// Why an index refused an update.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IndexError {
+    /// The insert would pass the entries the index (or its current tables) can address; nothing
+    /// of the batch was added.
     #[error("the index is full ({max} entries)")]
-    Full { max: usize },
+    Full {
+        /// Most entries it can hold: [`MAX_ENTRIES`], or the tables' slot capacity when lower.
+        max: usize,
+    },
+    /// A layout given to [`IndexCore::pin_layout`] does not fit the hash width (substrings not
+    /// contiguous or not covering every bit, over 32 bits, too many tables or residue bits); what
+    /// is wrong.
     #[error("invalid layout: {0}")]
     InvalidLayout(String),
 }
@@ -153,10 +161,12 @@ impl<const W: usize> HammingIndex<W> {
         removed
     }
 
+    /// Number of (hash, id) pairs held, each copy of a repeated pair counted.
     pub fn len(&self) -> usize {
         self.read().len()
     }
 
+    /// Whether the index holds no pair.
     pub fn is_empty(&self) -> bool {
         self.read().is_empty()
     }
@@ -166,6 +176,7 @@ impl<const W: usize> HammingIndex<W> {
         self.read().heap_bytes()
     }
 
+    /// A copy of the current layout (its tables, and the bank size it was planned for).
     pub fn layout(&self) -> Layout {
         self.read().layout().clone()
     }

@@ -16,14 +16,20 @@ use super::layout::TableSpec;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Bucket {
+    /// Position in the arena of the bucket's first entry.
     pub off: u32,
+    /// Entries in use.
     pub len: u32,
+    /// Entries reserved at `off` (the run's length in the arena).
     pub cap: u32,
 }
 
+/// One substring table: the bucket directory and its arena (see the module documentation).
 #[derive(Debug, Clone)]
 pub(crate) struct Table {
+    /// Which substring, and how many of its bits address the directory.
     pub spec: TableSpec,
+    /// One bucket per prefix value: `2^prefix_bits` of them.
     pub dir: Vec<Bucket>,
     /// Wide hashes: `slot << residue_bits | residue`; narrow hashes: the slot.
     pub entries: Vec<u32>,

@@ -1,8 +1,8 @@
 //! The calibration table that turns a match distance into a confidence, measured by `vigie eval`
 //! (see `crate::eval::calibrate` for how: observed fraction of true matches at each distance
 //! under a stated prior, smoothed and made non-increasing). The table is compiled in from
-//! `calibration.tsv` next to this file; `vigie eval --corpus DIR --keypoints --calibrate` regenerates it (`--keypoints` so that the
-//! `keypoints` table is measured too).
+//! `calibration.tsv` next to this file; `vigie eval --corpus DIR --keypoints --calibrate`
+//! regenerates it (`--keypoints` so that the `keypoints` table is measured too).
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -18,12 +18,27 @@ pub struct Calibration {
     pub prior: Option<f64>,
 }
 
+/// Why a calibration table was refused.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum CalibrationError {
+    /// A line is malformed: not 5 tab-separated fields, a distance or confidence that does not
+    /// parse, a confidence outside 0..=1, a distance out of order, or a rising confidence.
     #[error("calibration line {line}: {message}")]
-    Line { line: usize, message: String },
+    Line {
+        /// 1-based line number in the text.
+        line: usize,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A whole table is unusable. [`Calibration::parse`] reports every fault it finds by line,
+    /// so nothing in this module raises it today.
     #[error("calibration table {name:?}: {message}")]
-    Table { name: String, message: String },
+    Table {
+        /// The table's name (`pdq`, `phash`, ...).
+        name: String,
+        /// What is wrong with it.
+        message: String,
+    },
 }
 
 impl Calibration {
@@ -82,6 +97,7 @@ impl Calibration {
         curve.get(distance as usize).or(curve.last()).copied()
     }
 
+    /// The names of the tables present, in no particular order.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.curves.keys().map(String::as_str)
     }

@@ -20,14 +20,23 @@ pub enum PdqKind {
     /// A content box of the upload or a crop window of the entry.
     Region,
     /// Keypoints (`hashing::keypoints`): the distance is
-    /// [`crate::hashing::keypoints::votes_distance`] of the points that agreed.
+    /// [`crate::matcher::keypoint_vote::votes_distance`] of the points that agreed.
     Keypoints,
 }
 
+/// Confidence, 0..=1, of a whole-picture match by `algorithm` at `distance` bits: the
+/// algorithm's shipped table (PDQ reads `pdq`), its fallback curve, or for MD5 and SHA-256 1 at
+/// distance 0 and 0 otherwise. The same as [`confidence_of`] with [`PdqKind::Whole`].
 pub fn confidence(algorithm: Algorithm, distance: u32) -> f64 {
     confidence_of(algorithm, PdqKind::Whole, distance)
 }
 
+/// Confidence, 0..=1, of a match by `algorithm` at `distance`, `kind` saying what a PDQ match
+/// compared: exact hashes 1 at distance 0 and 0 otherwise; a PDQ region
+/// reads the `pdq_region` table, PDQ keypoints the `keypoints` table (the distance is then
+/// [`crate::matcher::keypoint_vote::votes_distance`]), anything else its own algorithm's table.
+/// A table missing from the shipped calibration falls back to the curve of the module
+/// documentation (keypoints: 0.5 at the vote threshold rising to 1 at twice the votes).
 pub fn confidence_of(algorithm: Algorithm, kind: PdqKind, distance: u32) -> f64 {
     if !algorithm.is_perceptual() {
         return if distance == 0 { 1.0 } else { 0.0 };
@@ -47,7 +56,7 @@ pub fn confidence_of(algorithm: Algorithm, kind: PdqKind, distance: u32) -> f64 
 
 /// Without a `keypoints` table: 0.5 at the vote threshold, rising to 1 at twice it.
 fn keypoints_fallback(distance: u32) -> f64 {
-    use crate::hashing::keypoints::{MIN_VOTES, votes_distance};
+    use crate::matcher::keypoint_vote::{MIN_VOTES, votes_distance};
     let floor = votes_distance(MIN_VOTES);
     let full = votes_distance(2 * MIN_VOTES);
     if distance > floor {
@@ -87,7 +96,7 @@ mod tests {
         assert_eq!(confidence(Algorithm::Md5, 1), 0.0);
         assert!(confidence_of(Algorithm::Pdq, PdqKind::Region, 0) > 0.9);
         // Keypoint matches read their own table: confident at the vote threshold, none at chance.
-        use crate::hashing::keypoints::{MIN_VOTES, votes_distance};
+        use crate::matcher::keypoint_vote::{MIN_VOTES, votes_distance};
         let at_threshold = confidence_of(
             Algorithm::Pdq,
             PdqKind::Keypoints,

@@ -18,7 +18,9 @@ use crate::store::api_keys::{Role, hash_key};
 /// Who is calling.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
+    /// The key's name (never the key).
     pub name: String,
+    /// What the key may do.
     pub role: Role,
 }
 
@@ -29,6 +31,7 @@ impl Caller {
     }
 }
 
+/// Checks the API key of every call against the store (by its SHA-256), counting failures.
 #[derive(Clone)]
 pub struct Authenticator {
     store: Arc<Store>,
@@ -37,6 +40,8 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
+    /// Checks keys against `store`; with `insecure_no_auth` every call is an admin (tests, trusted
+    /// networks only); failures are counted in `metrics`.
     pub fn new(store: Arc<Store>, insecure_no_auth: bool, metrics: Arc<Metrics>) -> Self {
         Authenticator {
             store,
@@ -45,6 +50,9 @@ impl Authenticator {
         }
     }
 
+    /// The caller of a call with these headers, if its key exists, is not revoked and has at least
+    /// the `needed` role. Errors: [`ServiceError::Unauthenticated`] (no, unknown or revoked key),
+    /// [`ServiceError::PermissionDenied`] (a weaker role), a store read failure.
     pub fn authenticate(
         &self,
         metadata: &MetadataMap,
@@ -95,6 +103,8 @@ impl Authenticator {
     }
 }
 
+/// A tonic interceptor that admits calls of at least one role and puts the [`Caller`] in the
+/// request extensions.
 #[derive(Clone)]
 pub struct RoleInterceptor {
     auth: Authenticator,

@@ -1,5 +1,7 @@
-//! `vigie.v1.Banks` and `vigie.v1.Keys`: bank management and API keys. Every write goes to the
-//! store first (acknowledged once synced), then to the in-memory index, then the call returns.
+//! `vigie.v1.Banks` and `vigie.v1.Keys`: bank management and API keys. Each handler checks and
+//! converts its request, makes one call to the live banks (`matcher::LiveBanks`: a write is one
+//! `Change`, applied to the store, acknowledged once synced, then to the index), and converts the
+//! answer.
 
 use std::io::{BufReader, Read, Write};
 use std::pin::Pin;
@@ -19,16 +21,19 @@ use super::proto::banks_server::Banks;
 use super::proto::keys_server::Keys;
 use super::proto::{self, new_entry};
 use super::screening::{Admission, run_bounded};
-use crate::matcher::{MIN_64_QUALITY, MIN_PDQ_QUALITY};
-use crate::store::api_keys::{Role, generate_key};
+use crate::store::api_keys::{Role, generate_key, hash_key};
 use crate::store::formats::{self, ExportOptions, Format, ImportOptions};
-use crate::store::{Algorithm, AuditFilter, BankUpdate, NewBank, NewEntry, Timestamp, Upserted};
+use crate::store::{
+    Algorithm, Applied, AuditFilter, BankUpdate, Change, NewBank, NewEntry, Origin, Timestamp,
+};
 
 /// Entries in one AddEntries call.
 const MAX_ENTRIES_PER_CALL: usize = 10_000;
 const EXPORT_CHUNK: usize = 64 * 1024;
 
+/// `vigie.v1.Banks`: banks, entries, imports, exports, stats and the audit log.
 pub struct BanksService {
+    /// What every handler shares.
     pub state: Arc<ServiceState>,
 }
 
@@ -87,8 +92,8 @@ impl BanksService {
                     }
                     let state = self.state.clone();
                     // A curator's batch waits its turn rather than failing half-way under load.
-                    let h = run_bounded(&self.state, None, Admission::Patient, move || {
-                        Ok(state.bank_hasher.hash_bytes(&bytes)?)
+                    let banked = run_bounded(&self.state, None, Admission::Patient, move || {
+                        Ok(state.banks.hash_for_bank(&bytes)?)
                     })
                     .await
                     .map_err(|err| match err {
@@ -99,19 +104,13 @@ impl BanksService {
                         ),
                         other => other,
                     })?;
-                    if let Some(p) = h.pdq.filter(|p| p.quality < MIN_PDQ_QUALITY) {
-                        warnings.push(format!(
-                            "{field} ({}): PDQ quality {} is below {MIN_PDQ_QUALITY}: the picture is too featureless for PDQ to match it",
-                            e.external_id, p.quality
-                        ));
-                    }
-                    if let Some(q) = h.quality64.filter(|q| *q < MIN_64_QUALITY) {
-                        warnings.push(format!(
-                            "{field} ({}): pHash/dHash quality {q} is below {MIN_64_QUALITY}: the picture is too featureless for them to match it, they are not kept",
-                            e.external_id
-                        ));
-                    }
-                    crate::matcher::entry_hashes(&h)
+                    warnings.extend(
+                        banked
+                            .warnings
+                            .iter()
+                            .map(|w| format!("{field} ({}): {w}", e.external_id)),
+                    );
+                    banked.hashes
                 }
             };
             if hashes.is_empty() {
@@ -132,13 +131,17 @@ impl BanksService {
                 disabled_until: None,
             });
         }
-        let bank = req.bank;
+        let change = Change::UpsertEntries {
+            bank: req.bank,
+            entries: new_entries,
+        };
         let upserted = self
-            .blocking(move |state| {
-                let up = state.store.upsert_entries(&bank, new_entries, &actor)?;
-                state.apply_upserts(&bank, &up)?;
-                Ok(up)
-            })
+            .blocking(
+                move |state| match state.banks.apply(change, &Origin::now(actor))? {
+                    Applied::Upserted(up) => Ok(up),
+                    other => Err(unexpected(&other)),
+                },
+            )
             .await?;
         Ok(proto::AddEntriesResponse {
             entry_ids: upserted.iter().map(|u| u.id).collect(),
@@ -148,24 +151,9 @@ impl BanksService {
     }
 }
 
-impl ServiceState {
-    /// After the store acknowledged upserts into `bank`: drop replaced hashes, index the new ones.
-    /// The index holds the active entries of enabled banks, as the start-up load does.
-    pub fn apply_upserts(&self, bank: &str, upserted: &[Upserted]) -> Result<(), ServiceError> {
-        let enabled = self.store.get_bank(bank)?.is_some_and(|b| b.enabled);
-        if !enabled {
-            return Ok(());
-        }
-        for u in upserted {
-            if let Some(previous) = &u.previous {
-                self.indexes.remove(u.id, previous);
-            }
-            if u.active {
-                self.indexes.insert(u.id, &u.hashes);
-            }
-        }
-        Ok(())
-    }
+/// A change answered with another kind of outcome than its own: a bug, not the caller's fault.
+fn unexpected(applied: &Applied) -> ServiceError {
+    ServiceError::Internal(format!("unexpected outcome of a change: {applied:?}"))
 }
 
 type ExportStream =
@@ -271,8 +259,12 @@ impl Banks for Arc<BanksService> {
                 enabled: r.enabled,
                 max_distance: r.max_distance.as_ref().map(from_proto_distances),
             };
-            self.blocking(move |s| Ok(to_proto_bank(&s.store.create_bank(new, &actor)?, 0)))
-                .await
+            let change = Change::CreateBank { bank: new };
+            self.blocking(move |s| match s.banks.apply(change, &Origin::now(actor))? {
+                Applied::Bank(bank) => Ok(to_proto_bank(&bank, 0)),
+                other => Err(unexpected(&other)),
+            })
+            .await
         }
         .await;
         self.state
@@ -288,10 +280,10 @@ impl Banks for Arc<BanksService> {
         let result = self
             .blocking(move |s| {
                 let bank = s
-                    .store
+                    .store()
                     .get_bank(&name)?
                     .ok_or_else(|| ServiceError::NotFound(format!("no bank named {name:?}")))?;
-                Ok(to_proto_bank(&bank, s.store.count_entries(&name)?))
+                Ok(to_proto_bank(&bank, s.store().count_entries(&name)?))
             })
             .await;
         self.state
@@ -306,8 +298,8 @@ impl Banks for Arc<BanksService> {
         let result = self
             .blocking(|s| {
                 let mut banks = Vec::new();
-                for b in s.store.list_banks()? {
-                    let n = s.store.count_entries(&b.name)?;
+                for b in s.store().list_banks()? {
+                    let n = s.store().count_entries(&b.name)?;
                     banks.push(to_proto_bank(&b, n));
                 }
                 Ok(proto::ListBanksResponse { banks })
@@ -335,26 +327,15 @@ impl Banks for Arc<BanksService> {
                     .transpose()?,
                 max_distance: r.max_distance.as_ref().map(from_proto_distances),
             };
-            let name = r.name;
-            self.blocking(move |s| {
-                let before = s.store.get_bank(&name)?;
-                let bank = s.store.update_bank(&name, update, &actor)?;
-                // The index holds the entries of enabled banks (as the start-up load does):
-                // enabling or disabling a bank moves its entries in or out, before the call returns.
-                if before.is_some_and(|b| b.enabled != bank.enabled) {
-                    let now = Timestamp::now();
-                    s.store.for_each_entry(&name, None, None, &mut |e| {
-                        if e.is_active(now) {
-                            if bank.enabled {
-                                s.indexes.insert(e.id, &e.hashes);
-                            } else {
-                                s.indexes.remove(e.id, &e.hashes);
-                            }
-                        }
-                        Ok(true)
-                    })?;
+            let change = Change::UpdateBank {
+                name: r.name,
+                update,
+            };
+            self.blocking(move |s| match s.banks.apply(change, &Origin::now(actor))? {
+                Applied::Bank(bank) => {
+                    Ok(to_proto_bank(&bank, s.store().count_entries(&bank.name)?))
                 }
-                Ok(to_proto_bank(&bank, s.store.count_entries(&name)?))
+                other => Err(unexpected(&other)),
             })
             .await
         }
@@ -371,14 +352,12 @@ impl Banks for Arc<BanksService> {
         let result = async {
             let actor = caller(&request)?.actor();
             let name = request.into_inner().name;
-            self.blocking(move |s| {
-                let removed = s.store.delete_bank(&name, &actor)?;
-                for (id, hashes) in &removed {
-                    s.indexes.remove(*id, hashes);
-                }
-                Ok(proto::DeleteBankResponse {
+            let change = Change::DeleteBank { name };
+            self.blocking(move |s| match s.banks.apply(change, &Origin::now(actor))? {
+                Applied::BankDeleted(removed) => Ok(proto::DeleteBankResponse {
                     entries_removed: removed.len() as u64,
-                })
+                }),
+                other => Err(unexpected(&other)),
             })
             .await
         }
@@ -409,26 +388,16 @@ impl Banks for Arc<BanksService> {
         let result = async {
             let actor = caller(&request)?.actor();
             let r = request.into_inner();
-            self.blocking(move |s| {
-                let mut ids = r.entry_ids;
-                for external in &r.external_ids {
-                    match s.store.find_entry(&r.bank, external)? {
-                        Some(e) => ids.push(e.id),
-                        None => {
-                            return Err(ServiceError::NotFound(format!(
-                                "no entry {external:?} in bank {:?}",
-                                r.bank
-                            )));
-                        }
-                    }
-                }
-                let removed = s.store.remove_entries(&r.bank, &ids, &actor)?;
-                for e in &removed {
-                    s.indexes.remove(e.id, &e.hashes);
-                }
-                Ok(proto::RemoveEntriesResponse {
+            let change = Change::RemoveEntries {
+                bank: r.bank,
+                ids: r.entry_ids,
+                external_ids: r.external_ids,
+            };
+            self.blocking(move |s| match s.banks.apply(change, &Origin::now(actor))? {
+                Applied::Removed(removed) => Ok(proto::RemoveEntriesResponse {
                     removed: removed.len() as u64,
-                })
+                }),
+                other => Err(unexpected(&other)),
             })
             .await
         }
@@ -453,9 +422,9 @@ impl Banks for Arc<BanksService> {
                             "set id or external",
                         ));
                     }
-                    Some(proto::get_entry_request::Key::Id(id)) => s.store.get_entry(id)?,
+                    Some(proto::get_entry_request::Key::Id(id)) => s.store().get_entry(id)?,
                     Some(proto::get_entry_request::Key::External(k)) => {
-                        s.store.find_entry(&k.bank, &k.external_id)?
+                        s.store().find_entry(&k.bank, &k.external_id)?
                     }
                 };
                 entry
@@ -482,7 +451,9 @@ impl Banks for Arc<BanksService> {
                 let label = (!r.label.is_empty()).then_some(r.label.as_str());
                 let after = (!r.page_token.is_empty()).then_some(r.page_token.as_str());
                 // One more than asked tells whether a next page exists.
-                let mut entries = s.store.list_entries(&r.bank, label, after, page_size + 1)?;
+                let mut entries = s
+                    .store()
+                    .list_entries(&r.bank, label, after, page_size + 1)?;
                 let next_page_token = if entries.len() > page_size {
                     entries.truncate(page_size);
                     entries
@@ -555,20 +526,9 @@ impl Banks for Arc<BanksService> {
                         current: Vec::new(),
                         pos: 0,
                     });
-                    formats::import(
-                        &s.store,
-                        &bank,
-                        reader,
-                        &options,
-                        &actor,
-                        &mut |batch| {
-                            if let Err(e) = s.apply_upserts(&bank, batch) {
-                                tracing::error!(error = %e, "imported entries not indexed");
-                            }
-                        },
-                        &mut |_| {},
-                    )
-                    .map_err(format_error)
+                    s.banks
+                        .import(&bank, reader, &options, &Origin::now(actor), &mut |_| {})
+                        .map_err(format_error)
                 })
                 .await?;
             if let Ok(Err(status)) = feeder.await {
@@ -610,7 +570,7 @@ impl Banks for Arc<BanksService> {
                 label: (!r.label.is_empty()).then(|| r.label.clone()),
                 algorithm: parse_algorithm(&r.algorithm)?,
             };
-            if self.state.store.get_bank(&r.bank)?.is_none() {
+            if self.state.store().get_bank(&r.bank)?.is_none() {
                 return Err(ServiceError::NotFound(format!(
                     "no bank named {:?}",
                     r.bank
@@ -623,7 +583,7 @@ impl Banks for Arc<BanksService> {
                     tx: tx.clone(),
                     buf: Vec::new(),
                 };
-                let outcome = formats::export(&state.store, &r.bank, &options, &mut writer)
+                let outcome = formats::export(state.store(), &r.bank, &options, &mut writer)
                     .map_err(format_error)
                     .and_then(|_| {
                         writer
@@ -648,16 +608,17 @@ impl Banks for Arc<BanksService> {
         let started = Instant::now();
         let result = self
             .blocking(|s| {
-                let banks = s.store.list_banks()?;
+                let banks = s.store().list_banks()?;
                 let mut entries = 0;
                 for b in &banks {
-                    entries += s.store.count_entries(&b.name)?;
+                    entries += s.store().count_entries(&b.name)?;
                 }
                 Ok(proto::Stats {
                     banks: banks.len() as u64,
                     entries,
                     indexed: s
-                        .indexes
+                        .banks
+                        .indexes()
                         .counts()
                         .into_iter()
                         .map(|(a, n)| (a.name().to_string(), n))
@@ -695,7 +656,7 @@ impl Banks for Arc<BanksService> {
                 }),
             };
             self.blocking(move |s| {
-                let events = s.store.audit_events(&filter)?;
+                let events = s.store().audit_events(&filter)?;
                 Ok(proto::ListAuditEventsResponse {
                     events: events
                         .into_iter()
@@ -725,7 +686,9 @@ impl Banks for Arc<BanksService> {
     }
 }
 
+/// `vigie.v1.Keys`: API keys (admin role).
 pub struct KeysService {
+    /// What every handler shares.
     pub state: Arc<ServiceState>,
 }
 
@@ -746,11 +709,18 @@ impl Keys for Arc<KeysService> {
             let name = r.name;
             let key = generate_key();
             let stored_key = key.clone();
-            let record = tokio::task::spawn_blocking(move || {
-                state.store.create_api_key(&name, role, &stored_key, &actor)
-            })
-            .await
-            .map_err(|_| ServiceError::Internal("key creation failed".into()))??;
+            let change = Change::CreateKey {
+                name,
+                role,
+                key_sha256: hash_key(&stored_key),
+            };
+            let applied =
+                tokio::task::spawn_blocking(move || state.banks.apply(change, &Origin::now(actor)))
+                    .await
+                    .map_err(|_| ServiceError::Internal("key creation failed".into()))??;
+            let Applied::Key(record) = applied else {
+                return Err(unexpected(&applied));
+            };
             Ok(proto::CreateKeyResponse {
                 key,
                 name: record.name,
@@ -768,7 +738,7 @@ impl Keys for Arc<KeysService> {
     ) -> Result<Response<proto::ListKeysResponse>, Status> {
         let started = Instant::now();
         let result = (|| {
-            let keys = self.state.store.list_api_keys()?;
+            let keys = self.state.store().list_api_keys()?;
             Ok(proto::ListKeysResponse {
                 keys: keys
                     .into_iter()
@@ -792,9 +762,10 @@ impl Keys for Arc<KeysService> {
         let started = Instant::now();
         let result = (|| {
             let actor = caller(&request)?.actor();
-            self.state
-                .store
-                .revoke_api_key(&request.get_ref().name, &actor)?;
+            let change = Change::RevokeKey {
+                name: request.get_ref().name.clone(),
+            };
+            self.state.banks.apply(change, &Origin::now(actor))?;
             Ok(proto::RevokeKeyResponse {})
         })();
         self.state

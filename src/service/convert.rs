@@ -90,6 +90,7 @@ pub fn parse_hash_set(set: &proto::HashSet, field: &str) -> Result<EntryHashes, 
     Ok(hashes)
 }
 
+/// An entry's hashes as the protobuf `HashSet` (hex per algorithm, empty when absent).
 pub fn to_hash_set(h: &EntryHashes) -> proto::HashSet {
     let hex = |v: Option<HashValue>| v.map(|v| v.to_hex()).unwrap_or_default();
     proto::HashSet {
@@ -106,30 +107,33 @@ pub fn to_hash_set(h: &EntryHashes) -> proto::HashSet {
     }
 }
 
+/// A match as the protobuf `Match`: algorithm `keypoints` for a keypoint match, the transform's
+/// name (empty for none); never the entry's hashes.
 pub fn to_proto_match(m: &MatchInfo) -> proto::Match {
     proto::Match {
         bank: m.bank.clone(),
         entry_id: m.entry_id,
         external_id: m.external_id.clone(),
         label: m.label.clone(),
-        algorithm: if m.keypoints > 0 {
+        algorithm: if m.keypoints() > 0 {
             "keypoints".into()
         } else {
             m.algorithm.name().into()
         },
         distance: m.distance,
         confidence: m.confidence,
-        transform: if m.transform == Dihedral::Original {
+        transform: if m.transform() == Dihedral::Original {
             String::new()
         } else {
-            m.transform.name().into()
+            m.transform().name().into()
         },
         bank_kind: m.bank_kind.to_string(),
         suppressed: m.suppressed,
-        keypoints: m.keypoints,
+        keypoints: m.keypoints(),
     }
 }
 
+/// A bank as the protobuf `Bank`, with its entry count.
 pub fn to_proto_bank(b: &Bank, entry_count: u64) -> proto::Bank {
     proto::Bank {
         name: b.name.clone(),
@@ -149,6 +153,7 @@ pub fn to_proto_bank(b: &Bank, entry_count: u64) -> proto::Bank {
     }
 }
 
+/// Per-algorithm maximum distances from the protobuf message (bits).
 pub fn from_proto_distances(d: &proto::MaxDistances) -> MaxDistances {
     MaxDistances {
         pdq: d.pdq,
@@ -159,6 +164,8 @@ pub fn from_proto_distances(d: &proto::MaxDistances) -> MaxDistances {
     }
 }
 
+/// A bank kind from its name (`block`, `allow`; empty means `block`). Errors: an invalid argument
+/// naming `field`.
 pub fn parse_kind(text: &str, field: &str) -> Result<BankKind, ServiceError> {
     if text.is_empty() {
         return Ok(BankKind::Block);
@@ -167,6 +174,7 @@ pub fn parse_kind(text: &str, field: &str) -> Result<BankKind, ServiceError> {
         .map_err(|_| ServiceError::invalid(field, "invalid_kind", "must be block or allow"))
 }
 
+/// An entry as the protobuf `Entry` (curator calls only: it carries the entry's hashes).
 pub fn to_proto_entry(e: &Entry) -> proto::Entry {
     proto::Entry {
         id: e.id,

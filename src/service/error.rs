@@ -3,47 +3,67 @@
 use tonic::{Code, Status};
 
 use crate::hashing::{DecodeError, DecodeErrorKind};
-use crate::matcher::MatchError;
+use crate::matcher::{MatchError, ScreenError};
 use crate::store::StoreError;
 
 /// Metadata key carrying the machine-readable kind of an error (e.g. `corrupt`, `invalid_hash`).
 pub const ERROR_KIND_HEADER: &str = "vigie-error-kind";
 
+/// Why a call failed: one enum for the whole gRPC edge, mapped to a `tonic::Status` (and a kind in
+/// the [`ERROR_KIND_HEADER`] metadata) in one place, [`ServiceError::code`] and `From<ServiceError>`.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
+    /// No key, an unknown key or a revoked key (UNAUTHENTICATED).
     #[error("no or unknown API key")]
     Unauthenticated,
+    /// The key's role is too weak for the call (PERMISSION_DENIED).
     #[error("the key {key:?} (role {role}) may not call this; it needs role {needed}")]
     PermissionDenied {
+        /// The key's name.
         key: String,
+        /// The key's role.
         role: &'static str,
+        /// The role the call needs.
         needed: &'static str,
     },
+    /// The image could not be hashed (INVALID_ARGUMENT; RESOURCE_EXHAUSTED over a size limit).
     #[error("image {}: {}", .0.kind.as_str(), .0.message)]
     BadImage(DecodeError),
+    /// A field of the request is wrong (INVALID_ARGUMENT).
     #[error("{field}: {message}")]
     InvalidArgument {
+        /// The field, as a path (`entries[3].hashes`).
         field: String,
+        /// A stable kind clients key on (`invalid_hash`, `missing_input`, ...).
         kind: &'static str,
+        /// What is wrong, for a person.
         message: String,
     },
+    /// What the call names does not exist (NOT_FOUND).
     #[error("{0}")]
     NotFound(String),
+    /// Over a size limit (RESOURCE_EXHAUSTED).
     #[error("{0}")]
     TooLarge(String),
+    /// Every hashing worker stayed busy (RESOURCE_EXHAUSTED: retry with backoff).
     #[error("server busy: {0}")]
     Overloaded(String),
+    /// The client's deadline passed (DEADLINE_EXCEEDED).
     #[error("the deadline passed before the work was done")]
     DeadlineExceeded,
+    /// A bug or an unexpected failure (INTERNAL; details in the server log).
     #[error("internal error: {0}")]
     Internal(String),
+    /// The index is still loading (UNAVAILABLE).
     #[error("the index is still loading")]
     Unavailable,
+    /// The store refused or failed (mapped by the store error's kind).
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 impl ServiceError {
+    /// An [`ServiceError::InvalidArgument`] for `field`.
     pub fn invalid(
         field: impl Into<String>,
         kind: &'static str,
@@ -56,6 +76,7 @@ impl ServiceError {
         }
     }
 
+    /// The gRPC status code of this error.
     pub fn code(&self) -> Code {
         match self {
             ServiceError::Unauthenticated => Code::Unauthenticated,
@@ -110,6 +131,15 @@ impl ServiceError {
 impl From<DecodeError> for ServiceError {
     fn from(e: DecodeError) -> Self {
         ServiceError::BadImage(e)
+    }
+}
+
+impl From<ScreenError> for ServiceError {
+    fn from(e: ScreenError) -> Self {
+        match e {
+            ScreenError::Image(d) => ServiceError::from(d),
+            ScreenError::Match(m) => ServiceError::from(m),
+        }
     }
 }
 

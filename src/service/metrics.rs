@@ -35,6 +35,7 @@ struct Inner {
     auth_failures: BTreeMap<&'static str, u64>,
 }
 
+/// Counters and latency histograms of the service, rendered in the Prometheus text format.
 #[derive(Default)]
 pub struct Metrics {
     inner: Mutex<Inner>,
@@ -69,6 +70,7 @@ impl Metrics {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Counts one call of `method` that ended with `code` after `elapsed`.
     pub fn record_request(&self, method: &'static str, code: tonic::Code, elapsed: Duration) {
         let mut m = self.lock();
         *m.requests.entry((method, code_name(code))).or_default() += 1;
@@ -83,14 +85,17 @@ impl Metrics {
         h.sum += secs;
     }
 
+    /// Counts one match in `bank`.
     pub fn record_match(&self, bank: &str) {
         *self.lock().matches.entry(bank.to_string()).or_default() += 1;
     }
 
+    /// Counts one upload that could not be decoded, by decode-error kind.
     pub fn record_decode_error(&self, kind: &'static str) {
         *self.lock().decode_errors.entry(kind).or_default() += 1;
     }
 
+    /// Counts one refused call, by the error's kind (`unauthenticated`, `permission_denied`, ...).
     pub fn record_auth_failure(&self, kind: &'static str) {
         *self.lock().auth_failures.entry(kind).or_default() += 1;
     }
@@ -105,6 +110,7 @@ impl Metrics {
             .sum()
     }
 
+    /// The Prometheus text exposition of every counter, with the index's hash counts.
     pub fn render(&self, indexes: &HashIndexes) -> String {
         let m = self.lock().clone_for_render();
         let mut out = String::new();

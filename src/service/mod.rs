@@ -11,101 +11,65 @@ pub mod server;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::Semaphore;
 use tonic::Status;
 
-use crate::hashing::ImageHasher;
-use crate::matcher::HashIndexes;
+use crate::hashing::HashingSetup;
+use crate::matcher::LiveBanks;
 use crate::store::Store;
 use error::ServiceError;
 use metrics::Metrics;
 
 pub mod proto {
-    #![allow(clippy::all, clippy::pedantic)]
+    //! The generated protobuf types and services of `proto/vigie/v1/` (their docs are the
+    //! `.proto` files' comments).
+    #![allow(clippy::all, clippy::pedantic, missing_docs)]
     tonic::include_proto!("vigie.v1");
     /// Encoded descriptors of every vigie.v1 file, for server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         include_bytes!(concat!(env!("OUT_DIR"), "/vigie_descriptor.bin"));
 }
 
-/// Request limits.
-#[derive(Clone, Debug)]
-pub struct ServiceLimits {
-    /// Largest gRPC message accepted (beyond: RESOURCE_EXHAUSTED).
-    pub max_request_bytes: usize,
-    /// Largest image accepted inside a message.
-    pub max_image_bytes: usize,
-    /// Images decoded and hashed at once.
-    pub hash_workers: usize,
-    /// How long a request waits for a hashing worker before RESOURCE_EXHAUSTED.
-    pub queue_wait: Duration,
-    /// JPEG decoding scale for hashing (see `HasherBuilder::decode_min_side`); `None` = full size.
-    pub decode_min_side: Option<u32>,
-    /// Screens also match uploads by keypoints (`hashing::keypoints`). On by default: on
-    /// `vigie eval` it takes recall from 85% to 97%, at zero false matches, and it is what finds
-    /// crops of a quarter and rotated copies under a caption. Off saves about 0.6 ms a screen.
-    pub keypoints: bool,
-}
+/// Request limits: defined with the settings that give them, in [`crate::config`].
+pub use crate::config::ServiceLimits;
 
-impl Default for ServiceLimits {
-    fn default() -> Self {
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2);
-        ServiceLimits {
-            max_request_bytes: 32 << 20,
-            max_image_bytes: 32 << 20,
-            // One more than the cores: the CPU also receives requests and sends answers, and with
-            // one worker per core it idled about 15% of the time. `vigie bench service` on this
-            // 2-core machine (1-2 MP JPEGs, 1M-entry bank): one per core 241 screens/s, three 282,
-            // four 283 but with a worse p99 under overload (time-slicing).
-            hash_workers: cores + 1,
-            // Short: past it a caller is better told at once that the server is saturated, and
-            // the admitted requests keep their latency: at twice the sustainable load, admitted
-            // p99 35 ms with 10 ms here, 57 ms with 25 ms.
-            queue_wait: Duration::from_millis(10),
-            decode_min_side: Some(crate::hashing::DEFAULT_DECODE_MIN_SIDE),
-            keypoints: true,
+impl ServiceLimits {
+    /// How the service hashes uploads and banked pictures: its keypoint switch and decoding scale,
+    /// and uploads limited to `max_image_bytes`.
+    pub fn hashing_setup(&self) -> HashingSetup {
+        HashingSetup {
+            keypoints: self.keypoints,
+            decode_min_side: self.decode_min_side,
+            limits: crate::hashing::DecodeLimits {
+                max_encoded_bytes: self.max_image_bytes,
+                ..Default::default()
+            },
         }
     }
 }
 
 /// What every handler shares.
 pub struct ServiceState {
-    pub store: Arc<Store>,
-    pub indexes: Arc<HashIndexes>,
-    /// All algorithms, with the dihedral PDQ hashes (rotated and mirrored re-uploads).
-    pub hasher: Arc<ImageHasher>,
-    /// For images added to a bank: all algorithms and the crop windows an entry keeps, with the
-    /// screening hasher's limits and decoding scale.
-    pub bank_hasher: Arc<ImageHasher>,
+    /// The banks and their live index: every screen and every bank change goes through it.
+    pub banks: Arc<LiveBanks>,
+    /// Request limits.
     pub limits: ServiceLimits,
+    /// Hashing workers: CPU-bound work waits for one of these.
     pub hash_permits: Arc<Semaphore>,
+    /// Request, match and decode-error counters.
     pub metrics: Arc<Metrics>,
+    /// When the service started (uptime in stats).
     pub started: Instant,
     ready: AtomicBool,
 }
 
 impl ServiceState {
-    pub fn new(
-        store: Arc<Store>,
-        indexes: Arc<HashIndexes>,
-        hasher: ImageHasher,
-        limits: ServiceLimits,
-        metrics: Arc<Metrics>,
-    ) -> Self {
-        let bank_hasher = crate::hashing::HasherBuilder::new()
-            .windows(true)
-            .limits(*hasher.limits())
-            .decode_min_side(hasher.decode_min_side())
-            .build();
+    /// The shared state over `banks`, not ready until [`ServiceState::set_ready`].
+    pub fn new(banks: Arc<LiveBanks>, limits: ServiceLimits, metrics: Arc<Metrics>) -> Self {
         ServiceState {
-            store,
-            indexes,
-            hasher: Arc::new(hasher),
-            bank_hasher: Arc::new(bank_hasher),
+            banks,
             hash_permits: Arc::new(Semaphore::new(limits.hash_workers.max(1))),
             limits,
             metrics,
@@ -114,10 +78,17 @@ impl ServiceState {
         }
     }
 
+    /// The store, for reads; writes go through `banks.apply`.
+    pub fn store(&self) -> &Store {
+        self.banks.store()
+    }
+
+    /// Whether the index is loaded and screens are served.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
     }
 
+    /// Marks the index loaded: screens are served from now on.
     pub fn set_ready(&self) {
         self.ready.store(true, Ordering::Release);
     }

@@ -17,14 +17,16 @@ use super::proto::{
     HashRequest, HashResponse, ItemError, ScreenRequest, ScreenResponse, TransformedHash,
     screen_request,
 };
-use crate::hashing::{AlgorithmSet, Dihedral, HasherBuilder, ImageHashes};
-use crate::matcher::{Matcher, QueryHashes, ScreenOptions};
+use crate::hashing::{AlgorithmSet, Dihedral, ImageHashes};
+use crate::matcher::ScreenOptions;
 
 /// Answers to one ScreenStream that may be in flight at once; past that the server stops reading
 /// the stream until some are answered (HTTP/2 flow control then holds the client back).
 const STREAM_IN_FLIGHT: usize = 256;
 
+/// `vigie.v1.Screening`: Screen, ScreenStream and Hash.
 pub struct ScreeningService {
+    /// What every handler shares.
     pub state: Arc<ServiceState>,
 }
 
@@ -162,16 +164,8 @@ impl ScreeningService {
                 }
                 let work_state = state.clone();
                 let result = run_bounded(&state, deadline, admission, move || {
-                    let h = work_state.hasher.hash_bytes(&bytes)?;
-                    let mut notes = Vec::new();
-                    let query = QueryHashes::from_image(&h, &mut notes);
-                    let matcher = Matcher {
-                        store: &work_state.store,
-                        indexes: &work_state.indexes,
-                    };
-                    let mut outcome = matcher.screen(&query, &options)?;
-                    outcome.notes.splice(0..0, notes);
-                    Ok((computed_hashes(&h), outcome))
+                    let screened = work_state.banks.screen_image(&bytes, &options)?;
+                    Ok((computed_hashes(&screened.hashes), screened.outcome))
                 })
                 .await;
                 if let Err(ServiceError::BadImage(e)) = &result {
@@ -195,14 +189,10 @@ impl ScreeningService {
                         "no hash given",
                     ));
                 }
-                let query = QueryHashes::from_hashes(&parsed);
                 let work_state = state.clone();
+                let query_hashes = parsed.clone();
                 let outcome = run_bounded(&state, deadline, admission, move || {
-                    let matcher = Matcher {
-                        store: &work_state.store,
-                        indexes: &work_state.indexes,
-                    };
-                    Ok(matcher.screen(&query, &options)?)
+                    Ok(work_state.banks.screen_hashes(&query_hashes, &options)?)
                 })
                 .await?;
                 let echoed = parsed
@@ -354,12 +344,7 @@ impl ScreeningService {
             AlgorithmSet::parse(&request.algorithms.join(","))
                 .map_err(|e| ServiceError::invalid("algorithms", "invalid_algorithm", e))?
         };
-        let hasher = HasherBuilder::new()
-            .algorithms(algorithms)
-            .dihedral(request.dihedral)
-            .limits(*self.state.hasher.limits())
-            .decode_min_side(self.state.hasher.decode_min_side())
-            .build();
+        let hasher = self.state.banks.setup().plain(algorithms, request.dihedral);
         let image = request.image;
         let result = run_bounded(&self.state, deadline, Admission::Queue, move || {
             Ok(hasher.hash_bytes(&image)?)
@@ -399,7 +384,8 @@ impl ScreeningService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::matcher::HashIndexes;
+    use crate::hashing::HashingSetup;
+    use crate::matcher::LiveBanks;
     use crate::service::ServiceLimits;
     use crate::service::metrics::Metrics;
     use crate::store::Store;
@@ -411,9 +397,10 @@ mod tests {
             ..ServiceLimits::default()
         };
         ServiceState::new(
-            Arc::new(Store::in_memory()),
-            Arc::new(HashIndexes::new()),
-            HasherBuilder::new().build(),
+            Arc::new(LiveBanks::new(
+                Arc::new(Store::in_memory()),
+                HashingSetup::default(),
+            )),
             limits,
             Arc::new(Metrics::default()),
         )

@@ -25,50 +25,46 @@ use super::proto::banks_server::BanksServer;
 use super::proto::keys_server::KeysServer;
 use super::proto::screening_server::ScreeningServer;
 use super::screening::ScreeningService;
-use super::{ServiceLimits, ServiceState, proto};
-use crate::hashing::HasherBuilder;
-use crate::matcher::HashIndexes;
+use super::{ServiceState, proto};
+use crate::matcher::LiveBanks;
+use crate::store::Store;
 use crate::store::api_keys::Role;
-use crate::store::{Store, Timestamp, load};
 
-#[derive(Clone, Debug)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    /// When set, clients must present a certificate signed by this CA.
-    pub client_ca: Option<PathBuf>,
-}
+/// What the server starts with: defined with the settings that give it, in [`crate::config`].
+pub use crate::config::{ServerConfig, TlsFiles};
 
-#[derive(Clone, Debug)]
-pub struct ServerConfig {
-    pub listen: SocketAddr,
-    pub insecure_no_auth: bool,
-    pub tls: Option<TlsFiles>,
-    pub metrics_listen: Option<SocketAddr>,
-    pub limits: ServiceLimits,
-}
-
+/// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    /// A listening socket could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
+        /// The address asked for.
         addr: SocketAddr,
+        /// Why.
         source: std::io::Error,
     },
+    /// A TLS file could not be read or used.
     #[error("TLS: {0}")]
     Tls(String),
+    /// tonic's transport failed.
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The reflection service could not be built.
     #[error("reflection: {0}")]
     Reflection(String),
+    /// The start-up index load (or the server task) failed.
     #[error("index load failed: {0}")]
     Load(String),
 }
 
 /// A server running in the background.
 pub struct RunningServer {
+    /// The gRPC address bound (the real port when asked for port 0).
     pub addr: SocketAddr,
+    /// The metrics address bound, when metrics are served.
     pub metrics_addr: Option<SocketAddr>,
+    /// What every handler shares (the live banks among it).
     pub state: Arc<ServiceState>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), ServerError>>,
@@ -163,22 +159,11 @@ pub async fn start(config: ServerConfig, store: Arc<Store>) -> Result<RunningSer
         source,
     })?;
     let metrics = Arc::new(Metrics::default());
-    let indexes = Arc::new(HashIndexes::new());
-    // Screens look up the upload's content boxes too (trimmed borders, the photo in a screenshot).
-    let hasher = HasherBuilder::new()
-        .dihedral(true)
-        .regions(true)
-        .keypoints(config.limits.keypoints)
-        .decode_min_side(config.limits.decode_min_side)
-        .limits(crate::hashing::DecodeLimits {
-            max_encoded_bytes: config.limits.max_image_bytes,
-            ..Default::default()
-        })
-        .build();
+    // The live banks start with an empty index; it is loaded in the background below while health
+    // says NOT_SERVING.
+    let banks = Arc::new(LiveBanks::new(store.clone(), config.limits.hashing_setup()));
     let state = Arc::new(ServiceState::new(
-        store.clone(),
-        indexes.clone(),
-        hasher,
+        banks.clone(),
         config.limits.clone(),
         metrics.clone(),
     ));
@@ -200,7 +185,7 @@ pub async fn start(config: ServerConfig, store: Arc<Store>) -> Result<RunningSer
             tokio::spawn(metrics::serve_metrics(
                 ml,
                 metrics.clone(),
-                indexes.clone(),
+                banks.index_handle(),
                 async {
                     let _ = stop_metrics_rx.await;
                 },
@@ -280,11 +265,7 @@ pub async fn start(config: ServerConfig, store: Arc<Store>) -> Result<RunningSer
     let task = tokio::spawn(async move {
         let loader = tokio::task::spawn_blocking(move || {
             let started = std::time::Instant::now();
-            let mut bulk = load::BulkLoad::default();
-            let stats = load::load_into(&load_state.store, Timestamp::now(), &mut bulk);
-            if stats.is_ok() {
-                load_state.indexes.extend_bulk(bulk);
-            }
+            let stats = load_state.banks.load();
             (stats, started.elapsed(), load_state)
         });
         // Accepted sockets are handed to tonic as they are, so its own `tcp_nodelay` does not

@@ -31,6 +31,8 @@ pub enum Role {
 }
 
 impl Role {
+    /// The role's lowercase name (`screen`, `curate`, `admin`), as stored, printed and parsed
+    /// by `FromStr`.
     pub fn name(self) -> &'static str {
         match self {
             Role::Screen => "screen",
@@ -57,11 +59,16 @@ impl FromStr for Role {
     }
 }
 
+/// A stored API key's record (stored as JSON under its SHA-256; the key itself is never stored).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiKey {
+    /// Unique name, `[A-Za-z0-9_-]{1,64}`: how the key is listed and revoked.
     pub name: String,
+    /// What the key may do.
     pub role: Role,
+    /// When the key was created (microseconds since the Unix epoch).
     pub created_at: Timestamp,
+    /// When the key was revoked; `None` while it is valid. Left out of the JSON when `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<Timestamp>,
 }
@@ -107,6 +114,20 @@ impl Store {
         key: &str,
         actor: &str,
     ) -> Result<ApiKey, StoreError> {
+        self.create_api_key_hashed_at(name, role, hash_key(key), actor, Timestamp::now())
+    }
+
+    /// [`Store::create_api_key`] from the key's SHA-256 ([`hash_key`]) rather than the key, as of
+    /// `now`: what a replicated change carries (the clear key never leaves the process that made
+    /// it). Errors: an invalid or taken name ([`StoreError::Invalid`]), storage.
+    pub fn create_api_key_hashed_at(
+        &self,
+        name: &str,
+        role: Role,
+        hash: [u8; 32],
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<ApiKey, StoreError> {
         validate_actor(actor)?;
         super::validate_bank_name(name).map_err(|_| {
             StoreError::Invalid(format!(
@@ -123,8 +144,6 @@ impl Store {
                 "a key named {name:?} already exists"
             )));
         }
-        let hash = hash_key(key);
-        let now = Timestamp::now();
         let record = ApiKey {
             name: name.to_string(),
             role,
@@ -158,6 +177,8 @@ impl Store {
             .transpose()
     }
 
+    /// Every key, revoked ones included, sorted by name. Errors: storage, or
+    /// [`StoreError::Corrupt`] when a record is not valid JSON.
     pub fn list_api_keys(&self) -> Result<Vec<ApiKey>, StoreError> {
         let mut end = BY_HASH.to_vec();
         if let Some(last) = end.last_mut() {
@@ -175,6 +196,16 @@ impl Store {
 
     /// Revokes the key named `name`: every later call with it fails.
     pub fn revoke_api_key(&self, name: &str, actor: &str) -> Result<ApiKey, StoreError> {
+        self.revoke_api_key_at(name, actor, Timestamp::now())
+    }
+
+    /// [`Store::revoke_api_key`] as of `now` (a key already revoked keeps its first time).
+    pub fn revoke_api_key_at(
+        &self,
+        name: &str,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<ApiKey, StoreError> {
         validate_actor(actor)?;
         let mut counters = self.lock_writer()?;
         let hash = self
@@ -187,7 +218,6 @@ impl Store {
             .map(|v| decode(&v))
             .transpose()?
             .ok_or_else(|| StoreError::Corrupt(format!("key {name:?} has a name but no record")))?;
-        let now = Timestamp::now();
         record.revoked_at.get_or_insert(now);
         let mut next = *counters;
         let audit = audit_op(

@@ -18,14 +18,19 @@ use super::keys::Cf;
 /// One mutation inside an atomic batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteOp {
+    /// Set a key in a column family: `(cf, key, value)`.
     Put(Cf, Vec<u8>, Vec<u8>),
+    /// Remove a key from a column family: `(cf, key)`; an absent key is no error.
     Delete(Cf, Vec<u8>),
 }
 
 /// Visitor of a scan: return `Ok(false)` to stop early.
 pub type Visit<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool, StoreError> + 'a;
 
+/// Ordered key-value storage in column families ([`Cf`]) with atomic batches: what
+/// [`Store`](super::Store) needs of a database. Keys compare as unsigned bytes.
 pub trait Backend: Send + Sync {
+    /// The value stored under `key` in `cf`, or `None`. Errors: [`StoreError::Backend`].
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Apply every op or none. Returns once the batch is durable as configured (synced WAL by default).
     fn write(&self, ops: Vec<WriteOp>) -> Result<(), StoreError>;
@@ -49,6 +54,8 @@ pub trait Backend: Send + Sync {
 /// One ordered map per column family, indexed by `Cf as usize`.
 type CfMaps = [BTreeMap<Vec<u8>, Vec<u8>>; 5];
 
+/// An in-memory [`Backend`] for tests: one ordered map per column family behind one lock;
+/// nothing outlives the value.
 #[derive(Default)]
 pub struct MemoryBackend {
     maps: Mutex<CfMaps>,
@@ -137,6 +144,8 @@ impl Default for RocksOptions {
     }
 }
 
+/// The RocksDB [`Backend`]: one column family per [`Cf`], its data directory held exclusively
+/// (RocksDB's `LOCK` file) while open.
 pub struct RocksBackend {
     db: DB,
     write_options: WriteOptions,
@@ -169,6 +178,9 @@ impl RocksBackend {
         opts
     }
 
+    /// Opens (creating if missing) the RocksDB database in directory `path`, with every column
+    /// family. Errors: [`StoreError::Locked`] when another process holds it, else
+    /// [`StoreError::Backend`].
     pub fn open(path: &Path, config: &RocksOptions) -> Result<RocksBackend, StoreError> {
         let opts = Self::options(config);
         let descriptors = Cf::ALL
@@ -185,6 +197,7 @@ impl RocksBackend {
         })
     }
 
+    /// The data directory this backend was opened on.
     pub fn path(&self) -> &Path {
         &self.path
     }

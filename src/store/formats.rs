@@ -39,13 +39,19 @@ use std::str::FromStr;
 use serde::Serialize;
 
 use super::model::{Algorithm, Entry, EntryHashes, HashValue, MAX_TEXT_LEN, NewEntry, Upserted};
-use super::{Store, StoreError};
+use super::{Applied, Change, Origin, Store, StoreError};
 
+/// An exchange format for import and export (names as in the CLI: `jsonl`, `csv`,
+/// `signal-lines`, `hex`); see the module doc for each one's shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
+    /// `jsonl`: one vigie entry as a JSON object per line; lossless.
     Jsonl,
+    /// `csv`: a header row naming the columns, then one record per hash.
     Csv,
+    /// `signal-lines`: python-threatexchange's `<signal_type> <hash>` lines.
     SignalLines,
+    /// `hex`: one hash per line, of the algorithm given in the options.
     Hex,
 }
 
@@ -75,12 +81,16 @@ impl fmt::Display for Format {
     }
 }
 
+/// Why an import, check or export failed.
 #[derive(Debug, thiserror::Error)]
 pub enum FormatError {
+    /// The store refused or failed (unknown bank, storage error).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Reading the input or writing the output failed.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// A bad request: unknown format, a missing `--algorithm`, an unusable CSV header or writer.
     #[error("{0}")]
     Invalid(String),
     /// `--strict` and a line was bad.
@@ -93,6 +103,7 @@ pub enum FormatError {
 pub struct LineError {
     /// 1-based line number in the input.
     pub line: u64,
+    /// Why the line was refused, for people.
     pub reason: String,
 }
 
@@ -118,15 +129,21 @@ fn is_foreign_signal_type(name: &str) -> bool {
 /// One parsed input unit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Parsed {
+    /// A line that yields an entry to add or replace.
     Entry {
+        /// 1-based line number in the input.
         line: u64,
+        /// The validated entry (external id defaulted to `<algorithm>:<hex>` when absent).
         entry: Box<NewEntry>,
     },
     /// A signal type vigie does not hold.
     Skipped {
+        /// 1-based line number in the input.
         line: u64,
+        /// The signal type, trimmed and lowercase (`url`, `video_md5`, ...).
         signal_type: String,
     },
+    /// A line that cannot be imported.
     Bad(LineError),
 }
 
@@ -688,7 +705,9 @@ fn validated(line: u64, entry: NewEntry) -> Parsed {
 /// How an import runs.
 #[derive(Debug, Clone)]
 pub struct ImportOptions {
+    /// The input's format.
     pub format: Format,
+    /// The algorithm of `hex` lines, and of `csv` rows when the header has no algorithm column.
     pub algorithm: Option<Algorithm>,
     /// Stop at the first bad line (callers wanting all-or-nothing validate first with `check`).
     pub strict: bool,
@@ -696,10 +715,13 @@ pub struct ImportOptions {
     pub batch_size: usize,
     /// Label and source for entries whose line carries none.
     pub default_label: Option<String>,
+    /// Source for entries whose line carries none.
     pub default_source: Option<String>,
 }
 
 impl ImportOptions {
+    /// Defaults for `format`: no algorithm, not strict, batches of 1000 entries, no default label
+    /// or source.
     pub fn new(format: Format) -> ImportOptions {
         ImportOptions {
             format,
@@ -716,9 +738,13 @@ impl ImportOptions {
 /// `failed` are the contract).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ImportSummary {
+    /// Entries new to the bank.
     pub added: u64,
+    /// Entries that replaced one with the same external id.
     pub updated: u64,
+    /// Rows of signal types vigie does not hold (URLs, videos, text).
     pub skipped: u64,
+    /// Bad lines, all of them (not only those in `errors`).
     pub failed: u64,
     /// Skipped rows by signal type (`url`, `video_md5`, ...).
     pub skipped_by_type: BTreeMap<String, u64>,
@@ -726,6 +752,7 @@ pub struct ImportSummary {
     pub errors: Vec<LineError>,
 }
 
+/// How many bad lines an [`ImportSummary`] lists in `errors`.
 pub const MAX_REPORTED_ERRORS: usize = 100;
 
 impl ImportSummary {
@@ -796,9 +823,9 @@ pub fn check(reader: impl BufRead, options: &ImportOptions) -> Result<ImportSumm
     Ok(summary)
 }
 
-/// Import into `bank`. `on_commit` sees each committed batch (the entries are durable when it
-/// runs) and `on_bad_line` each bad line as it is met. Ends with an `import` audit event carrying
-/// the counts.
+/// Import into `bank` straight into `store` (no live index: the offline CLI, tests). `on_commit`
+/// sees each committed batch (the entries are durable when it runs) and `on_bad_line` each bad
+/// line as it is met. Ends with an `import` audit event carrying the counts. See [`import_with`].
 pub fn import(
     store: &Store,
     bank: &str,
@@ -806,6 +833,36 @@ pub fn import(
     options: &ImportOptions,
     actor: &str,
     on_commit: &mut dyn FnMut(&[Upserted]),
+    on_bad_line: &mut dyn FnMut(&LineError),
+) -> Result<ImportSummary, FormatError> {
+    let origin = Origin::now(actor);
+    import_with(
+        &mut |change| {
+            let applied = store.apply(change, &origin)?;
+            if let Applied::Upserted(done) = &applied {
+                on_commit(done);
+            }
+            Ok(applied)
+        },
+        store,
+        bank,
+        reader,
+        options,
+        on_bad_line,
+    )
+}
+
+/// Import into `bank`, each batch of entries applied as one [`Change::UpsertEntries`] by `apply`
+/// (the live banks apply it to the store and the index), and the outcome as one
+/// [`Change::RecordImport`] carrying the counts. `store` is read to check the bank exists;
+/// `on_bad_line` sees each bad line as it is met. Errors: an unknown bank, a bad line under
+/// `strict` (batches committed before it stay), a read or store failure.
+pub fn import_with(
+    apply: &mut dyn FnMut(Change) -> Result<Applied, StoreError>,
+    store: &Store,
+    bank: &str,
+    reader: impl BufRead,
+    options: &ImportOptions,
     on_bad_line: &mut dyn FnMut(&LineError),
 ) -> Result<ImportSummary, FormatError> {
     if store.get_bank(bank)?.is_none() {
@@ -828,15 +885,19 @@ pub fn import(
             if batch.is_empty() {
                 return Ok(());
             }
-            let done = store.upsert_entries(bank, std::mem::take(batch), actor)?;
-            for u in &done {
-                if u.added {
-                    summary.added += 1;
-                } else {
-                    summary.updated += 1;
+            let change = Change::UpsertEntries {
+                bank: bank.to_string(),
+                entries: std::mem::take(batch),
+            };
+            if let Applied::Upserted(done) = apply(change)? {
+                for u in &done {
+                    if u.added {
+                        summary.added += 1;
+                    } else {
+                        summary.updated += 1;
+                    }
                 }
             }
-            on_commit(&done);
             Ok(())
         };
     let outcome = parse(reader, options.format, options.algorithm, &mut |unit| {
@@ -920,7 +981,10 @@ pub fn import(
         "failed": summary.failed,
         "complete": outcome.is_ok() && flushed.is_ok(),
     });
-    store.record_import(bank, detail, actor)?;
+    apply(Change::RecordImport {
+        bank: bank.to_string(),
+        detail,
+    })?;
     outcome?;
     flushed?;
     Ok(summary)
@@ -929,7 +993,9 @@ pub fn import(
 /// What to export.
 #[derive(Debug, Clone)]
 pub struct ExportOptions {
+    /// The output's format.
     pub format: Format,
+    /// Only entries with exactly this label; `None`: all.
     pub label: Option<String>,
     /// Required for `hex`; for the other formats, restricts the output to this algorithm.
     pub algorithm: Option<Algorithm>,

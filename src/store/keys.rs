@@ -20,25 +20,37 @@ use super::StoreError;
 use super::model::{Algorithm, BankId, EntryHashes, EntryId, HashValue, Timestamp};
 use crate::bits::Bits;
 
+/// RocksDB name of the column family of bank records (see the table above).
 pub const CF_BANKS: &str = "banks";
+/// RocksDB name of the column family of entry records.
 pub const CF_ENTRIES: &str = "entries";
+/// RocksDB name of the column family mapping (bank, external id) to entry id.
 pub const CF_EXTERNAL: &str = "external";
+/// RocksDB name of the column family of the schema version, counters and API keys.
 pub const CF_META: &str = "meta";
+/// RocksDB name of the column family of audit events.
 pub const CF_AUDIT: &str = "audit";
 
 /// Column families, as the backends index them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Cf {
+    /// Bank records by bank id.
     Banks = 0,
+    /// Entry records by entry id.
     Entries = 1,
+    /// Entry ids by bank id and external id.
     External = 2,
+    /// Schema version, id counters, API keys.
     Meta = 3,
+    /// Audit events by time and sequence.
     Audit = 4,
 }
 
 impl Cf {
+    /// Every column family, in discriminant order (the backends' index order).
     pub const ALL: [Cf; 5] = [Cf::Banks, Cf::Entries, Cf::External, Cf::Meta, Cf::Audit];
 
+    /// The column family's RocksDB name (one of the `CF_*` constants).
     pub fn name(self) -> &'static str {
         match self {
             Cf::Banks => CF_BANKS,
@@ -50,23 +62,33 @@ impl Cf {
     }
 }
 
+/// `meta` key of the store's schema version, a `u32` big-endian.
 pub const META_SCHEMA_VERSION: &[u8] = b"schema_version";
+/// `meta` key of the next entry id to hand out, a `u64` big-endian (ids start at 1).
 pub const META_NEXT_ENTRY_ID: &[u8] = b"next_entry_id";
+/// `meta` key of the next bank id to hand out, a `u64` big-endian (ids start at 1).
 pub const META_NEXT_BANK_ID: &[u8] = b"next_bank_id";
+/// `meta` key of the next audit sequence number, a `u64` big-endian (starts at 1).
 pub const META_NEXT_AUDIT_SEQ: &[u8] = b"next_audit_seq";
 
+/// `banks` key of a bank: its id, 4 bytes big-endian.
 pub fn bank_key(id: BankId) -> [u8; 4] {
     id.to_be_bytes()
 }
 
+/// `entries` key of an entry: its id, 8 bytes big-endian.
 pub fn entry_key(id: EntryId) -> [u8; 8] {
     id.to_be_bytes()
 }
 
+/// Prefix of every `external` key of a bank: its id, 4 bytes big-endian (a prefix scan lists
+/// the bank's entries by external id).
 pub fn external_prefix(bank: BankId) -> [u8; 4] {
     bank.to_be_bytes()
 }
 
+/// `external` key of an entry: the bank id (4 bytes big-endian) followed by the external id's
+/// UTF-8 bytes, no length prefix or terminator (it is the last component).
 pub fn external_key(bank: BankId, external_id: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(4 + external_id.len());
     key.extend_from_slice(&bank.to_be_bytes());
@@ -83,6 +105,8 @@ pub fn audit_key(time: Timestamp, seq: u64) -> [u8; 16] {
     key
 }
 
+/// A big-endian `u64` from exactly 8 bytes. Errors: [`StoreError::Corrupt`] for any other
+/// length.
 pub fn decode_u64(bytes: &[u8]) -> Result<u64, StoreError> {
     let array: [u8; 8] = bytes
         .try_into()
@@ -90,6 +114,8 @@ pub fn decode_u64(bytes: &[u8]) -> Result<u64, StoreError> {
     Ok(u64::from_be_bytes(array))
 }
 
+/// A big-endian `u32` from exactly 4 bytes. Errors: [`StoreError::Corrupt`] for any other
+/// length.
 pub fn decode_u32(bytes: &[u8]) -> Result<u32, StoreError> {
     let array: [u8; 4] = bytes
         .try_into()
@@ -114,14 +140,24 @@ const MASK_KEYPOINTS: u8 = 0x40;
 /// from `bank`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntryRecord {
+    /// Id of the bank the entry belongs to.
     pub bank: BankId,
+    /// Its hashes, crop-window PDQs and keypoints.
     pub hashes: EntryHashes,
+    /// The entry takes no part in matching before this time (microseconds since the Unix
+    /// epoch); `None`: active.
     pub disabled_until: Option<Timestamp>,
+    /// The caller's id for the entry, unique within the bank.
     pub external_id: String,
+    /// Free text returned with a match.
     pub label: String,
+    /// Free text: where the entry came from.
     pub source: String,
+    /// Free text for curators.
     pub note: String,
+    /// The audit actor that added it (an API key's name, `cli`, ...).
     pub added_by: String,
+    /// When it was added (microseconds since the Unix epoch).
     pub added_at: Timestamp,
 }
 
@@ -145,6 +181,9 @@ pub struct EntryRecord {
 //   strings  external_id, label, source, note, added_by: each u32 BE length ++ UTF-8
 //   [..+8]   added_at, i64 µs BE
 
+/// The binary record of an entry, in the version-1 layout above. Cannot fail: counts fit their
+/// `u8` because `EntryHashes` bounds windows and keypoints, and the store validates text
+/// lengths (a few kilobytes at most) before it makes a record.
 pub fn encode_entry(record: &EntryRecord) -> Vec<u8> {
     let mut out = Vec::with_capacity(128 + record.note.len());
     // At most MAX_ENTRY_HASHES (256) hashes, at least one of them first of its algorithm, so at
@@ -277,8 +316,11 @@ impl<'a> Reader<'a> {
 /// The head of an entry record: what the start-up load reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntryHead {
+    /// Id of the bank the entry belongs to.
     pub bank: BankId,
+    /// Disabled until then (microseconds since the Unix epoch); `None`: active.
     pub disabled_until: Option<Timestamp>,
+    /// Its hashes, crop-window PDQs and keypoints.
     pub hashes: EntryHashes,
 }
 
@@ -385,6 +427,9 @@ pub fn decode_entry_head(bytes: &[u8]) -> Result<EntryHead, StoreError> {
     decode_head(&mut Reader { bytes, pos: 0 })
 }
 
+/// The whole entry record from its bytes. Errors: [`StoreError::Corrupt`] for an unknown
+/// version, a truncated record, out-of-range window or keypoint counts, a keypoint scale outside
+/// `BANK_SCALES`, text that is not UTF-8, or trailing bytes.
 pub fn decode_entry(bytes: &[u8]) -> Result<EntryRecord, StoreError> {
     let mut reader = Reader { bytes, pos: 0 };
     let head = decode_head(&mut reader)?;

@@ -7,6 +7,7 @@ use crate::bits::{Hash64, Hash256};
 
 /// Where loaded hashes go (the in-memory index).
 pub trait HashSink {
+    /// One of entry `id`'s whole-picture or exact hashes (any algorithm).
     fn insert(&mut self, id: EntryId, hash: HashValue);
     /// A crop-window PDQ of the entry (kept apart from its PDQ); ignored unless the sink wants it.
     fn insert_window(&mut self, _id: EntryId, _hash: Hash256) {}
@@ -14,6 +15,7 @@ pub trait HashSink {
     fn insert_keypoint(&mut self, _id: EntryId, _point: Keypoint) {}
     /// Hashes held.
     fn len(&self) -> u64;
+    /// Whether the sink holds no hash.
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -28,7 +30,9 @@ pub struct LoadStats {
     pub hashes: u64,
 }
 
-/// Stream every entry active at `now` into `sink`.
+/// Stream every entry active at `now` into `sink`, in entry id order. Errors: storage, or
+/// [`StoreError::Corrupt`] for a record that does not decode; the sink may then hold part of the
+/// entries.
 pub fn load_into(
     store: &Store,
     now: Timestamp,
@@ -61,10 +65,15 @@ pub fn load_into(
 /// price is the pairs held once more until the extend (40 bytes a PDQ pair).
 #[derive(Debug, Default)]
 pub struct BulkLoad {
+    /// Whole-picture PDQs (256 bits) with their entry, in id order.
     pub pdq: Vec<(Hash256, EntryId)>,
+    /// pHashes (64 bits) with their entry.
     pub phash: Vec<(Hash64, EntryId)>,
+    /// dHashes (64 bits) with their entry.
     pub dhash: Vec<(Hash64, EntryId)>,
+    /// MD5 digests (128 bits) with their entry.
     pub md5: Vec<(Md5, EntryId)>,
+    /// SHA-256 digests (256 bits) with their entry.
     pub sha256: Vec<(Sha256, EntryId)>,
     /// Crop-window PDQs (their own index: see `matcher::HashIndexes`).
     pub pdq_windows: Vec<(Hash256, EntryId)>,
@@ -102,7 +111,8 @@ impl HashSink for BulkLoad {
     }
 }
 
-/// A plain list of (id, hash): the stand-in sink until the Hamming index is wired in.
+/// A plain list of (id, hash), in load order: a sink for tests and [`load_index`]. It keeps
+/// what [`HashSink::insert`] gives and ignores crop windows and keypoints.
 #[derive(Debug, Default)]
 pub struct HashList(pub Vec<(EntryId, HashValue)>);
 
@@ -118,12 +128,17 @@ impl HashSink for HashList {
 /// Result of [`load_index`].
 #[derive(Debug)]
 pub struct Loaded {
+    /// Active entries visited.
     pub entries: u64,
+    /// Hashes, crop windows and keypoints visited.
     pub hashes: u64,
+    /// Hashes the list kept (crop windows and keypoints left out, so at most `hashes`).
     pub index_len: u64,
+    /// The (id, hash) pairs.
     pub index: HashList,
 }
 
+/// Every entry active at `now` into a [`HashList`], with counts. Errors: as [`load_into`].
 pub fn load_index(store: &Store, now: Timestamp) -> Result<Loaded, StoreError> {
     let mut index = HashList::default();
     let stats = load_into(store, now, &mut index)?;

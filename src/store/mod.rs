@@ -8,6 +8,7 @@
 
 pub mod api_keys;
 pub mod backend;
+pub mod change;
 pub mod formats;
 pub mod keys;
 pub mod load;
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, RwLock};
 
 pub use backend::{Backend, MemoryBackend, RocksBackend, RocksOptions, WriteOp};
+pub use change::{Applied, Change, Origin};
 use keys::{Cf, EntryHead, EntryRecord};
 pub use model::*;
 pub use schema::{SCHEMA_VERSION, schema_5_order};
@@ -26,26 +28,40 @@ pub use schema::{SCHEMA_VERSION, schema_5_order};
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The data directory (this path) is locked by another process holding RocksDB's `LOCK`.
     #[error(
         "the data directory {0} is in use by another vigie process (RocksDB LOCK held); stop the server or use the API"
     )]
     Locked(PathBuf),
+    /// The store was written by a newer vigie: its schema version is above [`SCHEMA_VERSION`].
     #[error(
         "the store has schema version {found}, newer than this vigie supports ({supported}); upgrade vigie"
     )]
-    SchemaTooNew { found: u32, supported: u32 },
+    SchemaTooNew {
+        /// The schema version recorded in the store.
+        found: u32,
+        /// The newest version this build reads ([`SCHEMA_VERSION`]).
+        supported: u32,
+    },
+    /// Stored data cannot be decoded or is inconsistent; the text says what.
     #[error("store is corrupt: {0}")]
     Corrupt(String),
+    /// The storage engine failed (I/O, RocksDB, a poisoned lock); the text is its message.
     #[error("storage error: {0}")]
     Backend(String),
+    /// An input was refused by validation; the text says which and why.
     #[error("{0}")]
     Invalid(String),
+    /// An algorithm name that is not pdq, phash, dhash, md5 or sha256 (the name given).
     #[error("unknown algorithm {0:?} (expected pdq, phash, dhash, md5 or sha256)")]
     UnknownAlgorithm(String),
+    /// A bank with this name already exists.
     #[error("bank {0:?} already exists")]
     BankExists(String),
+    /// No bank has this name.
     #[error("no bank named {0:?}")]
     BankNotFound(String),
+    /// No such entry; the text names it (an id, or an external id and its bank).
     #[error("no entry {0}")]
     EntryNotFound(String),
 }
@@ -61,6 +77,8 @@ struct Counters {
 /// Audit events list at most this many entry ids; the count is always recorded in `detail`.
 const AUDIT_MAX_IDS: usize = 10_000;
 
+/// The bank store: banks, entries, the audit log and id counters over a [`Backend`]. Shared
+/// across threads: reads run concurrently, writers are serialised by one lock.
 pub struct Store {
     backend: Box<dyn Backend>,
     /// Serialises writers: upserts read the external-id lookup then write, and counters advance.
@@ -81,6 +99,9 @@ impl Store {
         Store::with_backend(Box::new(MemoryBackend::default())).expect("fresh in-memory store")
     }
 
+    /// Opens a store over `backend`: checks and migrates its schema, reads the id counters and
+    /// caches the banks. Errors: [`StoreError::SchemaTooNew`], [`StoreError::Corrupt`] (undecodable
+    /// counters or bank records, rows without a schema version), [`StoreError::Backend`].
     pub fn with_backend(backend: Box<dyn Backend>) -> Result<Store, StoreError> {
         schema::check_and_migrate(backend.as_ref())?;
         let counters = Counters {
@@ -164,7 +185,19 @@ impl Store {
 
     // ---- banks ----
 
+    /// Creates a bank (audited as `bank_create` by `actor`). Errors: an invalid name, description
+    /// or limits ([`StoreError::Invalid`]), [`StoreError::BankExists`], a storage failure.
     pub fn create_bank(&self, new: NewBank, actor: &str) -> Result<Bank, StoreError> {
+        self.create_bank_at(new, actor, Timestamp::now())
+    }
+
+    /// [`Store::create_bank`] as of `now` (the change's time when it is replayed from a log).
+    pub fn create_bank_at(
+        &self,
+        new: NewBank,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<Bank, StoreError> {
         validate_bank_name(&new.name)?;
         validate_actor(actor)?;
         validate_text("description", &new.description)?;
@@ -174,7 +207,6 @@ impl Store {
         if self.bank_cache()?.contains_key(&new.name) {
             return Err(StoreError::BankExists(new.name));
         }
-        let now = Timestamp::now();
         let bank = Bank {
             id: counters.next_bank_id,
             name: new.name,
@@ -210,6 +242,8 @@ impl Store {
         Ok(bank)
     }
 
+    /// The bank named `name`, or `None`; read from the in-memory cache (errors only on a poisoned
+    /// lock).
     pub fn get_bank(&self, name: &str) -> Result<Option<Bank>, StoreError> {
         Ok(self.bank_cache()?.get(name).cloned())
     }
@@ -219,6 +253,7 @@ impl Store {
             .ok_or_else(|| StoreError::BankNotFound(name.to_string()))
     }
 
+    /// Every bank, in name order, from the in-memory cache (errors only on a poisoned lock).
     pub fn list_banks(&self) -> Result<Vec<Bank>, StoreError> {
         Ok(self.bank_cache()?.values().cloned().collect())
     }
@@ -231,11 +266,24 @@ impl Store {
             .ok_or_else(|| StoreError::Corrupt(format!("entry refers to missing bank {id}")))
     }
 
+    /// Changes a bank's description, enabled flag, kind or limits (those set in `update`), audited
+    /// as `bank_update`. Errors: [`StoreError::BankNotFound`], invalid text or limits, storage.
     pub fn update_bank(
         &self,
         name: &str,
         update: BankUpdate,
         actor: &str,
+    ) -> Result<Bank, StoreError> {
+        self.update_bank_at(name, update, actor, Timestamp::now())
+    }
+
+    /// [`Store::update_bank`] as of `now`.
+    pub fn update_bank_at(
+        &self,
+        name: &str,
+        update: BankUpdate,
+        actor: &str,
+        now: Timestamp,
     ) -> Result<Bank, StoreError> {
         validate_actor(actor)?;
         let mut counters = self.lock_writer()?;
@@ -262,7 +310,6 @@ impl Store {
             );
             bank.max_distance = max_distance;
         }
-        let now = Timestamp::now();
         bank.updated_at = now;
         let mut next = *counters;
         let ops = vec![
@@ -293,6 +340,16 @@ impl Store {
         name: &str,
         actor: &str,
     ) -> Result<Vec<(EntryId, EntryHashes)>, StoreError> {
+        self.delete_bank_at(name, actor, Timestamp::now())
+    }
+
+    /// [`Store::delete_bank`] as of `now`.
+    pub fn delete_bank_at(
+        &self,
+        name: &str,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<Vec<(EntryId, EntryHashes)>, StoreError> {
         validate_actor(actor)?;
         let mut counters = self.lock_writer()?;
         let bank = self.require_bank(name)?;
@@ -316,7 +373,6 @@ impl Store {
             removed_hashes.push((id, head.hashes));
         }
         ops.push(WriteOp::Delete(Cf::Banks, keys::bank_key(bank.id).to_vec()));
-        let now = Timestamp::now();
         let mut next = *counters;
         let detail = serde_json::json!({ "entries_removed": removed.len() });
         ops.push(audit_op(
@@ -382,6 +438,18 @@ impl Store {
         entries: Vec<NewEntry>,
         actor: &str,
     ) -> Result<Vec<Upserted>, StoreError> {
+        self.upsert_entries_at(bank, entries, actor, Timestamp::now())
+    }
+
+    /// [`Store::upsert_entries`] as of `now`: new entries are stamped `added_at = now` (unless
+    /// they carry their own), and `Upserted::active` is judged at `now`.
+    pub fn upsert_entries_at(
+        &self,
+        bank: &str,
+        entries: Vec<NewEntry>,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<Vec<Upserted>, StoreError> {
         validate_actor(actor)?;
         for e in &entries {
             e.validate()?;
@@ -389,7 +457,6 @@ impl Store {
         let mut counters = self.lock_writer()?;
         let bank = self.require_bank(bank)?;
         let mut next = *counters;
-        let now = Timestamp::now();
         let mut ops = Vec::with_capacity(entries.len() * 2 + 3);
         let mut results = Vec::with_capacity(entries.len());
         // What this batch has written so far, by external id: (id, record).
@@ -499,6 +566,17 @@ impl Store {
         ids: &[EntryId],
         actor: &str,
     ) -> Result<Vec<Entry>, StoreError> {
+        self.remove_entries_at(bank, ids, actor, Timestamp::now())
+    }
+
+    /// [`Store::remove_entries`] as of `now` (the audit event's time).
+    pub fn remove_entries_at(
+        &self,
+        bank: &str,
+        ids: &[EntryId],
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<Vec<Entry>, StoreError> {
         validate_actor(actor)?;
         let mut counters = self.lock_writer()?;
         let bank = self.require_bank(bank)?;
@@ -523,7 +601,6 @@ impl Store {
         if removed.is_empty() {
             return Ok(removed);
         }
-        let now = Timestamp::now();
         let mut next = *counters;
         let removed_ids: Vec<EntryId> = removed.iter().map(|e| e.id).collect();
         let detail = serde_json::json!({ "count": removed_ids.len() });
@@ -548,6 +625,18 @@ impl Store {
         until: Option<Timestamp>,
         actor: &str,
     ) -> Result<Vec<Entry>, StoreError> {
+        self.set_entries_disabled_at(bank, ids, until, actor, Timestamp::now())
+    }
+
+    /// [`Store::set_entries_disabled`] as of `now` (the audit event's time).
+    pub fn set_entries_disabled_at(
+        &self,
+        bank: &str,
+        ids: &[EntryId],
+        until: Option<Timestamp>,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<Vec<Entry>, StoreError> {
         validate_actor(actor)?;
         let mut counters = self.lock_writer()?;
         let bank = self.require_bank(bank)?;
@@ -569,7 +658,6 @@ impl Store {
         if changed.is_empty() {
             return Ok(changed);
         }
-        let now = Timestamp::now();
         let mut next = *counters;
         let action = if until.is_some() {
             AuditAction::EntryDisable
@@ -587,6 +675,8 @@ impl Store {
         Ok(changed)
     }
 
+    /// The entry with id `id` (in any bank), or `None`. Errors: [`StoreError::Corrupt`] for an
+    /// undecodable record or one naming a missing bank, [`StoreError::Backend`].
     pub fn get_entry(&self, id: EntryId) -> Result<Option<Entry>, StoreError> {
         match self.read_record(id)? {
             Some(record) => Ok(Some(self.to_entry(id, record, None)?)),
@@ -594,6 +684,8 @@ impl Store {
         }
     }
 
+    /// The entry of `bank` with `external_id`, or `None`. Errors: [`StoreError::BankNotFound`],
+    /// [`StoreError::Corrupt`] when the lookup names a missing or undecodable record, storage.
     pub fn find_entry(&self, bank: &str, external_id: &str) -> Result<Option<Entry>, StoreError> {
         let bank = self.require_bank(bank)?;
         let Some(v) = self
@@ -712,13 +804,24 @@ impl Store {
         detail: serde_json::Value,
         actor: &str,
     ) -> Result<(), StoreError> {
+        self.record_import_at(bank, detail, actor, Timestamp::now())
+    }
+
+    /// [`Store::record_import`] as of `now`.
+    pub fn record_import_at(
+        &self,
+        bank: &str,
+        detail: serde_json::Value,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         validate_actor(actor)?;
         let mut counters = self.lock_writer()?;
         let bank = self.require_bank(bank)?;
         let mut next = *counters;
         let op = audit_op(
             &mut next,
-            Timestamp::now(),
+            now,
             actor,
             AuditAction::Import,
             &bank.name,

@@ -34,14 +34,20 @@ impl FromStr for Algorithm {
 /// One hash of one algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum HashValue {
+    /// A 256-bit PDQ hash.
     Pdq(Hash256),
+    /// A 64-bit pHash (DCT) hash.
     Phash(Hash64),
+    /// A 64-bit dHash (difference) hash.
     Dhash(Hash64),
+    /// A 128-bit MD5 digest of the file bytes.
     Md5(Md5),
+    /// A 256-bit SHA-256 digest of the file bytes.
     Sha256(Sha256),
 }
 
 impl HashValue {
+    /// The algorithm this hash belongs to.
     pub fn algorithm(&self) -> Algorithm {
         match self {
             HashValue::Pdq(_) => Algorithm::Pdq,
@@ -52,6 +58,8 @@ impl HashValue {
         }
     }
 
+    /// Lowercase hex, most significant word first: 64 characters for PDQ and SHA-256, 16 for
+    /// pHash and dHash, 32 for MD5.
     pub fn to_hex(&self) -> String {
         match self {
             HashValue::Pdq(h) => h.to_hex(),
@@ -96,10 +104,12 @@ impl EntryKeypoints {
         }
     }
 
+    /// The keypoints, at most [`MAX_BANK_KEYPOINTS`] (empty for entries imported as hashes).
     pub fn as_slice(&self) -> &[Keypoint] {
         &self.points
     }
 
+    /// Whether the entry has no keypoints.
     pub fn is_empty(&self) -> bool {
         self.points.is_empty()
     }
@@ -113,10 +123,15 @@ pub const MAX_ENTRY_HASHES: usize = 256;
 /// of an algorithm already present (an ad with several photos) in [`EntryHashes::more`].
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct EntryHashes {
+    /// PDQ hash (256 bits).
     pub pdq: Option<Hash256>,
+    /// pHash (64 bits).
     pub phash: Option<Hash64>,
+    /// dHash (64 bits).
     pub dhash: Option<Hash64>,
+    /// MD5 digest (128 bits).
     pub md5: Option<Md5>,
+    /// SHA-256 digest (256 bits).
     pub sha256: Option<Sha256>,
     /// Further hashes, each of an algorithm whose field above is set, none equal to another hash
     /// of the entry, at most [`MAX_ENTRY_HASHES`] in all (see [`EntryHashes::add`]). Each is
@@ -148,6 +163,7 @@ impl EntryHashes {
         }
     }
 
+    /// Whether no algorithm's hash is present (crop windows and keypoints are not counted).
     pub fn is_empty(&self) -> bool {
         self.iter().next().is_none()
     }
@@ -193,6 +209,7 @@ impl EntryHashes {
         }
     }
 
+    /// The hash of `algorithm`, or `None` when the entry has none.
     pub fn get(&self, algorithm: Algorithm) -> Option<HashValue> {
         match algorithm {
             Algorithm::Pdq => self.pdq.map(HashValue::Pdq),
@@ -291,6 +308,7 @@ impl Timestamp {
     /// Latest time RFC 3339 can print (9999-12-31T23:59:59Z): "disabled indefinitely".
     pub const MAX: Timestamp = Timestamp(253_402_300_799_000_000);
 
+    /// The current system time; the epoch itself if the clock is set before 1970.
     pub fn now() -> Timestamp {
         let micros = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -299,6 +317,7 @@ impl Timestamp {
         Timestamp(i64::try_from(micros).unwrap_or(i64::MAX))
     }
 
+    /// The time `seconds` after the Unix epoch (saturating at `i64` microseconds).
     pub fn from_unix_seconds(seconds: i64) -> Timestamp {
         Timestamp(seconds.saturating_mul(1_000_000))
     }
@@ -395,10 +414,15 @@ impl fmt::Display for BankKind {
 /// match only at 0 whatever is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MaxDistances {
+    /// PDQ threshold, in bits of 256 (at most 256).
     pub pdq: u32,
+    /// pHash threshold, in bits of 64 (at most 64).
     pub phash: u32,
+    /// dHash threshold, in bits of 64 (at most 64).
     pub dhash: u32,
+    /// MD5 threshold: must be 0 (exact match).
     pub md5: u32,
+    /// SHA-256 threshold: must be 0 (exact match).
     pub sha256: u32,
 }
 
@@ -417,6 +441,7 @@ impl Default for MaxDistances {
 }
 
 impl MaxDistances {
+    /// The threshold for `algorithm`, in bits.
     pub fn get(&self, algorithm: Algorithm) -> u32 {
         match algorithm {
             Algorithm::Pdq => self.pdq,
@@ -466,49 +491,78 @@ pub const MAX_EXTERNAL_ID_LEN: usize = 512;
 /// Longest label, source, note or actor accepted (bytes).
 pub const MAX_TEXT_LEN: usize = 4096;
 
+/// A named collection of hashes, with its matching thresholds. Serialised without its `id`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bank {
+    /// Internal id (the key prefix of its rows); not serialised, restored from the row key.
     #[serde(skip)]
     pub id: BankId,
+    /// Unique name, `[A-Za-z0-9_-]{1,64}`; what users and the audit log refer to.
     pub name: String,
+    /// Free text, at most [`MAX_TEXT_LEN`] bytes.
     pub description: String,
+    /// Whether the bank's entries take part in matching.
     pub enabled: bool,
+    /// Whether a match blocks or allows the upload.
     pub kind: BankKind,
+    /// Matching thresholds per algorithm, in bits.
     pub max_distance: MaxDistances,
+    /// When the bank was created.
     pub created_at: Timestamp,
+    /// When the bank was last changed (equal to `created_at` until an update).
     pub updated_at: Timestamp,
 }
 
 /// What a new bank is created with; defaults are an enabled block bank with default thresholds.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NewBank {
+    /// Unique name, `[A-Za-z0-9_-]{1,64}`.
     pub name: String,
+    /// Free text, at most [`MAX_TEXT_LEN`] bytes.
     pub description: String,
+    /// Block (default) or allow.
     pub kind: BankKind,
+    /// Whether the bank takes part in matching; `None` means enabled.
     pub enabled: Option<bool>,
+    /// Thresholds per algorithm, in bits; `None` means [`MaxDistances::default`].
     pub max_distance: Option<MaxDistances>,
 }
 
 /// Changes to a bank; `None` leaves a field as it is. The name cannot change: it keys the audit log.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BankUpdate {
+    /// New free-text description, at most [`MAX_TEXT_LEN`] bytes.
     pub description: Option<String>,
+    /// Enable or disable the bank for matching.
     pub enabled: Option<bool>,
+    /// New kind (block or allow).
     pub kind: Option<BankKind>,
+    /// New thresholds per algorithm, in bits; validated by [`MaxDistances::validate`].
     pub max_distance: Option<MaxDistances>,
 }
 
+/// A stored bank entry: its hashes and metadata, as read back from the store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
+    /// Vigie's id of the entry, unique across banks and never reused.
     pub id: EntryId,
+    /// Name of the bank holding the entry.
     pub bank: String,
+    /// The caller's id of the entry, unique within its bank (1 to [`MAX_EXTERNAL_ID_LEN`] bytes).
     pub external_id: String,
+    /// The entry's hashes (at least one algorithm).
     pub hashes: EntryHashes,
+    /// Free-text label (at most [`MAX_TEXT_LEN`] bytes; may be empty).
     pub label: String,
+    /// Where the entry came from (at most [`MAX_TEXT_LEN`] bytes; may be empty).
     pub source: String,
+    /// Free-text note (at most [`MAX_TEXT_LEN`] bytes; may be empty).
     pub note: String,
+    /// Who added the entry (the acting user, or the value carried by an import).
     pub added_by: String,
+    /// When the entry was added.
     pub added_at: Timestamp,
+    /// While set and later than now, the entry is left out of matching ([`Entry::is_active`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disabled_until: Option<Timestamp>,
 }
@@ -525,23 +579,35 @@ impl Entry {
 /// jsonl export re-imports losslessly.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct NewEntry {
+    /// The caller's id of the entry, unique within the bank: 1 to [`MAX_EXTERNAL_ID_LEN`] bytes,
+    /// no control characters.
     pub external_id: String,
+    /// The entry's hashes: at least one algorithm.
     pub hashes: EntryHashes,
+    /// Free-text label, at most [`MAX_TEXT_LEN`] bytes.
     #[serde(default)]
     pub label: String,
+    /// Where the entry came from, at most [`MAX_TEXT_LEN`] bytes.
     #[serde(default)]
     pub source: String,
+    /// Free-text note, at most [`MAX_TEXT_LEN`] bytes.
     #[serde(default)]
     pub note: String,
+    /// Who added it, at most [`MAX_TEXT_LEN`] bytes; `None`: the acting user.
     #[serde(default)]
     pub added_by: Option<String>,
+    /// When it was added; `None`: now.
     #[serde(default)]
     pub added_at: Option<Timestamp>,
+    /// Leave the entry out of matching until this time; `None`: active.
     #[serde(default)]
     pub disabled_until: Option<Timestamp>,
 }
 
 impl NewEntry {
+    /// Checks the external id (1 to [`MAX_EXTERNAL_ID_LEN`] bytes, no control characters), that
+    /// there is a hash, and that the texts fit [`MAX_TEXT_LEN`] bytes.
+    /// Errors: [`StoreError::Invalid`] naming the first fault.
     pub fn validate(&self) -> Result<(), StoreError> {
         if self.external_id.is_empty() || self.external_id.len() > MAX_EXTERNAL_ID_LEN {
             return Err(StoreError::Invalid(format!(
@@ -579,7 +645,9 @@ impl NewEntry {
 /// What `upsert_entries` did with one entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Upserted {
+    /// Vigie's id of the entry (new, or the replaced entry's id).
     pub id: EntryId,
+    /// The caller's id of the entry, as given.
     pub external_id: String,
     /// `true` for a new entry, `false` when an existing one was replaced.
     pub added: bool,
@@ -590,6 +658,7 @@ pub struct Upserted {
     /// add them.
     #[serde(skip)]
     pub hashes: EntryHashes,
+    /// Whether the entry takes part in matching now (not disabled).
     #[serde(skip)]
     pub active: bool,
 }
@@ -598,17 +667,27 @@ pub struct Upserted {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuditAction {
+    /// A bank was created.
     BankCreate,
+    /// A bank's description, enabled flag, kind or thresholds changed.
     BankUpdate,
+    /// A bank and all its entries were deleted.
     BankDelete,
+    /// Entries were added.
     EntryAdd,
+    /// Entries with an existing external id were replaced.
     EntryUpdate,
+    /// Entries were removed.
     EntryRemove,
+    /// Entries were disabled (left out of matching) until a time.
     EntryDisable,
+    /// Disabled entries were enabled again.
     EntryEnable,
+    /// An import finished (the counts are in `detail`).
     Import,
     /// Service API keys (created and revoked by admins).
     KeyCreate,
+    /// A service API key was revoked.
     KeyRevoke,
 }
 
@@ -617,9 +696,13 @@ pub enum AuditAction {
 pub struct AuditEvent {
     /// Position in the log, increasing with every event.
     pub seq: u64,
+    /// When the change was made.
     pub time: Timestamp,
+    /// Who made the change: the actor passed to the store call (user, API key or process).
     pub actor: String,
+    /// What kind of change it was.
     pub action: AuditAction,
+    /// Name of the bank changed (empty for changes that concern no bank, such as API keys).
     pub bank: String,
     /// Entry ids the change touched (empty for bank changes).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -632,8 +715,12 @@ pub struct AuditEvent {
 /// Which audit events to list. Times are inclusive bounds.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
+    /// Only events of the bank with this name; `None`: all banks.
     pub bank: Option<String>,
+    /// Only events at or after this time; `None`: from the start.
     pub since: Option<Timestamp>,
+    /// Only events at or before this time; `None`: up to the end.
     pub until: Option<Timestamp>,
+    /// At most this many events (the oldest first); `None`: no limit.
     pub limit: Option<usize>,
 }

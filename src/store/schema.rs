@@ -47,6 +47,9 @@ fn version_op(version: u32) -> WriteOp {
     )
 }
 
+/// Brings the store's schema to [`SCHEMA_VERSION`]: writes it on a fresh store, migrates an older
+/// one a step per atomic batch. Errors: [`StoreError::SchemaTooNew`], [`StoreError::Corrupt`]
+/// (version 0, no migration path, rows without a version), storage errors.
 pub fn check_and_migrate(backend: &dyn Backend) -> Result<(), StoreError> {
     let stored = match backend.get(Cf::Meta, keys::META_SCHEMA_VERSION)? {
         Some(v) => keys::decode_u32(&v)?,

@@ -1,4 +1,5 @@
-//! Seeded synthetic banks and queries for benchmarks and tests.
+//! Seeded synthetic hashes, banks and queries for the benchmarks (`vigie bench lookup|store|service`,
+//! the criterion benches) and the index's property tests.
 //!
 //! The generator is vigie's own SplitMix64 (Steele, Lea, Flood, "Fast Splittable Pseudorandom
 //! Number Generators", OOPSLA 2014) so a seed gives the same bank on every platform and with every
@@ -11,10 +12,13 @@ use crate::bits::Bits;
 pub struct SplitMix64(u64);
 
 impl SplitMix64 {
+    /// A generator whose state starts at `seed`; equal seeds give equal sequences everywhere.
     pub fn new(seed: u64) -> Self {
         SplitMix64(seed)
     }
 
+    /// The next 64 uniform bits: the state advanced by `0x9E37_79B9_7F4A_7C15`, then mixed by
+    /// two xor-shift-multiply rounds and a last xor-shift.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
@@ -28,6 +32,7 @@ impl SplitMix64 {
         ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
     }
 
+    /// A uniform random `64 * W`-bit hash (`W` draws, word 0 first).
     pub fn hash<const W: usize>(&mut self) -> Bits<W> {
         Bits(std::array::from_fn(|_| self.next_u64()))
     }
@@ -62,6 +67,8 @@ pub enum BankKind {
 }
 
 impl BankKind {
+    /// The kind's kebab-case name (`uniform`, `near-duplicates`), as benchmark options and
+    /// reports spell it.
     pub fn name(self) -> &'static str {
         match self {
             BankKind::Uniform => "uniform",

@@ -2,7 +2,7 @@
 //! same way across upgrades of `image`, `image_hasher` or vigie itself. Each failure reports the
 //! Hamming drift, which says how many banked matches an upgrade would cost.
 
-mod common;
+use crate::common;
 
 use common::*;
 use vigie::bits::{Hash64, Hash256};

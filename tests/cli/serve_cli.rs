@@ -1,7 +1,7 @@
 //! `vigie serve` as an operator runs it: keys made with `vigie keys`, the server started as a child
 //! process on 127.0.0.1:0, a client call, then SIGTERM: a clean exit that releases the store.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

@@ -1,7 +1,7 @@
 //! The shipped calibration table loads, is monotone per algorithm, and its parser refuses
 //! malformed tables (the module's own tests, compiled here so they run before the matcher does).
 
-#[path = "../src/matcher/calibration.rs"]
+#[path = "../../src/matcher/calibration.rs"]
 #[allow(dead_code)]
 mod calibration;
 

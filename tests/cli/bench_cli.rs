@@ -1,7 +1,7 @@
 //! The benchmark commands run end to end on a few fixtures and write the reports they promise
-//! (the figures themselves are measured in release builds, see the README's "Speed").
+//! (the figures themselves are measured in release builds, see docs/PERFORMANCE.md).
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread;
 
+use vigie::bench::synth::{self, BankKind, SplitMix64};
 use vigie::bits::{Bits, Hash256};
 use vigie::index::HammingIndex;
-use vigie::index::synth::{self, BankKind, SplitMix64};
 
 /// A writer inserts, then hands each (hash, id) to a reader only after `insert` returned: the
 /// reader's search, started afterwards, must find it — across the re-plans at 2k and 8k entries.

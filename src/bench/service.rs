@@ -17,27 +17,28 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use image::imageops::FilterType;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use tokio::sync::Mutex;
 use tonic::Request;
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 
-use super::CliError;
+use super::BenchError;
+use super::measure::{Resident, mib, percentile, progress_bar};
+use super::pictures::{self, encode_jpeg, median_bytes};
+use crate::config::Settings;
 use crate::plot::{LineChart, Series};
-use crate::service::ServiceLimits;
 use crate::service::proto::screening_client::ScreeningClient;
 use crate::service::proto::{ScreenRequest, screen_request};
-use crate::service::server::{self, ServerConfig};
+use crate::service::server;
 use crate::store::{RocksOptions, Store};
 
+/// Arguments of `vigie bench service`.
 #[derive(Debug, clap::Args)]
 pub struct ServiceBenchArgs {
     /// The server started here matches by keypoints, as `vigie serve` does by default (the
@@ -86,11 +87,11 @@ pub struct ServiceBenchArgs {
     /// Client deadline of each request, in milliseconds.
     #[arg(long, default_value_t = 2000)]
     pub timeout_ms: u64,
-    /// Hashing workers of the server started here [default: the service's, cores + 1].
+    /// Hashing workers of the server started here [default: as `vigie serve`].
     #[arg(long)]
     pub hash_workers: Option<usize>,
     /// How long a request may wait for a hashing worker before RESOURCE_EXHAUSTED, in milliseconds
-    /// [default: the service's, 10].
+    /// [default: as `vigie serve`].
     #[arg(long)]
     pub queue_wait_ms: Option<u64>,
     /// Write bench-service.json and bench-service.png here.
@@ -137,14 +138,6 @@ struct Sample {
     status: Option<tonic::Code>,
 }
 
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
-}
-
 fn summarise(
     kind: &'static str,
     concurrency: usize,
@@ -169,6 +162,7 @@ fn summarise(
     }
     ok.sort_by(f64::total_cmp);
     refused.sort_by(f64::total_cmp);
+    let percentile = |sorted: &[f64], q| percentile(sorted, q).unwrap_or(f64::NAN);
     RoundReport {
         kind,
         concurrency,
@@ -294,87 +288,73 @@ async fn open_round(
     (elapsed, samples, dropped)
 }
 
-fn load_pictures(args: &ServiceBenchArgs) -> Result<Vec<Vec<u8>>, CliError> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&args.dir)
-        .map_err(|e| CliError(format!("{}: {e}", args.dir.display())))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png"))
-        })
-        .collect();
-    files.sort();
-    let mut decoded: Vec<(u64, Vec<u8>, image::DynamicImage)> = files
-        .iter()
-        .filter_map(|p| std::fs::read(p).ok())
-        .filter_map(|b| image::load_from_memory(&b).ok().map(|img| (b, img)))
-        .map(|(b, img)| (u64::from(img.width()) * u64::from(img.height()), b, img))
-        .collect();
-    decoded.sort_by_key(|(px, _, _)| std::cmp::Reverse(*px));
-    decoded.truncate(args.pictures.max(1));
+/// The `--pictures` largest pictures of `--dir`, re-encoded as JPEG (quality 85) at each of
+/// `--megapixels` in turn (0: the files as stored), keeping their aspect ratio.
+fn load_pictures(args: &ServiceBenchArgs) -> Result<Vec<Vec<u8>>, BenchError> {
+    let files = pictures::read_dir(&args.dir, usize::MAX)?;
+    let decoded = pictures::largest(&files, args.pictures.max(1));
     let mut out = Vec::new();
     for mp in &args.megapixels {
-        for (_, bytes, img) in &decoded {
+        for (bytes, img) in &decoded {
             if *mp <= 0.0 {
-                out.push(bytes.clone());
+                out.push(bytes.to_vec());
                 continue;
             }
             let aspect = f64::from(img.width()) / f64::from(img.height());
             let h = ((mp * 1e6 / aspect).sqrt()).round().max(1.0) as u32;
             let w = (f64::from(h) * aspect).round().max(1.0) as u32;
-            let resized = img.resize_exact(w, h, FilterType::Triangle).to_rgb8();
-            let mut jpeg = Vec::new();
-            let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 85);
-            resized
-                .write_with_encoder(encoder)
-                .map_err(|e| CliError(format!("encoding a JPEG: {e}")))?;
-            out.push(jpeg);
+            out.push(encode_jpeg(
+                &img.resize_exact(w, h, FilterType::Triangle),
+                85,
+            )?);
         }
     }
     if out.is_empty() {
-        return Err(CliError(format!("no pictures in {}", args.dir.display())));
+        return Err(BenchError(format!("no pictures in {}", args.dir.display())));
     }
     Ok(out)
 }
 
-fn loopback(addr: &str) -> Result<String, CliError> {
+fn loopback(addr: &str) -> Result<String, BenchError> {
     let without_scheme = addr
         .strip_prefix("http://")
         .or_else(|| addr.strip_prefix("https://"))
         .unwrap_or(addr);
     let socket: SocketAddr = without_scheme.parse().map_err(|_| {
-        CliError(format!(
+        BenchError(format!(
             "--addr {addr}: expected host:port with an IP address"
         ))
     })?;
     if !socket.ip().is_loopback() {
-        return Err(CliError(format!(
+        return Err(BenchError(format!(
             "--addr {addr}: the load generator only targets loopback addresses"
         )));
     }
     Ok(format!("http://{socket}"))
 }
 
-pub fn run(args: ServiceBenchArgs) -> Result<ExitCode, CliError> {
+/// Runs `vigie bench service`: each round's line and the sustainable rate on stdout,
+/// `bench-service.json` and `bench-service.png` under `--out`. Errors: bad arguments, a non-loopback
+/// `--addr`, no pictures, a server that does not start or cannot be reached, an unwritable `--out`.
+pub fn run(args: ServiceBenchArgs) -> Result<(), BenchError> {
     if !(args.round_secs.is_finite() && args.round_secs > 0.0 && args.round_secs <= 3600.0) {
-        return Err(CliError("--round-secs: between 0 and 3600 seconds".into()));
+        return Err(BenchError(
+            "--round-secs: between 0 and 3600 seconds".into(),
+        ));
     }
     if !(args.overload_factor.is_finite() && (0.0..=100.0).contains(&args.overload_factor)) {
-        return Err(CliError("--overload-factor: between 0 and 100".into()));
+        return Err(BenchError("--overload-factor: between 0 and 100".into()));
     }
     if args
         .megapixels
         .iter()
         .any(|mp| !mp.is_finite() || *mp < 0.0 || *mp > 100.0)
     {
-        return Err(CliError("--megapixels: sizes between 0 and 100".into()));
+        return Err(BenchError("--megapixels: sizes between 0 and 100".into()));
     }
     let target = args.addr.as_deref().map(loopback).transpose()?;
     let pictures = load_pictures(&args)?;
-    let mut sizes: Vec<usize> = pictures.iter().map(Vec::len).collect();
-    sizes.sort_unstable();
-    let median_picture_bytes = sizes[sizes.len() / 2];
+    let median_picture_bytes = median_bytes(&pictures);
     eprintln!(
         "{} pictures (median {} KiB)",
         pictures.len(),
@@ -400,32 +380,24 @@ pub fn run(args: ServiceBenchArgs) -> Result<ExitCode, CliError> {
             let dir = args
                 .data_dir
                 .clone()
-                .unwrap_or_else(|| PathBuf::from(format!("vigie-bench-store-{}", args.entries)));
-            super::bench_store::populate(&dir, args.entries)?;
+                .unwrap_or_else(|| super::store::default_dir(args.entries));
+            super::store::populate(&dir, args.entries)?;
             let store = Arc::new(Store::open(&dir, &RocksOptions::default())?);
-            let mut limits = ServiceLimits {
-                keypoints: !args.no_keypoints,
-                ..ServiceLimits::default()
-            };
-            if let Some(ms) = args.queue_wait_ms {
-                limits.queue_wait = Duration::from_millis(ms);
+            // `vigie serve`'s settings, resolved as it resolves them, with this bench's overrides.
+            let config = Settings {
+                listen: Some("127.0.0.1:0".into()),
+                insecure_no_auth: Some(true),
+                hash_workers: args.hash_workers,
+                queue_wait_ms: args.queue_wait_ms,
+                keypoints: Some(!args.no_keypoints),
+                ..Settings::default()
             }
-            if let Some(w) = args.hash_workers {
-                limits.hash_workers = w.max(1);
-            }
-            let config = ServerConfig {
-                listen: "127.0.0.1:0"
-                    .parse()
-                    .map_err(|e| CliError(format!("{e}")))?,
-                insecure_no_auth: true,
-                tls: None,
-                metrics_listen: None,
-                limits,
-            };
+            .resolve()?
+            .server;
             let loaded = Instant::now();
             let mut server = server_runtime
                 .block_on(server::start(config, store))
-                .map_err(|e| CliError(e.to_string()))?;
+                .map_err(|e| BenchError(e.to_string()))?;
             server_runtime.block_on(server.wait_ready());
             eprintln!(
                 "server on {} with {} entries loaded in {:.1} s",
@@ -440,10 +412,10 @@ pub fn run(args: ServiceBenchArgs) -> Result<ExitCode, CliError> {
     };
     let channel = client_runtime.block_on(async {
         Channel::from_shared(endpoint.clone())
-            .map_err(|e| CliError(e.to_string()))?
+            .map_err(|e| BenchError(e.to_string()))?
             .connect()
             .await
-            .map_err(|e| CliError(format!("connecting to {endpoint}: {e}")))
+            .map_err(|e| BenchError(format!("connecting to {endpoint}: {e}")))
     })?;
     let client = Client {
         channel,
@@ -454,8 +426,8 @@ pub fn run(args: ServiceBenchArgs) -> Result<ExitCode, CliError> {
         budget: Arc::new(AtomicU64::new(args.max_requests)),
     };
     let rss = || {
-        let (rss, _) = super::bench_store::resident_memory();
-        (target.is_none() && rss > 0).then(|| rss as f64 / (1 << 20) as f64)
+        let rss = Resident::now().now;
+        (target.is_none() && rss > 0).then(|| mib(rss))
     };
 
     let mut report = Report {
@@ -469,10 +441,7 @@ pub fn run(args: ServiceBenchArgs) -> Result<ExitCode, CliError> {
         rounds: Vec::new(),
     };
     let rounds = args.concurrency.len() + usize::from(args.overload_factor > 0.0);
-    let bar = ProgressBar::new(rounds as u64);
-    if let Ok(style) = ProgressStyle::with_template("rounds {bar:30} {pos}/{len} {msg}") {
-        bar.set_style(style);
-    }
+    let bar = progress_bar(rounds as u64, "rounds {bar:30} {pos}/{len} {msg}");
     // One short warm-up (connections, allocator, page cache), not reported.
     client_runtime.block_on(closed_round(&client, 2, 1.0f64.min(args.round_secs)));
     for &c in &args.concurrency {
@@ -530,12 +499,11 @@ pub fn run(args: ServiceBenchArgs) -> Result<ExitCode, CliError> {
     }
     if let Some(out) = &args.out {
         std::fs::create_dir_all(out)?;
-        let json = serde_json::to_string_pretty(&report).map_err(|e| CliError(e.to_string()))?;
-        std::fs::write(out.join("bench-service.json"), json)?;
+        super::write_json(&out.join("bench-service.json"), &report)?;
         write_plot(&report, &out.join("bench-service.png"))?;
         eprintln!("wrote {}", out.join("bench-service.{json,png}").display());
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 fn print_round(r: &RoundReport) {
@@ -556,7 +524,7 @@ fn print_round(r: &RoundReport) {
     );
 }
 
-fn write_plot(report: &Report, path: &std::path::Path) -> Result<(), CliError> {
+fn write_plot(report: &Report, path: &std::path::Path) -> Result<(), BenchError> {
     let closed: Vec<&RoundReport> = report
         .rounds
         .iter()
@@ -610,5 +578,5 @@ fn write_plot(report: &Report, path: &std::path::Path) -> Result<(), CliError> {
         series,
     }
     .write_png(path)
-    .map_err(|e| CliError(e.to_string()))
+    .map_err(|e| BenchError(e.to_string()))
 }

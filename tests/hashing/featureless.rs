@@ -3,18 +3,17 @@
 //! picture matches nothing by any perceptual hash, and banking one says so. The field cases are in
 //! `tests/fixtures/field-cases/`, copied from `../shared/field-cases/`.
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use vigie::bits::Hash256;
-use vigie::hashing::{HasherBuilder, ImageHasher, ImageHashes};
+use vigie::hashing::{HashingSetup, ImageHasher, ImageHashes};
 use vigie::matcher::{
-    HashIndexes, MIN_64_QUALITY, MIN_PDQ_QUALITY, Matcher, QueryHashes, ScreenOptions, entry_hashes,
+    LiveBanks, MIN_64_QUALITY, MIN_PDQ_QUALITY, QueryHashes, ScreenOptions, entry_hashes,
 };
-use vigie::store::{NewBank, NewEntry, Store};
+use vigie::store::{Change, NewBank, NewEntry, Origin, Store};
 
 fn case(name: &str) -> PathBuf {
     fixture(&format!("field-cases/{name}"))
@@ -26,17 +25,14 @@ fn expected(name: &str) -> serde_json::Value {
     serde_json::from_str(&text).expect("expected.json")
 }
 
-/// What the service computes for a screen, and for a banked picture.
+/// What the service computes for a screen (`HashingSetup::screening`).
 fn upload_hasher() -> ImageHasher {
-    HasherBuilder::new()
-        .dihedral(true)
-        .regions(true)
-        .keypoints(true)
-        .build()
+    HashingSetup::default().screening()
 }
 
+/// What the service computes for a banked picture (`HashingSetup::banking`).
 fn bank_hasher() -> ImageHasher {
-    HasherBuilder::new().dihedral(true).windows(true).build()
+    HashingSetup::default().banking()
 }
 
 /// The field case `tiny-and-thin`, through `vigie hash --dihedral` as its `run.sh` runs it: every
@@ -131,23 +127,20 @@ fn tiny_pictures_are_never_matched_by_a_perceptual_hash() {
     }
 }
 
-/// An in-memory bank of `pictures` (external id, hashes), as the service indexes it.
-struct Bank {
-    store: Store,
-    indexes: HashIndexes,
-}
+/// An in-memory bank of `pictures` (external id, hashes), as the service holds it.
+struct Bank(LiveBanks);
 
 impl Bank {
     fn new(pictures: &[(&str, &ImageHashes)]) -> Bank {
-        let store = Store::in_memory();
-        store
-            .create_bank(
-                NewBank {
-                    name: "ads".into(),
-                    ..NewBank::default()
-                },
-                "t",
-            )
+        let banks =
+            LiveBanks::open(Arc::new(Store::in_memory()), HashingSetup::default()).expect("open");
+        let origin = Origin::now("t");
+        let bank = NewBank {
+            name: "ads".into(),
+            ..NewBank::default()
+        };
+        banks
+            .apply(Change::CreateBank { bank }, &origin)
             .expect("bank");
         let entries = pictures
             .iter()
@@ -157,31 +150,27 @@ impl Bank {
                 ..NewEntry::default()
             })
             .collect();
-        let indexes = HashIndexes::new();
-        for u in store.upsert_entries("ads", entries, "t").expect("upsert") {
-            indexes.insert(u.id, &u.hashes);
-        }
-        Bank { store, indexes }
+        let change = Change::UpsertEntries {
+            bank: "ads".into(),
+            entries,
+        };
+        banks.apply(change, &origin).expect("upsert");
+        Bank(banks)
     }
 
     /// The external ids an upload matches, and the screen's notes.
     fn screen(&self, upload: &ImageHashes) -> (Vec<String>, Vec<String>) {
-        let mut notes = Vec::new();
-        let q = QueryHashes::from_image(upload, &mut notes);
-        let outcome = Matcher {
-            store: &self.store,
-            indexes: &self.indexes,
-        }
-        .screen(&q, &ScreenOptions::default())
-        .expect("screen");
-        notes.extend(outcome.notes);
+        let outcome = self
+            .0
+            .screen_image_hashes(upload, &ScreenOptions::default())
+            .expect("screen");
         (
             outcome
                 .matches
                 .iter()
                 .map(|m| format!("{} {} {}", m.external_id, m.algorithm, m.distance))
                 .collect(),
-            notes,
+            outcome.notes,
         )
     }
 }

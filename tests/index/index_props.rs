@@ -4,8 +4,8 @@
 //! linearly); larger ones go through the planner's own choice.
 
 use proptest::prelude::*;
+use vigie::bench::synth::{self, BankKind, SplitMix64};
 use vigie::bits::Bits;
-use vigie::index::synth::{self, BankKind, SplitMix64};
 use vigie::index::{IndexCore, Layout, SearchPath};
 
 /// Reference: every (id, distance) within `r`, sorted like the index sorts.

@@ -1,7 +1,7 @@
 //! Decoding: every accepted format and pixel mode of one picture lands near the same hash, and
 //! hostile input gets a typed error, never a panic.
 
-mod common;
+use crate::common;
 
 use common::*;
 use vigie::bits::Hash256;

@@ -7,22 +7,20 @@
 //! figures are medians over all (image, repetition) samples. Machines here are shared: quote
 //! medians, rerun when the load is high.
 
-use std::io::Cursor;
-use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use image::DynamicImage;
 use image::imageops::FilterType;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
+use super::BenchError;
+use super::measure::{median, ms, progress_bar};
+use super::pictures::{self, encode_jpeg, median_bytes};
 use crate::hashing::{AlgorithmSet, HasherBuilder, ImageHasher, decode, exact};
 use crate::plot::BarChart;
 
-use super::CliError;
-
+/// Arguments of `vigie bench hash`.
 #[derive(Debug, clap::Args)]
 pub struct HashBenchArgs {
     /// Directory of pictures (JPEG, PNG, ...).
@@ -111,16 +109,8 @@ impl Hashers {
     }
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 fn millis(start: Instant) -> f64 {
-    start.elapsed().as_secs_f64() * 1e3
+    ms(start.elapsed())
 }
 
 /// Time every stage on one image; `None` when the image does not decode.
@@ -184,67 +174,28 @@ fn throughput(hasher: &ImageHasher, batch: &[Vec<u8>], threads: usize, seconds: 
     done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
 }
 
-fn encode_jpeg(picture: &DynamicImage) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(Cursor::new(&mut out), 90);
-    picture.to_rgb8().write_with_encoder(encoder).ok()?;
-    Some(out)
-}
-
-fn read_dir_pictures(dir: &Path, max: usize) -> Result<Vec<(PathBuf, Vec<u8>)>, CliError> {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| CliError(format!("{}: {e}", dir.display())))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            matches!(
-                p.extension()
-                    .and_then(|e| e.to_str())
-                    .map(str::to_ascii_lowercase)
-                    .as_deref(),
-                Some("jpg" | "jpeg" | "png" | "webp" | "gif" | "bmp" | "tif" | "tiff")
-            )
-        })
-        .collect();
-    paths.sort();
-    paths.truncate(max);
-    let mut out = Vec::new();
-    for p in paths {
-        let bytes = std::fs::read(&p).map_err(|e| CliError(format!("{}: {e}", p.display())))?;
-        out.push((p, bytes));
-    }
-    if out.is_empty() {
-        return Err(CliError(format!("no pictures in {}", dir.display())));
-    }
-    Ok(out)
-}
-
-pub fn run(args: HashBenchArgs) -> Result<ExitCode, CliError> {
-    let files = read_dir_pictures(&args.dir, args.max_files)?;
+/// Runs `vigie bench hash`: the table of medians on stdout, `bench-hash.json` and `bench-hash.png`
+/// under `--out`. Errors: no readable pictures in `--dir`, a JPEG that cannot be encoded, an
+/// unwritable `--out`.
+pub fn run(args: HashBenchArgs) -> Result<(), BenchError> {
+    let files = pictures::read_dir(&args.dir, args.max_files)?;
     let hashers = Hashers::new((args.decode_min_side > 0).then_some(args.decode_min_side));
     // The largest pictures make the re-encoded sizes (least upscaling).
-    let mut decoded: Vec<(u64, DynamicImage)> = files
-        .iter()
-        .filter_map(|(_, b)| image::load_from_memory(b).ok())
-        .map(|img| (u64::from(img.width()) * u64::from(img.height()), img))
-        .collect();
-    decoded.sort_by_key(|(px, _)| std::cmp::Reverse(*px));
-    decoded.truncate(args.images.max(1));
+    let decoded = pictures::largest(&files, args.images.max(1));
     let sizes: [(&str, u32, u32); 4] = [
         ("jpeg 512x512", 512, 512),
         ("jpeg 0.5MP 816x612", 816, 612),
         ("jpeg 2MP 1632x1224", 1632, 1224),
         ("jpeg 12MP 4000x3000", 4000, 3000),
     ];
-    let mut batches: Vec<(String, Vec<Vec<u8>>)> = sizes
-        .iter()
-        .map(|(name, w, h)| {
-            let batch = decoded
-                .iter()
-                .filter_map(|(_, img)| encode_jpeg(&img.resize_exact(*w, *h, FilterType::Triangle)))
-                .collect();
-            (name.to_string(), batch)
-        })
-        .collect();
+    let mut batches: Vec<(String, Vec<Vec<u8>>)> = Vec::new();
+    for (name, w, h) in sizes {
+        let batch = decoded
+            .iter()
+            .map(|(_, img)| encode_jpeg(&img.resize_exact(w, h, FilterType::Triangle), 90))
+            .collect::<Result<_, _>>()?;
+        batches.push((name.to_string(), batch));
+    }
     drop(decoded);
     // Camera-sized files as they were stored (real phone/camera JPEGs), then every file.
     let large: Vec<Vec<u8>> = files
@@ -268,10 +219,7 @@ pub fn run(args: HashBenchArgs) -> Result<ExitCode, CliError> {
         .iter()
         .map(|(_, b)| b.len() * args.repeat.max(1))
         .sum();
-    let bar = ProgressBar::new(total as u64);
-    if let Ok(style) = ProgressStyle::with_template("hashing {bar:40} {pos}/{len} {msg}") {
-        bar.set_style(style);
-    }
+    let bar = progress_bar(total as u64, "hashing {bar:40} {pos}/{len} {msg}");
     let mut report = Report {
         dir: args.dir.display().to_string(),
         decode_min_side: hashers.all.decode_min_side().unwrap_or(0),
@@ -300,12 +248,10 @@ pub fn run(args: HashBenchArgs) -> Result<ExitCode, CliError> {
             .find(|(stage, _)| stage == "all")
             .map_or(f64::NAN, |(_, ms)| *ms);
         let parallel = throughput(&hashers.all, batch, cores, 2.0);
-        let mut lengths: Vec<usize> = batch.iter().map(Vec::len).collect();
-        lengths.sort_unstable();
         report.sizes.push(SizeReport {
             size: name.clone(),
             images: batch.len(),
-            median_bytes: lengths.get(lengths.len() / 2).copied().unwrap_or(0),
+            median_bytes: median_bytes(batch),
             images_per_second_one_core: 1000.0 / all_ms,
             images_per_second_all_cores: parallel,
             cores,
@@ -336,8 +282,7 @@ pub fn run(args: HashBenchArgs) -> Result<ExitCode, CliError> {
     }
     if let Some(out) = &args.out {
         std::fs::create_dir_all(out)?;
-        let json = serde_json::to_string_pretty(&report).map_err(|e| CliError(e.to_string()))?;
-        std::fs::write(out.join("bench-hash.json"), json)?;
+        super::write_json(&out.join("bench-hash.json"), &report)?;
         let plotted = [
             "decode",
             "pdq",
@@ -377,10 +322,10 @@ pub fn run(args: HashBenchArgs) -> Result<ExitCode, CliError> {
         };
         chart
             .write_png(&out.join("bench-hash.png"))
-            .map_err(|e| CliError(e.to_string()))?;
+            .map_err(|e| BenchError(e.to_string()))?;
         eprintln!("wrote {}", out.join("bench-hash.{json,png}").display());
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 fn truncate(s: &str, n: usize) -> String {

@@ -3,7 +3,7 @@
 //! The fixture test always runs; the full test reads `../shared/reference/pdq-reference.tsv` and
 //! skips with a message when `../shared` is absent.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -7,18 +7,19 @@
 //! for the linear scan is not counted.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use serde::Serialize;
 
-use super::CliError;
+use super::BenchError;
+use super::measure::{ms, percentile, progress_bar, thread_cpu_time};
+use super::synth::{self, BankKind, SplitMix64};
 use crate::bits::Bits;
-use crate::index::synth::{self, BankKind, SplitMix64};
 use crate::index::{HammingIndex, Layout, Match, linear_scan};
 use crate::plot::{LineChart, Series};
 
+/// Arguments of `vigie bench lookup`.
 #[derive(Debug, clap::Args)]
 pub struct LookupArgs {
     /// Bank size, or a comma-separated list of sizes (then a PNG of latency against size is drawn).
@@ -50,36 +51,18 @@ struct Latency {
     mean_us: f64,
 }
 
-/// CPU time consumed by the calling thread. Unlike wall time it does not grow while the thread
-/// waits for a core, so on a shared machine it shows what one query costs on an idle one
-/// (memory stalls still count: the thread is running while it waits for DRAM).
-fn thread_cpu_time() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID exists on Linux.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc != 0 {
-        return Duration::ZERO;
-    }
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
 impl Latency {
+    /// Percentiles of `times` (any order; sorted here), in microseconds; NaN when empty.
     fn of(times: &mut [Duration]) -> Latency {
         times.sort_unstable();
-        let us = |d: Duration| d.as_secs_f64() * 1e6;
-        let at = |q: f64| {
-            us(times[((times.len() as f64 * q).ceil() as usize).clamp(1, times.len()) - 1])
-        };
+        let at = |q: f64| percentile(times, q).map_or(f64::NAN, |d| d.as_secs_f64() * 1e6);
         let total: Duration = times.iter().sum();
         Latency {
             p50_us: at(0.50),
             p90_us: at(0.90),
             p99_us: at(0.99),
-            max_us: us(times[times.len() - 1]),
-            mean_us: us(total) / times.len() as f64,
+            max_us: at(1.0),
+            mean_us: total.as_secs_f64() * 1e6 / times.len() as f64,
         }
     }
 }
@@ -131,21 +114,25 @@ struct Report {
     runs: Vec<Run>,
 }
 
-pub fn run(args: LookupArgs) -> Result<ExitCode, CliError> {
+/// Runs `vigie bench lookup`: both bank kinds at every size; the JSON report on stdout (and in
+/// `--out`), a PNG of latency against size when several sizes were asked for. Errors: bad
+/// arguments, an index that cannot hold the bank, a result that differs from the linear scan's, an
+/// unwritable output.
+pub fn run(args: LookupArgs) -> Result<(), BenchError> {
     if args.queries == 0 {
-        return Err(CliError("--queries must be at least 1".into()));
+        return Err(BenchError("--queries must be at least 1".into()));
     }
     if args.entries.contains(&0) {
-        return Err(CliError("--entries must be at least 1".into()));
+        return Err(BenchError("--entries must be at least 1".into()));
     }
     if args.bits != 256 && args.bits != 64 {
-        return Err(CliError(format!(
+        return Err(BenchError(format!(
             "--bits must be 256 or 64, not {}",
             args.bits
         )));
     }
     if args.radius > args.bits {
-        return Err(CliError(format!(
+        return Err(BenchError(format!(
             "--radius {} exceeds the hash width {}",
             args.radius, args.bits
         )));
@@ -153,7 +140,7 @@ pub fn run(args: LookupArgs) -> Result<ExitCode, CliError> {
     let runs = match args.bits {
         256 => bench_width::<4>(&args)?,
         64 => bench_width::<1>(&args)?,
-        other => return Err(CliError(format!("--bits must be 256 or 64, not {other}"))),
+        other => return Err(BenchError(format!("--bits must be 256 or 64, not {other}"))),
     };
     let report = Report {
         bits: args.bits,
@@ -162,12 +149,11 @@ pub fn run(args: LookupArgs) -> Result<ExitCode, CliError> {
         seed: args.seed,
         runs,
     };
-    let json = serde_json::to_string_pretty(&report).map_err(|e| CliError(e.to_string()))?;
+    let json = match &args.out {
+        Some(out) => super::write_json(out, &report)?,
+        None => serde_json::to_string_pretty(&report)?,
+    };
     println!("{json}");
-    if let Some(out) = &args.out {
-        std::fs::write(out, format!("{json}\n"))
-            .map_err(|e| CliError(format!("{}: {e}", out.display())))?;
-    }
     if args.entries.len() > 1 {
         let png = match &args.out {
             Some(out) => out.with_extension("png"),
@@ -176,10 +162,10 @@ pub fn run(args: LookupArgs) -> Result<ExitCode, CliError> {
         plot(&report, &png)?;
         eprintln!("plot written to {}", png.display());
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
-fn bench_width<const W: usize>(args: &LookupArgs) -> Result<Vec<Run>, CliError> {
+fn bench_width<const W: usize>(args: &LookupArgs) -> Result<Vec<Run>, BenchError> {
     let mut runs = Vec::new();
     for kind in [BankKind::Uniform, BankKind::NearDuplicates] {
         for &n in &args.entries {
@@ -209,13 +195,31 @@ fn bench_width<const W: usize>(args: &LookupArgs) -> Result<Vec<Run>, CliError> 
     Ok(runs)
 }
 
-fn progress(len: u64, what: String) -> ProgressBar {
-    let bar = ProgressBar::new(len);
-    if let Ok(style) = ProgressStyle::with_template("{msg:>40} [{bar:30}] {pos}/{len} {elapsed}") {
-        bar.set_style(style.progress_chars("=> "));
-    }
+/// Runs `search` on each query in turn under a progress bar named `what`: the wall time, the
+/// thread CPU time and the result of each.
+fn time_each<const W: usize>(
+    queries: &[Bits<W>],
+    what: String,
+    mut search: impl FnMut(&Bits<W>) -> Vec<Match>,
+) -> (Vec<Duration>, Vec<Duration>, Vec<Vec<Match>>) {
+    let bar = progress_bar(
+        queries.len() as u64,
+        "{msg:>40} [{bar:30}] {pos}/{len} {elapsed}",
+    );
     bar.set_message(what);
-    bar
+    let mut wall = Vec::with_capacity(queries.len());
+    let mut cpu = Vec::with_capacity(queries.len());
+    let mut results = Vec::with_capacity(queries.len());
+    for q in queries {
+        let (t, c) = (Instant::now(), thread_cpu_time());
+        let found = search(q);
+        wall.push(t.elapsed());
+        cpu.push(thread_cpu_time().saturating_sub(c));
+        results.push(found);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    (wall, cpu, results)
 }
 
 fn bench_one<const W: usize>(
@@ -223,7 +227,7 @@ fn bench_one<const W: usize>(
     n: usize,
     args: &LookupArgs,
     rng: &mut SplitMix64,
-) -> Result<Run, CliError> {
+) -> Result<Run, BenchError> {
     let spinner = ProgressBar::new_spinner();
     spinner.set_message(format!("{} bank of {n}: generating", kind.name()));
     spinner.enable_steady_tick(Duration::from_millis(200));
@@ -234,57 +238,35 @@ fn bench_one<const W: usize>(
     spinner.set_message(format!("{} bank of {n}: building the index", kind.name()));
     let start = Instant::now();
     let index = HammingIndex::<W>::from_entries(bank.iter().copied().zip(ids.iter().copied()))
-        .map_err(|e| CliError(e.to_string()))?;
+        .map_err(|e| BenchError(e.to_string()))?;
     let build = start.elapsed();
     spinner.finish_and_clear();
 
-    let bar = progress(
-        queries.len() as u64,
-        format!("{} {n}: vigie queries", kind.name()),
-    );
-    let mut vigie_times = Vec::with_capacity(queries.len());
-    let mut vigie_cpu = Vec::with_capacity(queries.len());
-    let mut vigie_results: Vec<Vec<Match>> = Vec::with_capacity(queries.len());
-    for q in &queries {
-        let (t, c) = (Instant::now(), thread_cpu_time());
-        let found = index.search(q, args.radius);
-        vigie_times.push(t.elapsed());
-        vigie_cpu.push(thread_cpu_time().saturating_sub(c));
-        vigie_results.push(found);
-        bar.inc(1);
+    let label = |what: &str| format!("{} {n}: {what}", kind.name());
+    let (mut vigie_times, mut vigie_cpu, vigie_results) =
+        time_each(&queries, label("vigie queries"), |q| {
+            index.search(q, args.radius)
+        });
+    let (mut linear_times, mut linear_cpu, linear_results) =
+        time_each(&queries, label("linear scan"), |q| {
+            linear_scan(&bank, &ids, q, args.radius)
+        });
+    if let Some(i) = (0..queries.len()).find(|&i| vigie_results[i] != linear_results[i]) {
+        return Err(BenchError(format!(
+            "RESULT MISMATCH on {} bank of {n}, query {i} ({}): index found {} matches, linear scan {}",
+            kind.name(),
+            queries[i],
+            vigie_results[i].len(),
+            linear_results[i].len()
+        )));
     }
-    bar.finish_and_clear();
-
-    let bar = progress(
-        queries.len() as u64,
-        format!("{} {n}: linear scan", kind.name()),
-    );
-    let mut linear_times = Vec::with_capacity(queries.len());
-    let mut linear_cpu = Vec::with_capacity(queries.len());
-    for (i, q) in queries.iter().enumerate() {
-        let (t, c) = (Instant::now(), thread_cpu_time());
-        let found = linear_scan(&bank, &ids, q, args.radius);
-        linear_times.push(t.elapsed());
-        linear_cpu.push(thread_cpu_time().saturating_sub(c));
-        if found != vigie_results[i] {
-            bar.finish_and_clear();
-            return Err(CliError(format!(
-                "RESULT MISMATCH on {} bank of {n}, query {i} ({q}): index found {} matches, linear scan {}",
-                kind.name(),
-                vigie_results[i].len(),
-                found.len()
-            )));
-        }
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
 
     let vigie = Latency::of(&mut vigie_times);
     let linear = Latency::of(&mut linear_times);
     Ok(Run {
         bank: kind,
         entries: n,
-        build_ms: build.as_secs_f64() * 1e3,
+        build_ms: ms(build),
         bytes_per_entry: index.heap_bytes() as f64 / n as f64,
         layout: LayoutSummary::from(&index.layout()),
         speedup_p50: linear.p50_us / vigie.p50_us,
@@ -298,7 +280,7 @@ fn bench_one<const W: usize>(
     })
 }
 
-fn plot(report: &Report, path: &std::path::Path) -> Result<(), CliError> {
+fn plot(report: &Report, path: &std::path::Path) -> Result<(), BenchError> {
     // Colour by method and bank, thick p50, thin p99.
     let mut series = Vec::new();
     for (kind, vigie_color, linear_color) in [
@@ -338,5 +320,5 @@ fn plot(report: &Report, path: &std::path::Path) -> Result<(), CliError> {
         log_y: true,
         series,
     };
-    chart.write_png(path).map_err(|e| CliError(e.to_string()))
+    chart.write_png(path).map_err(|e| BenchError(e.to_string()))
 }

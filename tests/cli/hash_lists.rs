@@ -4,15 +4,16 @@
 //! (photos) for one external id. The field cases are in `tests/fixtures/field-cases/`, copied from
 //! `../shared/field-cases/`.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::*;
+use crate::common::*;
+use std::sync::Arc;
 use vigie::bits::{Hash64, Hash256};
 use vigie::hashing::HasherBuilder;
-use vigie::matcher::{HashIndexes, Matcher, QueryHashes, ScreenOptions};
+
+use vigie::hashing::HashingSetup;
+use vigie::matcher::{LiveBanks, ScreenOptions};
 use vigie::store::formats::{self, ExportOptions, Format, ImportOptions, ImportSummary, LineError};
 use vigie::store::{Algorithm, HashValue, NewBank, Store};
 
@@ -228,8 +229,8 @@ fn vigie_match_errors_name_the_file_and_line_and_count_only_the_hash() {
     assert!(message.contains("hex"), "{message}");
 }
 
-fn store_with_bank() -> Store {
-    let s = Store::in_memory();
+fn store_with_bank() -> Arc<Store> {
+    let s = Arc::new(Store::in_memory());
     s.create_bank(
         NewBank {
             name: "b".into(),
@@ -333,7 +334,7 @@ fn signal_lines_and_csv_read_windows_files() {
 fn imagehash_lists_match_the_photos() {
     let dir = case("imagehash-64bit-lists");
     let want = expected("imagehash-64bit-lists");
-    let hasher = HasherBuilder::new().dihedral(true).regions(true).build();
+    let hasher = HashingSetup::default().screening();
     let mut photos = vec![dir.join("photo-1.png"), dir.join("photo-3.png")];
     // The other two photos when the shared field cases are beside the repository.
     if let Some(shared) = shared_dir() {
@@ -349,14 +350,8 @@ fn imagehash_lists_match_the_photos() {
     let list = std::fs::read(dir.join("imagehash-list.txt")).expect("list");
     let (summary, bad) = import(&s, &list, &ImportOptions::new(Format::SignalLines));
     assert_eq!((summary.added, summary.failed), (8, 0), "{bad:?}");
-    let indexes = HashIndexes::new();
-    for e in s.list_entries("b", None, None, 100).expect("list") {
-        indexes.insert(e.id, &e.hashes);
-    }
-    let matcher = Matcher {
-        store: &s,
-        indexes: &indexes,
-    };
+    // Loaded as the service loads a store at start-up.
+    let banks = LiveBanks::open(s.clone(), HashingSetup::default()).expect("open");
     for path in &photos {
         let name = path.file_name().and_then(|n| n.to_str()).expect("name");
         let h = hash_file(&hasher, path);
@@ -372,11 +367,8 @@ fn imagehash_lists_match_the_photos() {
             "{name}: pHash {dp} bits, dHash {dd} bits from imagehash"
         );
         // Screened as an upload, the photo meets both of its list entries.
-        let outcome = matcher
-            .screen(
-                &QueryHashes::from_image(&h, &mut Vec::new()),
-                &ScreenOptions::default(),
-            )
+        let outcome = banks
+            .screen_image_hashes(&h, &ScreenOptions::default())
             .expect("screen");
         let ids: Vec<&str> = outcome
             .matches
@@ -456,19 +448,13 @@ fn csv_rows_of_one_ad_keep_every_photo() {
         );
     }
     // Every hash of the file is searchable, under its ad.
-    let indexes = HashIndexes::new();
-    for e in s.list_entries("b", None, None, 100).expect("list") {
-        indexes.insert(e.id, &e.hashes);
-    }
-    let matcher = Matcher {
-        store: &s,
-        indexes: &indexes,
-    };
+    // Loaded as the service loads a store at start-up.
+    let banks = LiveBanks::open(s.clone(), HashingSetup::default()).expect("open");
     for (i, pdq) in want.iter().enumerate() {
         let mut query = vigie::store::EntryHashes::default();
         query.set(HashValue::Pdq(*pdq));
-        let outcome = matcher
-            .screen(&QueryHashes::from_hashes(&query), &ScreenOptions::default())
+        let outcome = banks
+            .screen_hashes(&query, &ScreenOptions::default())
             .expect("screen");
         let ids: Vec<&str> = outcome
             .matches

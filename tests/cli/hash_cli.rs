@@ -1,6 +1,6 @@
 //! `vigie hash` as other programs use it: one JSON object per file per line, in argument order.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

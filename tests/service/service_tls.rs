@@ -1,7 +1,7 @@
 //! TLS with required client certificates, and server reflection (what `grpcurl` uses).
 //! Certificates are made for the test with the `openssl` command; without it the TLS test skips.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

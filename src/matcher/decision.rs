@@ -1,0 +1,260 @@
+//! The decision: which candidates are matches, how confident, and whether an allow bank cancels
+//! them.
+//!
+//! Each candidate is read from the store (bank, external id, label), held to its own bank's
+//! threshold (tightened by the screen's `max_distance`; one bit tighter for the extra 64-bit
+//! lookups; a keypoint match was held to its vote instead), the best match per entry is kept with
+//! its calibrated confidence, and an allow-bank match cancels the block matches.
+
+use std::collections::HashMap;
+
+use super::confidence::{self, PdqKind};
+use super::indexes::{Candidate, HashIndexes, MatchKind};
+use super::query::QueryHashes;
+use crate::hashing::Dihedral;
+use crate::store::{Algorithm, Bank, BankKind, Entry, EntryId, Store, StoreError, Timestamp};
+
+/// Which banks a screen looks at, and how strictly.
+#[derive(Clone, Debug, Default)]
+pub struct ScreenOptions {
+    /// Bank names; empty means every enabled bank.
+    pub banks: Vec<String>,
+    /// Tightens every bank's maximum distance (bits).
+    pub max_distance: Option<u32>,
+}
+
+/// One matching entry, as reported to the screening client (never the entry's hashes).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MatchInfo {
+    /// The entry's bank.
+    pub bank: String,
+    /// Block or allow.
+    pub bank_kind: BankKind,
+    /// The entry's id in the store.
+    pub entry_id: EntryId,
+    /// The entry's id in the curator's system.
+    pub external_id: String,
+    /// The entry's label.
+    pub label: String,
+    /// The algorithm that matched (PDQ for a keypoint match).
+    pub algorithm: Algorithm,
+    /// Hamming distance in bits; for a keypoint match, the points of 64 that did not agree.
+    pub distance: u32,
+    /// Calibrated confidence in 0..=1 (see `confidence`).
+    pub confidence: f64,
+    /// How the upload met the entry.
+    pub how: MatchKind,
+    /// A block match cancelled by an allow-bank match of the same picture.
+    pub suppressed: bool,
+}
+
+impl MatchInfo {
+    /// The transform from the banked picture to the upload (`Original` for none).
+    pub fn transform(&self) -> Dihedral {
+        self.how.transform()
+    }
+
+    /// For a match by keypoints (a crop no hash could follow), the upload points that agreed;
+    /// 0 for a hash match.
+    pub fn keypoints(&self) -> u32 {
+        self.how.votes().unwrap_or(0)
+    }
+}
+
+/// What a screen decided.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ScreenOutcome {
+    /// Every match, best first (confidence, then distance, then entry id).
+    pub matches: Vec<MatchInfo>,
+    /// At least one block match stands (not cancelled by an allow bank).
+    pub matched: bool,
+    /// Sentences for the client: hashes not looked up, banks not screened, cancellations.
+    pub notes: Vec<String>,
+}
+
+/// Why a screen could not be decided.
+#[derive(Debug, thiserror::Error)]
+pub enum MatchError {
+    /// A bank named in the screen's options does not exist.
+    #[error("no bank named {0:?}")]
+    UnknownBank(String),
+    /// Reading the store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The distance a candidate must be within, from its bank's limit for the algorithm. A mirrored,
+/// turned or content-box pHash/dHash lookup is another chance for an unrelated picture to land
+/// within a 64-bit hash's radius, so it is held one bit tighter: on `vigie eval` the only false
+/// match the mirrored lookups brought at the bank's 8 bits was an unrelated mirrored dHash at
+/// exactly 8.
+fn distance_limit(c: &Candidate, bank_limit: u32) -> u32 {
+    match c.how {
+        // A keypoint match was held to its vote threshold; a bank's limits are Hamming distances
+        // of hashes and do not apply to it.
+        MatchKind::Keypoints { .. } => u32::MAX,
+        how if how != MatchKind::Whole(Dihedral::Original)
+            && matches!(c.algorithm, Algorithm::Phash | Algorithm::Dhash) =>
+        {
+            bank_limit.saturating_sub(1)
+        }
+        _ => bank_limit,
+    }
+}
+
+/// Which calibration table a match reads.
+fn calibration_kind(how: MatchKind) -> PdqKind {
+    match how {
+        MatchKind::Keypoints { .. } => PdqKind::Keypoints,
+        MatchKind::ContentBox(_) | MatchKind::CropWindow => PdqKind::Region,
+        MatchKind::Whole(_) => PdqKind::Whole,
+    }
+}
+
+/// Screens `query` against the banks: the indexes find candidates, the store says what they are,
+/// each bank's thresholds decide. Errors: [`MatchError::UnknownBank`] for a named bank that does
+/// not exist; a store read failure.
+pub fn screen(
+    store: &Store,
+    indexes: &HashIndexes,
+    query: &QueryHashes,
+    options: &ScreenOptions,
+) -> Result<ScreenOutcome, MatchError> {
+    let mut outcome = ScreenOutcome::default();
+    let all_banks = store.list_banks()?;
+    let selected: Vec<&Bank> = if options.banks.is_empty() {
+        all_banks.iter().filter(|b| b.enabled).collect()
+    } else {
+        let mut chosen = Vec::new();
+        for name in &options.banks {
+            let bank = all_banks
+                .iter()
+                .find(|b| &b.name == name)
+                .ok_or_else(|| MatchError::UnknownBank(name.clone()))?;
+            if bank.enabled {
+                chosen.push(bank);
+            } else {
+                outcome
+                    .notes
+                    .push(format!("bank {name:?} is disabled and was not screened"));
+            }
+        }
+        chosen
+    };
+    if selected.is_empty() {
+        return Ok(outcome);
+    }
+    let by_name: HashMap<&str, &Bank> = selected.iter().map(|b| (b.name.as_str(), *b)).collect();
+    let tighten = |d: u32| options.max_distance.map_or(d, |m| m.min(d));
+    // Search each algorithm at the widest threshold of the selected banks; each candidate is then
+    // held to its own bank's threshold.
+    let radius = |a: Algorithm| {
+        selected
+            .iter()
+            .map(|b| tighten(b.max_distance.get(a)))
+            .max()
+    };
+    let candidates = indexes.candidates(query, radius);
+
+    let now = Timestamp::now();
+    let mut best: HashMap<EntryId, MatchInfo> = HashMap::new();
+    let mut entries: HashMap<EntryId, Option<Entry>> = HashMap::new();
+    for c in candidates {
+        let entry = match entries.get(&c.id) {
+            Some(e) => e.clone(),
+            None => {
+                let e = store.get_entry(c.id)?;
+                entries.insert(c.id, e.clone());
+                e
+            }
+        };
+        let Some(entry) = entry else { continue };
+        if !entry.is_active(now) {
+            continue;
+        }
+        let Some(bank) = by_name.get(entry.bank.as_str()) else {
+            continue;
+        };
+        if c.distance > distance_limit(&c, tighten(bank.max_distance.get(c.algorithm))) {
+            continue;
+        }
+        let info = MatchInfo {
+            bank: bank.name.clone(),
+            bank_kind: bank.kind,
+            entry_id: entry.id,
+            external_id: entry.external_id.clone(),
+            label: entry.label.clone(),
+            algorithm: c.algorithm,
+            distance: c.distance,
+            confidence: confidence::confidence_of(c.algorithm, calibration_kind(c.how), c.distance),
+            how: c.how,
+            suppressed: false,
+        };
+        // The more confident match wins; between equals, an upright one.
+        let rank = |m: &MatchInfo| {
+            (
+                m.confidence,
+                std::cmp::Reverse(m.transform() != Dihedral::Original),
+            )
+        };
+        if best.get(&c.id).is_none_or(|old| rank(&info) > rank(old)) {
+            best.insert(c.id, info);
+        }
+    }
+    let mut matches: Vec<MatchInfo> = best.into_values().collect();
+    // An allow bank holds known-benign pictures: when the upload matches one, block matches of the
+    // same picture are reported but cancelled.
+    let allowed = matches.iter().any(|m| m.bank_kind == BankKind::Allow);
+    for m in matches
+        .iter_mut()
+        .filter(|m| m.bank_kind == BankKind::Block)
+    {
+        m.suppressed = allowed;
+    }
+    if allowed && matches.iter().any(|m| m.suppressed) {
+        outcome
+            .notes
+            .push("block matches cancelled by an allow-bank match".into());
+    }
+    matches.sort_by(|a, b| {
+        b.confidence
+            .total_cmp(&a.confidence)
+            .then(a.distance.cmp(&b.distance))
+            .then(a.entry_id.cmp(&b.entry_id))
+    });
+    outcome.matched = matches
+        .iter()
+        .any(|m| m.bank_kind == BankKind::Block && !m.suppressed);
+    outcome.matches = matches;
+    Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mirrored_64_bit_candidates_are_held_one_bit_tighter() {
+        let candidate = |algorithm, how| Candidate {
+            id: 1,
+            algorithm,
+            distance: 8,
+            how,
+        };
+        let limit = |a, t| distance_limit(&candidate(a, MatchKind::Whole(t)), 8);
+        assert_eq!(limit(Algorithm::Dhash, Dihedral::Original), 8);
+        assert_eq!(limit(Algorithm::Dhash, Dihedral::FlipHorizontal), 7);
+        assert_eq!(limit(Algorithm::Phash, Dihedral::FlipHorizontal), 7);
+        // A content box is another chance as well.
+        let boxed = candidate(Algorithm::Phash, MatchKind::ContentBox(Dihedral::Original));
+        assert_eq!(distance_limit(&boxed, 8), 7);
+        // PDQ's transforms are part of its own lookup and calibration: untouched.
+        assert_eq!(limit(Algorithm::Pdq, Dihedral::FlipHorizontal), 8);
+        // A keypoint match was held to its vote; no Hamming limit applies to it.
+        let by_points = Candidate {
+            distance: 56,
+            ..candidate(Algorithm::Pdq, MatchKind::Keypoints { votes: 8 })
+        };
+        assert_eq!(distance_limit(&by_points, 31), u32::MAX);
+    }
+}

@@ -1,0 +1,540 @@
+//! The set of in-memory indexes over every active entry's hashes, and candidate search in them.
+//!
+//! One exact Hamming index per perceptual algorithm (multi-index hashing, see `crate::index`), one
+//! for the crop-window PDQs, one for keypoint descriptors, and a hash map per exact algorithm. The
+//! indexes only know entry ids; what an entry is (bank, external id, label) is read from the store
+//! for the few candidates a query finds, so memory stays at the index's cost per hash.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::RwLock;
+
+use super::keypoint_vote::{self, KeypointId, PointPair};
+use super::query::QueryHashes;
+use crate::bits::{Bits, Hash256};
+use crate::hashing::Dihedral;
+use crate::hashing::keypoints::UploadKeypoints;
+use crate::index::HammingIndex;
+use crate::store::load::BulkLoad;
+use crate::store::{Algorithm, EntryHashes, EntryId, HashValue, Md5};
+
+/// How a candidate was found: which of the upload's lookups met which banked hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatchKind {
+    /// The upload's whole-picture hash met the entry's, with `upload = transform(banked picture)`
+    /// (`Dihedral::Original` for none).
+    Whole(Dihedral),
+    /// A content box of the upload (borders trimmed, the photo in a screenshot), under a
+    /// transform, met the entry's whole-picture hash.
+    ContentBox(Dihedral),
+    /// An upright hash of the upload (whole, of a content box, or turned back by a trial turn)
+    /// met one of the entry's crop windows: the upload is a crop of the banked picture.
+    CropWindow,
+    /// The upload's keypoints: `votes` distinct upload points agreed on one displacement to the
+    /// entry's points (see `keypoint_vote`).
+    Keypoints {
+        /// Upload points that agreed (at least [`keypoint_vote::MIN_VOTES`]).
+        votes: u32,
+    },
+}
+
+impl MatchKind {
+    /// The transform from the banked picture to the upload (`Original` for sub-picture and
+    /// keypoint matches, which are upright).
+    pub fn transform(self) -> Dihedral {
+        match self {
+            MatchKind::Whole(t) | MatchKind::ContentBox(t) => t,
+            MatchKind::CropWindow | MatchKind::Keypoints { .. } => Dihedral::Original,
+        }
+    }
+
+    /// The keypoint votes of a keypoint match; `None` for a hash match.
+    pub fn votes(self) -> Option<u32> {
+        match self {
+            MatchKind::Keypoints { votes } => Some(votes),
+            _ => None,
+        }
+    }
+}
+
+/// One index hit before the store is consulted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    /// The entry hit.
+    pub id: EntryId,
+    /// The algorithm whose index was hit (a keypoint match counts as PDQ: it stands in for PDQ
+    /// where a crop defeats it, and is searched whenever PDQ is).
+    pub algorithm: Algorithm,
+    /// Hamming distance in bits; for a keypoint match [`keypoint_vote::votes_distance`] of its
+    /// votes, so both read a calibration table alike.
+    pub distance: u32,
+    /// How the upload met the entry.
+    pub how: MatchKind,
+}
+
+/// The keypoint descriptors' index, planned for their search radius rather than the 64-bit
+/// hashes' (on `vigie eval`'s bank of 81 pictures: 0.83 -> 0.70 ms of lookups a screen, measured
+/// before the texture rule made lookups rarer).
+struct KeypointIndex(HammingIndex<1>);
+
+impl Default for KeypointIndex {
+    fn default() -> Self {
+        Self(HammingIndex::with_design_radius(
+            keypoint_vote::DESCRIPTOR_RADIUS,
+        ))
+    }
+}
+
+/// Every active entry's hashes, searchable. Updated in place (no rebuild); safe to search while
+/// another thread inserts or removes.
+#[derive(Default)]
+pub struct HashIndexes {
+    pdq: HammingIndex<4>,
+    /// Crop-window PDQs of entries added as images: searched only with the upload's upright
+    /// hashes (a cropped re-upload of the banked picture), so they cost a few lookups per screen,
+    /// not one per transform and content box.
+    pdq_windows: HammingIndex<4>,
+    phash: HammingIndex<1>,
+    dhash: HammingIndex<1>,
+    /// Keypoint descriptors of entries added as images (at each banked scale), under their
+    /// [`KeypointId`]: searched with the upload's points, for crops no window covers.
+    keypoints: KeypointIndex,
+    md5: RwLock<HashMap<Md5, Vec<EntryId>>>,
+    sha256: RwLock<HashMap<Hash256, Vec<EntryId>>>,
+}
+
+fn lock_poisoned<T>(e: std::sync::PoisonError<T>) -> T {
+    // A panic while holding these locks cannot leave a map half-updated (single insert/remove
+    // calls), so the data behind a poisoned lock is still consistent.
+    e.into_inner()
+}
+
+impl HashIndexes {
+    /// Empty indexes.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds an entry's hashes, crop windows and keypoints under its id.
+    pub fn insert(&self, id: EntryId, hashes: &EntryHashes) {
+        for value in hashes.iter() {
+            self.insert_value(id, value);
+        }
+        for w in hashes.windows() {
+            if let Err(e) = self.pdq_windows.insert(w, id) {
+                tracing::error!(entry = id, error = %e, "crop window not indexed");
+            }
+        }
+        for p in hashes.keypoints.as_slice() {
+            let Some(kid) = KeypointId::new(id, p) else {
+                tracing::error!(entry = id, "entry id too large for the keypoint index");
+                break;
+            };
+            if let Err(e) = self.keypoints.0.insert(p.descriptor, kid.0) {
+                tracing::error!(entry = id, error = %e, "keypoint not indexed");
+            }
+        }
+    }
+
+    fn insert_value(&self, id: EntryId, value: HashValue) {
+        // The index refuses only past u32::MAX slots; the store cannot hold that many live entries
+        // on one machine, so a refusal is logged rather than surfaced.
+        let result = match value {
+            HashValue::Pdq(h) => self.pdq.insert(h, id),
+            HashValue::Phash(h) => self.phash.insert(h, id),
+            HashValue::Dhash(h) => self.dhash.insert(h, id),
+            HashValue::Md5(h) => {
+                insert_exact(&self.md5, h, id);
+                Ok(())
+            }
+            HashValue::Sha256(h) => {
+                insert_exact(&self.sha256, h, id);
+                Ok(())
+            }
+        };
+        if let Err(e) = result {
+            tracing::error!(entry = id, error = %e, "hash not indexed");
+        }
+    }
+
+    /// Removes an entry's hashes (those it was inserted with); hashes not held are ignored.
+    pub fn remove(&self, id: EntryId, hashes: &EntryHashes) {
+        for value in hashes.iter() {
+            match value {
+                HashValue::Pdq(h) => {
+                    self.pdq.remove(&h, id);
+                }
+                HashValue::Phash(h) => {
+                    self.phash.remove(&h, id);
+                }
+                HashValue::Dhash(h) => {
+                    self.dhash.remove(&h, id);
+                }
+                HashValue::Md5(h) => remove_exact(&self.md5, &h, id),
+                HashValue::Sha256(h) => remove_exact(&self.sha256, &h, id),
+            }
+        }
+        for w in hashes.windows() {
+            self.pdq_windows.remove(&w, id);
+        }
+        for p in hashes.keypoints.as_slice() {
+            if let Some(kid) = KeypointId::new(id, p) {
+                self.keypoints.0.remove(&p.descriptor, kid.0);
+            }
+        }
+    }
+
+    /// Adds a whole start-up load: one bulk build per index, which is several times faster and
+    /// leaner than inserting hash by hash.
+    pub fn extend_bulk(&self, bulk: BulkLoad) {
+        for (name, result) in [
+            ("pdq", self.pdq.extend(bulk.pdq)),
+            ("pdq_windows", self.pdq_windows.extend(bulk.pdq_windows)),
+            ("phash", self.phash.extend(bulk.phash)),
+            ("dhash", self.dhash.extend(bulk.dhash)),
+            (
+                "keypoints",
+                self.keypoints.0.extend(
+                    bulk.keypoints
+                        .iter()
+                        .filter_map(|(p, id)| Some((p.descriptor, KeypointId::new(*id, p)?.0))),
+                ),
+            ),
+        ] {
+            if let Err(e) = result {
+                tracing::error!(algorithm = name, error = %e, "hashes not indexed");
+            }
+        }
+        for (h, id) in bulk.md5 {
+            insert_exact(&self.md5, h, id);
+        }
+        for (h, id) in bulk.sha256 {
+            insert_exact(&self.sha256, h, id);
+        }
+    }
+
+    /// Hashes held, per algorithm (crop windows and keypoints not counted).
+    pub fn counts(&self) -> BTreeMap<Algorithm, u64> {
+        fn exact<K>(m: &RwLock<HashMap<K, Vec<EntryId>>>) -> u64 {
+            m.read()
+                .unwrap_or_else(lock_poisoned)
+                .values()
+                .map(|v| v.len() as u64)
+                .sum()
+        }
+        BTreeMap::from([
+            (Algorithm::Pdq, self.pdq.len() as u64),
+            (Algorithm::Phash, self.phash.len() as u64),
+            (Algorithm::Dhash, self.dhash.len() as u64),
+            (Algorithm::Md5, exact(&self.md5)),
+            (Algorithm::Sha256, exact(&self.sha256)),
+        ])
+    }
+
+    /// Whether every hash, crop window and keypoint of `hashes` is held under `id` (for checks of
+    /// the index against the store).
+    pub fn holds(&self, id: EntryId, hashes: &EntryHashes) -> bool {
+        fn has<const W: usize>(index: &HammingIndex<W>, h: &Bits<W>, id: u64) -> bool {
+            index.search(h, 0).iter().any(|(found, _)| *found == id)
+        }
+        fn has_exact<K: std::hash::Hash + Eq>(
+            map: &RwLock<HashMap<K, Vec<EntryId>>>,
+            h: &K,
+            id: EntryId,
+        ) -> bool {
+            let map = map.read().unwrap_or_else(lock_poisoned);
+            map.get(h).is_some_and(|ids| ids.contains(&id))
+        }
+        let values = hashes.iter().all(|value| match value {
+            HashValue::Pdq(h) => has(&self.pdq, &h, id),
+            HashValue::Phash(h) => has(&self.phash, &h, id),
+            HashValue::Dhash(h) => has(&self.dhash, &h, id),
+            HashValue::Md5(h) => has_exact(&self.md5, &h, id),
+            HashValue::Sha256(h) => has_exact(&self.sha256, &h, id),
+        });
+        values
+            && hashes.windows().all(|w| has(&self.pdq_windows, &w, id))
+            && hashes.keypoints.as_slice().iter().all(|p| {
+                KeypointId::new(id, p)
+                    .is_some_and(|kid| has(&self.keypoints.0, &p.descriptor, kid.0))
+            })
+    }
+
+    /// Crop-window PDQs and keypoint descriptors held.
+    pub fn sub_picture_counts(&self) -> (u64, u64) {
+        (self.pdq_windows.len() as u64, self.keypoints.0.len() as u64)
+    }
+
+    /// Every indexed hash within `radius(algorithm)` of one of the query's hashes, and every
+    /// entry whose keypoints agree with the upload's (searched whenever PDQ is). `radius` returns
+    /// `None` for algorithms not to search. An entry may come back several times, once per lookup
+    /// that met it.
+    pub fn candidates(
+        &self,
+        query: &QueryHashes,
+        radius: impl Fn(Algorithm) -> Option<u32>,
+    ) -> Vec<Candidate> {
+        let mut out = Vec::new();
+        if let Some(r) = radius(Algorithm::Pdq) {
+            let pdq = Algorithm::Pdq;
+            // The whole upload under every transform; its content boxes; and, as a crop of a
+            // banked picture (or a content box that swallowed the banked picture's margins), its
+            // upright hashes, whole, of the content boxes and turned back, against the windows.
+            for (t, h) in &query.pdq {
+                search(&self.pdq, h, r, pdq, MatchKind::Whole(*t), &mut out);
+            }
+            for (t, h) in &query.pdq_regions {
+                search(&self.pdq, h, r, pdq, MatchKind::ContentBox(*t), &mut out);
+            }
+            let upright = query
+                .pdq
+                .iter()
+                .chain(&query.pdq_regions)
+                .filter(|(t, _)| *t == Dihedral::Original)
+                .map(|(_, h)| h)
+                .chain(&query.pdq_trial_turns);
+            for h in upright {
+                search(
+                    &self.pdq_windows,
+                    h,
+                    r,
+                    pdq,
+                    MatchKind::CropWindow,
+                    &mut out,
+                );
+            }
+            // Keypoints stand in for PDQ where a crop defeats it: searched whenever PDQ is.
+            let mut by_points: HashMap<EntryId, u32> = HashMap::new();
+            if !self.keypoints.0.is_empty() {
+                for upload in &query.keypoints {
+                    self.keypoint_matches(upload, &mut by_points);
+                }
+            }
+            out.extend(by_points.into_iter().map(|(id, votes)| Candidate {
+                id,
+                algorithm: pdq,
+                distance: keypoint_vote::votes_distance(votes),
+                how: MatchKind::Keypoints { votes },
+            }));
+        }
+        let sixty_four = [
+            (
+                Algorithm::Phash,
+                &self.phash,
+                query.phash,
+                &query.phash_turned,
+            ),
+            (
+                Algorithm::Dhash,
+                &self.dhash,
+                query.dhash,
+                &query.dhash_turned,
+            ),
+        ];
+        for (algorithm, index, upright, turned) in sixty_four {
+            let Some(r) = radius(algorithm) else { continue };
+            let whole = upright.iter().map(|h| (Dihedral::Original, h));
+            for (t, h) in whole.chain(turned.iter().map(|(t, h)| (*t, h))) {
+                search(index, h, r, algorithm, MatchKind::Whole(t), &mut out);
+            }
+        }
+        // Content boxes after every whole-picture lookup: the decision keeps the first of equally
+        // good matches of one entry.
+        let boxes = [
+            (Algorithm::Phash, &self.phash, &query.phash_regions),
+            (Algorithm::Dhash, &self.dhash, &query.dhash_regions),
+        ];
+        for (algorithm, index, regions) in boxes {
+            let Some(r) = radius(algorithm) else { continue };
+            let how = MatchKind::ContentBox(Dihedral::Original);
+            for h in regions {
+                search(index, h, r, algorithm, how, &mut out);
+            }
+        }
+        if radius(Algorithm::Md5).is_some()
+            && let Some(h) = query.md5
+        {
+            exact_hits(&self.md5, &h, Algorithm::Md5, &mut out);
+        }
+        if radius(Algorithm::Sha256).is_some()
+            && let Some(h) = query.sha256
+        {
+            exact_hits(&self.sha256, &h, Algorithm::Sha256, &mut out);
+        }
+        out
+    }
+
+    /// Records in `best` each entry whose banked points, at any banked scale, agree with at least
+    /// [`keypoint_vote::MIN_VOTES`] of the upload's on one displacement, with its best vote.
+    fn keypoint_matches(&self, upload: &UploadKeypoints, best: &mut HashMap<EntryId, u32>) {
+        // The pairs of each (entry, banked scale) group: displacements of different scales are in
+        // different frames and must not vote together. Sorted by group, each run is one group,
+        // without hashing every pair into a map.
+        let mut found: Vec<(u64, PointPair)> = Vec::new();
+        for (qi, q) in upload.points.iter().enumerate() {
+            for (kid, _) in self
+                .keypoints
+                .0
+                .search(&q.descriptor, keypoint_vote::DESCRIPTOR_RADIUS)
+            {
+                let kid = KeypointId(kid);
+                found.push((kid.group(), PointPair::new(qi, q, &kid.point())));
+            }
+        }
+        found.sort_unstable_by_key(|(group, _)| *group);
+        let mut pairs: Vec<PointPair> = Vec::new();
+        for run in found.chunk_by(|a, b| a.0 == b.0) {
+            // Fewer pairs than votes needed cannot make a match: skip the vote.
+            if run.len() < keypoint_vote::MIN_VOTES as usize {
+                continue;
+            }
+            pairs.clear();
+            pairs.extend(run.iter().map(|(_, p)| *p));
+            let votes = keypoint_vote::best_vote(&pairs, upload);
+            if votes >= keypoint_vote::MIN_VOTES {
+                let b = best
+                    .entry(KeypointId::entry_of_group(run[0].0))
+                    .or_default();
+                *b = (*b).max(votes);
+            }
+        }
+    }
+}
+
+/// One lookup: every hash of `index` within `radius` of `hash`, as candidates found `how`.
+fn search<const W: usize>(
+    index: &HammingIndex<W>,
+    hash: &Bits<W>,
+    radius: u32,
+    algorithm: Algorithm,
+    how: MatchKind,
+    out: &mut Vec<Candidate>,
+) {
+    out.extend(
+        index
+            .search(hash, radius)
+            .into_iter()
+            .map(|(id, distance)| Candidate {
+                id,
+                algorithm,
+                distance,
+                how,
+            }),
+    );
+}
+
+/// The entries holding exactly `hash`.
+fn exact_hits<K: std::hash::Hash + Eq>(
+    map: &RwLock<HashMap<K, Vec<EntryId>>>,
+    hash: &K,
+    algorithm: Algorithm,
+    out: &mut Vec<Candidate>,
+) {
+    let map = map.read().unwrap_or_else(lock_poisoned);
+    out.extend(map.get(hash).into_iter().flatten().map(|&id| Candidate {
+        id,
+        algorithm,
+        distance: 0,
+        how: MatchKind::Whole(Dihedral::Original),
+    }));
+}
+
+fn insert_exact<K: std::hash::Hash + Eq>(
+    map: &RwLock<HashMap<K, Vec<EntryId>>>,
+    key: K,
+    id: EntryId,
+) {
+    map.write()
+        .unwrap_or_else(lock_poisoned)
+        .entry(key)
+        .or_default()
+        .push(id);
+}
+
+fn remove_exact<K: std::hash::Hash + Eq>(
+    map: &RwLock<HashMap<K, Vec<EntryId>>>,
+    key: &K,
+    id: EntryId,
+) {
+    let mut map = map.write().unwrap_or_else(lock_poisoned);
+    if let Some(ids) = map.get_mut(key) {
+        if let Some(pos) = ids.iter().position(|x| *x == id) {
+            ids.swap_remove(pos);
+        }
+        if ids.is_empty() {
+            map.remove(key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hashing::HasherBuilder;
+    use crate::matcher::entry_hashes;
+
+    fn fixture(name: &str) -> image::RgbImage {
+        image::open(format!(
+            "{}/tests/fixtures/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .expect("fixture")
+        .to_rgb8()
+    }
+
+    fn png(img: &image::RgbImage) -> Vec<u8> {
+        let mut out = Vec::new();
+        image::DynamicImage::ImageRgb8(img.clone())
+            .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+            .expect("encode");
+        out
+    }
+
+    #[test]
+    fn an_off_centre_crop_meets_its_entry_by_keypoints_only_when_they_are_on() {
+        let bridge = fixture("bridge.jpg");
+        let banked = HasherBuilder::new()
+            .dihedral(true)
+            .windows(true)
+            .build()
+            .hash_bytes(&png(&bridge))
+            .expect("hash");
+        let hashes = entry_hashes(&banked);
+        assert!(hashes.keypoints.as_slice().len() >= crate::hashing::keypoints::MIN_KEYPOINTS);
+        let indexes = HashIndexes::new();
+        indexes.insert(7, &hashes);
+        assert!(indexes.holds(7, &hashes));
+        assert!(!indexes.holds(8, &hashes));
+        // `vigie eval`'s crop_25pc_offcentre: a quarter off the right, a fifth off the top.
+        let (w, h) = bridge.dimensions();
+        let crop = image::imageops::crop_imm(&bridge, 0, h / 5, w * 3 / 4, h * 3 / 4).to_image();
+        let screen = |img: &image::RgbImage, keypoints: bool| {
+            let hashes = HasherBuilder::new()
+                .dihedral(true)
+                .regions(true)
+                .keypoints(keypoints)
+                .build()
+                .hash_bytes(&png(img))
+                .expect("hash");
+            let q = QueryHashes::from_image(&hashes, &mut Vec::new());
+            indexes.candidates(&q, |a| Some(if a == Algorithm::Pdq { 31 } else { 8 }))
+        };
+        // No hash follows this crop: without keypoints nothing is found.
+        assert!(screen(&crop, false).is_empty());
+        let found = screen(&crop, true);
+        let by_points: Vec<&Candidate> = found
+            .iter()
+            .filter(|c| matches!(c.how, MatchKind::Keypoints { .. }))
+            .collect();
+        assert_eq!(by_points.len(), 1, "{found:?}");
+        assert_eq!(by_points[0].id, 7);
+        let votes = by_points[0].how.votes().expect("votes");
+        assert!(votes >= keypoint_vote::MIN_VOTES);
+        assert_eq!(by_points[0].distance, keypoint_vote::votes_distance(votes));
+        // Another photo gathers no keypoint match.
+        assert!(screen(&fixture("wine.jpg"), true).is_empty());
+        // Removing the entry takes its keypoints out of the index.
+        indexes.remove(7, &hashes);
+        assert!(screen(&crop, true).is_empty());
+        assert!(!indexes.holds(7, &hashes));
+    }
+}

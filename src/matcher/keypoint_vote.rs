@@ -1,0 +1,414 @@
+//! The keypoint vote: whether an upload's points and a banked picture's agree on one displacement.
+//!
+//! `hashing::keypoints` finds and describes the points; this is the matching side. Each upload
+//! descriptor finds banked descriptors within [`DESCRIPTOR_RADIUS`] bits (in the matcher's
+//! keypoint index, under a [`KeypointId`]); the pairs of one entry and banked scale vote for the
+//! displacement between the two points (also with the upload turned back a few degrees and zoomed
+//! a little, see [`VOTE_TURNS_DEGREES`] and [`VOTE_ZOOMS`]), and a match needs [`MIN_VOTES`]
+//! distinct upload points agreeing on one displacement within [`VOTE_TOLERANCE`] pixels and
+//! spread over the upload ([`MIN_SPREAD`]). This is Hough voting as in Lowe, "Distinctive image
+//! features from scale-invariant keypoints", IJCV 2004, section 7. Measured on `vigie eval`
+//! (docs/EVALUATION.md): of 453,000 unrelated (upload, entry) pairs, none had more than 3 such
+//! points.
+
+use crate::hashing::keypoints::{BANK_SCALES, Keypoint, MAX_KEYPOINTS, UploadKeypoints};
+use crate::store::EntryId;
+
+/// Two descriptors of the same patch are within this many bits (of 64). At 8 (before the texture
+/// rule), `vigie eval` found 0.2 points more of recall for twice the lookup time.
+pub const DESCRIPTOR_RADIUS: u32 = 7;
+/// Points of one entry must agree on their displacement within this many pixels (at
+/// [`crate::hashing::keypoints::BANK_LONG_SIDE`] scale).
+pub const VOTE_TOLERANCE: i32 = 2;
+/// Distinct upload points agreeing on one displacement (and spread over the upload) that make a
+/// match: four times the most any unrelated pair reached on `vigie eval`.
+pub const MIN_VOTES: u32 = 8;
+/// The agreeing upload points must spread over at least this fraction of the upload's width and
+/// of its height. A crop of a banked picture agrees all over; two different pictures that share
+/// one object (a mascot, a logo, a watermark) agree only where that object is: on `vigie eval`
+/// the corpus's Tux drawings matched each other by 20 to 29 points without this.
+pub const MIN_SPREAD: f32 = 0.6;
+
+/// One descriptor pair found between an upload point and a banked point: the upload point's index
+/// and the displacement from it to the banked point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PointPair {
+    /// Index of the upload point in [`UploadKeypoints::points`].
+    pub query: u16,
+    /// Banked x minus upload x, in pixels (each point on its own resampled picture).
+    pub dx: i16,
+    /// Banked y minus upload y, in pixels.
+    pub dy: i16,
+}
+
+impl PointPair {
+    /// The pair of upload point `query` (at `query_index` among the upload's points) and banked
+    /// point `bank`. An index past `u16::MAX` (never: at most [`MAX_KEYPOINTS`] points) is
+    /// clamped to it.
+    pub fn new(query_index: usize, query: &Keypoint, bank: &Keypoint) -> Self {
+        Self {
+            // At most MAX_KEYPOINTS upload points, so the index fits.
+            query: u16::try_from(query_index).unwrap_or(u16::MAX),
+            dx: i16::from(bank.x) - i16::from(query.x),
+            dy: i16::from(bank.y) - i16::from(query.y),
+        }
+    }
+}
+
+/// The most distinct upload points whose pairs agree on one displacement, within
+/// [`VOTE_TOLERANCE`] pixels on both axes of one of the pairs' own displacements (the Hough
+/// vote), counting only displacements whose points spread over [`MIN_SPREAD`] of the upload.
+/// Quadratic in the pairs of one entry, which are a few hundred at most.
+pub fn agreeing_points(pairs: &[PointPair], upload: &UploadKeypoints) -> u32 {
+    agreeing_points_over(pairs, upload, 0)
+}
+
+/// [`agreeing_points`] when it is more than `floor`, else `floor`: windows that cannot beat it
+/// are not examined, which makes the trials of [`best_vote`] after a good one cheap.
+fn agreeing_points_over(pairs: &[PointPair], upload: &UploadKeypoints, floor: u32) -> u32 {
+    if pairs.len() as u32 <= floor {
+        return floor;
+    }
+    let tolerance = VOTE_TOLERANCE as i16;
+    let mut sorted = pairs.to_vec();
+    sorted.sort_unstable_by_key(|p| (p.dx, p.dy, p.query));
+    let mut best = floor;
+    let mut seen: Vec<u16> = Vec::new();
+    let min_w = MIN_SPREAD * f32::from(upload.width);
+    let min_h = MIN_SPREAD * f32::from(upload.height);
+    let spread = |seen: &[u16]| {
+        let (mut x0, mut y0, mut x1, mut y1) = (u8::MAX, u8::MAX, 0u8, 0u8);
+        for p in seen
+            .iter()
+            .filter_map(|&i| upload.points.get(usize::from(i)))
+        {
+            (x0, y0, x1, y1) = (x0.min(p.x), y0.min(p.y), x1.max(p.x), y1.max(p.y));
+        }
+        x1 >= x0 && f32::from(x1 - x0) >= min_w && f32::from(y1.saturating_sub(y0)) >= min_h
+    };
+    // Sorted by dx, the pairs within the tolerance of an anchor's dx form one window.
+    let (mut lo, mut hi) = (0, 0);
+    for anchor in &sorted {
+        while sorted[lo].dx < anchor.dx - tolerance {
+            lo += 1;
+        }
+        while hi < sorted.len() && sorted[hi].dx <= anchor.dx + tolerance {
+            hi += 1;
+        }
+        if (hi - lo) as u32 <= best {
+            continue;
+        }
+        seen.clear();
+        seen.extend(
+            sorted[lo..hi]
+                .iter()
+                .filter(|p| (p.dy - anchor.dy).abs() <= tolerance)
+                .map(|p| p.query),
+        );
+        if seen.len() as u32 <= best {
+            continue;
+        }
+        seen.sort_unstable();
+        seen.dedup();
+        if seen.len() as u32 > best && spread(&seen) {
+            best = seen.len() as u32;
+        }
+    }
+    best
+}
+
+/// The turns of the upload, in degrees, the vote also tries: a copy turned a few degrees keeps its
+/// patches (a 24-pixel patch turned 5 degrees moves its corner cells by about a pixel) but not one
+/// displacement, so the upload's points are turned back about its centre before they vote.
+pub const VOTE_TURNS_DEGREES: [f32; 5] = [0.0, 2.5, -2.5, 5.0, -5.0];
+
+/// The enlargements of the upload the vote also tries, under each turn: the banked scales are
+/// 12-14% apart, so a crop can sit up to 7% from the nearest, and a point 96 pixels from the
+/// centre then moves by up to 7 pixels, past [`VOTE_TOLERANCE`]; its patch, a quarter of that
+/// size, still matches. Zooms scale the upload's points about its centre before they vote.
+pub const VOTE_ZOOMS: [f32; 3] = [1.0, 1.035, 0.965];
+
+/// The best [`agreeing_points`] over the turns of [`VOTE_TURNS_DEGREES`] and the zooms of
+/// [`VOTE_ZOOMS`].
+pub fn best_vote(pairs: &[PointPair], upload: &UploadKeypoints) -> u32 {
+    let (cx, cy) = (
+        f32::from(upload.width) / 2.0,
+        f32::from(upload.height) / 2.0,
+    );
+    let mut best = 0;
+    let mut turned = Vec::with_capacity(pairs.len());
+    for degrees in VOTE_TURNS_DEGREES {
+        for zoom in VOTE_ZOOMS {
+            if degrees == 0.0 && zoom == 1.0 {
+                best = agreeing_points_over(pairs, upload, best);
+                continue;
+            }
+            let (sin, cos) = degrees.to_radians().sin_cos();
+            let (sin, cos) = (sin * zoom, cos * zoom);
+            turned.clear();
+            for p in pairs {
+                let Some(q) = upload.points.get(usize::from(p.query)) else {
+                    continue;
+                };
+                let (qx, qy) = (f32::from(q.x), f32::from(q.y));
+                let (bx, by) = (qx + f32::from(p.dx), qy + f32::from(p.dy));
+                let (ux, uy) = (qx - cx, qy - cy);
+                let (rx, ry) = (cos * ux - sin * uy + cx, sin * ux + cos * uy + cy);
+                turned.push(PointPair {
+                    query: p.query,
+                    // Positions are under 256 and zooms near 1, so the displacements fit.
+                    dx: (bx - rx).round() as i16,
+                    dy: (by - ry).round() as i16,
+                });
+            }
+            best = agreeing_points_over(&turned, upload, best);
+        }
+    }
+    best
+}
+
+/// Votes of an upload for a banked picture, by brute force over every descriptor pair: the best
+/// over the banked scales. (The matcher finds the pairs through its index; `vigie eval` uses this
+/// to measure every pair of pictures.)
+pub fn votes(bank: &[Keypoint], upload: &UploadKeypoints) -> u32 {
+    let mut pairs = Vec::new();
+    let mut best = 0;
+    for scale in 0..BANK_SCALES.len() {
+        pairs.clear();
+        for (qi, q) in upload.points.iter().enumerate() {
+            for b in bank.iter().filter(|b| usize::from(b.scale) == scale) {
+                if q.descriptor.distance(&b.descriptor) <= DESCRIPTOR_RADIUS {
+                    pairs.push(PointPair::new(qi, q, b));
+                }
+            }
+        }
+        if pairs.len() as u32 > best {
+            best = best.max(best_vote(&pairs, upload));
+        }
+    }
+    best
+}
+
+/// Votes as a distance, so that keypoint matches read a calibration table like the hashes do:
+/// the points out of [`MAX_KEYPOINTS`] that did not agree (0 is the best).
+pub fn votes_distance(votes: u32) -> u32 {
+    (MAX_KEYPOINTS as u32).saturating_sub(votes)
+}
+
+/// A banked keypoint's id in the keypoint index: the entry id in the high bits, then the point's
+/// scale (2 bits) and position (8 + 8 bits), so that a hit says where the banked point is without
+/// a second lookup.
+///
+/// Layout of the `u64`, most significant first: `entry id (46 bits) | scale (2) | x (8) | y (8)`.
+/// The entry and scale together ([`KeypointId::group`]) name one set of points that may vote
+/// together: displacements measured at different scales are in different frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KeypointId(pub u64);
+
+impl KeypointId {
+    /// Bits below the scale: the position.
+    const POSITION_BITS: u32 = 16;
+    /// Bits below the entry id: the scale and the position.
+    const ENTRY_SHIFT: u32 = Self::POSITION_BITS + 2;
+
+    /// The id of banked point `p` of entry `entry`; `None` past 2^46 entry ids (never reached:
+    /// ids count up from 1) or for a scale that does not fit its 2 bits.
+    pub fn new(entry: EntryId, p: &Keypoint) -> Option<KeypointId> {
+        (entry < 1 << (64 - Self::ENTRY_SHIFT) && p.scale < 4).then(|| {
+            KeypointId(
+                entry << Self::ENTRY_SHIFT
+                    | u64::from(p.scale) << Self::POSITION_BITS
+                    | u64::from(p.x) << 8
+                    | u64::from(p.y),
+            )
+        })
+    }
+
+    /// The entry the point belongs to.
+    pub fn entry(self) -> EntryId {
+        self.0 >> Self::ENTRY_SHIFT
+    }
+
+    /// The (entry, scale) group: the pairs of one group vote together.
+    pub fn group(self) -> u64 {
+        self.0 >> Self::POSITION_BITS
+    }
+
+    /// The entry of a [`KeypointId::group`] value.
+    pub fn entry_of_group(group: u64) -> EntryId {
+        group >> (Self::ENTRY_SHIFT - Self::POSITION_BITS)
+    }
+
+    /// The banked point's position and scale (its descriptor is not in the id: zero).
+    pub fn point(self) -> Keypoint {
+        Keypoint {
+            x: (self.0 >> 8) as u8,
+            y: self.0 as u8,
+            scale: (self.0 >> Self::POSITION_BITS & 3) as u8,
+            descriptor: crate::bits::Bits([0]),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bits::Bits;
+    use crate::hashing::keypoints::test_scenes::{crop, scene};
+    use crate::hashing::keypoints::{MIN_KEYPOINTS, bank_keypoints, query_keypoints};
+    use crate::hashing::pdq::LumaPlane;
+    use crate::hashing::regions::Rect;
+
+    #[test]
+    fn keypoint_ids_keep_entry_scale_and_position() {
+        let p = Keypoint {
+            x: 200,
+            y: 17,
+            scale: 2,
+            descriptor: Bits([u64::MAX]),
+        };
+        let id = KeypointId::new(123_456, &p).expect("fits");
+        assert_eq!(id.entry(), 123_456);
+        assert_eq!(KeypointId::entry_of_group(id.group()), 123_456);
+        let back = id.point();
+        assert_eq!((back.x, back.y, back.scale), (200, 17, 2));
+        // Another scale of the same entry is another group.
+        let other = KeypointId::new(123_456, &Keypoint { scale: 1, ..p }).expect("fits");
+        assert_ne!(other.group(), id.group());
+        assert!(KeypointId::new(1 << 46, &p).is_none());
+        assert!(KeypointId::new(1, &Keypoint { scale: 4, ..p }).is_none());
+    }
+
+    /// Votes of an upload against the banked points of one scale only.
+    fn votes_at(bank: &[Keypoint], scale: u8, upload: &UploadKeypoints) -> u32 {
+        let at: Vec<Keypoint> = bank.iter().filter(|p| p.scale == scale).copied().collect();
+        votes(&at, upload)
+    }
+
+    #[test]
+    fn votes_count_distinct_upload_points_on_one_displacement() {
+        let pair = |query, dx, dy| PointPair { query, dx, dy };
+        // Points 0..5 at the corners and centre of a 100x100 upload.
+        let at = |x, y| Keypoint {
+            x,
+            y,
+            scale: 0,
+            descriptor: Bits([0]),
+        };
+        let upload = UploadKeypoints {
+            width: 100,
+            height: 100,
+            points: vec![at(5, 5), at(95, 5), at(5, 95), at(95, 95), at(50, 50)],
+        };
+        // Four points agree on (10, 5) within 2 pixels; point 1 is paired twice; one stray pair.
+        let pairs = [
+            pair(0, 10, 5),
+            pair(1, 11, 6),
+            pair(1, 9, 4),
+            pair(2, 12, 5),
+            pair(3, 10, 3),
+            pair(4, -40, 7),
+        ];
+        assert_eq!(agreeing_points(&pairs, &upload), 4);
+        assert_eq!(agreeing_points(&[], &upload), 0);
+        // One point, or points along one edge, do not spread over the upload.
+        assert_eq!(agreeing_points(&pairs[5..], &upload), 0);
+        assert_eq!(agreeing_points(&[pair(0, 0, 0), pair(1, 0, 0)], &upload), 0);
+        // Three pixels off is another displacement.
+        assert_eq!(
+            agreeing_points(&[pair(0, 0, 0), pair(3, 3, 0), pair(4, 0, 0)], &upload),
+            0
+        );
+        assert_eq!(agreeing_points(&[pair(0, 0, 0), pair(3, 0, 0)], &upload), 2);
+        assert_eq!(votes_distance(12), 52);
+        assert_eq!(votes_distance(100), 0);
+    }
+
+    #[test]
+    fn a_turned_copy_agrees_once_its_points_are_turned_back() {
+        // 36 points on a grid over a 192x144 upload; the banked picture's points are the same
+        // turned 5 degrees about the centre and shifted by (3, 4).
+        let mut points = Vec::new();
+        for j in 0..6u8 {
+            for i in 0..6u8 {
+                points.push(Keypoint {
+                    x: 16 + i * 32,
+                    y: 12 + j * 24,
+                    scale: 0,
+                    descriptor: Bits([0]),
+                });
+            }
+        }
+        let upload = UploadKeypoints {
+            width: 192,
+            height: 144,
+            points,
+        };
+        let (sin, cos) = 5f32.to_radians().sin_cos();
+        let pairs: Vec<PointPair> = upload
+            .points
+            .iter()
+            .enumerate()
+            .map(|(k, q)| {
+                let (ux, uy) = (f32::from(q.x) - 96.0, f32::from(q.y) - 72.0);
+                let bx = cos * ux - sin * uy + 96.0 + 3.0;
+                let by = sin * ux + cos * uy + 72.0 + 4.0;
+                PointPair {
+                    query: k as u16,
+                    dx: (bx - f32::from(q.x)).round() as i16,
+                    dy: (by - f32::from(q.y)).round() as i16,
+                }
+            })
+            .collect();
+        let upright = agreeing_points(&pairs, &upload);
+        assert!(upright < MIN_VOTES, "{upright}");
+        assert_eq!(best_vote(&pairs, &upload), 36);
+    }
+
+    #[test]
+    fn an_off_centre_crop_meets_its_picture_at_the_right_scale() {
+        let picture = scene(640, 480);
+        let bank = bank_keypoints(&picture);
+        assert!(bank.len() >= MIN_KEYPOINTS, "{} points", bank.len());
+        // 75% of each side, off the top-left: the upload shows the content 1/0.75 larger.
+        let cropped = crop(
+            &picture,
+            Rect {
+                x: 160,
+                y: 24,
+                width: 480,
+                height: 360,
+            },
+        );
+        let query = query_keypoints(&cropped).expect("points");
+        let by_scale: Vec<u32> = (0..BANK_SCALES.len() as u8)
+            .map(|s| votes_at(&bank, s, &query))
+            .collect();
+        // The banked picture enlarged by 1/0.77 meets it best. (The other enlargements are of
+        // the same picture, and on this scene, which repeats one kind of blob, the zoomed votes
+        // gather 9 and 11 points there: more than the 2 to 3 any unrelated pair of real
+        // pictures gathers on `vigie eval`, fewer than the right scale.)
+        assert!(by_scale[2] >= MIN_VOTES, "votes by scale {by_scale:?}");
+        assert!(
+            by_scale[..2].iter().all(|&v| v < by_scale[2]),
+            "votes by scale {by_scale:?}"
+        );
+        assert_eq!(
+            votes(&bank, &query),
+            by_scale.iter().copied().max().unwrap_or(0)
+        );
+    }
+
+    #[test]
+    fn an_unrelated_picture_does_not_gather_votes() {
+        let bank = bank_keypoints(&scene(640, 480));
+        // Another arrangement of blobs: the same kind of corners, other places.
+        let other = {
+            let base = scene(480, 640);
+            LumaPlane::new(480, 640, base.data.iter().rev().copied().collect())
+        };
+        let upload = query_keypoints(&other).expect("points");
+        let v = votes(&bank, &upload);
+        assert!(v < MIN_VOTES, "{v} votes");
+    }
+}

@@ -1,0 +1,8 @@
+//! The gRPC service in process: end to end over a real listener (auth, limits, streams, status
+//! codes), and over TLS. One test binary per area: each links RocksDB and tonic.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod service_e2e;
+mod service_tls;
