@@ -187,6 +187,20 @@ pub struct QueryHashes {
     pub sha256: Option<Hash256>,
     /// The upload's point sets (today one: of the whole picture).
     pub keypoints: Vec<UploadKeypoints>,
+    /// The frames of an animated upload besides its default image (see `ImageHashes::frames`).
+    pub frames: Vec<FrameQuery>,
+}
+
+/// What to look up for one frame of an animation: its hashes, upright, against the whole
+/// pictures' indexes. A match through it says which frame ([`MatchInfo::frame`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FrameQuery {
+    /// The frame's place in the animation, from 0.
+    pub index: u32,
+    /// Left out below [`MIN_PDQ_QUALITY`], as the whole picture's.
+    pub pdq: Option<Hash256>,
+    pub phash: Option<Hash64>,
+    pub dhash: Option<Hash64>,
 }
 
 fn lock_poisoned<T>(e: std::sync::PoisonError<T>) -> T {
@@ -479,6 +493,44 @@ impl HashIndexes {
     }
 }
 
+impl HashIndexes {
+    /// The candidates of an animation's frames ([`QueryHashes::frames`]), each with its frame's
+    /// index: every frame's PDQ, pHash and dHash against the whole pictures' indexes, upright.
+    pub fn frame_candidates(
+        &self,
+        query: &QueryHashes,
+        radius: impl Fn(Algorithm) -> Option<u32>,
+    ) -> Vec<(u32, Candidate)> {
+        let candidate = |id, algorithm, distance| Candidate {
+            id,
+            algorithm,
+            distance,
+            transform: Dihedral::Original,
+            region: false,
+            keypoints: 0,
+        };
+        let mut out = Vec::new();
+        for f in &query.frames {
+            if let (Some(r), Some(h)) = (radius(Algorithm::Pdq), f.pdq) {
+                for (id, d) in self.pdq.search(&h, r) {
+                    out.push((f.index, candidate(id, Algorithm::Pdq, d)));
+                }
+            }
+            for (algorithm, index, hash) in [
+                (Algorithm::Phash, &self.phash, f.phash),
+                (Algorithm::Dhash, &self.dhash, f.dhash),
+            ] {
+                if let (Some(r), Some(h)) = (radius(algorithm), hash) {
+                    for (id, d) in index.search(&h, r) {
+                        out.push((f.index, candidate(id, algorithm, d)));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
 fn remove_exact<K: std::hash::Hash + Eq>(
     map: &RwLock<HashMap<K, Vec<EntryId>>>,
     key: &K,
@@ -530,8 +582,10 @@ impl HashIndexes {
 
 impl QueryHashes {
     /// The lookups for an uploaded image's hashes. PDQ of quality below [`MIN_PDQ_QUALITY`] is left
-    /// out (and said so in `notes`).
+    /// out (and said so in `notes`); the hasher's warnings (a file cut short or damaged, frames
+    /// left unscreened) are passed on to `notes`.
     pub fn from_image(h: &ImageHashes, notes: &mut Vec<String>) -> QueryHashes {
+        notes.extend(h.warnings.iter().cloned());
         let mut q = QueryHashes {
             phash: h.phash,
             dhash: h.dhash,
@@ -545,6 +599,19 @@ impl QueryHashes {
             pdq: Vec::new(),
             pdq_regions: Vec::new(),
             pdq_trial_turns: Vec::new(),
+            frames: h
+                .frames
+                .iter()
+                .map(|f| FrameQuery {
+                    index: f.index,
+                    pdq: f
+                        .pdq
+                        .filter(|p| p.quality >= MIN_PDQ_QUALITY)
+                        .map(|p| p.hash),
+                    phash: f.phash,
+                    dhash: f.dhash,
+                })
+                .collect(),
         };
         if let Some(pdq) = h.pdq {
             if pdq.quality < MIN_PDQ_QUALITY {
@@ -566,6 +633,17 @@ impl QueryHashes {
                     // Meta's rule sees the stored pixels: a list from another platform holds this hash.
                     q.pdq.push((Dihedral::Original, meta.hash));
                 }
+            }
+        }
+        // A picture featureless as displayed whose stored pixels are not (an alpha channel that
+        // hides them): the stored pixels are screened all the same.
+        if let (Some(shown), Some(meta)) = (h.pdq, h.pdq_meta) {
+            if shown.quality < MIN_PDQ_QUALITY && meta.quality >= MIN_PDQ_QUALITY {
+                notes.push(format!(
+                    "the picture as displayed is featureless but its stored pixels are not (quality {}): those were screened",
+                    meta.quality
+                ));
+                q.pdq.push((Dihedral::Original, meta.hash));
             }
         }
         // Content boxes (trimmed borders, the photo in a screenshot) are looked up on their own
@@ -611,6 +689,7 @@ impl QueryHashes {
             md5: hashes.md5,
             sha256: hashes.sha256,
             keypoints: Vec::new(),
+            frames: Vec::new(),
         }
     }
 }
@@ -641,6 +720,9 @@ pub struct MatchInfo {
     /// For a match by keypoints (a crop no hash could follow), the upload points that agreed;
     /// `distance` is then the points of 64 that did not. 0 for a hash match.
     pub keypoints: u32,
+    /// `None` when the upload's picture matched; for an animation, the place (from 0) of the
+    /// frame that matched when its default image did not match as well.
+    pub frame: Option<u32>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -707,12 +789,14 @@ impl Matcher<'_> {
                 .map(|b| tighten(b.max_distance.get(a)))
                 .max()
         };
-        let candidates = self.indexes.candidates(query, radius);
+        let candidates = self.indexes.candidates(query, &radius);
+        let frame_candidates = self.indexes.frame_candidates(query, &radius);
 
         let now = Timestamp::now();
         let mut best: HashMap<EntryId, MatchInfo> = HashMap::new();
         let mut entries: HashMap<EntryId, Option<Entry>> = HashMap::new();
-        for c in candidates {
+        let all = candidates.into_iter().map(|c| (None, c));
+        for (frame, c) in all.chain(frame_candidates.into_iter().map(|(i, c)| (Some(i), c))) {
             let entry = match entries.get(&c.id) {
                 Some(e) => e.clone(),
                 None => {
@@ -753,14 +837,18 @@ impl Matcher<'_> {
                 transform: c.transform,
                 suppressed: false,
                 keypoints: c.keypoints,
+                frame,
             };
+            // On a tie, the upright picture over a transform, the picture itself over a frame.
             let better = best.get(&c.id).is_none_or(|old| {
                 (
                     info.confidence,
                     std::cmp::Reverse(info.transform != Dihedral::Original),
+                    std::cmp::Reverse(info.frame.is_some()),
                 ) > (
                     old.confidence,
                     std::cmp::Reverse(old.transform != Dihedral::Original),
+                    std::cmp::Reverse(old.frame.is_some()),
                 )
             });
             if better {
