@@ -475,6 +475,9 @@ pub struct AnimationFrame {
     /// the animation is not counted).
     pub index: u32,
     pub picture: RgbaImage,
+    /// This frame is the default image [`decode_for_hashing`] gave, pixel for pixel (a GIF's or
+    /// WebP's first frame; an APNG's first when its IDAT image is part of the animation).
+    pub is_default_image: bool,
 }
 
 /// What [`for_each_frame`] did: how many frames it decoded, and what it could not screen.
@@ -500,7 +503,7 @@ pub fn for_each_frame(
     let Ok(frames) = animation_frames(bytes, limits) else {
         return read;
     };
-    let Some((mut frames, (width, height))) = frames else {
+    let Some((mut frames, (width, height), first_is_default)) = frames else {
         return read;
     };
     let canvas = u64::from(width) * u64::from(height);
@@ -543,17 +546,21 @@ pub fn for_each_frame(
         f(AnimationFrame {
             index: read.decoded,
             picture: frame.into_buffer(),
+            is_default_image: first_is_default && read.decoded == 0,
         });
         read.decoded += 1;
     }
     read
 }
 
-/// The frames of an animated file with its canvas size, or `None` for a still picture.
+/// The frames of an animation, its canvas size, and whether its first frame is its default image.
+type Animation<'a> = (image::Frames<'a>, (u32, u32), bool);
+
+/// The frames of an animated file, or `None` for a still picture.
 fn animation_frames<'a>(
     bytes: &'a [u8],
     limits: &DecodeLimits,
-) -> Result<Option<(image::Frames<'a>, (u32, u32))>, DecodeError> {
+) -> Result<Option<Animation<'a>>, DecodeError> {
     let format = accepted_format(bytes, limits)?;
     let mut decoder_limits = Limits::default();
     decoder_limits.max_alloc = Some(limits.max_decoder_memory);
@@ -566,13 +573,15 @@ fn animation_frames<'a>(
                     return Ok(None);
                 }
                 let size = decoder.dimensions();
-                Some((decoder.apng()?.into_frames(), size))
+                let first_is_default = apng_default_image_is_a_frame(bytes);
+                Some((decoder.apng()?.into_frames(), size, first_is_default))
             }
             ImageFormat::Gif => {
                 let mut decoder = image::codecs::gif::GifDecoder::new(cursor)?;
                 decoder.set_limits(decoder_limits)?;
                 let size = decoder.dimensions();
-                Some((decoder.into_frames(), size))
+                // `read_image` composites the first frame exactly as the frame iterator does.
+                Some((decoder.into_frames(), size, true))
             }
             ImageFormat::WebP => {
                 let mut decoder = image::codecs::webp::WebPDecoder::new(cursor)?;
@@ -581,12 +590,30 @@ fn animation_frames<'a>(
                 }
                 decoder.set_limits(decoder_limits)?;
                 let size = decoder.dimensions();
-                Some((decoder.into_frames(), size))
+                // image-webp's `read_image` of an animation reads its first frame.
+                Some((decoder.into_frames(), size, true))
             }
             _ => None,
         })
     })?
     .map_err(map_image_error)
+}
+
+/// Whether an APNG's IDAT image is the first frame of its animation: an fcTL chunk comes before
+/// the first IDAT (APNG specification, "Structure"). Otherwise it is only shown by decoders
+/// without APNG support.
+fn apng_default_image_is_a_frame(bytes: &[u8]) -> bool {
+    let mut at = 8; // the PNG signature
+    while let Some(header) = bytes.get(at..at + 8) {
+        let length = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        match &header[4..8] {
+            b"fcTL" => return true,
+            b"IDAT" => return false,
+            _ => {}
+        }
+        at = at.saturating_add(12).saturating_add(length);
+    }
+    false
 }
 
 fn catch_decoder_panic<T>(f: impl FnOnce() -> T) -> Result<T, DecodeError> {
@@ -622,5 +649,46 @@ fn orientation_transform(o: Orientation) -> Dihedral {
         Orientation::FlipVertical => Dihedral::FlipVertical,
         Orientation::Rotate90FlipH => Dihedral::Transpose,
         Orientation::Rotate270FlipH => Dihedral::Transverse,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+        let mut out = (data.len() as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        out.extend_from_slice(&[0; 4]); // CRC: not read here
+        out
+    }
+
+    #[test]
+    fn an_apng_default_image_is_a_frame_when_an_fctl_comes_first() {
+        let png = |chunks: &[(&[u8; 4], usize)]| {
+            let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+            for (kind, len) in chunks {
+                out.extend(chunk(kind, &vec![0; *len]));
+            }
+            out
+        };
+        assert!(apng_default_image_is_a_frame(&png(&[
+            (b"IHDR", 13),
+            (b"acTL", 8),
+            (b"fcTL", 26),
+            (b"IDAT", 40),
+        ])));
+        assert!(!apng_default_image_is_a_frame(&png(&[
+            (b"IHDR", 13),
+            (b"acTL", 8),
+            (b"IDAT", 40),
+            (b"fcTL", 26),
+        ])));
+        // Cut short, or a length past the end: no frame control seen.
+        assert!(!apng_default_image_is_a_frame(&png(&[(b"IHDR", 13)])[..20]));
+        let mut huge = png(&[(b"IHDR", 13)]);
+        huge[8..12].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(!apng_default_image_is_a_frame(&huge));
     }
 }

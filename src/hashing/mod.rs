@@ -518,7 +518,8 @@ impl ImageHasher {
         let read = decode::for_each_frame(bytes, &self.limits, |frame| {
             // A frame whose pixels are those of the one before (a pause, a loop's hold) costs a
             // comparison, not a hashing.
-            if previous.as_ref() == Some(&frame.picture) {
+            if frame.is_default_image || previous.as_ref() == Some(&frame.picture) {
+                previous = Some(frame.picture);
                 return;
             }
             let h = self.hash_frame(frame.index, &frame.picture, orientation);
