@@ -1,7 +1,10 @@
 //! `vigie hash [--algorithms pdq,phash,dhash,md5,sha256] [--dihedral] FILE...`
 //!
 //! One JSON object per file per line, in argument order; a failed file prints an `error` object and
-//! does not stop the others; the exit code is 1 when any file failed.
+//! does not stop the others; the exit code is 1 when any file failed. A file that was hashed but
+//! is cut short or damaged carries a `warnings` list (exit code 0: it was hashed); an animation
+//! carries the hashes of its other frames in `frames` (`index` from 0, then `pdq`, `phash`,
+//! `dhash` as in `hashes`).
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -58,6 +61,21 @@ struct HashLine<'a> {
     pdq_dihedral: Option<Vec<DihedralJson>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pdq_meta: Option<PdqJson>,
+    /// The frames of an animation besides its default image (see `ImageHashes::frames`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    frames: Vec<FrameJson>,
+    /// What is wrong with a file that still gave a picture (cut short, damaged), or what of it
+    /// was not hashed (animation frames past the limits).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct FrameJson {
+    /// The frame's place in the animation, from 0.
+    index: u32,
+    #[serde(flatten)]
+    hashes: HashesJson,
 }
 
 #[derive(Serialize, Default)]
@@ -153,6 +171,26 @@ fn hash_line(file: &str, h: &ImageHashes) -> String {
                 .collect()
         }),
         pdq_meta: h.pdq_meta.map(PdqJson::from),
+        frames: h
+            .frames
+            .iter()
+            .map(|f| FrameJson {
+                index: f.index,
+                hashes: HashesJson {
+                    pdq: f.pdq.map(PdqJson::from),
+                    phash: f.phash.map(|x| Hex64Json {
+                        hex: x.to_hex(),
+                        quality: f.quality64,
+                    }),
+                    dhash: f.dhash.map(|x| Hex64Json {
+                        hex: x.to_hex(),
+                        quality: f.quality64,
+                    }),
+                    ..HashesJson::default()
+                },
+            })
+            .collect(),
+        warnings: h.warnings.clone(),
     };
     serde_json::to_string(&line).unwrap_or_default()
 }

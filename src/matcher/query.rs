@@ -46,6 +46,23 @@ pub struct QueryHashes {
     pub sha256: Option<Hash256>,
     /// The upload's point sets (today one: of the whole picture).
     pub keypoints: Vec<UploadKeypoints>,
+    /// The frames of an animated upload besides its default image (see `ImageHashes::frames`),
+    /// each looked up upright against the whole pictures.
+    pub frames: Vec<FrameQuery>,
+}
+
+/// What to look up for one frame of an animation: its hashes, upright, against the whole
+/// pictures' indexes. A match through it says which frame (`MatchInfo::frame`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FrameQuery {
+    /// The frame's place in the animation, from 0.
+    pub index: u32,
+    /// The frame's PDQ; left out below [`MIN_PDQ_QUALITY`], as the whole picture's.
+    pub pdq: Option<Hash256>,
+    /// The frame's pHash; left out below [`MIN_64_QUALITY`], as the whole picture's.
+    pub phash: Option<Hash64>,
+    /// The frame's dHash; left out below [`MIN_64_QUALITY`].
+    pub dhash: Option<Hash64>,
 }
 
 /// The 64-bit hashes of an upload's grid transforms, each filed under its inverse (the transform
@@ -62,8 +79,12 @@ fn turned_64<const N: usize>(
 impl QueryHashes {
     /// The lookups for an uploaded image's hashes (made with `HashingSetup::screening`). PDQ of
     /// quality below [`MIN_PDQ_QUALITY`], and pHash/dHash of quality below [`MIN_64_QUALITY`], are
-    /// left out, and said so in `notes` (one sentence each).
+    /// left out, and said so in `notes` (one sentence each); the hasher's warnings (a file cut
+    /// short or damaged, frames left unscreened) are passed on to `notes` first. An animation's
+    /// other frames are looked up under the same quality rules; a picture featureless as displayed
+    /// whose stored pixels are not (an alpha channel that hides them) has those looked up too.
     pub fn from_image(h: &ImageHashes, notes: &mut Vec<String>) -> QueryHashes {
+        notes.extend(h.warnings.iter().cloned());
         // pHash and dHash (whole and turned) share the quality of the picture they read; each
         // content box has its own.
         let good_64 = |q: Option<u8>| q.is_some_and(|q| q >= MIN_64_QUALITY);
@@ -88,6 +109,23 @@ impl QueryHashes {
             pdq: Vec::new(),
             pdq_regions: Vec::new(),
             pdq_trial_turns: Vec::new(),
+            frames: h
+                .frames
+                .iter()
+                .map(|f| {
+                    let good_64 = good_64(f.quality64);
+                    FrameQuery {
+                        index: f.index,
+                        pdq: f
+                            .pdq
+                            .filter(|p| p.quality >= MIN_PDQ_QUALITY)
+                            .map(|p| p.hash),
+                        phash: f.phash.filter(|_| good_64),
+                        dhash: f.dhash.filter(|_| good_64),
+                    }
+                })
+                .filter(|f| f.pdq.is_some() || f.phash.is_some() || f.dhash.is_some())
+                .collect(),
         };
         if let Some(pdq) = h.pdq {
             if pdq.quality < MIN_PDQ_QUALITY {
@@ -110,6 +148,18 @@ impl QueryHashes {
                     q.pdq.push((Dihedral::Original, meta.hash));
                 }
             }
+        }
+        // A picture featureless as displayed whose stored pixels are not (an alpha channel that
+        // hides them): the stored pixels are screened all the same.
+        if let (Some(shown), Some(meta)) = (h.pdq, h.pdq_meta)
+            && shown.quality < MIN_PDQ_QUALITY
+            && meta.quality >= MIN_PDQ_QUALITY
+        {
+            notes.push(format!(
+                "the picture as displayed is featureless but its stored pixels are not (quality {}): those were screened",
+                meta.quality
+            ));
+            q.pdq.push((Dihedral::Original, meta.hash));
         }
         // Content boxes (trimmed borders, the photo in a screenshot) are looked up on their own
         // quality: a framed picture whose frame dragged the whole hash's quality down still counts.

@@ -130,6 +130,7 @@ pub fn to_proto_match(m: &MatchInfo) -> proto::Match {
         bank_kind: m.bank_kind.to_string(),
         suppressed: m.suppressed,
         keypoints: m.keypoints(),
+        frame: m.frame(),
     }
 }
 

@@ -11,7 +11,8 @@ use crate::common::*;
 use vigie::bits::Hash256;
 use vigie::hashing::{HashingSetup, ImageHasher, ImageHashes};
 use vigie::matcher::{
-    LiveBanks, MIN_64_QUALITY, MIN_PDQ_QUALITY, QueryHashes, ScreenOptions, entry_hashes,
+    HashIndexes, LiveBanks, MIN_64_QUALITY, MIN_PDQ_QUALITY, QueryHashes, ScreenOptions,
+    entry_hashes,
 };
 use vigie::store::{Change, NewBank, NewEntry, Origin, Store};
 
@@ -213,7 +214,15 @@ fn featureless_pictures_match_nothing_by_any_perceptual_hash() {
     let mut listed = vigie::store::EntryHashes::default();
     listed.set(vigie::store::HashValue::Dhash(card.dhash.expect("dhash")));
     listed.set(vigie::store::HashValue::Phash(card.phash.expect("phash")));
-    bank.indexes.insert(999, &listed);
+    let change = Change::UpsertEntries {
+        bank: "ads".into(),
+        entries: vec![NewEntry {
+            external_id: "card-from-a-list".into(),
+            hashes: listed,
+            ..NewEntry::default()
+        }],
+    };
+    bank.0.apply(change, &Origin::now("t")).expect("upsert");
     for name in [
         "upload-beige-card.png",
         "upload-white.png",
@@ -221,8 +230,10 @@ fn featureless_pictures_match_nothing_by_any_perceptual_hash() {
     ] {
         let upload = hash_file(&upload_hasher(), &dir.join(name));
         let q = QueryHashes::from_image(&upload, &mut Vec::new());
-        let found = bank.indexes.candidates(&q, |_| Some(8));
+        let found = bank.0.indexes().candidates(&q, |_| Some(8));
         assert!(found.is_empty(), "{name}: {found:?}");
+        let (matches, _) = bank.screen(&upload);
+        assert!(matches.is_empty(), "{name}: {matches:?}");
     }
 }
 

@@ -9,3 +9,4 @@ mod decoding;
 mod featureless;
 mod hash_stability;
 mod pdq_reference;
+mod viewer_pictures;

@@ -883,3 +883,64 @@ async fn featureless_uploads_do_not_match_a_banked_flat_card() {
     }
     let _ = h.server.shutdown().await;
 }
+
+/// Issue 15, kinds 6 and 7 through the service: a frame match names its frame; a JPEG cut to a
+/// third is screened with a note, and never banked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_match_says_which_frame_and_a_cut_file_is_never_banked_silently() {
+    let h = start(limits()).await;
+    create_bank(&h, "ads", "block").await;
+    add_image(&h, "ads", "photo", read_fixture("viewer/photo.png"), "x").await;
+    // The photo is the GIF's second frame (its first is blank): the match names frame 1.
+    let r = screen_image(&h, read_fixture("viewer/gif-photo-in-frame-1.gif"))
+        .await
+        .expect("screen");
+    assert!(r.matched, "{r:?}");
+    assert_eq!(r.matches[0].external_id, "photo");
+    assert_eq!(r.matches[0].frame, Some(1), "{r:?}");
+    // The photo itself: no frame.
+    let r = screen_image(&h, read_fixture("viewer/photo.png"))
+        .await
+        .expect("screen");
+    assert_eq!(r.matches[0].frame, None, "{r:?}");
+    // A JPEG cut to its first third: screened, and the answer says it is cut.
+    let whole = read_fixture("field-cases/jpeg-unusual-sampling/photo-410.jpg");
+    let cut = whole[..whole.len() / 3].to_vec();
+    let r = screen_image(&h, cut.clone()).await.expect("screen");
+    assert!(
+        r.notes.iter().any(|n| n.starts_with("truncated")),
+        "{:?}",
+        r.notes
+    );
+    // Banking it is refused, naming why.
+    let e = BanksClient::new(h.channel.clone())
+        .add_entries(with_key(
+            AddEntriesRequest {
+                bank: "ads".into(),
+                entries: vec![NewEntry {
+                    external_id: "cut".into(),
+                    content: Some(new_entry::Content::Image(cut)),
+                    ..Default::default()
+                }],
+            },
+            &h.curate,
+        ))
+        .await
+        .expect_err("not banked");
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert_eq!(
+        e.metadata()
+            .get("vigie-error-kind")
+            .and_then(|v| v.to_str().ok()),
+        Some("corrupt")
+    );
+    assert!(e.message().contains("truncated"), "{}", e.message());
+    // The whole file banks.
+    assert!(
+        add_image_entry(&h, "ads", "whole", whole)
+            .await
+            .warnings
+            .is_empty()
+    );
+    let _ = h.server.shutdown().await;
+}
