@@ -553,16 +553,16 @@ impl ImageHasher {
         let needs_pixels = self.algorithms.iter().any(Algorithm::needs_pixels);
         let mut out = if needs_pixels {
             let decoded = decode::decode_for_hashing(bytes, &self.limits, self.decode_min_side)?;
-            if self.windows {
-                if let Some(w) = decoded.warnings.first() {
-                    // A bank entry must be of the whole picture: its hashes would be of what the
-                    // decoder filled in, met by every upload cut the same way.
-                    return Err(DecodeError {
-                        kind: DecodeErrorKind::Corrupt,
-                        limit: None,
-                        message: format!("not banked: {w}"),
-                    });
-                }
+            if self.windows
+                && let Some(w) = decoded.warnings.first()
+            {
+                // A bank entry must be of the whole picture: its hashes would be of what the
+                // decoder filled in, met by every upload cut the same way.
+                return Err(DecodeError {
+                    kind: DecodeErrorKind::Corrupt,
+                    limit: None,
+                    message: format!("not banked: {w}"),
+                });
             }
             let mut out = self.hash_decoded(&decoded);
             out.warnings.extend(decoded.warnings.iter().cloned());
