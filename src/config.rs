@@ -36,6 +36,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::store::api_keys::Role;
+
 /// The address `vigie serve` listens on unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
 /// The store directory of `vigie serve` and the store commands unless told otherwise.
@@ -153,6 +155,16 @@ serve_settings! {
     /// about 0.6 ms a screen and loses about 12 points of recall; see the README).
     #[arg(num_args = 0..=1, default_missing_value = "true")]
     keypoints: bool = true, env "VIGIE_KEYPOINTS";
+    /// Also serve the HTTP/JSON API (HMA's routes and vigie's own, see docs/HTTP.md) on this
+    /// address; off when unset.
+    http_listen: String, env "VIGIE_HTTP_LISTEN";
+    /// Give HTTP requests that send no key this role (screen, curate or admin), for HMA clients
+    /// that send none, on a trusted network only (logged at start); off when unset.
+    http_keyless_role: String, env "VIGIE_HTTP_KEYLESS_ROLE";
+    /// Hosts whose pictures `?url=` may fetch, comma-separated (a private or loopback address
+    /// only when listed itself); fetching is off when unset.
+    #[arg(value_delimiter = ',')]
+    fetch_allow_hosts: Vec<String>, env "VIGIE_FETCH_ALLOW_HOSTS";
 }
 
 /// A setting's doc comment as one help line (clap's style: no final period) with its default.
@@ -281,6 +293,36 @@ impl From<&Values> for ServiceLimits {
     }
 }
 
+/// What the HTTP/JSON edge starts with (`http::start`).
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    /// Where to listen (port 0: any free port).
+    pub listen: SocketAddr,
+    /// Every request is accepted as admin without a key (the gRPC `--insecure-no-auth`).
+    pub insecure_no_auth: bool,
+    /// The role given to a request that sends no key at all (none: such requests answer 401).
+    /// For HMA clients that send no key (HMA has no authentication), on a trusted network.
+    pub keyless_role: Option<Role>,
+    /// What `?url=` may fetch (off while its host list is empty).
+    pub fetch: FetchPolicy,
+}
+
+/// What a server-side fetch (`?url=`) may reach.
+#[derive(Clone, Debug, Default)]
+pub struct FetchPolicy {
+    /// Host names or IP addresses (compared case-insensitively, port ignored). Empty: fetching
+    /// is off. An address in the private, loopback or link-local ranges is fetched only when it
+    /// is listed itself.
+    pub allow_hosts: Vec<String>,
+    /// The time limit of one fetch, redirects included (zero: [`FetchPolicy::DEFAULT_TIMEOUT`]).
+    pub timeout: Duration,
+}
+
+impl FetchPolicy {
+    /// The default time limit of a fetch.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+}
+
 /// The resolved configuration of `vigie serve`.
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
@@ -292,6 +334,8 @@ pub struct ServeConfig {
     pub json_logs: bool,
     /// fsync the write-ahead log before acknowledging a write.
     pub sync_writes: bool,
+    /// The HTTP/JSON edge, when `http_listen` is set.
+    pub http: Option<HttpConfig>,
 }
 
 impl Settings {
@@ -368,7 +412,35 @@ impl Settings {
                 message: "at least 1024".into(),
             });
         }
+        let http = match v.http_listen.as_deref() {
+            None => None,
+            Some(text) => Some(HttpConfig {
+                listen: addr("http_listen", text)?,
+                insecure_no_auth: v.insecure_no_auth,
+                keyless_role: v
+                    .http_keyless_role
+                    .as_deref()
+                    .map(|r| {
+                        r.parse().map_err(|_| ConfigError::Invalid {
+                            setting: "http_keyless_role",
+                            message: format!("{r:?}: expected screen, curate or admin"),
+                        })
+                    })
+                    .transpose()?,
+                fetch: FetchPolicy {
+                    allow_hosts: v
+                        .fetch_allow_hosts
+                        .iter()
+                        .flatten()
+                        .map(|h| h.trim().to_string())
+                        .filter(|h| !h.is_empty())
+                        .collect(),
+                    timeout: FetchPolicy::DEFAULT_TIMEOUT,
+                },
+            }),
+        };
         Ok(ServeConfig {
+            http,
             server: ServerConfig {
                 listen,
                 insecure_no_auth: v.insecure_no_auth,
@@ -418,6 +490,25 @@ mod tests {
         assert!(c.server.limits.keypoints);
         let off: Settings = toml::from_str("keypoints = false\n").unwrap();
         assert!(!off.resolve().unwrap().server.limits.keypoints);
+        // The HTTP edge is off unless asked for; key-less requests get no role unless asked.
+        assert!(c.http.is_none());
+        let http: Settings = toml::from_str(
+            "http_listen = \"127.0.0.1:8080\"\nhttp_keyless_role = \"screen\"\nfetch_allow_hosts = [\"cdn.example\", \"10.0.0.5\"]\n",
+        )
+        .unwrap();
+        let h = http.resolve().unwrap().http.expect("http on");
+        assert_eq!(h.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(h.keyless_role, Some(Role::Screen));
+        assert_eq!(h.fetch.allow_hosts, vec!["cdn.example", "10.0.0.5"]);
+        let bad: Settings =
+            toml::from_str("http_listen = \"127.0.0.1:8080\"\nhttp_keyless_role = \"root\"\n")
+                .unwrap();
+        assert!(
+            bad.resolve()
+                .unwrap_err()
+                .to_string()
+                .starts_with("http_keyless_role")
+        );
     }
 
     #[test]

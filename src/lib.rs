@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod eval;
 pub mod hashing;
+pub mod http;
 pub mod index;
 pub mod matcher;
 pub mod plot;

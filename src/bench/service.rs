@@ -21,6 +21,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use http_body_util::Full;
+use hyper::body::Bytes;
 use image::imageops::FilterType;
 use serde::Serialize;
 use tokio::sync::Mutex;
@@ -97,6 +99,16 @@ pub struct ServiceBenchArgs {
     /// Write bench-service.json and bench-service.png here.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Drive the HTTP edge (HMA's `POST /m/lookup`, or `GET /m/lookup` with
+    /// `--lookup-hashes`) instead of the gRPC Screen call; with `--addr`, that address is the HTTP
+    /// edge's.
+    #[arg(long)]
+    pub http: bool,
+    /// Look up PDQ hashes instead of screening pictures: half are bank entries with 8 of 256
+    /// bits flipped (they match), half random (they do not). gRPC: Screen with hashes; HTTP:
+    /// `GET /m/lookup?signal_type=pdq&signal=...`.
+    #[arg(long)]
+    pub lookup_hashes: bool,
 }
 
 #[derive(Debug, Serialize, Clone)]
@@ -181,9 +193,17 @@ fn summarise(
     }
 }
 
+/// Idle HTTP/1.1 connections to the HTTP edge, reused across requests (keep-alive).
+type HttpPool = Arc<std::sync::Mutex<Vec<hyper::client::conn::http1::SendRequest<Full<Bytes>>>>>;
+
 #[derive(Clone)]
 struct Client {
-    channel: Channel,
+    channel: Option<Channel>,
+    /// The HTTP edge, when driving it.
+    http: Option<SocketAddr>,
+    pool: HttpPool,
+    /// PDQ hashes to look up (`--lookup-hashes`), hex.
+    hashes: Arc<Vec<String>>,
     key: Option<String>,
     timeout: Duration,
     pictures: Arc<Vec<Vec<u8>>>,
@@ -201,9 +221,21 @@ impl Client {
         {
             return None;
         }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) as usize % self.pictures.len();
+        let n = self.next.fetch_add(1, Ordering::Relaxed) as usize;
+        if let Some(addr) = self.http {
+            return Some(self.http_next(addr, n).await);
+        }
+        let channel = self.channel.clone()?;
+        let input = if self.hashes.is_empty() {
+            screen_request::Input::Image(self.pictures[n % self.pictures.len()].clone())
+        } else {
+            screen_request::Input::Hashes(crate::service::proto::HashSet {
+                pdq: self.hashes[n % self.hashes.len()].clone(),
+                ..Default::default()
+            })
+        };
         let mut request = Request::new(ScreenRequest {
-            input: Some(screen_request::Input::Image(self.pictures[i].clone())),
+            input: Some(input),
             ..Default::default()
         });
         request.set_timeout(self.timeout);
@@ -213,7 +245,7 @@ impl Client {
             request.metadata_mut().insert("authorization", value);
         }
         let started = Instant::now();
-        let result = ScreeningClient::new(self.channel.clone())
+        let result = ScreeningClient::new(channel)
             .max_decoding_message_size(64 << 20)
             .screen(request)
             .await;
@@ -222,6 +254,124 @@ impl Client {
             status: result.err().map(|e| e.code()),
         })
     }
+}
+
+impl Client {
+    /// One request to the HTTP edge over a pooled keep-alive connection: `GET /m/lookup` by
+    /// hash, or `POST /m/lookup` with a picture. A non-2xx answer is recorded with the gRPC code
+    /// the same refusal has there (429 as RESOURCE_EXHAUSTED, ...).
+    async fn http_next(&self, addr: SocketAddr, n: usize) -> Sample {
+        let started = Instant::now();
+        let request = if self.hashes.is_empty() {
+            let boundary = "vigie-bench-boundary";
+            let picture = &self.pictures[n % self.pictures.len()];
+            let mut body = format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"photo\"; filename=\"p.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n"
+            )
+            .into_bytes();
+            body.extend_from_slice(picture);
+            body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+            hyper::Request::post("/m/lookup")
+                .header(
+                    "content-type",
+                    format!("multipart/form-data; boundary={boundary}"),
+                )
+                .body(Full::new(Bytes::from(body)))
+        } else {
+            hyper::Request::get(format!(
+                "/m/lookup?signal_type=pdq&signal={}",
+                self.hashes[n % self.hashes.len()]
+            ))
+            .body(Full::new(Bytes::new()))
+        };
+        let status = match request {
+            Ok(mut request) => {
+                request
+                    .headers_mut()
+                    .insert("host", hyper::header::HeaderValue::from_static("vigie"));
+                if let Some(key) = &self.key
+                    && let Ok(v) = hyper::header::HeaderValue::from_str(key)
+                {
+                    request.headers_mut().insert("x-api-key", v);
+                }
+                match tokio::time::timeout(self.timeout, self.http_send(addr, request)).await {
+                    Ok(Ok(code)) => code,
+                    Ok(Err(_)) => Some(tonic::Code::Unavailable),
+                    Err(_) => Some(tonic::Code::DeadlineExceeded),
+                }
+            }
+            Err(_) => Some(tonic::Code::Internal),
+        };
+        Sample {
+            latency_ms: started.elapsed().as_secs_f64() * 1e3,
+            status,
+        }
+    }
+
+    async fn http_send(
+        &self,
+        addr: SocketAddr,
+        request: hyper::Request<Full<Bytes>>,
+    ) -> Result<Option<tonic::Code>, String> {
+        let pooled = self.pool.lock().ok().and_then(|mut p| p.pop());
+        let mut sender = match pooled {
+            Some(s) => s,
+            None => {
+                let stream = tokio::net::TcpStream::connect(addr)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let _ = stream.set_nodelay(true);
+                let (sender, conn) =
+                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                tokio::spawn(conn);
+                sender
+            }
+        };
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        // Read the whole answer before the connection goes back to the pool.
+        let _ = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Ok(mut p) = self.pool.lock() {
+            p.push(sender);
+        }
+        Ok(match status.as_u16() {
+            200..=299 => None,
+            429 | 413 => Some(tonic::Code::ResourceExhausted),
+            400 => Some(tonic::Code::InvalidArgument),
+            401 => Some(tonic::Code::Unauthenticated),
+            403 => Some(tonic::Code::PermissionDenied),
+            404 => Some(tonic::Code::NotFound),
+            503 => Some(tonic::Code::Unavailable),
+            504 => Some(tonic::Code::DeadlineExceeded),
+            _ => Some(tonic::Code::Internal),
+        })
+    }
+}
+
+/// PDQ hashes to look up: half are bank entries with 8 bits flipped, half random.
+fn lookup_hashes(store: Option<&Store>, count: usize) -> Result<Vec<String>, BenchError> {
+    let banked: Vec<crate::bits::Hash256> = match store {
+        Some(store) => store
+            .list_entries("bench", None, None, count / 2)?
+            .into_iter()
+            .filter_map(|e| e.hashes.pdq)
+            .collect(),
+        None => Vec::new(),
+    };
+    let mut rng = super::synth::SplitMix64::new(0x10c4);
+    Ok((0..count)
+        .map(|i| match banked.get(i / 2).filter(|_| i % 2 == 0) {
+            Some(b) => rng.flip(b, 8).to_hex(),
+            None => rng.hash::<4>().to_hex(),
+        })
+        .collect())
 }
 
 /// C clients in a loop for `seconds`.
@@ -353,7 +503,11 @@ pub fn run(args: ServiceBenchArgs) -> Result<(), BenchError> {
         return Err(BenchError("--megapixels: sizes between 0 and 100".into()));
     }
     let target = args.addr.as_deref().map(loopback).transpose()?;
-    let pictures = load_pictures(&args)?;
+    let pictures = if args.lookup_hashes {
+        Vec::new()
+    } else {
+        load_pictures(&args)?
+    };
     let median_picture_bytes = median_bytes(&pictures);
     eprintln!(
         "{} pictures (median {} KiB)",
@@ -374,8 +528,15 @@ pub fn run(args: ServiceBenchArgs) -> Result<(), BenchError> {
         .build()?;
 
     let mut running = None;
+    let mut running_http = None;
+    let mut hashes = Vec::new();
     let (endpoint, server_label) = match &target {
-        Some(url) => (url.clone(), url.clone()),
+        Some(url) => {
+            if args.lookup_hashes {
+                hashes = lookup_hashes(None, 2000)?;
+            }
+            (url.clone(), url.clone())
+        }
         None => {
             let dir = args
                 .data_dir
@@ -383,6 +544,9 @@ pub fn run(args: ServiceBenchArgs) -> Result<(), BenchError> {
                 .unwrap_or_else(|| super::store::default_dir(args.entries));
             super::store::populate(&dir, args.entries)?;
             let store = Arc::new(Store::open(&dir, &RocksOptions::default())?);
+            if args.lookup_hashes {
+                hashes = lookup_hashes(Some(&store), 2000)?;
+            }
             // `vigie serve`'s settings, resolved as it resolves them, with this bench's overrides.
             let config = Settings {
                 listen: Some("127.0.0.1:0".into()),
@@ -396,7 +560,7 @@ pub fn run(args: ServiceBenchArgs) -> Result<(), BenchError> {
             .server;
             let loaded = Instant::now();
             let mut server = server_runtime
-                .block_on(server::start(config, store))
+                .block_on(server::start(config, store.clone()))
                 .map_err(|e| BenchError(e.to_string()))?;
             server_runtime.block_on(server.wait_ready());
             eprintln!(
@@ -405,20 +569,63 @@ pub fn run(args: ServiceBenchArgs) -> Result<(), BenchError> {
                 args.entries,
                 loaded.elapsed().as_secs_f64()
             );
-            let url = format!("http://{}", server.addr);
+            let mut url = format!("http://{}", server.addr);
+            if args.http {
+                let http = server_runtime
+                    .block_on(crate::http::start(
+                        crate::config::HttpConfig {
+                            listen: "127.0.0.1:0"
+                                .parse()
+                                .map_err(|e| BenchError(format!("{e}")))?,
+                            insecure_no_auth: true,
+                            keyless_role: None,
+                            fetch: crate::config::FetchPolicy::default(),
+                        },
+                        server.state.clone(),
+                        store,
+                    ))
+                    .map_err(|e| BenchError(e.to_string()))?;
+                url = format!("http://{}", http.addr);
+                running_http = Some(http);
+            }
             running = Some(server);
             (url, format!("in-process, {} PDQ entries", args.entries))
         }
     };
-    let channel = client_runtime.block_on(async {
-        Channel::from_shared(endpoint.clone())
-            .map_err(|e| BenchError(e.to_string()))?
-            .connect()
-            .await
-            .map_err(|e| BenchError(format!("connecting to {endpoint}: {e}")))
-    })?;
+    let (channel, http) = if args.http {
+        let addr: SocketAddr = endpoint
+            .trim_start_matches("http://")
+            .parse()
+            .map_err(|e| BenchError(format!("{endpoint}: {e}")))?;
+        (None, Some(addr))
+    } else {
+        let channel = client_runtime.block_on(async {
+            Channel::from_shared(endpoint.clone())
+                .map_err(|e| BenchError(e.to_string()))?
+                .connect()
+                .await
+                .map_err(|e| BenchError(format!("connecting to {endpoint}: {e}")))
+        })?;
+        (Some(channel), None)
+    };
+    eprintln!(
+        "driving {} with {}",
+        if args.http {
+            "the HTTP edge (/m/lookup)"
+        } else {
+            "gRPC Screen"
+        },
+        if args.lookup_hashes {
+            "PDQ hash lookups"
+        } else {
+            "pictures"
+        }
+    );
     let client = Client {
         channel,
+        http,
+        pool: Arc::new(std::sync::Mutex::new(Vec::new())),
+        hashes: Arc::new(hashes),
         key: args.key.clone(),
         timeout: Duration::from_millis(args.timeout_ms),
         pictures: Arc::new(pictures),
@@ -493,6 +700,9 @@ pub fn run(args: ServiceBenchArgs) -> Result<(), BenchError> {
             "no round kept p99 under {} ms without errors",
             args.p99_target_ms
         ),
+    }
+    if let Some(http) = running_http.take() {
+        let _ = server_runtime.block_on(http.shutdown());
     }
     if let Some(server) = running.take() {
         let _ = server_runtime.block_on(server.shutdown());

@@ -1,4 +1,5 @@
-//! `vigie serve`: the gRPC service on the RocksDB store under `--data-dir`.
+//! `vigie serve`: the gRPC service (and, with `--http-listen`, the HTTP/JSON API) on the RocksDB
+//! store under `--data-dir`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -70,9 +71,19 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let running = server::start(config.server.clone(), store)
+        let running = server::start(config.server.clone(), store.clone())
             .await
             .map_err(|e| CliError(e.to_string()))?;
+        let http = match config.http.clone() {
+            Some(h) => {
+                let http = crate::http::start(h, running.state.clone(), store)
+                    .await
+                    .map_err(|e| CliError(e.to_string()))?;
+                tracing::info!(addr = %http.addr, "HTTP API serving");
+                Some(http)
+            }
+            None => None,
+        };
         tracing::info!(
             addr = %running.addr,
             data_dir = %config.data_dir.display(),
@@ -82,6 +93,11 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
         );
         wait_for_signal().await;
         tracing::info!("shutting down: draining in-flight requests");
+        if let Some(http) = http
+            && let Err(e) = http.shutdown().await
+        {
+            tracing::warn!(error = %e, "HTTP API stopped with an error");
+        }
         running
             .shutdown()
             .await

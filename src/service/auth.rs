@@ -59,18 +59,37 @@ impl Authenticator {
         needed: Role,
     ) -> Result<Caller, ServiceError> {
         if self.insecure_no_auth {
-            return Ok(Caller {
-                name: "insecure-no-auth".into(),
-                role: Role::Admin,
-            });
+            return self.authenticate_key(None, needed);
         }
         let header = metadata
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .ok_or(ServiceError::Unauthenticated)?;
-        let key = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
+        let key = bearer_key(header).ok_or(ServiceError::Unauthenticated)?;
+        self.authenticate_key(Some(key), needed)
+    }
+
+    /// Whether every call is let in as admin without a key (`--insecure-no-auth`).
+    pub fn is_insecure(&self) -> bool {
+        self.insecure_no_auth
+    }
+
+    /// The caller holding `key` (as sent, any edge), if its role allows `needed`. Errors:
+    /// `Unauthenticated` for no key, an empty or over-long one, an unknown or revoked one;
+    /// `PermissionDenied` for a role below `needed`. Under `--insecure-no-auth` every call is
+    /// an admin's.
+    pub fn authenticate_key(
+        &self,
+        key: Option<&str>,
+        needed: Role,
+    ) -> Result<Caller, ServiceError> {
+        if self.insecure_no_auth {
+            return Ok(Caller {
+                name: "insecure-no-auth".into(),
+                role: Role::Admin,
+            });
+        }
+        let key = key
             .map(str::trim)
             .filter(|k| !k.is_empty() && k.len() <= 256)
             .ok_or(ServiceError::Unauthenticated)?;
@@ -124,6 +143,14 @@ impl Interceptor for RoleInterceptor {
             }
         }
     }
+}
+
+/// The key of an `authorization` header value `Bearer <key>` (either case of `Bearer`).
+pub fn bearer_key(header: &str) -> Option<&str> {
+    header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .map(str::trim)
 }
 
 /// The caller the interceptor put in the request (every service is behind one).
