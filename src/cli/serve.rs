@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use super::CliError;
+use crate::cluster::{Cluster, ClusterConfig};
 use crate::config::{ServeConfig, Settings};
 use crate::service::server;
 use crate::store::{RocksOptions, Store};
@@ -58,18 +59,18 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
             "--insecure-no-auth: every call is accepted as admin without a key; for local trials only"
         );
     }
-    let store = Store::open(
-        &config.data_dir,
-        &RocksOptions {
-            sync_writes: config.sync_writes,
-            ..RocksOptions::default()
-        },
-    )
-    .map_err(|e| CliError(e.to_string()))?;
-    let store = Arc::new(store);
+    let options = RocksOptions {
+        sync_writes: config.sync_writes,
+        ..RocksOptions::default()
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    if let Some(cluster) = &config.cluster {
+        return runtime.block_on(serve_replica(&config, cluster, &options));
+    }
+    let store = Store::open(&config.data_dir, &options).map_err(|e| CliError(e.to_string()))?;
+    let store = Arc::new(store);
     runtime.block_on(async move {
         let running = server::start(config.server.clone(), store.clone())
             .await
@@ -105,6 +106,64 @@ pub fn run(args: ServeArgs) -> Result<ExitCode, CliError> {
         tracing::info!("stopped; store closed");
         Ok::<_, CliError>(())
     })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Clustered mode: join the cluster (restoring a snapshot and loading the index first when
+/// needed), serve, and on a signal stop serving, then stop applying.
+async fn serve_replica(
+    config: &ServeConfig,
+    cluster_config: &ClusterConfig,
+    options: &RocksOptions,
+) -> Result<ExitCode, CliError> {
+    let cluster = Cluster::start(
+        cluster_config,
+        &config.data_dir,
+        options,
+        config.server.limits.hashing_setup(),
+    )
+    .await
+    .map_err(|e| CliError(e.to_string()))?;
+    let progress = cluster.progress.clone();
+    let replica = server::Replica {
+        banks: cluster.live.clone(),
+        store: cluster.store.clone(),
+        writer: cluster.writer.clone(),
+        ready: cluster.progress.watch_ready(),
+        metrics: Arc::new(move |out: &mut String| progress.render(out)),
+    };
+    let running = server::start_replica(config.server.clone(), replica)
+        .await
+        .map_err(|e| CliError(e.to_string()))?;
+    let http = match config.http.clone() {
+        Some(h) => {
+            let http = crate::http::start(h, running.state.clone(), cluster.store.clone())
+                .await
+                .map_err(|e| CliError(e.to_string()))?;
+            tracing::info!(addr = %http.addr, "HTTP API serving");
+            Some(http)
+        }
+        None => None,
+    };
+    tracing::info!(
+        addr = %running.addr,
+        data_dir = %config.data_dir.display(),
+        metrics = ?running.metrics_addr,
+        nats = ?cluster_config.servers,
+        stream = %cluster_config.stream,
+        "vigie serving as a cluster replica"
+    );
+    wait_for_signal().await;
+    tracing::info!("shutting down: draining in-flight requests");
+    if let Some(http) = http
+        && let Err(e) = http.shutdown().await
+    {
+        tracing::warn!(error = %e, "HTTP API stopped with an error");
+    }
+    let served = running.shutdown().await;
+    cluster.shutdown().await;
+    served.map_err(|e| CliError(e.to_string()))?;
+    tracing::info!("stopped; store closed");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -68,7 +68,10 @@ impl ApiError {
             ServiceError::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
             ServiceError::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
             ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            ServiceError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ServiceError::Unavailable | ServiceError::ClusterUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ServiceError::NotYetApplied(_) => StatusCode::GATEWAY_TIMEOUT,
             ServiceError::Store(s) => match s {
                 StoreError::Locked(_) => StatusCode::SERVICE_UNAVAILABLE,
                 StoreError::Invalid(_) | StoreError::UnknownAlgorithm(_) => StatusCode::BAD_REQUEST,

@@ -390,18 +390,29 @@ async fn multipart_of(request: Request) -> Result<Option<Upload>, ApiError> {
 // Probes
 
 async fn status(State(api): State<Api>) -> Response {
-    if api.state.is_ready() {
-        json_response(StatusCode::OK, &"I-AM-ALIVE")
-    } else {
-        json_response(StatusCode::SERVICE_UNAVAILABLE, &"INDEX-NOT-LOADED")
+    match not_serving(&api) {
+        None => json_response(StatusCode::OK, &"I-AM-ALIVE"),
+        Some(why) => json_response(StatusCode::SERVICE_UNAVAILABLE, &why),
     }
 }
 
 async fn readyz(State(api): State<Api>) -> Response {
-    if api.state.is_ready() {
-        json_response(StatusCode::OK, &"READY")
+    match not_serving(&api) {
+        None => json_response(StatusCode::OK, &"READY"),
+        Some(why) => json_response(StatusCode::SERVICE_UNAVAILABLE, &why),
+    }
+}
+
+/// Why this process should not take traffic, in HMA's words: `INDEX-NOT-LOADED` before the index
+/// is loaded, `INDEX-STALE` while a cluster replica is behind its stream (it still answers
+/// screens from what it applied); `None` when it should.
+fn not_serving(api: &Api) -> Option<&'static str> {
+    if !api.state.is_ready() {
+        Some("INDEX-NOT-LOADED")
+    } else if !api.state.is_serving() {
+        Some("INDEX-STALE")
     } else {
-        json_response(StatusCode::SERVICE_UNAVAILABLE, &"INDEX-NOT-LOADED")
+        None
     }
 }
 
@@ -726,11 +737,17 @@ fn origin(caller: &crate::service::auth::Caller) -> Origin {
     Origin::now(caller.actor())
 }
 
-/// Applies a change off the async runtime (RocksDB writes wait for the synced WAL).
+/// Applies a change off the async runtime (RocksDB writes wait for the synced WAL), through the
+/// state's writer: the live banks on one node, the change stream on a cluster replica.
 async fn apply(api: &Api, change: Change, origin: Origin) -> Result<Applied, ApiError> {
     let state = api.state.clone();
-    api.blocking(move || Ok(state.banks.apply(change, &origin)?))
-        .await
+    api.blocking(move || {
+        Ok(state
+            .writer
+            .write(change, &origin)
+            .map_err(ServiceError::from)?)
+    })
+    .await
 }
 
 async fn banks_list(State(api): State<Api>, headers: HeaderMap) -> Response {

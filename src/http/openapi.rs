@@ -40,7 +40,7 @@ const OPS: &[Op] = &[
         method: "get",
         path: "/status",
         tag: "Probes",
-        summary: "\"I-AM-ALIVE\" once the index is loaded, else 503 \"INDEX-NOT-LOADED\"",
+        summary: "\"I-AM-ALIVE\" once the index is loaded, else 503 \"INDEX-NOT-LOADED\" (a cluster replica behind its stream: 503 \"INDEX-STALE\")",
         params: &[],
         body: None,
         ok: "200",

@@ -572,10 +572,17 @@ async fn hash(State(api): State<Api>, request: Request) -> Response {
 // ---------------------------------------------------------------------------------------------
 // Banks
 
+/// Applies a change off the async runtime through the state's writer: the live banks on one
+/// node, the change stream on a cluster replica.
 async fn apply(api: &Api, change: Change, actor: String) -> Result<Applied, ApiError> {
     let state = api.state.clone();
-    api.blocking(move || Ok(state.banks.apply(change, &Origin::now(actor))?))
-        .await
+    api.blocking(move || {
+        Ok(state
+            .writer
+            .write(change, &Origin::now(actor))
+            .map_err(ServiceError::from)?)
+    })
+    .await
 }
 
 fn unexpected() -> ApiError {
@@ -1061,16 +1068,20 @@ async fn import_entries(
         let state = api.state.clone();
         let summary = api
             .blocking(move || {
-                state
-                    .banks
-                    .import(
-                        &bank,
-                        BufReader::new(&body[..]),
-                        &options,
-                        &Origin::now(caller.actor()),
-                        &mut |_| {},
-                    )
-                    .map_err(format_error)
+                // Through the state's writer, as every change: on a cluster replica each batch
+                // goes through the change stream.
+                crate::cluster::import(
+                    state.writer.as_ref(),
+                    state.store(),
+                    &bank,
+                    BufReader::new(&body[..]),
+                    &options,
+                    &Origin::now(caller.actor()),
+                )
+                .map_err(|e| match e {
+                    crate::cluster::ImportError::Format(e) => format_error(e),
+                    crate::cluster::ImportError::Write(e) => ServiceError::from(e).into(),
+                })
             })
             .await?;
         let skipped_by_type: BTreeMap<String, u64> = summary.skipped_by_type.into_iter().collect();

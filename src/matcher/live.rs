@@ -143,7 +143,31 @@ impl LiveBanks {
     /// what the store refuses (see [`Store::apply`]); on error neither the store nor the index
     /// changed.
     pub fn apply(&self, change: Change, origin: &Origin) -> Result<Applied, StoreError> {
+        self.apply_sequenced(change, origin, None)
+    }
+
+    /// [`LiveBanks::apply`] for a replica of a cluster: the store batch also records `seq`, the
+    /// change's sequence in the cluster's change stream ([`Store::apply_at_sequence`]).
+    pub fn apply_at_sequence(
+        &self,
+        change: Change,
+        origin: &Origin,
+        seq: u64,
+    ) -> Result<Applied, StoreError> {
+        self.apply_sequenced(change, origin, Some(seq))
+    }
+
+    fn apply_sequenced(
+        &self,
+        change: Change,
+        origin: &Origin,
+        seq: Option<u64>,
+    ) -> Result<Applied, StoreError> {
         let _writer = self.lock_writer()?;
+        let commit = |change: Change| match seq {
+            Some(seq) => self.store.apply_at_sequence(change, origin, seq),
+            None => self.store.apply(change, origin),
+        };
         // The index holds active entries of enabled banks, judged at the real time (a replayed
         // change's own time may be long past).
         let now = Timestamp::now();
@@ -154,7 +178,7 @@ impl LiveBanks {
             Change::UpdateBank { ref name, .. } => {
                 let was_enabled = bank_enabled(name)?;
                 let name = name.clone();
-                let applied = self.store.apply(change, origin)?;
+                let applied = commit(change)?;
                 if let Applied::Bank(bank) = &applied
                     && bank.enabled != was_enabled
                 {
@@ -181,7 +205,7 @@ impl LiveBanks {
                     .iter()
                     .map(|e| e.disabled_until.is_none_or(|t| t <= now))
                     .collect();
-                let applied = self.store.apply(change, origin)?;
+                let applied = commit(change)?;
                 if enabled && let Applied::Upserted(upserted) = &applied {
                     // In input order: an external id repeated in the batch replaces its own
                     // earlier hashes, as in the store.
@@ -204,7 +228,7 @@ impl LiveBanks {
                 for &id in ids {
                     was_active.push(self.store.get_entry(id)?.is_some_and(|e| e.is_active(now)));
                 }
-                let applied = self.store.apply(change, origin)?;
+                let applied = commit(change)?;
                 if enabled && let Applied::Disabled(changed) = &applied {
                     for (e, was) in changed.iter().zip(was_active) {
                         match (was, e.is_active(now)) {
@@ -217,7 +241,7 @@ impl LiveBanks {
                 Ok(applied)
             }
             _ => {
-                let applied = self.store.apply(change, origin)?;
+                let applied = commit(change)?;
                 match &applied {
                     // Removing hashes an index does not hold (a disabled entry or bank) is a no-op.
                     Applied::BankDeleted(removed) => {

@@ -137,7 +137,7 @@ impl BanksService {
         };
         let upserted = self
             .blocking(
-                move |state| match state.banks.apply(change, &Origin::now(actor))? {
+                move |state| match state.writer.write(change, &Origin::now(actor))? {
                     Applied::Upserted(up) => Ok(up),
                     other => Err(unexpected(&other)),
                 },
@@ -260,10 +260,12 @@ impl Banks for Arc<BanksService> {
                 max_distance: r.max_distance.as_ref().map(from_proto_distances),
             };
             let change = Change::CreateBank { bank: new };
-            self.blocking(move |s| match s.banks.apply(change, &Origin::now(actor))? {
-                Applied::Bank(bank) => Ok(to_proto_bank(&bank, 0)),
-                other => Err(unexpected(&other)),
-            })
+            self.blocking(
+                move |s| match s.writer.write(change, &Origin::now(actor))? {
+                    Applied::Bank(bank) => Ok(to_proto_bank(&bank, 0)),
+                    other => Err(unexpected(&other)),
+                },
+            )
             .await
         }
         .await;
@@ -331,12 +333,14 @@ impl Banks for Arc<BanksService> {
                 name: r.name,
                 update,
             };
-            self.blocking(move |s| match s.banks.apply(change, &Origin::now(actor))? {
-                Applied::Bank(bank) => {
-                    Ok(to_proto_bank(&bank, s.store().count_entries(&bank.name)?))
-                }
-                other => Err(unexpected(&other)),
-            })
+            self.blocking(
+                move |s| match s.writer.write(change, &Origin::now(actor))? {
+                    Applied::Bank(bank) => {
+                        Ok(to_proto_bank(&bank, s.store().count_entries(&bank.name)?))
+                    }
+                    other => Err(unexpected(&other)),
+                },
+            )
             .await
         }
         .await;
@@ -353,12 +357,14 @@ impl Banks for Arc<BanksService> {
             let actor = caller(&request)?.actor();
             let name = request.into_inner().name;
             let change = Change::DeleteBank { name };
-            self.blocking(move |s| match s.banks.apply(change, &Origin::now(actor))? {
-                Applied::BankDeleted(removed) => Ok(proto::DeleteBankResponse {
-                    entries_removed: removed.len() as u64,
-                }),
-                other => Err(unexpected(&other)),
-            })
+            self.blocking(
+                move |s| match s.writer.write(change, &Origin::now(actor))? {
+                    Applied::BankDeleted(removed) => Ok(proto::DeleteBankResponse {
+                        entries_removed: removed.len() as u64,
+                    }),
+                    other => Err(unexpected(&other)),
+                },
+            )
             .await
         }
         .await;
@@ -393,12 +399,14 @@ impl Banks for Arc<BanksService> {
                 ids: r.entry_ids,
                 external_ids: r.external_ids,
             };
-            self.blocking(move |s| match s.banks.apply(change, &Origin::now(actor))? {
-                Applied::Removed(removed) => Ok(proto::RemoveEntriesResponse {
-                    removed: removed.len() as u64,
-                }),
-                other => Err(unexpected(&other)),
-            })
+            self.blocking(
+                move |s| match s.writer.write(change, &Origin::now(actor))? {
+                    Applied::Removed(removed) => Ok(proto::RemoveEntriesResponse {
+                        removed: removed.len() as u64,
+                    }),
+                    other => Err(unexpected(&other)),
+                },
+            )
             .await
         }
         .await;
@@ -526,9 +534,18 @@ impl Banks for Arc<BanksService> {
                         current: Vec::new(),
                         pos: 0,
                     });
-                    s.banks
-                        .import(&bank, reader, &options, &Origin::now(actor), &mut |_| {})
-                        .map_err(format_error)
+                    crate::cluster::import(
+                        s.writer.as_ref(),
+                        s.store(),
+                        &bank,
+                        reader,
+                        &options,
+                        &Origin::now(actor),
+                    )
+                    .map_err(|e| match e {
+                        crate::cluster::ImportError::Format(e) => format_error(e),
+                        crate::cluster::ImportError::Write(e) => e.into(),
+                    })
                 })
                 .await?;
             if let Ok(Err(status)) = feeder.await {
@@ -714,10 +731,11 @@ impl Keys for Arc<KeysService> {
                 role,
                 key_sha256: hash_key(&stored_key),
             };
-            let applied =
-                tokio::task::spawn_blocking(move || state.banks.apply(change, &Origin::now(actor)))
-                    .await
-                    .map_err(|_| ServiceError::Internal("key creation failed".into()))??;
+            let applied = tokio::task::spawn_blocking(move || {
+                state.writer.write(change, &Origin::now(actor))
+            })
+            .await
+            .map_err(|_| ServiceError::Internal("key creation failed".into()))??;
             let Applied::Key(record) = applied else {
                 return Err(unexpected(&applied));
             };
@@ -760,14 +778,19 @@ impl Keys for Arc<KeysService> {
         request: Request<proto::RevokeKeyRequest>,
     ) -> Result<Response<proto::RevokeKeyResponse>, Status> {
         let started = Instant::now();
-        let result = (|| {
+        let result = async {
             let actor = caller(&request)?.actor();
             let change = Change::RevokeKey {
                 name: request.get_ref().name.clone(),
             };
-            self.state.banks.apply(change, &Origin::now(actor))?;
+            // Off the async workers: the write waits for a synced store batch, or the cluster.
+            let state = self.state.clone();
+            tokio::task::spawn_blocking(move || state.writer.write(change, &Origin::now(actor)))
+                .await
+                .map_err(|_| ServiceError::Internal("key revocation failed".into()))??;
             Ok(proto::RevokeKeyResponse {})
-        })();
+        }
+        .await;
         self.state
             .finish("RevokeKey", started, result.map(Response::new))
     }

@@ -2,6 +2,7 @@
 
 use tonic::{Code, Status};
 
+use crate::cluster::WriteError;
 use crate::hashing::{DecodeError, DecodeErrorKind};
 use crate::matcher::{MatchError, ScreenError};
 use crate::store::StoreError;
@@ -57,6 +58,12 @@ pub enum ServiceError {
     /// The index is still loading (UNAVAILABLE).
     #[error("the index is still loading")]
     Unavailable,
+    /// A replica could not commit a change through its cluster (quorum lost, NATS unreachable).
+    #[error("{0}")]
+    ClusterUnavailable(String),
+    /// The cluster committed the change but this replica did not apply it in time.
+    #[error("{0}")]
+    NotYetApplied(String),
     /// The store refused or failed (mapped by the store error's kind).
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -91,7 +98,8 @@ impl ServiceError {
             ServiceError::TooLarge(_) | ServiceError::Overloaded(_) => Code::ResourceExhausted,
             ServiceError::DeadlineExceeded => Code::DeadlineExceeded,
             ServiceError::Internal(_) => Code::Internal,
-            ServiceError::Unavailable => Code::Unavailable,
+            ServiceError::Unavailable | ServiceError::ClusterUnavailable(_) => Code::Unavailable,
+            ServiceError::NotYetApplied(_) => Code::DeadlineExceeded,
             ServiceError::Store(e) => match e {
                 StoreError::Locked(_) => Code::Unavailable,
                 StoreError::SchemaTooNew { .. } => Code::FailedPrecondition,
@@ -116,6 +124,8 @@ impl ServiceError {
             ServiceError::DeadlineExceeded => "deadline_exceeded",
             ServiceError::Internal(_) => "internal",
             ServiceError::Unavailable => "unavailable",
+            ServiceError::ClusterUnavailable(_) => "cluster_unavailable",
+            ServiceError::NotYetApplied(_) => "not_yet_applied",
             ServiceError::Store(StoreError::BankExists(_)) => "already_exists",
             ServiceError::Store(StoreError::BankNotFound(_) | StoreError::EntryNotFound(_)) => {
                 "not_found"
@@ -124,6 +134,18 @@ impl ServiceError {
                 "invalid"
             }
             ServiceError::Store(_) => "storage",
+        }
+    }
+}
+
+impl From<WriteError> for ServiceError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::Store(s) => ServiceError::Store(s),
+            WriteError::Unavailable(_) => ServiceError::ClusterUnavailable(e.to_string()),
+            WriteError::NotYetApplied { .. } => ServiceError::NotYetApplied(e.to_string()),
+            WriteError::TooLarge(m) => ServiceError::TooLarge(m),
+            WriteError::Internal(m) => ServiceError::Internal(m),
         }
     }
 }

@@ -35,10 +35,14 @@ struct Inner {
     auth_failures: BTreeMap<&'static str, u64>,
 }
 
+/// Renders more metrics into the `/metrics` text (a cluster replica's lag, ...).
+pub type Section = Arc<dyn Fn(&mut String) + Send + Sync>;
+
 /// Counters and latency histograms of the service, rendered in the Prometheus text format.
 #[derive(Default)]
 pub struct Metrics {
     inner: Mutex<Inner>,
+    sections: Mutex<Vec<Section>>,
 }
 
 fn code_name(code: tonic::Code) -> &'static str {
@@ -68,6 +72,14 @@ impl Metrics {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // Counters stay meaningful after a panic elsewhere: take the data as it is.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Append `section`'s metrics to every rendering.
+    pub fn add_section(&self, section: Section) {
+        self.sections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(section);
     }
 
     /// Counts one call of `method` that ended with `code` after `elapsed`.
@@ -181,6 +193,14 @@ impl Metrics {
         let _ = writeln!(out, "# TYPE vigie_index_hashes gauge");
         for (algorithm, n) in indexes.counts() {
             let _ = writeln!(out, "vigie_index_hashes{{algorithm=\"{algorithm}\"}} {n}");
+        }
+        for section in self
+            .sections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            section(&mut out);
         }
         out
     }

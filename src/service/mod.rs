@@ -16,6 +16,7 @@ use std::time::Instant;
 use tokio::sync::Semaphore;
 use tonic::Status;
 
+use crate::cluster::BankWriter;
 use crate::hashing::HashingSetup;
 use crate::matcher::LiveBanks;
 use crate::store::Store;
@@ -52,8 +53,11 @@ impl ServiceLimits {
 
 /// What every handler shares.
 pub struct ServiceState {
-    /// The banks and their live index: every screen and every bank change goes through it.
+    /// The banks and their live index: every screen goes through it.
     pub banks: Arc<LiveBanks>,
+    /// Where bank changes go: `banks` itself on one node, the cluster's stream on a replica
+    /// (`crate::cluster`).
+    pub writer: Arc<dyn BankWriter>,
     /// Request limits.
     pub limits: ServiceLimits,
     /// Hashing workers: CPU-bound work waits for one of these.
@@ -63,22 +67,25 @@ pub struct ServiceState {
     /// When the service started (uptime in stats).
     pub started: Instant,
     ready: AtomicBool,
+    serving: AtomicBool,
 }
 
 impl ServiceState {
     /// The shared state over `banks`, not ready until [`ServiceState::set_ready`].
     pub fn new(banks: Arc<LiveBanks>, limits: ServiceLimits, metrics: Arc<Metrics>) -> Self {
         ServiceState {
+            writer: banks.clone(),
             banks,
             hash_permits: Arc::new(Semaphore::new(limits.hash_workers.max(1))),
             limits,
             metrics,
             started: Instant::now(),
             ready: AtomicBool::new(false),
+            serving: AtomicBool::new(true),
         }
     }
 
-    /// The store, for reads; writes go through `banks.apply`.
+    /// The store, for reads; writes go through `writer`.
     pub fn store(&self) -> &Store {
         self.banks.store()
     }
@@ -91,6 +98,20 @@ impl ServiceState {
     /// Marks the index loaded: screens are served from now on.
     pub fn set_ready(&self) {
         self.ready.store(true, Ordering::Release);
+    }
+
+    /// Whether this process should take traffic, what health checks and the HTTP `/status`
+    /// report: the index is loaded and, on a cluster replica, the replica has caught up with its
+    /// stream (`crate::cluster`). Screens are answered while [`ServiceState::is_ready`], even when
+    /// a replica is behind.
+    pub fn is_serving(&self) -> bool {
+        self.is_ready() && self.serving.load(Ordering::Acquire)
+    }
+
+    /// Sets whether this process should take traffic once its index is loaded (true unless a
+    /// cluster replica is behind its stream).
+    pub fn set_serving(&self, serving: bool) {
+        self.serving.store(serving, Ordering::Release);
     }
 
     /// Records the call's outcome and latency, and turns a service error into its status.

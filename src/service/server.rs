@@ -26,6 +26,7 @@ use super::proto::keys_server::KeysServer;
 use super::proto::screening_server::ScreeningServer;
 use super::screening::ScreeningService;
 use super::{ServiceState, proto};
+use crate::cluster::BankWriter;
 use crate::matcher::LiveBanks;
 use crate::store::Store;
 use crate::store::api_keys::Role;
@@ -145,9 +146,43 @@ fn read_file(path: &PathBuf) -> Result<Vec<u8>, ServerError> {
     std::fs::read(path).map_err(|e| ServerError::Tls(format!("{}: {e}", path.display())))
 }
 
+/// A replica of a cluster, as the server takes it (`crate::cluster::Cluster`).
+pub struct Replica {
+    /// The banks, already loaded.
+    pub banks: Arc<LiveBanks>,
+    /// Their store (API keys are read from it).
+    pub store: Arc<Store>,
+    /// Where bank changes go: through the cluster's stream.
+    pub writer: Arc<dyn BankWriter>,
+    /// Whether the replica should take traffic (caught up, lag within bounds): health follows it.
+    pub ready: tokio::sync::watch::Receiver<bool>,
+    /// The replica's own metrics, appended to `/metrics`.
+    pub metrics: metrics::Section,
+}
+
 /// Binds, starts serving (health NOT_SERVING), loads the index in the background, then flips health
 /// to SERVING.
 pub async fn start(config: ServerConfig, store: Arc<Store>) -> Result<RunningServer, ServerError> {
+    let banks = Arc::new(LiveBanks::new(store.clone(), config.limits.hashing_setup()));
+    start_with(config, store, banks, None).await
+}
+
+/// [`start`] for a replica of a cluster: its banks are loaded already, writes go through its
+/// writer, and health says SERVING exactly while the replica is ready.
+pub async fn start_replica(
+    config: ServerConfig,
+    replica: Replica,
+) -> Result<RunningServer, ServerError> {
+    let (banks, store) = (replica.banks.clone(), replica.store.clone());
+    start_with(config, store, banks, Some(replica)).await
+}
+
+async fn start_with(
+    config: ServerConfig,
+    store: Arc<Store>,
+    banks: Arc<LiveBanks>,
+    replica: Option<Replica>,
+) -> Result<RunningServer, ServerError> {
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServerError::Bind {
@@ -159,14 +194,17 @@ pub async fn start(config: ServerConfig, store: Arc<Store>) -> Result<RunningSer
         source,
     })?;
     let metrics = Arc::new(Metrics::default());
-    // The live banks start with an empty index; it is loaded in the background below while health
-    // says NOT_SERVING.
-    let banks = Arc::new(LiveBanks::new(store.clone(), config.limits.hashing_setup()));
-    let state = Arc::new(ServiceState::new(
-        banks.clone(),
-        config.limits.clone(),
-        metrics.clone(),
-    ));
+    // The live banks of one node start with an empty index; it is loaded in the background below
+    // while health says NOT_SERVING. A replica's are loaded, and it writes through the cluster.
+    let mut state = ServiceState::new(banks.clone(), config.limits.clone(), metrics.clone());
+    let mut replica_ready = None;
+    if let Some(replica) = replica {
+        state.set_serving(false);
+        state.writer = replica.writer;
+        metrics.add_section(replica.metrics);
+        replica_ready = Some(replica.ready);
+    }
+    let state = Arc::new(state);
 
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
     let (stop_metrics_tx, stop_metrics_rx) = oneshot::channel::<()>();
@@ -261,11 +299,16 @@ pub async fn start(config: ServerConfig, store: Arc<Store>) -> Result<RunningSer
         .add_service(InterceptedService::new(keys, auth.require(Role::Admin)));
 
     let (ready_tx, ready_rx) = tokio::sync::watch::channel(false);
+    let ready_tx = Arc::new(ready_tx);
     let load_state = state.clone();
     let task = tokio::spawn(async move {
+        let already_loaded = load_state.banks.is_loaded();
         let loader = tokio::task::spawn_blocking(move || {
             let started = std::time::Instant::now();
-            let stats = load_state.banks.load();
+            let stats = match already_loaded {
+                true => Ok(None),
+                false => load_state.banks.load().map(Some),
+            };
             (stats, started.elapsed(), load_state)
         });
         // Accepted sockets are handed to tonic as they are, so its own `tcp_nodelay` does not
@@ -291,12 +334,21 @@ pub async fn start(config: ServerConfig, store: Arc<Store>) -> Result<RunningSer
                     loader = None;
                     match loaded {
                         Ok((Ok(stats), took, state)) => {
-                            tracing::info!(entries = stats.entries, hashes = stats.hashes, ms = took.as_millis() as u64, "index loaded");
-                            state.set_ready();
-                            for name in ["", "vigie.v1.Screening", "vigie.v1.Banks"] {
-                                health_reporter.set_service_status(name, ServingStatus::Serving).await;
+                            if let Some(stats) = stats {
+                                tracing::info!(entries = stats.entries, hashes = stats.hashes, ms = took.as_millis() as u64, "index loaded");
                             }
-                            let _ = ready_tx.send(true);
+                            state.set_ready();
+                            match replica_ready.take() {
+                                None => {
+                                    for name in ["", "vigie.v1.Screening", "vigie.v1.Banks"] {
+                                        health_reporter.set_service_status(name, ServingStatus::Serving).await;
+                                    }
+                                    let _ = ready_tx.send(true);
+                                }
+                                Some(ready) => {
+                                    tokio::spawn(follow_readiness(ready, state.clone(), health_reporter.clone(), ready_tx.clone()));
+                                }
+                            }
                         }
                         Ok((Err(e), _, _)) => {
                             tracing::error!(error = %e, "index load failed; the server stays NOT_SERVING");
@@ -317,4 +369,31 @@ pub async fn start(config: ServerConfig, store: Arc<Store>) -> Result<RunningSer
         task,
         ready: ready_rx,
     })
+}
+
+/// Health (and the HTTP `/status`, through [`ServiceState::is_serving`]) follows a replica's
+/// readiness: SERVING while it is ready, NOT_SERVING otherwise.
+async fn follow_readiness(
+    mut ready: tokio::sync::watch::Receiver<bool>,
+    state: Arc<ServiceState>,
+    health: tonic_health::server::HealthReporter,
+    first_ready: Arc<tokio::sync::watch::Sender<bool>>,
+) {
+    loop {
+        let now = *ready.borrow_and_update();
+        state.set_serving(now);
+        let status = match now {
+            true => ServingStatus::Serving,
+            false => ServingStatus::NotServing,
+        };
+        for name in ["", "vigie.v1.Screening", "vigie.v1.Banks"] {
+            health.set_service_status(name, status).await;
+        }
+        if now {
+            let _ = first_ready.send(true);
+        }
+        if ready.changed().await.is_err() {
+            return;
+        }
+    }
 }

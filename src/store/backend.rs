@@ -48,7 +48,24 @@ pub trait Backend: Send + Sync {
     fn compact(&self) -> Result<(), StoreError> {
         Ok(())
     }
+    /// Visit every key and value of every column family (in `Cf::ALL` order, keys ascending) as
+    /// of one instant: writes that land during the visit are not seen. For snapshots
+    /// (`store::snapshot`), which must name exactly the changes they cover.
+    fn scan_all_at_once(&self, visit: &mut VisitAll<'_>) -> Result<(), StoreError>;
+    /// Make every write acknowledged so far durable (after writes made without a synced WAL).
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Make every write acknowledged so far survive power loss by syncing the write-ahead log
+    /// only (no memtable flush): one fsync for a group of unsynced writes. A no-op where
+    /// meaningless.
+    fn sync_wal(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
+
+/// Visitor of [`Backend::scan_all_at_once`]: column family, key, value.
+pub type VisitAll<'a> = dyn FnMut(Cf, &[u8], &[u8]) -> Result<(), StoreError> + 'a;
 
 /// The in-memory backend: one ordered map per column family behind one lock.
 /// One ordered map per column family, indexed by `Cf as usize`.
@@ -122,6 +139,17 @@ impl Backend for MemoryBackend {
 
     fn last_key(&self, cf: Cf) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.lock()?[cf as usize].keys().next_back().cloned())
+    }
+
+    fn scan_all_at_once(&self, visit: &mut VisitAll<'_>) -> Result<(), StoreError> {
+        // A copy taken under the lock is the instant; the visitor runs without the lock.
+        let copy = self.lock()?.clone();
+        for cf in Cf::ALL {
+            for (k, v) in &copy[cf as usize] {
+                visit(cf, k, v)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -283,6 +311,40 @@ impl Backend for RocksBackend {
         for cf in Cf::ALL {
             self.db
                 .compact_range_cf(self.cf(cf)?, None::<&[u8]>, None::<&[u8]>);
+        }
+        Ok(())
+    }
+
+    fn scan_all_at_once(&self, visit: &mut VisitAll<'_>) -> Result<(), StoreError> {
+        // One RocksDB snapshot for every column family: a consistent view across them.
+        let snapshot = self.db.snapshot();
+        for cf in Cf::ALL {
+            let mut read = ReadOptions::default();
+            read.set_readahead_size(4 << 20);
+            read.fill_cache(false);
+            read.set_snapshot(&snapshot);
+            let mut it = self.db.raw_iterator_cf_opt(self.cf(cf)?, read);
+            it.seek_to_first();
+            while it.valid() {
+                let (Some(k), Some(v)) = (it.key(), it.value()) else {
+                    break;
+                };
+                visit(cf, k, v)?;
+                it.next();
+            }
+            it.status().map_err(backend_error)?;
+        }
+        Ok(())
+    }
+
+    fn sync_wal(&self) -> Result<(), StoreError> {
+        self.db.flush_wal(true).map_err(backend_error)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_wal(true).map_err(backend_error)?;
+        for cf in Cf::ALL {
+            self.db.flush_cf(self.cf(cf)?).map_err(backend_error)?;
         }
         Ok(())
     }

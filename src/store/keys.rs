@@ -9,8 +9,13 @@
 //! | `banks`       | bank id `u32` (4 bytes)                    | bank record, JSON              |
 //! | `entries`     | entry id `u64` (8 bytes)                   | entry record, binary (below)   |
 //! | `external`    | bank id `u32` ++ external id UTF-8 bytes   | entry id `u64`                 |
-//! | `meta`        | ASCII name (`schema_version`, counters)    | `u32`/`u64` big-endian         |
+//! | `meta`        | ASCII name (`schema_version`, counters, `applied_sequence`) | `u32`/`u64` big-endian |
 //! | `audit`       | time µs `u64` ++ sequence `u64` (16 bytes) | audit event, JSON              |
+//!
+//! `meta`'s `applied_sequence` exists only in a replica of a cluster (`vigie serve --nats`): the
+//! sequence number, in the cluster's change stream, of the last change applied to this store. It is
+//! written in the same atomic batch as the change it names, so after any crash the store and the
+//! position it resumes from agree. Older builds ignore the key, so it needed no schema bump.
 //!
 //! The external id is the last key component, so it needs no length prefix: the 4-byte bank
 //! prefix alone selects a bank's rows, ordered by external id. Entries are keyed by id alone so a
@@ -70,6 +75,9 @@ pub const META_NEXT_ENTRY_ID: &[u8] = b"next_entry_id";
 pub const META_NEXT_BANK_ID: &[u8] = b"next_bank_id";
 /// `meta` key of the next audit sequence number, a `u64` big-endian (starts at 1).
 pub const META_NEXT_AUDIT_SEQ: &[u8] = b"next_audit_seq";
+/// Sequence in the cluster's change stream of the last change applied here (`u64` BE); absent
+/// outside a cluster.
+pub const META_APPLIED_SEQUENCE: &[u8] = b"applied_sequence";
 
 /// `banks` key of a bank: its id, 4 bytes big-endian.
 pub fn bank_key(id: BankId) -> [u8; 4] {

@@ -14,7 +14,9 @@ pub mod keys;
 pub mod load;
 pub mod model;
 mod schema;
+pub mod snapshot;
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, RwLock};
@@ -127,6 +129,53 @@ impl Store {
         })
     }
 
+    /// The stream sequence of the last change applied to this store, as recorded by
+    /// [`Store::record_sequence`] or with a change (`None`: never part of a cluster).
+    pub fn applied_sequence(&self) -> Result<Option<u64>, StoreError> {
+        self.backend
+            .get(Cf::Meta, keys::META_APPLIED_SEQUENCE)?
+            .map(|v| keys::decode_u64(&v))
+            .transpose()
+    }
+
+    /// Record that the change at stream sequence `seq` was applied without writing anything else:
+    /// for a change the store refused (a bank that already exists...), refused alike on every
+    /// replica, so that the replica does not meet it again after a restart.
+    pub fn record_sequence(&self, seq: u64) -> Result<(), StoreError> {
+        let _writer = self.lock_writer()?;
+        self.backend.write(vec![sequence_op(seq)])
+    }
+
+    /// [`Store::apply`], recording `seq` (the change's sequence in a cluster's change stream) as
+    /// the last applied sequence in the same atomic batch, so that the store and the position a
+    /// replica resumes from never disagree. A change that commits nothing (an empty upsert) records
+    /// the sequence alone. Errors: as [`Store::apply`]; on error nothing is written, the sequence
+    /// neither (see [`Store::record_sequence`]).
+    pub fn apply_at_sequence(
+        &self,
+        change: Change,
+        origin: &Origin,
+        seq: u64,
+    ) -> Result<Applied, StoreError> {
+        // The one commit the change makes happens on this thread: it takes the sequence from
+        // here into its batch (`commit`). A thread-local rather than a parameter through every
+        // mutation; concurrent writers on other threads never see it.
+        SEQUENCE_FOR_COMMIT.with(|s| s.set(Some(seq)));
+        let result = self.apply(change, origin);
+        let unused = SEQUENCE_FOR_COMMIT.with(Cell::take);
+        if result.is_ok() && unused.is_some() {
+            self.record_sequence(seq)?;
+        }
+        result
+    }
+
+    /// Makes every write made so far survive power loss (one fsync of the write-ahead log), for a
+    /// store opened without synced writes that commits a group of them at once (a cluster
+    /// replica replaying its stream). Errors: [`StoreError::Backend`].
+    pub fn sync_wal(&self) -> Result<(), StoreError> {
+        self.backend.sync_wal()
+    }
+
     /// Compact the underlying storage (after a bulk load).
     pub fn compact(&self) -> Result<(), StoreError> {
         self.backend.compact()
@@ -151,6 +200,9 @@ impl Store {
         }
         if next.next_audit_seq != counters.next_audit_seq {
             ops.push(counter_op(keys::META_NEXT_AUDIT_SEQ, next.next_audit_seq));
+        }
+        if let Some(seq) = SEQUENCE_FOR_COMMIT.with(Cell::take) {
+            ops.push(sequence_op(seq));
         }
         self.backend.write(ops)?;
         *counters = next;
@@ -880,6 +932,20 @@ fn validate_text(field: &str, text: &str) -> Result<(), StoreError> {
 
 fn bank_json(bank: &Bank) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(bank).map_err(|e| StoreError::Backend(format!("encoding bank: {e}")))
+}
+
+thread_local! {
+    /// The stream sequence the next commit on this thread records ([`Store::apply_at_sequence`]).
+    static SEQUENCE_FOR_COMMIT: Cell<Option<u64>> = const { Cell::new(None) };
+}
+
+/// The op recording `seq` as the last applied stream sequence, to go into a change's batch.
+fn sequence_op(seq: u64) -> WriteOp {
+    WriteOp::Put(
+        Cf::Meta,
+        keys::META_APPLIED_SEQUENCE.to_vec(),
+        seq.to_be_bytes().to_vec(),
+    )
 }
 
 fn counter_op(name: &[u8], value: u64) -> WriteOp {
