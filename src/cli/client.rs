@@ -140,12 +140,16 @@ pub fn run(args: ClientArgs) -> Result<ExitCode, CliError> {
                                 .matches
                                 .iter()
                                 .map(|m| {
-                                    serde_json::json!({
+                                    let mut json = serde_json::json!({
                                         "bank": m.bank, "external_id": m.external_id, "label": m.label,
                                         "algorithm": m.algorithm, "distance": m.distance,
                                         "confidence": (m.confidence * 1000.0).round() / 1000.0,
                                         "transform": m.transform, "suppressed": m.suppressed,
-                                    })
+                                    });
+                                    if let Some(frame) = m.frame {
+                                        json["frame"] = frame.into();
+                                    }
+                                    json
                                 })
                                 .collect();
                             serde_json::json!({"file": r.request_id, "matched": r.matched, "matches": matches, "notes": r.notes})

@@ -33,6 +33,10 @@ pub fn entry_from_image(hasher: &ImageHasher, path: &Path) -> Result<NewEntry, C
     let computed = hasher
         .hash_bytes(&bytes)
         .map_err(|e| CliError(format!("{}: {e}", path.display())))?;
+    // Banked all the same (an exact hash still matches), but never silently.
+    for w in crate::matcher::banking_warnings(&computed) {
+        eprintln!("warning: {}: {w}", path.display());
+    }
     let hashes = crate::matcher::entry_hashes(&computed);
     let external_id = match computed.sha256 {
         Some(h) => h.to_hex(),

@@ -1,7 +1,10 @@
 //! `vigie hash [--algorithms pdq,phash,dhash,md5,sha256] [--dihedral] FILE...`
 //!
 //! One JSON object per file per line, in argument order; a failed file prints an `error` object and
-//! does not stop the others; the exit code is 1 when any file failed.
+//! does not stop the others; the exit code is 1 when any file failed. A file that was hashed but
+//! is cut short or damaged carries a `warnings` list (exit code 0: it was hashed); an animation
+//! carries the hashes of its other frames in `frames` (`index` from 0, then `pdq`, `phash`,
+//! `dhash` as in `hashes`).
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -19,6 +22,7 @@ use crate::hashing::{
 
 /// `vigie hash`: one JSON line per file with its hashes.
 #[derive(Debug, clap::Args)]
+#[command(after_help = super::HASH_LIST_HELP)]
 pub struct HashArgs {
     /// Comma-separated algorithms to compute.
     #[arg(long, default_value = "pdq,phash,dhash,md5,sha256", value_parser = AlgorithmSet::parse)]
@@ -57,6 +61,21 @@ struct HashLine<'a> {
     pdq_dihedral: Option<Vec<DihedralJson>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pdq_meta: Option<PdqJson>,
+    /// The frames of an animation besides its default image (see `ImageHashes::frames`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    frames: Vec<FrameJson>,
+    /// What is wrong with a file that still gave a picture (cut short, damaged), or what of it
+    /// was not hashed (animation frames past the limits).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct FrameJson {
+    /// The frame's place in the animation, from 0.
+    index: u32,
+    #[serde(flatten)]
+    hashes: HashesJson,
 }
 
 #[derive(Serialize, Default)]
@@ -64,9 +83,9 @@ struct HashesJson {
     #[serde(skip_serializing_if = "Option::is_none")]
     pdq: Option<PdqJson>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    phash: Option<HexJson>,
+    phash: Option<Hex64Json>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    dhash: Option<HexJson>,
+    dhash: Option<Hex64Json>,
     #[serde(skip_serializing_if = "Option::is_none")]
     md5: Option<HexJson>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -91,6 +110,14 @@ impl From<PdqHash> for PdqJson {
 #[derive(Serialize)]
 struct HexJson {
     hex: String,
+}
+
+/// A 64-bit hash: hex in Python `imagehash`'s bit order, and the quality of the picture it read.
+#[derive(Serialize)]
+struct Hex64Json {
+    hex: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quality: Option<u8>,
 }
 
 #[derive(Serialize)]
@@ -121,8 +148,14 @@ fn hash_line(file: &str, h: &ImageHashes) -> String {
         orientation: h.orientation.name(),
         hashes: HashesJson {
             pdq: h.pdq.map(PdqJson::from),
-            phash: h.phash.map(|x| hex(x.to_hex())),
-            dhash: h.dhash.map(|x| hex(x.to_hex())),
+            phash: h.phash.map(|x| Hex64Json {
+                hex: x.to_hex(),
+                quality: h.quality64,
+            }),
+            dhash: h.dhash.map(|x| Hex64Json {
+                hex: x.to_hex(),
+                quality: h.quality64,
+            }),
             md5: h.md5.map(|x| hex(x.to_hex())),
             sha256: h.sha256.map(|x| hex(x.to_hex())),
         },
@@ -138,6 +171,26 @@ fn hash_line(file: &str, h: &ImageHashes) -> String {
                 .collect()
         }),
         pdq_meta: h.pdq_meta.map(PdqJson::from),
+        frames: h
+            .frames
+            .iter()
+            .map(|f| FrameJson {
+                index: f.index,
+                hashes: HashesJson {
+                    pdq: f.pdq.map(PdqJson::from),
+                    phash: f.phash.map(|x| Hex64Json {
+                        hex: x.to_hex(),
+                        quality: f.quality64,
+                    }),
+                    dhash: f.dhash.map(|x| Hex64Json {
+                        hex: x.to_hex(),
+                        quality: f.quality64,
+                    }),
+                    ..HashesJson::default()
+                },
+            })
+            .collect(),
+        warnings: h.warnings.clone(),
     };
     serde_json::to_string(&line).unwrap_or_default()
 }

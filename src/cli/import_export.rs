@@ -15,11 +15,15 @@ use super::bank::StoreArgs;
 
 /// `vigie import`: a hash list into a bank.
 #[derive(Debug, clap::Args)]
+#[command(after_help = super::HASH_LIST_HELP)]
 pub struct ImportArgs {
     /// Bank to import into (must exist).
     #[arg(long)]
     pub bank: String,
-    /// jsonl, csv, signal-lines or hex.
+    /// jsonl, csv, signal-lines or hex. Rows (or lines) with one external id make one entry that
+    /// holds every hash they carry (an ad with several photos): each is matched, and the entry
+    /// becomes what the file says of it. A row that cannot join its id's entry (another label or
+    /// source, more than 256 hashes) is reported as failed, with its line.
     #[arg(long)]
     pub format: Format,
     /// Input file; `-` reads standard input.
@@ -49,6 +53,7 @@ pub struct ImportArgs {
 
 /// `vigie export`: a bank's entries to a hash list.
 #[derive(Debug, clap::Args)]
+#[command(after_help = super::HASH_LIST_HELP)]
 pub struct ExportArgs {
     /// The bank's name.
     #[arg(long)]

@@ -1,11 +1,15 @@
 //! `vigie match`: match one hash list against another with the exact Hamming index — the offline
 //! tool a trust team runs over two exports (Meta ships `mih-query` for the same job).
 //!
-//! Both files hold one hash per line in hex (64 digits for 256-bit PDQ, 16 for 64-bit hashes),
-//! optionally followed by a tab and anything. Blank lines and lines starting with `#` are skipped
-//! but counted, so LINE numbers (0-based) point into the files as given. The width comes from the
-//! first hash of the index file (of the queries file if the index holds none); every hash in both
-//! files must have it. Errors name the file and the 1-based line, as editors count.
+//! Both files hold one hash per line in hex (64 digits for 256-bit PDQ, 16 for 64-bit hashes), in
+//! the forms the field writes (`store::formats::hash_field`): a bare hash, or followed by a tab,
+//! a comma or spaces and anything (Meta's `pdq-photo-hasher` prints `hash,quality,path`), or as
+//! `hash=<hex>,…` (Meta's hash I/O). Files saved on Windows read as they are: UTF-8 with a
+//! byte-order mark, UTF-16 with its mark, CRLF line ends, trailing spaces. Blank lines and lines
+//! starting with `#` are skipped but counted, so LINE numbers (0-based) point into the files as
+//! given. The width comes from the first hash of the index file (of the queries file if the index
+//! holds none); every hash in both files must have it. Errors name the file and the 1-based line,
+//! as editors count, and quote and count the hash field alone, never the rest of the line.
 //!
 //! stdout: one `{"query":LINE,"matches":[{"index":LINE,"distance":D},...]}` per query line, in
 //! file order, matches sorted by distance then line. stderr, last: one JSON summary line.
@@ -17,15 +21,20 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use std::io::Read;
+
 use super::CliError;
 use crate::bench::measure::percentile;
 use crate::bits::Bits;
 use crate::index::{HammingIndex, Match};
+use crate::store::formats::{self, hash_field};
 
 /// `vigie match`: one hash list against another.
 #[derive(Debug, clap::Args)]
+#[command(after_help = super::HASH_LIST_HELP)]
 pub struct MatchArgs {
-    /// The bank side: one hex hash per line (optionally a tab and anything after it).
+    /// The bank side: one hex hash per line (a bare hash; `hash,quality,path`; `hash=<hex>,…`;
+    /// or a hash, a tab and anything).
     #[arg(long)]
     pub index: PathBuf,
     /// The hashes to look up, same format.
@@ -68,24 +77,59 @@ fn line_error(path: &Path, line: usize, message: impl std::fmt::Display) -> CliE
 fn hash_lines<'a>(path: &Path, bytes: &'a [u8]) -> Result<Vec<HashLine<'a>>, CliError> {
     let mut out = Vec::new();
     for (line, raw) in bytes.split(|&b| b == b'\n').enumerate() {
-        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        if raw.iter().all(u8::is_ascii_whitespace) || raw.first() == Some(&b'#') {
+        let body = raw.trim_ascii();
+        let body = body
+            .strip_prefix(b"\xEF\xBB\xBF")
+            .unwrap_or(body)
+            .trim_ascii();
+        if body.is_empty() || body.first() == Some(&b'#') {
             continue;
         }
-        let field = raw.split(|&b| b == b'\t').next().unwrap_or(raw);
-        let hex = std::str::from_utf8(field)
-            .map_err(|_| line_error(path, line, "the hash is not valid UTF-8 text"))?
-            .trim_matches(|c: char| c.is_ascii_whitespace());
-        if hex.is_empty() {
-            return Err(line_error(path, line, "no hash before the tab"));
+        // The line itself, not `body`: a tab or comma in front means an empty hash field.
+        let field = hash_field(raw);
+        if field.is_empty() {
+            return Err(line_error(
+                path,
+                line,
+                "no hash at the start of the line (a tab or comma comes first)",
+            ));
         }
+        let hex = std::str::from_utf8(field).map_err(|_| {
+            line_error(
+                path,
+                line,
+                format!(
+                    "{} is not a hash: it is not even text",
+                    quoted(&String::from_utf8_lossy(field))
+                ),
+            )
+        })?;
         out.push(HashLine { line, hex });
     }
     Ok(out)
 }
 
+/// `text` quoted for an error message, cut at 80 characters (a hostile line may be huge).
+fn quoted(text: &str) -> String {
+    match text.char_indices().nth(80) {
+        Some((end, _)) => format!("`{}…`", &text[..end]),
+        None => format!("`{text}`"),
+    }
+}
+
+/// A file's bytes as UTF-8 text when it is UTF-16 with a byte-order mark (PowerShell 5's `>`,
+/// Notepad's "Unicode"); anything else as it is (a UTF-8 mark is skipped with the first line).
 fn read(path: &Path) -> Result<Vec<u8>, CliError> {
-    std::fs::read(path).map_err(|e| CliError(format!("{}: {e}", path.display())))
+    let io = |e: std::io::Error| CliError(format!("{}: {e}", path.display()));
+    let bytes = std::fs::read(path).map_err(io)?;
+    if !matches!(bytes.get(..2), Some([0xFF, 0xFE] | [0xFE, 0xFF])) {
+        return Ok(bytes);
+    }
+    let mut text = Vec::with_capacity(bytes.len() / 2);
+    formats::text_reader(&bytes[..])
+        .and_then(|mut r| r.read_to_end(&mut text))
+        .map_err(io)?;
+    Ok(text)
 }
 
 /// Prints, per query hash, its matches within the distance, one JSON line each. Errors: a list
@@ -111,7 +155,10 @@ pub fn run(args: MatchArgs) -> Result<ExitCode, CliError> {
         n => Err(line_error(
             first_path,
             first.line,
-            format!("a hash has 64 hex digits (256-bit PDQ) or 16 (64-bit), this one {n}"),
+            format!(
+                "{} is not a hash: {n} characters where 64 hex digits (256-bit PDQ) or 16 (64-bit pHash/dHash) are expected",
+                quoted(first.hex)
+            ),
         )),
     }
 }
@@ -129,13 +176,15 @@ fn parse<const W: usize>(
                     path,
                     h.line,
                     format!(
-                        "{} hex digits where {} are expected: every hash must have the width of {width_from}",
+                        "{}: {} characters where {} hex digits are expected: every hash must have the width of {width_from}",
+                        quoted(h.hex),
                         h.hex.len(),
                         Bits::<W>::HEX_LEN
                     ),
                 ));
             }
-            let hash = Bits::<W>::from_hex(h.hex).map_err(|e| line_error(path, h.line, e))?;
+            let hash = Bits::<W>::from_hex(h.hex)
+                .map_err(|e| line_error(path, h.line, format!("{}: {e}", quoted(h.hex))))?;
             Ok((hash, h.line as u64))
         })
         .collect()

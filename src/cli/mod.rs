@@ -16,6 +16,19 @@ pub mod serve;
 
 use std::process::ExitCode;
 
+/// What `--help` says of hash lists and of 64-bit hex (`vigie hash`, `match`, `import`, `export`).
+pub const HASH_LIST_HELP: &str = "\
+64-bit pHash and dHash hex is in the bit order Python `imagehash` writes (`str(imagehash.phash(img))`): \
+the 8x8 hash grid row by row, its first bit the most significant bit of the first hex digit. \
+vigie prints its own hashes so and reads lists so; until schema 5 vigie printed each byte's bits \
+the other way round (a file written by an older vigie reads a few dozen bits off: hash the pictures \
+again, or export them again from a migrated store).
+
+Hash lists are read as the field writes them: a bare hash per line; `hash,quality,path` \
+(Meta's pdq-photo-hasher); `hash=<hex>,...` (Meta's hash I/O); a hash, then a tab or spaces and \
+anything. Files saved on Windows read as they are (UTF-8 with a byte-order mark, UTF-16 with \
+its mark, CRLF, trailing spaces). An error names the file and line and quotes only the hash.";
+
 use clap::{Parser, Subcommand};
 
 /// Perceptual-hash screening against banks of known abusive imagery

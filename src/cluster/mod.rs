@@ -706,17 +706,41 @@ async fn consume(
 }
 
 /// Learn the stream's head once a second, so that lag shows even when no message arrives.
+///
+/// The stream's state is the authority on its head. A head above the stream's last sequence in
+/// two reports in a row (a second apart: whatever was acknowledged or delivered before the first
+/// is in the second) is a sequence the stream does not hold — named by an acknowledgement or a
+/// consumer around a NATS leader change — and is dropped (see [`Progress::stream_head`]).
 async fn watch_head(
     js: jetstream::Context,
     stream_name: String,
     progress: Arc<Progress>,
     mut stop: watch::Receiver<bool>,
 ) {
+    // The head that was above the stream's last sequence at the previous report.
+    let mut unheld: Option<u64> = None;
     loop {
         if let Ok(mut stream) = js.get_stream(&stream_name).await
             && let Ok(info) = stream.info().await
         {
-            progress.saw_head(info.state.last_sequence);
+            let last = info.state.last_sequence;
+            let head = progress.head();
+            if head <= last {
+                unheld = None;
+                progress.saw_head(last);
+            } else if unheld == Some(head) {
+                unheld = None;
+                if let Some(stale) = progress.stream_head(last) {
+                    tracing::warn!(
+                        stale,
+                        stream_last = last,
+                        applied = progress.applied(),
+                        "the stream does not hold a sequence seen earlier (dropped around a NATS leader change); following the stream's own head"
+                    );
+                }
+            } else {
+                unheld = Some(head);
+            }
         }
         tokio::select! {
             _ = stop.changed() => return,

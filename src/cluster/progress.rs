@@ -149,6 +149,22 @@ impl Progress {
         self.update();
     }
 
+    /// The stream itself reported `last` as its last sequence (its state, asked of its leader):
+    /// the head becomes `last`, or the applied sequence if that is higher, even when that lowers
+    /// it. Returns the head it replaced when it was lowered past what this replica applied.
+    ///
+    /// Why not [`Progress::saw_head`]'s maximum: around a NATS leader change, a publish
+    /// acknowledgement or a consumer's pending count has named a sequence the stream does not
+    /// hold (the cluster test saw 297 while the stream ended at 296). Kept as a maximum, such a
+    /// sequence leaves the replica one change "behind" for good: lag 1, its consumer recreated
+    /// every two seconds, never converged. The stream's own state corrects it.
+    pub fn stream_head(&self, last: u64) -> Option<u64> {
+        let head = last.max(self.applied());
+        let before = self.head.swap(head, Ordering::AcqRel);
+        self.update();
+        (before > head).then_some(before)
+    }
+
     /// Change `seq` was applied in `took`, `propagation` after it was published.
     pub fn applied_one(&self, seq: u64, took: Duration, propagation: Option<Duration>) {
         self.applied.fetch_max(seq, Ordering::AcqRel);
@@ -310,6 +326,26 @@ mod tests {
             text.contains("vigie_cluster_apply_seconds_count 8"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_head_the_stream_does_not_hold_is_dropped_at_its_next_state() {
+        let p = Progress::new(296, 296, 1000);
+        assert!(p.is_ready());
+        // An acknowledgement around a leader change named 297; the stream ends at 296.
+        p.saw_head(297);
+        assert_eq!(p.lag(), 1);
+        assert_eq!(p.stream_head(296), Some(297), "the stale head is reported");
+        assert_eq!((p.head(), p.lag()), (296, 0));
+        let mut text = String::new();
+        p.render(&mut text);
+        assert!(text.contains("vigie_cluster_head_sequence 296"), "{text}");
+        assert!(text.contains("vigie_cluster_lag_seconds 0"), "{text}");
+        // Never below what was applied (a lagging answer), and raising is not a correction.
+        assert_eq!(p.stream_head(250), None);
+        assert_eq!(p.head(), 296);
+        assert_eq!(p.stream_head(300), None);
+        assert_eq!((p.head(), p.lag()), (300, 4));
     }
 
     #[test]

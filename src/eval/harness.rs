@@ -131,6 +131,11 @@ pub struct QueryResult {
     pub wrong_distance: Vec<Option<u32>>,
     /// The screener's verdict: matched its own entry / matched some other entry.
     pub screened: Option<Verdict>,
+    /// The upload's PDQ quality (0..=100): what PDQ's quality floor is measured against.
+    pub pdq_quality: Option<u8>,
+    /// The upload's 64-bit hashes' quality (`ImageHashes::quality64`, 0..=100): what the pHash
+    /// and dHash floor (`matcher::MIN_64_QUALITY`) is measured against.
+    pub quality64: Option<u8>,
     /// Set when the edit or its hashing failed.
     pub error: Option<String>,
 }
@@ -146,6 +151,8 @@ pub struct Verdict {
     pub confidence: Option<f64>,
     /// Highest confidence among wrong entries.
     pub wrong_confidence: Option<f64>,
+    /// How the best match of its own entry was made (`<algorithm> <transform>`).
+    pub how: Option<String>,
 }
 
 /// Distance histograms of true and unrelated (query, entry) pairs, per method.
@@ -202,6 +209,8 @@ pub struct EvalRun {
     pub full_times: Vec<Duration>,
     /// Wall time of the whole run, corpus loading included.
     pub elapsed: Duration,
+    /// Per banked entry (in `banked` order): its PDQ quality and 64-bit hashes' quality.
+    pub bank_qualities: Vec<(Option<u8>, Option<u8>)>,
 }
 
 struct Picture {
@@ -368,6 +377,8 @@ pub fn run(
                         true_distance: vec![None; Method::ALL.len()],
                         wrong_distance: vec![None; Method::ALL.len()],
                         screened: None,
+                        pdq_quality: None,
+                        quality64: None,
                         error: None,
                     };
                     let bytes = match edit.apply(&pictures[p].source, seed) {
@@ -399,6 +410,8 @@ pub fn run(
                             continue;
                         }
                     };
+                    result.pdq_quality = hashes.pdq.map(|p| p.quality);
+                    result.quality64 = hashes.quality64;
                     if let Some(s) = &screener {
                         match s.screen(&hashes) {
                             Ok(hits) => {
@@ -406,11 +419,11 @@ pub fn run(
                                     full_t.push(t.elapsed());
                                 }
                                 let own = result.entry;
-                                let mine = hits
+                                let best_own = hits
                                     .iter()
                                     .filter(|h| Some(h.entry) == own)
-                                    .map(|h| h.confidence)
-                                    .reduce(f64::max);
+                                    .max_by(|a, b| a.confidence.total_cmp(&b.confidence));
+                                let mine = best_own.map(|h| h.confidence);
                                 let wrong = hits
                                     .iter()
                                     .filter(|h| Some(h.entry) != own)
@@ -421,6 +434,7 @@ pub fn run(
                                     false_match: wrong.is_some(),
                                     confidence: mine,
                                     wrong_confidence: wrong,
+                                    how: best_own.map(|h| h.how.clone()),
                                 });
                             }
                             Err(err) => result.error = Some(err),
@@ -459,6 +473,10 @@ pub fn run(
         collected.into_inner().unwrap_or_else(|e| e.into_inner());
     results.sort_by_key(|r| (r.picture, r.edit));
     Ok(EvalRun {
+        bank_qualities: entries
+            .iter()
+            .map(|h| (h.pdq.map(|p| p.quality), h.quality64))
+            .collect(),
         pictures: pictures.into_iter().map(|p| p.name).collect(),
         banked,
         edits: config.edits.clone(),

@@ -254,13 +254,15 @@ pub fn write_tsv(run: &EvalRun, dir: &Path) -> std::io::Result<()> {
         }
     }
     std::fs::write(dir.join("distances.tsv"), hist)?;
-    let mut per_query =
-        String::from("picture\tedit\tentry\tfound\tfalse_match\tconfidence\terror\n");
+    let mut per_query = String::from(
+        "picture\tedit\tentry\tfound\tfalse_match\tconfidence\terror\thow\tpdq_quality\tquality64\n",
+    );
+    let opt = |q: Option<u8>| q.map(|q| q.to_string()).unwrap_or_default();
     for r in &run.results {
         let v = r.screened.as_ref();
         let _ = writeln!(
             per_query,
-            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
             run.pictures[r.picture],
             run.edits[r.edit].name,
             r.entry.map(|e| e.to_string()).unwrap_or_default(),
@@ -269,10 +271,25 @@ pub fn write_tsv(run: &EvalRun, dir: &Path) -> std::io::Result<()> {
             v.and_then(|v| v.confidence)
                 .map(|c| format!("{c:.4}"))
                 .unwrap_or_default(),
-            r.error.as_deref().unwrap_or("")
+            r.error.as_deref().unwrap_or(""),
+            v.and_then(|v| v.how.as_deref()).unwrap_or(""),
+            opt(r.pdq_quality),
+            opt(r.quality64),
         );
     }
-    std::fs::write(dir.join("queries.tsv"), per_query)
+    std::fs::write(dir.join("queries.tsv"), per_query)?;
+    // The banked pictures' qualities, what the 64-bit floor must keep (`bank.tsv`).
+    let mut bank = String::from("entry\tpicture\tpdq_quality\tquality64\n");
+    for (entry, (&p, (pdq, q64))) in run.banked.iter().zip(&run.bank_qualities).enumerate() {
+        let _ = writeln!(
+            bank,
+            "{entry}\t{}\t{}\t{}",
+            run.pictures[p],
+            opt(*pdq),
+            opt(*q64)
+        );
+    }
+    std::fs::write(dir.join("bank.tsv"), bank)
 }
 
 /// `recall_per_edit.png` and `distances_<method>.png`.

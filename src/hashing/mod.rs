@@ -16,10 +16,20 @@
 //! computes `pdq_meta`, the hash under Meta's rule: a screen looks up both, and a bank entry made
 //! from such a file can store both, so a list from another platform still matches. For an
 //! EXIF-rotated file without transparency, `pdq_meta` is also one of the dihedral hashes (up to a
-//! few bits of filter asymmetry), which is how Meta's own matcher would find it.
+//! few bits of filter asymmetry), which is how Meta's own matcher would find it. It is also what
+//! screens a picture hidden under an alpha channel that shows nothing (a PNG whose alpha is all
+//! 0 displays as an empty page; its stored pixels are looked up by `pdq_meta` all the same).
+//! A BMP whose declared alpha is all 0 is shown opaque by every viewer, and hashed so (see
+//! `decode::decode_for_hashing`).
+//!
+//! An animation (GIF, APNG, animated WebP) is hashed by its default image (a GIF's or WebP's
+//! first frame, an APNG's IDAT image, which Meta's tool chain hashes too), and each of its
+//! frames that differs from every picture already hashed gets hashes of its own
+//! ([`ImageHashes::frames`]): a viewer sees the frames, and a banked picture can hide in any.
 
 pub mod decode;
 pub mod exact;
+pub mod jpeg;
 pub mod keypoints;
 pub mod pdq;
 pub mod perceptual64;
@@ -194,6 +204,7 @@ pub struct HasherBuilder {
     regions: bool,
     windows: bool,
     keypoints: bool,
+    frames: bool,
     limits: DecodeLimits,
     decode_min_side: Option<u32>,
 }
@@ -214,6 +225,7 @@ impl Default for HasherBuilder {
             regions: false,
             windows: false,
             keypoints: false,
+            frames: true,
             limits: DecodeLimits::default(),
             decode_min_side: Some(DEFAULT_DECODE_MIN_SIDE),
         }
@@ -248,7 +260,9 @@ impl HasherBuilder {
     }
 
     /// Also compute PDQ of the banking windows (crops), see [`regions::BANK_WINDOWS`]: what a
-    /// bank entry added from pixels holds besides the whole.
+    /// bank entry added from pixels holds besides the whole. This is the banking hasher, and a
+    /// bank entry must be of a whole picture: a file cut short or damaged (which the screening
+    /// hasher hashes with [`ImageHashes::warnings`]) is refused as `corrupt`, saying why.
     pub fn windows(mut self, windows: bool) -> Self {
         self.windows = windows;
         self
@@ -261,6 +275,13 @@ impl HasherBuilder {
     /// with [`HasherBuilder::windows`] either way, so turning this on later needs no re-banking.
     pub fn keypoints(mut self, keypoints: bool) -> Self {
         self.keypoints = keypoints;
+        self
+    }
+
+    /// Also hash the frames of an animation that differ from its default image (on unless
+    /// turned off here), see [`ImageHashes::frames`].
+    pub fn frames(mut self, frames: bool) -> Self {
+        self.frames = frames;
         self
     }
 
@@ -287,6 +308,7 @@ impl HasherBuilder {
             regions: self.regions,
             windows: self.windows,
             keypoints: self.keypoints,
+            frames: self.frames,
             limits: self.limits,
             decode_min_side: self.decode_min_side,
             perceptual64: perceptual64::Perceptual64::default(),
@@ -322,7 +344,8 @@ impl Default for HashingSetup {
 impl HashingSetup {
     /// The hasher for uploads to screen: every algorithm, PDQ's eight rotations and mirrors (for
     /// rotated and mirrored re-uploads), the content boxes (trimmed borders, the photo inside a
-    /// screenshot) and, when on, the keypoints.
+    /// screenshot), an animation's distinct frames ([`ImageHashes::frames`]) and, when on, the
+    /// keypoints.
     pub fn screening(&self) -> ImageHasher {
         HasherBuilder::new()
             .dihedral(true)
@@ -334,10 +357,13 @@ impl HashingSetup {
     }
 
     /// The hasher for pictures added to a bank: every algorithm, the crop windows and the
-    /// keypoints a bank entry keeps (see `matcher::entry_hashes`).
+    /// keypoints a bank entry keeps (see `matcher::entry_hashes`). An entry holds the picture
+    /// (an animation's default image), not its frames: those are not hashed. A file cut short
+    /// or damaged is refused (`corrupt`, see [`HasherBuilder::windows`]).
     pub fn banking(&self) -> ImageHasher {
         HasherBuilder::new()
             .windows(true)
+            .frames(false)
             .decode_min_side(self.decode_min_side)
             .limits(self.limits)
             .build()
@@ -362,6 +388,7 @@ pub struct ImageHasher {
     regions: bool,
     windows: bool,
     keypoints: bool,
+    frames: bool,
     limits: DecodeLimits,
     decode_min_side: Option<u32>,
     perceptual64: perceptual64::Perceptual64,
@@ -391,6 +418,10 @@ pub struct ImageHashes {
     pub phash: Option<Hash64>,
     /// dHash (64 bits) of the displayed picture, with [`Algorithm::Dhash`].
     pub dhash: Option<Hash64>,
+    /// Quality (0..=100) of the grey picture `phash` and `dhash` (and their turned variants)
+    /// read, on PDQ's scale ([`perceptual64::quality`]); set with either hash. Below
+    /// `matcher::MIN_64_QUALITY` the picture is too featureless for either to match on.
+    pub quality64: Option<u8>,
     /// pHash and dHash of the picture mirrored and turned, in [`perceptual64::PHASH_TRANSFORMS`]
     /// and [`perceptual64::GRID_TRANSFORMS`] order (with [`HasherBuilder::dihedral`]): a mirrored
     /// re-upload that also carries a banner defeats PDQ's mirror but not these.
@@ -413,6 +444,60 @@ pub struct ImageHashes {
     /// [`HasherBuilder::keypoints`]): of the whole picture (a list, so that the matcher takes
     /// several point sets of one upload); none for a featureless picture.
     pub query_keypoints: Vec<keypoints::UploadKeypoints>,
+    /// The frames of an animation a viewer sees besides the default image (the hashes above),
+    /// in animation order: each frame whose picture differs from the default image and from every
+    /// frame kept before it (see [`FRAME_SKIP_DISTANCE`]). Empty for a still picture. At most
+    /// [`decode::MAX_ANIMATION_FRAMES`] frames and [`decode::ANIMATION_PIXEL_BUDGET`] pixels are
+    /// decoded; `warnings` says when frames were left out.
+    pub frames: Vec<FrameHashes>,
+    /// What is wrong with the file although it gave a picture, one sentence each: cut short or
+    /// damaged (the hashes are of what could be decoded, the rest filled in by the decoder), or
+    /// animation frames left unscreened. A screen reports these in its notes; a bank entry made
+    /// from such a file is flagged.
+    pub warnings: Vec<String>,
+}
+
+/// The hashes of one frame of an animation (see [`ImageHashes::frames`]): of the frame as
+/// displayed (composited on white, in the file's orientation), the algorithms asked for but
+/// without dihedral variants, content boxes or keypoints.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FrameHashes {
+    /// The frame's place in the animation, from 0.
+    pub index: u32,
+    /// The frame's PDQ (with its quality), when PDQ was asked for.
+    pub pdq: Option<PdqHash>,
+    /// The frame's pHash, when asked for.
+    pub phash: Option<Hash64>,
+    /// The frame's dHash, when asked for.
+    pub dhash: Option<Hash64>,
+    /// Quality of the frame's grey picture, as [`ImageHashes::quality64`] (with its 64-bit hashes).
+    pub quality64: Option<u8>,
+}
+
+/// A frame whose PDQ is within this many bits of the default image's or of a frame kept before
+/// it "barely changes" and is skipped: a re-encode of one picture moves its PDQ 2 to 8 bits, so
+/// within 8 the two are the same picture to PDQ, and a banked picture within a bank's distance
+/// of the skipped frame is within that distance plus 8 of the one kept. (A blinking cursor or a
+/// ticking counter moves PDQ 0 to 4 bits; a new scene, a hundred.)
+pub const FRAME_SKIP_DISTANCE: u32 = 8;
+
+/// The same for pHash and dHash when PDQ is not computed: 2 of 64 bits, the same share as 8 of 256.
+pub const FRAME_SKIP_DISTANCE_64: u32 = 2;
+
+impl FrameHashes {
+    /// Whether this frame shows the same picture as `other` for every hash computed.
+    fn barely_differs(&self, other: &FrameHashes) -> bool {
+        match (self.pdq, other.pdq) {
+            (Some(a), Some(b)) => a.hash.distance(&b.hash) <= FRAME_SKIP_DISTANCE,
+            _ => {
+                let near = |a: Option<Hash64>, b: Option<Hash64>| match (a, b) {
+                    (Some(a), Some(b)) => a.distance(&b) <= FRAME_SKIP_DISTANCE_64,
+                    _ => true,
+                };
+                near(self.phash, other.phash) && near(self.dhash, other.dhash)
+            }
+        }
+    }
 }
 
 /// The hashes of one sub-rectangle of the displayed picture.
@@ -430,6 +515,8 @@ pub struct RegionPdq {
     pub phash: Option<Hash64>,
     /// dHash of the same box, with [`Algorithm::Dhash`]; `None` for a trial turn.
     pub dhash: Option<Hash64>,
+    /// Quality of the box's grey picture, as [`ImageHashes::quality64`] (with its 64-bit hashes).
+    pub quality64: Option<u8>,
     /// Set for a picture turned back upright: a tilt measured from filled corners
     /// ([`regions::find_tilt`]; `rect` is the whole canvas, 64-bit hashes too), or one of the
     /// trial turns ([`regions::TRIAL_TURNS_DEGREES`]; `rect` is the box turned, PDQ only). The
@@ -466,7 +553,23 @@ impl ImageHasher {
         let needs_pixels = self.algorithms.iter().any(Algorithm::needs_pixels);
         let mut out = if needs_pixels {
             let decoded = decode::decode_for_hashing(bytes, &self.limits, self.decode_min_side)?;
-            self.hash_decoded(&decoded)
+            if self.windows
+                && let Some(w) = decoded.warnings.first()
+            {
+                // A bank entry must be of the whole picture: its hashes would be of what the
+                // decoder filled in, met by every upload cut the same way.
+                return Err(DecodeError {
+                    kind: DecodeErrorKind::Corrupt,
+                    limit: None,
+                    message: format!("not banked: {w}"),
+                });
+            }
+            let mut out = self.hash_decoded(&decoded);
+            out.warnings.extend(decoded.warnings.iter().cloned());
+            if self.frames {
+                self.hash_frames(bytes, decoded.orientation, &mut out);
+            }
+            out
         } else {
             // Exact hashes only: the header is still checked, so a non-image is refused alike.
             let header = decode::read_header(bytes, &self.limits)?;
@@ -482,6 +585,7 @@ impl ImageHasher {
                 pdq_meta: None,
                 phash: None,
                 dhash: None,
+                quality64: None,
                 phash_turned: None,
                 dhash_turned: None,
                 md5: None,
@@ -490,6 +594,8 @@ impl ImageHasher {
                 pdq_windows: Vec::new(),
                 bank_keypoints: Vec::new(),
                 query_keypoints: Vec::new(),
+                frames: Vec::new(),
+                warnings: Vec::new(),
             }
         };
         match (wants(Algorithm::Md5), wants(Algorithm::Sha256)) {
@@ -503,6 +609,81 @@ impl ImageHasher {
             (false, false) => {}
         }
         Ok(out)
+    }
+
+    /// Hash the frames of an animation into `out.frames` (skipping those that barely differ from
+    /// the default image, whose hashes `out` holds, or from a frame kept before), and add the
+    /// walk's warnings to `out.warnings`.
+    fn hash_frames(&self, bytes: &[u8], orientation: Dihedral, out: &mut ImageHashes) {
+        let default_image = FrameHashes {
+            index: 0,
+            pdq: out.pdq,
+            phash: out.phash,
+            dhash: out.dhash,
+            quality64: out.quality64,
+        };
+        let mut kept: Vec<FrameHashes> = Vec::new();
+        let mut previous: Option<image::RgbaImage> = None;
+        let read = decode::for_each_frame(bytes, &self.limits, |frame| {
+            // A frame whose pixels are those of the one before (a pause, a loop's hold) costs a
+            // comparison, not a hashing.
+            if frame.is_default_image || previous.as_ref() == Some(&frame.picture) {
+                previous = Some(frame.picture);
+                return;
+            }
+            let h = self.hash_frame(frame.index, &frame.picture, orientation);
+            previous = Some(frame.picture);
+            if !h.barely_differs(&default_image) && !kept.iter().any(|k| h.barely_differs(k)) {
+                kept.push(h);
+            }
+        });
+        out.frames = kept;
+        out.warnings.extend(read.warnings);
+    }
+
+    /// PDQ, pHash and dHash (those asked for) of one frame as displayed: composited on white once
+    /// (a frame is nearly always opaque, and its alpha is then dropped without arithmetic), then
+    /// hashed as an opaque picture, whose conversions take the fast paths.
+    fn hash_frame(
+        &self,
+        index: u32,
+        frame: &image::RgbaImage,
+        orientation: Dihedral,
+    ) -> FrameHashes {
+        let wants = |a| self.algorithms.contains(a);
+        let raw = frame.as_raw();
+        let mut rgb = Vec::with_capacity(raw.len() / 4 * 3);
+        let mut opaque = true;
+        for p in raw.chunks_exact(4) {
+            rgb.extend_from_slice(&p[..3]);
+            opaque &= p[3] == 255;
+        }
+        let picture = match image::RgbImage::from_raw(frame.width(), frame.height(), rgb) {
+            Some(rgb) if opaque => DynamicImage::ImageRgb8(rgb),
+            _ => on_white(&DynamicImage::ImageRgba8(frame.clone())).into_owned(),
+        };
+        let pdq = wants(Algorithm::Pdq).then(|| {
+            pdq::pdq_hash(
+                &luma_plane(&picture, AlphaRule::CompositeOnWhite).transformed(orientation),
+            )
+        });
+        let (phash, dhash, quality64) = if wants(Algorithm::Phash) || wants(Algorithm::Dhash) {
+            let gray = perceptual64::hash_input(&picture, orientation);
+            (
+                wants(Algorithm::Phash).then(|| self.perceptual64.phash_gray(&gray)),
+                wants(Algorithm::Dhash).then(|| self.perceptual64.dhash_gray(&gray)),
+                Some(perceptual64::quality(&gray)),
+            )
+        } else {
+            (None, None, None)
+        };
+        FrameHashes {
+            index,
+            pdq,
+            phash,
+            dhash,
+            quality64,
+        }
     }
 
     /// The perceptual hashes of a decoded image (the exact hashes are left empty).
@@ -522,6 +703,7 @@ impl ImageHasher {
             pdq_meta: None,
             phash: None,
             dhash: None,
+            quality64: None,
             phash_turned: None,
             dhash_turned: None,
             md5: None,
@@ -530,6 +712,8 @@ impl ImageHasher {
             pdq_windows: Vec::new(),
             bank_keypoints: Vec::new(),
             query_keypoints: Vec::new(),
+            frames: Vec::new(),
+            warnings: Vec::new(),
         };
         // The size of the plane the content boxes were found in (PDQ's luma plane).
         let mut region_plane = (0usize, 0usize);
@@ -574,6 +758,7 @@ impl ImageHasher {
                         dihedral: self.dihedral.then(|| c.all_dihedral_hashes()),
                         phash: None,
                         dhash: None,
+                        quality64: None,
                         tilt: None,
                         trial_turn: false,
                     });
@@ -591,6 +776,8 @@ impl ImageHasher {
                         dihedral: self.dihedral.then(|| c.all_dihedral_hashes()),
                         phash: wants(Algorithm::Phash).then(|| self.perceptual64.phash_gray(&gray)),
                         dhash: wants(Algorithm::Dhash).then(|| self.perceptual64.dhash_gray(&gray)),
+                        quality64: (wants(Algorithm::Phash) || wants(Algorithm::Dhash))
+                            .then(|| perceptual64::quality(&gray)),
                         tilt: Some(tilt),
                         trial_turn: false,
                     });
@@ -618,6 +805,7 @@ impl ImageHasher {
                             dihedral: None,
                             phash: None,
                             dhash: None,
+                            quality64: None,
                             tilt: Some(tilt),
                             trial_turn: true,
                         });
@@ -652,8 +840,12 @@ impl ImageHasher {
         }
         if wants(Algorithm::Phash) || wants(Algorithm::Dhash) {
             let gray = perceptual64::hash_input(&decoded.stored, orientation);
+            // (The grey picture is reduced only down to a shorter side of 128: a side under 5
+            // pixels is the picture's own, and gives quality 0 as PDQ gives no hash.)
+            out.quality64 = Some(perceptual64::quality(&gray));
             for region in out.pdq_regions.iter_mut().filter(|r| r.tilt.is_none()) {
                 let sub = crop_scaled(&gray, region.rect, region_plane);
+                region.quality64 = Some(perceptual64::quality(&sub));
                 if wants(Algorithm::Phash) {
                     region.phash = Some(self.perceptual64.phash_gray(&sub));
                 }

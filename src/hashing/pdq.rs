@@ -285,8 +285,23 @@ pub fn pdq_hash(luma: &LumaPlane) -> PdqHash {
     pdq_coefficients(luma).hash()
 }
 
-/// The PDQ pipeline up to the 16x16 DCT, with the quality score.
+/// The shortest side, in pixels, that PDQ hashes (Meta's `MIN_HASHABLE_DIM`): a picture with a
+/// side under it has no PDQ, which Meta's hasher gives as the all-zero hash of quality 0, so the
+/// quality rule keeps it from ever matching. A 20000x3 strip otherwise filtered up to 64 rows
+/// "had" quality 82. The 64-bit hashes follow the same rule ([`super::perceptual64::quality`]).
+pub const MIN_SIDE: usize = 5;
+
+/// The PDQ pipeline up to the 16x16 DCT, with the quality score. A plane with a side under
+/// [`MIN_SIDE`] gives all-zero coefficients of quality 0: every transform's hash is then all
+/// zeros, as Meta's.
 pub fn pdq_coefficients(luma: &LumaPlane) -> PdqCoefficients {
+    // A reduced plane stands for a larger source (never a smaller one): its own sides decide.
+    if luma.width.min(luma.height) < MIN_SIDE {
+        return PdqCoefficients {
+            coeffs: [[0.0; COEFFS]; COEFFS],
+            quality: 0,
+        };
+    }
     let block = downsample_to_64(luma);
     let quality = quality_score(&block);
     let coeffs = dct16(&block);
@@ -703,6 +718,22 @@ mod tests {
     fn flat_picture_has_quality_zero() {
         let h = pdq_hash(&LumaPlane::new(100, 100, vec![128.0; 100 * 100]));
         assert_eq!(h.quality, 0);
+    }
+
+    #[test]
+    fn a_side_under_five_pixels_has_no_hash_as_meta() {
+        for (w, h) in [(1, 1), (4, 4000), (20000, 3), (2, 3), (4, 5)] {
+            let c = pdq_coefficients(&pseudo_random_plane(w, h, 7));
+            assert_eq!(c.quality, 0, "{w}x{h}");
+            for p in c.all_dihedral_hashes() {
+                assert_eq!(p.hash, Hash256::zero(), "{w}x{h}");
+                assert_eq!(p.quality, 0);
+            }
+        }
+        // From five pixels on, a textured picture hashes.
+        let c = pdq_coefficients(&pseudo_random_plane(5, 7, 7));
+        assert!(c.quality > 0);
+        assert_ne!(c.hash().hash, Hash256::zero());
     }
 
     #[test]

@@ -27,13 +27,19 @@ pub fn dhash_config() -> HasherConfig<[u8; 8]> {
 }
 
 /// What both hashes share: 8x8 = 64 bits in an inline 8-byte container, Lanczos3 resizing, bits
-/// packed least significant first within each byte (`image_hasher`'s default, pinned here so a
-/// change of default cannot move the hashes).
+/// packed most significant first within each byte. With the bytes printed in order (see
+/// `crate::bits`), the hex text is then the grid row-major with its first bit the most
+/// significant, which is how Python `imagehash` writes a hash (`str(imagehash.phash(img))`), the
+/// source of most 64-bit hash lists: such a list imports and matches as it is. Until schema 5
+/// (issue 15) vigie used `image_hasher`'s default, least significant bit first, so every byte of
+/// its hex was bit-reversed against imagehash's and lists from imagehash never matched (26-40
+/// bits off); the store migration reversed the stored hashes' bytes to this order. Pinned here
+/// so a change of default cannot move the hashes.
 fn base_config() -> HasherConfig<[u8; 8]> {
     HasherConfig::with_bytes_type::<[u8; 8]>()
         .hash_size(8, 8)
         .resize_filter(FilterType::Lanczos3)
-        .bit_order(BitOrder::LsbFirst)
+        .bit_order(BitOrder::MsbFirst)
 }
 
 /// The grid `image_hasher` resizes to for pHash: twice the 8x8 hash size (DCT preprocessing).
@@ -222,6 +228,65 @@ impl Perceptual64 {
     pub fn dhash(&self, picture: &DynamicImage) -> Hash64 {
         Hash64::from_bytes(self.dhash.hash_image(picture).into_inner())
     }
+}
+
+/// Side of the grid [`quality`] measures: PDQ's 64x64, so the two qualities read alike.
+const QUALITY_GRID: usize = 64;
+
+/// How much there is to hash in the grey picture the 64-bit hashes read (0..=100): the picture
+/// box-averaged onto a 64x64 grid (each cell the mean of the pixels it covers; a picture smaller
+/// than that repeats its pixels), then PDQ's own gradient measure of that grid, the sum over all
+/// horizontally and vertically adjacent cells of `|trunc((a - b) * 100 / 255)|` divided by 90 and
+/// capped at 100 (Meta, "The TMK+PDQF video-hashing algorithm and the PDQ image-hashing
+/// algorithm", the quality metric). A flat or near-flat picture scores near 0: its pHash and
+/// dHash bits are decided by rounding noise (flat cards, plain white and plain navy all have the
+/// dHash `0000000000000000`), so they match one another and anything close to that. A picture
+/// with a side under 5 pixels scores 0, as PDQ gives it no hash at all ([`super::pdq::MIN_SIDE`]).
+///
+/// Measured on the 64-bit hashes' own input rather than taken from PDQ's, so that pHash and dHash
+/// carry their quality where PDQ is not computed, and content boxes have their own. Costs one
+/// pass over the (already reduced) grey picture.
+pub fn quality(gray: &GrayImage) -> u8 {
+    let (w, h) = (gray.width() as usize, gray.height() as usize);
+    if w < super::pdq::MIN_SIDE || h < super::pdq::MIN_SIDE {
+        return 0;
+    }
+    // Cell i covers source pixels [i * n / 64, max((i + 1) * n / 64, that + 1)).
+    let span = |i: usize, n: usize| {
+        let start = (i * n / QUALITY_GRID).min(n - 1);
+        let end = ((i + 1) * n / QUALITY_GRID).clamp(start + 1, n);
+        (start, end)
+    };
+    let raw = gray.as_raw();
+    let mut grid = [[0f32; QUALITY_GRID]; QUALITY_GRID];
+    let mut band = vec![0u32; w];
+    for (gy, row) in grid.iter_mut().enumerate() {
+        let (y0, y1) = span(gy, h);
+        band.iter_mut().for_each(|s| *s = 0);
+        for line in raw[y0 * w..y1 * w].chunks_exact(w) {
+            band.iter_mut()
+                .zip(line)
+                .for_each(|(s, &v)| *s += u32::from(v));
+        }
+        for (gx, cell) in row.iter_mut().enumerate() {
+            let (x0, x1) = span(gx, w);
+            let sum: u64 = band[x0..x1].iter().map(|&v| u64::from(v)).sum();
+            *cell = sum as f32 / ((x1 - x0) * (y1 - y0)) as f32;
+        }
+    }
+    let step = |a: f32, b: f32| ((((a - b) * 100.0) / 255.0) as i64).abs();
+    let mut gradient_sum: i64 = 0;
+    for y in 0..QUALITY_GRID {
+        for x in 0..QUALITY_GRID {
+            if x + 1 < QUALITY_GRID {
+                gradient_sum += step(grid[y][x], grid[y][x + 1]);
+            }
+            if y + 1 < QUALITY_GRID {
+                gradient_sum += step(grid[y][x], grid[y + 1][x]);
+            }
+        }
+    }
+    (gradient_sum / 90).min(100) as u8
 }
 
 /// A content box's grey picture is box-averaged down to a shorter side of this to twice it before

@@ -56,9 +56,12 @@ unsafe extern "C" {
 // Values from turbojpeg.h (stable since libjpeg-turbo 1.4; the 2.x API is kept by 3.x).
 const TJPF_RGB: c_int = 0;
 const TJPF_GRAY: c_int = 6;
+const TJPF_CMYK: c_int = 11;
 const TJCS_RGB: c_int = 0;
 const TJCS_YCBCR: c_int = 1;
 const TJCS_GRAY: c_int = 2;
+const TJCS_CMYK: c_int = 3;
+const TJCS_YCCK: c_int = 4;
 const TJFLAG_ACCURATEDCT: c_int = 4096;
 const TJFLAG_LIMITSCANS: c_int = 32768;
 const TJERR_WARNING: c_int = 0;
@@ -86,8 +89,8 @@ pub enum JpegColor {
     Gray,
     /// YCbCr or RGB: decoded to RGB.
     Color,
-    /// CMYK or YCCK: not decoded here (TurboJPEG only returns those as raw CMYK).
-    Other,
+    /// CMYK or YCCK: TurboJPEG returns them as CMYK (YCCK converted), see [`cmyk_to_rgb`].
+    Cmyk,
 }
 
 /// A JPEG's frame header as libjpeg-turbo reads it (see [`read_header`]).
@@ -101,7 +104,7 @@ pub struct JpegHeader {
     pub color: JpegColor,
 }
 
-/// A picture decoded by libjpeg-turbo: `channels` is 1 (grey) or 3 (RGB), rows packed.
+/// A picture decoded by libjpeg-turbo: `channels` is 1 (grey), 3 (RGB) or 4 (CMYK), rows packed.
 pub struct TurboPixels {
     /// Width in pixels, after the scaling (see [`scaled_side`]).
     pub width: u32,
@@ -120,8 +123,57 @@ pub struct TurboPixels {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TurboError(pub String);
 
+impl TurboError {
+    /// Whether libjpeg refused a coding it does not implement (rather than damaged data): its
+    /// messages for those (`JERR_SOF_UNSUPPORTED`, `JERR_BAD_PRECISION`, `JERR_ARITH_NOTIMPL`,
+    /// `JERR_FRACT_SAMPLE_NOTIMPL`, `JERR_CONVERSION_NOTIMPL`, `JERR_NOT_COMPILED`, `JERR_EMPTY_IMAGE`
+    /// for DNL, in jerror.h) say so in these words. [`super::jpeg::Layout::unsupported`] sorts
+    /// those layouts out before decoding; this is the backstop.
+    pub fn is_unsupported(&self) -> bool {
+        let text = self.0.as_str();
+        [
+            "Unsupported",
+            "not implemented",
+            "not compiled",
+            "Sorry",
+            "DNL not supported",
+        ]
+        .iter()
+        .any(|w| text.contains(w))
+    }
+}
+
+/// Whether a TurboJPEG message is one of libjpeg's warnings (`JWRN_*` in jerror.h: the decoder
+/// went on and every row was written) rather than an error that stopped it. TurboJPEG 2.1 reports
+/// a fatal error that follows a warning with the warning's error code, so the text is what tells
+/// them apart; libjpeg's message table has kept these texts since version 6b.
+fn is_warning_text(text: &str) -> bool {
+    [
+        "Corrupt JPEG data",
+        "Premature end of JPEG file",
+        "Inconsistent progression sequence",
+        "Invalid SOS parameters for sequential JPEG",
+        "Unknown Adobe color transform code",
+        "Warning: unknown JFIF revision number",
+        "Application transferred too many scanlines",
+    ]
+    .iter()
+    .any(|w| text.starts_with(w))
+}
+
+/// Whether a libjpeg warning says nothing about the pixels: stray bytes between segments
+/// (`JWRN_EXTRANEOUS_DATA`, common in camera files), an unknown JFIF version or Adobe transform
+/// code. Any other warning means damaged or missing data.
+pub fn is_harmless_warning(text: &str) -> bool {
+    text.contains("extraneous bytes before marker")
+        || text.starts_with("Warning: unknown JFIF revision number")
+        || text.starts_with("Unknown Adobe color transform code")
+}
+
+/// Run `f` with this thread's decompressor. `f` sets its flag when it leaves the handle in a
+/// state the next file must not meet; the handle is then replaced, as after any error.
 fn with_decompressor<T>(
-    f: impl FnOnce(TjHandle) -> Result<T, TurboError>,
+    f: impl FnOnce(TjHandle, &mut bool) -> Result<T, TurboError>,
 ) -> Result<T, TurboError> {
     DECOMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
@@ -135,10 +187,18 @@ fn with_decompressor<T>(
             }
             *slot = Some(Decompressor(handle));
         }
-        match slot.as_ref() {
-            Some(d) => f(d.0),
+        let mut stale = false;
+        let result = match slot.as_ref() {
+            Some(d) => f(d.0, &mut stale),
             None => Err(TurboError("no decompressor".into())),
+        };
+        if result.is_err() || stale {
+            // TurboJPEG 2.1 leaves a handle whose header call failed half-way through a header
+            // (it aborts only on success): the next file would then be read from that state and
+            // refused, or given a 0x0 header. A fresh handle costs a few microseconds.
+            *slot = None;
         }
+        result
     })
 }
 
@@ -159,11 +219,14 @@ fn jpeg_len(bytes: &[u8]) -> Result<c_ulong, TurboError> {
     c_ulong::try_from(bytes.len()).map_err(|_| TurboError("file too large".into()))
 }
 
-/// Read the frame header: dimensions and colour layout.
+/// Read the frame header: dimensions and colour layout. Any sampling layout is accepted: TurboJPEG
+/// 2.1 fails its header call on the ones it has no `TJSAMP_*` name for (4:1:0, 4:4:1, 3x1...)
+/// after it has read and filled in everything else, and its decompressor does not need the name.
+/// A header read with only warnings (stray bytes between segments) is a header read.
 pub fn read_header(bytes: &[u8]) -> Result<JpegHeader, TurboError> {
     let len = jpeg_len(bytes)?;
-    with_decompressor(|handle| {
-        let (mut w, mut h, mut subsamp, mut colorspace) = (0, 0, 0, 0);
+    with_decompressor(|handle, stale| {
+        let (mut w, mut h, mut subsamp, mut colorspace) = (0, 0, -1, -1);
         // SAFETY: the buffer pointer and length describe `bytes`; the out-pointers are locals.
         let rc = unsafe {
             tjDecompressHeader3(
@@ -176,16 +239,24 @@ pub fn read_header(bytes: &[u8]) -> Result<JpegHeader, TurboError> {
                 &mut colorspace,
             )
         };
-        if rc != 0 {
+        // The outputs are written only once libjpeg has read the whole header (tjDecompressHeader3
+        // in turbojpeg.c): set, they mean the header was read, whatever the sampling name.
+        if rc != 0 && (w <= 0 || h <= 0 || colorspace < 0) {
             return Err(TurboError(last_error(handle)));
         }
+        // A failed header call leaves the handle mid-header.
+        *stale = rc != 0;
+        Ok((w, h, colorspace))
+    })
+    .and_then(|(w, h, colorspace)| {
         if w <= 0 || h <= 0 {
             return Err(TurboError(format!("header gives a {w}x{h} image")));
         }
         let color = match colorspace {
             TJCS_GRAY => JpegColor::Gray,
             TJCS_YCBCR | TJCS_RGB => JpegColor::Color,
-            _ => JpegColor::Other,
+            TJCS_CMYK | TJCS_YCCK => JpegColor::Cmyk,
+            other => return Err(TurboError(format!("unknown JPEG colour space {other}"))),
         };
         Ok(JpegHeader {
             width: w as u32,
@@ -200,11 +271,12 @@ pub fn scaled_side(full: u32, denominator: u32) -> u32 {
     full.div_ceil(denominator)
 }
 
-/// Decode at `1/denominator` scale (1, 2, 4 or 8). Gray JPEGs give one channel, others RGB, or
-/// their luma alone with `luma_only` (for YCbCr files the Y channel as coded: libjpeg-turbo then
-/// skips the chroma inverse DCT, which at reduced scale costs more than luma's, and the colour
-/// conversion). `header` must come from [`read_header`] on the same bytes, with a colour other
-/// than `Other`.
+/// Decode at `1/denominator` scale (1, 2, 4 or 8). Gray JPEGs give one channel, CMYK and YCCK ones
+/// four (CMYK, as stored), others RGB, or their luma alone with `luma_only` (for YCbCr files the Y
+/// channel as coded: libjpeg-turbo then skips the chroma inverse DCT, which at reduced scale costs
+/// more than luma's, and the colour conversion). `header` must come from [`read_header`] on the
+/// same bytes. A file libjpeg could only partly decode (cut short, damaged entropy data) gives its
+/// pixels with the warning; an error that stopped the decoder is an `Err`.
 pub fn decode_scaled(
     bytes: &[u8],
     header: &JpegHeader,
@@ -218,9 +290,7 @@ pub fn decode_scaled(
         JpegColor::Gray => (TJPF_GRAY, 1u8),
         JpegColor::Color if luma_only => (TJPF_GRAY, 1u8),
         JpegColor::Color => (TJPF_RGB, 3u8),
-        JpegColor::Other => {
-            return Err(TurboError("CMYK/YCCK JPEGs are decoded elsewhere".into()));
-        }
+        JpegColor::Cmyk => (TJPF_CMYK, 4u8),
     };
     let width = scaled_side(header.width, denominator);
     let height = scaled_side(header.height, denominator);
@@ -234,7 +304,7 @@ pub fn decode_scaled(
     };
     let mut data = vec![0u8; pitch * height as usize];
     let len = jpeg_len(bytes)?;
-    with_decompressor(|handle| {
+    with_decompressor(|handle, _| {
         // SAFETY: `data` holds exactly pitch * height bytes, the size TurboJPEG writes for a
         // width x height destination at this pitch; the input pointer/length describe `bytes`.
         let rc = unsafe {
@@ -254,7 +324,8 @@ pub fn decode_scaled(
         if rc != 0 {
             let message = last_error(handle);
             // SAFETY: the handle is valid; the call only reads its error state.
-            if unsafe { tjGetErrorCode(handle) } != TJERR_WARNING {
+            let code = unsafe { tjGetErrorCode(handle) };
+            if code != TJERR_WARNING || !is_warning_text(&message) {
                 return Err(TurboError(message));
             }
             warning = Some(message);
@@ -267,6 +338,20 @@ pub fn decode_scaled(
             warning,
         })
     })
+}
+
+/// CMYK as a JPEG stores it to RGB, the way browsers and the `image` crate show it: every CMYK
+/// JPEG in use is Adobe's, whose values are stored inverted (255 = no ink), so each channel is
+/// `stored C * stored K / 255`, rounded.
+pub fn cmyk_to_rgb(cmyk: &[u8]) -> Vec<u8> {
+    let mut rgb = Vec::with_capacity(cmyk.len() / 4 * 3);
+    for p in cmyk.chunks_exact(4) {
+        let k = u32::from(p[3]);
+        for &c in &p[..3] {
+            rgb.push(((u32::from(c) * k + 127) / 255) as u8);
+        }
+    }
+    rgb
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ use crate::store::api_keys::Role;
 use crate::store::formats::{self, ExportOptions, Format, ImportOptions};
 use crate::store::{
     Algorithm, Applied, AuditFilter, Bank, BankKind, BankUpdate, Change, Entry, EntryHashes,
-    EntryId, HashValue, MaxDistances, NewBank, NewEntry, Origin, Timestamp,
+    EntryId, MaxDistances, NewBank, NewEntry, Origin, Timestamp,
 };
 
 /// Entries in one add call (as gRPC `AddEntries`).
@@ -61,7 +61,8 @@ pub(super) fn routes() -> Router<Api> {
 // ---------------------------------------------------------------------------------------------
 // Messages (proto3 JSON names)
 
-/// `vigie.v1.HashSet`: hex text per algorithm, any subset.
+/// `vigie.v1.HashSet`: hex text per algorithm, any subset; `more` holds an entry's further hashes
+/// as `<algorithm>:<hex>` (an ad with several photos), as the gRPC message does.
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(default)]
 pub struct HashSet {
@@ -70,41 +71,33 @@ pub struct HashSet {
     dhash: String,
     md5: String,
     sha256: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    more: Vec<String>,
 }
 
 impl HashSet {
+    /// The hashes, read by the gRPC edge's rules (one place for both): a bad one names its field.
     fn parse(&self, field: &str) -> Result<EntryHashes, ApiError> {
-        let mut out = EntryHashes::default();
-        for (algorithm, text) in [
-            (Algorithm::Pdq, &self.pdq),
-            (Algorithm::Phash, &self.phash),
-            (Algorithm::Dhash, &self.dhash),
-            (Algorithm::Md5, &self.md5),
-            (Algorithm::Sha256, &self.sha256),
-        ] {
-            if text.is_empty() {
-                continue;
-            }
-            let v = HashValue::parse(algorithm, text).map_err(|e| {
-                ServiceError::invalid(
-                    format!("{field}.{algorithm}"),
-                    "invalid_hash",
-                    e.to_string(),
-                )
-            })?;
-            out.set(v);
-        }
-        Ok(out)
+        let set = crate::service::proto::HashSet {
+            pdq: self.pdq.clone(),
+            phash: self.phash.clone(),
+            dhash: self.dhash.clone(),
+            md5: self.md5.clone(),
+            sha256: self.sha256.clone(),
+            more: self.more.clone(),
+        };
+        Ok(crate::service::convert::parse_hash_set(&set, field)?)
     }
 
     fn of(h: &EntryHashes) -> HashSet {
-        let hex = |a| h.get(a).map(|v: HashValue| v.to_hex()).unwrap_or_default();
+        let set = crate::service::convert::to_hash_set(h);
         HashSet {
-            pdq: hex(Algorithm::Pdq),
-            phash: hex(Algorithm::Phash),
-            dhash: hex(Algorithm::Dhash),
-            md5: hex(Algorithm::Md5),
-            sha256: hex(Algorithm::Sha256),
+            pdq: set.pdq,
+            phash: set.phash,
+            dhash: set.dhash,
+            md5: set.md5,
+            sha256: set.sha256,
+            more: set.more,
         }
     }
 }
@@ -180,6 +173,10 @@ struct Match {
     bank_kind: String,
     suppressed: bool,
     keypoints: u32,
+    /// For an animation matched by one of its frames rather than its default image: the frame's
+    /// place, from 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    frame: Option<u32>,
 }
 
 fn to_match(m: &MatchInfo) -> Match {
@@ -202,6 +199,7 @@ fn to_match(m: &MatchInfo) -> Match {
         bank_kind: m.bank_kind.to_string(),
         suppressed: m.suppressed,
         keypoints: m.keypoints(),
+        frame: m.frame(),
     }
 }
 
@@ -224,17 +222,19 @@ fn computed(h: &ImageHashes) -> Vec<ComputedHash> {
             quality: i32::from(p.quality),
         });
     }
-    for (algorithm, hex) in [
-        ("phash", h.phash.map(|x| x.to_hex())),
-        ("dhash", h.dhash.map(|x| x.to_hex())),
-        ("md5", h.md5.map(|x| x.to_hex())),
-        ("sha256", h.sha256.map(|x| x.to_hex())),
+    // pHash and dHash carry the quality of the picture they read; exact hashes have none (-1).
+    let quality64 = h.quality64.map_or(-1, i32::from);
+    for (algorithm, hex, quality) in [
+        ("phash", h.phash.map(|x| x.to_hex()), quality64),
+        ("dhash", h.dhash.map(|x| x.to_hex()), quality64),
+        ("md5", h.md5.map(|x| x.to_hex()), -1),
+        ("sha256", h.sha256.map(|x| x.to_hex()), -1),
     ] {
         if let Some(hex) = hex {
             out.push(ComputedHash {
                 algorithm,
                 hex,
-                quality: -1,
+                quality,
             });
         }
     }
@@ -411,6 +411,14 @@ async fn screen(State(api): State<Api>, request: Request) -> Response {
             }
             (None, Some(set)) => {
                 let parsed = set.parse("hashes")?;
+                if !parsed.more.is_empty() {
+                    return Err(ServiceError::invalid(
+                        "hashes.more",
+                        "invalid_hash",
+                        "a screen takes one hash of each algorithm: send the others in their own requests",
+                    )
+                    .into());
+                }
                 if parsed.is_empty() {
                     return Err(
                         ServiceError::invalid("hashes", "missing_input", "no hash given").into(),

@@ -59,6 +59,12 @@ impl MatchInfo {
     pub fn keypoints(&self) -> u32 {
         self.how.votes().unwrap_or(0)
     }
+
+    /// For an animation whose default image did not match but one of its frames did, the
+    /// frame's place in the animation (from 0); `None` when the upload's picture matched.
+    pub fn frame(&self) -> Option<u32> {
+        self.how.frame()
+    }
 }
 
 /// What a screen decided.
@@ -107,7 +113,7 @@ fn calibration_kind(how: MatchKind) -> PdqKind {
     match how {
         MatchKind::Keypoints { .. } => PdqKind::Keypoints,
         MatchKind::ContentBox(_) | MatchKind::CropWindow => PdqKind::Region,
-        MatchKind::Whole(_) => PdqKind::Whole,
+        MatchKind::Whole(_) | MatchKind::Frame(_) => PdqKind::Whole,
     }
 }
 
@@ -190,11 +196,13 @@ pub fn screen(
             how: c.how,
             suppressed: false,
         };
-        // The more confident match wins; between equals, an upright one.
+        // The more confident match wins; between equals, an upright one, and the picture itself
+        // over one of its frames.
         let rank = |m: &MatchInfo| {
             (
                 m.confidence,
                 std::cmp::Reverse(m.transform() != Dihedral::Original),
+                std::cmp::Reverse(m.frame().is_some()),
             )
         };
         if best.get(&c.id).is_none_or(|old| rank(&info) > rank(old)) {

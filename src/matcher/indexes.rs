@@ -35,6 +35,9 @@ pub enum MatchKind {
         /// Upload points that agreed (at least [`keypoint_vote::MIN_VOTES`]).
         votes: u32,
     },
+    /// An upright hash of one frame of an animated upload (see `QueryHashes::frames`) met the
+    /// entry's whole-picture hash: the frame's place in the animation, from 0.
+    Frame(u32),
 }
 
 impl MatchKind {
@@ -43,7 +46,18 @@ impl MatchKind {
     pub fn transform(self) -> Dihedral {
         match self {
             MatchKind::Whole(t) | MatchKind::ContentBox(t) => t,
-            MatchKind::CropWindow | MatchKind::Keypoints { .. } => Dihedral::Original,
+            MatchKind::CropWindow | MatchKind::Keypoints { .. } | MatchKind::Frame(_) => {
+                Dihedral::Original
+            }
+        }
+    }
+
+    /// The frame of an animation that met the entry; `None` when the upload's picture itself
+    /// (its default image) did.
+    pub fn frame(self) -> Option<u32> {
+        match self {
+            MatchKind::Frame(i) => Some(i),
+            _ => None,
         }
     }
 
@@ -335,6 +349,22 @@ impl HashIndexes {
             let whole = upright.iter().map(|h| (Dihedral::Original, h));
             for (t, h) in whole.chain(turned.iter().map(|(t, h)| (*t, h))) {
                 search(index, h, r, algorithm, MatchKind::Whole(t), &mut out);
+            }
+        }
+        // An animation's other frames, upright, against the whole pictures (after the default
+        // image's lookups: the decision keeps the first of equally good matches of one entry).
+        for f in &query.frames {
+            let how = MatchKind::Frame(f.index);
+            if let (Some(r), Some(h)) = (radius(Algorithm::Pdq), &f.pdq) {
+                search(&self.pdq, h, r, Algorithm::Pdq, how, &mut out);
+            }
+            for (algorithm, index, hash) in [
+                (Algorithm::Phash, &self.phash, &f.phash),
+                (Algorithm::Dhash, &self.dhash, &f.dhash),
+            ] {
+                if let (Some(r), Some(h)) = (radius(algorithm), hash) {
+                    search(index, h, r, algorithm, how, &mut out);
+                }
             }
         }
         // Content boxes after every whole-picture lookup: the decision keeps the first of equally

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::decision::{self, MatchError, ScreenOptions, ScreenOutcome};
-use super::entry::{banking_warning, entry_hashes};
+use super::entry::{banking_warnings, entry_hashes};
 use super::indexes::HashIndexes;
 use super::query::QueryHashes;
 use crate::hashing::{DecodeError, HashingSetup, ImageHasher, ImageHashes};
@@ -289,7 +289,7 @@ impl LiveBanks {
     pub fn hash_for_bank(&self, bytes: &[u8]) -> Result<BankedImage, DecodeError> {
         let h = self.bank_hasher.hash_bytes(bytes)?;
         Ok(BankedImage {
-            warnings: banking_warning(&h).into_iter().collect(),
+            warnings: banking_warnings(&h),
             hashes: entry_hashes(&h),
         })
     }
@@ -386,7 +386,9 @@ impl LiveBanks {
 mod tests {
     use super::*;
     use crate::hashing::Dihedral;
-    use crate::store::{Algorithm, BankKind, BankUpdate, NewBank, NewEntry, RocksOptions};
+    use crate::store::{
+        Algorithm, BankKind, BankUpdate, HashValue, NewBank, NewEntry, RocksOptions,
+    };
     use image::imageops::FilterType;
 
     fn read_fixture(name: &str) -> Vec<u8> {
@@ -562,12 +564,18 @@ mod tests {
             "flat",
             &encode(&flat, image::ImageFormat::Png),
         );
-        assert_eq!(warnings.len(), 1, "{warnings:?}");
-        assert!(warnings[0].contains("quality"), "{warnings:?}");
-        // Screened again, recompressed (other bytes, so no exact-hash match): no PDQ match, a note.
+        // One warning for PDQ, one for pHash/dHash (issue 15: they have a quality floor too).
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("PDQ quality"), "{warnings:?}");
+        assert!(warnings[1].contains("pHash/dHash quality"), "{warnings:?}");
+        // Screened again, recompressed (other bytes, so no exact-hash match): no perceptual
+        // match, and notes.
         let answer = screen(&banks, &encode(&flat, image::ImageFormat::Jpeg));
         assert!(
-            answer.matches.iter().all(|m| m.algorithm != Algorithm::Pdq),
+            answer.matches.iter().all(|m| !matches!(
+                m.algorithm,
+                Algorithm::Pdq | Algorithm::Phash | Algorithm::Dhash
+            )),
             "{:?}",
             answer.matches
         );
@@ -859,7 +867,7 @@ mod tests {
             },
             Change::UpsertEntries {
                 bank: "ads".into(),
-                entries: vec![hash_entry("a", 3)],
+                entries: vec![ad_with_photos("a", 3)],
             },
             Change::RemoveEntries {
                 bank: "ads".into(),
@@ -869,7 +877,10 @@ mod tests {
         ];
         for _ in 0..2 {
             for c in &changes {
-                let _ = banks.apply(c.clone(), &at);
+                // As a replica gets it: through the change's JSON form.
+                let json = serde_json::to_string(c).expect("serialise");
+                let c: Change = serde_json::from_str(&json).expect("deserialise");
+                let _ = banks.apply(c, &at);
             }
             assert_eq!(banks.check_index_against_store().expect("check"), Ok(()));
         }
@@ -878,6 +889,37 @@ mod tests {
             .list_entries("ads", None, None, 10)
             .expect("list");
         assert_eq!(entries.len(), 1);
-        assert_eq!(entries[0].hashes.pdq, hash_entry("a", 3).hashes.pdq);
+        assert_eq!(entries[0].hashes, ad_with_photos("a", 3).hashes);
+        // Every photo of the ad is searchable after the replay, and names the ad.
+        for photo in ad_with_photos("a", 3).hashes.iter() {
+            let mut query = EntryHashes::default();
+            query.set(photo);
+            let outcome = banks
+                .screen_hashes(&query, &ScreenOptions::default())
+                .expect("screen");
+            assert_eq!(outcome.matches.len(), 1, "{photo:?}");
+            assert_eq!(outcome.matches[0].external_id, "a");
+        }
+    }
+
+    /// An ad with several photos (schema 5): [`hash_entry`]'s hashes and two more PDQs and a
+    /// dHash of other pictures.
+    fn ad_with_photos(external_id: &str, seed: u64) -> NewEntry {
+        let mut ad = hash_entry(external_id, seed);
+        for other in [seed + 100, seed + 200] {
+            let photo = hash_entry(external_id, other).hashes;
+            for h in [
+                photo.pdq.map(HashValue::Pdq),
+                photo.dhash.map(HashValue::Dhash),
+            ]
+            .into_iter()
+            .flatten()
+            .take(if other == seed + 100 { 2 } else { 1 })
+            {
+                ad.hashes.add(h).expect("add");
+            }
+        }
+        assert_eq!(ad.hashes.more.len(), 3);
+        ad
     }
 }

@@ -21,7 +21,7 @@ pub mod live;
 pub mod query;
 
 pub use decision::{MatchError, MatchInfo, ScreenOptions, ScreenOutcome};
-pub use entry::{MIN_PDQ_QUALITY, banking_warning, entry_hashes};
+pub use entry::{MIN_64_QUALITY, MIN_PDQ_QUALITY, banking_warnings, entry_hashes};
 pub use indexes::{Candidate, HashIndexes, MatchKind};
 pub use live::{BankedImage, LiveBanks, ScreenError, ScreenedImage};
-pub use query::QueryHashes;
+pub use query::{FrameQuery, QueryHashes};

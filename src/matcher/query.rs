@@ -4,7 +4,7 @@
 //! filed under `t⁻¹`: the transform that turns the banked picture into the upload, as a trust
 //! team reads it ("rotated 90 degrees").
 
-use super::entry::MIN_PDQ_QUALITY;
+use super::entry::{MIN_64_QUALITY, MIN_PDQ_QUALITY};
 use crate::bits::{Hash64, Hash256};
 use crate::hashing::keypoints::UploadKeypoints;
 use crate::hashing::perceptual64::{GRID_TRANSFORMS, PHASH_TRANSFORMS};
@@ -46,6 +46,23 @@ pub struct QueryHashes {
     pub sha256: Option<Hash256>,
     /// The upload's point sets (today one: of the whole picture).
     pub keypoints: Vec<UploadKeypoints>,
+    /// The frames of an animated upload besides its default image (see `ImageHashes::frames`),
+    /// each looked up upright against the whole pictures.
+    pub frames: Vec<FrameQuery>,
+}
+
+/// What to look up for one frame of an animation: its hashes, upright, against the whole
+/// pictures' indexes. A match through it says which frame (`MatchInfo::frame`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FrameQuery {
+    /// The frame's place in the animation, from 0.
+    pub index: u32,
+    /// The frame's PDQ; left out below [`MIN_PDQ_QUALITY`], as the whole picture's.
+    pub pdq: Option<Hash256>,
+    /// The frame's pHash; left out below [`MIN_64_QUALITY`], as the whole picture's.
+    pub phash: Option<Hash64>,
+    /// The frame's dHash; left out below [`MIN_64_QUALITY`].
+    pub dhash: Option<Hash64>,
 }
 
 /// The 64-bit hashes of an upload's grid transforms, each filed under its inverse (the transform
@@ -61,21 +78,54 @@ fn turned_64<const N: usize>(
 
 impl QueryHashes {
     /// The lookups for an uploaded image's hashes (made with `HashingSetup::screening`). PDQ of
-    /// quality below [`MIN_PDQ_QUALITY`] is left out, and said so in `notes` (one sentence each).
+    /// quality below [`MIN_PDQ_QUALITY`], and pHash/dHash of quality below [`MIN_64_QUALITY`], are
+    /// left out, and said so in `notes` (one sentence each); the hasher's warnings (a file cut
+    /// short or damaged, frames left unscreened) are passed on to `notes` first. An animation's
+    /// other frames are looked up under the same quality rules; a picture featureless as displayed
+    /// whose stored pixels are not (an alpha channel that hides them) has those looked up too.
     pub fn from_image(h: &ImageHashes, notes: &mut Vec<String>) -> QueryHashes {
+        notes.extend(h.warnings.iter().cloned());
+        // pHash and dHash (whole and turned) share the quality of the picture they read; each
+        // content box has its own.
+        let good_64 = |q: Option<u8>| q.is_some_and(|q| q >= MIN_64_QUALITY);
+        let whole_64 = good_64(h.quality64);
+        if !whole_64 && (h.phash.is_some() || h.dhash.is_some()) {
+            notes.push(format!(
+                "pHash and dHash not matched: quality {} is below {MIN_64_QUALITY} (the picture is too featureless)",
+                h.quality64.unwrap_or(0)
+            ));
+        }
+        let boxes_64 = || h.pdq_regions.iter().filter(|r| good_64(r.quality64));
         let mut q = QueryHashes {
-            phash: h.phash,
-            dhash: h.dhash,
-            phash_turned: turned_64(h.phash_turned, PHASH_TRANSFORMS),
-            dhash_turned: turned_64(h.dhash_turned, GRID_TRANSFORMS),
-            phash_regions: h.pdq_regions.iter().filter_map(|r| r.phash).collect(),
-            dhash_regions: h.pdq_regions.iter().filter_map(|r| r.dhash).collect(),
+            phash: h.phash.filter(|_| whole_64),
+            dhash: h.dhash.filter(|_| whole_64),
+            phash_turned: turned_64(h.phash_turned.filter(|_| whole_64), PHASH_TRANSFORMS),
+            dhash_turned: turned_64(h.dhash_turned.filter(|_| whole_64), GRID_TRANSFORMS),
+            phash_regions: boxes_64().filter_map(|r| r.phash).collect(),
+            dhash_regions: boxes_64().filter_map(|r| r.dhash).collect(),
             md5: h.md5,
             sha256: h.sha256,
             keypoints: h.query_keypoints.clone(),
             pdq: Vec::new(),
             pdq_regions: Vec::new(),
             pdq_trial_turns: Vec::new(),
+            frames: h
+                .frames
+                .iter()
+                .map(|f| {
+                    let good_64 = good_64(f.quality64);
+                    FrameQuery {
+                        index: f.index,
+                        pdq: f
+                            .pdq
+                            .filter(|p| p.quality >= MIN_PDQ_QUALITY)
+                            .map(|p| p.hash),
+                        phash: f.phash.filter(|_| good_64),
+                        dhash: f.dhash.filter(|_| good_64),
+                    }
+                })
+                .filter(|f| f.pdq.is_some() || f.phash.is_some() || f.dhash.is_some())
+                .collect(),
         };
         if let Some(pdq) = h.pdq {
             if pdq.quality < MIN_PDQ_QUALITY {
@@ -98,6 +148,18 @@ impl QueryHashes {
                     q.pdq.push((Dihedral::Original, meta.hash));
                 }
             }
+        }
+        // A picture featureless as displayed whose stored pixels are not (an alpha channel that
+        // hides them): the stored pixels are screened all the same.
+        if let (Some(shown), Some(meta)) = (h.pdq, h.pdq_meta)
+            && shown.quality < MIN_PDQ_QUALITY
+            && meta.quality >= MIN_PDQ_QUALITY
+        {
+            notes.push(format!(
+                "the picture as displayed is featureless but its stored pixels are not (quality {}): those were screened",
+                meta.quality
+            ));
+            q.pdq.push((Dihedral::Original, meta.hash));
         }
         // Content boxes (trimmed borders, the photo in a screenshot) are looked up on their own
         // quality: a framed picture whose frame dragged the whole hash's quality down still counts.

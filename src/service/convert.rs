@@ -20,11 +20,12 @@ pub fn computed_hashes(h: &ImageHashes) -> Vec<proto::ComputedHash> {
     if let Some(p) = h.pdq {
         push("pdq", p.hash.to_hex(), i32::from(p.quality));
     }
+    let quality64 = h.quality64.map_or(-1, i32::from);
     if let Some(x) = h.phash {
-        push("phash", x.to_hex(), -1);
+        push("phash", x.to_hex(), quality64);
     }
     if let Some(x) = h.dhash {
-        push("dhash", x.to_hex(), -1);
+        push("dhash", x.to_hex(), quality64);
     }
     if let Some(x) = h.md5 {
         push("md5", x.to_hex(), -1);
@@ -57,6 +58,35 @@ pub fn parse_hash_set(set: &proto::HashSet, field: &str) -> Result<EntryHashes, 
         })?;
         hashes.set(value);
     }
+    for (i, text) in set.more.iter().enumerate() {
+        let name = format!("{field}.more[{i}]");
+        let Some((algorithm, hex)) = text.split_once(':') else {
+            return Err(ServiceError::invalid(
+                name,
+                "invalid_hash",
+                "expected <algorithm>:<hex>",
+            ));
+        };
+        let algorithm = Algorithm::from_signal_type(algorithm).ok_or_else(|| {
+            ServiceError::invalid(
+                &name,
+                "invalid_hash",
+                format!("unknown algorithm {algorithm:?}"),
+            )
+        })?;
+        if hashes.get(algorithm).is_none() {
+            return Err(ServiceError::invalid(
+                name,
+                "invalid_hash",
+                format!("a further {algorithm} hash needs a first one in {field}.{algorithm}"),
+            ));
+        }
+        let value = HashValue::parse(algorithm, hex)
+            .map_err(|e| ServiceError::invalid(&name, "invalid_hash", e.to_string()))?;
+        hashes
+            .add(value)
+            .map_err(|e| ServiceError::invalid(&name, "too_many", e.to_string()))?;
+    }
     Ok(hashes)
 }
 
@@ -69,6 +99,11 @@ pub fn to_hash_set(h: &EntryHashes) -> proto::HashSet {
         dhash: hex(h.get(Algorithm::Dhash)),
         md5: hex(h.get(Algorithm::Md5)),
         sha256: hex(h.get(Algorithm::Sha256)),
+        more: h
+            .more
+            .iter()
+            .map(|v| format!("{}:{}", v.algorithm(), v.to_hex()))
+            .collect(),
     }
 }
 
@@ -95,6 +130,7 @@ pub fn to_proto_match(m: &MatchInfo) -> proto::Match {
         bank_kind: m.bank_kind.to_string(),
         suppressed: m.suppressed,
         keypoints: m.keypoints(),
+        frame: m.frame(),
     }
 }
 

@@ -186,6 +186,13 @@ impl ScreeningService {
             }
             Some(screen_request::Input::Hashes(set)) => {
                 let parsed = parse_hash_set(&set, "hashes")?;
+                if !parsed.more.is_empty() {
+                    return Err(ServiceError::invalid(
+                        "hashes.more",
+                        "invalid_hash",
+                        "a screen takes one hash of each algorithm: send the others in their own requests",
+                    ));
+                }
                 if parsed.is_empty() {
                     return Err(ServiceError::invalid(
                         "hashes",

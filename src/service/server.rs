@@ -405,10 +405,24 @@ async fn start_with(
             .set_service_status(name, ServingStatus::NotServing)
             .await;
     }
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    // Reflection under both protocol names: `grpc.reflection.v1`, and `v1alpha`, which Python's
+    // `grpcio-reflection` client and older `grpcurl` builds ask for (they get UNIMPLEMENTED from
+    // a v1-only server). Same descriptors, both reflection services among them so that either
+    // lists every service served; one builder each (building consumes it).
+    let reflection_builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            )
+    };
+    let reflection = reflection_builder()
         .build_v1()
+        .map_err(|e| ServerError::Reflection(e.to_string()))?;
+    let reflection_v1alpha = reflection_builder()
+        .build_v1alpha()
         .map_err(|e| ServerError::Reflection(e.to_string()))?;
 
     let auth = Authenticator::new(store.clone(), config.insecure_no_auth, metrics.clone());
@@ -449,6 +463,7 @@ async fn start_with(
         })
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(InterceptedService::new(
             screening,
             auth.require(Role::Screen),

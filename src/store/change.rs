@@ -322,6 +322,18 @@ mod tests {
         }
     }
 
+    /// An ad with several photos: further PDQs beside the first (schema 5).
+    fn entry_with_photos(external_id: &str, seed: u64) -> NewEntry {
+        let mut e = entry(external_id, seed);
+        for k in 1..=2 {
+            e.hashes
+                .add(crate::store::HashValue::Pdq(Bits([seed + k, 9, 9, k])))
+                .expect("add");
+        }
+        assert_eq!(e.hashes.more.len(), 2);
+        e
+    }
+
     #[test]
     fn a_change_round_trips_through_json_with_windows_and_keypoints() {
         let changes = vec![
@@ -334,7 +346,7 @@ mod tests {
             },
             Change::UpsertEntries {
                 bank: "ads".into(),
-                entries: vec![entry("a", 1), entry("b", 2)],
+                entries: vec![entry("a", 1), entry_with_photos("b", 2)],
             },
             Change::SetEntriesDisabled {
                 bank: "ads".into(),
@@ -370,7 +382,7 @@ mod tests {
             },
             Change::UpsertEntries {
                 bank: "ads".into(),
-                entries: vec![entry("a", 1), entry("b", 2), entry("a", 3)],
+                entries: vec![entry("a", 1), entry("b", 2), entry_with_photos("a", 3)],
             },
             Change::RemoveEntries {
                 bank: "ads".into(),
@@ -402,6 +414,8 @@ mod tests {
             once.1
         );
         assert_eq!(once.1[0].hashes.pdq, entry("a", 3).hashes.pdq);
+        // Every photo of the ad is kept, through the replay too.
+        assert_eq!(once.1[0].hashes, entry_with_photos("a", 3).hashes);
         assert_eq!(
             once.1[0].added_at, origin.at,
             "stamped with the change's time"

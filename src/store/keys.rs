@@ -133,6 +133,10 @@ pub fn decode_u32(bytes: &[u8]) -> Result<u32, StoreError> {
 
 /// Format version of the binary entry record (byte 0), so a later layout can be read beside it.
 pub const ENTRY_RECORD_V1: u8 = 1;
+/// Version 2 (schema 5): version 1 plus the entry's further hashes ([`EntryHashes::more`])
+/// after the keypoints. Written only for an entry that has some, so every other record keeps
+/// version 1's bytes.
+pub const ENTRY_RECORD_V2: u8 = 2;
 /// Bit 7 of the mask byte: a `disabled_until` time follows the mask.
 const MASK_DISABLED: u8 = 0x80;
 /// Bit 5 of the mask byte: crop-window PDQs follow the hashes (schema 3).
@@ -179,6 +183,9 @@ pub struct EntryRecord {
 //            as above
 //   keypoints only when mask bit 6 (schema 4): u8 count (1..=MAX_BANK_KEYPOINTS), then per
 //            point x u8, y u8, scale u8 (an index of BANK_SCALES), descriptor u64 BE
+//   more     only in version 2 (schema 5): u8 count (1..=255), then per hash its algorithm's
+//            discriminant u8 and its words as above (the mask's bits say which algorithms have
+//            a first hash; each of these is of one of them)
 //   strings  external_id, label, source, note, added_by: each u32 BE length ++ UTF-8
 //   [..+8]   added_at, i64 µs BE
 
@@ -187,10 +194,21 @@ pub struct EntryRecord {
 /// lengths (a few kilobytes at most) before it makes a record.
 pub fn encode_entry(record: &EntryRecord) -> Vec<u8> {
     let mut out = Vec::with_capacity(128 + record.note.len());
-    out.push(ENTRY_RECORD_V1);
+    // At most MAX_ENTRY_HASHES (256) hashes, at least one of them first of its algorithm, so at
+    // most 255 more (EntryHashes::add).
+    let more = &record.hashes.more[..record.hashes.more.len().min(255)];
+    out.push(if more.is_empty() {
+        ENTRY_RECORD_V1
+    } else {
+        ENTRY_RECORD_V2
+    });
     out.extend_from_slice(&record.bank.to_be_bytes());
+    let firsts: Vec<HashValue> = Algorithm::ALL
+        .into_iter()
+        .filter_map(|a| record.hashes.get(a))
+        .collect();
     let mut mask = 0u8;
-    for h in record.hashes.iter() {
+    for h in &firsts {
         mask |= 1 << (h.algorithm() as u8);
     }
     if record.disabled_until.is_some() {
@@ -208,12 +226,8 @@ pub fn encode_entry(record: &EntryRecord) -> Vec<u8> {
     if let Some(t) = record.disabled_until {
         out.extend_from_slice(&t.0.to_be_bytes());
     }
-    for h in record.hashes.iter() {
-        match h {
-            HashValue::Pdq(b) | HashValue::Sha256(b) => put_words(&mut out, &b.0),
-            HashValue::Phash(b) | HashValue::Dhash(b) => put_words(&mut out, &b.0),
-            HashValue::Md5(b) => put_words(&mut out, &b.0),
-        }
+    for h in &firsts {
+        put_hash(&mut out, h);
     }
     if !windows.is_empty() {
         out.push(windows.len() as u8);
@@ -229,6 +243,13 @@ pub fn encode_entry(record: &EntryRecord) -> Vec<u8> {
             put_words(&mut out, &p.descriptor.0);
         }
     }
+    if !more.is_empty() {
+        out.push(more.len() as u8);
+        for h in more {
+            out.push(h.algorithm() as u8);
+            put_hash(&mut out, h);
+        }
+    }
     for s in [
         &record.external_id,
         &record.label,
@@ -241,6 +262,14 @@ pub fn encode_entry(record: &EntryRecord) -> Vec<u8> {
     }
     out.extend_from_slice(&record.added_at.0.to_be_bytes());
     out
+}
+
+fn put_hash(out: &mut Vec<u8>, h: &HashValue) {
+    match h {
+        HashValue::Pdq(b) | HashValue::Sha256(b) => put_words(out, &b.0),
+        HashValue::Phash(b) | HashValue::Dhash(b) => put_words(out, &b.0),
+        HashValue::Md5(b) => put_words(out, &b.0),
+    }
 }
 
 fn put_words<const W: usize>(out: &mut Vec<u8>, words: &[u64; W]) {
@@ -305,7 +334,7 @@ pub struct EntryHead {
 
 fn decode_head(reader: &mut Reader<'_>) -> Result<EntryHead, StoreError> {
     let version = reader.u8()?;
-    if version != ENTRY_RECORD_V1 {
+    if version != ENTRY_RECORD_V1 && version != ENTRY_RECORD_V2 {
         return Err(StoreError::Corrupt(format!(
             "unknown entry record version {version}"
         )));
@@ -362,6 +391,37 @@ fn decode_head(reader: &mut Reader<'_>) -> Result<EntryHead, StoreError> {
             });
         }
         hashes.keypoints = super::model::EntryKeypoints::new(points);
+    }
+    if version == ENTRY_RECORD_V2 {
+        let count = usize::from(reader.u8()?);
+        if count == 0 {
+            return Err(StoreError::Corrupt(
+                "a version 2 entry record without further hashes".into(),
+            ));
+        }
+        hashes.more.reserve_exact(count);
+        for _ in 0..count {
+            let discriminant = reader.u8()?;
+            let value = match Algorithm::ALL.get(usize::from(discriminant)) {
+                Some(Algorithm::Pdq) => HashValue::Pdq(reader.words()?),
+                Some(Algorithm::Phash) => HashValue::Phash(reader.words()?),
+                Some(Algorithm::Dhash) => HashValue::Dhash(reader.words()?),
+                Some(Algorithm::Md5) => HashValue::Md5(reader.words()?),
+                Some(Algorithm::Sha256) => HashValue::Sha256(reader.words()?),
+                None => {
+                    return Err(StoreError::Corrupt(format!(
+                        "algorithm {discriminant} in an entry record"
+                    )));
+                }
+            };
+            if hashes.get(value.algorithm()).is_none() {
+                return Err(StoreError::Corrupt(format!(
+                    "a further {} hash in an entry without a first one",
+                    value.algorithm()
+                )));
+            }
+            hashes.more.push(value);
+        }
     }
     Ok(EntryHead {
         bank,
@@ -444,6 +504,43 @@ mod tests {
         assert_eq!(head.disabled_until, r.disabled_until);
         // Bank id big-endian right after the version byte.
         assert_eq!(&bytes[..6], &[1, 1, 2, 3, 4, 0x80 | 0b01101]);
+    }
+
+    #[test]
+    fn further_hashes_round_trip_in_record_version_2() {
+        let mut r = record();
+        let pdq = |b: u8| HashValue::Pdq(crate::bits::Bits([u64::from(b); 4]));
+        r.hashes.add(pdq(7)).unwrap();
+        r.hashes
+            .add(HashValue::parse(Algorithm::Dhash, "0123456789abcdef").unwrap())
+            .unwrap();
+        r.hashes.add(pdq(9)).unwrap();
+        assert_eq!(r.hashes.more.len(), 3);
+        r.hashes.set_windows([crate::bits::Bits([1, 2, 3, 4])]);
+        let bytes = encode_entry(&r);
+        assert_eq!(bytes[0], ENTRY_RECORD_V2);
+        let back = decode_entry(&bytes).unwrap();
+        assert_eq!(back, r);
+        assert_eq!(decode_entry_head(&bytes).unwrap().hashes, r.hashes);
+        assert_eq!(back.hashes.iter().count(), 6);
+        // Without them the record is version 1, byte for byte what schema 4 wrote.
+        let plain = encode_entry(&record());
+        assert_eq!(plain[0], ENTRY_RECORD_V1);
+        // A cut anywhere, or a further hash of an algorithm the entry has no first one of, is
+        // corrupt, never a panic.
+        for len in 0..bytes.len() {
+            assert!(
+                matches!(decode_entry(&bytes[..len]), Err(StoreError::Corrupt(_))),
+                "len {len}"
+            );
+        }
+        let mut no_md5_first = r.clone();
+        no_md5_first.hashes.md5 = None;
+        no_md5_first.hashes.more = vec![HashValue::Md5(crate::bits::Bits([1, 2]))];
+        assert!(matches!(
+            decode_entry(&encode_entry(&no_md5_first)),
+            Err(StoreError::Corrupt(_))
+        ));
     }
 
     #[test]

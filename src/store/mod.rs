@@ -28,7 +28,7 @@ pub use backend::{
 pub use change::{Applied, Change, Origin};
 use keys::{Cf, EntryHead, EntryRecord};
 pub use model::*;
-pub use schema::SCHEMA_VERSION;
+pub use schema::{SCHEMA_VERSION, schema_5_order};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -115,7 +115,12 @@ impl EntryKeypoints {
     }
 }
 
-/// The hashes of one entry: any subset of the algorithms, at most one of each.
+/// Most hashes one entry holds, all algorithms together (see [`EntryHashes::more`]): an ad with
+/// many photos fits, and a record stays small (at most 256 PDQs, 8 KiB).
+pub const MAX_ENTRY_HASHES: usize = 256;
+
+/// The hashes of one entry: the first hash of each algorithm in its own field, and further hashes
+/// of an algorithm already present (an ad with several photos) in [`EntryHashes::more`].
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct EntryHashes {
     /// PDQ hash (256 bits).
@@ -128,6 +133,11 @@ pub struct EntryHashes {
     pub md5: Option<Md5>,
     /// SHA-256 digest (256 bits).
     pub sha256: Option<Sha256>,
+    /// Further hashes, each of an algorithm whose field above is set, none equal to another hash
+    /// of the entry, at most [`MAX_ENTRY_HASHES`] in all (see [`EntryHashes::add`]). Each is
+    /// indexed, matched, stored and exported like the first: one external id (an ad) can carry
+    /// every photo it showed, and a match names the ad. Empty (no allocation) for most entries.
+    pub more: Vec<HashValue>,
     /// PDQ of centred crops of the banked picture (`hashing::regions::BANK_WINDOWS`), and of its
     /// boxes with margins trimmed (uniform margins; drawn frame lines) when it has some, so that a cropped re-upload, or one whose
     /// photo was found in a page of the same colour as its margins, still meets its entry. Made by vigie from pixels when an entry is added
@@ -158,7 +168,37 @@ impl EntryHashes {
         self.iter().next().is_none()
     }
 
-    /// Set (or replace) the hash of `value`'s algorithm.
+    /// Hashes held, all algorithms together (the crop windows and keypoints apart).
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    /// Whether `value` is one of the entry's hashes.
+    pub fn contains(&self, value: &HashValue) -> bool {
+        self.iter().any(|h| h == *value)
+    }
+
+    /// Add a hash: into its algorithm's field when that is empty, else to [`EntryHashes::more`];
+    /// nothing when the entry already holds it. Refused (`Invalid`) past [`MAX_ENTRY_HASHES`].
+    pub fn add(&mut self, value: HashValue) -> Result<(), StoreError> {
+        if self.contains(&value) {
+            return Ok(());
+        }
+        if self.len() >= MAX_ENTRY_HASHES {
+            return Err(StoreError::Invalid(format!(
+                "an entry holds at most {MAX_ENTRY_HASHES} hashes"
+            )));
+        }
+        if self.get(value.algorithm()).is_none() {
+            self.set(value);
+        } else {
+            self.more.push(value);
+        }
+        Ok(())
+    }
+
+    /// Set (or replace) the first hash of `value`'s algorithm ([`EntryHashes::more`] is left
+    /// as it is).
     pub fn set(&mut self, value: HashValue) {
         match value {
             HashValue::Pdq(h) => self.pdq = Some(h),
@@ -180,19 +220,37 @@ impl EntryHashes {
         }
     }
 
-    /// The hashes present, in algorithm order.
+    /// Every hash: the first of each algorithm in algorithm order, then [`EntryHashes::more`]
+    /// in the order they were added.
     pub fn iter(&self) -> impl Iterator<Item = HashValue> + '_ {
-        Algorithm::ALL.into_iter().filter_map(|a| self.get(a))
+        Algorithm::ALL
+            .into_iter()
+            .filter_map(|a| self.get(a))
+            .chain(self.more.iter().copied())
     }
 }
 
-/// Hashes travel as `{"pdq": "hex", "md5": "hex", ...}` (absent algorithms omitted).
+/// The text of a hash beyond the first of its algorithm, in the `"more"` list of an entry's
+/// JSON hashes: `<algorithm>:<hex>`, as a default external id is written.
+fn more_text(h: &HashValue) -> String {
+    format!("{}:{}", h.algorithm(), h.to_hex())
+}
+
+/// Hashes travel as `{"pdq": "hex", "md5": "hex", ...}` (absent algorithms omitted); an entry
+/// with several hashes of one algorithm adds `"more": ["pdq:hex", ...]` (absent when empty, so
+/// every other entry reads as before).
 impl Serialize for EntryHashes {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut map = serializer.serialize_map(None)?;
-        for h in self.iter() {
-            map.serialize_entry(h.algorithm().name(), &h.to_hex())?;
+        for a in Algorithm::ALL {
+            if let Some(h) = self.get(a) {
+                map.serialize_entry(a.name(), &h.to_hex())?;
+            }
+        }
+        if !self.more.is_empty() {
+            let more: Vec<String> = self.more.iter().map(more_text).collect();
+            map.serialize_entry("more", &more)?;
         }
         map.end()
     }
@@ -201,15 +259,43 @@ impl Serialize for EntryHashes {
 impl<'de> Deserialize<'de> for EntryHashes {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         use serde::de::Error;
-        let raw = std::collections::BTreeMap::<String, String>::deserialize(deserializer)?;
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Field {
+            One(String),
+            Many(Vec<String>),
+        }
+        let raw = std::collections::BTreeMap::<String, Field>::deserialize(deserializer)?;
         let mut hashes = EntryHashes::default();
-        for (name, hex) in raw {
-            let algorithm = Algorithm::from_signal_type(&name).ok_or_else(|| {
-                D::Error::custom(format!("unknown algorithm {}", super::quote(&name)))
+        let mut more = Vec::new();
+        for (name, field) in raw {
+            match (name.as_str(), field) {
+                ("more", Field::Many(list)) => more = list,
+                (_, Field::One(hex)) => {
+                    let algorithm = Algorithm::from_signal_type(&name).ok_or_else(|| {
+                        D::Error::custom(format!("unknown algorithm {}", super::quote(&name)))
+                    })?;
+                    let value = HashValue::parse(algorithm, &hex)
+                        .map_err(|e| D::Error::custom(format!("{name}: {e}")))?;
+                    hashes.set(value);
+                }
+                (_, Field::Many(_)) => {
+                    return Err(D::Error::custom(format!(
+                        "{name}: expected one hex string (further hashes go in \"more\")"
+                    )));
+                }
+            }
+        }
+        // After the first hashes, whatever their order in the text.
+        for text in more {
+            let (name, hex) = text.split_once(':').ok_or_else(|| {
+                D::Error::custom(format!("more: {text:?} is not <algorithm>:<hex>"))
             })?;
-            let value = HashValue::parse(algorithm, &hex)
-                .map_err(|e| D::Error::custom(format!("{name}: {e}")))?;
-            hashes.set(value);
+            let algorithm = Algorithm::from_signal_type(name)
+                .ok_or_else(|| D::Error::custom(format!("more: unknown algorithm {name:?}")))?;
+            let value = HashValue::parse(algorithm, hex)
+                .map_err(|e| D::Error::custom(format!("more: {name}: {e}")))?;
+            hashes.add(value).map_err(D::Error::custom)?;
         }
         Ok(hashes)
     }

@@ -11,13 +11,23 @@
 //!   store as too new instead of reporting its entries corrupt.
 //! - 4: an entry record may carry keypoints (mask bit 6, see `keys.rs`); version 3 records read as
 //!   they are, and the bump makes an older build refuse the store rather than the records.
+//! - 5 (issue 15): two changes.
+//!   - An entry may hold several hashes of one algorithm (an ad with several photos): such a
+//!     record is of record version 2 (`keys::ENTRY_RECORD_V2`); all others keep version 1's bytes.
+//!   - 64-bit pHash and dHash are held in the bit order Python `imagehash` writes (the hash grid
+//!     row-major, its first bit the most significant bit of the hex text), where `image_hasher`'s
+//!     default packed each byte least significant bit first. The migration reverses the bits of
+//!     each byte of every stored pHash and dHash, so an entry matches the same pictures as before.
+//!     It reads every stored 64-bit hash as vigie's own old order: right for entries added as
+//!     images and for lists exported by vigie and imported again; a list from `imagehash` that
+//!     was imported before this version never matched and stays wrong: import it again.
 
 use super::StoreError;
 use super::backend::{Backend, WriteOp};
 use super::keys::{self, Cf};
 
 /// The schema this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// A migration from version `from` to `from + 1`: the ops to write with the version bump.
 type Migration = fn(&dyn Backend) -> Result<Vec<WriteOp>, StoreError>;
@@ -26,6 +36,7 @@ const MIGRATIONS: &[(u32, Migration)] = &[
     (1, migrate_1_to_2),
     (2, migrate_2_to_3),
     (3, migrate_3_to_4),
+    (4, migrate_4_to_5),
 ];
 
 fn version_op(version: u32) -> WriteOp {
@@ -122,4 +133,36 @@ fn migrate_2_to_3(_backend: &dyn Backend) -> Result<Vec<WriteOp>, StoreError> {
 /// Nothing to rewrite: version 3 records are valid version 4 records.
 fn migrate_3_to_4(_backend: &dyn Backend) -> Result<Vec<WriteOp>, StoreError> {
     Ok(Vec::new())
+}
+
+/// A 64-bit hash of schema 4 (each byte's bits least significant first, `image_hasher`'s default)
+/// in schema 5's order (most significant first, as Python `imagehash` writes): the bits of each
+/// byte reversed, the bytes in place.
+pub fn schema_5_order(h: crate::bits::Hash64) -> crate::bits::Hash64 {
+    crate::bits::Bits([h.0[0].reverse_bits().swap_bytes()])
+}
+
+/// Rewrite every entry record that holds a pHash or dHash in schema 5's bit order (see the
+/// history above). Records without one are left as they are (version 4 records are valid
+/// version 5 records). One batch: a crash before it commits leaves the store at version 4, to be
+/// migrated again from the same bytes.
+fn migrate_4_to_5(backend: &dyn Backend) -> Result<Vec<WriteOp>, StoreError> {
+    let mut ops = Vec::new();
+    backend.scan(Cf::Entries, &[], None, &mut |k, v| {
+        // Version 4 records are of record version 1: one hash per algorithm, nothing in `more`.
+        let mut record = keys::decode_entry(v)?;
+        let h = &mut record.hashes;
+        if h.phash.is_none() && h.dhash.is_none() {
+            return Ok(true);
+        }
+        h.phash = h.phash.map(schema_5_order);
+        h.dhash = h.dhash.map(schema_5_order);
+        ops.push(WriteOp::Put(
+            Cf::Entries,
+            k.to_vec(),
+            keys::encode_entry(&record),
+        ));
+        Ok(true)
+    })?;
+    Ok(ops)
 }

@@ -7,6 +7,7 @@ mod common;
 
 mod bench_cli;
 mod hash_cli;
+mod hash_lists;
 mod match_cli;
 mod serve_cli;
 mod store_cli;

@@ -302,6 +302,31 @@ fn entries_add_from_an_image_file() {
     )));
     assert_eq!(again[0]["id"], added[0]["id"]);
     assert_eq!(again[0]["added"], false);
+    let quiet = vigie(dir, &["entries", "add", "--bank", "b", image], None);
+    assert!(
+        !String::from_utf8_lossy(&quiet.stderr).contains("warning"),
+        "a photo banks without a warning"
+    );
+    // A featureless picture (issue 15): banked, but never silently; its pHash/dHash not kept.
+    let flat = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/field-cases/featureless-64bit/banked-pink-card.png"
+    );
+    let out = vigie(dir, &["entries", "add", "--bank", "b", flat], None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning") && stderr.contains("PDQ quality"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("pHash/dHash quality"), "{stderr}");
+    let card = json_lines(&ok(&out));
+    let shown = json_lines(&ok(&vigie(
+        dir,
+        &["entries", "show", &card[0]["id"].to_string()],
+        None,
+    )));
+    assert!(shown[0]["hashes"]["pdq"].is_string());
+    assert!(shown[0]["hashes"]["phash"].is_null() && shown[0]["hashes"]["dhash"].is_null());
     // Not an image: a clear error, nothing stored.
     let not_image = tmp.path().join("x.jpg");
     std::fs::write(&not_image, b"not an image").unwrap();

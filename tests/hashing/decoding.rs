@@ -282,13 +282,16 @@ fn empty_and_non_image_input_get_typed_errors() {
 
 fn all_fixtures() -> Vec<(String, Vec<u8>)> {
     let mut names = vec!["bridge.jpg".to_string(), "tux_747.png".to_string()];
-    for entry in std::fs::read_dir(fixture("formats")).expect("fixtures") {
-        let name = entry
-            .expect("entry")
-            .file_name()
-            .to_string_lossy()
-            .into_owned();
-        names.push(format!("formats/{name}"));
+    // Every format, every JPEG layout and coding, the animations and alpha variants.
+    for dir in ["formats", "jpeg-family", "viewer"] {
+        for entry in std::fs::read_dir(fixture(dir)).expect("fixtures") {
+            let name = entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned();
+            names.push(format!("{dir}/{name}"));
+        }
     }
     names.sort();
     names

@@ -17,17 +17,41 @@ use vigie::hashing::HasherBuilder;
 ///   (`f4f0f0e0e0e24218` and `3733536b8c5cc1de` before): the hashes' shared luminance pass, which
 ///   spares the chroma work (a 2 MP JPEG decodes in 3.2 ms instead of 3.9).
 ///
+/// Since issue 15 (schema 5) the same bits are written in Python `imagehash`'s order: every byte
+/// of the hex text has its bits reversed against the order above (the pins were
+/// `f764daa518a3159a f4f0f0e0e0e24219`, `a1c24f393e86dc53 3d33536b8c5cc1de`,
+/// `5f63a19c504b0ff4 8046208696780964`, `f764daa51aa1159a f4f0f0e0e0e24218`);
+/// [`the_pins_are_the_old_pins_in_imagehash_order`] checks that this moved no bit.
+///
 /// The drift from `image_hasher` on the full picture over the whole corpus is measured below.
 const PINNED_64: [(&str, &str, &str); 4] = [
-    ("bridge.jpg", "f764daa518a3159a", "f4f0f0e0e0e24219"),
-    ("wine.jpg", "a1c24f393e86dc53", "3d33536b8c5cc1de"),
-    ("tux_747.png", "5f63a19c504b0ff4", "8046208696780964"),
+    ("bridge.jpg", "ef265ba518c5a859", "2f0f0f0707474298"),
+    ("wine.jpg", "8543f29c7c613bca", "bccccad6313a837b"),
+    ("tux_747.png", "fac685390ad2f02f", "01620461691e9026"),
     (
         "formats/exif-orientation-6.jpg",
-        "f764daa51aa1159a",
-        "f4f0f0e0e0e24218",
+        "ef265ba55885a859",
+        "2f0f0f0707474218",
     ),
 ];
+
+/// The pins of schema 4 (each byte least significant bit first), in [`PINNED_64`]'s order.
+const PINNED_64_BEFORE_ISSUE_15: [(&str, &str); 4] = [
+    ("f764daa518a3159a", "f4f0f0e0e0e24219"),
+    ("a1c24f393e86dc53", "3d33536b8c5cc1de"),
+    ("5f63a19c504b0ff4", "8046208696780964"),
+    ("f764daa51aa1159a", "f4f0f0e0e0e24218"),
+];
+
+#[test]
+fn the_pins_are_the_old_pins_in_imagehash_order() {
+    let turn =
+        |hex: &str| vigie::store::schema_5_order(Hash64::from_hex(hex).expect("hex")).to_hex();
+    for ((name, phash, dhash), (old_p, old_d)) in PINNED_64.iter().zip(PINNED_64_BEFORE_ISSUE_15) {
+        assert_eq!(turn(old_p), *phash, "{name}");
+        assert_eq!(turn(old_d), *dhash, "{name}");
+    }
+}
 
 /// (fixture, PDQ): Meta's own hashes of these files (from `pdq-reference.tsv`), which vigie's PDQ
 /// reproduces exactly, and the displayed-picture hash of the transparent one.

@@ -6,5 +6,7 @@
 mod common;
 
 mod decoding;
+mod featureless;
 mod hash_stability;
 mod pdq_reference;
+mod viewer_pictures;

@@ -1109,13 +1109,15 @@ async fn vigie_v1_calls_as_json() {
     assert_eq!(s, StatusCode::CONFLICT);
     // camelCase and snake_case both accepted.
     let md5 = "0123456789abcdef0123456789abcdef";
+    // A second picture of entry a (an ad with several photos): `more`, as in gRPC's HashSet.
+    let md5_more = "fedcba9876543210fedcba9876543210";
     let (s, added) = call(
         a,
         "POST",
         "/v1/banks/known-bad/entries",
         c,
         Some(json!({"entries": [
-            {"externalId": "a", "hashes": {"md5": md5}, "label": "x"},
+            {"externalId": "a", "hashes": {"md5": md5, "more": [format!("md5:{md5_more}")]}, "label": "x"},
             {"external_id": "b", "hashes": {"sha256": "ab".repeat(32)}},
         ]})),
     )
@@ -1136,6 +1138,30 @@ async fn vigie_v1_calls_as_json() {
     assert_eq!(sc["matched"], json!(true));
     assert_eq!(sc["matches"][0]["entryId"], json!(first));
     assert_eq!(sc["matches"][0]["externalId"], json!("a"));
+    // The further hash is searchable too, under its entry; a screen takes one hash of each
+    // algorithm.
+    let (s, sc) = call(
+        a,
+        "POST",
+        "/v1/screen",
+        sk,
+        Some(json!({"hashes": {"md5": md5_more}})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{sc}");
+    assert_eq!(sc["matches"][0]["externalId"], json!("a"));
+    let (s, e) = call(
+        a,
+        "POST",
+        "/v1/screen",
+        sk,
+        Some(json!({"hashes": {"md5": md5, "more": [format!("md5:{md5_more}")]}})),
+    )
+    .await;
+    assert_eq!(
+        (s, e["kind"].clone()),
+        (StatusCode::BAD_REQUEST, json!("invalid_hash"))
+    );
     // A multipart image screen.
     let photo = common::read_fixture("bridge.jpg");
     let (s, sc) = upload(
@@ -1160,8 +1186,12 @@ async fn vigie_v1_calls_as_json() {
     assert_eq!(list["nextPageToken"], json!("a"));
     let (s, e) = call(a, "GET", &format!("/v1/entries/{first}"), c, None).await;
     assert_eq!(
-        (s, e["hashes"]["md5"].clone()),
-        (StatusCode::OK, json!(md5))
+        (s, e["hashes"]["md5"].clone(), e["hashes"]["more"].clone()),
+        (
+            StatusCode::OK,
+            json!(md5),
+            json!([format!("md5:{md5_more}")])
+        )
     );
     let (s, e) = call(a, "GET", "/v1/banks/known-bad/entries/b", c, None).await;
     assert_eq!((s, e["externalId"].clone()), (StatusCode::OK, json!("b")));

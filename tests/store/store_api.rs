@@ -589,3 +589,97 @@ fn a_version_1_store_is_migrated() {
         "audit sequence continues after migration"
     );
 }
+
+/// Schema 5 (issue 15): 64-bit hashes are held in Python `imagehash`'s bit order. A version 4
+/// store is migrated on open: every stored pHash and dHash gets the bits of each byte reversed
+/// (so it keeps matching the pictures it matched), other hashes and records are untouched, and
+/// opening again changes nothing more.
+#[test]
+fn a_version_4_store_gets_its_64_bit_hashes_in_imagehash_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let old_phash = "0123456789abcdef"; // as schema 4 held it
+    let old_dhash = "8000000000000001";
+    let (with_64, pdq_only) = {
+        let s = Store::open(dir.path(), &RocksOptions::default()).unwrap();
+        bank(&s, "b");
+        let mut e = entry("photo", pdq(1));
+        e.hashes
+            .set(HashValue::parse(Algorithm::Phash, old_phash).unwrap());
+        e.hashes
+            .set(HashValue::parse(Algorithm::Dhash, old_dhash).unwrap());
+        let up = s
+            .upsert_entries("b", vec![e, entry("list", pdq(2))], "a")
+            .unwrap();
+        (up[0].id, up[1].id)
+    };
+    let raw_record = |id: u64| {
+        let db = raw_db(dir.path());
+        let entries = db.cf_handle("entries").unwrap();
+        db.get_cf(entries, id.to_be_bytes()).unwrap().unwrap()
+    };
+    let untouched = raw_record(pdq_only);
+    {
+        let db = raw_db(dir.path());
+        let meta = db.cf_handle("meta").unwrap();
+        db.put_cf(meta, b"schema_version", 4u32.to_be_bytes())
+            .unwrap();
+    }
+    for _ in 0..2 {
+        let s = Store::open(dir.path(), &RocksOptions::default()).unwrap();
+        let e = s.get_entry(with_64).unwrap().unwrap();
+        // 0x01 0x23 0x45 ... with each byte's bits reversed: 0x80 0xc4 0xa2 ...
+        assert_eq!(e.hashes.phash.unwrap().to_hex(), "80c4a2e691d5b3f7");
+        assert_eq!(e.hashes.dhash.unwrap().to_hex(), "0100000000000080");
+        assert_eq!(
+            e.hashes.pdq,
+            match pdq(1) {
+                HashValue::Pdq(h) => Some(h),
+                _ => None,
+            }
+        );
+        assert_eq!(e.external_id, "photo");
+        drop(s);
+        assert_eq!(raw_record(pdq_only), untouched);
+        let db = raw_db(dir.path());
+        let meta = db.cf_handle("meta").unwrap();
+        let v = db.get_cf(meta, b"schema_version").unwrap().unwrap();
+        assert_eq!(u32::from_be_bytes(v.try_into().unwrap()), 5);
+    }
+}
+
+/// An entry with several hashes of one algorithm (schema 5, record version 2) survives a reopen
+/// of the RocksDB store, and every hash is loaded for matching.
+#[test]
+fn an_entry_with_several_hashes_of_one_algorithm_is_stored_and_loaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = {
+        let s = Store::open(dir.path(), &RocksOptions::default()).unwrap();
+        bank(&s, "b");
+        let mut e = entry("ad-1042", pdq(1));
+        e.hashes.add(pdq(2)).unwrap();
+        e.hashes.add(pdq(3)).unwrap();
+        e.hashes.add(pdq(2)).unwrap(); // already held: no change
+        assert_eq!(e.hashes.iter().count(), 3);
+        s.upsert_entries("b", vec![e], "a").unwrap()[0].id
+    };
+    let s = Store::open(dir.path(), &RocksOptions::default()).unwrap();
+    let e = s.get_entry(id).unwrap().unwrap();
+    assert_eq!(
+        e.hashes.iter().collect::<Vec<_>>(),
+        vec![pdq(1), pdq(2), pdq(3)]
+    );
+    let mut loaded = HashList::default();
+    load_into(&s, Timestamp::now(), &mut loaded).unwrap();
+    let mut got: Vec<HashValue> = loaded
+        .0
+        .iter()
+        .map(|(i, h)| {
+            assert_eq!(*i, id);
+            *h
+        })
+        .collect();
+    got.sort_by_key(|h| h.to_hex());
+    let mut want = vec![pdq(1), pdq(2), pdq(3)];
+    want.sort_by_key(|h| h.to_hex());
+    assert_eq!(got, want);
+}
