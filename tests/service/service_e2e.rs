@@ -845,175 +845,6 @@ async fn a_full_disk_refuses_writes_clearly_and_recovers_by_itself() {
         .await
         .expect_err("disk full");
     assert_eq!(e.code(), Code::Unavailable, "{e:?}");
-/// Issue 15, kind 8: gRPC reflection answers clients of both protocol versions. Python's
-/// `grpcio-reflection` and older `grpcurl` builds ask `grpc.reflection.v1alpha` (a v1-only server
-/// answers them UNIMPLEMENTED); current `grpcurl` asks `grpc.reflection.v1`. Each lists every
-/// service, both reflection services included, and resolves a service to its file.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reflection_answers_v1_and_v1alpha_clients() {
-    let h = start(limits()).await;
-    let expected = [
-        "vigie.v1.Screening",
-        "vigie.v1.Banks",
-        "vigie.v1.Keys",
-        "grpc.health.v1.Health",
-        "grpc.reflection.v1.ServerReflection",
-        "grpc.reflection.v1alpha.ServerReflection",
-    ];
-
-    {
-        use tokio_stream::StreamExt as _;
-        use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
-        use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
-        use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
-        use tonic_reflection::pb::v1alpha::{ServerReflectionRequest, ServerReflectionResponse};
-        let ask = |m: MessageRequest| ServerReflectionRequest {
-            host: String::new(),
-            message_request: Some(m),
-        };
-        let answers: Vec<ServerReflectionResponse> = ServerReflectionClient::new(h.channel.clone())
-            .server_reflection_info(tokio_stream::iter(vec![
-                ask(MessageRequest::ListServices(String::new())),
-                ask(MessageRequest::FileContainingSymbol(
-                    "vigie.v1.Screening".into(),
-                )),
-            ]))
-            .await
-            .expect("a v1alpha reflection call is served")
-            .into_inner()
-            .map(|a| a.expect("answer"))
-            .collect()
-            .await;
-        assert_eq!(answers.len(), 2, "{answers:?}");
-        let Some(MessageResponse::ListServicesResponse(list)) = &answers[0].message_response else {
-            panic!("v1alpha: unexpected answer {:?}", answers[0]);
-        };
-        let names: Vec<&str> = list.service.iter().map(|s| s.name.as_str()).collect();
-        for name in expected {
-            assert!(
-                names.contains(&name),
-                "v1alpha: {name} missing from {names:?}"
-            );
-        }
-        let Some(MessageResponse::FileDescriptorResponse(files)) = &answers[1].message_response
-        else {
-            panic!("v1alpha: unexpected answer {:?}", answers[1]);
-        };
-        assert!(!files.file_descriptor_proto.is_empty());
-    }
-
-    {
-        use tonic_reflection::pb::v1::ServerReflectionRequest;
-        use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-        use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-        use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-        let answer = ServerReflectionClient::new(h.channel.clone())
-            .server_reflection_info(tokio_stream::iter(vec![ServerReflectionRequest {
-                host: String::new(),
-                message_request: Some(MessageRequest::ListServices(String::new())),
-            }]))
-            .await
-            .expect("a v1 reflection call is served")
-            .into_inner()
-            .message()
-            .await
-            .expect("answer")
-            .expect("one answer");
-        let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
-            panic!("v1: unexpected answer");
-        };
-        let names: Vec<&str> = list.service.iter().map(|s| s.name.as_str()).collect();
-        for name in expected {
-            assert!(names.contains(&name), "v1: {name} missing from {names:?}");
-        }
-    }
-    let _ = h.server.shutdown().await;
-}
-
-/// Issue 15, field case `featureless-64bit`, as its `run.sh` tries it through the service: a flat
-/// pink card with a little text is banked (with warnings for PDQ and for pHash/dHash); a beige
-/// card, plain white and plain navy are screened and match nothing (before: all three by dHash
-/// at distance 1-3, confidence 0.999), each with notes saying why.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn featureless_uploads_do_not_match_a_banked_flat_card() {
-    let h = start(limits()).await;
-    create_bank(&h, "ads", "block").await;
-    let dir = fixture("field-cases/featureless-64bit");
-    let read = |name: &str| std::fs::read(dir.join(name)).expect("fixture");
-    let response = add_image_entry(&h, "ads", "card-1", read("banked-pink-card.png")).await;
-    assert!(
-        response.warnings.iter().any(|w| w.contains("PDQ quality"))
-            && response
-                .warnings
-                .iter()
-                .any(|w| w.contains("pHash/dHash quality")),
-        "{:?}",
-        response.warnings
-    );
-    for name in [
-        "upload-beige-card.png",
-        "upload-white.png",
-        "upload-navy.png",
-    ] {
-        let answer = screen_image(&h, read(name)).await.expect("screen");
-        assert!(!answer.matched, "{name}: {:?}", answer.matches);
-        assert!(answer.matches.is_empty(), "{name}: {:?}", answer.matches);
-        assert!(
-            answer
-                .notes
-                .iter()
-                .any(|n| n.contains("pHash and dHash not matched")),
-            "{name}: {:?}",
-            answer.notes
-        );
-    }
-    let _ = h.server.shutdown().await;
-}
-
-/// Issue 15, kinds 6 and 7 through the service: a frame match names its frame; a JPEG cut to a
-/// third is screened with a note, and never banked.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_frame_match_says_which_frame_and_a_cut_file_is_never_banked_silently() {
-    let h = start(limits()).await;
-    create_bank(&h, "ads", "block").await;
-    add_image(&h, "ads", "photo", read_fixture("viewer/photo.png"), "x").await;
-    // The photo is the GIF's second frame (its first is blank): the match names frame 1.
-    let r = screen_image(&h, read_fixture("viewer/gif-photo-in-frame-1.gif"))
-        .await
-        .expect("screen");
-    assert!(r.matched, "{r:?}");
-    assert_eq!(r.matches[0].external_id, "photo");
-    assert_eq!(r.matches[0].frame, Some(1), "{r:?}");
-    // The photo itself: no frame.
-    let r = screen_image(&h, read_fixture("viewer/photo.png"))
-        .await
-        .expect("screen");
-    assert_eq!(r.matches[0].frame, None, "{r:?}");
-    // A JPEG cut to its first third: screened, and the answer says it is cut.
-    let whole = read_fixture("field-cases/jpeg-unusual-sampling/photo-410.jpg");
-    let cut = whole[..whole.len() / 3].to_vec();
-    let r = screen_image(&h, cut.clone()).await.expect("screen");
-    assert!(
-        r.notes.iter().any(|n| n.starts_with("truncated")),
-        "{:?}",
-        r.notes
-    );
-    // Banking it is refused, naming why.
-    let e = BanksClient::new(h.channel.clone())
-        .add_entries(with_key(
-            AddEntriesRequest {
-                bank: "ads".into(),
-                entries: vec![NewEntry {
-                    external_id: "cut".into(),
-                    content: Some(new_entry::Content::Image(cut)),
-                    ..Default::default()
-                }],
-            },
-            &h.curate,
-        ))
-        .await
-        .expect_err("not banked");
-    assert_eq!(e.code(), Code::InvalidArgument);
     assert_eq!(
         e.metadata()
             .get("vigie-error-kind")
@@ -1462,6 +1293,182 @@ async fn strict_imports_are_all_or_nothing_and_early_ends_are_accounted() {
     assert!(added > 0, "{detail}");
     assert_eq!(entry_count(&h, "loose-cancel").await, added);
     println!("a cancelled non-strict import recorded {added} committed entries: {detail}");
+    let _ = h.server.shutdown().await;
+}
+
+/// Issue 15, kind 8: gRPC reflection answers clients of both protocol versions. Python's
+/// `grpcio-reflection` and older `grpcurl` builds ask `grpc.reflection.v1alpha` (a v1-only server
+/// answers them UNIMPLEMENTED); current `grpcurl` asks `grpc.reflection.v1`. Each lists every
+/// service, both reflection services included, and resolves a service to its file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_answers_v1_and_v1alpha_clients() {
+    let h = start(limits()).await;
+    let expected = [
+        "vigie.v1.Screening",
+        "vigie.v1.Banks",
+        "vigie.v1.Keys",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ];
+
+    {
+        use tokio_stream::StreamExt as _;
+        use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+        use tonic_reflection::pb::v1alpha::{ServerReflectionRequest, ServerReflectionResponse};
+        let ask = |m: MessageRequest| ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(m),
+        };
+        let answers: Vec<ServerReflectionResponse> = ServerReflectionClient::new(h.channel.clone())
+            .server_reflection_info(tokio_stream::iter(vec![
+                ask(MessageRequest::ListServices(String::new())),
+                ask(MessageRequest::FileContainingSymbol(
+                    "vigie.v1.Screening".into(),
+                )),
+            ]))
+            .await
+            .expect("a v1alpha reflection call is served")
+            .into_inner()
+            .map(|a| a.expect("answer"))
+            .collect()
+            .await;
+        assert_eq!(answers.len(), 2, "{answers:?}");
+        let Some(MessageResponse::ListServicesResponse(list)) = &answers[0].message_response else {
+            panic!("v1alpha: unexpected answer {:?}", answers[0]);
+        };
+        let names: Vec<&str> = list.service.iter().map(|s| s.name.as_str()).collect();
+        for name in expected {
+            assert!(
+                names.contains(&name),
+                "v1alpha: {name} missing from {names:?}"
+            );
+        }
+        let Some(MessageResponse::FileDescriptorResponse(files)) = &answers[1].message_response
+        else {
+            panic!("v1alpha: unexpected answer {:?}", answers[1]);
+        };
+        assert!(!files.file_descriptor_proto.is_empty());
+    }
+
+    {
+        use tonic_reflection::pb::v1::ServerReflectionRequest;
+        use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+        let answer = ServerReflectionClient::new(h.channel.clone())
+            .server_reflection_info(tokio_stream::iter(vec![ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(MessageRequest::ListServices(String::new())),
+            }]))
+            .await
+            .expect("a v1 reflection call is served")
+            .into_inner()
+            .message()
+            .await
+            .expect("answer")
+            .expect("one answer");
+        let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+            panic!("v1: unexpected answer");
+        };
+        let names: Vec<&str> = list.service.iter().map(|s| s.name.as_str()).collect();
+        for name in expected {
+            assert!(names.contains(&name), "v1: {name} missing from {names:?}");
+        }
+    }
+    let _ = h.server.shutdown().await;
+}
+
+/// Issue 15, field case `featureless-64bit`, as its `run.sh` tries it through the service: a flat
+/// pink card with a little text is banked (with warnings for PDQ and for pHash/dHash); a beige
+/// card, plain white and plain navy are screened and match nothing (before: all three by dHash
+/// at distance 1-3, confidence 0.999), each with notes saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn featureless_uploads_do_not_match_a_banked_flat_card() {
+    let h = start(limits()).await;
+    create_bank(&h, "ads", "block").await;
+    let dir = fixture("field-cases/featureless-64bit");
+    let read = |name: &str| std::fs::read(dir.join(name)).expect("fixture");
+    let response = add_image_entry(&h, "ads", "card-1", read("banked-pink-card.png")).await;
+    assert!(
+        response.warnings.iter().any(|w| w.contains("PDQ quality"))
+            && response
+                .warnings
+                .iter()
+                .any(|w| w.contains("pHash/dHash quality")),
+        "{:?}",
+        response.warnings
+    );
+    for name in [
+        "upload-beige-card.png",
+        "upload-white.png",
+        "upload-navy.png",
+    ] {
+        let answer = screen_image(&h, read(name)).await.expect("screen");
+        assert!(!answer.matched, "{name}: {:?}", answer.matches);
+        assert!(answer.matches.is_empty(), "{name}: {:?}", answer.matches);
+        assert!(
+            answer
+                .notes
+                .iter()
+                .any(|n| n.contains("pHash and dHash not matched")),
+            "{name}: {:?}",
+            answer.notes
+        );
+    }
+    let _ = h.server.shutdown().await;
+}
+
+/// Issue 15, kinds 6 and 7 through the service: a frame match names its frame; a JPEG cut to a
+/// third is screened with a note, and never banked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_match_says_which_frame_and_a_cut_file_is_never_banked_silently() {
+    let h = start(limits()).await;
+    create_bank(&h, "ads", "block").await;
+    add_image(&h, "ads", "photo", read_fixture("viewer/photo.png"), "x").await;
+    // The photo is the GIF's second frame (its first is blank): the match names frame 1.
+    let r = screen_image(&h, read_fixture("viewer/gif-photo-in-frame-1.gif"))
+        .await
+        .expect("screen");
+    assert!(r.matched, "{r:?}");
+    assert_eq!(r.matches[0].external_id, "photo");
+    assert_eq!(r.matches[0].frame, Some(1), "{r:?}");
+    // The photo itself: no frame.
+    let r = screen_image(&h, read_fixture("viewer/photo.png"))
+        .await
+        .expect("screen");
+    assert_eq!(r.matches[0].frame, None, "{r:?}");
+    // A JPEG cut to its first third: screened, and the answer says it is cut.
+    let whole = read_fixture("field-cases/jpeg-unusual-sampling/photo-410.jpg");
+    let cut = whole[..whole.len() / 3].to_vec();
+    let r = screen_image(&h, cut.clone()).await.expect("screen");
+    assert!(
+        r.notes.iter().any(|n| n.starts_with("truncated")),
+        "{:?}",
+        r.notes
+    );
+    // Banking it is refused, naming why.
+    let e = BanksClient::new(h.channel.clone())
+        .add_entries(with_key(
+            AddEntriesRequest {
+                bank: "ads".into(),
+                entries: vec![NewEntry {
+                    external_id: "cut".into(),
+                    content: Some(new_entry::Content::Image(cut)),
+                    ..Default::default()
+                }],
+            },
+            &h.curate,
+        ))
+        .await
+        .expect_err("not banked");
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert_eq!(
+        e.metadata()
+            .get("vigie-error-kind")
+            .and_then(|v| v.to_str().ok()),
         Some("corrupt")
     );
     assert!(e.message().contains("truncated"), "{}", e.message());
