@@ -39,6 +39,14 @@ pub struct EvalArgs {
     /// Screen as `vigie serve --keypoints false` does: hashes only.
     #[arg(long)]
     pub no_keypoints: bool,
+    /// Synthesised low-texture pictures added as negatives (smooth gradients, skies, dark
+    /// scenes; half banked), every edit made of each.
+    #[arg(long, default_value_t = 24)]
+    pub low_texture: usize,
+    /// The bank also holds the template edits' copies (flyer, story frame, chat screenshot,
+    /// listing screenshot, tiled watermark) of every N-th banked photo; 0: none.
+    #[arg(long, default_value_t = 6)]
+    pub template_every: usize,
 }
 
 /// Runs the evaluation, writing its TSV, plots and (optionally) the calibration table. Errors:
@@ -49,6 +57,8 @@ pub fn run(args: EvalArgs) -> Result<ExitCode, CliError> {
     config.progress = !args.quiet;
     config.decode_min_side = (args.decode_min_side > 0).then_some(args.decode_min_side);
     config.keypoints = !args.no_keypoints;
+    config.low_texture = args.low_texture;
+    config.template_every = args.template_every;
     if let Some(list) = &args.edits {
         let wanted: Vec<&str> = list.split(',').map(str::trim).collect();
         config.edits.retain(|e| wanted.contains(&e.name));

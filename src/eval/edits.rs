@@ -10,6 +10,8 @@ use image::imageops::{self, FilterType};
 use image::{ImageEncoder, Rgb, RgbImage};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
+use super::templates;
+
 /// How the edited pixels are written out.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Encoding {
@@ -91,7 +93,98 @@ pub enum Op {
     Noise(f32),
     /// The picture inside a phone app screenshot: status bar, app bar, listing text, nav bar.
     Screenshot,
+    /// Emoji-like stickers (faces, hearts, stars) pasted over parts of the picture: `count` of
+    /// them, each 14-22% of the shorter side, at seeded places.
+    Stickers {
+        /// How many stickers.
+        count: u8,
+    },
+    /// A region of `fraction` of each side, at a seeded place, pixelated into blocks of a
+    /// thirtieth of the picture's shorter side (a face or a phone number hidden).
+    Mosaic {
+        /// The region's width and height as fractions of the picture's.
+        fraction: f32,
+    },
+    /// The photo in a 9:16 story frame (720x1280) over a blurred, enlarged, darkened copy of
+    /// itself, with a text sticker above it ([`super::templates::story_photo_rect`]). A template.
+    StoryFrame,
+    /// A dark-mode chat screenshot (720x1480) with the photo in a rounded bubble among text
+    /// bubbles ([`super::templates::chat_photo_rect`]). A template.
+    ChatDark,
+    /// A flyer (1000x700): the photo on the left, large text on a coloured background on the
+    /// right ([`super::templates::flyer_photo_rect`]). A template.
+    Flyer,
+    /// A text watermark tiled diagonally over the whole picture (white strokes with a dark
+    /// shadow, 40% opaque). A template.
+    TiledWatermark,
+    /// The photo in one cell of a collage with other photos (the harness's unbanked photos):
+    /// `cells` 2 (side by side) or 4 (2x2); the cell from [`super::templates::collage_photo_cell`]
+    /// ([`super::templates::collage_cell_rect`]).
+    Collage {
+        /// 2 or 4 cells.
+        cells: u8,
+    },
+    /// Keep `keep` of each side from one corner (the corner from
+    /// [`super::templates::crop_corner`]).
+    CropCorner {
+        /// Fraction of each side kept (0.6 keeps 60% of the width and 60% of the height).
+        keep: f32,
+    },
+    /// The picture shown on a monitor, photographed at an angle: bezel, glare, a perspective
+    /// warp onto a wall, camera blur and noise ([`super::templates::screen_photo`]).
+    ScreenPhoto,
+    /// Resize so that the longer side is this many pixels (a thumbnail).
+    FitLongest(u32),
+    /// The sepia tone matrix (Microsoft's, as photo apps use it).
+    Sepia,
+    /// Darkened corners: each pixel times `1 - strength * d^2`, `d` its distance from the centre
+    /// over the centre-to-corner distance.
+    Vignette(f32),
+    /// Hue turned by this many degrees (HSV), saturation and value kept.
+    HueShift(f32),
+    /// Every channel multiplied by this factor (0.4 keeps 40% of the light).
+    Darken(f32),
 }
+
+/// The edits of the first harness (2026-11-28), in catalogue order: their recall stays listed and
+/// comparable as the catalogue grows.
+pub const ORIGINAL_EDITS: [&str; 35] = [
+    "jpeg_q15",
+    "webp_q15",
+    "downscale_quarter",
+    "upscale_2x",
+    "aspect_wide_1.3",
+    "aspect_tall_1.25",
+    "crop_5pc_sides",
+    "crop_11pc_sides",
+    "crop_15pc_offcentre",
+    "crop_20pc_top",
+    "crop_25pc_offcentre",
+    "mirror",
+    "rotate_90",
+    "rotate_180",
+    "rotate_2deg_fill",
+    "rotate_5deg_crop",
+    "border_white_8pc",
+    "border_red_4pc",
+    "letterbox_16_9",
+    "pillarbox_9_16",
+    "phone_banner",
+    "caption",
+    "watermark",
+    "brightness_+45",
+    "contrast_0.6",
+    "saturation_1.8",
+    "greyscale",
+    "blur",
+    "noise_15",
+    "screenshot",
+    "combo_crop_scale_jpeg",
+    "combo_mirror_banner_webp",
+    "combo_border_bright_jpeg",
+    "combo_screenshot_jpeg",
+    "combo_rotate_caption",
+];
 
 /// A named edit.
 #[derive(Clone, Debug)]
@@ -262,28 +355,183 @@ pub fn catalogue() -> Vec<Edit> {
             ],
             Encoding::Jpeg(70),
         ),
+        // Issue 17: what ads do.
+        edit("emoji_stickers", vec![Stickers { count: 4 }], HIGH_JPEG),
+        edit("mosaic_region", vec![Mosaic { fraction: 0.3 }], HIGH_JPEG),
+        edit("story_frame", vec![StoryFrame], Encoding::Jpeg(85)),
+        edit("chat_dark", vec![ChatDark], Encoding::Png),
+        edit("flyer", vec![Flyer], Encoding::Jpeg(85)),
+        edit("tiled_watermark", vec![TiledWatermark], HIGH_JPEG),
+        edit("collage_2x2", vec![Collage { cells: 4 }], HIGH_JPEG),
+        edit(
+            "collage_side_by_side",
+            vec![Collage { cells: 2 }],
+            HIGH_JPEG,
+        ),
+        edit(
+            "crop_60pc_corner",
+            vec![CropCorner { keep: 0.6 }],
+            HIGH_JPEG,
+        ),
+        edit(
+            "crop_70pc_offcentre",
+            vec![crop(0.06, 0.21, 0.24, 0.09)],
+            HIGH_JPEG,
+        ),
+        edit(
+            "rotate_8deg_crop",
+            vec![RotateSmall {
+                degrees: 8.0,
+                fill_corners: false,
+            }],
+            HIGH_JPEG,
+        ),
+        edit(
+            "rotate_15deg_crop",
+            vec![RotateSmall {
+                degrees: -15.0,
+                fill_corners: false,
+            }],
+            HIGH_JPEG,
+        ),
+        edit(
+            "rotate_8deg_canvas",
+            vec![RotateSmall {
+                degrees: -8.0,
+                fill_corners: true,
+            }],
+            HIGH_JPEG,
+        ),
+        edit(
+            "rotate_15deg_canvas",
+            vec![RotateSmall {
+                degrees: 15.0,
+                fill_corners: true,
+            }],
+            HIGH_JPEG,
+        ),
+        edit("screen_photo", vec![ScreenPhoto], Encoding::Jpeg(80)),
+        edit("jpeg_q6", vec![], Encoding::Jpeg(6)),
+        edit("thumbnail_160", vec![FitLongest(160)], Encoding::Jpeg(80)),
+        edit("sepia_vignette", vec![Sepia, Vignette(0.6)], HIGH_JPEG),
+        edit("hue_shift_90", vec![HueShift(90.0)], HIGH_JPEG),
+        // Edits that push pictures toward each other (and toward featureless ones).
+        edit("vignette_strong", vec![Vignette(0.85)], HIGH_JPEG),
+        edit("contrast_2.2", vec![Contrast(2.2)], HIGH_JPEG),
+        edit("darken_0.35", vec![Darken(0.35)], HIGH_JPEG),
+        // Combinations.
+        edit(
+            "combo_mirror_crop_emoji",
+            vec![Mirror, crop(0.04, 0.12, 0.14, 0.04), Stickers { count: 3 }],
+            HIGH_JPEG,
+        ),
+        edit(
+            "combo_collage_jpeg",
+            vec![Collage { cells: 4 }],
+            Encoding::Jpeg(45),
+        ),
+        edit(
+            "combo_rotate8_crop_text",
+            vec![
+                RotateSmall {
+                    degrees: -8.0,
+                    fill_corners: false,
+                },
+                crop(0.0, 0.0, 0.15, 0.15),
+                PhoneBanner,
+            ],
+            Encoding::Jpeg(70),
+        ),
+        edit(
+            "combo_story_thumbnail",
+            vec![StoryFrame, FitLongest(640)],
+            Encoding::Jpeg(60),
+        ),
+        edit(
+            "combo_dark_vignette_mosaic",
+            vec![Darken(0.55), Vignette(0.7), Mosaic { fraction: 0.25 }],
+            Encoding::Jpeg(70),
+        ),
     ]
 }
 
+impl Op {
+    /// The name of the shared template this operation puts a picture in (`screenshot`,
+    /// `story_frame`, `chat_dark`, `flyer`, `tiled_watermark`): every picture in it gets the same
+    /// frame, text or overlay, which a bank entry made from such a copy shares with every other
+    /// picture in the template. `None` for any other operation.
+    pub fn template(self) -> Option<&'static str> {
+        match self {
+            Op::Screenshot => Some("screenshot"),
+            Op::StoryFrame => Some("story_frame"),
+            Op::ChatDark => Some("chat_dark"),
+            Op::Flyer => Some("flyer"),
+            Op::TiledWatermark => Some("tiled_watermark"),
+            _ => None,
+        }
+    }
+}
+
 impl Edit {
-    /// The edited pixels.
+    /// The edited pixels. Collage cells other than the photo's get a grey fill (see
+    /// [`Edit::render_with`] for other photos there).
     pub fn render(&self, source: &RgbImage, seed: u64) -> RgbImage {
-        let mut rng = StdRng::seed_from_u64(seed);
+        self.render_with(source, &[], seed)
+    }
+
+    /// The edited pixels, with `others` (other photos, never the source itself) for the other
+    /// cells of a collage; each other cell takes one of them, chosen from the seed.
+    pub fn render_with(&self, source: &RgbImage, others: &[&RgbImage], seed: u64) -> RgbImage {
+        let mut ctx = Ctx {
+            rng: StdRng::seed_from_u64(seed),
+            seed,
+            others,
+        };
         let mut img = source.clone();
         for op in &self.ops {
-            img = apply_op(&img, *op, &mut rng);
+            img = apply_op(&img, *op, &mut ctx);
         }
         img
     }
 
     /// The edited picture, encoded.
     pub fn apply(&self, source: &RgbImage, seed: u64) -> Result<Vec<u8>, EditError> {
-        let img = self.render(source, seed);
+        self.apply_with(source, &[], seed)
+    }
+
+    /// [`Edit::render_with`], encoded. Errors: [`EditError::Empty`] for a picture left with no
+    /// pixels, [`EditError::Encode`] when the encoder fails.
+    pub fn apply_with(
+        &self,
+        source: &RgbImage,
+        others: &[&RgbImage],
+        seed: u64,
+    ) -> Result<Vec<u8>, EditError> {
+        let img = self.render_with(source, others, seed);
         if img.width() == 0 || img.height() == 0 {
             return Err(EditError::Empty);
         }
         encode(&img, self.encoding)
     }
+
+    /// The shared template the edit puts the picture in (the first of its operations that is
+    /// one, see [`Op::template`]); `None` for an edit of the picture alone.
+    pub fn template(&self) -> Option<&'static str> {
+        self.ops.iter().find_map(|op| op.template())
+    }
+
+    /// Whether the edit was in the first harness's catalogue ([`ORIGINAL_EDITS`]).
+    pub fn is_original(&self) -> bool {
+        ORIGINAL_EDITS.contains(&self.name)
+    }
+}
+
+/// What the operations of one edit share: the seeded random source, the seed itself (for
+/// choices a test must be able to predict: a collage cell, a crop corner) and the other photos.
+pub(crate) struct Ctx<'a> {
+    pub(crate) rng: StdRng,
+    pub(crate) seed: u64,
+    pub(crate) others: &'a [&'a RgbImage],
 }
 
 /// Writes pixels in `encoding`.
@@ -321,12 +569,13 @@ pub fn encode(img: &RgbImage, encoding: Encoding) -> Result<Vec<u8>, EditError> 
     Ok(out)
 }
 
-fn scaled(v: u32, f: f32) -> u32 {
+pub(crate) fn scaled(v: u32, f: f32) -> u32 {
     ((v as f32 * f).round() as u32).max(1)
 }
 
-fn apply_op(img: &RgbImage, op: Op, rng: &mut StdRng) -> RgbImage {
+fn apply_op(img: &RgbImage, op: Op, ctx: &mut Ctx<'_>) -> RgbImage {
     let (w, h) = img.dimensions();
+    let rng = &mut ctx.rng;
     match op {
         Op::Scale(f) => imageops::resize(img, scaled(w, f), scaled(h, f), FilterType::Triangle),
         Op::Stretch { x, y } => {
@@ -457,10 +706,29 @@ fn apply_op(img: &RgbImage, op: Op, rng: &mut StdRng) -> RgbImage {
             out
         }
         Op::Screenshot => screenshot(img),
+        Op::Stickers { count } => templates::stickers(img, count, rng),
+        Op::Mosaic { fraction } => templates::mosaic(img, fraction, rng),
+        Op::StoryFrame => templates::story_frame(img),
+        Op::ChatDark => templates::chat_dark(img),
+        Op::Flyer => templates::flyer(img),
+        Op::TiledWatermark => templates::tiled_watermark(img),
+        Op::Collage { cells } => templates::collage(img, cells, ctx.seed, ctx.others),
+        Op::CropCorner { keep } => templates::crop_corner_keep(img, keep, ctx.seed),
+        Op::ScreenPhoto => templates::screen_photo(img, rng),
+        Op::FitLongest(side) => {
+            let f = side as f32 / w.max(h).max(1) as f32;
+            imageops::resize(img, scaled(w, f), scaled(h, f), FilterType::Triangle)
+        }
+        Op::Sepia => templates::sepia(img),
+        Op::Vignette(strength) => templates::vignette(img, strength),
+        Op::HueShift(degrees) => templates::hue_shift(img, degrees),
+        Op::Darken(factor) => map_channels(img, |v| {
+            (f32::from(v) * factor).round().clamp(0.0, 255.0) as u8
+        }),
     }
 }
 
-fn map_channels(img: &RgbImage, f: impl Fn(u8) -> u8) -> RgbImage {
+pub(crate) fn map_channels(img: &RgbImage, f: impl Fn(u8) -> u8) -> RgbImage {
     let mut out = img.clone();
     for v in out.iter_mut() {
         *v = f(*v);
@@ -483,7 +751,15 @@ pub fn pad(
     out
 }
 
-fn fill_rect(img: &mut RgbImage, x0: u32, y0: u32, w: u32, h: u32, colour: [u8; 3], alpha: f32) {
+pub(crate) fn fill_rect(
+    img: &mut RgbImage,
+    x0: u32,
+    y0: u32,
+    w: u32,
+    h: u32,
+    colour: [u8; 3],
+    alpha: f32,
+) {
     for y in y0..(y0 + h).min(img.height()) {
         for x in x0..(x0 + w).min(img.width()) {
             blend(img.get_pixel_mut(x, y), colour, alpha);
@@ -491,7 +767,7 @@ fn fill_rect(img: &mut RgbImage, x0: u32, y0: u32, w: u32, h: u32, colour: [u8; 
     }
 }
 
-fn blend(p: &mut Rgb<u8>, colour: [u8; 3], alpha: f32) {
+pub(crate) fn blend(p: &mut Rgb<u8>, colour: [u8; 3], alpha: f32) {
     for c in 0..3 {
         p[c] = (f32::from(p[c]) * (1.0 - alpha) + f32::from(colour[c]) * alpha).round() as u8;
     }
@@ -499,7 +775,7 @@ fn blend(p: &mut Rgb<u8>, colour: [u8; 3], alpha: f32) {
 
 /// Draws one line of text (DejaVu Sans Bold) centred in the box, as large as fits.
 #[allow(clippy::too_many_arguments)] // a box, a colour and an opacity: grouping them hides nothing
-fn draw_text_fitted(
+pub(crate) fn draw_text_fitted(
     img: &mut RgbImage,
     text: &str,
     x0: u32,
@@ -570,7 +846,7 @@ fn rotate_small(img: &RgbImage, degrees: f32, fill_corners: bool) -> RgbImage {
     })
 }
 
-fn sample_bilinear(img: &RgbImage, x: f32, y: f32) -> Option<Rgb<u8>> {
+pub(crate) fn sample_bilinear(img: &RgbImage, x: f32, y: f32) -> Option<Rgb<u8>> {
     let (w, h) = (img.width() as f32, img.height() as f32);
     if x < -0.5 || y < -0.5 || x > w - 0.5 || y > h - 0.5 {
         return None;

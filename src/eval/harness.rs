@@ -10,7 +10,7 @@ use image::imageops::FilterType;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::Method;
-use super::edits::Edit;
+use super::edits::{Edit, Op};
 use crate::hashing::{self, AlgorithmSet, DecodeLimits, HasherBuilder, HashingSetup, ImageHashes};
 use crate::index::HammingIndex;
 
@@ -55,12 +55,21 @@ pub struct EvalConfig {
     pub decode_min_side: Option<u32>,
     /// Uploads are also matched by keypoints (as `vigie serve` does by default).
     pub keypoints: bool,
+    /// Low-texture pictures synthesised as further pictures ([`super::low_texture`]), banked and
+    /// unbanked alternately like the corpus, every edit made of each: their copies are counted
+    /// apart (class `low_texture`), never in recall.
+    pub low_texture: usize,
+    /// The bank also holds templated copies of every `template_every`-th banked photo (entries
+    /// 0, n, 2n, ...): one per template edit among `edits` (an edit of one operation that is a
+    /// template, see [`super::edits::Op::template`]). 0: none.
+    pub template_every: usize,
 }
 
 impl EvalConfig {
     /// The defaults of `vigie eval` on `corpus`: every edit of [`super::edits::catalogue`],
     /// pictures shrunk to 1024 pixels, 2 threads, every 4th query timed, a progress bar, the
-    /// service's JPEG decoding scale, keypoints on.
+    /// service's JPEG decoding scale, keypoints on, 24 low-texture pictures, templated bank
+    /// entries of every 6th banked photo.
     pub fn new(corpus: impl Into<PathBuf>) -> Self {
         EvalConfig {
             corpus: corpus.into(),
@@ -71,17 +80,73 @@ impl EvalConfig {
             progress: true,
             decode_min_side: Some(crate::hashing::DEFAULT_DECODE_MIN_SIDE),
             keypoints: true,
+            low_texture: 24,
+            template_every: 6,
         }
     }
+}
+
+/// What a picture of the run is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PictureClass {
+    /// A photo of the corpus.
+    Photo,
+    /// A synthesised low-texture picture ([`super::low_texture`]).
+    LowTexture,
+}
+
+/// The class an edited copy's false matches are counted in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CopyClass {
+    /// A copy of a banked photo (a false match: it matched an entry of another picture).
+    Banked,
+    /// A copy of an unbanked photo under an edit that is not a template.
+    UnbankedEdit,
+    /// A copy of an unbanked photo in a shared template (flyer, story frame, screenshot...):
+    /// the bank holds other photos in the same template.
+    Template,
+    /// A copy of a low-texture picture, banked or not.
+    LowTexture,
+}
+
+impl CopyClass {
+    /// Every class, in report order.
+    pub const ALL: [CopyClass; 4] = [
+        CopyClass::Banked,
+        CopyClass::UnbankedEdit,
+        CopyClass::Template,
+        CopyClass::LowTexture,
+    ];
+
+    /// The class's snake_case name in reports (`banked`, `unbanked_edit`, `template`,
+    /// `low_texture`).
+    pub fn name(self) -> &'static str {
+        match self {
+            CopyClass::Banked => "banked",
+            CopyClass::UnbankedEdit => "unbanked_edit",
+            CopyClass::Template => "template",
+            CopyClass::LowTexture => "low_texture",
+        }
+    }
+}
+
+/// One entry of the run's bank.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BankEntry {
+    /// The picture it was made from (index into [`EvalRun::pictures`]).
+    pub picture: usize,
+    /// For a templated copy, the index of its edit in [`EvalRun::edits`]; `None` for the
+    /// picture itself.
+    pub template: Option<usize>,
 }
 
 /// A banked corpus picture, as the screener needs it.
 pub struct BankedPicture<'a> {
     /// Index of the entry (0-based, in banking order).
     pub entry: usize,
-    /// File name in the corpus (no directory).
+    /// File name in the corpus (no directory); for a templated copy, `<template>:<file name>`.
     pub name: &'a str,
-    /// The file's bytes as read, unedited.
+    /// The file's bytes as read, unedited (a templated copy's: as encoded by its edit).
     pub bytes: &'a [u8],
     /// Its hashes, made by [`HashingSetup::banking`].
     pub hashes: &'a ImageHashes,
@@ -96,8 +161,22 @@ pub struct ScreenHit {
     pub confidence: f64,
     /// The match's distance: bits for a hash, the keypoint vote's distance for keypoints.
     pub distance: u32,
-    /// How it matched, for reports: algorithm and transform, e.g. `pdq rotate90`.
+    /// How it matched, for reports: the algorithm, a space and the lookup variant, e.g.
+    /// `pdq rotate90`, `dhash content_box:flip_horizontal`, `pdq crop_window`, `pdq keypoints`
+    /// (see `eval::screener`).
     pub how: String,
+}
+
+impl ScreenHit {
+    /// The algorithm part of [`ScreenHit::how`] (before the first space).
+    pub fn algorithm(&self) -> &str {
+        self.how.split_once(' ').map_or(&self.how, |(a, _)| a)
+    }
+
+    /// The lookup variant part of [`ScreenHit::how`] (after the first space; empty when none).
+    pub fn variant(&self) -> &str {
+        self.how.split_once(' ').map_or("", |(_, v)| v)
+    }
 }
 
 /// The decision under test: the service's matcher, set up on the banked pictures.
@@ -125,6 +204,8 @@ pub struct QueryResult {
     pub edit: usize,
     /// The banked entry this picture is, if it is banked.
     pub entry: Option<usize>,
+    /// The class the copy's false matches count in.
+    pub class: CopyClass,
     /// Per [`Method::ALL`]: distance to its own entry (banked pictures only).
     pub true_distance: Vec<Option<u32>>,
     /// Per method: distance to the nearest entry that is not its own.
@@ -151,8 +232,10 @@ pub struct Verdict {
     pub confidence: Option<f64>,
     /// Highest confidence among wrong entries.
     pub wrong_confidence: Option<f64>,
-    /// How the best match of its own entry was made (`<algorithm> <transform>`).
+    /// How the best match of its own entry was made (`<algorithm> <variant>`).
     pub how: Option<String>,
+    /// Every match of an entry not the copy's own, best first.
+    pub false_hits: Vec<ScreenHit>,
 }
 
 /// Distance histograms of true and unrelated (query, entry) pairs, per method.
@@ -209,14 +292,39 @@ pub struct EvalRun {
     pub full_times: Vec<Duration>,
     /// Wall time of the whole run, corpus loading included.
     pub elapsed: Duration,
-    /// Per banked entry (in `banked` order): its PDQ quality and 64-bit hashes' quality.
+    /// Per bank entry (in [`EvalRun::entries`] order): its PDQ quality and 64-bit hashes'
+    /// quality.
     pub bank_qualities: Vec<(Option<u8>, Option<u8>)>,
+    /// Per picture: a corpus photo or a synthesised low-texture picture (those come after the
+    /// photos).
+    pub classes: Vec<PictureClass>,
+    /// Every bank entry: the banked pictures (entry `e < banked.len()` is picture `banked[e]`),
+    /// then the templated copies.
+    pub entries: Vec<BankEntry>,
+    /// Per picture: its PDQ quality as banked or as loaded (the picture unedited, hashed as a
+    /// bank entry is).
+    pub picture_qualities: Vec<Option<u8>>,
+}
+
+impl EvalRun {
+    /// A bank entry's name in reports: the picture's file name, prefixed by `<template>:` for a
+    /// templated copy.
+    pub fn entry_name(&self, entry: usize) -> String {
+        match self.entries.get(entry) {
+            Some(e) => match e.template.and_then(|t| self.edits.get(t)) {
+                Some(edit) => format!("{}:{}", edit.name, self.pictures[e.picture]),
+                None => self.pictures[e.picture].clone(),
+            },
+            None => format!("entry {entry}"),
+        }
+    }
 }
 
 struct Picture {
     name: String,
     bytes: Vec<u8>,
     source: RgbImage,
+    class: PictureClass,
 }
 
 fn load_corpus(dir: &Path, max_side: u32) -> Result<Vec<Picture>, EvalError> {
@@ -270,6 +378,7 @@ fn load_corpus(dir: &Path, max_side: u32) -> Result<Vec<Picture>, EvalError> {
             name,
             bytes,
             source,
+            class: PictureClass::Photo,
         });
     }
     Ok(out)
@@ -289,37 +398,107 @@ pub fn run(
     make_screener: Option<&MakeScreener>,
 ) -> Result<EvalRun, EvalError> {
     let started = Instant::now();
-    let pictures = load_corpus(&config.corpus, config.max_side)?;
+    let mut pictures = load_corpus(&config.corpus, config.max_side)?;
     if pictures.len() < 2 {
         return Err(EvalError::TooSmall(config.corpus.display().to_string()));
     }
-    // Deterministic split: every other picture in name order is banked.
-    let banked: Vec<usize> = (0..pictures.len()).step_by(2).collect();
-    let entry_of = |p: usize| {
-        if p.is_multiple_of(2) {
-            Some(p / 2)
-        } else {
-            None
+    for i in 0..config.low_texture {
+        let (name, source) = super::low_texture::picture(i);
+        let bytes = super::edits::encode(&source, super::edits::Encoding::Jpeg(92))
+            .map_err(|e| EvalError::Bank(format!("{name}: {e}")))?;
+        pictures.push(Picture {
+            name,
+            bytes,
+            source,
+            class: PictureClass::LowTexture,
+        });
+    }
+    // Deterministic split: every other picture of each class, in name order, is banked.
+    let mut banked: Vec<usize> = Vec::new();
+    let mut entry_of: Vec<Option<usize>> = vec![None; pictures.len()];
+    let mut nth_of_class = [0usize; 2];
+    for (p, pic) in pictures.iter().enumerate() {
+        let k = &mut nth_of_class[usize::from(pic.class == PictureClass::LowTexture)];
+        if k.is_multiple_of(2) {
+            entry_of[p] = Some(banked.len());
+            banked.push(p);
         }
-    };
+        *k += 1;
+    }
     let setup = hashing_setup(config.decode_min_side, config.keypoints);
     let hasher = setup.banking();
     let mut entries: Vec<ImageHashes> = Vec::with_capacity(banked.len());
+    let mut bank: Vec<BankEntry> = Vec::with_capacity(banked.len());
+    let mut entry_names: Vec<String> = Vec::new();
+    let mut entry_bytes: Vec<Vec<u8>> = Vec::new();
     for &p in &banked {
         let h = hasher
             .hash_bytes(&pictures[p].bytes)
             .map_err(|e| EvalError::Bank(format!("{}: {e}", pictures[p].name)))?;
         entries.push(h);
+        bank.push(BankEntry {
+            picture: p,
+            template: None,
+        });
+        entry_names.push(pictures[p].name.clone());
+        entry_bytes.push(Vec::new());
+    }
+    // Other cells of a collage: the unbanked photos.
+    let unbanked_photos: Vec<usize> = (0..pictures.len())
+        .filter(|&p| entry_of[p].is_none() && pictures[p].class == PictureClass::Photo)
+        .collect();
+    let others_for = |p: usize| -> Vec<&RgbImage> {
+        unbanked_photos
+            .iter()
+            .filter(|&&o| o != p)
+            .map(|&o| &pictures[o].source)
+            .collect()
+    };
+    // Templated copies of some banked photos: what a trust team banks when it saw the photo in
+    // an ad site's or an app's template.
+    if config.template_every > 0 {
+        for (te, edit) in config.edits.iter().enumerate() {
+            if edit.ops.len() != 1 || edit.template().is_none() {
+                continue;
+            }
+            for (e, &p) in banked.iter().enumerate() {
+                if pictures[p].class != PictureClass::Photo
+                    || !e.is_multiple_of(config.template_every)
+                {
+                    continue;
+                }
+                let seed = template_seed(p, te);
+                let bytes = edit
+                    .apply_with(&pictures[p].source, &others_for(p), seed)
+                    .map_err(|err| {
+                        EvalError::Bank(format!("{} {}: {err}", edit.name, pictures[p].name))
+                    })?;
+                let h = hasher.hash_bytes(&bytes).map_err(|err| {
+                    EvalError::Bank(format!("{} {}: {err}", edit.name, pictures[p].name))
+                })?;
+                entries.push(h);
+                bank.push(BankEntry {
+                    picture: p,
+                    template: Some(te),
+                });
+                entry_names.push(format!("{}:{}", edit.name, pictures[p].name));
+                entry_bytes.push(bytes);
+            }
+        }
     }
     let screener = match make_screener {
         Some(make) => {
-            let view: Vec<BankedPicture<'_>> = banked
+            let view: Vec<BankedPicture<'_>> = bank
                 .iter()
                 .enumerate()
-                .map(|(entry, &p)| BankedPicture {
+                .map(|(entry, b)| BankedPicture {
                     entry,
-                    name: &pictures[p].name,
-                    bytes: &pictures[p].bytes,
+                    name: &entry_names[entry],
+                    bytes: if b.template.is_some() {
+                        &entry_bytes[entry]
+                    } else {
+                        &pictures[b.picture].bytes
+                    },
                     hashes: &entries[entry],
                 })
                 .collect();
@@ -342,6 +521,16 @@ pub fn run(
         .decode_min_side(config.decode_min_side)
         .build();
     let query = setup.screening();
+    // Each picture's own PDQ quality: the banked entry's, else the unedited picture's.
+    let picture_qualities: Vec<Option<u8>> = (0..pictures.len())
+        .map(|p| match entry_of[p] {
+            Some(e) => entries[e].pdq.map(|q| q.quality),
+            None => hasher
+                .hash_bytes(&pictures[p].bytes)
+                .ok()
+                .and_then(|h| h.pdq.map(|q| q.quality)),
+        })
+        .collect();
 
     let jobs: Vec<(usize, usize)> = (0..pictures.len())
         .flat_map(|p| (0..config.edits.len()).map(move |e| (p, e)))
@@ -370,10 +559,20 @@ pub fn run(
                     let Some(&(p, e)) = jobs.get(i) else { break };
                     let edit = &config.edits[e];
                     let seed = (p as u64) << 16 | e as u64;
+                    let class = if pictures[p].class == PictureClass::LowTexture {
+                        CopyClass::LowTexture
+                    } else if entry_of[p].is_some() {
+                        CopyClass::Banked
+                    } else if edit.template().is_some() {
+                        CopyClass::Template
+                    } else {
+                        CopyClass::UnbankedEdit
+                    };
                     let mut result = QueryResult {
                         picture: p,
                         edit: e,
-                        entry: entry_of(p),
+                        entry: entry_of[p],
+                        class,
                         true_distance: vec![None; Method::ALL.len()],
                         wrong_distance: vec![None; Method::ALL.len()],
                         screened: None,
@@ -381,7 +580,12 @@ pub fn run(
                         quality64: None,
                         error: None,
                     };
-                    let bytes = match edit.apply(&pictures[p].source, seed) {
+                    let others = if edit.ops.iter().any(|op| matches!(op, Op::Collage { .. })) {
+                        others_for(p)
+                    } else {
+                        Vec::new()
+                    };
+                    let bytes = match edit.apply_with(&pictures[p].source, &others, seed) {
                         Ok(b) => b,
                         Err(err) => {
                             result.error = Some(err.to_string());
@@ -412,29 +616,33 @@ pub fn run(
                     };
                     result.pdq_quality = hashes.pdq.map(|p| p.quality);
                     result.quality64 = hashes.quality64;
+                    let own = |entry: usize| bank.get(entry).is_some_and(|b| b.picture == p);
                     if let Some(s) = &screener {
                         match s.screen(&hashes) {
                             Ok(hits) => {
                                 if timed {
                                     full_t.push(t.elapsed());
                                 }
-                                let own = result.entry;
                                 let best_own = hits
                                     .iter()
-                                    .filter(|h| Some(h.entry) == own)
+                                    .filter(|h| own(h.entry))
                                     .max_by(|a, b| a.confidence.total_cmp(&b.confidence));
                                 let mine = best_own.map(|h| h.confidence);
-                                let wrong = hits
-                                    .iter()
-                                    .filter(|h| Some(h.entry) != own)
-                                    .map(|h| h.confidence)
-                                    .reduce(f64::max);
+                                let mut false_hits: Vec<ScreenHit> =
+                                    hits.iter().filter(|h| !own(h.entry)).cloned().collect();
+                                false_hits.sort_by(|a, b| {
+                                    b.confidence
+                                        .total_cmp(&a.confidence)
+                                        .then(a.distance.cmp(&b.distance))
+                                });
+                                let wrong = false_hits.first().map(|h| h.confidence);
                                 result.screened = Some(Verdict {
                                     found: mine.is_some(),
                                     false_match: wrong.is_some(),
                                     confidence: mine,
                                     wrong_confidence: wrong,
                                     how: best_own.map(|h| h.how.clone()),
+                                    false_hits,
                                 });
                             }
                             Err(err) => result.error = Some(err),
@@ -444,6 +652,11 @@ pub fn run(
                     }
                     for (mi, m) in Method::ALL.iter().enumerate() {
                         for (entry, eh) in entries.iter().enumerate() {
+                            // A templated copy of the copy's own picture is neither a true
+                            // pair of the method (the hash of the frame) nor an unrelated one.
+                            if own(entry) && Some(entry) != result.entry {
+                                continue;
+                            }
                             let Some(d) = m.distance(&hashes, eh) else {
                                 continue;
                             };
@@ -477,8 +690,11 @@ pub fn run(
             .iter()
             .map(|h| (h.pdq.map(|p| p.quality), h.quality64))
             .collect(),
+        classes: pictures.iter().map(|p| p.class).collect(),
+        picture_qualities,
         pictures: pictures.into_iter().map(|p| p.name).collect(),
         banked,
+        entries: bank,
         edits: config.edits.clone(),
         results,
         histograms,
@@ -486,4 +702,10 @@ pub fn run(
         full_times,
         elapsed: started.elapsed(),
     })
+}
+
+/// The seed of picture `picture`'s templated bank copy under edit `edit`: another seed than
+/// any screened copy's (`picture << 16 | edit`), so seeded details differ from the copies'.
+pub fn template_seed(picture: usize, edit: usize) -> u64 {
+    ((picture as u64) << 16 | edit as u64) ^ (1 << 48)
 }

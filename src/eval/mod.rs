@@ -13,8 +13,10 @@
 pub mod calibrate;
 pub mod edits;
 pub mod harness;
+pub mod low_texture;
 pub mod report;
 pub mod screener;
+pub mod templates;
 
 pub use harness::{EvalConfig, EvalError, EvalRun, Screener, run};
 

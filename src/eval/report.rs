@@ -5,7 +5,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::Method;
-use super::harness::{EvalRun, QueryResult};
+use std::collections::BTreeMap;
+
+use super::harness::{CopyClass, EvalRun, PictureClass, QueryResult, ScreenHit};
 use crate::plot::{BarChart, LineChart, PlotError, Series};
 
 /// Counts for one decision over a set of edited copies.
@@ -23,6 +25,22 @@ pub struct Counts {
     pub false_banked: u64,
     /// Copies whose edit or hashing failed (counted as missed when banked).
     pub errors: u64,
+    /// Copies of unbanked photos under an edit that is not a template (class `unbanked_edit`).
+    pub unbanked_edit_copies: u64,
+    /// Of those, how many matched anything.
+    pub false_unbanked_edit: u64,
+    /// Copies of unbanked photos in a shared template (class `template`).
+    pub template_copies: u64,
+    /// Of those, how many matched anything.
+    pub false_template: u64,
+    /// Copies of low-texture pictures, banked or not (class `low_texture`).
+    pub low_texture_copies: u64,
+    /// Of those, how many matched an entry not their own picture's.
+    pub false_low_texture: u64,
+    /// Copies of banked low-texture pictures (not in recall).
+    pub low_texture_banked: u64,
+    /// Of those, how many found their own entry.
+    pub low_texture_found: u64,
 }
 
 impl Counts {
@@ -35,9 +53,10 @@ impl Counts {
         }
     }
 
-    /// Copies, banked or not, that matched an entry not their own.
+    /// Copies, banked or not, that matched an entry not their own: the sum over the classes
+    /// (banked photos, unbanked edits, template negatives, low-texture pictures).
     pub fn false_matches(&self) -> u64 {
-        self.false_unbanked + self.false_banked
+        self.false_banked + self.false_unbanked_edit + self.false_template + self.false_low_texture
     }
 
     fn add(&mut self, o: &Counts) {
@@ -47,6 +66,14 @@ impl Counts {
         self.false_unbanked += o.false_unbanked;
         self.false_banked += o.false_banked;
         self.errors += o.errors;
+        self.unbanked_edit_copies += o.unbanked_edit_copies;
+        self.false_unbanked_edit += o.false_unbanked_edit;
+        self.template_copies += o.template_copies;
+        self.false_template += o.false_template;
+        self.low_texture_copies += o.low_texture_copies;
+        self.false_low_texture += o.false_low_texture;
+        self.low_texture_banked += o.low_texture_banked;
+        self.low_texture_found += o.low_texture_found;
     }
 }
 
@@ -77,13 +104,21 @@ impl Decision {
     }
 }
 
-/// Counts one copy under one decision.
+/// Counts one copy under one decision. Recall (`banked`, `found`, `false_banked`) counts copies
+/// of banked photos only; a low-texture picture's copies count in the `low_texture` fields.
 pub fn count(r: &QueryResult, decision: Decision) -> Counts {
     let mut c = Counts::default();
     let banked = r.entry.is_some();
-    if banked {
-        c.banked = 1;
-    } else {
+    match r.class {
+        CopyClass::Banked => c.banked = 1,
+        CopyClass::UnbankedEdit => c.unbanked_edit_copies = 1,
+        CopyClass::Template => c.template_copies = 1,
+        CopyClass::LowTexture => {
+            c.low_texture_copies = 1;
+            c.low_texture_banked = u64::from(banked);
+        }
+    }
+    if !banked {
         c.unbanked = 1;
     }
     if r.error.is_some() {
@@ -109,13 +144,87 @@ pub fn count(r: &QueryResult, decision: Decision) -> Counts {
             None => (false, false),
         },
     };
-    if banked {
-        c.found = u64::from(found);
-        c.false_banked = u64::from(wrong);
-    } else {
+    if !banked {
         c.false_unbanked = u64::from(wrong);
     }
+    let wrong = u64::from(wrong);
+    match r.class {
+        CopyClass::Banked => {
+            c.found = u64::from(found);
+            c.false_banked = wrong;
+        }
+        CopyClass::UnbankedEdit => c.false_unbanked_edit = wrong,
+        CopyClass::Template => c.false_template = wrong,
+        CopyClass::LowTexture => {
+            c.low_texture_found = u64::from(found && banked);
+            c.false_low_texture = wrong;
+        }
+    }
     c
+}
+
+/// Counts over the edits of the first harness only ([`crate::eval::edits::ORIGINAL_EDITS`]), per
+/// decision: the figures the grown catalogue keeps comparable with earlier runs.
+pub fn summarise_original(run: &EvalRun) -> Vec<Counts> {
+    let ds = decisions(run);
+    let mut out = vec![Counts::default(); ds.len()];
+    for r in run
+        .results
+        .iter()
+        .filter(|r| run.edits[r.edit].is_original())
+    {
+        for (j, d) in ds.iter().enumerate() {
+            out[j].add(&count(r, *d));
+        }
+    }
+    out
+}
+
+/// One false match of the screener, for reports.
+#[derive(Clone, Debug)]
+pub struct FalseMatch<'a> {
+    /// The copy.
+    pub result: &'a QueryResult,
+    /// The wrong match.
+    pub hit: &'a ScreenHit,
+}
+
+/// Every false match of the screener (each wrong entry of each copy), in result order.
+pub fn false_matches(run: &EvalRun) -> Vec<FalseMatch<'_>> {
+    run.results
+        .iter()
+        .filter(|r| r.error.is_none())
+        .flat_map(|r| {
+            r.screened
+                .iter()
+                .flat_map(|v| v.false_hits.iter())
+                .map(move |hit| FalseMatch { result: r, hit })
+        })
+        .collect()
+}
+
+/// The screener's false matches grouped by (copy class, algorithm, lookup variant): copies with
+/// such a match, and the smallest and largest distance. Sorted by class, then most copies first.
+pub fn false_match_groups(run: &EvalRun) -> Vec<(CopyClass, String, String, u64, u32, u32)> {
+    let mut groups: BTreeMap<(CopyClass, String, String), (u64, u32, u32)> = BTreeMap::new();
+    for f in false_matches(run) {
+        let g = groups
+            .entry((
+                f.result.class,
+                f.hit.algorithm().to_string(),
+                f.hit.variant().to_string(),
+            ))
+            .or_insert((0, u32::MAX, 0));
+        g.0 += 1;
+        g.1 = g.1.min(f.hit.distance);
+        g.2 = g.2.max(f.hit.distance);
+    }
+    let mut out: Vec<_> = groups
+        .into_iter()
+        .map(|((c, a, v), (n, lo, hi))| (c, a, v, n, lo, hi))
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0).then(b.3.cmp(&a.3)).then(a.1.cmp(&b.1)));
+    out
 }
 
 /// The decisions a run reports: every method, and the screener when there was one.
@@ -200,6 +309,53 @@ pub fn text_summary(run: &EvalRun) -> String {
             c.errors
         );
     }
+    let original = summarise_original(run);
+    for (d, c) in ds.iter().zip(&original) {
+        let _ = writeln!(
+            s,
+            "{} on the {} original edits: recall {:.1}% ({}/{}), {} false matches",
+            d.name(),
+            crate::eval::edits::ORIGINAL_EDITS.len(),
+            100.0 * c.recall(),
+            c.found,
+            c.banked,
+            c.false_matches()
+        );
+    }
+    for (d, c) in ds.iter().zip(&overall) {
+        let _ = writeln!(
+            s,
+            "{} false matches by class: banked photos {} of {}, unbanked edits {} of {}, template negatives {} of {}, low-texture {} of {} (their own entries found: {} of {})",
+            d.name(),
+            c.false_banked,
+            c.banked,
+            c.false_unbanked_edit,
+            c.unbanked_edit_copies,
+            c.false_template,
+            c.template_copies,
+            c.false_low_texture,
+            c.low_texture_copies,
+            c.low_texture_found,
+            c.low_texture_banked
+        );
+    }
+    let groups = false_match_groups(run);
+    if !groups.is_empty() {
+        let _ = writeln!(
+            s,
+            "false matches of vigie by class, algorithm and lookup variant (copies, distances):"
+        );
+        for (class, algorithm, variant, n, lo, hi) in &groups {
+            let _ = writeln!(
+                s,
+                "  {:<14} {:<8} {:<30} {:>5}  {lo}..{hi}",
+                class.name(),
+                algorithm,
+                variant,
+                n
+            );
+        }
+    }
     if let (Some(b), Some(f)) = (median(&run.baseline_times), median(&run.full_times)) {
         let _ = writeln!(
             s,
@@ -218,13 +374,13 @@ pub fn write_tsv(run: &EvalRun, dir: &Path) -> std::io::Result<()> {
     let ds = decisions(run);
     let (per_edit, overall) = summarise(run);
     let mut out = String::from(
-        "edit\tdecision\tbanked_copies\tfound\trecall\tunbanked_copies\tfalse_unbanked\tfalse_banked\terrors\n",
+        "edit\tdecision\tbanked_copies\tfound\trecall\tunbanked_copies\tfalse_unbanked\tfalse_banked\terrors\tunbanked_edit_copies\tfalse_unbanked_edit\ttemplate_copies\tfalse_template\tlow_texture_copies\tfalse_low_texture\tlow_texture_banked\tlow_texture_found\n",
     );
     let mut rows = |name: &str, counts: &[Counts]| {
         for (d, c) in ds.iter().zip(counts) {
             let _ = writeln!(
                 out,
-                "{name}\t{}\t{}\t{}\t{:.4}\t{}\t{}\t{}\t{}",
+                "{name}\t{}\t{}\t{}\t{:.4}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
                 d.name(),
                 c.banked,
                 c.found,
@@ -232,7 +388,15 @@ pub fn write_tsv(run: &EvalRun, dir: &Path) -> std::io::Result<()> {
                 c.unbanked,
                 c.false_unbanked,
                 c.false_banked,
-                c.errors
+                c.errors,
+                c.unbanked_edit_copies,
+                c.false_unbanked_edit,
+                c.template_copies,
+                c.false_template,
+                c.low_texture_copies,
+                c.false_low_texture,
+                c.low_texture_banked,
+                c.low_texture_found
             );
         }
     };
@@ -240,6 +404,7 @@ pub fn write_tsv(run: &EvalRun, dir: &Path) -> std::io::Result<()> {
         rows(run.edits[e].name, counts);
     }
     rows("OVERALL", &overall);
+    rows("ORIGINAL_EDITS", &summarise_original(run));
     std::fs::write(dir.join("results.tsv"), out)?;
     let mut hist = String::from("method\tdistance\ttrue_pairs\tunrelated_pairs\n");
     for (i, m) in Method::ALL.iter().enumerate() {
@@ -255,14 +420,15 @@ pub fn write_tsv(run: &EvalRun, dir: &Path) -> std::io::Result<()> {
     }
     std::fs::write(dir.join("distances.tsv"), hist)?;
     let mut per_query = String::from(
-        "picture\tedit\tentry\tfound\tfalse_match\tconfidence\terror\thow\tpdq_quality\tquality64\n",
+        "picture\tedit\tentry\tfound\tfalse_match\tconfidence\terror\thow\tpdq_quality\tquality64\tclass\tfalse_how\tfalse_distance\tfalse_entry\n",
     );
     let opt = |q: Option<u8>| q.map(|q| q.to_string()).unwrap_or_default();
     for r in &run.results {
         let v = r.screened.as_ref();
+        let worst = v.and_then(|v| v.false_hits.first());
         let _ = writeln!(
             per_query,
-            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
             run.pictures[r.picture],
             run.edits[r.edit].name,
             r.entry.map(|e| e.to_string()).unwrap_or_default(),
@@ -275,18 +441,57 @@ pub fn write_tsv(run: &EvalRun, dir: &Path) -> std::io::Result<()> {
             v.and_then(|v| v.how.as_deref()).unwrap_or(""),
             opt(r.pdq_quality),
             opt(r.quality64),
+            r.class.name(),
+            worst.map(|h| h.how.as_str()).unwrap_or(""),
+            worst.map(|h| h.distance.to_string()).unwrap_or_default(),
+            worst.map(|h| run.entry_name(h.entry)).unwrap_or_default(),
         );
     }
     std::fs::write(dir.join("queries.tsv"), per_query)?;
-    // The banked pictures' qualities, what the 64-bit floor must keep (`bank.tsv`).
-    let mut bank = String::from("entry\tpicture\tpdq_quality\tquality64\n");
-    for (entry, (&p, (pdq, q64))) in run.banked.iter().zip(&run.bank_qualities).enumerate() {
+    // Every false match of the screener: what the matcher's redesign reads (`false_matches.tsv`).
+    let mut fm = String::from(
+        "picture\tclass\tedit\tentry\tentry_name\talgorithm\tvariant\tdistance\tconfidence\tpdq_quality\tquality64\tentry_pdq_quality\tentry_quality64\n",
+    );
+    for f in false_matches(run) {
+        let (epdq, eq64) = run
+            .bank_qualities
+            .get(f.hit.entry)
+            .copied()
+            .unwrap_or((None, None));
+        let _ = writeln!(
+            fm,
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{:.4}\t{}\t{}\t{}\t{}",
+            run.pictures[f.result.picture],
+            f.result.class.name(),
+            run.edits[f.result.edit].name,
+            f.hit.entry,
+            run.entry_name(f.hit.entry),
+            f.hit.algorithm(),
+            f.hit.variant(),
+            f.hit.distance,
+            f.hit.confidence,
+            opt(f.result.pdq_quality),
+            opt(f.result.quality64),
+            opt(epdq),
+            opt(eq64),
+        );
+    }
+    std::fs::write(dir.join("false_matches.tsv"), fm)?;
+    // The bank's qualities, what the 64-bit floor must keep (`bank.tsv`): every entry, the
+    // banked pictures first, then the templated copies.
+    let mut bank = String::from("entry\tpicture\tpdq_quality\tquality64\ttemplate\tclass\n");
+    for (entry, (b, (pdq, q64))) in run.entries.iter().zip(&run.bank_qualities).enumerate() {
         let _ = writeln!(
             bank,
-            "{entry}\t{}\t{}\t{}",
-            run.pictures[p],
+            "{entry}\t{}\t{}\t{}\t{}\t{}",
+            run.pictures[b.picture],
             opt(*pdq),
-            opt(*q64)
+            opt(*q64),
+            b.template.map(|t| run.edits[t].name).unwrap_or(""),
+            match run.classes[b.picture] {
+                PictureClass::Photo => "photo",
+                PictureClass::LowTexture => "low_texture",
+            }
         );
     }
     std::fs::write(dir.join("bank.tsv"), bank)

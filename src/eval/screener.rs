@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::harness::{BankedPicture, ScreenHit, Screener};
 use crate::hashing::{HashingSetup, ImageHashes};
-use crate::matcher::{LiveBanks, ScreenOptions, entry_hashes};
+use crate::matcher::{LiveBanks, MatchKind, ScreenOptions, entry_hashes};
 use crate::store::{Applied, Change, EntryId, NewBank, NewEntry, Origin, Store};
 
 const BANK: &str = "eval";
@@ -85,10 +85,24 @@ impl Screener for ServiceScreener {
                     entry: *self.entry_of.get(&m.entry_id)?,
                     confidence: m.confidence,
                     distance: m.distance,
-                    how: format!("{} {}", m.algorithm, m.transform().name()),
+                    how: format!("{} {}", m.algorithm, variant(m.how)),
                 })
             })
             .collect())
+    }
+}
+
+/// The lookup variant a match came through, as reports name it: the transform for a
+/// whole-picture match (`original`, `rotate90`, `flip_horizontal`, ...), `content_box:<transform>`,
+/// `crop_window`, `keypoints`, `frame:<index>`. Each variant is one more chance for an unrelated
+/// picture: the matcher redesign of issue 17 reads the false matches by variant.
+pub fn variant(how: MatchKind) -> String {
+    match how {
+        MatchKind::Whole(t) => t.name().to_string(),
+        MatchKind::ContentBox(t) => format!("content_box:{}", t.name()),
+        MatchKind::CropWindow => "crop_window".to_string(),
+        MatchKind::Keypoints { .. } => "keypoints".to_string(),
+        MatchKind::Frame(i) => format!("frame:{i}"),
     }
 }
 

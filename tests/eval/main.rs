@@ -2,4 +2,5 @@
 //! pictures. One test binary per area: each links RocksDB and tonic.
 
 mod eval_calibration;
+mod eval_grown;
 mod eval_harness;
