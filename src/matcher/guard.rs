@@ -266,20 +266,35 @@ fn distance(a: &HashValue, b: &HashValue) -> Option<u32> {
     }
 }
 
-/// The perceptual hashes of an upload the guard watches (upright, as displayed).
-pub fn watched_image_hashes(h: &ImageHashes) -> Vec<HashValue> {
-    let mut out = Vec::new();
-    if let Some(p) = h.pdq {
-        out.push(HashValue::Pdq(p.hash));
+/// The hashes the guard watches of a query: its PDQ when it has one, else its pHash and dHash.
+/// One algorithm is enough to see a walk (a probe moves every hash of a picture), and PDQ's 256
+/// bits tell edits apart where a 64-bit hash does not: mild edits of one photo often share their
+/// pHash or differ by a bit, which would look like steps.
+fn watched(values: impl Iterator<Item = HashValue>) -> Vec<HashValue> {
+    let all: Vec<HashValue> = values.filter(|v| v.algorithm().is_perceptual()).collect();
+    if all.iter().any(|v| v.algorithm() == Algorithm::Pdq) {
+        all.into_iter()
+            .filter(|v| v.algorithm() == Algorithm::Pdq)
+            .collect()
+    } else {
+        all
     }
-    out.extend(h.phash.map(HashValue::Phash));
-    out.extend(h.dhash.map(HashValue::Dhash));
-    out
 }
 
-/// The perceptual hashes of a client's hash set the guard watches.
+/// The hashes of an upload the guard watches (upright, as displayed; see [`watched`]).
+pub fn watched_image_hashes(h: &ImageHashes) -> Vec<HashValue> {
+    watched(
+        h.pdq
+            .map(|p| HashValue::Pdq(p.hash))
+            .into_iter()
+            .chain(h.phash.map(HashValue::Phash))
+            .chain(h.dhash.map(HashValue::Dhash)),
+    )
+}
+
+/// The hashes of a client's hash set the guard watches (see [`watched`]).
 pub fn watched_hashes(h: &EntryHashes) -> Vec<HashValue> {
-    h.iter().filter(|v| v.algorithm().is_perceptual()).collect()
+    watched(h.iter())
 }
 
 /// A coarse strength of a match, from its calibrated confidence: what `band` detail reports.
