@@ -602,11 +602,7 @@ impl Guard {
             .map_err(GuardError::Refused)?;
         let watching = access.on_probe != ProbeAction::Off && !watched.is_empty();
         let mut options = options.clone();
-        options.near_margin = if watching {
-            self.config.near_margin
-        } else {
-            0
-        };
+        options.near_margin = if watching { self.config.near_margin } else { 0 };
         let mut outcome = screen(&options)?;
         if watching && let Some(probing) = self.observe(access, watched, outcome.near_bank, now) {
             self.report(banks, access, &probing);
@@ -754,7 +750,10 @@ mod tests {
         let mut q = h;
         for i in 0..50 {
             q = flip(q, i);
-            assert!(guard.observe(&a, &[q], false, t).is_none(), "not near a bank");
+            assert!(
+                guard.observe(&a, &[q], false, t).is_none(),
+                "not near a bank"
+            );
             assert!(
                 guard
                     .observe(&access(ProbeAction::Off), &[q], true, t)

@@ -12,8 +12,8 @@ use tonic::{Request, Status};
 
 use super::error::ServiceError;
 use super::metrics::Metrics;
-use crate::store::Store;
 use crate::matcher::guard::{Access, GuardConfig};
+use crate::store::Store;
 use crate::store::api_keys::{KeyPolicy, Role, hash_key};
 
 /// Who is calling.

@@ -94,7 +94,9 @@ pub enum ServiceError {
     NotYetApplied(String),
     /// The key was suspended for probing near banked hashes (PERMISSION_DENIED, kind
     /// `key_suspended`) until an admin lifts it.
-    #[error("the key {0:?} is suspended (probing near banked hashes was detected); an admin can lift it: vigie keys update NAME --unsuspend")]
+    #[error(
+        "the key {0:?} is suspended (probing near banked hashes was detected); an admin can lift it: vigie keys update NAME --unsuspend"
+    )]
     Suspended(String),
     /// The key's guard refused the screen: over its rate limit (RESOURCE_EXHAUSTED, kind
     /// `rate_limited`, with a `retry-after` entry in seconds and `vigie-retry-after-ms`), or its

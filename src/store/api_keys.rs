@@ -649,7 +649,11 @@ mod tests {
             .update_api_key("trusted", KeyPolicy::default(), Some(false), "test")
             .unwrap();
         assert!(lifted.suspended_at.is_none());
-        assert!(store.update_api_key("nobody", changed, None, "test").is_err());
+        assert!(
+            store
+                .update_api_key("nobody", changed, None, "test")
+                .is_err()
+        );
         let actions: Vec<AuditAction> = store
             .audit_events(&crate::store::AuditFilter::default())
             .unwrap()

@@ -638,7 +638,10 @@ async fn reposts_and_edits_of_a_banked_photo_do_not_trip_detection() {
             .into_inner();
         matched += usize::from(r.matched);
     }
-    assert!(matched >= 10, "the edits are of the banked photo: {matched} matched");
+    assert!(
+        matched >= 10,
+        "the edits are of the banked photo: {matched} matched"
+    );
     assert_eq!(probing_events(&h, "busy-platform"), 0);
     let metrics = metrics_text(&h).await;
     assert!(

@@ -254,7 +254,10 @@ async fn hashes_only_screening_and_bad_hashes() {
         .into_inner();
     assert!(r.matched);
     assert_eq!(r.matches[0].entry_id, added.entry_ids[0]);
-    assert_eq!((r.detail.as_str(), r.matches[0].distance), ("confidence", 0));
+    assert_eq!(
+        (r.detail.as_str(), r.matches[0].distance),
+        ("confidence", 0)
+    );
     assert_eq!(r.matches[0].band, "strong");
     assert_eq!(r.request_id, "x");
     // max_distance may only tighten: at 1 it no longer matches.
