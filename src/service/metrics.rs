@@ -45,9 +45,11 @@ pub type Section = Arc<dyn Fn(&mut String) + Send + Sync>;
 /// `vigie_rate_limited_total{key}` (screens refused by the key's rate limit). Keys are few and
 /// named by admins, so the label stays small.
 pub fn guard_section(guard: Arc<crate::matcher::Guard>) -> Section {
+    use crate::matcher::guard::KeyStats;
     Arc::new(move |out: &mut String| {
         let stats = guard.stats();
-        let families: [(&str, &str, fn(&crate::matcher::guard::KeyStats) -> u64); 3] = [
+        type Family = (&'static str, &'static str, fn(&KeyStats) -> u64);
+        let families: [Family; 3] = [
             (
                 "vigie_probing_detected_total",
                 "Times a key was seen probing near banked hashes.",

@@ -443,6 +443,11 @@ async fn an_exact_key_gets_distances_and_unguarded_the_boundary_walk_works() {
     assert_eq!(r.matches[0].distance, 20);
     assert!(r.matches[0].confidence > 0.0);
     let estimate = boundary_walk(&mut a, &start).await;
+    eprintln!(
+        "boundary walk, unguarded exact key: {} queries, estimate {} bits from the banked hash",
+        a.queries,
+        distance(&estimate, &banked)
+    );
     assert_eq!(estimate, banked, "unguarded, the walk recovers the hash");
     assert!(a.answered_before_stop.is_none());
 
