@@ -300,7 +300,7 @@ async fn boundary_walk(a: &mut Attacker, start: &Pdq) -> Pdq {
         let mut current = *start;
         let mut walked = [false; 256];
         let mut at_threshold = None;
-        for bit in 0..256 {
+        for (bit, was_walked) in walked.iter_mut().enumerate() {
             if a.out_of_budget() {
                 break 'attempt;
             }
@@ -313,7 +313,7 @@ async fn boundary_walk(a: &mut Attacker, start: &Pdq) -> Pdq {
                 // A match, or no answer (the attacker cannot tell which side it is on): on.
                 Answer::Answered(_) | Answer::Withheld => {
                     current = next;
-                    walked[bit] = true;
+                    *was_walked = true;
                 }
             }
         }
@@ -321,12 +321,12 @@ async fn boundary_walk(a: &mut Attacker, start: &Pdq) -> Pdq {
             continue 'attempt;
         };
         // Phase 2: every bit at the edge.
-        for bit in 0..256 {
+        for (bit, &was_walked) in walked.iter().enumerate() {
             if a.out_of_budget() {
                 break 'attempt;
             }
             if let Answer::Answered(r) = a.query(&flip(&edge, bit)).await {
-                let wrong_in_start = r.matched != walked[bit];
+                let wrong_in_start = r.matched != was_walked;
                 let as_in_start = (estimate[bit / 8] ^ start[bit / 8]) & (1 << (bit % 8)) == 0;
                 if wrong_in_start == as_in_start {
                     estimate = flip(&estimate, bit);
