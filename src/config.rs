@@ -169,6 +169,22 @@ serve_settings! {
     /// pings every 20 s).
     // Four keepalive pings unanswered.
     idle_timeout_secs: u64 = 90, env "VIGIE_IDLE_TIMEOUT_SECS";
+    /// Screens a second per API key, sustained (token bucket), for keys whose own policy sets
+    /// none (`vigie keys update NAME --rate N`); 0: no limit. Over it: RESOURCE_EXHAUSTED / HTTP
+    /// 429 with the time to wait.
+    // A platform screening 100 uploads a second on one key is a large one; it gets its own rate.
+    key_rate: u32 = 100, env "VIGIE_KEY_RATE";
+    /// Screens a key may send at once above its rate (token bucket size), unless its policy sets
+    /// its own.
+    key_burst: u32 = 500, env "VIGIE_KEY_BURST";
+    /// Probing detection: seconds a query near a banked hash counts toward a key's probing
+    /// (docs/SECURITY.md).
+    probe_window_secs: u64 = 3600, env "VIGIE_PROBE_WINDOW_SECS";
+    /// Probing detection: distinct queries of one key, each within 2 bits of an earlier one near
+    /// a banked hash, that mark it as probing within the window.
+    probe_max_steps: u32 = 8, env "VIGIE_PROBE_MAX_STEPS";
+    /// Probing detection: seconds answers near a probed place stay withheld from the key.
+    probe_fence_secs: u64 = 3600, env "VIGIE_PROBE_FENCE_SECS";
     /// Clustered mode: NATS server URLs, comma-separated (nats://host:4222,...). Every bank
     /// change goes through a JetStream stream that every replica applies (docs/CLUSTER.md);
     /// without it vigie runs as one node, embedded.
@@ -319,6 +335,9 @@ pub struct ServiceLimits {
     pub streams_bytes: usize,
     /// Connection cap, handshake and idle timeouts.
     pub connections: ConnectionLimits,
+    /// Per-key rate limits and probing detection (`matcher::guard`): the defaults of keys whose
+    /// policy sets none.
+    pub guard: crate::matcher::GuardConfig,
 }
 
 /// Bounds on the connections of the gRPC listener (`service::connections`).
@@ -370,6 +389,14 @@ impl From<&Values> for ServiceLimits {
             stream_bytes: 64 << 20,
             streams_bytes: 256 << 20,
             connections: ConnectionLimits::from(v),
+            guard: crate::matcher::GuardConfig {
+                rate: v.key_rate,
+                burst: v.key_burst.max(1),
+                window: Duration::from_secs(v.probe_window_secs.max(1)),
+                max_steps: v.probe_max_steps.max(1),
+                fence: Duration::from_secs(v.probe_fence_secs),
+                ..crate::matcher::GuardConfig::default()
+            },
         }
     }
 }

@@ -1,4 +1,4 @@
-//! `vigie keys create|list|revoke` on `--data-dir` (when no server holds it).
+//! `vigie keys create|update|list|revoke` on `--data-dir` (when no server holds it).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 use super::CliError;
-use crate::store::api_keys::{Role, generate_key};
+use crate::store::api_keys::{Detail, KeyPolicy, ProbeAction, Role, generate_key};
 use crate::store::{RocksOptions, Store};
 
 /// `vigie keys ...`: API keys on a store no server holds.
@@ -25,6 +25,39 @@ pub struct KeysArgs {
     pub data_dir: PathBuf,
 }
 
+/// A key's policy flags (docs/SECURITY.md); each one left out keeps its current value (on
+/// create: the default).
+#[derive(Debug, Default, clap::Args)]
+pub struct PolicyFlags {
+    /// How much a screen answer reveals: exact (distances), band (strong/medium/weak) or
+    /// confidence (match and a two-level confidence). Default: confidence for screen keys,
+    /// exact for curate and admin keys.
+    #[arg(long)]
+    pub detail: Option<Detail>,
+    /// Screens a second, sustained (0: no limit). Default: the server's --key-rate.
+    #[arg(long)]
+    pub rate: Option<u32>,
+    /// Screens at once above the rate (token bucket size). Default: the server's --key-burst.
+    #[arg(long)]
+    pub burst: Option<u32>,
+    /// What probing near banked hashes does: off, audit, withhold (answers near the probed
+    /// hashes withheld for a while) or suspend (the key too). Default: withhold for screen keys,
+    /// off for curate and admin keys.
+    #[arg(long)]
+    pub on_probe: Option<ProbeAction>,
+}
+
+impl PolicyFlags {
+    fn policy(&self) -> KeyPolicy {
+        KeyPolicy {
+            detail: self.detail,
+            rate: self.rate,
+            burst: self.burst,
+            on_probe: self.on_probe,
+        }
+    }
+}
+
 /// The key commands.
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
@@ -36,6 +69,23 @@ pub enum KeysCommand {
         /// The key's name.
         #[arg(long)]
         name: String,
+        /// The key's policy.
+        #[command(flatten)]
+        policy: PolicyFlags,
+    },
+    /// Change a key's policy, or lift its suspension.
+    Update {
+        /// The key's name.
+        name: String,
+        /// The policy fields to change.
+        #[command(flatten)]
+        policy: PolicyFlags,
+        /// Lift a suspension for probing: the key works again.
+        #[arg(long, conflicts_with = "suspend")]
+        unsuspend: bool,
+        /// Suspend the key: its calls fail until --unsuspend.
+        #[arg(long)]
+        suspend: bool,
     },
     /// List keys (names, roles, revocation), never the keys themselves.
     List,
@@ -62,10 +112,10 @@ pub fn run(args: KeysArgs) -> Result<ExitCode, CliError> {
     };
     let store = Store::open(&args.data_dir, &options).map_err(|e| CliError(e.to_string()))?;
     match args.command {
-        KeysCommand::Create { role, name } => {
+        KeysCommand::Create { role, name, policy } => {
             let key = generate_key();
             let record = store
-                .create_api_key(&name, role, &key, &actor())
+                .create_api_key_with_policy(&name, role, policy.policy(), &key, &actor())
                 .map_err(|e| CliError(e.to_string()))?;
             eprintln!(
                 "created key {:?} with role {}; it is shown once, store it now:",
@@ -81,9 +131,46 @@ pub fn run(args: KeysArgs) -> Result<ExitCode, CliError> {
                     "role": k.role.name(),
                     "created_at": k.created_at.to_string(),
                     "revoked": k.revoked_at.is_some(),
+                    "detail": k.detail().name(),
+                    "rate": k.policy.rate,
+                    "burst": k.policy.burst,
+                    "on_probe": k.on_probe().name(),
+                    "suspended": k.suspended_at.is_some(),
                 });
                 println!("{line}");
             }
+        }
+        KeysCommand::Update {
+            name,
+            policy,
+            unsuspend,
+            suspend,
+        } => {
+            let suspended = match (suspend, unsuspend) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            };
+            let k = store
+                .update_api_key(&name, policy.policy(), suspended, &actor())
+                .map_err(|e| CliError(e.to_string()))?;
+            eprintln!(
+                "updated key {:?}: detail {}, rate {}, burst {}, on-probe {}{}",
+                k.name,
+                k.detail().name(),
+                k.policy
+                    .rate
+                    .map_or_else(|| "server default".into(), |r| r.to_string()),
+                k.policy
+                    .burst
+                    .map_or_else(|| "server default".into(), |b| b.to_string()),
+                k.on_probe().name(),
+                if k.suspended_at.is_some() {
+                    ", suspended"
+                } else {
+                    ""
+                }
+            );
         }
         KeysCommand::Revoke { name } => {
             store

@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::hashing::DecodeErrorKind;
+use crate::matcher::guard::Refusal;
 use crate::service::error::{STORAGE_FULL_MESSAGE, ServiceError, truncate_message};
 use crate::store::StoreError;
 
@@ -51,12 +52,16 @@ impl ApiError {
     }
 
     /// The HTTP status of a service error: 401 no or unknown key, 403 role too low, 400 bad
-    /// argument or picture, 404 missing, 409 existing bank, 413 over a size limit, 429 every
-    /// worker busy, 503 index loading, store locked or disk full, 504 deadline, 500 internal.
+    /// argument or picture, 403 also a suspended key or a withheld answer (probing), 404
+    /// missing, 409 existing bank, 413 over a size limit, 429 every worker busy or a key over its
+    /// rate limit (with `Retry-After`), 503 index loading, store locked or disk full, 504 deadline, 500 internal.
     pub fn http_status(e: &ServiceError) -> StatusCode {
         match e {
             ServiceError::Unauthenticated => StatusCode::UNAUTHORIZED,
-            ServiceError::PermissionDenied { .. } => StatusCode::FORBIDDEN,
+            ServiceError::PermissionDenied { .. }
+            | ServiceError::Suspended(_)
+            | ServiceError::Refused(Refusal::Withheld { .. }) => StatusCode::FORBIDDEN,
+            ServiceError::Refused(Refusal::RateLimited { .. }) => StatusCode::TOO_MANY_REQUESTS,
             ServiceError::BadImage(d) if d.kind == DecodeErrorKind::TooLarge => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
@@ -122,6 +127,10 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let retry_after = match &self {
+            ApiError::Service(e) => e.retry_after(),
+            ApiError::Plain { .. } => None,
+        };
         let (status, message, kind) = match &self {
             ApiError::Plain { status, message } => (*status, message.clone(), None),
             ApiError::Service(e) => {
@@ -147,9 +156,11 @@ impl IntoResponse for ApiError {
             },
         );
         if status == StatusCode::TOO_MANY_REQUESTS {
+            // A key over its rate limit is told when its next token comes; a busy server, 1 s.
+            let secs = retry_after.map_or(1, crate::service::error::retry_after_secs);
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

@@ -18,7 +18,9 @@ use super::error::ApiError;
 use super::upload::{self, Body, Upload};
 use super::{Api, json as json_response};
 use crate::hashing::{AlgorithmSet, Dihedral, ImageHashes};
+use crate::matcher::guard::Band;
 use crate::matcher::{MatchInfo, ScreenOptions, ScreenOutcome};
+use crate::service::auth::Caller;
 use crate::service::error::ServiceError;
 use crate::service::screening::{Admission, run_bounded};
 use crate::store::api_keys::Role;
@@ -213,18 +215,23 @@ fn hma_bank(b: &Bank) -> HmaBank<'_> {
 #[derive(Serialize)]
 struct HmaMatch {
     bank_content_id: EntryId,
-    /// A string, as HMA prints it.
-    distance: String,
+    /// A string, as HMA prints it; left out when the key's detail hides distances
+    /// (docs/SECURITY.md), `band` then says how strong the match is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    distance: Option<String>,
     confidence: f64,
+    /// strong, medium or weak (vigie's; see `matcher::guard::Band`).
+    band: &'static str,
     algorithm: &'static str,
     transform: &'static str,
 }
 
-fn hma_match(m: &MatchInfo) -> HmaMatch {
+fn hma_match(m: &MatchInfo, distance_hidden: bool) -> HmaMatch {
     HmaMatch {
         bank_content_id: m.entry_id,
-        distance: m.distance.to_string(),
+        distance: (!distance_hidden).then(|| m.distance.to_string()),
         confidence: m.confidence,
+        band: Band::of(m.confidence).name(),
         algorithm: if m.keypoints() > 0 {
             "keypoints"
         } else {
@@ -242,7 +249,9 @@ fn hma_match(m: &MatchInfo) -> HmaMatch {
 fn by_bank(outcome: &ScreenOutcome) -> BTreeMap<String, Vec<HmaMatch>> {
     let mut out: BTreeMap<String, Vec<HmaMatch>> = BTreeMap::new();
     for m in outcome.matches.iter().filter(|m| !m.suppressed) {
-        out.entry(m.bank.clone()).or_default().push(hma_match(m));
+        out.entry(m.bank.clone())
+            .or_default()
+            .push(hma_match(m, outcome.distances_hidden));
     }
     out
 }
@@ -301,6 +310,7 @@ fn record_matches(api: &Api, outcome: &ScreenOutcome) {
 /// Screens one client hash (HMA's `signal_type` + `signal`).
 async fn screen_signal(
     api: &Api,
+    caller: &Caller,
     signal_type_name: &str,
     signal: &str,
     options: ScreenOptions,
@@ -311,9 +321,13 @@ async fn screen_signal(
     let mut hashes = EntryHashes::default();
     hashes.set(value);
     require_ready(api)?;
+    let access = api.state.access(caller);
+    api.state.admit(&access)?;
     let state = api.state.clone();
     let outcome = run_bounded(&api.state, None, Admission::Queue, move || {
-        Ok(state.banks.screen_hashes(&hashes, &options)?)
+        Ok(state
+            .guard
+            .screen_hashes(&state.banks, &access, &hashes, &options)?)
     })
     .await?;
     record_matches(api, &outcome);
@@ -323,14 +337,19 @@ async fn screen_signal(
 /// Screens an uploaded or fetched picture as a gRPC `Screen` does.
 async fn screen_picture(
     api: &Api,
+    caller: &Caller,
     bytes: Bytes,
     options: ScreenOptions,
 ) -> Result<ScreenOutcome, ApiError> {
     check_size(api, &bytes)?;
     require_ready(api)?;
+    let access = api.state.access(caller);
+    api.state.admit(&access)?;
     let state = api.state.clone();
     let result = run_bounded(&api.state, None, Admission::Queue, move || {
-        Ok(state.banks.screen_image(&bytes, &options)?)
+        Ok(state
+            .guard
+            .screen_image(&state.banks, &access, &bytes, &options)?)
     })
     .await;
     if let Err(ServiceError::BadImage(e)) = &result {
@@ -509,7 +528,7 @@ fn image_hex(h: &ImageHashes) -> Vec<(Algorithm, String)> {
 async fn lookup_get(State(api): State<Api>, headers: HeaderMap, uri: axum::http::Uri) -> Response {
     let started = Instant::now();
     let result: Result<Response, ApiError> = async {
-        api.caller(&headers, Role::Screen)?;
+        let caller = api.caller(&headers, Role::Screen)?;
         let p = params(&uri)?;
         refuse_bypass(&p)?;
         let options = bank_options(&api, p.get("banks"))?;
@@ -517,7 +536,7 @@ async fn lookup_get(State(api): State<Api>, headers: HeaderMap, uri: axum::http:
             let types = parse_types(p.get("types"))?;
             let bytes = picture(&api, &p, None).await?.unwrap_or_default();
             let found = match options {
-                Some(o) => by_bank(&screen_picture(&api, bytes, o).await?),
+                Some(o) => by_bank(&screen_picture(&api, &caller, bytes, o).await?),
                 None => BTreeMap::new(),
             };
             return Ok(picture_answer(found, types, p.get("signal_type")));
@@ -531,7 +550,7 @@ async fn lookup_get(State(api): State<Api>, headers: HeaderMap, uri: axum::http:
             ));
         };
         let found = match options {
-            Some(o) => by_bank(&screen_signal(&api, st, signal, o).await?),
+            Some(o) => by_bank(&screen_signal(&api, &caller, st, signal, o).await?),
             None => {
                 // Still a bad hash answers 400, as in HMA.
                 let algorithm = signal_type(st, |n| format!("No such SignalType '{n}'"))?;
@@ -576,7 +595,7 @@ fn picture_answer(
 async fn lookup_post(State(api): State<Api>, request: Request) -> Response {
     let started = Instant::now();
     let result: Result<Response, ApiError> = async {
-        api.caller(request.headers(), Role::Screen)?;
+        let caller = api.caller(request.headers(), Role::Screen)?;
         let p = params(request.uri())?;
         refuse_bypass(&p)?;
         let options = bank_options(&api, p.get("banks"))?;
@@ -587,7 +606,7 @@ async fn lookup_post(State(api): State<Api>, request: Request) -> Response {
             ));
         };
         let found = match options {
-            Some(o) => by_bank(&screen_picture(&api, bytes, o).await?),
+            Some(o) => by_bank(&screen_picture(&api, &caller, bytes, o).await?),
             None => BTreeMap::new(),
         };
         Ok(picture_answer(found, None, None))
@@ -599,7 +618,7 @@ async fn lookup_post(State(api): State<Api>, request: Request) -> Response {
 async fn raw_lookup(State(api): State<Api>, headers: HeaderMap, uri: axum::http::Uri) -> Response {
     let started = Instant::now();
     let result: Result<Response, ApiError> = async {
-        api.caller(&headers, Role::Screen)?;
+        let caller = api.caller(&headers, Role::Screen)?;
         let p = params(&uri)?;
         let signal = p
             .get("signal")
@@ -612,7 +631,7 @@ async fn raw_lookup(State(api): State<Api>, headers: HeaderMap, uri: axum::http:
             None => false,
         };
         let outcome = match bank_options(&api, p.get("banks"))? {
-            Some(o) => screen_signal(&api, st, signal, o).await?,
+            Some(o) => screen_signal(&api, &caller, st, signal, o).await?,
             None => ScreenOutcome::default(),
         };
         let matches: Vec<Value> = outcome
@@ -620,7 +639,7 @@ async fn raw_lookup(State(api): State<Api>, headers: HeaderMap, uri: axum::http:
             .iter()
             .map(|m| {
                 if with_distance {
-                    json!(hma_match(m))
+                    json!(hma_match(m, outcome.distances_hidden))
                 } else {
                     json!(m.entry_id)
                 }

@@ -119,6 +119,8 @@ impl Api {
                     Ok(Caller {
                         name: KEYLESS_CALLER.into(),
                         role,
+                        policy: None,
+                        unrestricted: false,
                     })
                 } else {
                     Err(ServiceError::PermissionDenied {

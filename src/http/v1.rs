@@ -167,8 +167,12 @@ struct Match {
     external_id: String,
     label: String,
     algorithm: &'static str,
-    distance: u32,
+    /// Left out when the key's detail hides distances (`detail` is then not `exact`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    distance: Option<u32>,
     confidence: f64,
+    /// strong, medium or weak.
+    band: &'static str,
     transform: &'static str,
     bank_kind: String,
     suppressed: bool,
@@ -179,7 +183,7 @@ struct Match {
     frame: Option<u32>,
 }
 
-fn to_match(m: &MatchInfo) -> Match {
+fn to_match(m: &MatchInfo, distance_hidden: bool) -> Match {
     Match {
         bank: m.bank.clone(),
         entry_id: m.entry_id,
@@ -190,8 +194,9 @@ fn to_match(m: &MatchInfo) -> Match {
         } else {
             m.algorithm.name()
         },
-        distance: m.distance,
+        distance: (!distance_hidden).then_some(m.distance),
         confidence: m.confidence,
+        band: crate::matcher::guard::Band::of(m.confidence).name(),
         transform: match m.transform() {
             Dihedral::Original => "",
             t => t.name(),
@@ -211,6 +216,8 @@ struct ScreenResponse {
     matches: Vec<Match>,
     matched: bool,
     notes: Vec<String>,
+    /// How much the matches reveal (exact, band or confidence), by the key's policy.
+    detail: &'static str,
 }
 
 fn computed(h: &ImageHashes) -> Vec<ComputedHash> {
@@ -342,6 +349,7 @@ fn screen_options(
     Ok(ScreenOptions {
         banks,
         max_distance,
+        ..ScreenOptions::default()
     })
 }
 
@@ -379,7 +387,7 @@ fn from_form(u: upload::Upload) -> Result<ScreenRequest, ApiError> {
 async fn screen(State(api): State<Api>, request: Request) -> Response {
     let started = Instant::now();
     let result: Result<Response, ApiError> = async {
-        api.caller(request.headers(), Role::Screen)?;
+        let caller = api.caller(request.headers(), Role::Screen)?;
         let r: ScreenRequest = match upload::read_body(request).await? {
             Body::Multipart(u) => from_form(u)?,
             Body::Raw(b) => upload::parse_json(&b)?,
@@ -388,6 +396,9 @@ async fn screen(State(api): State<Api>, request: Request) -> Response {
             return Err(ServiceError::Unavailable.into());
         }
         let options = screen_options(r.banks, r.max_distance)?;
+        let access = api.state.access(&caller);
+        let detail = access.detail.name();
+        api.state.admit(&access)?;
         let state = api.state.clone();
         let (hashes, outcome) = match (r.image, r.hashes) {
             (Some(bytes), None) => {
@@ -400,7 +411,9 @@ async fn screen(State(api): State<Api>, request: Request) -> Response {
                     .into());
                 }
                 let result = run_bounded(&api.state, None, Admission::Queue, move || {
-                    Ok(state.banks.screen_image(&bytes, &options)?)
+                    Ok(state
+                        .guard
+                        .screen_image(&state.banks, &access, &bytes, &options)?)
                 })
                 .await;
                 if let Err(ServiceError::BadImage(e)) = &result {
@@ -433,7 +446,9 @@ async fn screen(State(api): State<Api>, request: Request) -> Response {
                     })
                     .collect();
                 let outcome = run_bounded(&api.state, None, Admission::Queue, move || {
-                    Ok(state.banks.screen_hashes(&parsed, &options)?)
+                    Ok(state
+                        .guard
+                        .screen_hashes(&state.banks, &access, &parsed, &options)?)
                 })
                 .await?;
                 (echoed, outcome)
@@ -456,8 +471,13 @@ async fn screen(State(api): State<Api>, request: Request) -> Response {
                 request_id: r.request_id,
                 hashes,
                 matched: outcome.matched,
-                matches: outcome.matches.iter().map(to_match).collect(),
+                matches: outcome
+                    .matches
+                    .iter()
+                    .map(|m| to_match(m, outcome.distances_hidden))
+                    .collect(),
                 notes: outcome.notes,
+                detail,
             },
         ))
     }

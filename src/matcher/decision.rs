@@ -21,6 +21,11 @@ pub struct ScreenOptions {
     pub banks: Vec<String>,
     /// Tightens every bank's maximum distance (bits).
     pub max_distance: Option<u32>,
+    /// When non-zero, also tell whether the query came within a bank's threshold plus this many
+    /// bits (a PDQ's; a 64-bit hash's a quarter of it) of an active entry, match or not
+    /// ([`ScreenOutcome::near_bank`]): what probing detection (`guard`) counts. The index is then
+    /// searched that much wider.
+    pub near_margin: u32,
 }
 
 /// One matching entry, as reported to the screening client (never the entry's hashes).
@@ -76,6 +81,22 @@ pub struct ScreenOutcome {
     pub matched: bool,
     /// Sentences for the client: hashes not looked up, banks not screened, cancellations.
     pub notes: Vec<String>,
+    /// Whether the query came within a threshold plus [`ScreenOptions::near_margin`] of an
+    /// active entry of a screened bank (always false when the margin is 0).
+    pub near_bank: bool,
+    /// Whether the caller's detail hides distances (`guard::redact`): every match's `distance`
+    /// is then 0 and means nothing, and the edges leave it out or say it is hidden.
+    pub distances_hidden: bool,
+}
+
+/// [`ScreenOptions::near_margin`] for a hash of `bits` bits: the margin as given for PDQ (256
+/// bits), scaled to the hash's width (a quarter for 64-bit hashes, at least 1 bit).
+pub fn margin_for(near_margin: u32, bits: u32) -> u32 {
+    if near_margin == 0 {
+        0
+    } else {
+        (near_margin * bits / 256).max(1)
+    }
 }
 
 /// Why a screen could not be decided.
@@ -154,10 +175,17 @@ pub fn screen(
     let tighten = |d: u32| options.max_distance.map_or(d, |m| m.min(d));
     // Search each algorithm at the widest threshold of the selected banks; each candidate is then
     // held to its own bank's threshold.
+    let margin = |a: Algorithm| {
+        if a.is_perceptual() {
+            margin_for(options.near_margin, a.bits())
+        } else {
+            0
+        }
+    };
     let radius = |a: Algorithm| {
         selected
             .iter()
-            .map(|b| tighten(b.max_distance.get(a)))
+            .map(|b| tighten(b.max_distance.get(a)) + margin(a))
             .max()
     };
     let candidates = indexes.candidates(query, radius);
@@ -181,7 +209,11 @@ pub fn screen(
         let Some(bank) = by_name.get(entry.bank.as_str()) else {
             continue;
         };
-        if c.distance > distance_limit(&c, tighten(bank.max_distance.get(c.algorithm))) {
+        let limit = distance_limit(&c, tighten(bank.max_distance.get(c.algorithm)));
+        if c.distance <= limit.saturating_add(margin(c.algorithm)) && options.near_margin > 0 {
+            outcome.near_bank = true;
+        }
+        if c.distance > limit {
             continue;
         }
         let info = MatchInfo {

@@ -726,7 +726,7 @@ mod tests {
         // A screen naming a bank that does not exist is refused.
         let options = ScreenOptions {
             banks: vec!["nope".into()],
-            max_distance: None,
+            ..ScreenOptions::default()
         };
         assert!(matches!(
             banks.screen_image(&wine, &options),

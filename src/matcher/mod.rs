@@ -8,6 +8,8 @@
 //! - [`query`]: query planning, which of an upload's hashes are looked up under which transform;
 //! - [`indexes`]: the set of in-memory indexes and candidate search in them;
 //! - [`keypoint_vote`]: the keypoint vote and keypoint ids in the index;
+//! - [`guard`]: per-key answer detail, rate limits and probing detection (bank hashes are not
+//!   readable back through screen answers);
 //! - [`decision`]: thresholds per bank, the best match per entry, confidence, allow banks;
 //! - [`confidence`] and [`calibration`]: distance to confidence, from `vigie eval`'s table.
 
@@ -15,6 +17,7 @@ pub mod calibration;
 pub mod confidence;
 pub mod decision;
 pub mod entry;
+pub mod guard;
 pub mod indexes;
 pub mod keypoint_vote;
 pub mod live;
@@ -22,6 +25,7 @@ pub mod query;
 
 pub use decision::{MatchError, MatchInfo, ScreenOptions, ScreenOutcome};
 pub use entry::{MIN_64_QUALITY, MIN_PDQ_QUALITY, banking_warnings, entry_hashes};
+pub use guard::{Access, Guard, GuardConfig, GuardError, Refusal};
 pub use indexes::{Candidate, HashIndexes, MatchKind};
 pub use live::{BankedImage, LiveBanks, ScreenError, ScreenedImage};
 pub use query::{FrameQuery, QueryHashes};

@@ -12,8 +12,9 @@ use tonic::{Request, Status};
 
 use super::error::ServiceError;
 use super::metrics::Metrics;
+use crate::matcher::guard::{Access, GuardConfig};
 use crate::store::Store;
-use crate::store::api_keys::{Role, hash_key};
+use crate::store::api_keys::{KeyPolicy, Role, hash_key};
 
 /// Who is calling.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,9 +23,25 @@ pub struct Caller {
     pub name: String,
     /// What the key may do.
     pub role: Role,
+    /// The stored key's own policy; `None` for a caller without a stored key (the key-less role
+    /// of the HTTP edge, `--insecure-no-auth`).
+    pub policy: Option<KeyPolicy>,
+    /// Let in by `--insecure-no-auth`: exact answers, no rate limit, no probing detection.
+    pub unrestricted: bool,
 }
 
 impl Caller {
+    /// What this caller may see and do under the server's guard settings (`matcher::guard`).
+    pub fn access(&self, config: &GuardConfig) -> Access {
+        if self.unrestricted {
+            return Access::unrestricted(&self.name);
+        }
+        match self.policy {
+            Some(policy) => Access::of_key(&self.name, self.role, policy, config),
+            None => Access::for_role(&self.name, self.role, config),
+        }
+    }
+
     /// The actor recorded in the audit log.
     pub fn actor(&self) -> String {
         format!("key:{}", self.name)
@@ -76,7 +93,8 @@ impl Authenticator {
 
     /// The caller holding `key` (as sent, any edge), if its role allows `needed`. Errors:
     /// `Unauthenticated` for no key, an empty or over-long one, an unknown or revoked one;
-    /// `PermissionDenied` for a role below `needed`. Under `--insecure-no-auth` every call is
+    /// `PermissionDenied` for a role below `needed`; `Suspended` for a key suspended for probing.
+    /// Under `--insecure-no-auth` every call is
     /// an admin's.
     pub fn authenticate_key(
         &self,
@@ -87,6 +105,8 @@ impl Authenticator {
             return Ok(Caller {
                 name: "insecure-no-auth".into(),
                 role: Role::Admin,
+                policy: None,
+                unrestricted: true,
             });
         }
         let key = key
@@ -100,6 +120,9 @@ impl Authenticator {
         if record.revoked_at.is_some() {
             return Err(ServiceError::Unauthenticated);
         }
+        if record.suspended_at.is_some() {
+            return Err(ServiceError::Suspended(record.name));
+        }
         if !record.role.allows(needed) {
             return Err(ServiceError::PermissionDenied {
                 key: record.name,
@@ -110,6 +133,8 @@ impl Authenticator {
         Ok(Caller {
             name: record.name,
             role: record.role,
+            policy: Some(record.policy),
+            unrestricted: false,
         })
     }
 

@@ -131,6 +131,7 @@ pub fn to_proto_match(m: &MatchInfo) -> proto::Match {
         suppressed: m.suppressed,
         keypoints: m.keypoints(),
         frame: m.frame(),
+        band: crate::matcher::guard::Band::of(m.confidence).name().into(),
     }
 }
 

@@ -4,6 +4,7 @@ use tonic::{Code, Status};
 
 use crate::cluster::WriteError;
 use crate::hashing::{DecodeError, DecodeErrorKind};
+use crate::matcher::guard::{GuardError, Refusal};
 use crate::matcher::{MatchError, ScreenError};
 use crate::store::StoreError;
 
@@ -91,6 +92,17 @@ pub enum ServiceError {
     /// The cluster committed the change but this replica did not apply it in time.
     #[error("{0}")]
     NotYetApplied(String),
+    /// The key was suspended for probing near banked hashes (PERMISSION_DENIED, kind
+    /// `key_suspended`) until an admin lifts it.
+    #[error(
+        "the key {0:?} is suspended (probing near banked hashes was detected); an admin can lift it: vigie keys update NAME --unsuspend"
+    )]
+    Suspended(String),
+    /// The key's guard refused the screen: over its rate limit (RESOURCE_EXHAUSTED, kind
+    /// `rate_limited`, with a `retry-after` entry in seconds and `vigie-retry-after-ms`), or its
+    /// answer is withheld after probing (PERMISSION_DENIED, kind `probing_withheld`).
+    #[error(transparent)]
+    Refused(Refusal),
     /// The store refused or failed (mapped by the store error's kind).
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -114,7 +126,10 @@ impl ServiceError {
     pub fn code(&self) -> Code {
         match self {
             ServiceError::Unauthenticated => Code::Unauthenticated,
-            ServiceError::PermissionDenied { .. } => Code::PermissionDenied,
+            ServiceError::PermissionDenied { .. }
+            | ServiceError::Suspended(_)
+            | ServiceError::Refused(Refusal::Withheld { .. }) => Code::PermissionDenied,
+            ServiceError::Refused(Refusal::RateLimited { .. }) => Code::ResourceExhausted,
             ServiceError::BadImage(e) if e.kind == DecodeErrorKind::TooLarge => {
                 Code::InvalidArgument
             }
@@ -150,6 +165,9 @@ impl ServiceError {
         match self {
             ServiceError::Unauthenticated => "unauthenticated",
             ServiceError::PermissionDenied { .. } => "permission_denied",
+            ServiceError::Suspended(_) => "key_suspended",
+            ServiceError::Refused(Refusal::RateLimited { .. }) => "rate_limited",
+            ServiceError::Refused(Refusal::Withheld { .. }) => "probing_withheld",
             ServiceError::BadImage(e) => e.kind.as_str(),
             ServiceError::InvalidArgument { kind, .. } => kind,
             ServiceError::NotFound(_) => "not_found",
@@ -200,6 +218,36 @@ impl From<ScreenError> for ServiceError {
     }
 }
 
+impl From<GuardError> for ServiceError {
+    fn from(e: GuardError) -> Self {
+        match e {
+            GuardError::Screen(s) => ServiceError::from(s),
+            GuardError::Refused(r) => ServiceError::Refused(r),
+        }
+    }
+}
+
+/// Metadata entry of a rate-limited answer: seconds to wait (whole, rounded up, at least 1), as
+/// HTTP's `Retry-After`.
+pub const RETRY_AFTER_HEADER: &str = "retry-after";
+/// Metadata entry of a rate-limited answer: milliseconds to wait.
+pub const RETRY_AFTER_MS_HEADER: &str = "vigie-retry-after-ms";
+
+impl ServiceError {
+    /// How long the caller should wait before retrying, for a rate-limited answer.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            ServiceError::Refused(Refusal::RateLimited { retry_after, .. }) => Some(*retry_after),
+            _ => None,
+        }
+    }
+}
+
+/// Whole seconds to wait, rounded up, at least 1 (what `Retry-After` carries).
+pub fn retry_after_secs(wait: std::time::Duration) -> u64 {
+    wait.as_millis().div_ceil(1000).max(1) as u64
+}
+
 impl From<MatchError> for ServiceError {
     fn from(e: MatchError) -> Self {
         match e {
@@ -233,6 +281,15 @@ impl From<ServiceError> for Status {
         let mut status = Status::new(code, message);
         if let Ok(v) = e.kind().parse() {
             status.metadata_mut().insert(ERROR_KIND_HEADER, v);
+        }
+        if let Some(wait) = e.retry_after() {
+            let m = status.metadata_mut();
+            if let Ok(v) = retry_after_secs(wait).to_string().parse() {
+                m.insert(RETRY_AFTER_HEADER, v);
+            }
+            if let Ok(v) = (wait.as_millis() as u64).max(1).to_string().parse() {
+                m.insert(RETRY_AFTER_MS_HEADER, v);
+            }
         }
         status
     }

@@ -39,6 +39,43 @@ struct Inner {
 /// Renders more metrics into the `/metrics` text (a cluster replica's lag, ...).
 pub type Section = Arc<dyn Fn(&mut String) + Send + Sync>;
 
+/// The guard's counters per key (`matcher::guard`), as a [`Section`]:
+/// `vigie_probing_detected_total{key}` (detections: one per probing episode),
+/// `vigie_screens_withheld_total{key}` (answers withheld near a probed place) and
+/// `vigie_rate_limited_total{key}` (screens refused by the key's rate limit). Keys are few and
+/// named by admins, so the label stays small.
+pub fn guard_section(guard: Arc<crate::matcher::Guard>) -> Section {
+    use crate::matcher::guard::KeyStats;
+    Arc::new(move |out: &mut String| {
+        let stats = guard.stats();
+        type Family = (&'static str, &'static str, fn(&KeyStats) -> u64);
+        let families: [Family; 3] = [
+            (
+                "vigie_probing_detected_total",
+                "Times a key was seen probing near banked hashes.",
+                |s| s.probing_detected,
+            ),
+            (
+                "vigie_screens_withheld_total",
+                "Screens whose answer was withheld after probing.",
+                |s| s.withheld,
+            ),
+            (
+                "vigie_rate_limited_total",
+                "Screens refused by the key's rate limit.",
+                |s| s.rate_limited,
+            ),
+        ];
+        for (name, help, value) in families {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            for (key, s) in &stats {
+                let _ = writeln!(out, "{name}{{key=\"{key}\"}} {}", value(s));
+            }
+        }
+    })
+}
+
 /// Counters and latency histograms of the service, rendered in the Prometheus text format.
 #[derive(Default)]
 pub struct Metrics {

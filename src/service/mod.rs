@@ -20,7 +20,7 @@ use tonic::Status;
 
 use crate::cluster::BankWriter;
 use crate::hashing::HashingSetup;
-use crate::matcher::LiveBanks;
+use crate::matcher::{Guard, LiveBanks};
 use crate::store::Store;
 use error::ServiceError;
 use metrics::Metrics;
@@ -81,6 +81,9 @@ pub struct ServiceState {
     pub stream_bytes: Arc<Semaphore>,
     /// Request, match and decode-error counters.
     pub metrics: Arc<Metrics>,
+    /// Per-key rate limits, probing detection and answer detail (`matcher::guard`), shared by
+    /// every edge.
+    pub guard: Arc<Guard>,
     /// When the service started (uptime in stats).
     pub started: Instant,
     ready: AtomicBool,
@@ -97,6 +100,7 @@ impl ServiceState {
             hash_permits: Arc::new(Semaphore::new(limits.hash_workers.max(1))),
             stream_permits: Arc::new(Semaphore::new(stream_worker_share(limits.hash_workers))),
             stream_bytes: Arc::new(Semaphore::new(kib_permits(limits.streams_bytes))),
+            guard: Arc::new(Guard::new(limits.guard.clone())),
             limits,
             metrics,
             started: Instant::now(),
@@ -143,6 +147,19 @@ impl ServiceState {
     /// cluster replica is behind its stream).
     pub fn set_serving(&self, serving: bool) {
         self.serving.store(serving, Ordering::Release);
+    }
+
+    /// What `caller` may see and do (its key's policy over the server's defaults).
+    pub fn access(&self, caller: &auth::Caller) -> crate::matcher::Access {
+        caller.access(self.guard.config())
+    }
+
+    /// Takes one screen of `access`'s rate. Errors: [`ServiceError::Refused`] (rate limited,
+    /// with the time to wait).
+    pub fn admit(&self, access: &crate::matcher::Access) -> Result<(), ServiceError> {
+        self.guard
+            .admit(access, Instant::now())
+            .map_err(ServiceError::Refused)
     }
 
     /// Records the call's outcome and latency, and turns a service error into its status.

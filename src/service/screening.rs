@@ -18,7 +18,7 @@ use super::proto::{
     screen_request,
 };
 use crate::hashing::{AlgorithmSet, Dihedral, ImageHashes};
-use crate::matcher::ScreenOptions;
+use crate::matcher::{Access, ScreenOptions};
 
 /// Answers to one ScreenStream that may be in flight at once; past that the server stops reading
 /// the stream until some are answered (HTTP/2 flow control then holds the client back).
@@ -141,15 +141,19 @@ impl ScreeningService {
     async fn screen_one(
         &self,
         request: ScreenRequest,
+        access: Arc<Access>,
         deadline: Option<Instant>,
         admission: Admission,
     ) -> Result<ScreenResponse, ServiceError> {
         if !self.state.is_ready() {
             return Err(ServiceError::Unavailable);
         }
+        // The key's rate first: a refused screen costs no hashing.
+        self.state.admit(&access)?;
         let options = ScreenOptions {
             banks: request.banks.clone(),
             max_distance: request.max_distance,
+            ..ScreenOptions::default()
         };
         for name in &options.banks {
             crate::store::validate_bank_name(name)
@@ -174,8 +178,14 @@ impl ScreeningService {
                     )));
                 }
                 let work_state = state.clone();
+                let work_access = access.clone();
                 let result = run_bounded(&state, deadline, admission, move || {
-                    let screened = work_state.banks.screen_image(&bytes, &options)?;
+                    let screened = work_state.guard.screen_image(
+                        &work_state.banks,
+                        &work_access,
+                        &bytes,
+                        &options,
+                    )?;
                     Ok((computed_hashes(&screened.hashes), screened.outcome))
                 })
                 .await;
@@ -202,8 +212,14 @@ impl ScreeningService {
                 }
                 let work_state = state.clone();
                 let query_hashes = parsed.clone();
+                let work_access = access.clone();
                 let outcome = run_bounded(&state, deadline, admission, move || {
-                    Ok(work_state.banks.screen_hashes(&query_hashes, &options)?)
+                    Ok(work_state.guard.screen_hashes(
+                        &work_state.banks,
+                        &work_access,
+                        &query_hashes,
+                        &options,
+                    )?)
                 })
                 .await?;
                 let echoed = parsed
@@ -227,6 +243,7 @@ impl ScreeningService {
             matches: outcome.matches.iter().map(to_proto_match).collect(),
             notes: outcome.notes,
             error: None,
+            detail: access.detail.name().into(),
         })
     }
 }
@@ -255,9 +272,14 @@ impl Screening for Arc<ScreeningService> {
     ) -> Result<Response<ScreenResponse>, Status> {
         let started = Instant::now();
         let deadline = deadline_of(&request);
-        let result = self
-            .screen_one(request.into_inner(), deadline, Admission::Queue)
-            .await;
+        let result = match super::auth::caller(&request) {
+            Ok(caller) => {
+                let access = Arc::new(self.state.access(&caller));
+                self.screen_one(request.into_inner(), access, deadline, Admission::Queue)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
         self.state
             .finish("Screen", started, result.map(Response::new))
     }
@@ -269,6 +291,8 @@ impl Screening for Arc<ScreeningService> {
         request: Request<Streaming<ScreenRequest>>,
     ) -> Result<Response<Self::ScreenStreamStream>, Status> {
         let deadline = deadline_of(&request);
+        let caller = super::auth::caller(&request)?;
+        let access = Arc::new(self.state.access(&caller));
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel::<Result<ScreenResponse, Status>>(STREAM_IN_FLIGHT);
         let service = self.clone();
@@ -320,12 +344,14 @@ impl Screening for Arc<ScreeningService> {
                 ) else {
                     break;
                 };
-                let (service, tx) = (service.clone(), tx.clone());
+                let (service, tx, access) = (service.clone(), tx.clone(), access.clone());
                 tokio::spawn(async move {
                     let _permits = (own, all, worker, permit);
                     let started = Instant::now();
                     let request_id = item.request_id.clone();
-                    let result = service.screen_one(item, deadline, Admission::Patient).await;
+                    let result = service
+                        .screen_one(item, access, deadline, Admission::Patient)
+                        .await;
                     let code = result
                         .as_ref()
                         .map_or_else(|e| e.code(), |_| tonic::Code::Ok);

@@ -370,6 +370,7 @@ async fn start_with(
         metrics.add_section(replica.metrics);
         replica_ready = Some(replica.ready);
     }
+    metrics.add_section(metrics::guard_section(state.guard.clone()));
     let state = Arc::new(state);
 
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();

@@ -696,6 +696,11 @@ pub enum AuditAction {
     KeyCreate,
     /// A service API key was revoked.
     KeyRevoke,
+    /// A key's policy (detail, rate limit, probing action) or suspension changed.
+    KeyUpdate,
+    /// The server saw a key probe near banked hashes (many near-identical queries, see
+    /// `matcher::guard`); `detail` names the key, the rule and what was done.
+    KeyProbing,
 }
 
 /// One line of the audit log.

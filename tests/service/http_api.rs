@@ -591,8 +591,21 @@ async fn hma_content_signals_matching_and_settings_routes() {
         )
     );
 
-    // One flipped bit: distance "1"; raw lookup with and without distances; bank filter.
+    // One flipped bit: distance "1" (for a key with exact detail: the curator's); raw lookup with
+    // and without distances; bank filter.
     let near = format!("f9{}", &pdq[2..]);
+    let (s, m) = call(
+        a,
+        "GET",
+        &format!("/m/lookup?signal_type=pdq&signal={near}"),
+        c,
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(m["HASHES"][0]["distance"], json!("1"));
+    assert_eq!(m["HASHES"][0]["algorithm"], json!("pdq"));
+    // A screen key's default detail leaves the distance out (docs/SECURITY.md).
     let (s, m) = call(
         a,
         "GET",
@@ -602,8 +615,8 @@ async fn hma_content_signals_matching_and_settings_routes() {
     )
     .await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(m["HASHES"][0]["distance"], json!("1"));
-    assert_eq!(m["HASHES"][0]["algorithm"], json!("pdq"));
+    assert!(m["HASHES"][0].get("distance").is_none(), "{m}");
+    assert_eq!(m["HASHES"][0]["band"], json!("strong"), "{m}");
     let (s, m) = call(
         a,
         "GET",
@@ -626,13 +639,24 @@ async fn hma_content_signals_matching_and_settings_routes() {
         a,
         "GET",
         &format!("/m/raw_lookup?signal_type=pdq&signal={pdq}&include_distance=true"),
-        sk,
+        c,
         None,
     )
     .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(m["matches"][0]["bank_content_id"], json!(id));
     assert_eq!(m["matches"][0]["distance"], json!("0"));
+    let (s, m) = call(
+        a,
+        "GET",
+        &format!("/m/raw_lookup?signal_type=pdq&signal={pdq}&include_distance=true"),
+        sk,
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(m["matches"][0]["bank_content_id"], json!(id));
+    assert!(m["matches"][0].get("distance").is_none(), "{m}");
     let (s, _) = call(
         a,
         "GET",

@@ -8,5 +8,6 @@ mod common;
 
 mod cluster;
 mod http_api;
+mod probing;
 mod service_e2e;
 mod service_tls;

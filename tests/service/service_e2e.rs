@@ -223,8 +223,8 @@ async fn hashes_only_screening_and_bad_hashes() {
     let mut client = ScreeningClient::new(h.channel.clone());
     // Two bits away from the banked hash.
     let near = "3679ec1e1989726e8d9531cb8c54d98993a658cd8f8a985d4d8d36d2d36d29b1";
-    let r = client
-        .screen(with_key(
+    let near_screen = |key: &str| {
+        with_key(
             ScreenRequest {
                 request_id: "x".into(),
                 input: Some(screen_request::Input::Hashes(HashSet {
@@ -233,14 +233,32 @@ async fn hashes_only_screening_and_bad_hashes() {
                 })),
                 ..Default::default()
             },
-            &h.screen,
-        ))
+            key,
+        )
+    };
+    // The curator's key has exact detail: the distance.
+    let r = client
+        .screen(near_screen(&h.curate))
         .await
         .expect("screen")
         .into_inner();
     assert!(r.matched);
     assert_eq!(r.matches[0].entry_id, added.entry_ids[0]);
     assert_eq!(r.matches[0].distance, 2);
+    assert_eq!(r.detail, "exact");
+    // A screen key's default detail: the match, a coarse confidence, no distance.
+    let r = client
+        .screen(near_screen(&h.screen))
+        .await
+        .expect("screen")
+        .into_inner();
+    assert!(r.matched);
+    assert_eq!(r.matches[0].entry_id, added.entry_ids[0]);
+    assert_eq!(
+        (r.detail.as_str(), r.matches[0].distance),
+        ("confidence", 0)
+    );
+    assert_eq!(r.matches[0].band, "strong");
     assert_eq!(r.request_id, "x");
     // max_distance may only tighten: at 1 it no longer matches.
     let r = client
