@@ -172,11 +172,12 @@ serve_settings! {
     /// Screens a second per API key, sustained (token bucket), for keys whose own policy sets
     /// none (`vigie keys update NAME --rate N`); 0: no limit. Over it: RESOURCE_EXHAUSTED / HTTP
     /// 429 with the time to wait.
-    // A platform screening 100 uploads a second on one key is a large one; it gets its own rate.
-    key_rate: u32 = 100, env "VIGIE_KEY_RATE";
+    // Above what one platform key sends in normal traffic (a single node answers ~300 image
+    // screens a second, ~10,000 hash lookups); the probing guard, not this, stops a slow walk.
+    key_rate: u32 = 1000, env "VIGIE_KEY_RATE";
     /// Screens a key may send at once above its rate (token bucket size), unless its policy sets
     /// its own.
-    key_burst: u32 = 500, env "VIGIE_KEY_BURST";
+    key_burst: u32 = 2000, env "VIGIE_KEY_BURST";
     /// Probing detection: seconds a query near a banked hash counts toward a key's probing
     /// (docs/SECURITY.md).
     probe_window_secs: u64 = 3600, env "VIGIE_PROBE_WINDOW_SECS";
