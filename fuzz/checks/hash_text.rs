@@ -30,7 +30,11 @@ pub fn check(data: &[u8]) {
         return;
     };
     let in_line = formats::hash_in_line(text);
-    assert_eq!(in_line.as_bytes(), field, "hash_in_line and hash_field disagree");
+    assert_eq!(
+        in_line.as_bytes(),
+        field,
+        "hash_in_line and hash_field disagree"
+    );
 
     for algorithm in ALGORITHMS {
         for candidate in [text, in_line] {

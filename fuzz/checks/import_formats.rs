@@ -30,7 +30,9 @@ fn bank(store: &Store, name: &str) {
         name: name.to_string(),
         ..NewBank::default()
     };
-    store.create_bank(new, "fuzz").expect("create a bank in memory");
+    store
+        .create_bank(new, "fuzz")
+        .expect("create a bank in memory");
 }
 
 fn export_jsonl(store: &Store, bank: &str) -> Vec<u8> {
@@ -78,7 +80,15 @@ pub fn check(data: &[u8]) {
 
     let store = Store::in_memory();
     bank(&store, "a");
-    let imported = formats::import(&store, "a", file, &options, "fuzz", &mut |_| {}, &mut |_| {});
+    let imported = formats::import(
+        &store,
+        "a",
+        file,
+        &options,
+        "fuzz",
+        &mut |_| {},
+        &mut |_| {},
+    );
     if options.strict && imported.is_err() {
         assert!(
             export_jsonl(&store, "a").is_empty(),
@@ -91,7 +101,15 @@ pub fn check(data: &[u8]) {
     bank(&store, "b");
     let mut again = ImportOptions::new(Format::Jsonl);
     again.strict = true;
-    let reimported = formats::import(&store, "b", &first[..], &again, "fuzz", &mut |_| {}, &mut |_| {});
+    let reimported = formats::import(
+        &store,
+        "b",
+        &first[..],
+        &again,
+        "fuzz",
+        &mut |_| {},
+        &mut |_| {},
+    );
     if let Err(e) = reimported {
         panic!(
             "vigie's own jsonl export does not import: {e}\n{}",

@@ -89,7 +89,11 @@ fn services() -> (Arc<ScreeningService>, Arc<BanksService>) {
         hash_workers: 1,
         ..ServiceLimits::default()
     };
-    let state = Arc::new(ServiceState::new(live, limits, Arc::new(Metrics::default())));
+    let state = Arc::new(ServiceState::new(
+        live,
+        limits,
+        Arc::new(Metrics::default()),
+    ));
     (
         Arc::new(ScreeningService {
             state: state.clone(),

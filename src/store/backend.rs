@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 #[cfg(feature = "store")]
 use std::{
     path::Path,
