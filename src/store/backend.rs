@@ -42,7 +42,8 @@ pub trait Backend: Send + Sync {
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Apply every op or none. Returns once the batch is durable as configured (synced WAL by default).
     fn write(&self, ops: Vec<WriteOp>) -> Result<(), StoreError>;
-    /// Visit keys in `[start, end)` (`end = None`: to the last key) in ascending order.
+    /// Visit keys in `[start, end)` (`end = None`: to the last key) in ascending order; an `end`
+    /// at or before `start` visits nothing.
     fn scan(
         &self,
         cf: Cf,
@@ -189,6 +190,11 @@ impl Backend for MemoryBackend {
         loop {
             let chunk: Vec<(Vec<u8>, Vec<u8>)> = {
                 let maps = self.lock()?;
+                // An end at or before the start is an empty range, as RocksDB's iterator bounds
+                // give it (`BTreeMap::range` would panic on it).
+                if end.is_some_and(|e| e <= start) {
+                    return Ok(());
+                }
                 let upper = end.map_or(Bound::Unbounded, |e| Bound::Excluded(e.to_vec()));
                 maps[cf as usize]
                     .range((from.clone(), upper))

@@ -949,8 +949,16 @@ impl Store {
         Ok(())
     }
 
-    /// Audit events in time order, filtered.
+    /// Audit events in time order, filtered. Errors: [`StoreError::Invalid`] when `since` is
+    /// after `until` (a window that ends before it starts: the caller's mistake, said as such).
     pub fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
+        if let (Some(since), Some(until)) = (filter.since, filter.until)
+            && since > until
+        {
+            return Err(StoreError::Invalid(format!(
+                "since ({since}) is after until ({until})"
+            )));
+        }
         let start = keys::audit_key(filter.since.unwrap_or_default(), 0);
         let end = filter
             .until
