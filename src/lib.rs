@@ -5,8 +5,10 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "store")]
 pub mod bench;
 pub mod bits;
+#[cfg(feature = "store")]
 pub mod cli;
 pub mod cluster;
 pub mod config;

@@ -26,6 +26,7 @@ use tokio::io::AsyncWriteExt;
 use super::ClusterError;
 use crate::matcher::LiveBanks;
 use crate::store::snapshot::{self, SnapshotInfo};
+#[cfg(feature = "store")]
 use crate::store::{RocksBackend, RocksOptions};
 
 /// Name of the snapshot object in the bucket.
@@ -179,6 +180,7 @@ pub fn recover_dirs(data: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+#[cfg(feature = "store")]
 /// Download the bucket's snapshot and restore it as the store in `data` (replacing whatever is
 /// there, which must not be open). Returns what was restored; its `applied_sequence` is where
 /// replay resumes. Errors: no snapshot, NATS's, the restore's (the old directory is then left as

@@ -54,8 +54,9 @@ const fn cap(field: u32, name: &'static str, max: usize) -> Cap {
     }
 }
 
-/// The caps of message type `U` (none for messages without repeated request fields).
-fn caps_for<U: 'static>() -> &'static [Cap] {
+/// The caps of message type `U` (none for messages without repeated request fields): what the
+/// decoder passes to [`check_caps`] (public for the fuzz targets, which run the same check).
+pub fn caps_for<U: 'static>() -> &'static [Cap] {
     const SCREEN: &[Cap] = &[cap(4, "banks", MAX_BANKS_PER_SCREEN)];
     const HASH: &[Cap] = &[cap(2, "algorithms", MAX_ALGORITHMS_PER_HASH)];
     const ADD: &[Cap] = &[cap(2, "entries", MAX_ENTRIES_PER_CALL)];

@@ -4,11 +4,17 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, RwLock};
-use std::time::{Duration, Instant};
+#[cfg(feature = "store")]
+use std::{
+    path::Path,
+    sync::RwLock,
+    time::{Duration, Instant},
+};
 
+#[cfg(feature = "store")]
 use rocksdb::{
     BlockBasedOptions, ColumnFamilyDescriptor, DB, DBCompressionType, DBRecoveryMode, Options,
     ReadOptions, WriteBatch, WriteOptions,
@@ -36,7 +42,8 @@ pub trait Backend: Send + Sync {
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
     /// Apply every op or none. Returns once the batch is durable as configured (synced WAL by default).
     fn write(&self, ops: Vec<WriteOp>) -> Result<(), StoreError>;
-    /// Visit keys in `[start, end)` (`end = None`: to the last key) in ascending order.
+    /// Visit keys in `[start, end)` (`end = None`: to the last key) in ascending order; an `end`
+    /// at or before `start` visits nothing.
     fn scan(
         &self,
         cf: Cf,
@@ -183,6 +190,11 @@ impl Backend for MemoryBackend {
         loop {
             let chunk: Vec<(Vec<u8>, Vec<u8>)> = {
                 let maps = self.lock()?;
+                // An end at or before the start is an empty range, as RocksDB's iterator bounds
+                // give it (`BTreeMap::range` would panic on it).
+                if end.is_some_and(|e| e <= start) {
+                    return Ok(());
+                }
                 let upper = end.map_or(Bound::Unbounded, |e| Bound::Excluded(e.to_vec()));
                 maps[cf as usize]
                     .range((from.clone(), upper))
@@ -320,6 +332,7 @@ impl std::fmt::Display for RecoveryReport {
     }
 }
 
+#[cfg(feature = "store")]
 /// The open database and whether it accepts writes.
 enum Handle {
     /// The normal state.
@@ -329,6 +342,7 @@ enum Handle {
     ReadOnly(DB),
 }
 
+#[cfg(feature = "store")]
 impl Handle {
     fn db(&self) -> &DB {
         match self {
@@ -337,6 +351,7 @@ impl Handle {
     }
 }
 
+#[cfg(feature = "store")]
 /// The RocksDB backend. A write that fails because the disk is full marks the store full; later
 /// writes (and [`Backend::try_resume`]) reopen the database, at most once a second, until space
 /// is back. RocksDB stops all writes after such an error and resumes on its own only once free
@@ -354,6 +369,7 @@ pub struct RocksBackend {
     recovery: Option<RecoveryReport>,
 }
 
+#[cfg(feature = "store")]
 /// What a directory holds, judged before RocksDB is let near it.
 enum DirState {
     /// Has a `CURRENT` file: an existing store (or one RocksDB will say is damaged).
@@ -362,6 +378,7 @@ enum DirState {
     Absent,
 }
 
+#[cfg(feature = "store")]
 fn inspect_dir(path: &Path) -> Result<DirState, StoreError> {
     let shown = path.display();
     let entries = match std::fs::read_dir(path) {
@@ -418,6 +435,7 @@ fn inspect_dir(path: &Path) -> Result<DirState, StoreError> {
     }
 }
 
+#[cfg(feature = "store")]
 impl RocksBackend {
     /// One tuned `Options` for every column family. Workload: small values, point reads by key,
     /// long sequential scans at start-up and export, writes in batches.
@@ -632,16 +650,19 @@ impl RocksBackend {
     }
 }
 
+#[cfg(feature = "store")]
 /// True for RocksDB's `NoSpace` and `SpaceLimit` I/O errors (`ENOSPC`, or a space limit hit).
 fn is_no_space(e: &rocksdb::Error) -> bool {
     let m = e.to_string();
     m.contains("No space left on device") || m.contains("Space limit reached")
 }
 
+#[cfg(feature = "store")]
 fn storage_full(detail: &str) -> StoreError {
     StoreError::StorageFull(detail.to_string())
 }
 
+#[cfg(feature = "store")]
 /// Turn an open failure into an error that names the directory and what is wrong: another process
 /// holds RocksDB's `LOCK`, a file is damaged (the log, a table, the MANIFEST), or the directory is
 /// not a store.
@@ -687,6 +708,7 @@ fn open_error(path: &Path, e: rocksdb::Error) -> StoreError {
     StoreError::Backend(format!("cannot open {}: {message}", path.display()))
 }
 
+#[cfg(feature = "store")]
 fn backend_error(e: rocksdb::Error) -> StoreError {
     if matches!(e.kind(), rocksdb::ErrorKind::Corruption) {
         return StoreError::Damaged(e.to_string());
@@ -694,6 +716,7 @@ fn backend_error(e: rocksdb::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
+#[cfg(feature = "store")]
 impl Backend for RocksBackend {
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let handle = self.read()?;
@@ -817,5 +840,6 @@ impl Backend for RocksBackend {
     }
 }
 
+#[cfg(feature = "store")]
 /// A `meta` key never written: deleting it is the write that probes whether writes resumed.
 const WRITE_PROBE_KEY: &[u8] = b"write_probe";

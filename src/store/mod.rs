@@ -19,12 +19,14 @@ pub mod wal;
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+#[cfg(feature = "store")]
+use std::path::Path;
+use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, RwLock};
 
-pub use backend::{
-    Backend, MemoryBackend, RecoveryReport, RocksBackend, RocksOptions, WalRecovery, WriteOp,
-};
+#[cfg(feature = "store")]
+pub use backend::RocksBackend;
+pub use backend::{Backend, MemoryBackend, RecoveryReport, RocksOptions, WalRecovery, WriteOp};
 pub use change::{Applied, Change, Origin};
 use keys::{Cf, EntryHead, EntryRecord};
 pub use model::*;
@@ -119,6 +121,7 @@ pub struct Store {
 }
 
 impl Store {
+    #[cfg(feature = "store")]
     /// Open the RocksDB store in `dir`, checking and migrating its schema. A store is created
     /// only where `options.create_if_missing` allows and `dir` does not exist yet or is empty; with
     /// it off, a RocksDB database that is not a vigie store (no schema version) is refused too.
@@ -128,6 +131,7 @@ impl Store {
         Store::open_reporting(dir, options).map(|(store, _)| store)
     }
 
+    #[cfg(feature = "store")]
     /// [`Store::open`], also returning what a [`WalRecovery::PointInTime`] open dropped.
     pub fn open_reporting(
         dir: &Path,
@@ -945,8 +949,16 @@ impl Store {
         Ok(())
     }
 
-    /// Audit events in time order, filtered.
+    /// Audit events in time order, filtered. Errors: [`StoreError::Invalid`] when `since` is
+    /// after `until` (a window that ends before it starts: the caller's mistake, said as such).
     pub fn audit_events(&self, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
+        if let (Some(since), Some(until)) = (filter.since, filter.until)
+            && since > until
+        {
+            return Err(StoreError::Invalid(format!(
+                "since ({since}) is after until ({until})"
+            )));
+        }
         let start = keys::audit_key(filter.since.unwrap_or_default(), 0);
         let end = filter
             .until

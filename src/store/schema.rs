@@ -48,6 +48,7 @@ fn version_op(version: u32) -> WriteOp {
 }
 
 /// Whether the store records a schema version (every vigie store does from its creation on).
+#[cfg_attr(not(feature = "store"), allow(dead_code))]
 pub fn has_version(backend: &dyn Backend) -> Result<bool, StoreError> {
     Ok(backend.get(Cf::Meta, keys::META_SCHEMA_VERSION)?.is_some())
 }
