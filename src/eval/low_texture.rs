@@ -24,7 +24,7 @@ pub fn picture(index: usize) -> (String, RgbImage) {
         0.0
     };
     let (w, h) = [(640, 480), (480, 640), (600, 600)][index % 3];
-    let mut rng = StdRng::seed_from_u64(0x10E7_E47u64 ^ (index as u64).wrapping_mul(0x9E37_79B9));
+    let mut rng = StdRng::seed_from_u64(0x010E_7E47u64 ^ (index as u64).wrapping_mul(0x9E37_79B9));
     let mut colour = |lo: f32, hi: f32| -> [f32; 3] {
         [
             rng.random_range(lo..hi),
