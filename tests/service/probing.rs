@@ -362,6 +362,42 @@ fn probing_events(h: &Harness, key: &str) -> usize {
         .count()
 }
 
+/// What both attacks must end with under the default policy: stopped within 16 answers, an
+/// estimate no closer to the banked hash than the start, one audit event, the probing metric and
+/// the withheld answers counted.
+async fn assert_stopped_and_recorded(
+    h: &Harness,
+    a: &Attacker,
+    attack: &str,
+    who: &str,
+    (estimate, start, banked): (&Pdq, &Pdq, &Pdq),
+) {
+    let stopped = a.answered_before_stop.expect("the attack was stopped");
+    eprintln!(
+        "{attack}: {} queries spent, {stopped} answered before answers were withheld, \
+         estimate {} bits from the banked hash (start {})",
+        a.queries,
+        distance(estimate, banked),
+        distance(start, banked)
+    );
+    assert!(
+        distance(estimate, banked) >= distance(start, banked),
+        "{attack}: the attacker got closer: {} bits",
+        distance(estimate, banked)
+    );
+    assert!(stopped <= 16, "{attack}: stopped after {stopped} answers");
+    assert_eq!(probing_events(h, who), 1, "{attack}: one audit event");
+    let metrics = metrics_text(h).await;
+    assert!(
+        metrics.contains(&format!("vigie_probing_detected_total{{key=\"{who}\"}} 1")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!("vigie_screens_withheld_total{{key=\"{who}\"}}")),
+        "{metrics}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_distance_walk_recovers_nothing_under_the_default_policy() {
     let h = start().await;
@@ -370,26 +406,14 @@ async fn the_distance_walk_recovers_nothing_under_the_default_policy() {
     let key = screen_key(&h, "attacker-a", KeyPolicy::default());
     let mut a = Attacker::new(&h, key, "walk");
     let estimate = distance_walk(&mut a, &start).await;
-    let stopped = a.answered_before_stop.expect("the attack was stopped");
-    eprintln!(
-        "distance walk: {} queries spent, {stopped} answered before answers were withheld, \
-         estimate {} bits from the banked hash (start 20)",
-        a.queries,
-        distance(&estimate, &banked)
-    );
-    assert!(
-        distance(&estimate, &banked) >= distance(&start, &banked),
-        "the attacker got closer: {} bits",
-        distance(&estimate, &banked)
-    );
-    assert!(stopped <= 16, "stopped after {stopped} answers");
-    assert_eq!(probing_events(&h, "attacker-a"), 1, "one audit event");
-    let metrics = metrics_text(&h).await;
-    assert!(
-        metrics.contains("vigie_probing_detected_total{key=\"attacker-a\"} 1"),
-        "{metrics}"
-    );
-    assert!(metrics.contains("vigie_screens_withheld_total{key=\"attacker-a\"}"));
+    assert_stopped_and_recorded(
+        &h,
+        &a,
+        "distance walk",
+        "attacker-a",
+        (&estimate, &start, &banked),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -400,25 +424,14 @@ async fn the_threshold_boundary_walk_recovers_nothing_under_the_default_policy()
     let key = screen_key(&h, "attacker-b", KeyPolicy::default());
     let mut a = Attacker::new(&h, key, "edge");
     let estimate = boundary_walk(&mut a, &start).await;
-    let stopped = a.answered_before_stop.expect("the attack was stopped");
-    eprintln!(
-        "boundary walk: {} queries spent, {stopped} answered before answers were withheld, \
-         estimate {} bits from the banked hash (start 20)",
-        a.queries,
-        distance(&estimate, &banked)
-    );
-    assert!(
-        distance(&estimate, &banked) >= distance(&start, &banked),
-        "the attacker got closer: {} bits",
-        distance(&estimate, &banked)
-    );
-    assert!(stopped <= 16, "stopped after {stopped} answers");
-    assert_eq!(probing_events(&h, "attacker-b"), 1, "one audit event");
-    let metrics = metrics_text(&h).await;
-    assert!(
-        metrics.contains("vigie_probing_detected_total{key=\"attacker-b\"} 1"),
-        "{metrics}"
-    );
+    assert_stopped_and_recorded(
+        &h,
+        &a,
+        "boundary walk",
+        "attacker-b",
+        (&estimate, &start, &banked),
+    )
+    .await;
 }
 
 /// Without the guard (an `exact` key with detection off), the same boundary walk does recover
