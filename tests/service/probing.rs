@@ -22,7 +22,7 @@ use vigie::service::ServiceLimits;
 use vigie::service::proto::banks_client::BanksClient;
 use vigie::service::proto::screening_client::ScreeningClient;
 use vigie::service::proto::*;
-use vigie::service::server::{self, RunningServer, ServerConfig};
+use vigie::service::server::RunningServer;
 use vigie::store::api_keys::{Detail, KeyPolicy, Role, generate_key};
 use vigie::store::{AuditAction, AuditFilter, RocksOptions, Store};
 
@@ -47,26 +47,15 @@ async fn start() -> Harness {
     store
         .create_api_key("curator", Role::Curate, &curate, "test")
         .expect("key");
-    let config = ServerConfig {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        insecure_no_auth: false,
-        tls: None,
-        metrics_listen: Some("127.0.0.1:0".parse().expect("addr")),
-        limits: ServiceLimits {
+    let (server, channel) = crate::serve(
+        store.clone(),
+        ServiceLimits {
             hash_workers: 2,
             queue_wait: Duration::from_secs(5),
             ..ServiceLimits::default()
         },
-    };
-    let mut server = server::start(config, store.clone())
-        .await
-        .expect("server starts");
-    server.wait_ready().await;
-    let channel = Channel::from_shared(format!("http://{}", server.addr))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("connect");
+    )
+    .await;
     Harness {
         server,
         channel,

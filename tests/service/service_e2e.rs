@@ -18,7 +18,7 @@ use vigie::service::proto::banks_client::BanksClient;
 use vigie::service::proto::keys_client::KeysClient;
 use vigie::service::proto::screening_client::ScreeningClient;
 use vigie::service::proto::*;
-use vigie::service::server::{self, RunningServer, ServerConfig};
+use vigie::service::server::RunningServer;
 use vigie::store::api_keys::{Role, generate_key};
 use vigie::store::{RocksOptions, Store};
 
@@ -58,20 +58,7 @@ async fn start_on(
             .expect("key");
         keys
     });
-    let config = ServerConfig {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        insecure_no_auth: false,
-        tls: None,
-        metrics_listen: Some("127.0.0.1:0".parse().expect("addr")),
-        limits,
-    };
-    let mut server = server::start(config, store).await.expect("server starts");
-    server.wait_ready().await;
-    let channel = Channel::from_shared(format!("http://{}", server.addr))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("connect");
+    let (server, channel) = crate::serve(store, limits).await;
     Harness {
         server,
         channel,
@@ -813,20 +800,7 @@ async fn a_full_disk_refuses_writes_clearly_and_recovers_by_itself() {
     store
         .create_api_key("curator", Role::Curate, &curate, "test")
         .expect("key");
-    let config = ServerConfig {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        insecure_no_auth: false,
-        tls: None,
-        metrics_listen: Some("127.0.0.1:0".parse().expect("addr")),
-        limits: limits(),
-    };
-    let mut server = server::start(config, store).await.expect("server starts");
-    server.wait_ready().await;
-    let channel = Channel::from_shared(format!("http://{}", server.addr))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("connect");
+    let (server, channel) = crate::serve(store, limits()).await;
     let pdq = "3679ec1e1989726e8d9531cb8c54d98993a658cd8f8a985d4d8d36d2d36d29b2";
     let mut banks = BanksClient::new(channel.clone());
     banks
