@@ -95,11 +95,18 @@ impl Method {
     }
 
     /// The distance between an upload and a banked picture under this method, `None` when a side
-    /// lacks the hash (or PDQ quality is below [`MIN_QUALITY`]).
+    /// lacks the hash (or PDQ quality is below [`MIN_QUALITY`], or the 64-bit hashes' quality
+    /// below `matcher::MIN_64_QUALITY`).
     pub fn distance(self, query: &ImageHashes, entry: &ImageHashes) -> Option<u32> {
         let good = |q: u8| q >= MIN_QUALITY;
         let entry_pdq = entry.pdq.filter(|p| good(p.quality)).map(|p| p.hash);
         let query_ok = query.pdq.is_some_and(|p| good(p.quality));
+        // pHash and dHash under their own floor, as the matcher holds them (`MIN_64_QUALITY`):
+        // featureless pictures' pairs would otherwise fill the calibration's unrelated pairs at
+        // distances the service never matches at.
+        let good_64 = [query.quality64, entry.quality64]
+            .iter()
+            .all(|q| q.is_some_and(|q| q >= crate::matcher::MIN_64_QUALITY));
         let min_over = |qs: &mut dyn Iterator<Item = Hash256>, es: &[Hash256]| -> Option<u32> {
             qs.flat_map(|q| es.iter().map(move |e| q.distance(e))).min()
         };
@@ -117,8 +124,9 @@ impl Method {
                 }
                 min_over(&mut query_dihedral(query), &[entry_pdq?])
             }
-            Method::Phash => Some(query.phash?.distance(&entry.phash?)),
-            Method::Dhash => Some(query.dhash?.distance(&entry.dhash?)),
+            Method::Phash if good_64 => Some(query.phash?.distance(&entry.phash?)),
+            Method::Dhash if good_64 => Some(query.dhash?.distance(&entry.dhash?)),
+            Method::Phash | Method::Dhash => None,
             Method::PdqTrim => min_over(&mut query_all(query), &[entry_pdq?]),
             Method::PdqRegions => {
                 let mut es: Vec<Hash256> = entry_pdq.into_iter().collect();

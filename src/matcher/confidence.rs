@@ -95,14 +95,22 @@ mod tests {
         assert!(confidence(Algorithm::Dhash, 32) < 0.01);
         assert_eq!(confidence(Algorithm::Md5, 1), 0.0);
         assert!(confidence_of(Algorithm::Pdq, PdqKind::Region, 0) > 0.9);
-        // Keypoint matches read their own table: confident at the vote threshold, none at chance.
+        // Keypoint matches read their own table: mostly right at the vote threshold (the grown
+        // evaluation's shared templates put a few unrelated pairs there: 0.89 in the table of
+        // 2026-12-01), confident at two and a half times it, none at chance.
         use crate::matcher::keypoint_vote::{MIN_VOTES, votes_distance};
         let at_threshold = confidence_of(
             Algorithm::Pdq,
             PdqKind::Keypoints,
             votes_distance(MIN_VOTES),
         );
-        assert!(at_threshold > 0.9, "{at_threshold}");
+        assert!(at_threshold > 0.8, "{at_threshold}");
+        let clear = confidence_of(
+            Algorithm::Pdq,
+            PdqKind::Keypoints,
+            votes_distance(5 * MIN_VOTES / 2),
+        );
+        assert!(clear > 0.99 && clear > at_threshold, "{clear}");
         assert!(confidence_of(Algorithm::Pdq, PdqKind::Keypoints, 64) < 0.5);
         assert_eq!(keypoints_fallback(votes_distance(MIN_VOTES)), 0.5);
         assert_eq!(keypoints_fallback(votes_distance(2 * MIN_VOTES)), 1.0);

@@ -11,8 +11,11 @@ use std::collections::HashMap;
 use super::confidence::{self, PdqKind};
 use super::indexes::{Candidate, HashIndexes, MatchKind};
 use super::query::QueryHashes;
+use crate::bits::{Hash64, Hash256};
 use crate::hashing::Dihedral;
-use crate::store::{Algorithm, Bank, BankKind, Entry, EntryId, Store, StoreError, Timestamp};
+use crate::store::{
+    Algorithm, Bank, BankKind, Entry, EntryHashes, EntryId, Store, StoreError, Timestamp,
+};
 
 /// Which banks a screen looks at, and how strictly.
 #[derive(Clone, Debug, Default)]
@@ -129,6 +132,73 @@ fn distance_limit(c: &Candidate, bank_limit: u32) -> u32 {
     }
 }
 
+/// A whole-picture pHash or dHash match whose two 64-bit distances (the matching hash's and the
+/// other one's, upload against entry) add up to more than this is not confirmed by the other hash
+/// (see [`confirmed_64`]).
+pub const JOINT_64_LIMIT: u32 = 14;
+
+/// ... nor by PDQ when no PDQ of the upload (whole under any transform, content box, trial turn)
+/// comes within this many bits of the entry's PDQ or one of its crop windows (see
+/// [`confirmed_64`]). PDQ's own threshold is 31; this is looser than a match needs and tighter
+/// than unrelated pictures come (16 at the closest on `vigie eval`, through a shared template).
+pub const PDQ_SUPPORT_LIMIT: u32 = 24;
+
+/// Whether a pHash or dHash match of the upright whole upload, or of one of its content boxes, has
+/// a second signal behind it.
+///
+/// One 64-bit hash at distance 2-8 is weak evidence: a shared template (the same flyer, the same
+/// dark chat screen, a tiled watermark) or two smooth pictures put unrelated uploads there, and on
+/// `vigie eval` (docs/EVALUATION.md, 2026-12-01) most false matches left after the keypoint rule
+/// were such upright dHash and pHash matches, of the whole picture or of a content box. The match
+/// stands when the other 64-bit hash of the same picture or box agrees too (the two distances add up to at most [`JOINT_64_LIMIT`] of 128 bits: two hashes
+/// of different filters rarely both land near by chance), or when PDQ sees the same picture
+/// loosely ([`PDQ_SUPPORT_LIMIT`]), or when neither can be checked (an entry or a query of
+/// client-made hashes that lacks the other hash and PDQ). This is the second-signal rule of issue
+/// 17; matches under the other transforms are held one bit tighter instead ([`distance_limit`]),
+/// since they carry much of what only the 64-bit hashes find (mirrored copies with a banner,
+/// turned copies).
+fn confirmed_64(c: &Candidate, query: &QueryHashes, entry: &EntryHashes) -> bool {
+    if !matches!(c.algorithm, Algorithm::Phash | Algorithm::Dhash) {
+        return true;
+    }
+    // Both 64-bit distances of one picture: the whole upload's, or the closest content box's (the
+    // box lists are parallel: one pHash and one dHash per box of good quality).
+    let both = |p: Hash64, d: Hash64| {
+        entry
+            .phash
+            .zip(entry.dhash)
+            .map(|(ep, ed)| p.distance(&ep) + d.distance(&ed))
+    };
+    let joint = match c.how {
+        MatchKind::Whole(Dihedral::Original) => {
+            query.phash.zip(query.dhash).and_then(|(p, d)| both(p, d))
+        }
+        MatchKind::ContentBox(Dihedral::Original) => query
+            .phash_regions
+            .iter()
+            .zip(&query.dhash_regions)
+            .filter_map(|(p, d)| both(*p, *d))
+            .min(),
+        _ => return true,
+    };
+    let upload_pdq = query
+        .pdq
+        .iter()
+        .chain(&query.pdq_regions)
+        .map(|(_, h)| h)
+        .chain(&query.pdq_trial_turns);
+    let banked_pdq: Vec<Hash256> = entry.pdq.into_iter().chain(entry.windows()).collect();
+    let support = upload_pdq
+        .flat_map(|u| banked_pdq.iter().map(move |b| u.distance(b)))
+        .min();
+    match (joint, support) {
+        (None, None) => true,
+        (j, s) => {
+            j.is_some_and(|j| j <= JOINT_64_LIMIT) || s.is_some_and(|s| s <= PDQ_SUPPORT_LIMIT)
+        }
+    }
+}
+
 /// Which calibration table a match reads.
 fn calibration_kind(how: MatchKind) -> PdqKind {
     match how {
@@ -213,7 +283,7 @@ pub fn screen(
         if c.distance <= limit.saturating_add(margin(c.algorithm)) && options.near_margin > 0 {
             outcome.near_bank = true;
         }
-        if c.distance > limit {
+        if c.distance > limit || !confirmed_64(&c, query, &entry.hashes) {
             continue;
         }
         let info = MatchInfo {
@@ -272,6 +342,91 @@ pub fn screen(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bits::Bits;
+
+    /// A 64-bit hash with `ones` low bits set.
+    fn h64(ones: u32) -> Hash64 {
+        Bits([if ones == 0 {
+            0
+        } else {
+            u64::MAX >> (64 - ones)
+        }])
+    }
+
+    /// A PDQ with `ones` low bits of its first word set.
+    fn h256(ones: u32) -> Hash256 {
+        Bits([h64(ones).0[0], 0, 0, 0])
+    }
+
+    #[test]
+    fn a_64_bit_match_needs_the_other_hash_or_pdq_to_agree() {
+        let dhash_at = |distance, how| Candidate {
+            id: 1,
+            algorithm: Algorithm::Dhash,
+            distance,
+            how,
+        };
+        let whole = MatchKind::Whole(Dihedral::Original);
+        // The upload's dHash meets the entry's at 6; its pHash is 4 or 20 bits off the entry's.
+        let query = |phash_off| QueryHashes {
+            dhash: Some(h64(6)),
+            phash: Some(h64(phash_off)),
+            ..QueryHashes::default()
+        };
+        let entry = EntryHashes {
+            dhash: Some(h64(0)),
+            phash: Some(h64(0)),
+            ..EntryHashes::default()
+        };
+        let c = dhash_at(6, whole);
+        assert!(confirmed_64(&c, &query(4), &entry), "6 + 4 of 128 bits");
+        assert!(
+            !confirmed_64(&c, &query(20), &entry),
+            "6 + 20: a shared frame"
+        );
+        // PDQ seeing the same picture loosely confirms it instead; far, it does not.
+        let with_pdq = |upload_off| QueryHashes {
+            pdq: vec![(Dihedral::Original, h256(upload_off))],
+            ..query(20)
+        };
+        let banked = EntryHashes {
+            pdq: Some(h256(0)),
+            ..entry.clone()
+        };
+        assert!(confirmed_64(&c, &with_pdq(PDQ_SUPPORT_LIMIT), &banked));
+        assert!(!confirmed_64(&c, &with_pdq(PDQ_SUPPORT_LIMIT + 2), &banked));
+        // A crop window of the entry counts as its PDQ.
+        let mut windowed = entry.clone();
+        windowed.set_windows([h256(10)]);
+        assert!(confirmed_64(&c, &with_pdq(12), &windowed));
+        // Nothing to check against (hashes imported without pHash or PDQ): the match stands.
+        let alone = EntryHashes {
+            dhash: Some(h64(0)),
+            ..EntryHashes::default()
+        };
+        assert!(confirmed_64(&c, &query(20), &alone));
+        // A content box is held to its own pair of hashes (the lists are parallel)...
+        let boxed = QueryHashes {
+            dhash_regions: vec![h64(6), h64(40)],
+            phash_regions: vec![h64(30), h64(2)],
+            ..QueryHashes::default()
+        };
+        let by_box = dhash_at(6, MatchKind::ContentBox(Dihedral::Original));
+        assert!(!confirmed_64(&by_box, &boxed, &entry), "box 0: 6 + 30");
+        let agreeing = QueryHashes {
+            phash_regions: vec![h64(3), h64(2)],
+            ..boxed
+        };
+        assert!(confirmed_64(&by_box, &agreeing, &entry), "box 0: 6 + 3");
+        // ...while turned lookups and PDQ matches are not this rule's.
+        let turned = dhash_at(6, MatchKind::Whole(Dihedral::Rotate180));
+        assert!(confirmed_64(&turned, &query(20), &entry));
+        let pdq = Candidate {
+            algorithm: Algorithm::Pdq,
+            ..c
+        };
+        assert!(confirmed_64(&pdq, &query(20), &entry));
+    }
 
     #[test]
     fn mirrored_64_bit_candidates_are_held_one_bit_tighter() {

@@ -420,7 +420,7 @@ impl HashIndexes {
             pairs.clear();
             pairs.extend(run.iter().map(|(_, p)| *p));
             let votes = keypoint_vote::best_vote(&pairs, upload);
-            if votes >= keypoint_vote::MIN_VOTES {
+            if keypoint_vote::is_match(votes, pairs.len()) {
                 let b = best
                     .entry(KeypointId::entry_of_group(run[0].0))
                     .or_default();

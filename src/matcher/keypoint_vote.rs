@@ -6,7 +6,9 @@
 //! displacement between the two points (also with the upload turned back a few degrees and zoomed
 //! a little, see [`VOTE_TURNS_DEGREES`] and [`VOTE_ZOOMS`]), and a match needs [`MIN_VOTES`]
 //! distinct upload points agreeing on one displacement within [`VOTE_TOLERANCE`] pixels and
-//! spread over the upload ([`MIN_SPREAD`]). This is Hough voting as in Lowe, "Distinctive image
+//! spread over the upload ([`MIN_SPREAD`]), and those points must be a fair share of the pairs
+//! found ([`MIN_INLIER_RATIO_INVERSE`]: text and periodic patterns pair everything with
+//! everything). This is Hough voting as in Lowe, "Distinctive image
 //! features from scale-invariant keypoints", IJCV 2004, section 7. Measured on `vigie eval`
 //! (docs/EVALUATION.md): of 453,000 unrelated (upload, entry) pairs, none had more than 3 such
 //! points.
@@ -28,6 +30,28 @@ pub const MIN_VOTES: u32 = 8;
 /// one object (a mascot, a logo, a watermark) agree only where that object is: on `vigie eval`
 /// the corpus's Tux drawings matched each other by 20 to 29 points without this.
 pub const MIN_SPREAD: f32 = 0.6;
+
+/// The least fraction of an (entry, scale) group's descriptor pairs that must agree on the
+/// winning displacement, as `1 / MIN_INLIER_RATIO_INVERSE` (a fifth). A crop, turn or recompression
+/// of a banked picture pairs most upload points with the one banked point they came from, so most
+/// pairs agree; text, a tiled watermark or a periodic texture pairs each upload point with many
+/// look-alike points (every "E" of a caption with every other), and only a few of those pairs
+/// agree. This is the inlier ratio of spatial verification (Philbin et al., "Object retrieval with
+/// large vocabularies and fast spatial matching", CVPR 2007; the repeated structures it guards
+/// against are the "burstiness" of Jegou et al., CVPR 2009). Measured with `vigie eval --corpus
+/// ../shared/corpus` (docs/EVALUATION.md, 2026-12-01): of the keypoint matches of unrelated
+/// pictures (shared flyer and chat templates, low-texture waves), 90% had under 11% of their pairs
+/// agreeing; of the copies only keypoints find (heavy crops, turns), 95% had over 30%. At a fifth,
+/// keypoint false matches fell from 408 copies to 15 and recall lost 10 copies of 5022.
+pub const MIN_INLIER_RATIO_INVERSE: u32 = 5;
+
+/// Whether `votes` agreeing points out of `pairs` descriptor pairs of one (entry, scale) group
+/// make a match: at least [`MIN_VOTES`], and at least a [`MIN_INLIER_RATIO_INVERSE`]-th of the
+/// pairs (see there).
+pub fn is_match(votes: u32, pairs: usize) -> bool {
+    votes >= MIN_VOTES
+        && (votes as usize).saturating_mul(MIN_INLIER_RATIO_INVERSE as usize) >= pairs
+}
 
 /// One descriptor pair found between an upload point and a banked point: the upload point's index
 /// and the displacement from it to the banked point.
@@ -168,7 +192,7 @@ pub fn best_vote(pairs: &[PointPair], upload: &UploadKeypoints) -> u32 {
 }
 
 /// Votes of an upload for a banked picture, by brute force over every descriptor pair: the best
-/// over the banked scales. (The matcher finds the pairs through its index; `vigie eval` uses this
+/// over the banked scales whose vote [`is_match`] (0 when none is). (The matcher finds the pairs through its index; `vigie eval` uses this
 /// to measure every pair of pictures.)
 pub fn votes(bank: &[Keypoint], upload: &UploadKeypoints) -> u32 {
     let mut pairs = Vec::new();
@@ -183,7 +207,10 @@ pub fn votes(bank: &[Keypoint], upload: &UploadKeypoints) -> u32 {
             }
         }
         if pairs.len() as u32 > best {
-            best = best.max(best_vote(&pairs, upload));
+            let v = best_vote(&pairs, upload);
+            if is_match(v, pairs.len()) {
+                best = best.max(v);
+            }
         }
     }
     best
@@ -279,10 +306,71 @@ mod tests {
         assert!(KeypointId::new(1, &Keypoint { scale: 4, ..p }).is_none());
     }
 
-    /// Votes of an upload against the banked points of one scale only.
-    fn votes_at(bank: &[Keypoint], scale: u8, upload: &UploadKeypoints) -> u32 {
-        let at: Vec<Keypoint> = bank.iter().filter(|p| p.scale == scale).copied().collect();
-        votes(&at, upload)
+    /// Text and periodic patterns: every upload point pairs with every look-alike banked point,
+    /// and only the few pairs of one shift agree. Enough points agree to reach `MIN_VOTES`, but
+    /// not a fair share of the pairs, so it is no match; the same points paired one to one are.
+    #[test]
+    fn a_vote_drowned_in_look_alike_pairs_is_no_match() {
+        // 12 points spread over a 120x120 upload (a row of glyphs on each of three lines).
+        let points: Vec<Keypoint> = (0..12u8)
+            .map(|i| Keypoint {
+                x: 10 + (i % 4) * 33,
+                y: 10 + (i / 4) * 50,
+                scale: 0,
+                descriptor: Bits([0]),
+            })
+            .collect();
+        let upload = UploadKeypoints {
+            width: 120,
+            height: 120,
+            points: points.clone(),
+        };
+        // One to one: each point meets its own banked point, shifted by (4, 3).
+        let own: Vec<PointPair> = (0..12u16)
+            .map(|i| PointPair {
+                query: i,
+                dx: 4,
+                dy: 3,
+            })
+            .collect();
+        let v = best_vote(&own, &upload);
+        assert_eq!(v, 12);
+        assert!(is_match(v, own.len()));
+        // Every point meets every banked look-alike (12 x 12 pairs): the true shift still gathers
+        // 12 points, among 144 pairs.
+        let mut all = Vec::new();
+        for (qi, q) in points.iter().enumerate() {
+            for b in &points {
+                all.push(PointPair::new(
+                    qi,
+                    q,
+                    &Keypoint {
+                        x: b.x + 4,
+                        y: b.y + 3,
+                        ..*b
+                    },
+                ));
+            }
+        }
+        let v = best_vote(&all, &upload);
+        assert!(v >= MIN_VOTES, "{v}");
+        assert!(!is_match(v, all.len()), "{v} of {} pairs", all.len());
+        // And too few points is no match however clean the pairs.
+        assert!(!is_match(MIN_VOTES - 1, (MIN_VOTES - 1) as usize));
+    }
+
+    /// The vote of an upload against the banked points of one scale only, before the
+    /// inlier-ratio rule, and the number of descriptor pairs it was drawn from.
+    fn votes_at(bank: &[Keypoint], scale: u8, upload: &UploadKeypoints) -> (u32, usize) {
+        let mut pairs = Vec::new();
+        for (qi, q) in upload.points.iter().enumerate() {
+            for b in bank.iter().filter(|b| b.scale == scale) {
+                if q.descriptor.distance(&b.descriptor) <= DESCRIPTOR_RADIUS {
+                    pairs.push(PointPair::new(qi, q, b));
+                }
+            }
+        }
+        (best_vote(&pairs, upload), pairs.len())
     }
 
     #[test]
@@ -381,9 +469,9 @@ mod tests {
             },
         );
         let query = query_keypoints(&cropped).expect("points");
-        let by_scale: Vec<u32> = (0..BANK_SCALES.len() as u8)
+        let (by_scale, pairs): (Vec<u32>, Vec<usize>) = (0..BANK_SCALES.len() as u8)
             .map(|s| votes_at(&bank, s, &query))
-            .collect();
+            .unzip();
         // The banked picture enlarged by 1/0.77 meets it best. (The other enlargements are of
         // the same picture, and on this scene, which repeats one kind of blob, the zoomed votes
         // gather 9 and 11 points there: more than the 2 to 3 any unrelated pair of real
@@ -393,10 +481,14 @@ mod tests {
             by_scale[..2].iter().all(|&v| v < by_scale[2]),
             "votes by scale {by_scale:?}"
         );
-        assert_eq!(
-            votes(&bank, &query),
-            by_scale.iter().copied().max().unwrap_or(0)
-        );
+        // `votes` is the best scale whose vote is a match: this scene repeats one kind of blob,
+        // so many of its pairs are look-alikes, and the inlier-ratio rule judges each scale.
+        let matching = (0..BANK_SCALES.len())
+            .filter(|&s| is_match(by_scale[s], pairs[s]))
+            .map(|s| by_scale[s])
+            .max()
+            .unwrap_or(0);
+        assert_eq!(votes(&bank, &query), matching, "pairs by scale {pairs:?}");
     }
 
     #[test]

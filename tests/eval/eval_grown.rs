@@ -160,3 +160,55 @@ fn the_service_matcher_sees_the_templated_entries() {
         .unwrap();
     assert!(eval.picture_qualities[lowtex].is_some_and(|q| q < 50));
 }
+
+/// Issue 17's matcher rules on shared templates, with the service's matcher: every banked photo
+/// is also banked in a flyer and in a dark chat screen (template every banked photo), so every
+/// copy in a template shares its frame, text and layout with several entries of other photos.
+/// Keypoints on the shared text, and a 64-bit hash of the shared frame, no longer make a banked
+/// photo's copy meet another photo's entry, and the smooth pictures meet nothing; the photos are
+/// still all found. (Before the inlier-ratio rule of `keypoint_vote::is_match` and the
+/// second-signal rule of `decision`, this run had two banked copies matching another photo's
+/// flyer by keypoints and two low-texture copies matching chat entries by dHash and pHash.)
+#[test]
+fn shared_templates_and_smooth_pictures_do_not_match_other_photos_entries() {
+    let eval = run(
+        &config(
+            &["flyer", "chat_dark", "jpeg_q15", "crop_25pc_offcentre"],
+            4,
+            1,
+        ),
+        Some(&vigie::eval::screener::make_service_screener),
+    )
+    .unwrap();
+    let mut banked = 0;
+    for r in &eval.results {
+        assert!(r.error.is_none(), "{:?}", r.error);
+        let v = r.screened.as_ref().unwrap();
+        let edit = eval.edits[r.edit].name;
+        match r.class {
+            CopyClass::Banked => {
+                banked += 1;
+                assert!(v.found, "picture {} under {edit}", r.picture);
+                assert!(
+                    !v.false_match,
+                    "picture {} under {edit}: {:?}",
+                    r.picture, v.false_hits
+                );
+            }
+            CopyClass::LowTexture => assert!(
+                !v.false_match,
+                "low-texture picture {} under {edit}: {:?}",
+                r.picture, v.false_hits
+            ),
+            _ => {}
+        }
+        // No keypoint match of any copy lands on an entry not its own.
+        assert!(
+            v.false_hits.iter().all(|h| !h.how.ends_with("keypoints")),
+            "picture {} under {edit}: {:?}",
+            r.picture,
+            v.false_hits
+        );
+    }
+    assert_eq!(banked, 4 * 4, "4 banked photos under 4 edits");
+}
