@@ -267,11 +267,10 @@ const FRAME_MAX_SPREAD: f64 = 4.0;
 /// A line of the frame around a photo: nearly all background colour.
 const FRAME_SHARE: f32 = 0.97;
 
-/// The tallest run of lines that are not drawn frame lines (see [`is_drawn_frame`]).
-fn unframed_band(lines: &[LineHistogram]) -> Option<(usize, usize)> {
-    let mut best: Option<(usize, usize)> = None;
+/// Every run of lines that are not drawn frame lines, as `(start, end)`, in order.
+fn unframed_runs(lines: &[LineHistogram]) -> Vec<(usize, usize)> {
+    let mut runs = Vec::new();
     let mut start = None;
-    // One step past the end closes a run that reaches it.
     let open_lines = lines
         .iter()
         .map(|l| !is_drawn_frame(l))
@@ -280,15 +279,37 @@ fn unframed_band(lines: &[LineHistogram]) -> Option<(usize, usize)> {
         match (open, start) {
             (true, None) => start = Some(i),
             (false, Some(s)) => {
-                if best.is_none_or(|(a, b)| i - s > b - a) {
-                    best = Some((s, i));
-                }
+                runs.push((s, i));
                 start = None;
             }
             _ => {}
         }
     }
-    best
+    runs
+}
+
+/// Smallest collage cell, as a fraction of each side of the picture: cells of a 2x2 or 3x3 grid
+/// qualify, a caption strip or an app bar between frame lines does not.
+const MIN_CELL_FRACTION: f32 = 0.25;
+
+/// Most cells [`collage_cells`] returns (each is hashed and looked up like a content box).
+pub const MAX_CELLS: usize = 4;
+
+/// The cells of a collage: the blocks of rows between drawn frame lines (the gutters an app draws
+/// between photos), and in each the blocks of columns between such lines, each at least
+/// [`MIN_CELL_FRACTION`] of the picture's side; empty unless there are at least two, and at most
+/// [`MAX_CELLS`] (the largest). [`framed_box`] keeps only the largest block: a photo in another
+/// cell of a 2x2 grid or on the right of a side-by-side pair was not searched on its own.
+pub fn collage_cells(plane: &LumaPlane) -> Vec<Rect> {
+    between_frame_lines(plane).1
+}
+
+/// The longest of `runs`; the first of equally long ones.
+fn widest(runs: &[(usize, usize)]) -> Option<(usize, usize)> {
+    runs.iter().fold(None, |best, &(a, b)| match best {
+        Some((x, y)) if y - x >= b - a => Some((x, y)),
+        _ => Some((a, b)),
+    })
 }
 
 /// The photo as the tallest block of rows, then of columns, bounded by frame lines: the flat gap
@@ -298,32 +319,67 @@ fn unframed_band(lines: &[LineHistogram]) -> Option<(usize, usize)> {
 /// rows missed smooth photos, and added nothing once this one existed: 1 copy in 2835 on
 /// `vigie eval`), so a smooth photo (a sky, a studio background) above a caption is still found.
 pub fn framed_box(plane: &LumaPlane) -> Rect {
-    let (w, h) = (plane.width, plane.height);
-    if w < 8 || h < 8 {
-        return Rect::full(plane);
-    }
-    let Some((y0, y1)) = unframed_band(&row_histograms(plane)) else {
-        return Rect::full(plane);
-    };
-    let Some((x0, x1)) = unframed_band(&column_histograms(plane, y0, y1)) else {
-        return Rect::full(plane);
-    };
-    let r = Rect {
-        x: x0,
-        y: y0,
-        width: x1 - x0,
-        height: y1 - y0,
-    };
-    if (r.width as f32) < w as f32 * MIN_SIDE_FRACTION
-        || (r.height as f32) < h as f32 * MIN_SIDE_FRACTION
-    {
-        return Rect::full(plane);
-    }
-    r
+    between_frame_lines(plane).0
 }
 
-/// The sub-rectangles of an upload to hash besides the whole picture: its trimmed box and its
-/// framed box, when they differ from the whole (and from each other) by more than 2% of the area.
+/// [`framed_box`] and [`collage_cells`] from one pass of row histograms (the costliest loop of a
+/// screen), each block of rows' column histograms made once.
+fn between_frame_lines(plane: &LumaPlane) -> (Rect, Vec<Rect>) {
+    let (w, h) = (plane.width, plane.height);
+    if w < 8 || h < 8 {
+        return (Rect::full(plane), Vec::new());
+    }
+    let runs = unframed_runs(&row_histograms(plane));
+    let tallest = widest(&runs);
+    let min_cell_h = ((h as f32 * MIN_CELL_FRACTION) as usize).max(1);
+    let min_cell_w = ((w as f32 * MIN_CELL_FRACTION) as usize).max(1);
+    let mut framed = Rect::full(plane);
+    let mut cells = Vec::new();
+    for &(y0, y1) in &runs {
+        let is_tallest = tallest == Some((y0, y1));
+        if !is_tallest && y1 - y0 < min_cell_h {
+            continue;
+        }
+        let columns = unframed_runs(&column_histograms(plane, y0, y1));
+        if is_tallest && let Some((x0, x1)) = widest(&columns) {
+            let r = Rect {
+                x: x0,
+                y: y0,
+                width: x1 - x0,
+                height: y1 - y0,
+            };
+            if (r.width as f32) >= w as f32 * MIN_SIDE_FRACTION
+                && (r.height as f32) >= h as f32 * MIN_SIDE_FRACTION
+            {
+                framed = r;
+            }
+        }
+        if y1 - y0 >= min_cell_h {
+            cells.extend(
+                columns
+                    .iter()
+                    .filter(|(a, b)| b - a >= min_cell_w)
+                    .map(|&(x0, x1)| Rect {
+                        x: x0,
+                        y: y0,
+                        width: x1 - x0,
+                        height: y1 - y0,
+                    }),
+            );
+        }
+    }
+    if cells.len() < 2 {
+        cells.clear();
+    }
+    cells.sort_by_key(|r| std::cmp::Reverse(r.area()));
+    cells.truncate(MAX_CELLS);
+    (framed, cells)
+}
+
+/// The sub-rectangles of an upload to hash besides the whole picture: its trimmed box, its framed
+/// box, the cells of a collage ([`collage_cells`]) and the sharp photo of a story frame
+/// ([`sharp_box`]), when they differ from the whole (and from each other) by more than 2% of the
+/// area.
 pub fn query_regions(plane: &LumaPlane) -> Vec<Rect> {
     let full = Rect::full(plane);
     let mut out: Vec<Rect> = Vec::new();
@@ -334,19 +390,125 @@ pub fn query_regions(plane: &LumaPlane) -> Vec<Rect> {
     } else {
         std::borrow::Cow::Owned(crop_plane(plane, trimmed))
     };
-    let framed = framed_box(&inner);
+    let (framed, cells) = between_frame_lines(&inner);
     let framed = Rect {
         x: trimmed.x + framed.x,
         y: trimmed.y + framed.y,
         width: framed.width,
         height: framed.height,
     };
-    for r in [trimmed, framed] {
+    // The cells of a collage, in the trimmed box's frame (a grid's outer gutter is trimmed).
+    let cells = cells.into_iter().map(|c| Rect {
+        x: trimmed.x + c.x,
+        y: trimmed.y + c.y,
+        width: c.width,
+        height: c.height,
+    });
+    for r in [trimmed, framed]
+        .into_iter()
+        .chain(cells)
+        .chain(sharp_box(plane))
+    {
         if differs_by_area(&r, &full) && out.iter().all(|o| differs_by_area(&r, o)) {
             out.push(r);
         }
     }
     out
+}
+
+/// A luma step between neighbouring pixels larger than this is a sharp pixel for [`sharp_box`]
+/// (the enlarged, blurred background of a story frame steps by a level or two).
+const SHARP_STEP: f32 = 8.0;
+/// A row (column) is part of the sharp photo when at least this fraction of its pixels are sharp.
+const SHARP_LINE_SHARE: f32 = 0.05;
+/// Runs of sharp lines closer than this fraction of the side are one run (a smooth stretch of the
+/// photo itself, a sky, does not cut it in two; the gap between a story's sticker and its photo,
+/// 3% of the frame and more, does).
+const SHARP_GAP: f32 = 0.02;
+/// The box's sharp pixels must be at least this many times as dense as the rest's.
+const SHARP_CONTRAST: f32 = 4.0;
+
+/// The photo of a story frame: a sharp picture over a blurred, enlarged copy of itself (the way
+/// Instagram and its imitators fill a 9:16 frame), where no frame line bounds it, so neither
+/// [`trim_uniform_borders`] nor [`framed_box`] finds it. The box is the tallest run of rows with
+/// at least [`SHARP_LINE_SHARE`] sharp pixels (a step of more than [`SHARP_STEP`] to the right or
+/// downward neighbour), gaps under [`SHARP_GAP`] closed, then the widest such run of columns
+/// within it; it counts only when its sharp pixels are [`SHARP_CONTRAST`] times as dense as
+/// outside, and it is smaller than the whole. Sampled on every other row and column. `None`
+/// otherwise (most photos are sharp all over).
+pub fn sharp_box(plane: &LumaPlane) -> Option<Rect> {
+    let (w, h) = (plane.width, plane.height);
+    if w < 32 || h < 32 || plane.data.len() < w * h {
+        return None;
+    }
+    // The sharp mask on every other row and column (a quarter of the work; the box's edges are
+    // then within two pixels), each sample against its right and lower neighbours: `mw` x `mh`
+    // samples, 1 for sharp.
+    let (mw, mh) = ((w - 1) / 2, (h - 1) / 2);
+    let mut mask = vec![0u8; mw * mh];
+    for (my, out) in mask.chunks_exact_mut(mw).enumerate() {
+        let y = 2 * my;
+        let row = &plane.data[y * w..(y + 1) * w];
+        let below = &plane.data[(y + 1) * w..(y + 2) * w];
+        for (mx, m) in out.iter_mut().enumerate() {
+            let x = 2 * mx;
+            let v = row[x];
+            *m = u8::from((row[x + 1] - v).abs() > SHARP_STEP || (below[x] - v).abs() > SHARP_STEP);
+        }
+    }
+    let count = |line: &[u8]| line.iter().map(|&m| usize::from(m)).sum::<usize>();
+    let rows: Vec<usize> = mask.chunks_exact(mw).map(count).collect();
+    let total: usize = rows.iter().sum();
+    let (y0, y1) = sharp_run(&rows, (mw as f32 * SHARP_LINE_SHARE) as usize, mh)?;
+    let mut columns = vec![0usize; mw];
+    for line in mask[y0 * mw..y1 * mw].chunks_exact(mw) {
+        for (c, &m) in columns.iter_mut().zip(line) {
+            *c += usize::from(m);
+        }
+    }
+    let (x0, x1) = sharp_run(&columns, ((y1 - y0) as f32 * SHARP_LINE_SHARE) as usize, mw)?;
+    let inside: usize = mask[y0 * mw..y1 * mw]
+        .chunks_exact(mw)
+        .map(|line| count(&line[x0..x1]))
+        .sum();
+    let (area, whole) = ((x1 - x0) * (y1 - y0), mw * mh);
+    if area as f32 > 0.9 * whole as f32 {
+        return None;
+    }
+    let density_in = inside as f32 / area.max(1) as f32;
+    let density_out = total.saturating_sub(inside) as f32 / (whole - area) as f32;
+    let r = Rect {
+        x: 2 * x0,
+        y: 2 * y0,
+        width: (2 * (x1 - x0)).min(w - 2 * x0),
+        height: (2 * (y1 - y0)).min(h - 2 * y0),
+    };
+    (density_in >= SHARP_CONTRAST * density_out
+        && (r.width as f32) >= w as f32 * MIN_SIDE_FRACTION
+        && (r.height as f32) >= h as f32 * MIN_SIDE_FRACTION)
+        .then_some(r)
+}
+
+/// The longest run of `counts` at or above `min`, gaps under [`SHARP_GAP`] of `side` closed.
+fn sharp_run(counts: &[usize], min: usize, side: usize) -> Option<(usize, usize)> {
+    let gap = ((side as f32 * SHARP_GAP) as usize).max(1);
+    let mut best: Option<(usize, usize)> = None;
+    let mut run: Option<(usize, usize)> = None;
+    for (i, &c) in counts.iter().enumerate() {
+        if c < min.max(1) {
+            continue;
+        }
+        run = match run {
+            Some((a, b)) if i - b <= gap => Some((a, i + 1)),
+            _ => Some((i, i + 1)),
+        };
+        if let Some((a, b)) = run
+            && best.is_none_or(|(x, y)| b - a > y - x)
+        {
+            best = Some((a, b));
+        }
+    }
+    best
 }
 
 /// Whether two boxes differ by more than 2% of the larger one's area (less is not worth a hash).
@@ -375,9 +537,11 @@ pub struct Tilt {
 }
 
 /// Smallest and largest tilt looked for: below, the trimmed box already fits; above, the corner
-/// triangles eat too much of the canvas for the edges to be measured well.
+/// triangles eat too much of the canvas for the edges to be measured well. (20, with edges looked
+/// for in the first third of each side, not the first quarter: `vigie eval` found 15-degree turns
+/// on a canvas 0 -> 45.7%, the pictures whose edges are not as white as the canvas.)
 const MIN_TILT_DEGREES: f32 = 0.4;
-const MAX_TILT_DEGREES: f32 = 12.0;
+const MAX_TILT_DEGREES: f32 = 20.0;
 
 /// Finds a tilted picture on a flat canvas: the four corners are one fill colour, and each side
 /// of the picture is a straight line across the fill (least-squares fits of the first non-fill
@@ -401,7 +565,7 @@ pub fn find_tilt(plane: &LumaPlane) -> Option<Tilt> {
     }
     let is_fill = |x: usize, y: usize| (plane.at(x, y) - fill).abs() <= FLAT_TOLERANCE;
     // For each line of the middle 60% along an axis, how far in from one side the picture starts
-    // (within the first quarter, else the line is skipped); then a line fit `depth = a + b * t`.
+    // (within the first third, else the line is skipped); then a line fit `depth = a + b * t`.
     let fit = |n_lines: usize, depth_max: usize, probe: &dyn Fn(usize, usize) -> bool| {
         let mut points = Vec::new();
         for t in n_lines / 5..n_lines - n_lines / 5 {
@@ -411,10 +575,10 @@ pub fn find_tilt(plane: &LumaPlane) -> Option<Tilt> {
         }
         fit_line(&points, n_lines)
     };
-    let left = fit(h, w / 4, &|y, d| is_fill(d, y))?;
-    let right = fit(h, w / 4, &|y, d| is_fill(w - 1 - d, y))?;
-    let top = fit(w, h / 4, &|x, d| is_fill(x, d))?;
-    let bottom = fit(w, h / 4, &|x, d| is_fill(x, h - 1 - d))?;
+    let left = fit(h, w / 3, &|y, d| is_fill(d, y))?;
+    let right = fit(h, w / 3, &|y, d| is_fill(w - 1 - d, y))?;
+    let top = fit(w, h / 3, &|x, d| is_fill(x, d))?;
+    let bottom = fit(w, h / 3, &|x, d| is_fill(x, h - 1 - d))?;
     // Depth slopes of a picture turned by `angle` (top edge down to the right when positive):
     // the top edge goes deeper to the right (+tan), the bottom edge shallower (-tan), the left
     // side shallower downwards (-tan), the right side deeper downwards (+tan).
@@ -628,6 +792,114 @@ pub fn window_rect(plane: &LumaPlane, [l, t, r, b]: Window) -> Rect {
 mod tests {
     use super::*;
 
+    /// A busy texture (3-pixel blocks of pseudo-random grey, 40..200), `w` x `h`, from `seed`.
+    fn texture(w: usize, h: usize, seed: u64) -> LumaPlane {
+        let data = (0..w * h)
+            .map(|i| {
+                let (x, y) = ((i % w) / 3, (i / w) / 3);
+                let mut z = seed ^ (x as u64) << 32 ^ y as u64;
+                z = z.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                z ^= z >> 29;
+                40.0 + (z % 160) as f32
+            })
+            .collect();
+        LumaPlane::new(w, h, data)
+    }
+
+    /// `tile` pasted into `page` at (`x`, `y`).
+    fn paste(page: &mut LumaPlane, tile: &LumaPlane, x: usize, y: usize) {
+        for ty in 0..tile.height {
+            for tx in 0..tile.width {
+                page.data[(y + ty) * page.width + x + tx] = tile.at(tx, ty);
+            }
+        }
+    }
+
+    /// Within `slack` pixels on every edge.
+    fn near(a: &Rect, b: &Rect, slack: usize) -> bool {
+        a.x.abs_diff(b.x) <= slack
+            && a.y.abs_diff(b.y) <= slack
+            && (a.x + a.width).abs_diff(b.x + b.width) <= slack
+            && (a.y + a.height).abs_diff(b.y + b.height) <= slack
+    }
+
+    #[test]
+    fn every_cell_of_a_collage_is_its_own_region() {
+        // Four 200x150 photos in a 2x2 grid, 8-pixel white gutters between and around them.
+        let (cw, ch, g) = (200, 150, 8);
+        let mut page = LumaPlane::new(
+            2 * cw + 3 * g,
+            2 * ch + 3 * g,
+            vec![255.0; (2 * cw + 3 * g) * (2 * ch + 3 * g)],
+        );
+        let mut want = Vec::new();
+        for cell in 0..4 {
+            let (x, y) = (g + (cell % 2) * (cw + g), g + (cell / 2) * (ch + g));
+            paste(&mut page, &texture(cw, ch, cell as u64), x, y);
+            want.push(Rect {
+                x,
+                y,
+                width: cw,
+                height: ch,
+            });
+        }
+        let cells = collage_cells(&page);
+        assert_eq!(cells.len(), 4, "{cells:?}");
+        let regions = query_regions(&page);
+        for w in &want {
+            assert!(cells.iter().any(|c| near(c, w, 1)), "{w:?} in {cells:?}");
+            assert!(
+                regions.iter().any(|c| near(c, w, 1)),
+                "{w:?} in {regions:?}"
+            );
+        }
+        // Side by side: two cells. The largest block alone (`framed_box`) is one of them.
+        let mut pair = LumaPlane::new(
+            2 * cw + 3 * g,
+            ch + 2 * g,
+            vec![255.0; (2 * cw + 3 * g) * (ch + 2 * g)],
+        );
+        paste(&mut pair, &texture(cw, ch, 7), g, g);
+        paste(&mut pair, &texture(cw, ch, 8), 2 * g + cw, g);
+        assert_eq!(collage_cells(&pair).len(), 2);
+        // One photo, no gutters: no cells.
+        assert!(collage_cells(&texture(400, 300, 9)).is_empty());
+    }
+
+    #[test]
+    fn a_sharp_photo_over_a_blurred_copy_of_itself_is_found() {
+        // A 9:16 story: a smooth background (a wide gradient, as a blurred enlargement is), a
+        // sharp 300x220 photo in the middle, and a small sharp sticker well above it.
+        let (w, h) = (360, 640);
+        let mut story = LumaPlane::new(
+            w,
+            h,
+            (0..w * h)
+                .map(|i| 60.0 + (i % w) as f32 * 0.1 + (i / w) as f32 * 0.15)
+                .collect(),
+        );
+        let photo = Rect {
+            x: 30,
+            y: 210,
+            width: 300,
+            height: 220,
+        };
+        paste(
+            &mut story,
+            &texture(photo.width, photo.height, 1),
+            photo.x,
+            photo.y,
+        );
+        paste(&mut story, &texture(120, 30, 2), 120, 60);
+        let found = sharp_box(&story).expect("the photo");
+        assert!(near(&found, &photo, 3), "{found:?}");
+        assert!(query_regions(&story).iter().any(|r| near(r, &photo, 3)));
+        // A photo sharp all over, and a smooth picture: nothing.
+        assert_eq!(sharp_box(&texture(360, 640, 3)), None);
+        let smooth = LumaPlane::new(w, h, (0..w * h).map(|i| (i / w) as f32 * 0.3).collect());
+        assert_eq!(sharp_box(&smooth), None);
+    }
+
     #[test]
     fn bins_are_the_floor_of_a_sixteenth_of_the_clamped_luma() {
         for i in -400..=5000 {
@@ -836,7 +1108,8 @@ mod tests {
     fn a_tilted_picture_is_found_and_straightened() {
         let photo = bridge();
         let original = crate::hashing::pdq::pdq_hash(&photo).hash;
-        for degrees in [2.0f32, -3.5, 5.0] {
+        // Up to the 15 degrees of an editor's bigger turns (12 was the most found before).
+        for degrees in [2.0f32, -3.5, 5.0, -8.0, 15.0] {
             let canvas = tilted(&photo, degrees, 255.0);
             let tilt = find_tilt(&canvas).expect("tilt found");
             assert!(
