@@ -26,8 +26,9 @@ pub struct ScreenOptions {
     pub max_distance: Option<u32>,
     /// When non-zero, also tell whether the query came within a bank's threshold plus this many
     /// bits (a PDQ's; a 64-bit hash's a quarter of it) of an active entry, match or not
-    /// ([`ScreenOutcome::near_bank`]): what probing detection (`guard`) counts. The index is then
-    /// searched that much wider.
+    /// ([`ScreenOutcome::near_bank`]): what probing detection (`guard`) counts. The upright
+    /// whole-picture lookups (the ones a probe steers) are then searched that much wider; the
+    /// others (transforms, content boxes, crop windows) are not, and do not count as near.
     pub near_margin: u32,
 }
 
@@ -255,10 +256,12 @@ pub fn screen(
     let radius = |a: Algorithm| {
         selected
             .iter()
-            .map(|b| tighten(b.max_distance.get(a)) + margin(a))
+            .map(|b| tighten(b.max_distance.get(a)))
             .max()
     };
-    let candidates = indexes.candidates(query, radius);
+    // Only the upright whole-picture lookups are searched wider for probing detection: they are
+    // what a client steering its uploads moves (see `HashIndexes::candidates_near`).
+    let candidates = indexes.candidates_near(query, radius, margin);
 
     let now = Timestamp::now();
     let mut best: HashMap<EntryId, MatchInfo> = HashMap::new();
