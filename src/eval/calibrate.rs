@@ -106,6 +106,13 @@ pub fn table(h: &Histograms, prior: f64, source: &str) -> String {
             );
         }
     }
+    for (i, variant) in super::Variant64::ALL.iter().enumerate() {
+        let (t, u) = (&h.variant_true_pairs[i], &h.variant_unrelated_pairs[i]);
+        let c = curve(t, u, prior);
+        for (d, conf) in c.iter().enumerate() {
+            let _ = writeln!(s, "{}\t{d}\t{}\t{}\t{conf:.6}", variant.name(), t[d], u[d]);
+        }
+    }
     s
 }
 

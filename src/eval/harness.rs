@@ -246,6 +246,11 @@ pub struct Histograms {
     pub true_pairs: Vec<Vec<u64>>,
     /// Per method, counts indexed by distance: an edited copy and any entry not its own.
     pub unrelated_pairs: Vec<Vec<u64>>,
+    /// Per variant of [`super::Variant64::ALL`], counts indexed by distance (`0..=64`): an edited
+    /// copy and its own entry.
+    pub variant_true_pairs: Vec<Vec<u64>>,
+    /// Per variant, an edited copy and any entry not its own.
+    pub variant_unrelated_pairs: Vec<Vec<u64>>,
 }
 
 impl Histograms {
@@ -256,9 +261,12 @@ impl Histograms {
                 .map(|m| vec![0u64; m.bits() as usize + 1])
                 .collect()
         };
+        let variants = || vec![vec![0u64; 65]; super::Variant64::ALL.len()];
         Histograms {
             true_pairs: make(),
             unrelated_pairs: make(),
+            variant_true_pairs: variants(),
+            variant_unrelated_pairs: variants(),
         }
     }
 
@@ -266,8 +274,18 @@ impl Histograms {
         for (a, b) in self.true_pairs.iter_mut().zip(&other.true_pairs) {
             a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
         }
-        for (a, b) in self.unrelated_pairs.iter_mut().zip(&other.unrelated_pairs) {
-            a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+        let pairs = [
+            (&mut self.unrelated_pairs, &other.unrelated_pairs),
+            (&mut self.variant_true_pairs, &other.variant_true_pairs),
+            (
+                &mut self.variant_unrelated_pairs,
+                &other.variant_unrelated_pairs,
+            ),
+        ];
+        for (mine, theirs) in pairs {
+            for (a, b) in mine.iter_mut().zip(theirs) {
+                a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+            }
         }
     }
 }
@@ -667,6 +685,22 @@ pub fn run(
                                 hist.unrelated_pairs[mi][d as usize] += 1;
                                 let w = &mut result.wrong_distance[mi];
                                 *w = Some(w.map_or(d, |old| old.min(d)));
+                            }
+                        }
+                    }
+                    for (vi, v) in super::Variant64::ALL.iter().enumerate() {
+                        for (entry, eh) in entries.iter().enumerate() {
+                            if own(entry) && Some(entry) != result.entry {
+                                continue;
+                            }
+                            let Some(d) = v.distance(&hashes, eh) else {
+                                continue;
+                            };
+                            let d = (d as usize).min(64);
+                            if Some(entry) == result.entry {
+                                hist.variant_true_pairs[vi][d] += 1;
+                            } else {
+                                hist.variant_unrelated_pairs[vi][d] += 1;
                             }
                         }
                     }

@@ -155,6 +155,85 @@ impl Method {
     }
 }
 
+/// The 64-bit hashes' extra lookups, calibrated apart from the upright whole picture (each is
+/// another chance for an unrelated picture, so a distance means less there): the upload turned or
+/// mirrored (`*_turned`), and the upload's content boxes (`*_box`), against the entry's hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant64 {
+    /// pHash of the upload under its grid transforms (`ImageHashes::phash_turned`).
+    PhashTurned,
+    /// dHash of the upload under its grid transforms.
+    DhashTurned,
+    /// pHash of each content box of good quality.
+    PhashBox,
+    /// dHash of each content box of good quality.
+    DhashBox,
+}
+
+impl Variant64 {
+    /// Every variant, in the order of the harness's variant histograms.
+    pub const ALL: [Variant64; 4] = [
+        Variant64::PhashTurned,
+        Variant64::DhashTurned,
+        Variant64::PhashBox,
+        Variant64::DhashBox,
+    ];
+
+    /// The calibration table's name (`phash_turned`, `dhash_turned`, `phash_box`, `dhash_box`),
+    /// as `matcher::confidence` reads it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant64::PhashTurned => "phash_turned",
+            Variant64::DhashTurned => "dhash_turned",
+            Variant64::PhashBox => "phash_box",
+            Variant64::DhashBox => "dhash_box",
+        }
+    }
+
+    /// The closest of the upload's hashes of this variant to the entry's, under the 64-bit
+    /// quality floor on both sides (a box's own quality for a box); `None` when there is none.
+    pub fn distance(self, query: &ImageHashes, entry: &ImageHashes) -> Option<u32> {
+        let floor = crate::matcher::MIN_64_QUALITY;
+        let good = |q: Option<u8>| q.is_some_and(|q| q >= floor);
+        if !good(entry.quality64) {
+            return None;
+        }
+        let whole_ok = good(query.quality64);
+        let boxes = || {
+            query
+                .pdq_regions
+                .iter()
+                .filter(|r| !r.trial_turn && good(r.quality64))
+        };
+        match self {
+            Variant64::PhashTurned => {
+                let e = entry.phash?;
+                let turned = query.phash_turned.filter(|_| whole_ok)?;
+                turned.iter().map(|h| h.distance(&e)).min()
+            }
+            Variant64::DhashTurned => {
+                let e = entry.dhash?;
+                let turned = query.dhash_turned.filter(|_| whole_ok)?;
+                turned.iter().map(|h| h.distance(&e)).min()
+            }
+            Variant64::PhashBox => {
+                let e = entry.phash?;
+                boxes()
+                    .filter_map(|r| r.phash)
+                    .map(|h| h.distance(&e))
+                    .min()
+            }
+            Variant64::DhashBox => {
+                let e = entry.dhash?;
+                boxes()
+                    .filter_map(|r| r.dhash)
+                    .map(|h| h.distance(&e))
+                    .min()
+            }
+        }
+    }
+}
+
 fn query_dihedral(q: &ImageHashes) -> Box<dyn Iterator<Item = Hash256> + '_> {
     match (&q.pdq_dihedral, q.pdq) {
         (Some(all), _) => Box::new(all.iter().map(|p| p.hash)),

@@ -17,8 +17,12 @@ use crate::store::Algorithm;
 pub enum PdqKind {
     /// The whole picture (any rotation or mirror).
     Whole,
-    /// A content box of the upload or a crop window of the entry.
+    /// A content box of the upload or a crop window of the entry (pHash and dHash: the upload's
+    /// content box, read from `phash_box` and `dhash_box`).
     Region,
+    /// The upload turned or mirrored (PDQ reads `pdq`, which is measured under its rotations;
+    /// pHash and dHash read `phash_turned` and `dhash_turned`).
+    Turned,
     /// Keypoints (`hashing::keypoints`): the distance is
     /// [`crate::matcher::keypoint_vote::votes_distance`] of the points that agreed.
     Keypoints,
@@ -34,7 +38,10 @@ pub fn confidence(algorithm: Algorithm, distance: u32) -> f64 {
 /// Confidence, 0..=1, of a match by `algorithm` at `distance`, `kind` saying what a PDQ match
 /// compared: exact hashes 1 at distance 0 and 0 otherwise; a PDQ region
 /// reads the `pdq_region` table, PDQ keypoints the `keypoints` table (the distance is then
-/// [`crate::matcher::keypoint_vote::votes_distance`]), anything else its own algorithm's table.
+/// [`crate::matcher::keypoint_vote::votes_distance`]), a pHash or dHash match of a content box
+/// `phash_box`/`dhash_box` and of the turned or mirrored upload `phash_turned`/`dhash_turned`
+/// (each lookup variant is another chance for an unrelated picture, measured apart), anything
+/// else its own algorithm's table.
 /// A table missing from the shipped calibration falls back to the curve of the module
 /// documentation (keypoints: 0.5 at the vote threshold rising to 1 at twice the votes).
 pub fn confidence_of(algorithm: Algorithm, kind: PdqKind, distance: u32) -> f64 {
@@ -44,10 +51,17 @@ pub fn confidence_of(algorithm: Algorithm, kind: PdqKind, distance: u32) -> f64 
     let table = match (algorithm, kind) {
         (Algorithm::Pdq, PdqKind::Region) => "pdq_region",
         (Algorithm::Pdq, PdqKind::Keypoints) => "keypoints",
+        (Algorithm::Phash, PdqKind::Region) => "phash_box",
+        (Algorithm::Dhash, PdqKind::Region) => "dhash_box",
+        (Algorithm::Phash, PdqKind::Turned) => "phash_turned",
+        (Algorithm::Dhash, PdqKind::Turned) => "dhash_turned",
         (a, _) => a.name(),
     };
+    // A variant's table, else the algorithm's (a table shipped before the variants were
+    // measured), else the fallback curve.
     SHIPPED_TABLE
         .confidence(table, distance)
+        .or_else(|| SHIPPED_TABLE.confidence(algorithm.name(), distance))
         .unwrap_or_else(|| match kind {
             PdqKind::Keypoints => keypoints_fallback(distance),
             _ => fallback(algorithm, distance),
@@ -116,5 +130,35 @@ mod tests {
         assert_eq!(keypoints_fallback(votes_distance(2 * MIN_VOTES)), 1.0);
         assert_eq!(keypoints_fallback(64), 0.0);
         assert_eq!(fallback(Algorithm::Pdq, 64), 0.0);
+    }
+
+    #[test]
+    fn each_64_bit_lookup_variant_reads_its_own_table() {
+        for (algorithm, kind, table) in [
+            (Algorithm::Dhash, PdqKind::Turned, "dhash_turned"),
+            (Algorithm::Dhash, PdqKind::Region, "dhash_box"),
+            (Algorithm::Phash, PdqKind::Turned, "phash_turned"),
+            (Algorithm::Phash, PdqKind::Region, "phash_box"),
+            (Algorithm::Dhash, PdqKind::Whole, "dhash"),
+        ] {
+            for d in 0..=64 {
+                assert_eq!(
+                    Some(confidence_of(algorithm, kind, d)),
+                    SHIPPED_TABLE.confidence(table, d),
+                    "{table} at {d}"
+                );
+            }
+        }
+        // PDQ's table is measured under its rotations: a turned PDQ match reads it.
+        assert_eq!(
+            confidence_of(Algorithm::Pdq, PdqKind::Turned, 20),
+            confidence_of(Algorithm::Pdq, PdqKind::Whole, 20)
+        );
+        // The shipped variant tables differ from the whole picture's somewhere (else they would
+        // not be worth their lines).
+        assert!((0..=64).any(|d| {
+            confidence_of(Algorithm::Dhash, PdqKind::Turned, d)
+                != confidence_of(Algorithm::Dhash, PdqKind::Whole, d)
+        }));
     }
 }

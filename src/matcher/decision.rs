@@ -205,7 +205,8 @@ fn calibration_kind(how: MatchKind) -> PdqKind {
     match how {
         MatchKind::Keypoints { .. } => PdqKind::Keypoints,
         MatchKind::ContentBox(_) | MatchKind::CropWindow => PdqKind::Region,
-        MatchKind::Whole(_) | MatchKind::Frame(_) => PdqKind::Whole,
+        MatchKind::Whole(Dihedral::Original) | MatchKind::Frame(_) => PdqKind::Whole,
+        MatchKind::Whole(_) => PdqKind::Turned,
     }
 }
 

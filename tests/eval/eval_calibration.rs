@@ -12,9 +12,20 @@ fn shipped_table_covers_every_perceptual_algorithm() {
     let c = Calibration::parse(SHIPPED).unwrap();
     let mut names: Vec<&str> = c.names().collect();
     names.sort();
+    // Per algorithm, and per lookup variant of the 64-bit hashes (turned or mirrored; content box).
     assert_eq!(
         names,
-        vec!["dhash", "keypoints", "pdq", "pdq_region", "phash"]
+        vec![
+            "dhash",
+            "dhash_box",
+            "dhash_turned",
+            "keypoints",
+            "pdq",
+            "pdq_region",
+            "phash",
+            "phash_box",
+            "phash_turned"
+        ]
     );
     assert_eq!(c.prior, Some(0.01));
     // A trust team asking for 99% confidence gets a usable PDQ threshold, and a 64-bit hash
