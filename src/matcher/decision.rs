@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use super::confidence::{self, PdqKind};
 use super::indexes::{Candidate, HashIndexes, MatchKind};
 use super::query::QueryHashes;
-use crate::bits::{Hash64, Hash256};
+use crate::bits::Hash64;
 use crate::hashing::Dihedral;
 use crate::store::{
     Algorithm, Bank, BankKind, Entry, EntryHashes, EntryId, Store, StoreError, Timestamp,
@@ -182,21 +182,29 @@ fn confirmed_64(c: &Candidate, query: &QueryHashes, entry: &EntryHashes) -> bool
             .min(),
         _ => return true,
     };
+    if joint.is_some_and(|j| j <= JOINT_64_LIMIT) {
+        return true;
+    }
+    // PDQ is read only when the other 64-bit hash did not confirm (most matches stop above).
     let upload_pdq = query
         .pdq
         .iter()
         .chain(&query.pdq_regions)
         .map(|(_, h)| h)
         .chain(&query.pdq_trial_turns);
-    let banked_pdq: Vec<Hash256> = entry.pdq.into_iter().chain(entry.windows()).collect();
     let support = upload_pdq
-        .flat_map(|u| banked_pdq.iter().map(move |b| u.distance(b)))
+        .flat_map(|u| {
+            entry
+                .pdq
+                .into_iter()
+                .chain(entry.windows())
+                .map(move |b| u.distance(&b))
+        })
         .min();
-    match (joint, support) {
-        (None, None) => true,
-        (j, s) => {
-            j.is_some_and(|j| j <= JOINT_64_LIMIT) || s.is_some_and(|s| s <= PDQ_SUPPORT_LIMIT)
-        }
+    match support {
+        Some(s) => s <= PDQ_SUPPORT_LIMIT,
+        // Nothing to check against: the match stands unless the other hash disagreed.
+        None => joint.is_none(),
     }
 }
 
@@ -346,7 +354,7 @@ pub fn screen(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bits::Bits;
+    use crate::bits::{Bits, Hash256};
 
     /// A 64-bit hash with `ones` low bits set.
     fn h64(ones: u32) -> Hash64 {

@@ -108,12 +108,14 @@ impl Detail {
 
 impl FromStr for Detail {
     type Err = String;
+    /// The level whose [`Detail::name`] is `s` (each name is written once, there).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "exact" => Ok(Detail::Exact),
-            "band" => Ok(Detail::Band),
-            "confidence" => Ok(Detail::Confidence),
-            _ => Err(format!(
+        match [Detail::Exact, Detail::Band, Detail::Confidence]
+            .into_iter()
+            .find(|d| d.name() == s)
+        {
+            Some(d) => Ok(d),
+            None => Err(format!(
                 "detail must be exact, band or confidence, not {}",
                 super::quote(s)
             )),
@@ -161,13 +163,17 @@ impl ProbeAction {
 
 impl FromStr for ProbeAction {
     type Err = String;
+    /// The action whose [`ProbeAction::name`] is `s` (each name is written once, there).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "off" => Ok(ProbeAction::Off),
-            "audit" => Ok(ProbeAction::Audit),
-            "withhold" => Ok(ProbeAction::Withhold),
-            "suspend" => Ok(ProbeAction::Suspend),
-            _ => Err(format!(
+        let all = [
+            ProbeAction::Off,
+            ProbeAction::Audit,
+            ProbeAction::Withhold,
+            ProbeAction::Suspend,
+        ];
+        match all.into_iter().find(|a| a.name() == s) {
+            Some(a) => Ok(a),
+            None => Err(format!(
                 "on-probe must be off, audit, withhold or suspend, not {}",
                 super::quote(s)
             )),
