@@ -1,5 +1,5 @@
-//! `vigie bench lookup|store|hash|service|cluster`: the benchmarks that run outside the test
-//! suite, and what they share.
+//! `vigie bench lookup|store|hash|service|cluster|keypoints`: the benchmarks that run outside the
+//! test suite, and what they share.
 //!
 //! Each harness owns its arguments (a `clap::Args` struct) and its report; [`run`] is the one
 //! dispatch. The helpers they share live here once: [`measure`] (percentiles, thread CPU time,
@@ -10,6 +10,7 @@
 
 pub mod cluster;
 pub mod hash;
+pub mod keypoints;
 pub mod lookup;
 pub mod measure;
 pub mod pictures;
@@ -31,6 +32,10 @@ pub enum BenchCommand {
     /// Replicas through NATS JetStream: propagation, write throughput, replay, a new replica's
     /// start (needs nats-server: scripts/setup.sh installs it).
     Cluster(cluster::ClusterBenchArgs),
+    /// Keypoints at bank scale: a bank of N synthetic image entries drawn from a corpus's real
+    /// keypoints, the corpus's other pictures screened against it (index memory per entry, chance
+    /// pairs, screen latency, false matches).
+    Keypoints(keypoints::KeypointsBenchArgs),
 }
 
 /// Runs one benchmark to its end: its report is on stdout (and under `--out` where it has one),
@@ -45,6 +50,7 @@ pub fn run(which: BenchCommand) -> Result<(), BenchError> {
         BenchCommand::Hash(args) => hash::run(args),
         BenchCommand::Service(args) => service::run(args),
         BenchCommand::Cluster(args) => cluster::run(args),
+        BenchCommand::Keypoints(args) => keypoints::run(args),
     }
 }
 

@@ -84,6 +84,15 @@ impl<const W: usize> IndexCore<W> {
             + self.tables.iter().map(Table::heap_bytes).sum::<usize>()
     }
 
+    /// Makes room in the hash and id arrays for `additional` more entries, exactly (no
+    /// doubling). [`IndexCore::extend`] reserves what its iterator's size hint promises; a caller
+    /// whose iterator cannot promise it (one that filters) but knows the count calls this first,
+    /// or the arrays grow by doubling and keep up to twice the room they need.
+    pub fn reserve(&mut self, additional: usize) {
+        self.hashes.reserve_exact(additional);
+        self.ids.reserve_exact(additional);
+    }
+
     /// Adds many entries at once; the tables are rebuilt once if the bank outgrows its plan.
     /// On error nothing is added.
     pub fn extend(

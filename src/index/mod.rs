@@ -152,6 +152,12 @@ impl<const W: usize> HammingIndex<W> {
         Ok(())
     }
 
+    /// Makes room for `additional` more pairs, exactly (see [`IndexCore::reserve`]).
+    pub fn reserve(&self, additional: usize) {
+        let _gate = self.writer();
+        self.write().reserve(additional);
+    }
+
     /// Removes one copy of the pair (hash, id); false if absent. Invisible to searches that start
     /// after this returns.
     pub fn remove(&self, hash: &Bits<W>, id: u64) -> bool {

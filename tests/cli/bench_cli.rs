@@ -149,3 +149,112 @@ fn bench_service_runs_rounds_against_a_bank_and_refuses_other_hosts() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+#[test]
+fn bench_keypoints_screens_half_a_corpus_against_synthetic_image_entries() {
+    // Named so that, in name order, the two photos' neighbours differ: the even pictures (the
+    // bridge, Tux) give the bank its points, the odd one (the wine photo) is screened.
+    let pictures = tempfile::tempdir().expect("tempdir");
+    for (name, copy) in [
+        ("bridge.jpg", "a_bridge.jpg"),
+        ("wine.jpg", "b_wine.jpg"),
+        ("tux_747.png", "c_tux.png"),
+    ] {
+        std::fs::copy(fixture(name), pictures.path().join(copy)).expect("copy");
+    }
+    let out = tempfile::tempdir().expect("tempdir");
+    let json = out.path().join("bench-keypoints.json");
+    let o = vigie(&[
+        "bench",
+        "keypoints",
+        "--image-entries",
+        "50,200",
+        "--corpus",
+        pictures.path().to_str().expect("path"),
+        "--rounds",
+        "2",
+        "--out",
+        json.to_str().expect("path"),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("parse");
+    assert_eq!(report["uploads"], 1, "{report}");
+    assert_eq!(report["bank_pictures"], 2, "{report}");
+    assert!(
+        report["real_points"].as_u64().expect("points") > 0,
+        "{report}"
+    );
+    let runs = report["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 2, "{report}");
+    let number = |run: &Value, field: &str| {
+        let v = run[field]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{field}: {run}"));
+        assert!(v.is_finite() && v >= 0.0, "{field}: {run}");
+        v
+    };
+    for (run, n) in runs.iter().zip([50u64, 200]) {
+        assert_eq!(run["image_entries"], n, "{run}");
+        assert_eq!(run["uploads"], 1, "{run}");
+        // The photo has points, so it was searched by them, and the bank holds real-looking ones.
+        assert_eq!(run["uploads_with_keypoints"], 1, "{run}");
+        assert!(run["keypoints"].as_u64().expect("count") > 0, "{run}");
+        for field in [
+            "index_bytes_per_entry",
+            "keypoint_bytes_per_entry",
+            "window_bytes_per_entry",
+            "whole_bytes_per_entry",
+        ] {
+            assert!(number(run, field) > 0.0, "{field}: {run}");
+        }
+        let (kp, win) = (
+            number(run, "keypoint_bytes_per_entry"),
+            number(run, "window_bytes_per_entry"),
+        );
+        assert!((number(run, "index_bytes_per_entry") - (kp + win)).abs() < 1e-6);
+        let (p50, p99, max) = (
+            number(run, "screen_p50_ms"),
+            number(run, "screen_p99_ms"),
+            number(run, "screen_max_ms"),
+        );
+        assert!(p50 > 0.0 && p50 <= p99 && p99 <= max, "{run}");
+        assert!(number(run, "hashes_only_p50_ms") <= number(run, "hashes_only_p99_ms"));
+        for field in [
+            "resident_bytes_per_entry",
+            "chance_pairs_per_upload",
+            "voted_groups_per_upload",
+            "voted_entries_per_upload",
+            "keypoint_search_mean_ms",
+            "keypoint_vote_mean_ms",
+        ] {
+            number(run, field);
+        }
+        assert!(number(run, "voted_entries_per_upload") <= number(run, "voted_groups_per_upload"));
+        // Every false-match count is there; an (upload, entry) pair met both ways counts once.
+        let count = |field: &str| {
+            run[field]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{field}: {run}"))
+        };
+        let (all, by_points, by_hash) = (
+            count("false_matches"),
+            count("false_keypoint_matches"),
+            count("false_hash_matches"),
+        );
+        assert!(
+            all >= by_points.max(by_hash) && all <= by_points + by_hash,
+            "{run}"
+        );
+    }
+    // Four times the entries, drawn from the same pictures: about four times the points.
+    let points = |i: usize| runs[i]["keypoints"].as_f64().expect("count");
+    assert!(points(1) > 2.0 * points(0), "{report}");
+    let png = image::open(out.path().join("bench-keypoints.png")).expect("png");
+    assert!(png.width() > 100);
+
+    // A bank of no entries is refused, by name.
+    let o = vigie(&["bench", "keypoints", "--image-entries", "0"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--image-entries"));
+}
