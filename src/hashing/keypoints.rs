@@ -17,9 +17,10 @@
 //!   size, so a banked picture is also resampled to `BANK_LONG_SIDE / c` for each `c` in
 //!   [`BANK_SCALES`] and its points found and described there: each enlargement meets crops
 //!   within about 6% of its `c` (the vote's zooms, [`VOTE_ZOOMS`], close the rest of the gap
-//!   between two scales). The upload is described at its own size only. Describing the upload at
-//!   each `c` instead found the same matches for three times the lookups; a descriptor misses
-//!   crops 7% off its scale.
+//!   between two scales). The upload is described at its own size and, for crops keeping less
+//!   than 72% of a side, once more at [`LONG_CROP_LEVEL`] of it (see [`query_keypoint_sets`]).
+//!   Describing the upload at each `c` instead of the bank found the same matches for three times
+//!   the lookups; a descriptor misses crops 7% off its scale.
 //! - **Points**: Harris corners of the lightly blurred picture (3x3 box), structure tensor summed
 //!   over 5x5, local maxima over 7x7, far enough from the edge for a whole patch; of the
 //!   strongest, those whose patch is textured (see [`MIN_TRANSITIONS`]), at most
@@ -28,7 +29,8 @@
 //!   `k` is set when cell `k` is brighter than the median cell (so half the bits are set, and
 //!   brightness and contrast changes do not move it). No orientation: uploads turned 90 or 180
 //!   degrees are caught by the global hashes, and a few degrees of tilt move a 3-pixel cell
-//!   grid little.
+//!   grid little. A mirrored upload is also described mirrored (same corners, patches read from
+//!   the mirrored picture).
 //!
 //! Matching is the matcher's job (`crate::matcher::keypoint_vote`): descriptors within a few bits
 //! pair up, and the pairs of one entry vote for one displacement (Hough voting).
@@ -200,13 +202,70 @@ pub fn bank_keypoints(plane: &LumaPlane) -> Vec<Keypoint> {
 pub fn query_keypoints(plane: &LumaPlane) -> Option<UploadKeypoints> {
     let small = resample_long_side(&reduced(plane), BANK_LONG_SIDE)?;
     let blurred = box_blur(&small, 1);
-    let points = textured_points(&blurred, &corners(&blurred));
+    let corners = corners(&blurred);
+    upload_points(&blurred, &corners)
+}
+
+/// The upload's longer side, as a fraction of [`BANK_LONG_SIDE`], at which it is described a
+/// second time for crops that keep 56% to 83% of a side. Such a crop shows the banked content
+/// `1/c` larger; described at `LONG_CROP_LEVEL * BANK_LONG_SIDE` it shows it `LONG_CROP_LEVEL / c`
+/// larger, which is within about 6% of one banked enlargement (`1 / BANK_SCALES`: 1, 1.14, 1.30)
+/// for every `c` in that range: 0.78 / 0.6 = 1.30, 0.78 / 0.7 = 1.11, 0.78 / 0.78 = 1. The
+/// upload's own size meets the banked enlargements for crops of 72% and more. (One level on the
+/// upload side rather than a fourth banked scale: the bank's memory stays as it is, and positions
+/// stay under 256 pixels.)
+pub const LONG_CROP_LEVEL: f32 = 0.78;
+
+/// Every point set an upload is looked up with (each `None` when it has fewer than
+/// [`MIN_KEYPOINTS`]), in this order:
+///
+/// 1. the upload at [`BANK_LONG_SIDE`] ([`query_keypoints`]);
+/// 2. the same, mirrored left to right: the corners are the same pixels (Harris's response is
+///    symmetric), only the patches are read from the mirrored picture, so a mirrored copy's points
+///    come out as its original's;
+/// 3. the upload at [`LONG_CROP_LEVEL`] of that size, for crops keeping 56-83% of a side (see
+///    there).
+///
+/// Positions are on each set's own picture; `width` and `height` say its size.
+pub fn query_keypoint_sets(plane: &LumaPlane) -> Vec<UploadKeypoints> {
+    let reduced = reduced(plane);
+    let mut sets = Vec::with_capacity(3);
+    if let Some(small) = resample_long_side(&reduced, BANK_LONG_SIDE) {
+        let blurred = box_blur(&small, 1);
+        let found = corners(&blurred);
+        sets.extend(upload_points(&blurred, &found));
+        let w = blurred.width;
+        let mirrored_corners: Vec<(usize, usize)> =
+            found.iter().map(|&(x, y)| (w - 1 - x, y)).collect();
+        sets.extend(upload_points(&mirror(&blurred), &mirrored_corners));
+    }
+    let long = (BANK_LONG_SIDE as f32 * LONG_CROP_LEVEL).round() as usize;
+    if let Some(small) = resample_long_side(&reduced, long) {
+        let blurred = box_blur(&small, 1);
+        sets.extend(upload_points(&blurred, &corners(&blurred)));
+    }
+    sets
+}
+
+/// The textured points of `blurred` at `corners`, as an upload's point set (`None` under
+/// [`MIN_KEYPOINTS`]).
+fn upload_points(blurred: &LumaPlane, corners: &[(usize, usize)]) -> Option<UploadKeypoints> {
+    let points = textured_points(blurred, corners);
     (points.len() >= MIN_KEYPOINTS).then(|| UploadKeypoints {
         // At most BANK_LONG_SIDE (192) a side.
         width: u16::try_from(blurred.width).unwrap_or(u16::MAX),
         height: u16::try_from(blurred.height).unwrap_or(u16::MAX),
         points,
     })
+}
+
+/// The plane mirrored left to right.
+fn mirror(plane: &LumaPlane) -> LumaPlane {
+    let mut data = Vec::with_capacity(plane.data.len());
+    for row in plane.data.chunks(plane.width.max(1)) {
+        data.extend(row.iter().rev());
+    }
+    LumaPlane::new(plane.width, plane.height, data)
 }
 
 /// The plane box-averaged by an integer factor to a longer side of at most twice
@@ -538,6 +597,56 @@ mod tests {
             let n = banked.iter().filter(|p| p.scale == scale).count();
             assert!((1..=MAX_KEYPOINTS).contains(&n), "scale {scale}: {n}");
         }
+    }
+
+    #[test]
+    fn a_mirrored_upload_gives_its_original_points_and_a_smaller_level_for_crops() {
+        let photo = image::open(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/bridge.jpg"
+        ))
+        .expect("fixture")
+        .to_luma8();
+        let (w, h) = photo.dimensions();
+        let plane = |img: &image::GrayImage| {
+            LumaPlane::new(
+                w as usize,
+                h as usize,
+                img.pixels().map(|p| f32::from(p.0[0])).collect(),
+            )
+        };
+        let original = query_keypoint_sets(&plane(&photo));
+        let mirrored = query_keypoint_sets(&plane(&image::imageops::flip_horizontal(&photo)));
+        assert_eq!(original.len(), 3);
+        assert_eq!(mirrored.len(), 3);
+        assert_eq!(Some(&original[0]), query_keypoints(&plane(&photo)).as_ref());
+        // The mirrored upload's second set is the original's own points: resampling a mirrored
+        // picture is not bit for bit the mirror of resampling it (blocks are cut from the left),
+        // so a point may sit a pixel away and its patch a few bits off, within what a pair of
+        // descriptors allows (`DESCRIPTOR_RADIUS`, 7). On this photo 74-79% of the points have
+        // such a counterpart; against the upload's own points, none.
+        let counterparts = |set: &UploadKeypoints, of: &UploadKeypoints| {
+            set.points
+                .iter()
+                .filter(|p| {
+                    of.points.iter().any(|q| {
+                        p.x.abs_diff(q.x) <= 1
+                            && p.y.abs_diff(q.y) <= 1
+                            && p.descriptor.distance(&q.descriptor) <= 7
+                    })
+                })
+                .count()
+        };
+        let n = mirrored[1].points.len();
+        assert!(counterparts(&mirrored[1], &original[0]) * 3 >= n * 2, "{n}");
+        let n = original[1].points.len();
+        assert!(counterparts(&original[1], &mirrored[0]) * 3 >= n * 2, "{n}");
+        // Not so the upload and its own mirror: the patches of a photo are not symmetric.
+        let n = original[0].points.len();
+        assert!(counterparts(&original[1], &original[0]) * 10 < n, "{n}");
+        // The third set is the upload at LONG_CROP_LEVEL of the first's size.
+        let long = (BANK_LONG_SIDE as f32 * LONG_CROP_LEVEL).round() as u16;
+        assert_eq!(original[2].width.max(original[2].height), long);
     }
 
     #[test]

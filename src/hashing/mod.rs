@@ -746,8 +746,7 @@ impl ImageHasher {
                     // Only of the whole upload: also of its largest content box (a photo above a
                     // caption, inside a screenshot) gained 0.3 points on `vigie eval` once the
                     // vote tried zooms, for about 0.3 ms a screen.
-                    out.query_keypoints
-                        .extend(keypoints::query_keypoints(&displayed_luma));
+                    out.query_keypoints = keypoints::query_keypoint_sets(&displayed_luma);
                 }
                 region_plane = (displayed_luma.width, displayed_luma.height);
                 for rect in boxes {

@@ -49,8 +49,31 @@ pub const MIN_INLIER_RATIO_INVERSE: u32 = 5;
 /// make a match: at least [`MIN_VOTES`], and at least a [`MIN_INLIER_RATIO_INVERSE`]-th of the
 /// pairs (see there).
 pub fn is_match(votes: u32, pairs: usize) -> bool {
-    votes >= MIN_VOTES
-        && (votes as usize).saturating_mul(MIN_INLIER_RATIO_INVERSE as usize) >= pairs
+    votes >= least_votes(pairs)
+}
+
+/// The fewest votes that make a match of a group of `pairs` descriptor pairs: [`MIN_VOTES`], or
+/// a [`MIN_INLIER_RATIO_INVERSE`]-th of the pairs rounded up when that is more. A vote can stop
+/// looking once no displacement can reach it (see [`best_vote_over`]).
+pub fn least_votes(pairs: usize) -> u32 {
+    let share = pairs.div_ceil(MIN_INLIER_RATIO_INVERSE as usize);
+    MIN_VOTES.max(u32::try_from(share).unwrap_or(u32::MAX))
+}
+
+/// Distinct upload points among `pairs`: the most votes they can give (each upload point votes
+/// once).
+pub fn distinct_upload_points(pairs: &[PointPair]) -> u32 {
+    // Upload points are indexed under MAX_KEYPOINTS (64): a bit each in two words covers them and
+    // any index up to 127; larger ones (never made) are counted once each.
+    let (mut low, mut high, mut other) = (0u64, 0u64, 0u32);
+    for p in pairs {
+        match p.query {
+            q @ 0..=63 => low |= 1 << q,
+            q @ 64..=127 => high |= 1 << (q - 64),
+            _ => other += 1,
+        }
+    }
+    low.count_ones() + high.count_ones() + other
 }
 
 /// One descriptor pair found between an upload point and a banked point: the upload point's index
@@ -152,41 +175,90 @@ pub const VOTE_TURNS_DEGREES: [f32; 5] = [0.0, 2.5, -2.5, 5.0, -5.0];
 /// size, still matches. Zooms scale the upload's points about its centre before they vote.
 pub const VOTE_ZOOMS: [f32; 3] = [1.0, 1.035, 0.965];
 
-/// The best [`agreeing_points`] over the turns of [`VOTE_TURNS_DEGREES`] and the zooms of
-/// [`VOTE_ZOOMS`].
-pub fn best_vote(pairs: &[PointPair], upload: &UploadKeypoints) -> u32 {
-    let (cx, cy) = (
-        f32::from(upload.width) / 2.0,
-        f32::from(upload.height) / 2.0,
-    );
-    let mut best = 0;
-    let mut turned = Vec::with_capacity(pairs.len());
-    for degrees in VOTE_TURNS_DEGREES {
-        for zoom in VOTE_ZOOMS {
-            if degrees == 0.0 && zoom == 1.0 {
-                best = agreeing_points_over(pairs, upload, best);
-                continue;
-            }
-            let (sin, cos) = degrees.to_radians().sin_cos();
-            let (sin, cos) = (sin * zoom, cos * zoom);
-            turned.clear();
-            for p in pairs {
-                let Some(q) = upload.points.get(usize::from(p.query)) else {
+/// How far each upload point moves when the upload is turned and zoomed about its centre, for
+/// every turn of [`VOTE_TURNS_DEGREES`] and zoom of [`VOTE_ZOOMS`] but the identity: made once an
+/// upload (its points are the same for every entry it is voted against) and read by
+/// [`best_vote_with`].
+#[derive(Debug, Clone)]
+pub struct VoteFrames {
+    /// For each (turn, zoom) but the first, then each upload point: the rounded shift (x, y) in
+    /// pixels from the point to where the turn and zoom take it, negated.
+    offsets: Vec<(i16, i16)>,
+    points: usize,
+}
+
+impl VoteFrames {
+    /// The shifts of `upload`'s points under every turn and zoom the vote tries.
+    pub fn new(upload: &UploadKeypoints) -> Self {
+        let (cx, cy) = (
+            f32::from(upload.width) / 2.0,
+            f32::from(upload.height) / 2.0,
+        );
+        let mut offsets = Vec::with_capacity(upload.points.len() * VOTE_FRAMES);
+        for degrees in VOTE_TURNS_DEGREES {
+            for zoom in VOTE_ZOOMS {
+                if degrees == 0.0 && zoom == 1.0 {
                     continue;
-                };
-                let (qx, qy) = (f32::from(q.x), f32::from(q.y));
-                let (bx, by) = (qx + f32::from(p.dx), qy + f32::from(p.dy));
-                let (ux, uy) = (qx - cx, qy - cy);
-                let (rx, ry) = (cos * ux - sin * uy + cx, sin * ux + cos * uy + cy);
-                turned.push(PointPair {
-                    query: p.query,
-                    // Positions are under 256 and zooms near 1, so the displacements fit.
-                    dx: (bx - rx).round() as i16,
-                    dy: (by - ry).round() as i16,
-                });
+                }
+                let (sin, cos) = degrees.to_radians().sin_cos();
+                let (sin, cos) = (sin * zoom, cos * zoom);
+                offsets.extend(upload.points.iter().map(|q| {
+                    let (qx, qy) = (f32::from(q.x), f32::from(q.y));
+                    let (ux, uy) = (qx - cx, qy - cy);
+                    let (rx, ry) = (cos * ux - sin * uy + cx, sin * ux + cos * uy + cy);
+                    // Positions are under 256 and zooms near 1, so the shifts fit.
+                    ((qx - rx).round() as i16, (qy - ry).round() as i16)
+                }));
             }
-            best = agreeing_points_over(&turned, upload, best);
         }
+        VoteFrames {
+            offsets,
+            points: upload.points.len(),
+        }
+    }
+}
+
+/// The (turn, zoom) combinations the vote tries, the identity included.
+const VOTE_FRAMES: usize = VOTE_TURNS_DEGREES.len() * VOTE_ZOOMS.len();
+
+/// The best [`agreeing_points`] over the turns of [`VOTE_TURNS_DEGREES`] and the zooms of
+/// [`VOTE_ZOOMS`] (makes the upload's [`VoteFrames`]; a caller voting one upload against many
+/// entries makes them once and calls [`best_vote_with`]).
+pub fn best_vote(pairs: &[PointPair], upload: &UploadKeypoints) -> u32 {
+    best_vote_with(pairs, upload, &VoteFrames::new(upload))
+}
+
+/// [`best_vote`] with the upload's turns and zooms made beforehand (`frames` must be of
+/// `upload`). A pair's displacement under a turn is its upright one plus the upload point's
+/// shift: the banked point stays, the upload point moves (`bx - round(r(q))` is
+/// `(bx - qx) + round(qx - r(q))` for whole-pixel positions), so each pair costs two additions.
+pub fn best_vote_with(pairs: &[PointPair], upload: &UploadKeypoints, frames: &VoteFrames) -> u32 {
+    best_vote_over(pairs, upload, frames, 0)
+}
+
+/// [`best_vote_with`] when it is more than `floor`, else `floor`. With `floor` one under
+/// [`least_votes`] of the group, the result is its best vote when that makes a match and `floor`
+/// when none does, and every displacement window too small to make a match is skipped unread:
+/// a group of text pairs (hundreds, few agreeing) costs a sort a turn rather than a full vote.
+pub fn best_vote_over(
+    pairs: &[PointPair],
+    upload: &UploadKeypoints,
+    frames: &VoteFrames,
+    floor: u32,
+) -> u32 {
+    let mut best = agreeing_points_over(pairs, upload, floor);
+    let mut turned = Vec::with_capacity(pairs.len());
+    for frame in frames.offsets.chunks(frames.points.max(1)) {
+        turned.clear();
+        turned.extend(pairs.iter().filter_map(|p| {
+            let (ox, oy) = frame.get(usize::from(p.query))?;
+            Some(PointPair {
+                query: p.query,
+                dx: p.dx + ox,
+                dy: p.dy + oy,
+            })
+        }));
+        best = agreeing_points_over(&turned, upload, best);
     }
     best
 }
@@ -197,6 +269,7 @@ pub fn best_vote(pairs: &[PointPair], upload: &UploadKeypoints) -> u32 {
 pub fn votes(bank: &[Keypoint], upload: &UploadKeypoints) -> u32 {
     let mut pairs = Vec::new();
     let mut best = 0;
+    let mut frames = None;
     for scale in 0..BANK_SCALES.len() {
         pairs.clear();
         for (qi, q) in upload.points.iter().enumerate() {
@@ -206,10 +279,13 @@ pub fn votes(bank: &[Keypoint], upload: &UploadKeypoints) -> u32 {
                 }
             }
         }
-        if pairs.len() as u32 > best {
-            let v = best_vote(&pairs, upload);
-            if is_match(v, pairs.len()) {
-                best = best.max(v);
+        // Only a vote above both the best so far and the group's least match counts.
+        let floor = best.max(least_votes(pairs.len()) - 1);
+        if distinct_upload_points(&pairs) > floor {
+            let frames = frames.get_or_insert_with(|| VoteFrames::new(upload));
+            let v = best_vote_over(&pairs, upload, frames, floor);
+            if v > floor {
+                best = v;
             }
         }
     }
@@ -451,6 +527,33 @@ mod tests {
         let upright = agreeing_points(&pairs, &upload);
         assert!(upright < MIN_VOTES, "{upright}");
         assert_eq!(best_vote(&pairs, &upload), 36);
+
+        // Under a floor one below the group's least match, a match reads the same...
+        let frames = VoteFrames::new(&upload);
+        assert_eq!(least_votes(pairs.len()), MIN_VOTES);
+        assert_eq!(distinct_upload_points(&pairs), 36);
+        assert_eq!(best_vote_over(&pairs, &upload, &frames, MIN_VOTES - 1), 36);
+        // ... and a group drowned in stray pairs (each point also paired five times elsewhere,
+        // on displacements no two share) is no match: the vote stops at the floor.
+        let mut drowned = pairs.clone();
+        for (k, p) in pairs.iter().enumerate() {
+            for j in 1..=5i16 {
+                drowned.push(PointPair {
+                    query: p.query,
+                    dx: -100 + 7 * (k as i16) + j,
+                    dy: 90 - 11 * j - 3 * (k as i16),
+                });
+            }
+        }
+        let least = least_votes(drowned.len());
+        assert_eq!(least, 44);
+        assert_eq!(best_vote(&drowned, &upload), 36);
+        assert!(!is_match(36, drowned.len()));
+        assert_eq!(
+            best_vote_over(&drowned, &upload, &frames, least - 1),
+            least - 1
+        );
+        assert_eq!(distinct_upload_points(&drowned), 36);
     }
 
     #[test]
