@@ -170,6 +170,9 @@ pub struct UploadKeypoints {
     pub height: u16,
     /// Between [`MIN_KEYPOINTS`] and [`MAX_KEYPOINTS`] points, `scale` 0, strongest corner first.
     pub points: Vec<Keypoint>,
+    /// Whether these are the points of the upload mirrored left to right (the second set of
+    /// [`query_keypoint_sets`]): a match through them says the upload is a mirrored copy.
+    pub mirrored: bool,
 }
 
 /// The points of a banked picture at each of [`BANK_SCALES`] (empty when it has fewer than
@@ -203,7 +206,7 @@ pub fn query_keypoints(plane: &LumaPlane) -> Option<UploadKeypoints> {
     let small = resample_long_side(&reduced(plane), BANK_LONG_SIDE)?;
     let blurred = box_blur(&small, 1);
     let corners = corners(&blurred);
-    upload_points(&blurred, &corners)
+    upload_points(&blurred, &corners, false)
 }
 
 /// The upload's longer side, as a fraction of [`BANK_LONG_SIDE`], at which it is described a
@@ -233,29 +236,34 @@ pub fn query_keypoint_sets(plane: &LumaPlane) -> Vec<UploadKeypoints> {
     if let Some(small) = resample_long_side(&reduced, BANK_LONG_SIDE) {
         let blurred = box_blur(&small, 1);
         let found = corners(&blurred);
-        sets.extend(upload_points(&blurred, &found));
+        sets.extend(upload_points(&blurred, &found, false));
         let w = blurred.width;
         let mirrored_corners: Vec<(usize, usize)> =
             found.iter().map(|&(x, y)| (w - 1 - x, y)).collect();
-        sets.extend(upload_points(&mirror(&blurred), &mirrored_corners));
+        sets.extend(upload_points(&mirror(&blurred), &mirrored_corners, true));
     }
     let long = (BANK_LONG_SIDE as f32 * LONG_CROP_LEVEL).round() as usize;
     if let Some(small) = resample_long_side(&reduced, long) {
         let blurred = box_blur(&small, 1);
-        sets.extend(upload_points(&blurred, &corners(&blurred)));
+        sets.extend(upload_points(&blurred, &corners(&blurred), false));
     }
     sets
 }
 
 /// The textured points of `blurred` at `corners`, as an upload's point set (`None` under
-/// [`MIN_KEYPOINTS`]).
-fn upload_points(blurred: &LumaPlane, corners: &[(usize, usize)]) -> Option<UploadKeypoints> {
+/// [`MIN_KEYPOINTS`]); `mirrored` when `blurred` is the upload mirrored.
+fn upload_points(
+    blurred: &LumaPlane,
+    corners: &[(usize, usize)],
+    mirrored: bool,
+) -> Option<UploadKeypoints> {
     let points = textured_points(blurred, corners);
     (points.len() >= MIN_KEYPOINTS).then(|| UploadKeypoints {
         // At most BANK_LONG_SIDE (192) a side.
         width: u16::try_from(blurred.width).unwrap_or(u16::MAX),
         height: u16::try_from(blurred.height).unwrap_or(u16::MAX),
         points,
+        mirrored,
     })
 }
 
@@ -553,21 +561,30 @@ mod tests {
         }
     }
 
-    #[test]
-    fn positions_fit_the_resampled_picture_and_descriptors_are_balanced() {
-        // A real photo: the synthetic scenes' flat blobs have too few textured corners.
-        let photo = image::open(concat!(
+    /// The bridge fixture, grey: a real photo (the synthetic scenes' flat blobs have too few
+    /// textured corners).
+    fn bridge() -> image::GrayImage {
+        image::open(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/fixtures/bridge.jpg"
         ))
         .expect("fixture")
-        .to_luma8();
+        .to_luma8()
+    }
+
+    fn plane_of(img: &image::GrayImage) -> LumaPlane {
+        LumaPlane::new(
+            img.width() as usize,
+            img.height() as usize,
+            img.pixels().map(|p| f32::from(p.0[0])).collect(),
+        )
+    }
+
+    #[test]
+    fn positions_fit_the_resampled_picture_and_descriptors_are_balanced() {
+        let photo = bridge();
         let (w, h) = photo.dimensions();
-        let picture = LumaPlane::new(
-            w as usize,
-            h as usize,
-            photo.pixels().map(|p| f32::from(p.0[0])).collect(),
-        );
+        let picture = plane_of(&photo);
         let upload = query_keypoints(&picture).expect("points");
         let long = w.max(h) as f32;
         assert_eq!(
@@ -601,25 +618,15 @@ mod tests {
 
     #[test]
     fn a_mirrored_upload_gives_its_original_points_and_a_smaller_level_for_crops() {
-        let photo = image::open(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/bridge.jpg"
-        ))
-        .expect("fixture")
-        .to_luma8();
-        let (w, h) = photo.dimensions();
-        let plane = |img: &image::GrayImage| {
-            LumaPlane::new(
-                w as usize,
-                h as usize,
-                img.pixels().map(|p| f32::from(p.0[0])).collect(),
-            )
-        };
-        let original = query_keypoint_sets(&plane(&photo));
-        let mirrored = query_keypoint_sets(&plane(&image::imageops::flip_horizontal(&photo)));
+        let photo = bridge();
+        let original = query_keypoint_sets(&plane_of(&photo));
+        let mirrored = query_keypoint_sets(&plane_of(&image::imageops::flip_horizontal(&photo)));
         assert_eq!(original.len(), 3);
         assert_eq!(mirrored.len(), 3);
-        assert_eq!(Some(&original[0]), query_keypoints(&plane(&photo)).as_ref());
+        assert_eq!(
+            Some(&original[0]),
+            query_keypoints(&plane_of(&photo)).as_ref()
+        );
         // The mirrored upload's second set is the original's own points: resampling a mirrored
         // picture is not bit for bit the mirror of resampling it (blocks are cut from the left),
         // so a point may sit a pixel away and its patch a few bits off, within what a pair of

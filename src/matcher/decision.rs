@@ -460,7 +460,13 @@ mod tests {
         // A keypoint match was held to its vote; no Hamming limit applies to it.
         let by_points = Candidate {
             distance: 56,
-            ..candidate(Algorithm::Pdq, MatchKind::Keypoints { votes: 8 })
+            ..candidate(
+                Algorithm::Pdq,
+                MatchKind::Keypoints {
+                    votes: 8,
+                    mirrored: false,
+                },
+            )
         };
         assert_eq!(distance_limit(&by_points, 31), u32::MAX);
     }

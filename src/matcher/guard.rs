@@ -352,7 +352,7 @@ pub fn redact(outcome: &mut ScreenOutcome, detail: Detail) {
     outcome.distances_hidden = true;
     for m in &mut outcome.matches {
         m.distance = 0;
-        if let MatchKind::Keypoints { votes } = &mut m.how {
+        if let MatchKind::Keypoints { votes, .. } = &mut m.how {
             *votes = MIN_VOTES;
         }
         m.confidence = match detail {
@@ -773,7 +773,10 @@ mod tests {
             algorithm: Algorithm::Pdq,
             distance: 12,
             confidence: 0.97,
-            how: MatchKind::Keypoints { votes: 30 },
+            how: MatchKind::Keypoints {
+                votes: 30,
+                mirrored: false,
+            },
             suppressed: false,
         };
         let outcome = ScreenOutcome {

@@ -35,6 +35,9 @@ pub enum MatchKind {
     Keypoints {
         /// Upload points that agreed (at least [`keypoint_vote::MIN_VOTES`]).
         votes: u32,
+        /// Whether they were the upload's points mirrored left to right
+        /// ([`UploadKeypoints::mirrored`]): the upload is a mirrored copy.
+        mirrored: bool,
     },
     /// An upright hash of one frame of an animated upload (see `QueryHashes::frames`) met the
     /// entry's whole-picture hash: the frame's place in the animation, from 0.
@@ -42,11 +45,12 @@ pub enum MatchKind {
 }
 
 impl MatchKind {
-    /// The transform from the banked picture to the upload (`Original` for sub-picture and
-    /// keypoint matches, which are upright).
+    /// The transform from the banked picture to the upload (`Original` for sub-picture matches,
+    /// which are upright; `FlipHorizontal` for a keypoint match through the mirrored points).
     pub fn transform(self) -> Dihedral {
         match self {
             MatchKind::Whole(t) | MatchKind::ContentBox(t) => t,
+            MatchKind::Keypoints { mirrored: true, .. } => Dihedral::FlipHorizontal,
             MatchKind::CropWindow | MatchKind::Keypoints { .. } | MatchKind::Frame(_) => {
                 Dihedral::Original
             }
@@ -65,7 +69,7 @@ impl MatchKind {
     /// The keypoint votes of a keypoint match; `None` for a hash match.
     pub fn votes(self) -> Option<u32> {
         match self {
-            MatchKind::Keypoints { votes } => Some(votes),
+            MatchKind::Keypoints { votes, .. } => Some(votes),
             _ => None,
         }
     }
@@ -485,18 +489,22 @@ impl HashIndexes {
                 );
             }
             // Keypoints stand in for PDQ where a crop defeats it: searched whenever PDQ is.
-            let mut by_points: HashMap<EntryId, u32> = HashMap::new();
+            let mut by_points: HashMap<EntryId, (u32, bool)> = HashMap::new();
             if !self.keypoints.0.is_empty() {
                 for upload in &query.keypoints {
                     self.keypoint_matches(upload, &mut by_points, stats);
                 }
             }
-            out.extend(by_points.into_iter().map(|(id, votes)| Candidate {
-                id,
-                algorithm: pdq,
-                distance: keypoint_vote::votes_distance(votes),
-                how: MatchKind::Keypoints { votes },
-            }));
+            out.extend(
+                by_points
+                    .into_iter()
+                    .map(|(id, (votes, mirrored))| Candidate {
+                        id,
+                        algorithm: pdq,
+                        distance: keypoint_vote::votes_distance(votes),
+                        how: MatchKind::Keypoints { votes, mirrored },
+                    }),
+            );
         }
         let sixty_four = [
             (
@@ -566,12 +574,12 @@ impl HashIndexes {
     }
 
     /// Records in `best` each entry whose banked points, at any banked scale, agree with at least
-    /// [`keypoint_vote::MIN_VOTES`] of the upload's on one displacement, with its best vote.
-    /// Adds to `stats` what it did.
+    /// [`keypoint_vote::MIN_VOTES`] of the upload's on one displacement, with its best vote and
+    /// whether the points were mirrored (the upright set wins a tie). Adds to `stats` what it did.
     fn keypoint_matches(
         &self,
         upload: &UploadKeypoints,
-        best: &mut HashMap<EntryId, u32>,
+        best: &mut HashMap<EntryId, (u32, bool)>,
         stats: &mut KeypointStats,
     ) {
         // Three clock reads an upload (tens of nanoseconds against a search of a millisecond or
@@ -624,8 +632,10 @@ impl HashIndexes {
                 if last_matched.replace(entry) != Some(entry) {
                     stats.matched_entries += 1;
                 }
-                let b = best.entry(entry).or_default();
-                *b = (*b).max(votes);
+                let b = best.entry(entry).or_insert((0, upload.mirrored));
+                if votes > b.0 || (votes == b.0 && !upload.mirrored) {
+                    *b = (votes, upload.mirrored);
+                }
             }
         }
         let voted = Instant::now();
@@ -903,8 +913,9 @@ mod tests {
         assert_eq!(spread(&a).distance(&spread(&b)), a.distance(&b));
     }
 
-    /// Entry 7 is the bridge banked as an image; the points a screen of `img` finds, by entry.
-    fn keypoint_entries_of(img: &image::RgbImage) -> Vec<EntryId> {
+    /// Entry 7 is the bridge banked as an image; the keypoint matches a screen of `img` finds, as
+    /// (entry, transform).
+    fn keypoint_entries_of(img: &image::RgbImage) -> Vec<(EntryId, Dihedral)> {
         let banked = HasherBuilder::new()
             .dihedral(true)
             .windows(true)
@@ -925,7 +936,7 @@ mod tests {
             .candidates(&q, |a| Some(if a == Algorithm::Pdq { 31 } else { 8 }))
             .into_iter()
             .filter(|c| matches!(c.how, MatchKind::Keypoints { .. }))
-            .map(|c| c.id)
+            .map(|c| (c.id, c.how.transform()))
             .collect()
     }
 
@@ -944,7 +955,11 @@ mod tests {
             h * 84 / 100,
         )
         .to_image();
-        assert_eq!(keypoint_entries_of(&crop), vec![7]);
+        // Found through the mirrored points, and said so.
+        assert_eq!(
+            keypoint_entries_of(&crop),
+            vec![(7, Dihedral::FlipHorizontal)]
+        );
         // Unrelated photos, mirrored too, meet nothing.
         for other in ["wine.jpg", "tux_747.png"] {
             let flipped = image::imageops::flip_horizontal(&fixture(other));
@@ -959,7 +974,7 @@ mod tests {
         // `vigie eval`'s crop_60pc_corner: 60% of each side, from the bottom-right corner.
         let (cw, ch) = (w * 60 / 100, h * 60 / 100);
         let crop = image::imageops::crop_imm(&bridge, w - cw, h - ch, cw, ch).to_image();
-        assert_eq!(keypoint_entries_of(&crop), vec![7]);
+        assert_eq!(keypoint_entries_of(&crop), vec![(7, Dihedral::Original)]);
         // 70% off-centre, as `vigie eval`'s crop_70pc_offcentre.
         let crop = image::imageops::crop_imm(
             &bridge,
@@ -969,6 +984,6 @@ mod tests {
             h * 70 / 100,
         )
         .to_image();
-        assert_eq!(keypoint_entries_of(&crop), vec![7]);
+        assert_eq!(keypoint_entries_of(&crop), vec![(7, Dihedral::Original)]);
     }
 }

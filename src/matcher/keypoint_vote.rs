@@ -400,6 +400,7 @@ mod tests {
             width: 120,
             height: 120,
             points: points.clone(),
+            mirrored: false,
         };
         // One to one: each point meets its own banked point, shifted by (4, 3).
         let own: Vec<PointPair> = (0..12u16)
@@ -463,6 +464,7 @@ mod tests {
             width: 100,
             height: 100,
             points: vec![at(5, 5), at(95, 5), at(5, 95), at(95, 95), at(50, 50)],
+            mirrored: false,
         };
         // Four points agree on (10, 5) within 2 pixels; point 1 is paired twice; one stray pair.
         let pairs = [
@@ -507,6 +509,7 @@ mod tests {
             width: 192,
             height: 144,
             points,
+            mirrored: false,
         };
         let (sin, cos) = 5f32.to_radians().sin_cos();
         let pairs: Vec<PointPair> = upload
