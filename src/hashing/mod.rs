@@ -780,11 +780,12 @@ impl ImageHasher {
                         tilt: Some(tilt),
                         trial_turn: false,
                     });
-                } else if !self.keypoints {
+                } else {
                     // No corners to measure: try the usual turns of an editor's straighten tool
-                    // on the largest content box (a caption under it is upright). Keypoints find
-                    // these copies anyway (their vote tries the same turns): with them, `vigie
-                    // eval` lost no copy without the trial turns and saved 0.2 ms a screen.
+                    // on the largest content box (a caption under it is upright). With keypoints
+                    // on, only the wide ones: their vote tries the turns up to 5 degrees (with
+                    // them, `vigie eval` lost no copy without those trial turns and saved 0.2 ms
+                    // a screen), and an 8-degree turn changes their patches too much.
                     let main = out
                         .pdq_regions
                         .iter()
@@ -794,8 +795,27 @@ impl ImageHasher {
                     // Small: PDQ reads a 64x64 summary, and four turns of a full plane would
                     // cost more than the rest of the screen.
                     let plane = regions::shrink(&displayed_luma, main, regions::TURN_SIDE);
-                    for degrees in regions::TRIAL_TURNS_DEGREES {
-                        let tilt = regions::fit_inside_turn(&plane, degrees.to_radians());
+                    let turns: Vec<regions::Tilt> = if self.keypoints {
+                        // Cut to the deepest banked window: a fitting box would show less of
+                        // the picture than any window keeps (see `window_inside_turn`).
+                        let [margin, ..] = regions::BANK_WINDOWS[regions::BANK_WINDOWS.len() - 1];
+                        regions::WIDE_TRIAL_TURNS_DEGREES
+                            .iter()
+                            .map(|d| {
+                                regions::window_inside_turn(
+                                    &plane,
+                                    d.to_radians(),
+                                    1.0 - 2.0 * margin,
+                                )
+                            })
+                            .collect()
+                    } else {
+                        regions::TRIAL_TURNS_DEGREES
+                            .iter()
+                            .map(|d| regions::fit_inside_turn(&plane, d.to_radians()))
+                            .collect()
+                    };
+                    for tilt in turns {
                         let straight = regions::straighten(&plane, &tilt);
                         let c = pdq::pdq_coefficients(&straight);
                         out.pdq_regions.push(RegionPdq {
