@@ -801,7 +801,7 @@ impl ImageHasher {
                         let [margin, ..] = regions::BANK_WINDOWS[regions::BANK_WINDOWS.len() - 1];
                         regions::WIDE_TRIAL_TURNS_DEGREES
                             .iter()
-                            .map(|d| {
+                            .filter_map(|d| {
                                 regions::window_inside_turn(
                                     &plane,
                                     d.to_radians(),

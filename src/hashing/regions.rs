@@ -672,8 +672,8 @@ pub const TRIAL_TURNS_DEGREES: [f32; 4] = [2.5, -2.5, 5.0, -5.0];
 /// 5 degrees): 8 and 15 degrees either way, a straighten tool's larger corrections, which change
 /// a 24-pixel patch too much for the upright descriptors. Each is cut to the deepest banked
 /// window ([`window_inside_turn`]) rather than to the largest box that fits. Measured with `vigie
-/// eval` (docs/EVALUATION.md, 2026-12-01): turns of 8 degrees cropped to fit 6 -> 62% found, of 15
-/// degrees 0 -> 26% (the window reaches past the turned picture's corners there).
+/// eval` (docs/EVALUATION.md, 2026-12-01): turns of 8 degrees cropped to fit 7 -> 62% found, of 15
+/// degrees 0 -> 25% (the window reaches past the turned picture's corners there).
 pub const WIDE_TRIAL_TURNS_DEGREES: [f32; 4] = [8.0, -8.0, 15.0, -15.0];
 
 /// The longer side the trial turns work at.
@@ -738,17 +738,28 @@ pub fn fit_inside_turn(plane: &LumaPlane, angle: f32) -> Tilt {
 /// sides, about its centre. Turned back by the largest box that fits instead, the upload would show
 /// `k^2` of each side, which for 8 degrees (`k` 0.84-0.89 with the aspect) falls between and past
 /// the banked windows, where PDQ moves by 30 bits per 2% a side. When `keep > k^2` the box reaches
-/// a little past the turned picture, and [`straighten`] repeats its edge pixels there.
-pub fn window_inside_turn(plane: &LumaPlane, angle: f32, keep: f32) -> Tilt {
+/// a little past the turned picture, and [`straighten`] repeats its edge pixels there; `None` when
+/// it would reach past it by more than [`WINDOW_REACH`] (a long, thin picture, whose `k` is tiny:
+/// its box would be many times the picture and could meet nothing).
+pub fn window_inside_turn(plane: &LumaPlane, angle: f32, keep: f32) -> Option<Tilt> {
     let fit = fit_inside_turn(plane, angle);
     let k = fit.width / (plane.width as f32).max(1.0);
-    let scale = keep / k.max(f32::EPSILON);
-    Tilt {
+    if !(k > 0.0 && keep <= WINDOW_REACH * k * k) {
+        return None;
+    }
+    let scale = keep / k;
+    Some(Tilt {
         width: plane.width as f32 * scale,
         height: plane.height as f32 * scale,
         ..fit
-    }
+    })
 }
+
+/// How far past the turned picture [`window_inside_turn`]'s box may reach, as the window's side
+/// over the side the turned picture shows (`keep / k^2`): 1.4 takes a 3:2 photo at 15 degrees
+/// (1.39; 4:3 is 1.31, and `vigie eval` found 25% of those turns) and leaves out pictures longer
+/// than that at 15 degrees, or than about 2.6:1 at 8, where the box is mostly repeated edge.
+pub const WINDOW_REACH: f32 = 1.4;
 
 /// The tilted picture turned back upright: its rectangle sampled (bilinear) along its own axes.
 pub fn straighten(plane: &LumaPlane, tilt: &Tilt) -> LumaPlane {
@@ -1201,7 +1212,8 @@ mod tests {
             // The copy: turned and cropped to fit; turned back at the trial's working size.
             let copy = straighten(&photo, &fit_inside_turn(&photo, (-degrees).to_radians()));
             let small = shrink(&copy, Rect::full(&copy), TURN_SIDE);
-            let to_window = window_inside_turn(&small, degrees.to_radians(), 1.0 - 2.0 * margin);
+            let to_window = window_inside_turn(&small, degrees.to_radians(), 1.0 - 2.0 * margin)
+                .expect("a 4:3 photo is within reach");
             let fitting = fit_inside_turn(&small, degrees.to_radians());
             // The window box is larger than the fitting one (which shows k^2 of each side, less
             // than the window keeps), about the same centre and turn.
@@ -1226,6 +1238,20 @@ mod tests {
                 assert!(aimed <= 31, "{degrees}: {aimed}");
             }
         }
+    }
+
+    #[test]
+    fn a_long_thin_picture_gets_no_window_box() {
+        // 96 x 1, as a 20000 x 3 upload is at the trial's working size: its box would be
+        // 1884 x 20 pixels of repeated edge (a fuzz seed took 0.8 s a screen before the bound).
+        let thin = LumaPlane::new(96, 1, vec![100.0; 96]);
+        assert_eq!(window_inside_turn(&thin, 15f32.to_radians(), 0.76), None);
+        let square = LumaPlane::new(96, 96, vec![100.0; 96 * 96]);
+        assert!(window_inside_turn(&square, 8f32.to_radians(), 0.76).is_some());
+        // 2:1 at 15 degrees is past reach; at 8 within it.
+        let long = LumaPlane::new(96, 48, vec![100.0; 96 * 48]);
+        assert_eq!(window_inside_turn(&long, 15f32.to_radians(), 0.76), None);
+        assert!(window_inside_turn(&long, 8f32.to_radians(), 0.76).is_some());
     }
 
     #[test]
