@@ -205,6 +205,12 @@ impl KeypointIndex {
             .extend(entries.into_iter().map(|(d, id)| (spread(&d), id)))
     }
 
+    fn holds(&self, descriptor: &Bits<1>, id: u64) -> bool {
+        self.search(descriptor, 0)
+            .iter()
+            .any(|(found, _)| *found == id)
+    }
+
     fn search(&self, descriptor: &Bits<1>, radius: u32) -> Vec<crate::index::Match> {
         self.0.search(&spread(descriptor), radius)
     }
@@ -388,10 +394,7 @@ impl HashIndexes {
         values
             && hashes.windows().all(|w| has(&self.pdq_windows, &w, id))
             && hashes.keypoints.as_slice().iter().all(|p| {
-                KeypointId::new(id, p).is_some_and(|kid| {
-                    let found = self.keypoints.search(&p.descriptor, 0);
-                    found.iter().any(|(f, _)| *f == kid.0)
-                })
+                KeypointId::new(id, p).is_some_and(|kid| self.keypoints.holds(&p.descriptor, kid.0))
             })
     }
 

@@ -63,17 +63,16 @@ pub fn least_votes(pairs: usize) -> u32 {
 /// Distinct upload points among `pairs`: the most votes they can give (each upload point votes
 /// once).
 pub fn distinct_upload_points(pairs: &[PointPair]) -> u32 {
-    // Upload points are indexed under MAX_KEYPOINTS (64): a bit each in two words covers them and
-    // any index up to 127; larger ones (never made) are counted once each.
-    let (mut low, mut high, mut other) = (0u64, 0u64, 0u32);
+    // Upload points are indexed under MAX_KEYPOINTS (64): a bit each covers them. An index past
+    // the mask (never made) counts as distinct, which can only let a vote run, never skip one.
+    let (mut seen, mut other) = (0u128, 0u32);
     for p in pairs {
-        match p.query {
-            q @ 0..=63 => low |= 1 << q,
-            q @ 64..=127 => high |= 1 << (q - 64),
-            _ => other += 1,
+        match 1u128.checked_shl(u32::from(p.query)) {
+            Some(bit) => seen |= bit,
+            None => other += 1,
         }
     }
-    low.count_ones() + high.count_ones() + other
+    seen.count_ones() + other
 }
 
 /// One descriptor pair found between an upload point and a banked point: the upload point's index
@@ -178,7 +177,7 @@ pub const VOTE_ZOOMS: [f32; 3] = [1.0, 1.035, 0.965];
 /// How far each upload point moves when the upload is turned and zoomed about its centre, for
 /// every turn of [`VOTE_TURNS_DEGREES`] and zoom of [`VOTE_ZOOMS`] but the identity: made once an
 /// upload (its points are the same for every entry it is voted against) and read by
-/// [`best_vote_with`].
+/// [`best_vote_over`].
 #[derive(Debug, Clone)]
 pub struct VoteFrames {
     /// For each (turn, zoom) but the first, then each upload point: the rounded shift (x, y) in
@@ -223,20 +222,16 @@ const VOTE_FRAMES: usize = VOTE_TURNS_DEGREES.len() * VOTE_ZOOMS.len();
 
 /// The best [`agreeing_points`] over the turns of [`VOTE_TURNS_DEGREES`] and the zooms of
 /// [`VOTE_ZOOMS`] (makes the upload's [`VoteFrames`]; a caller voting one upload against many
-/// entries makes them once and calls [`best_vote_with`]).
+/// entries makes them once and calls [`best_vote_over`]).
 pub fn best_vote(pairs: &[PointPair], upload: &UploadKeypoints) -> u32 {
-    best_vote_with(pairs, upload, &VoteFrames::new(upload))
+    best_vote_over(pairs, upload, &VoteFrames::new(upload), 0)
 }
 
-/// [`best_vote`] with the upload's turns and zooms made beforehand (`frames` must be of
-/// `upload`). A pair's displacement under a turn is its upright one plus the upload point's
-/// shift: the banked point stays, the upload point moves (`bx - round(r(q))` is
-/// `(bx - qx) + round(qx - r(q))` for whole-pixel positions), so each pair costs two additions.
-pub fn best_vote_with(pairs: &[PointPair], upload: &UploadKeypoints, frames: &VoteFrames) -> u32 {
-    best_vote_over(pairs, upload, frames, 0)
-}
-
-/// [`best_vote_with`] when it is more than `floor`, else `floor`. With `floor` one under
+/// [`best_vote`] when it is more than `floor`, else `floor`, with the upload's turns and zooms made
+/// beforehand (`frames` must be of `upload`). A pair's displacement under a turn is its upright
+/// one plus the upload point's shift: the banked point stays, the upload point moves
+/// (`bx - round(r(q))` is `(bx - qx) + round(qx - r(q))` for whole-pixel positions), so each pair
+/// costs two additions. With `floor` one under
 /// [`least_votes`] of the group, the result is its best vote when that makes a match and `floor`
 /// when none does, and every displacement window too small to make a match is skipped unread:
 /// a group of text pairs (hundreds, few agreeing) costs a sort a turn rather than a full vote.
