@@ -270,7 +270,8 @@ impl HasherBuilder {
 
     /// With [`HasherBuilder::regions`], also find the upload's keypoints
     /// ([`keypoints::query_keypoints`]): off-centre crops then meet their entry (see docs/EVALUATION.md),
-    /// and the PDQ trial turns are skipped (the keypoint vote tries the same turns). Off unless
+    /// and the PDQ trial turns are the wide ones (the keypoint vote tries turns up to 5 degrees,
+    /// see [`regions::WIDE_TRIAL_TURNS_DEGREES`]). Off unless
     /// asked for here; the service turns it on by default. Banked pictures get their keypoints
     /// with [`HasherBuilder::windows`] either way, so turning this on later needs no re-banking.
     pub fn keypoints(mut self, keypoints: bool) -> Self {
@@ -379,6 +380,35 @@ impl HashingSetup {
             .limits(self.limits)
             .build()
     }
+}
+
+/// Which of a screen's local lookups the banks can answer, so that hashing an upload leaves out
+/// what no lookup would read:
+///
+/// - `keypoints`: some entry holds keypoints, so the upload's are found
+///   ([`keypoints::query_keypoint_sets`]);
+/// - `windows`: some entry holds crop windows, so the upload's trial turns are hashed (they are
+///   looked up in the crop windows only; with no keypoints found, the narrow turns
+///   [`regions::TRIAL_TURNS_DEGREES`] that the keypoint vote would otherwise cover).
+///
+/// Both come only with entries added as pictures: a bank of imported hash lists (ThreatExchange,
+/// NCMEC, StopNCII) holds neither, and its screens skip about a tenth of their CPU (`vigie bench
+/// service`, docs/PERFORMANCE.md). The state is read when a screen starts, so a screen that starts
+/// after an entry is acknowledged looks it up as it would any other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LocalLookups {
+    /// Some entry holds keypoints.
+    pub keypoints: bool,
+    /// Some entry holds crop windows.
+    pub windows: bool,
+}
+
+impl LocalLookups {
+    /// Every local lookup (what [`ImageHasher::hash_bytes`] hashes for).
+    pub const ALL: LocalLookups = LocalLookups {
+        keypoints: true,
+        windows: true,
+    };
 }
 
 /// Computes hashes of image bytes. Cheap to share between threads (`&self` only).
@@ -547,8 +577,20 @@ impl ImageHasher {
         self.decode_min_side
     }
 
-    /// Hash untrusted image bytes.
+    /// Hash untrusted image bytes: [`ImageHasher::hash_bytes_for`] with every local lookup.
     pub fn hash_bytes(&self, bytes: &[u8]) -> Result<ImageHashes, DecodeError> {
+        self.hash_bytes_for(bytes, LocalLookups::ALL)
+    }
+
+    /// Hash untrusted image bytes for a screen that can answer only `local`'s lookups: the
+    /// upload's keypoints are found only when `local.keypoints` (and this hasher finds them), its
+    /// trial turns only when `local.windows` (see [`LocalLookups`]). Errors: the bytes are not a
+    /// picture vigie can decode within its limits.
+    pub fn hash_bytes_for(
+        &self,
+        bytes: &[u8],
+        local: LocalLookups,
+    ) -> Result<ImageHashes, DecodeError> {
         let wants = |a| self.algorithms.contains(a);
         let needs_pixels = self.algorithms.iter().any(Algorithm::needs_pixels);
         let mut out = if needs_pixels {
@@ -564,7 +606,7 @@ impl ImageHasher {
                     message: format!("not banked: {w}"),
                 });
             }
-            let mut out = self.hash_decoded(&decoded);
+            let mut out = self.hash_decoded_for(&decoded, local);
             out.warnings.extend(decoded.warnings.iter().cloned());
             if self.frames {
                 self.hash_frames(bytes, decoded.orientation, &mut out);
@@ -686,9 +728,21 @@ impl ImageHasher {
         }
     }
 
-    /// The perceptual hashes of a decoded image (the exact hashes are left empty).
+    /// The perceptual hashes of a decoded image (the exact hashes are left empty), with every
+    /// local lookup ([`ImageHasher::hash_decoded_for`]).
     pub fn hash_decoded(&self, decoded: &decode::DecodedImage) -> ImageHashes {
+        self.hash_decoded_for(decoded, LocalLookups::ALL)
+    }
+
+    /// The perceptual hashes of a decoded image (the exact hashes are left empty), leaving out
+    /// what a screen that can answer only `local`'s lookups would not use (see [`LocalLookups`]).
+    pub fn hash_decoded_for(
+        &self,
+        decoded: &decode::DecodedImage,
+        local: LocalLookups,
+    ) -> ImageHashes {
         let wants = |a| self.algorithms.contains(a);
+        let keypoints = self.keypoints && local.keypoints;
         let (width, height) = decoded.display_dimensions();
         let has_alpha = decoded.has_alpha();
         let orientation = decoded.orientation;
@@ -742,7 +796,7 @@ impl ImageHasher {
             }
             if self.regions {
                 let boxes = regions::query_regions(&displayed_luma);
-                if self.keypoints {
+                if keypoints {
                     // Only of the whole upload: also of its largest content box (a photo above a
                     // caption, inside a screenshot) gained 0.3 points on `vigie eval` once the
                     // vote tried zooms, for about 0.3 ms a screen.
@@ -780,7 +834,7 @@ impl ImageHasher {
                         tilt: Some(tilt),
                         trial_turn: false,
                     });
-                } else {
+                } else if local.windows {
                     // No corners to measure: try the usual turns of an editor's straighten tool
                     // on the largest content box (a caption under it is upright). With keypoints
                     // on, only the wide ones: their vote tries the turns up to 5 degrees (with
@@ -795,7 +849,7 @@ impl ImageHasher {
                     // Small: PDQ reads a 64x64 summary, and four turns of a full plane would
                     // cost more than the rest of the screen.
                     let plane = regions::shrink(&displayed_luma, main, regions::TURN_SIDE);
-                    let turns: Vec<regions::Tilt> = if self.keypoints {
+                    let turns: Vec<regions::Tilt> = if keypoints {
                         // Cut to the deepest banked window: a fitting box would show less of
                         // the picture than any window keeps (see `window_inside_turn`).
                         let [margin, ..] = regions::BANK_WINDOWS[regions::BANK_WINDOWS.len() - 1];

@@ -578,10 +578,7 @@ impl Guard {
         bytes: &[u8],
         options: &ScreenOptions,
     ) -> Result<ScreenedImage, GuardError> {
-        let hashes = banks
-            .screen_hasher()
-            .hash_bytes(bytes)
-            .map_err(ScreenError::from)?;
+        let hashes = banks.hash_upload(bytes).map_err(ScreenError::from)?;
         let watched = watched_image_hashes(&hashes);
         let outcome = self.guarded(banks, access, &watched, options, |o| {
             Ok(banks.screen_image_hashes(&hashes, o)?)

@@ -13,6 +13,7 @@ use super::keypoint_vote::{self, KeypointId, PointPair};
 use super::query::QueryHashes;
 use crate::bits::{Bits, Hash256};
 use crate::hashing::Dihedral;
+use crate::hashing::LocalLookups;
 use crate::hashing::keypoints::{Keypoint, UploadKeypoints};
 use crate::index::HammingIndex;
 use crate::store::load::BulkLoad;
@@ -396,6 +397,15 @@ impl HashIndexes {
             && hashes.keypoints.as_slice().iter().all(|p| {
                 KeypointId::new(id, p).is_some_and(|kid| self.keypoints.holds(&p.descriptor, kid.0))
             })
+    }
+
+    /// Which local lookups a screen can answer now (see [`LocalLookups`]): whether any crop
+    /// window and any keypoint is held. Two lock reads.
+    pub fn local_lookups(&self) -> LocalLookups {
+        LocalLookups {
+            keypoints: !self.keypoints.0.is_empty(),
+            windows: !self.pdq_windows.is_empty(),
+        }
     }
 
     /// Crop-window PDQs and keypoint descriptors held.

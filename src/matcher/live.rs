@@ -132,6 +132,14 @@ impl LiveBanks {
         &self.screen_hasher
     }
 
+    /// Hashes an upload to screen with [`LiveBanks::screen_hasher`], leaving out what the banks
+    /// cannot answer now (no keypoints found when no entry holds any, no trial turns when no
+    /// entry holds crop windows: see `hashing::LocalLookups`). Errors: bytes vigie cannot hash.
+    pub fn hash_upload(&self, bytes: &[u8]) -> Result<ImageHashes, DecodeError> {
+        self.screen_hasher
+            .hash_bytes_for(bytes, self.indexes.local_lookups())
+    }
+
     fn lock_writer(&self) -> Result<MutexGuard<'_, ()>, StoreError> {
         // Nothing is left half-done under this lock (the store batch is atomic, index calls are
         // single updates), so a poisoned lock only means a panic elsewhere: carry on.
@@ -302,7 +310,7 @@ impl LiveBanks {
         bytes: &[u8],
         options: &ScreenOptions,
     ) -> Result<ScreenedImage, ScreenError> {
-        let hashes = self.screen_hasher.hash_bytes(bytes)?;
+        let hashes = self.hash_upload(bytes)?;
         let outcome = self.screen_image_hashes(&hashes, options)?;
         Ok(ScreenedImage { hashes, outcome })
     }
@@ -386,6 +394,7 @@ impl LiveBanks {
 mod tests {
     use super::*;
     use crate::hashing::Dihedral;
+    use crate::matcher::MatchKind;
     use crate::store::{
         Algorithm, BankKind, BankUpdate, HashValue, NewBank, NewEntry, RocksOptions,
     };
@@ -645,6 +654,68 @@ mod tests {
         let answer = screen(&banks, &cropped);
         assert!(
             answer.matches.iter().all(|m| m.external_id != "wine-hash"),
+            "{answer:?}"
+        );
+    }
+
+    /// Banks of bare hashes hold no keypoints and no crop windows: an upload is hashed without
+    /// them (and its other hashes are those of a full hashing), and the first entry added from
+    /// pixels brings both back for the next screen, which then finds an off-centre crop.
+    #[test]
+    fn uploads_are_hashed_for_what_the_banks_hold() {
+        let banks = live();
+        create_bank(&banks, "lists", BankKind::Block);
+        upsert(&banks, "lists", vec![hash_entry("listed", 7)]);
+        let wine = read_fixture("wine.jpg");
+        let picture = image::load_from_memory(&wine).expect("decode");
+        let (w, ht) = (picture.width(), picture.height());
+        // Keeps 70% of each side from the top-left corner: neither centred windows nor the whole
+        // hashes meet it, the keypoints do.
+        let cropped = encode(
+            &picture.crop_imm(0, 0, w * 7 / 10, ht * 7 / 10),
+            image::ImageFormat::Png,
+        );
+        let full = banks
+            .screen_hasher()
+            .hash_bytes(&cropped)
+            .expect("full hashing");
+        assert!(!full.query_keypoints.is_empty());
+        let hash_only = banks.hash_upload(&cropped).expect("hash upload");
+        assert!(hash_only.query_keypoints.is_empty(), "no banked keypoints");
+        assert!(
+            hash_only.pdq_regions.iter().all(|r| !r.trial_turn),
+            "no banked windows"
+        );
+        assert_eq!(
+            (
+                hash_only.pdq,
+                hash_only.pdq_dihedral,
+                hash_only.phash,
+                hash_only.dhash
+            ),
+            (full.pdq, full.pdq_dihedral, full.phash, full.dhash)
+        );
+        assert_eq!(
+            hash_only.pdq_regions,
+            full.pdq_regions
+                .iter()
+                .filter(|r| !r.trial_turn)
+                .cloned()
+                .collect::<Vec<_>>()
+        );
+        assert!(!screen(&banks, &cropped).matched);
+
+        create_bank(&banks, "ads", BankKind::Block);
+        let (id, _) = add_image(&banks, "ads", "wine", &wine);
+        let hashed = banks.hash_upload(&cropped).expect("hash upload");
+        assert_eq!(hashed.query_keypoints, full.query_keypoints);
+        assert_eq!(hashed.pdq_regions, full.pdq_regions);
+        let answer = screen(&banks, &cropped);
+        assert!(
+            answer
+                .matches
+                .iter()
+                .any(|m| m.entry_id == id && matches!(m.how, MatchKind::Keypoints { .. })),
             "{answer:?}"
         );
     }
