@@ -734,13 +734,9 @@ impl ImageHasher {
         self.hash_decoded_for(decoded, LocalLookups::ALL)
     }
 
-    /// The perceptual hashes of a decoded image (the exact hashes are left empty), leaving out
-    /// what a screen that can answer only `local`'s lookups would not use (see [`LocalLookups`]).
-    pub fn hash_decoded_for(
-        &self,
-        decoded: &decode::DecodedImage,
-        local: LocalLookups,
-    ) -> ImageHashes {
+    /// [`ImageHasher::hash_decoded`], leaving out what a screen that can answer only `local`'s
+    /// lookups would not use (see [`LocalLookups`]).
+    fn hash_decoded_for(&self, decoded: &decode::DecodedImage, local: LocalLookups) -> ImageHashes {
         let wants = |a| self.algorithms.contains(a);
         let keypoints = self.keypoints && local.keypoints;
         let (width, height) = decoded.display_dimensions();

@@ -400,11 +400,12 @@ impl HashIndexes {
     }
 
     /// Which local lookups a screen can answer now (see [`LocalLookups`]): whether any crop
-    /// window and any keypoint is held. Two lock reads.
+    /// window and any keypoint is held.
     pub fn local_lookups(&self) -> LocalLookups {
+        let (windows, keypoints) = self.sub_picture_counts();
         LocalLookups {
-            keypoints: !self.keypoints.0.is_empty(),
-            windows: !self.pdq_windows.is_empty(),
+            keypoints: keypoints > 0,
+            windows: windows > 0,
         }
     }
 
