@@ -470,6 +470,14 @@ pub struct ImageHashes {
     /// Corner points with patch descriptors of the banked picture (with
     /// [`HasherBuilder::windows`]; empty for a featureless picture).
     pub bank_keypoints: Vec<keypoints::Keypoint>,
+    /// For a picture hashed for a bank (with [`HasherBuilder::windows`]) that is a template around
+    /// a photo (a listing page, a chat screenshot, a flyer, a story frame;
+    /// [`regions::template_photo`]): the photo's box, in pixels of the displayed picture at full
+    /// size (as `width`). Its perceptual hashes (`pdq`, `phash`, `dhash`, `quality64`), crop
+    /// windows and keypoints are then the photo's, not the whole picture's: the frame is shared
+    /// with every other ad in the template and must not be matched on. The exact hashes stay the
+    /// file's. `None` otherwise.
+    pub photo_box: Option<regions::Rect>,
     /// Corner points of the upload (with [`HasherBuilder::regions`] and
     /// [`HasherBuilder::keypoints`]): of the whole picture (a list, so that the matcher takes
     /// several point sets of one upload); none for a featureless picture.
@@ -635,6 +643,7 @@ impl ImageHasher {
                 pdq_regions: Vec::new(),
                 pdq_windows: Vec::new(),
                 bank_keypoints: Vec::new(),
+                photo_box: None,
                 query_keypoints: Vec::new(),
                 frames: Vec::new(),
                 warnings: Vec::new(),
@@ -761,12 +770,17 @@ impl ImageHasher {
             pdq_regions: Vec::new(),
             pdq_windows: Vec::new(),
             bank_keypoints: Vec::new(),
+            photo_box: None,
             query_keypoints: Vec::new(),
             frames: Vec::new(),
             warnings: Vec::new(),
         };
         // The size of the plane the content boxes were found in (PDQ's luma plane).
         let mut region_plane = (0usize, 0usize);
+        // The size of the displayed picture's luma plane when a bank entry keeps only its photo.
+        let mut bank_plane = (0usize, 0usize);
+        // That photo's box in the pixels of that plane.
+        let mut photo: Option<regions::Rect> = None;
         if wants(Algorithm::Pdq) {
             let (file_w, file_h) = decoded.file_dimensions;
             let (file_w, file_h) = (file_w as usize, file_h as usize);
@@ -784,6 +798,19 @@ impl ImageHasher {
                 }
             } else {
                 stored_luma
+            };
+            // A bank entry of a templated picture is its photo (see `ImageHashes::photo_box`).
+            photo = self
+                .windows
+                .then(|| regions::template_photo(&displayed_luma))
+                .flatten();
+            let displayed_luma = match photo {
+                Some(r) => {
+                    bank_plane = (displayed_luma.width, displayed_luma.height);
+                    out.photo_box = Some(r.scaled(bank_plane, (width as usize, height as usize)));
+                    regions::crop_plane(&displayed_luma, r)
+                }
+                None => displayed_luma,
             };
             let coeffs = pdq::pdq_coefficients(&displayed_luma);
             out.pdq = Some(coeffs.hash());
@@ -908,7 +935,11 @@ impl ImageHasher {
             }
         }
         if wants(Algorithm::Phash) || wants(Algorithm::Dhash) {
-            let gray = perceptual64::hash_input(&decoded.stored, orientation);
+            let mut gray = perceptual64::hash_input(&decoded.stored, orientation);
+            if let Some(r) = photo {
+                // The photo's grey picture, cut as an upload's content box is.
+                gray = crop_scaled(&gray, r, bank_plane);
+            }
             // (The grey picture is reduced only down to a shorter side of 128: a side under 5
             // pixels is the picture's own, and gives quality 0 as PDQ gives no hash.)
             out.quality64 = Some(perceptual64::quality(&gray));

@@ -41,6 +41,22 @@ impl Rect {
     fn area(&self) -> usize {
         self.width * self.height
     }
+
+    /// The same box in a picture of `to` pixels (width, height) showing what a `from`-pixel one
+    /// shows (a plane decoded at reduced scale and the picture at full size), rounded to the
+    /// nearest pixel and kept inside `to`.
+    pub fn scaled(&self, from: (usize, usize), to: (usize, usize)) -> Rect {
+        let along = |v: usize, f: usize, t: usize| {
+            ((v as f64 * t as f64 / f.max(1) as f64).round() as usize).min(t)
+        };
+        let (x, y) = (along(self.x, from.0, to.0), along(self.y, from.1, to.1));
+        Rect {
+            x,
+            y,
+            width: along(self.x + self.width, from.0, to.0).saturating_sub(x),
+            height: along(self.y + self.height, from.1, to.1).saturating_sub(y),
+        }
+    }
 }
 
 /// The pixels inside `r` (clamped to the plane).
@@ -383,27 +399,7 @@ fn between_frame_lines(plane: &LumaPlane) -> (Rect, Vec<Rect>) {
 pub fn query_regions(plane: &LumaPlane) -> Vec<Rect> {
     let full = Rect::full(plane);
     let mut out: Vec<Rect> = Vec::new();
-    let trimmed = trim_uniform_borders(plane);
-    // Most photos have nothing to trim: search them in place rather than copy them.
-    let inner = if trimmed == full {
-        std::borrow::Cow::Borrowed(plane)
-    } else {
-        std::borrow::Cow::Owned(crop_plane(plane, trimmed))
-    };
-    let (framed, cells) = between_frame_lines(&inner);
-    let framed = Rect {
-        x: trimmed.x + framed.x,
-        y: trimmed.y + framed.y,
-        width: framed.width,
-        height: framed.height,
-    };
-    // The cells of a collage, in the trimmed box's frame (a grid's outer gutter is trimmed).
-    let cells = cells.into_iter().map(|c| Rect {
-        x: trimmed.x + c.x,
-        y: trimmed.y + c.y,
-        width: c.width,
-        height: c.height,
-    });
+    let (trimmed, framed, cells) = trimmed_then_framed(plane);
     for r in [trimmed, framed]
         .into_iter()
         .chain(cells)
@@ -414,6 +410,359 @@ pub fn query_regions(plane: &LumaPlane) -> Vec<Rect> {
         }
     }
     out
+}
+
+/// The trimmed box ([`trim_uniform_borders`]), then the framed box and the collage cells
+/// ([`between_frame_lines`]) searched inside it, all in `plane`'s pixels: the order the upload's
+/// content boxes are found in, shared by [`query_regions`] and [`template_photo`] so that a
+/// templated bank entry keeps exactly the box an upload in the same template finds.
+fn trimmed_then_framed(plane: &LumaPlane) -> (Rect, Rect, Vec<Rect>) {
+    let full = Rect::full(plane);
+    let trimmed = trim_uniform_borders(plane);
+    // Most photos have nothing to trim: search them in place rather than copy them.
+    let inner = if trimmed == full {
+        std::borrow::Cow::Borrowed(plane)
+    } else {
+        std::borrow::Cow::Owned(crop_plane(plane, trimmed))
+    };
+    let (framed, cells) = between_frame_lines(&inner);
+    // The block between frame lines spans every row of the text beside the photo (a flyer's
+    // title), so above and below the photo it can keep bands of the flat background: trimmed,
+    // the box is the photo alone (on `vigie eval`'s flyer around the bridge fixture, the bands
+    // cost 34 bits of PDQ).
+    // Trimmed up to twice: the flat colour, then a photo's own mount (a flyer's white frame).
+    let mut framed = framed;
+    for _ in 0..2 {
+        if framed == Rect::full(&inner) {
+            break;
+        }
+        let t = trim_uniform_borders(&crop_plane(&inner, framed));
+        if t == (Rect {
+            x: 0,
+            y: 0,
+            width: framed.width,
+            height: framed.height,
+        }) {
+            break;
+        }
+        framed = Rect {
+            x: framed.x + t.x,
+            y: framed.y + t.y,
+            width: t.width,
+            height: t.height,
+        };
+    }
+    let shift = |c: Rect| Rect {
+        x: trimmed.x + c.x,
+        y: trimmed.y + c.y,
+        width: c.width,
+        height: c.height,
+    };
+    // The cells of a collage, in the trimmed box's frame (a grid's outer gutter is trimmed).
+    (
+        trimmed,
+        shift(framed),
+        cells.into_iter().map(shift).collect(),
+    )
+}
+
+/// A photo's framed box must cover at most this fraction of the picture's area, and of its
+/// trimmed box's, for the picture to be taken for a template around it (see [`template_photo`]).
+/// The shared templates of `vigie eval` frame their photo in 12-27% (dark chat), 18-38% (flyer)
+/// and 23-57% (listing screenshot) of the canvas, and in at most 59% of what trimming leaves (a
+/// drawing on white margins: the framed box is the trimmed box, and nothing but the margins
+/// surrounds it, so the whole picture is the photo).
+pub const TEMPLATE_PHOTO_MAX_AREA: f32 = 0.6;
+
+/// ... and the sharp photo ([`sharp_box`]) must cover the same box: their overlap at least this
+/// fraction of their union, or, when the sharp box is itself small (at most
+/// [`TEMPLATE_PHOTO_MAX_AREA`] of the picture), at least this fraction of the framed box inside
+/// it (the sharp box of a dark chat also takes in the avatar and the text lines beside the
+/// bubble). A template's photo is both the block between its flat frame lines and the block of
+/// sharp detail amid flat colour and text. A photo's own framed box (a block of the Hubble deep
+/// field between black rows, the moon on a black sky, the top of a drawing) is not: 9 of the
+/// corpus's 161 photos have a framed box under 60% of their area, and none of them a sharp box
+/// that agrees with it (none of the 161 is taken for a template, at the service's decoding
+/// scale). Banking such a photo's box alone lost 83 of its copies' matches; a template kept
+/// whole keeps its false matches.
+pub const TEMPLATE_PHOTO_AGREEMENT: f32 = 0.7;
+
+/// ... or, for a picture without a sharp box (a featureless photo, a dark scene or a smooth
+/// gradient, in a template: nothing sharp to agree or disagree), at least this share of one side
+/// of the framed box must run along the photo's straight edge ([`photo_edge_share`]). An app
+/// pastes a rectangle; a photo's own framed box bounds an object (the moon, a bird on white)
+/// that meets its box at a few points. On `vigie eval`'s corpus at half size, the framed boxes
+/// of the 6 photos that have no sharp box and a framed box under 60% of their area read at most
+/// 0.31 on their best side; the 4 templates around its featureless photo (a 102-pixel retina
+/// scan) 0.89-1.0.
+pub const PHOTO_EDGE_SHARE: f32 = 0.75;
+
+/// Least difference, in luma levels, between a pixel just inside a box's side and the median of
+/// the line just outside it for the pixel to be on a photo's edge ([`photo_edge_share`]): above
+/// a drawn background's JPEG noise ([`FRAME_MAX_SPREAD`]), below a dark photo's step from a dark
+/// chat background.
+const EDGE_TOLERANCE: f32 = 6.0;
+
+/// The largest share, over the sides of `r` that do not lie on the picture's border, of the
+/// pixels one line inside that side that differ from the median luma of the line just outside
+/// it by more than [`EDGE_TOLERANCE`] (one line in, not the first: a JPEG's ringing and an
+/// app's anti-aliased edge blur the first). 1.0 when a rectangle of other content fills `r` up
+/// to that side; 0.0 when no side is inside the picture or `r` is under 4 pixels on a side.
+fn photo_edge_share(plane: &LumaPlane, r: &Rect) -> f32 {
+    let (w, h) = (plane.width, plane.height);
+    if r.width < 4 || r.height < 4 || r.x + r.width > w || r.y + r.height > h {
+        return 0.0;
+    }
+    let at = |x: usize, y: usize| plane.data[y * w + x];
+    let share = |outside: Vec<f32>, inside: Vec<f32>| {
+        let background = median(&outside);
+        let differ = inside
+            .iter()
+            .filter(|v| (**v - background).abs() > EDGE_TOLERANCE)
+            .count();
+        differ as f32 / inside.len().max(1) as f32
+    };
+    let (right, bottom) = (r.x + r.width, r.y + r.height);
+    let row = |y: usize| (r.x..right).map(|x| at(x, y)).collect::<Vec<_>>();
+    let column = |x: usize| (r.y..bottom).map(|y| at(x, y)).collect::<Vec<_>>();
+    let mut best: f32 = 0.0;
+    if r.y >= 1 {
+        best = best.max(share(row(r.y - 1), row(r.y + 1)));
+    }
+    if bottom < h {
+        best = best.max(share(row(bottom), row(bottom - 2)));
+    }
+    if r.x >= 1 {
+        best = best.max(share(column(r.x - 1), column(r.x + 1)));
+    }
+    if right < w {
+        best = best.max(share(column(right), column(right - 2)));
+    }
+    best
+}
+
+/// The photo inside a template (an ad site's listing page, a chat screenshot, a flyer, a story
+/// frame), as the upload's content-box search ([`query_regions`]) finds it too:
+///
+/// - the framed box of the picture after trimming ([`trimmed_then_framed`]) when it covers at
+///   most [`TEMPLATE_PHOTO_MAX_AREA`] of the picture and of its trimmed box, and the sharp box
+///   agrees with it ([`TEMPLATE_PHOTO_AGREEMENT`]), or there is no sharp box and one side of the
+///   framed box is the photo's straight edge ([`PHOTO_EDGE_SHARE`]);
+/// - else the story photo ([`story_photo`]) when it covers at most [`STORY_PHOTO_MAX_AREA`] of
+///   the picture, has margins on both sides of one axis (2% of the side at least), and what
+///   surrounds it is a blurred, enlarged copy of it ([`blurred_copy_agreement`] at least
+///   [`STORY_COPY_AGREEMENT`]): a story frame;
+///
+/// `None` for a picture that is its own photo.
+///
+/// Why: a bank entry made from a templated copy shares everything but the photo with every other
+/// ad in the same template (frame, text, colours), so its whole-picture hashes, centred crop
+/// windows and keypoints meet them all. On `vigie eval` (docs/EVALUATION.md, 2026-12-01) 63 of
+/// the 67 false matches left met templated entries. A bank entry of a templated picture
+/// therefore keeps the photo's hashes (`ImageHashes::photo_box`): an upload in the same template
+/// still meets it through its own content box, the bare photo through its whole picture, and
+/// another photo in the template meets nothing.
+pub fn template_photo(plane: &LumaPlane) -> Option<Rect> {
+    let full = Rect::full(plane);
+    let sharp = sharp_box(plane);
+    let small = |r: &Rect, outer: &Rect| {
+        r.area() as f32 <= TEMPLATE_PHOTO_MAX_AREA * outer.area().max(1) as f32
+    };
+    let (trimmed, framed, _) = trimmed_then_framed(plane);
+    if framed != full
+        && small(&framed, &full)
+        && small(&framed, &trimmed)
+        && sharp.map_or_else(
+            || photo_edge_share(plane, &framed) >= PHOTO_EDGE_SHARE,
+            |s| {
+                overlap_share(&s, &framed) >= TEMPLATE_PHOTO_AGREEMENT
+                    || (small(&s, &full) && share_inside(&framed, &s) >= TEMPLATE_PHOTO_AGREEMENT)
+            },
+        )
+    {
+        return Some(framed);
+    }
+    // A story frame: no frame line around the photo, a blurred copy of it instead.
+    story_photo(plane)
+        .filter(|(s, agreement)| {
+            s.area() as f32 <= STORY_PHOTO_MAX_AREA * full.area() as f32
+                && surrounded_on_one_axis(s, &full)
+                && *agreement >= STORY_COPY_AGREEMENT
+        })
+        .map(|(s, _)| s)
+}
+
+/// Most runs of sharp rows tried at each end of the sharp box by [`story_photo`].
+const STORY_END_RUNS: usize = 2;
+
+/// The photo of a would-be story frame and how well the picture around it is a blurred copy of
+/// it ([`blurred_copy_agreement`]): the sharp box ([`sharp_box`]), or the sharp box without a run
+/// of sharp rows at its top or bottom (a sticker closer to the photo than [`SHARP_GAP`], joined
+/// to it), whichever agrees best, since only the photo's true box lines the enlarged copy up
+/// with what surrounds it. `None` without a sharp box or an agreement.
+pub fn story_photo(plane: &LumaPlane) -> Option<(Rect, f64)> {
+    let (sharp, runs) = sharp_box_and_runs(plane)?;
+    let least = (plane.height as f32 * MIN_SIDE_FRACTION) as usize;
+    let n = runs.len();
+    let mut candidates = vec![sharp];
+    for first in 0..n.min(STORY_END_RUNS) {
+        for last in n.saturating_sub(STORY_END_RUNS).max(first)..n {
+            let (top, bottom) = (runs[first].0, runs[last].1.min(plane.height));
+            let r = Rect {
+                y: top,
+                height: bottom - top,
+                ..sharp
+            };
+            if r.height >= least && r != sharp {
+                candidates.push(r);
+            }
+        }
+    }
+    candidates
+        .into_iter()
+        .filter_map(|r| blurred_copy_agreement(plane, r).map(|a| (r, a)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+}
+
+/// The least [`blurred_copy_agreement`] that makes a sharp box over its surround a story frame's
+/// photo (see [`template_photo`]). On `vigie eval`'s corpus at the service's decoding scale, 23 of
+/// the 24 story-frame copies whose sharp box was found read 0.48-0.94 (one 0.40); the 7 photos
+/// with a sharp box under 60% of their area (a subject before an out-of-focus background) read
+/// -0.39-0.34.
+pub const STORY_COPY_AGREEMENT: f64 = 0.40;
+
+/// A story frame's photo covers at most this fraction of the picture (more than a template's,
+/// [`TEMPLATE_PHOTO_MAX_AREA`]: a story fits the photo to the frame's width, and the sharp box
+/// also takes in a sticker beside it). The blurred copy around it is what tells a story frame
+/// from a photo, not the photo's size.
+pub const STORY_PHOTO_MAX_AREA: f32 = 0.7;
+
+/// Fraction of a side that a margin must reach for [`surrounded_on_one_axis`].
+const STORY_MIN_MARGIN: f32 = 0.02;
+
+/// Whether `photo` has a margin of at least [`STORY_MIN_MARGIN`] of the side on both sides of
+/// one axis (left and right, or top and bottom). A story's photo sits centred on an enlarged copy
+/// of itself that shows on both sides of it at least along one axis; a sharp subject in a
+/// corner of its own photo does not.
+fn surrounded_on_one_axis(photo: &Rect, full: &Rect) -> bool {
+    let margins = |start: usize, len: usize, side: usize| {
+        let least = (side as f32 * STORY_MIN_MARGIN).ceil() as usize;
+        start >= least && side.saturating_sub(start + len) >= least
+    };
+    margins(photo.x, photo.width, full.width) || margins(photo.y, photo.height, full.height)
+}
+
+/// Side of the grid of cells [`blurred_copy_agreement`] compares the picture in.
+const STORY_GRID: usize = 16;
+/// Fewest cells outside the photo that [`blurred_copy_agreement`] needs to say anything.
+const STORY_MIN_CELLS: usize = 24;
+
+/// How closely the picture around `photo` follows an enlarged copy of `photo` itself, centred
+/// and scaled to cover the picture: the correlation (Pearson's r, -1..=1) between the mean luma
+/// of each cell of a [`STORY_GRID`]-square grid that lies wholly outside `photo` and the mean
+/// luma of the part of `photo` that the enlarged copy shows there. `None` when fewer than
+/// [`STORY_MIN_CELLS`] cells lie outside, or when either side is flat.
+///
+/// This is how a story frame is made (Instagram and its imitators fill a 9:16 frame with the
+/// photo enlarged to cover it, blurred and often darkened, and put the photo itself on top):
+/// blurring and darkening keep the cell means' correlation, which a photo's own out-of-focus
+/// background around a sharp subject does not have (its blur is of other things than the
+/// subject). Cell means come from a summed-area table (Crow, "Summed-area tables for texture
+/// mapping", SIGGRAPH 1984), so the test costs one pass over the plane.
+pub fn blurred_copy_agreement(plane: &LumaPlane, photo: Rect) -> Option<f64> {
+    let (w, h) = (plane.width, plane.height);
+    if photo.width == 0 || photo.height == 0 || w < STORY_GRID || h < STORY_GRID {
+        return None;
+    }
+    // table[(y * (w + 1)) + x] = sum of the pixels above and left of (x, y).
+    let mut table = vec![0f64; (w + 1) * (h + 1)];
+    for y in 0..h {
+        let mut row = 0f64;
+        for x in 0..w {
+            row += f64::from(plane.at(x, y));
+            table[(y + 1) * (w + 1) + x + 1] = table[y * (w + 1) + x + 1] + row;
+        }
+    }
+    let mean = |x0: f64, y0: f64, x1: f64, y1: f64| {
+        let clamp = |v: f64, hi: usize| (v.round().max(0.0) as usize).min(hi);
+        let (x0, x1) = (clamp(x0, w), clamp(x1, w));
+        let (y0, y1) = (clamp(y0, h), clamp(y1, h));
+        let (x1, y1) = (x1.max(x0 + 1).min(w), y1.max(y0 + 1).min(h));
+        let (x0, y0) = (x0.min(x1 - 1), y0.min(y1 - 1));
+        let at = |x: usize, y: usize| table[y * (w + 1) + x];
+        (at(x1, y1) - at(x0, y1) - at(x1, y0) + at(x0, y0)) / ((x1 - x0) * (y1 - y0)) as f64
+    };
+    // The enlarged copy: canvas point p shows photo point centre + (p - canvas centre) / k, with
+    // k the cover scale (the larger of the two sides' ratios).
+    let k = (w as f64 / photo.width as f64).max(h as f64 / photo.height as f64);
+    let (pcx, pcy) = (
+        photo.x as f64 + photo.width as f64 / 2.0,
+        photo.y as f64 + photo.height as f64 / 2.0,
+    );
+    let (ccx, ccy) = (w as f64 / 2.0, h as f64 / 2.0);
+    let mut pairs: Vec<(f64, f64)> = Vec::new();
+    for gy in 0..STORY_GRID {
+        for gx in 0..STORY_GRID {
+            let (x0, x1) = (gx * w / STORY_GRID, (gx + 1) * w / STORY_GRID);
+            let (y0, y1) = (gy * h / STORY_GRID, (gy + 1) * h / STORY_GRID);
+            let inside_x = x1 > photo.x && x0 < photo.x + photo.width;
+            let inside_y = y1 > photo.y && y0 < photo.y + photo.height;
+            if inside_x && inside_y {
+                continue;
+            }
+            let seen = mean(x0 as f64, y0 as f64, x1 as f64, y1 as f64);
+            let copy = mean(
+                pcx + (x0 as f64 - ccx) / k,
+                pcy + (y0 as f64 - ccy) / k,
+                pcx + (x1 as f64 - ccx) / k,
+                pcy + (y1 as f64 - ccy) / k,
+            );
+            pairs.push((seen, copy));
+        }
+    }
+    if pairs.len() < STORY_MIN_CELLS {
+        return None;
+    }
+    let n = pairs.len() as f64;
+    let (ma, mb) = pairs
+        .iter()
+        .fold((0.0, 0.0), |(a, b), (x, y)| (a + x / n, b + y / n));
+    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
+    for (a, b) in &pairs {
+        sab += (a - ma) * (b - mb);
+        saa += (a - ma) * (a - ma);
+        sbb += (b - mb) * (b - mb);
+    }
+    // Flat on either side (a plain colour around the photo): nothing to correlate.
+    if saa < n || sbb < n {
+        return None;
+    }
+    Some(sab / (saa * sbb).sqrt())
+}
+
+/// The fraction of `a`'s area that lies inside `b` (0 for an empty `a`).
+fn share_inside(a: &Rect, b: &Rect) -> f32 {
+    let w = (a.x + a.width)
+        .min(b.x + b.width)
+        .saturating_sub(a.x.max(b.x));
+    let h = (a.y + a.height)
+        .min(b.y + b.height)
+        .saturating_sub(a.y.max(b.y));
+    (w * h) as f32 / a.area().max(1) as f32
+}
+
+/// The area two boxes share as a fraction of the area they cover together (intersection over
+/// union; 0 for disjoint boxes).
+fn overlap_share(a: &Rect, b: &Rect) -> f32 {
+    let w = (a.x + a.width)
+        .min(b.x + b.width)
+        .saturating_sub(a.x.max(b.x));
+    let h = (a.y + a.height)
+        .min(b.y + b.height)
+        .saturating_sub(a.y.max(b.y));
+    let shared = (w * h) as f32;
+    let union = (a.area() + b.area()) as f32 - shared;
+    if union > 0.0 { shared / union } else { 0.0 }
 }
 
 /// A luma step between neighbouring pixels larger than this is a sharp pixel for [`sharp_box`]
@@ -440,6 +789,13 @@ const SHARP_CONTRAST: f32 = 2.0;
 /// outside, and it is smaller than the whole. Sampled on every other row and column. `None`
 /// otherwise (most photos are sharp all over).
 pub fn sharp_box(plane: &LumaPlane) -> Option<Rect> {
+    sharp_box_and_runs(plane).map(|(r, _)| r)
+}
+
+/// [`sharp_box`], with the runs of sharp rows inside it before gaps were closed, as `(top,
+/// bottom)` rows of `plane` (bottom exclusive), top first: where a story's sticker, closer to the
+/// photo than [`SHARP_GAP`], was joined to it.
+fn sharp_box_and_runs(plane: &LumaPlane) -> Option<(Rect, Vec<(usize, usize)>)> {
     let (w, h) = (plane.width, plane.height);
     if w < 32 || h < 32 || plane.data.len() < w * h {
         return None;
@@ -486,10 +842,25 @@ pub fn sharp_box(plane: &LumaPlane) -> Option<Rect> {
         width: (2 * (x1 - x0)).min(w - 2 * x0),
         height: (2 * (y1 - y0)).min(h - 2 * y0),
     };
-    (density_in >= SHARP_CONTRAST * density_out
+    if !(density_in >= SHARP_CONTRAST * density_out
         && (r.width as f32) >= w as f32 * MIN_SIDE_FRACTION
         && (r.height as f32) >= h as f32 * MIN_SIDE_FRACTION)
-        .then_some(r)
+    {
+        return None;
+    }
+    // The box's rows again, this time without closing gaps.
+    let least = ((mw as f32 * SHARP_LINE_SHARE) as usize).max(1);
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for (my, &c) in rows.iter().enumerate().take(y1).skip(y0) {
+        if c < least {
+            continue;
+        }
+        match runs.last_mut() {
+            Some((_, b)) if *b == 2 * my => *b = 2 * (my + 1),
+            _ => runs.push((2 * my, 2 * (my + 1))),
+        }
+    }
+    Some((r, runs))
 }
 
 /// The longest run of `counts` at or above `min`, gaps under [`SHARP_GAP`] of `side` closed.

@@ -55,12 +55,20 @@ pub fn entry_hashes(h: &ImageHashes) -> EntryHashes {
     hashes
 }
 
-/// The warnings a curator gets when a banked picture is too featureless for a perceptual hash to
-/// match it (one sentence each, empty for a picture with texture): its PDQ's quality is below
-/// [`MIN_PDQ_QUALITY`], or its pHash/dHash quality below [`MIN_64_QUALITY`] (those are then not
-/// kept, see [`entry_hashes`]). The entry is banked all the same: its exact hashes still match.
+/// The warnings a curator gets when a banked picture is not banked as given (one sentence each,
+/// empty for a photo with texture): the picture is a template around a photo and only the photo
+/// is banked (`ImageHashes::photo_box`, see `hashing::regions::template_photo`); its PDQ's
+/// quality is below [`MIN_PDQ_QUALITY`], or its pHash/dHash quality below [`MIN_64_QUALITY`]
+/// (those are then not kept, see [`entry_hashes`]). The entry is banked all the same: its exact
+/// hashes still match.
 pub fn banking_warnings(h: &ImageHashes) -> Vec<String> {
     let mut warnings = Vec::new();
+    if let Some(r) = h.photo_box {
+        warnings.push(format!(
+            "the picture is a template around a photo (a listing page, a chat screenshot, a flyer, a story frame): only the photo, {}x{} pixels at ({}, {}), is banked (the file's MD5 and SHA-256 too); its frame would match every other picture in the same template",
+            r.width, r.height, r.x, r.y
+        ));
+    }
     if let Some(p) = h.pdq.filter(|p| p.quality < MIN_PDQ_QUALITY) {
         warnings.push(format!(
             "PDQ quality {} is below {MIN_PDQ_QUALITY}: the picture is too featureless for PDQ to match it",

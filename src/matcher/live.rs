@@ -720,6 +720,49 @@ mod tests {
         );
     }
 
+    /// A bank entry made from a chat screenshot around a photo keeps the photo (issue 17, step
+    /// 3): another photo in the same screenshot template matches nothing, although it shares the
+    /// whole frame; the same screenshot recompressed and resized, and the bare photo, still match
+    /// the entry.
+    #[test]
+    fn a_templated_entry_matches_its_photo_not_its_template() {
+        let banks = live();
+        create_bank(&banks, "ads", BankKind::Block);
+        let bridge_bytes = read_fixture("bridge.jpg");
+        let bridge = image::load_from_memory(&bridge_bytes).expect("decode");
+        let wine = image::load_from_memory(&read_fixture("wine.jpg")).expect("decode");
+        let chat = |p: &image::DynamicImage| {
+            image::DynamicImage::ImageRgb8(crate::eval::templates::chat_dark(&p.to_rgb8()))
+        };
+        let banked = chat(&bridge);
+        let (id, warnings) = add_image(
+            &banks,
+            "ads",
+            "ad-1",
+            &encode(&banked, image::ImageFormat::Png),
+        );
+        assert!(
+            warnings.iter().any(|w| w.contains("template")),
+            "{warnings:?}"
+        );
+
+        let other = screen(&banks, &encode(&chat(&wine), image::ImageFormat::Png));
+        assert!(other.matches.is_empty(), "{other:?}");
+
+        let (w, h) = (banked.width() * 4 / 5, banked.height() * 4 / 5);
+        let repost = banked.resize_exact(w, h, image::imageops::FilterType::Triangle);
+        for bytes in [
+            encode(&repost, image::ImageFormat::Jpeg),
+            bridge_bytes.clone(),
+        ] {
+            let answer = screen(&banks, &bytes);
+            assert!(
+                answer.matches.iter().any(|m| m.entry_id == id),
+                "{answer:?}"
+            );
+        }
+    }
+
     /// A mirrored copy with a phone-number banner across it: the banner moves PDQ (mirrored or
     /// not) out of reach, but the mirrored upload's dHash/pHash still meet the banked picture,
     /// reported as a mirror.

@@ -9,4 +9,5 @@ mod decoding;
 mod featureless;
 mod hash_stability;
 mod pdq_reference;
+mod templates;
 mod viewer_pictures;
