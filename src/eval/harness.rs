@@ -313,6 +313,9 @@ pub struct EvalRun {
     /// Per bank entry (in [`EvalRun::entries`] order): its PDQ quality and 64-bit hashes'
     /// quality.
     pub bank_qualities: Vec<(Option<u8>, Option<u8>)>,
+    /// Per bank entry (in [`EvalRun::entries`] order): the photo's box when the entry was taken
+    /// for a template and banked as its photo (`ImageHashes::photo_box`), else `None`.
+    pub bank_photo_boxes: Vec<Option<crate::hashing::regions::Rect>>,
     /// Per picture: a corpus photo or a synthesised low-texture picture (those come after the
     /// photos).
     pub classes: Vec<PictureClass>,
@@ -724,6 +727,7 @@ pub fn run(
             .iter()
             .map(|h| (h.pdq.map(|p| p.quality), h.quality64))
             .collect(),
+        bank_photo_boxes: entries.iter().map(|h| h.photo_box).collect(),
         classes: pictures.iter().map(|p| p.class).collect(),
         picture_qualities,
         pictures: pictures.into_iter().map(|p| p.name).collect(),

@@ -478,12 +478,21 @@ pub fn write_tsv(run: &EvalRun, dir: &Path) -> std::io::Result<()> {
     }
     std::fs::write(dir.join("false_matches.tsv"), fm)?;
     // The bank's qualities, what the 64-bit floor must keep (`bank.tsv`): every entry, the
-    // banked pictures first, then the templated copies.
-    let mut bank = String::from("entry\tpicture\tpdq_quality\tquality64\ttemplate\tclass\n");
+    // banked pictures first, then the templated copies; `photo_box` (x,y,width,height in the
+    // picture's pixels) when the entry was taken for a template and banked as its photo.
+    let mut bank =
+        String::from("entry\tpicture\tpdq_quality\tquality64\ttemplate\tclass\tphoto_box\n");
     for (entry, (b, (pdq, q64))) in run.entries.iter().zip(&run.bank_qualities).enumerate() {
+        let photo_box = run
+            .bank_photo_boxes
+            .get(entry)
+            .copied()
+            .flatten()
+            .map(|r| format!("{},{},{},{}", r.x, r.y, r.width, r.height))
+            .unwrap_or_default();
         let _ = writeln!(
             bank,
-            "{entry}\t{}\t{}\t{}\t{}\t{}",
+            "{entry}\t{}\t{}\t{}\t{}\t{}\t{photo_box}",
             run.pictures[b.picture],
             opt(*pdq),
             opt(*q64),

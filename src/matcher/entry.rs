@@ -29,6 +29,17 @@ pub const MIN_PDQ_QUALITY: u8 = 50;
 /// own floor does.)
 pub const MIN_64_QUALITY: u8 = 32;
 
+/// Least pHash/dHash quality of an upload for its *turned and mirrored* 64-bit hashes to be looked
+/// up (its upright ones need [`MIN_64_QUALITY`]): PDQ's own floor, [`MIN_PDQ_QUALITY`], which the
+/// 64-bit quality follows within a few points. A smooth picture's 64-bit hash is mostly the
+/// direction of its gradient, and the seven other grid transforms of one smooth picture give
+/// seven more chances to land on another's: on `vigie eval` (docs/EVALUATION.md, 2026-12-01) four
+/// of the six false matches left were dHash at 7 bits, turned by 180 degrees or mirrored, between
+/// two smooth sunset and gradient pictures of upload quality 37-49. Every turned or mirrored
+/// 64-bit match of a corpus photo's copy had quality 100. Below the floor a turned copy is left
+/// to the keypoints (PDQ's turned lookups stop at the same floor).
+pub const MIN_TURNED_64_QUALITY: u8 = MIN_PDQ_QUALITY;
+
 /// The hashes a bank entry made from a picture holds: the displayed picture's PDQ, pHash, dHash
 /// and the exact hashes, the PDQs of its crop windows of good quality (when the hasher made them)
 /// and its keypoints at each banked scale (what `AddEntries` stores for an image, and `vigie eval`

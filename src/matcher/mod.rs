@@ -24,7 +24,9 @@ pub mod live;
 pub mod query;
 
 pub use decision::{MatchError, MatchInfo, ScreenOptions, ScreenOutcome};
-pub use entry::{MIN_64_QUALITY, MIN_PDQ_QUALITY, banking_warnings, entry_hashes};
+pub use entry::{
+    MIN_64_QUALITY, MIN_PDQ_QUALITY, MIN_TURNED_64_QUALITY, banking_warnings, entry_hashes,
+};
 pub use guard::{Access, Guard, GuardConfig, GuardError, Refusal};
 pub use indexes::{Candidate, HashIndexes, IndexBytes, KeypointStats, MatchKind};
 pub use live::{BankedImage, LiveBanks, ScreenError, ScreenedImage};

@@ -4,7 +4,7 @@
 //! filed under `t⁻¹`: the transform that turns the banked picture into the upload, as a trust
 //! team reads it ("rotated 90 degrees").
 
-use super::entry::{MIN_64_QUALITY, MIN_PDQ_QUALITY};
+use super::entry::{MIN_64_QUALITY, MIN_PDQ_QUALITY, MIN_TURNED_64_QUALITY};
 use crate::bits::{Hash64, Hash256};
 use crate::hashing::keypoints::UploadKeypoints;
 use crate::hashing::perceptual64::{GRID_TRANSFORMS, PHASH_TRANSFORMS};
@@ -78,8 +78,9 @@ fn turned_64<const N: usize>(
 
 impl QueryHashes {
     /// The lookups for an uploaded image's hashes (made with `HashingSetup::screening`). PDQ of
-    /// quality below [`MIN_PDQ_QUALITY`], and pHash/dHash of quality below [`MIN_64_QUALITY`], are
-    /// left out, and said so in `notes` (one sentence each); the hasher's warnings (a file cut
+    /// quality below [`MIN_PDQ_QUALITY`], pHash/dHash of quality below [`MIN_64_QUALITY`], and
+    /// their turned and mirrored lookups below [`MIN_TURNED_64_QUALITY`], are left out, and said
+    /// so in `notes` (one sentence each); the hasher's warnings (a file cut
     /// short or damaged, frames left unscreened) are passed on to `notes` first. An animation's
     /// other frames are looked up under the same quality rules; a picture featureless as displayed
     /// whose stored pixels are not (an alpha channel that hides them) has those looked up too.
@@ -95,12 +96,21 @@ impl QueryHashes {
                 h.quality64.unwrap_or(0)
             ));
         }
+        // A smooth picture turned resembles other smooth pictures: its turned and mirrored 64-bit
+        // hashes need PDQ's floor.
+        let turned_ok = h.quality64.is_some_and(|q| q >= MIN_TURNED_64_QUALITY);
+        if whole_64 && !turned_ok && (h.phash_turned.is_some() || h.dhash_turned.is_some()) {
+            notes.push(format!(
+                "pHash and dHash not matched turned or mirrored: quality {} is below {MIN_TURNED_64_QUALITY} (a smooth picture turned resembles other smooth pictures)",
+                h.quality64.unwrap_or(0)
+            ));
+        }
         let boxes_64 = || h.pdq_regions.iter().filter(|r| good_64(r.quality64));
         let mut q = QueryHashes {
             phash: h.phash.filter(|_| whole_64),
             dhash: h.dhash.filter(|_| whole_64),
-            phash_turned: turned_64(h.phash_turned.filter(|_| whole_64), PHASH_TRANSFORMS),
-            dhash_turned: turned_64(h.dhash_turned.filter(|_| whole_64), GRID_TRANSFORMS),
+            phash_turned: turned_64(h.phash_turned.filter(|_| turned_ok), PHASH_TRANSFORMS),
+            dhash_turned: turned_64(h.dhash_turned.filter(|_| turned_ok), GRID_TRANSFORMS),
             phash_regions: boxes_64().filter_map(|r| r.phash).collect(),
             dhash_regions: boxes_64().filter_map(|r| r.dhash).collect(),
             md5: h.md5,
@@ -255,5 +265,38 @@ mod tests {
             assert_eq!(pair[1], (Dihedral::FlipHorizontal, all[mirror].hash));
         }
         assert!(notes.is_empty(), "{notes:?}");
+    }
+
+    /// A smooth upload (64-bit quality between the upright floor and PDQ's) is looked up upright
+    /// by pHash and dHash, not turned or mirrored, and is told so; a textured one is looked up
+    /// under every transform.
+    #[test]
+    fn a_smooth_upload_is_not_looked_up_turned_by_64_bit_hashes() {
+        let bridge = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/bridge.jpg"
+        ))
+        .expect("fixture");
+        let mut hashes = HasherBuilder::new()
+            .dihedral(true)
+            .build()
+            .hash_bytes(&bridge)
+            .expect("hash");
+        assert!(hashes.quality64.is_some_and(|q| q >= MIN_TURNED_64_QUALITY));
+        let mut notes = Vec::new();
+        let textured = QueryHashes::from_image(&hashes, &mut notes);
+        assert_eq!(textured.phash_turned.len(), PHASH_TRANSFORMS.len());
+        assert_eq!(textured.dhash_turned.len(), GRID_TRANSFORMS.len());
+        assert!(notes.is_empty(), "{notes:?}");
+
+        hashes.quality64 = Some(MIN_TURNED_64_QUALITY - 1);
+        let smooth = QueryHashes::from_image(&hashes, &mut notes);
+        assert_eq!(smooth.phash, hashes.phash);
+        assert_eq!(smooth.dhash, hashes.dhash);
+        assert!(smooth.phash_turned.is_empty() && smooth.dhash_turned.is_empty());
+        assert!(
+            notes.iter().any(|n| n.contains("turned or mirrored")),
+            "{notes:?}"
+        );
     }
 }
