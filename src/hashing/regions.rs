@@ -42,6 +42,17 @@ impl Rect {
         self.width * self.height
     }
 
+    /// The area, in pixels, that `self` and `other` share (0 for disjoint boxes).
+    pub fn intersection_area(&self, other: &Rect) -> usize {
+        let w = (self.x + self.width)
+            .min(other.x + other.width)
+            .saturating_sub(self.x.max(other.x));
+        let h = (self.y + self.height)
+            .min(other.y + other.height)
+            .saturating_sub(self.y.max(other.y));
+        w * h
+    }
+
     /// The same box in a picture of `to` pixels (width, height) showing what a `from`-pixel one
     /// shows (a plane decoded at reduced scale and the picture at full size), rounded to the
     /// nearest pixel and kept inside `to`.
@@ -742,25 +753,13 @@ pub fn blurred_copy_agreement(plane: &LumaPlane, photo: Rect) -> Option<f64> {
 
 /// The fraction of `a`'s area that lies inside `b` (0 for an empty `a`).
 fn share_inside(a: &Rect, b: &Rect) -> f32 {
-    let w = (a.x + a.width)
-        .min(b.x + b.width)
-        .saturating_sub(a.x.max(b.x));
-    let h = (a.y + a.height)
-        .min(b.y + b.height)
-        .saturating_sub(a.y.max(b.y));
-    (w * h) as f32 / a.area().max(1) as f32
+    a.intersection_area(b) as f32 / a.area().max(1) as f32
 }
 
 /// The area two boxes share as a fraction of the area they cover together (intersection over
 /// union; 0 for disjoint boxes).
 fn overlap_share(a: &Rect, b: &Rect) -> f32 {
-    let w = (a.x + a.width)
-        .min(b.x + b.width)
-        .saturating_sub(a.x.max(b.x));
-    let h = (a.y + a.height)
-        .min(b.y + b.height)
-        .saturating_sub(a.y.max(b.y));
-    let shared = (w * h) as f32;
+    let shared = a.intersection_area(b) as f32;
     let union = (a.area() + b.area()) as f32 - shared;
     if union > 0.0 { shared / union } else { 0.0 }
 }
@@ -887,13 +886,7 @@ fn sharp_run(counts: &[usize], min: usize, side: usize) -> Option<(usize, usize)
 
 /// Whether two boxes differ by more than 2% of the larger one's area (less is not worth a hash).
 pub fn differs_by_area(a: &Rect, b: &Rect) -> bool {
-    let overlap_w = (a.x + a.width)
-        .min(b.x + b.width)
-        .saturating_sub(a.x.max(b.x));
-    let overlap_h = (a.y + a.height)
-        .min(b.y + b.height)
-        .saturating_sub(a.y.max(b.y));
-    (overlap_w * overlap_h) as f32 <= 0.98 * a.area().max(b.area()) as f32
+    a.intersection_area(b) as f32 <= 0.98 * a.area().max(b.area()) as f32
 }
 
 /// A picture turned by a small angle on a canvas filled with one colour (an editor's rotate

@@ -41,13 +41,7 @@ fn overlap(a: Rect, (x, y, w, h): (u32, u32, u32, u32)) -> f64 {
         width: w as usize,
         height: h as usize,
     };
-    let iw = (a.x + a.width)
-        .min(b.x + b.width)
-        .saturating_sub(a.x.max(b.x));
-    let ih = (a.y + a.height)
-        .min(b.y + b.height)
-        .saturating_sub(a.y.max(b.y));
-    let shared = (iw * ih) as f64;
+    let shared = a.intersection_area(&b) as f64;
     shared / ((a.width * a.height + b.width * b.height) as f64 - shared)
 }
 
