@@ -78,6 +78,8 @@ impl Replica {
             .args(["--nats-snapshot-changes", "30"])
             .args(["--nats-max-changes", &MAX_CHANGES.to_string()])
             .env("RUST_LOG", "info")
+            // The log's tail is what a failure shows: the error, not a backtrace's frames.
+            .env("RUST_BACKTRACE", "0")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
