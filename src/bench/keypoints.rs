@@ -99,13 +99,19 @@ struct Run {
     uploads: usize,
     /// Uploads with enough points to be searched by keypoints.
     uploads_with_keypoints: usize,
-    /// Banked points within the descriptor radius of an upload point, per upload: all by chance.
+    /// Banked points within the index lookup's radius (`keypoint_vote::SEARCH_RADIUS`) of an
+    /// upload point, per upload: all by chance.
     chance_pairs_per_upload: f64,
     /// The median and largest upload's chance pairs: templated and text-heavy pictures pair
     /// far more than the mean.
     chance_pairs_p50: u64,
     chance_pairs_max: u64,
-    /// (entry, banked scale) groups with enough pairs to be voted on, per upload.
+    /// (entry, banked scale) groups on the shortlist (`keypoint_vote::SHORTLIST_POINTS`), paired
+    /// in full at the descriptor radius, per upload.
+    shortlisted_groups_per_upload: f64,
+    /// Their descriptor pairs at the descriptor radius, per upload.
+    verified_pairs_per_upload: f64,
+    /// Shortlisted groups with enough pairs to be voted on, per upload.
     voted_groups_per_upload: f64,
     /// Distinct entries among them, per upload.
     voted_entries_per_upload: f64,
@@ -493,6 +499,8 @@ fn bench_one(n: usize, corpus: &Corpus, args: &KeypointsBenchArgs) -> Result<Run
         chance_pairs_per_upload: per_upload(stats.pairs),
         chance_pairs_p50: percentile(&pairs, 0.5).unwrap_or(0),
         chance_pairs_max: percentile(&pairs, 1.0).unwrap_or(0),
+        shortlisted_groups_per_upload: per_upload(stats.shortlisted_groups),
+        verified_pairs_per_upload: per_upload(stats.verified_pairs),
         voted_groups_per_upload: per_upload(stats.voted_groups),
         voted_entries_per_upload: per_upload(stats.voted_entries),
         screen_p50_ms: at(&wall, 0.50),
@@ -515,6 +523,8 @@ fn add(total: &mut KeypointStats, one: &KeypointStats) {
     total.uploads += one.uploads;
     total.lookups += one.lookups;
     total.pairs += one.pairs;
+    total.shortlisted_groups += one.shortlisted_groups;
+    total.verified_pairs += one.verified_pairs;
     total.voted_groups += one.voted_groups;
     total.voted_entries += one.voted_entries;
     total.matched_entries += one.matched_entries;

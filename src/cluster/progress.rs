@@ -205,7 +205,9 @@ impl Progress {
             if applied >= self.head_at_start {
                 t.caught_up = true;
             }
-            t.stalled.is_none() && t.caught_up && head - applied <= self.max_lag
+            // `head` and `applied` are read apart: an apply can land between the two reads and
+            // put `applied` past the `head` read first.
+            t.stalled.is_none() && t.caught_up && head.saturating_sub(applied) <= self.max_lag
         };
         self.ready.send_if_modified(|r| {
             let changed = *r != ready;

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use async_nats::jetstream::object_store::{self, ObjectMetadata, ObjectStore};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::ClusterError;
 use crate::matcher::LiveBanks;
@@ -180,6 +180,70 @@ pub fn recover_dirs(data: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// A snapshot download that receives nothing for this long has stalled and is abandoned (the
+/// caller retries): generous for a chunk of a few hundred KB, short beside a replica's start.
+pub const DOWNLOAD_STALL: Duration = Duration::from_secs(30);
+
+/// Download the bucket's snapshot object into the file `download`; returns the stream sequence
+/// its metadata says it covers (`None` when absent or unreadable).
+///
+/// The download runs in a task of its own: async-nats 0.50's object reader unwraps the result of
+/// creating its consumer (`Object::poll_read`; nats-io/nats.rs issue 1615), so a JetStream request
+/// that times out while the object store's stream is electing a leader (replicas restarted
+/// together, a busy machine) panics the reading task. Inside a task, that panic is a
+/// `JoinError` here, reported as [`ClusterError::Snapshot`], which the caller retries. A read
+/// that receives nothing for [`DOWNLOAD_STALL`] (the object replaced and its chunks purged while it
+/// was read) is an error too, never a wait without end.
+/// Errors: no snapshot, NATS's, the file's, a stall or a panic of the reader.
+#[cfg(feature = "store")]
+async fn download_snapshot(
+    bucket: ObjectStore,
+    download: PathBuf,
+) -> Result<Option<u64>, ClusterError> {
+    let task = tokio::spawn(async move {
+        let mut object = bucket
+            .get(OBJECT)
+            .await
+            .map_err(|e| ClusterError::Snapshot(format!("no snapshot to start from: {e}")))?;
+        let expected: Option<u64> = object
+            .info()
+            .metadata
+            .get(SEQUENCE_KEY)
+            .and_then(|s| s.parse().ok());
+        let mut file = tokio::fs::File::create(&download)
+            .await
+            .map_err(|e| ClusterError::Snapshot(format!("{}: {e}", download.display())))?;
+        let mut buffer = vec![0u8; 1 << 16];
+        loop {
+            let read = tokio::time::timeout(DOWNLOAD_STALL, object.read(&mut buffer))
+                .await
+                .map_err(|_| {
+                    ClusterError::Snapshot(format!(
+                        "downloading the snapshot: nothing received for {} s",
+                        DOWNLOAD_STALL.as_secs()
+                    ))
+                })?
+                .map_err(|e| ClusterError::Snapshot(format!("downloading the snapshot: {e}")))?;
+            if read == 0 {
+                break;
+            }
+            file.write_all(&buffer[..read])
+                .await
+                .map_err(|e| ClusterError::Snapshot(format!("{}: {e}", download.display())))?;
+        }
+        file.flush()
+            .await
+            .map_err(|e| ClusterError::Snapshot(format!("{}: {e}", download.display())))?;
+        Ok(expected)
+    });
+    match task.await {
+        Ok(result) => result,
+        Err(e) => Err(ClusterError::Snapshot(format!(
+            "downloading the snapshot: the reader failed ({e})"
+        ))),
+    }
+}
+
 #[cfg(feature = "store")]
 /// Download the bucket's snapshot and restore it as the store in `data` (replacing whatever is
 /// there, which must not be open). Returns what was restored; its `applied_sequence` is where
@@ -192,27 +256,8 @@ pub async fn restore(
 ) -> Result<SnapshotInfo, ClusterError> {
     let started = Instant::now();
     recover_dirs(data).map_err(|e| ClusterError::Snapshot(format!("{}: {e}", data.display())))?;
-    let mut object = bucket
-        .get(OBJECT)
-        .await
-        .map_err(|e| ClusterError::Snapshot(format!("no snapshot to start from: {e}")))?;
-    let expected: Option<u64> = object
-        .info()
-        .metadata
-        .get(SEQUENCE_KEY)
-        .and_then(|s| s.parse().ok());
     let download = sibling(data, "snapshot-in");
-    {
-        let mut file = tokio::fs::File::create(&download)
-            .await
-            .map_err(|e| ClusterError::Snapshot(format!("{}: {e}", download.display())))?;
-        tokio::io::copy(&mut object, &mut file)
-            .await
-            .map_err(|e| ClusterError::Snapshot(format!("downloading the snapshot: {e}")))?;
-        file.flush()
-            .await
-            .map_err(|e| ClusterError::Snapshot(format!("{}: {e}", download.display())))?;
-    }
+    let expected = download_snapshot(bucket.clone(), download.clone()).await?;
     let downloaded = started.elapsed();
     let restoring = restoring_dir(data);
     let target = data.to_path_buf();

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
-use super::keypoint_vote::{self, KeypointId, PointPair};
+use super::keypoint_vote::{self, BankedPoints, KeypointId, PointPair};
 use super::query::QueryHashes;
 use crate::bits::{Bits, Hash256};
 use crate::hashing::Dihedral;
@@ -102,11 +102,17 @@ pub struct KeypointStats {
     pub uploads: u64,
     /// Upload points looked up in the keypoint index.
     pub lookups: u64,
-    /// Banked points found within [`keypoint_vote::DESCRIPTOR_RADIUS`] of an upload point: the
-    /// descriptor pairs, each one vote's raw material.
+    /// Banked points found within [`keypoint_vote::SEARCH_RADIUS`] of an upload point by the
+    /// index lookup: the pairs that make the shortlist.
     pub pairs: u64,
-    /// (entry, banked scale) groups voted on: with at least [`keypoint_vote::MIN_VOTES`] pairs and
-    /// as many distinct upload points as the group's least match ([`keypoint_vote::least_votes`]).
+    /// (entry, banked scale) groups met by at least [`keypoint_vote::SHORTLIST_POINTS`] upload
+    /// points, paired in full at [`keypoint_vote::DESCRIPTOR_RADIUS`].
+    pub shortlisted_groups: u64,
+    /// Descriptor pairs of the shortlisted groups at [`keypoint_vote::DESCRIPTOR_RADIUS`], each one
+    /// vote's raw material.
+    pub verified_pairs: u64,
+    /// Shortlisted groups voted on: with as many distinct upload points as the group's least
+    /// match ([`keypoint_vote::least_votes`]).
     pub voted_groups: u64,
     /// Distinct entries among those groups.
     pub voted_entries: u64,
@@ -126,7 +132,7 @@ pub struct IndexBytes {
     pub whole: usize,
     /// The crop-window PDQ index.
     pub windows: usize,
-    /// The keypoint descriptor index.
+    /// The keypoint descriptor index and each image entry's points beside it.
     pub keypoints: usize,
 }
 
@@ -146,7 +152,7 @@ struct KeypointIndex(HammingIndex<1>);
 impl Default for KeypointIndex {
     fn default() -> Self {
         Self(HammingIndex::with_design_radius(
-            keypoint_vote::DESCRIPTOR_RADIUS,
+            keypoint_vote::SEARCH_RADIUS,
         ))
     }
 }
@@ -231,6 +237,9 @@ pub struct HashIndexes {
     /// Keypoint descriptors of entries added as images (at each banked scale), under their
     /// [`KeypointId`]: searched with the upload's points, for crops no window covers.
     keypoints: KeypointIndex,
+    /// Each image entry's banked points in full, for pairing a shortlisted entry's points at the
+    /// descriptor radius ([`keypoint_vote::SEARCH_RADIUS`]).
+    banked_points: RwLock<HashMap<EntryId, BankedPoints>>,
     md5: RwLock<HashMap<Md5, Vec<EntryId>>>,
     sha256: RwLock<HashMap<Hash256, Vec<EntryId>>>,
 }
@@ -265,6 +274,12 @@ impl HashIndexes {
             if let Err(e) = self.keypoints.insert(&p.descriptor, kid.0) {
                 tracing::error!(entry = id, error = %e, "keypoint not indexed");
             }
+        }
+        if !hashes.keypoints.as_slice().is_empty() {
+            self.banked_points
+                .write()
+                .unwrap_or_else(lock_poisoned)
+                .insert(id, BankedPoints::new(hashes.keypoints.as_slice()));
         }
     }
 
@@ -314,6 +329,10 @@ impl HashIndexes {
                 self.keypoints.remove(&p.descriptor, kid.0);
             }
         }
+        self.banked_points
+            .write()
+            .unwrap_or_else(lock_poisoned)
+            .remove(&id);
     }
 
     /// Adds a whole start-up load: one bulk build per index, which is several times faster and
@@ -347,9 +366,40 @@ impl HashIndexes {
         // arrays would then grow by doubling and keep up to twice the room (16 bytes a point):
         // reserved here exactly instead.
         self.keypoints.0.reserve(points.len());
-        let pairs = points.filter_map(|(id, p)| Some((p.descriptor, KeypointId::new(id, &p)?.0)));
+        // The points of each entry come together (an entry's points are made at once), so the
+        // run being gathered is the only one held twice.
+        let mut full: Vec<(EntryId, BankedPoints)> = Vec::new();
+        let mut run: (EntryId, Vec<Keypoint>) = (0, Vec::new());
+        let pairs = points
+            .inspect(|&(id, p)| {
+                if id != run.0 && !run.1.is_empty() {
+                    full.push((run.0, BankedPoints::new(&run.1)));
+                    run.1.clear();
+                }
+                run.0 = id;
+                run.1.push(p);
+            })
+            .filter_map(|(id, p)| Some((p.descriptor, KeypointId::new(id, &p)?.0)));
         if let Err(e) = self.keypoints.extend(pairs) {
             tracing::error!(algorithm = "keypoints", error = %e, "hashes not indexed");
+        }
+        if !run.1.is_empty() {
+            full.push((run.0, BankedPoints::new(&run.1)));
+        }
+        let mut held = self.banked_points.write().unwrap_or_else(lock_poisoned);
+        held.reserve(full.len());
+        for (id, points) in full {
+            // An entry whose points came in two runs (never made so) keeps them all.
+            match held.remove(&id) {
+                Some(earlier) if !earlier.is_empty() => {
+                    let mut all = earlier.points();
+                    all.extend(points.points());
+                    held.insert(id, BankedPoints::new(&all));
+                }
+                _ => {
+                    held.insert(id, points);
+                }
+            }
         }
     }
 
@@ -397,6 +447,13 @@ impl HashIndexes {
             && hashes.keypoints.as_slice().iter().all(|p| {
                 KeypointId::new(id, p).is_some_and(|kid| self.keypoints.holds(&p.descriptor, kid.0))
             })
+            && (hashes.keypoints.as_slice().is_empty()
+                || self
+                    .banked_points
+                    .read()
+                    .unwrap_or_else(lock_poisoned)
+                    .get(&id)
+                    .is_some_and(|held| *held == BankedPoints::new(hashes.keypoints.as_slice())))
     }
 
     /// Which local lookups a screen can answer now (see [`LocalLookups`]): whether any crop
@@ -420,7 +477,14 @@ impl HashIndexes {
         IndexBytes {
             whole: self.pdq.heap_bytes() + self.phash.heap_bytes() + self.dhash.heap_bytes(),
             windows: self.pdq_windows.heap_bytes(),
-            keypoints: self.keypoints.0.heap_bytes(),
+            keypoints: self.keypoints.0.heap_bytes()
+                + self
+                    .banked_points
+                    .read()
+                    .unwrap_or_else(lock_poisoned)
+                    .values()
+                    .map(|p| p.heap_bytes() + std::mem::size_of::<(EntryId, BankedPoints)>())
+                    .sum::<usize>(),
         }
     }
 
@@ -606,7 +670,7 @@ impl HashIndexes {
         for (qi, q) in upload.points.iter().enumerate() {
             for (kid, _) in self
                 .keypoints
-                .search(&q.descriptor, keypoint_vote::DESCRIPTOR_RADIUS)
+                .search(&q.descriptor, keypoint_vote::SEARCH_RADIUS)
             {
                 let kid = KeypointId(kid);
                 found.push((kid.group(), PointPair::new(qi, q, &kid.point())));
@@ -622,13 +686,25 @@ impl HashIndexes {
         let (mut last_voted, mut last_matched) = (None, None);
         // Made at the first group that reaches a vote: most uploads have none.
         let mut frames = None;
+        let banked = self.banked_points.read().unwrap_or_else(lock_poisoned);
         for run in found.chunk_by(|a, b| a.0 == b.0) {
-            // Fewer pairs than votes needed cannot make a match: skip the vote.
-            if run.len() < keypoint_vote::MIN_VOTES as usize {
+            // The shortlist: a group met by fewer upload points is not paired in full.
+            if run.len() < keypoint_vote::SHORTLIST_POINTS as usize {
                 continue;
             }
             pairs.clear();
             pairs.extend(run.iter().map(|(_, p)| *p));
+            if keypoint_vote::distinct_upload_points(&pairs) < keypoint_vote::SHORTLIST_POINTS {
+                continue;
+            }
+            let group = run[0].0;
+            let Some(points) = banked.get(&KeypointId::entry_of_group(group)) else {
+                continue;
+            };
+            pairs.clear();
+            points.pairs_with(KeypointId::scale_of_group(group), upload, &mut pairs);
+            stats.shortlisted_groups += 1;
+            stats.verified_pairs += pairs.len() as u64;
             // Nor can fewer distinct upload points than the group's least match: each votes
             // once. Under that floor the vote skips every window that cannot reach it.
             let floor = keypoint_vote::least_votes(pairs.len()) - 1;
@@ -816,7 +892,7 @@ mod tests {
         assert!(bytes.whole > 0 && bytes.windows > 0, "{bytes:?}");
         // The ids are filtered on the way in, which hides the count from the index: reserved
         // exactly all the same, so the index costs what one built from a plain list does.
-        let plain = HammingIndex::<1>::with_design_radius(keypoint_vote::DESCRIPTOR_RADIUS);
+        let plain = HammingIndex::<1>::with_design_radius(keypoint_vote::SEARCH_RADIUS);
         let pairs: Vec<_> = hashes
             .keypoints
             .as_slice()
@@ -824,7 +900,13 @@ mod tests {
             .filter_map(|p| Some((p.descriptor, KeypointId::new(7, p)?.0)))
             .collect();
         plain.extend(pairs).expect("extend");
-        assert_eq!(bytes.keypoints, plain.heap_bytes());
+        // Beside the index, the entry's points once, in full.
+        let full = BankedPoints::new(hashes.keypoints.as_slice());
+        assert_eq!(full.len(), hashes.keypoints.as_slice().len());
+        assert_eq!(
+            bytes.keypoints,
+            plain.heap_bytes() + full.heap_bytes() + std::mem::size_of::<(EntryId, BankedPoints)>()
+        );
     }
 
     #[test]
@@ -889,11 +971,19 @@ mod tests {
         assert!((2..=3).contains(&stats.uploads), "{stats:?}");
         let points: usize = crop_query.keypoints.iter().map(|k| k.points.len()).sum();
         assert_eq!(stats.lookups, points as u64);
+        // The lookup's pairs put the entry's group on the shortlist; paired again in full at the
+        // descriptor radius it has at least as many pairs, enough to vote on.
         assert!(
-            stats.pairs >= u64::from(keypoint_vote::MIN_VOTES),
+            stats.pairs >= u64::from(keypoint_vote::SHORTLIST_POINTS),
+            "{stats:?}"
+        );
+        assert!(stats.shortlisted_groups >= 1, "{stats:?}");
+        assert!(
+            stats.verified_pairs >= u64::from(keypoint_vote::MIN_VOTES),
             "{stats:?}"
         );
         assert!(stats.voted_groups >= 1, "{stats:?}");
+        assert!(stats.voted_groups <= stats.shortlisted_groups, "{stats:?}");
         // Entries are counted per point set: the one entry, voted on and matched by one set or
         // more (the upright one at least).
         assert!(stats.matched_entries >= 1, "{stats:?}");
@@ -901,10 +991,15 @@ mod tests {
         assert!(stats.voted_entries <= stats.uploads, "{stats:?}");
         // Another photo gathers no keypoint match.
         assert!(screen(&fixture("wine.jpg"), true).is_empty());
-        // Removing the entry takes its keypoints out of the index.
+        // Removing the entry takes its keypoints out of the index, and its points from beside it.
         indexes.remove(7, &hashes);
         assert!(screen(&crop, true).is_empty());
         assert!(!indexes.holds(7, &hashes));
+        assert!(indexes.banked_points.read().expect("lock").is_empty());
+        assert_eq!(
+            indexes.heap_bytes().keypoints,
+            indexes.keypoints.0.heap_bytes()
+        );
     }
 
     #[test]
@@ -999,5 +1094,88 @@ mod tests {
         )
         .to_image();
         assert_eq!(keypoint_entries_of(&crop), vec![(7, Dihedral::Original)]);
+    }
+
+    /// A synthetic entry of 24 points spread over a 192 x 144 picture (random descriptors) and an
+    /// upload showing the same points moved by (-9, 5), whose descriptors differ from the banked
+    /// ones by `near` points at 2 bits and the rest at 6 or 7: beyond the lookup's radius, within
+    /// the descriptor radius.
+    fn shortlist_case(near: usize) -> (HashIndexes, UploadKeypoints) {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut banked = Vec::new();
+        let mut upload = Vec::new();
+        for i in 0..24u8 {
+            let (x, y) = (20 + (i % 6) * 30, 20 + (i / 6) * 32);
+            let d = next();
+            banked.push(Keypoint {
+                x,
+                y,
+                scale: 0,
+                descriptor: Bits([d]),
+            });
+            let flips = if usize::from(i) < near {
+                2
+            } else {
+                6 + u32::from(i % 2)
+            };
+            // Flip `flips` distinct bits, chosen from the point's own index.
+            let mask = (0..flips).fold(0u64, |m, k| m | 1 << ((u32::from(i) * 7 + k * 9) % 64));
+            assert_eq!(mask.count_ones(), flips);
+            upload.push(Keypoint {
+                x: x + 9,
+                y: y - 5,
+                scale: 0,
+                descriptor: Bits([d ^ mask]),
+            });
+        }
+        let indexes = HashIndexes::new();
+        indexes.extend_keypoints(
+            banked
+                .iter()
+                .map(|p| (3, *p))
+                .collect::<Vec<_>>()
+                .into_iter(),
+        );
+        let upload = UploadKeypoints {
+            width: 192,
+            height: 144,
+            points: upload,
+            mirrored: false,
+        };
+        (indexes, upload)
+    }
+
+    #[test]
+    fn a_shortlisted_entry_is_paired_in_full_at_the_descriptor_radius() {
+        // Four points within the lookup's radius put the entry on the shortlist; then all 24
+        // pair at the descriptor radius and agree.
+        let (indexes, upload) = shortlist_case(keypoint_vote::SHORTLIST_POINTS as usize);
+        let mut best = HashMap::new();
+        let mut stats = KeypointStats::default();
+        indexes.keypoint_matches(&upload, &mut best, &mut stats);
+        assert_eq!(stats.pairs, u64::from(keypoint_vote::SHORTLIST_POINTS));
+        assert_eq!(stats.shortlisted_groups, 1);
+        assert_eq!(stats.verified_pairs, 24);
+        assert_eq!(best.get(&3), Some(&(24, false)), "{stats:?}");
+        // The same pairs as a lookup of every point at the descriptor radius: the brute-force
+        // vote agrees.
+        let all: Vec<Keypoint> = indexes.banked_points.read().expect("lock")[&3].points();
+        assert_eq!(keypoint_vote::votes(&all, &upload), 24);
+
+        // Three are not enough for the shortlist, although a lookup at the descriptor radius
+        // would have found the entry: the lookup's radius decides which groups are paired.
+        let (indexes, upload) = shortlist_case(keypoint_vote::SHORTLIST_POINTS as usize - 1);
+        let mut best = HashMap::new();
+        let mut stats = KeypointStats::default();
+        indexes.keypoint_matches(&upload, &mut best, &mut stats);
+        assert_eq!(stats.pairs, u64::from(keypoint_vote::SHORTLIST_POINTS) - 1);
+        assert_eq!(stats.shortlisted_groups, 0);
+        assert!(best.is_empty());
     }
 }

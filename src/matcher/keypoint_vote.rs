@@ -1,10 +1,13 @@
 //! The keypoint vote: whether an upload's points and a banked picture's agree on one displacement.
 //!
 //! `hashing::keypoints` finds and describes the points; this is the matching side. Each upload
-//! descriptor finds banked descriptors within [`DESCRIPTOR_RADIUS`] bits (in the matcher's
-//! keypoint index, under a [`KeypointId`]); the pairs of one entry and banked scale vote for the
-//! displacement between the two points (also with the upload turned back a few degrees and zoomed
-//! a little, see [`VOTE_TURNS_DEGREES`] and [`VOTE_ZOOMS`]), and a match needs [`MIN_VOTES`]
+//! descriptor finds banked descriptors within [`SEARCH_RADIUS`] bits (in the matcher's keypoint
+//! index, under a [`KeypointId`]); an entry and banked scale met by [`SHORTLIST_POINTS`] upload
+//! points is paired again in full, every upload point with every banked point of the group within
+//! [`DESCRIPTOR_RADIUS`] bits ([`BankedPoints`]); the pairs of one entry and banked scale vote
+//! for the displacement between the two points (also with the upload turned back a few degrees
+//! and zoomed a little, see [`VOTE_TURNS_DEGREES`] and [`VOTE_ZOOMS`]), and a match needs
+//! [`MIN_VOTES`]
 //! distinct upload points agreeing on one displacement within [`VOTE_TOLERANCE`] pixels and
 //! spread over the upload ([`MIN_SPREAD`]), and those points must be a fair share of the pairs
 //! found ([`MIN_INLIER_RATIO_INVERSE`]: text and periodic patterns pair everything with
@@ -16,9 +19,38 @@
 use crate::hashing::keypoints::{BANK_SCALES, Keypoint, MAX_KEYPOINTS, UploadKeypoints};
 use crate::store::EntryId;
 
-/// Two descriptors of the same patch are within this many bits (of 64). At 8 (before the texture
-/// rule), `vigie eval` found 0.2 points more of recall for twice the lookup time.
+/// Two descriptors of the same patch are within this many bits (of 64): the radius at which an
+/// upload point and a banked point of a shortlisted entry pair up ([`BankedPoints::pairs_with`]).
+/// At 8 (before the texture rule), `vigie eval` found 0.2 points more of recall for twice the
+/// lookup time.
 pub const DESCRIPTOR_RADIUS: u32 = 7;
+
+/// The radius of the keypoint index lookup, which only shortlists (entry, scale) groups: those
+/// with at least [`SHORTLIST_POINTS`] upload points within this many bits of one of their points.
+/// A shortlisted group is then paired again in full at [`DESCRIPTOR_RADIUS`]
+/// ([`BankedPoints::pairs_with`]), and voted on as before.
+///
+/// Why two radii: the lookup's cost and its chance pairs grow with the radius much faster than a
+/// copy's true pairs do. For independent, even bits, the share of 64-bit strings within `r` bits
+/// of a given one is `sum_{i<=r} C(64, i) / 2^64`: 3.7e-14 at 4 bits, 3.8e-11 at 7, a thousand
+/// times more (a descriptor's bits are neither, so the real rates are higher and closer: 8.3 times
+/// fewer chance pairs at 4 bits than at 7 on `vigie bench keypoints`, docs/PERFORMANCE.md), while
+/// a copy's patch moves by a few bits and enough of its points stay within 4. Pairing the
+/// shortlist again at the wide radius is the shortlist-then-verify of image retrieval (Philbin et
+/// al., "Object retrieval with large vocabularies and fast spatial matching", CVPR 2007): every
+/// group that reaches the shortlist is voted on exactly as a lookup at 7 bits would have it.
+/// Measured (docs/EVALUATION.md, 2026-12-02): on `vigie eval` a lookup at 5 bits alone lost 45
+/// copies of recall, a shortlist at 4 or 5 bits paired again at 7 lost none (the same copies
+/// found), one false match fewer and a screen 20% cheaper; at 10,000 image entries the median
+/// screen went from 71 to 8.6 ms.
+pub const SEARCH_RADIUS: u32 = 4;
+
+/// Distinct upload points found within [`SEARCH_RADIUS`] of an (entry, scale) group's points
+/// that put the group on the shortlist (see [`SEARCH_RADIUS`]): half of [`MIN_VOTES`]. On
+/// `vigie eval`, 3 found the same copies for more groups paired in full (a screen 12% slower at
+/// a lookup radius of 5 bits), and 5 lost one.
+pub const SHORTLIST_POINTS: u32 = 4;
+
 /// Points of one entry must agree on their displacement within this many pixels (at
 /// [`crate::hashing::keypoints::BANK_LONG_SIDE`] scale).
 pub const VOTE_TOLERANCE: i32 = 2;
@@ -287,6 +319,109 @@ pub fn votes(bank: &[Keypoint], upload: &UploadKeypoints) -> u32 {
     best
 }
 
+/// An image entry's banked points as the matcher keeps them beside the keypoint index: all of
+/// them, grouped by banked scale, so that a shortlisted (entry, scale) group is paired with the
+/// upload's points in full ([`SEARCH_RADIUS`]). 10 bytes a point (its 64 descriptor bits and its
+/// position), in two flat arrays.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BankedPoints {
+    /// Descriptors, scale 0's points first, then scale 1's, then scale 2's.
+    descriptors: Box<[u64]>,
+    /// (x, y) of each point, in the same order.
+    places: Box<[[u8; 2]]>,
+    /// Where each scale's points start; the last is the end.
+    starts: [u16; BANK_SCALES.len() + 1],
+}
+
+impl BankedPoints {
+    /// The points of `points` (any order; at most `u16::MAX`), grouped by scale. Points of a
+    /// scale past [`BANK_SCALES`] (never made) are left out.
+    pub fn new(points: &[Keypoint]) -> Self {
+        let mut sorted: Vec<&Keypoint> = points
+            .iter()
+            .filter(|p| usize::from(p.scale) < BANK_SCALES.len())
+            .take(usize::from(u16::MAX))
+            .collect();
+        sorted.sort_by_key(|p| p.scale);
+        let mut starts = [0u16; BANK_SCALES.len() + 1];
+        for (scale, start) in starts.iter_mut().enumerate() {
+            // At most u16::MAX points, so every count fits.
+            *start = sorted
+                .iter()
+                .filter(|p| usize::from(p.scale) < scale)
+                .count() as u16;
+        }
+        BankedPoints {
+            descriptors: sorted.iter().map(|p| p.descriptor.0[0]).collect(),
+            places: sorted.iter().map(|p| [p.x, p.y]).collect(),
+            starts,
+        }
+    }
+
+    /// How many points are held, at every scale.
+    pub fn len(&self) -> usize {
+        self.descriptors.len()
+    }
+
+    /// Whether no point is held.
+    pub fn is_empty(&self) -> bool {
+        self.descriptors.is_empty()
+    }
+
+    /// The points held, scale 0's first.
+    pub fn points(&self) -> Vec<Keypoint> {
+        let mut out = Vec::with_capacity(self.len());
+        for scale in 0..BANK_SCALES.len() {
+            let range = usize::from(self.starts[scale])..usize::from(self.starts[scale + 1]);
+            for (&d, &[x, y]) in self.descriptors[range.clone()]
+                .iter()
+                .zip(&self.places[range])
+            {
+                out.push(Keypoint {
+                    x,
+                    y,
+                    // Under BANK_SCALES.len() (3).
+                    scale: scale as u8,
+                    descriptor: crate::bits::Bits([d]),
+                });
+            }
+        }
+        out
+    }
+
+    /// Bytes the two arrays take on the heap.
+    pub fn heap_bytes(&self) -> usize {
+        self.descriptors.len() * std::mem::size_of::<u64>()
+            + self.places.len() * std::mem::size_of::<[u8; 2]>()
+    }
+
+    /// Appends to `out` every pair of an `upload` point and a banked point of `scale` whose
+    /// descriptors are within [`DESCRIPTOR_RADIUS`] bits: what an index lookup at that radius
+    /// would find for this group (none for a scale not held).
+    pub fn pairs_with(&self, scale: u8, upload: &UploadKeypoints, out: &mut Vec<PointPair>) {
+        let scale = usize::from(scale);
+        let (Some(&start), Some(&end)) = (self.starts.get(scale), self.starts.get(scale + 1))
+        else {
+            return;
+        };
+        let range = usize::from(start)..usize::from(end);
+        let (descriptors, places) = (&self.descriptors[range.clone()], &self.places[range]);
+        for (qi, q) in upload.points.iter().enumerate() {
+            let qd = q.descriptor.0[0];
+            for (d, &[x, y]) in descriptors.iter().zip(places) {
+                if (qd ^ d).count_ones() <= DESCRIPTOR_RADIUS {
+                    out.push(PointPair {
+                        // At most MAX_KEYPOINTS upload points, so the index fits.
+                        query: u16::try_from(qi).unwrap_or(u16::MAX),
+                        dx: i16::from(x) - i16::from(q.x),
+                        dy: i16::from(y) - i16::from(q.y),
+                    });
+                }
+            }
+        }
+    }
+}
+
 /// Votes as a distance, so that keypoint matches read a calibration table like the hashes do:
 /// the points out of [`MAX_KEYPOINTS`] that did not agree (0 is the best).
 pub fn votes_distance(votes: u32) -> u32 {
@@ -335,6 +470,11 @@ impl KeypointId {
     /// The entry of a [`KeypointId::group`] value.
     pub fn entry_of_group(group: u64) -> EntryId {
         group >> (Self::ENTRY_SHIFT - Self::POSITION_BITS)
+    }
+
+    /// The banked scale of a [`KeypointId::group`] value (an index in [`BANK_SCALES`]).
+    pub fn scale_of_group(group: u64) -> u8 {
+        (group & ((1 << (Self::ENTRY_SHIFT - Self::POSITION_BITS)) - 1)) as u8
     }
 
     /// The banked point's position and scale (its descriptor is not in the id: zero).
@@ -603,5 +743,54 @@ mod tests {
         let upload = query_keypoints(&other).expect("points");
         let v = votes(&bank, &upload);
         assert!(v < MIN_VOTES, "{v} votes");
+    }
+
+    #[test]
+    fn banked_points_pair_as_a_lookup_at_the_descriptor_radius_would() {
+        let picture = crate::hashing::keypoints::test_scenes::scene(640, 480);
+        let bank = bank_keypoints(&picture);
+        assert!(bank.len() >= MIN_KEYPOINTS);
+        let held = BankedPoints::new(&bank);
+        assert_eq!(held.len(), bank.len());
+        assert_eq!(held.heap_bytes(), bank.len() * 10);
+        // Every point comes back, grouped by scale, each scale in its banked order.
+        let mut by_scale = bank.clone();
+        by_scale.sort_by_key(|p| p.scale);
+        assert_eq!(held.points(), by_scale);
+        let upload = query_keypoints(&crop(
+            &picture,
+            Rect {
+                x: 100,
+                y: 40,
+                width: 500,
+                height: 400,
+            },
+        ))
+        .expect("points");
+        let mut any = 0;
+        for scale in 0..BANK_SCALES.len() as u8 {
+            let mut pairs = Vec::new();
+            held.pairs_with(scale, &upload, &mut pairs);
+            let mut brute = Vec::new();
+            for (qi, q) in upload.points.iter().enumerate() {
+                for b in bank.iter().filter(|b| b.scale == scale) {
+                    if q.descriptor.distance(&b.descriptor) <= DESCRIPTOR_RADIUS {
+                        brute.push(PointPair::new(qi, q, b));
+                    }
+                }
+            }
+            let key = |p: &PointPair| (p.query, p.dx, p.dy);
+            pairs.sort_by_key(key);
+            brute.sort_by_key(key);
+            assert_eq!(pairs, brute, "scale {scale}");
+            any += pairs.len();
+        }
+        assert!(any > 0);
+        // A scale not held pairs nothing; nor does an empty set.
+        let mut none = Vec::new();
+        held.pairs_with(BANK_SCALES.len() as u8, &upload, &mut none);
+        BankedPoints::default().pairs_with(0, &upload, &mut none);
+        assert!(none.is_empty());
+        assert!(BankedPoints::default().is_empty());
     }
 }

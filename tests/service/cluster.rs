@@ -948,3 +948,97 @@ async fn a_replica_takes_traffic_only_while_ready() {
     http.shutdown().await.expect("http stops");
     running.shutdown().await.expect("server stops");
 }
+
+/// A snapshot download whose reader cannot start is an error the joining replica retries, never a
+/// panic: async-nats 0.50's object reader unwraps the result of creating its consumer (nats.rs
+/// issue 1615), which failed once in seven runs of the test above while the object store's stream
+/// was still electing a leader. Here the bucket's stream allows one consumer and the test holds
+/// it, so every reader's consumer is refused at once; once it is let go, the same download goes
+/// through (and the restore then fails on the object, which is not a snapshot).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_download_that_cannot_start_is_an_error_not_a_panic() {
+    use async_nats::jetstream;
+    use async_nats::jetstream::object_store::ObjectMetadata;
+    use vigie::cluster::ClusterError;
+    use vigie::cluster::snapshots::{self, OBJECT, SEQUENCE_KEY};
+
+    let Some(binary) = find_nats_server() else {
+        eprintln!(
+            "SKIPPED: nats-server not found (run scripts/setup.sh, or set VIGIE_NATS_SERVER)"
+        );
+        return;
+    };
+    let root = tempfile::tempdir().expect("tmp");
+    let nats = LocalNats::start(&binary, &root.path().join("nats"), 1, 1 << 20).expect("nats");
+    let client = async_nats::connect(nats.urls()).await.expect("connect");
+    let js = jetstream::new(client);
+    // The bucket's stream as async-nats makes it, with room for one consumer.
+    let bucket_name = snapshots::bucket_name("SNAP_TEST");
+    let stream_name = format!("OBJ_{bucket_name}");
+    let stream = js
+        .create_stream(jetstream::stream::Config {
+            name: stream_name.clone(),
+            subjects: vec![
+                format!("$O.{bucket_name}.C.>"),
+                format!("$O.{bucket_name}.M.>"),
+            ],
+            discard: jetstream::stream::DiscardPolicy::New,
+            allow_rollup: true,
+            allow_direct: true,
+            max_consumers: 1,
+            ..Default::default()
+        })
+        .await
+        .expect("stream");
+    let bucket = snapshots::ensure_bucket(&js, "SNAP_TEST", 1)
+        .await
+        .expect("bucket");
+    let mut metadata = std::collections::HashMap::new();
+    metadata.insert(SEQUENCE_KEY.to_string(), "5".to_string());
+    bucket
+        .put(
+            ObjectMetadata {
+                name: OBJECT.to_string(),
+                metadata,
+                ..Default::default()
+            },
+            &mut &b"not a snapshot"[..],
+        )
+        .await
+        .expect("put");
+    assert_eq!(
+        snapshots::newest_sequence(&bucket).await.expect("info"),
+        Some(5)
+    );
+    stream
+        .create_consumer(jetstream::consumer::pull::Config {
+            durable_name: Some("held".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("the one consumer");
+
+    let data = root.path().join("data");
+    let options = vigie::store::RocksOptions::default();
+    let refused = snapshots::restore(&bucket, &data, &options).await;
+    match refused {
+        Err(ClusterError::Snapshot(message)) => {
+            assert!(message.contains("downloading the snapshot"), "{message}")
+        }
+        other => panic!("expected a download error, got {other:?}"),
+    }
+    assert!(
+        !data.exists(),
+        "nothing is installed from a failed download"
+    );
+
+    stream.delete_consumer("held").await.expect("let go");
+    match snapshots::restore(&bucket, &data, &options).await {
+        Err(ClusterError::Snapshot(message)) => assert!(
+            !message.contains("downloading the snapshot"),
+            "the download itself now goes through: {message}"
+        ),
+        other => panic!("expected the restore to refuse a non-snapshot, got {other:?}"),
+    }
+    assert!(!data.exists());
+}
