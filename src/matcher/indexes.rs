@@ -237,8 +237,8 @@ pub struct HashIndexes {
     /// Keypoint descriptors of entries added as images (at each banked scale), under their
     /// [`KeypointId`]: searched with the upload's points, for crops no window covers.
     keypoints: KeypointIndex,
-    /// Each image entry's banked points in full, for pairing a shortlisted entry's points at the
-    /// descriptor radius ([`keypoint_vote::SEARCH_RADIUS`]).
+    /// Each image entry's banked points in full, for pairing a shortlisted entry's points at
+    /// [`keypoint_vote::DESCRIPTOR_RADIUS`] (see [`keypoint_vote::SEARCH_RADIUS`]).
     banked_points: RwLock<HashMap<EntryId, BankedPoints>>,
     md5: RwLock<HashMap<Md5, Vec<EntryId>>>,
     sha256: RwLock<HashMap<Hash256, Vec<EntryId>>>,
@@ -663,17 +663,18 @@ impl HashIndexes {
         // Three clock reads an upload (tens of nanoseconds against a search of a millisecond or
         // more), so the screen's own path and the benchmark's are one.
         let started = Instant::now();
-        // The pairs of each (entry, banked scale) group: displacements of different scales are in
-        // different frames and must not vote together. Sorted by group, each run is one group,
-        // without hashing every pair into a map.
-        let mut found: Vec<(u64, PointPair)> = Vec::new();
+        // The upload points that met each (entry, banked scale) group: sorted by group, each run
+        // is one group, without hashing every hit into a map. Only the shortlist is read from
+        // them; the pairs that vote are made again in full ([`BankedPoints::pairs_with`]).
+        let mut found: Vec<(u64, u16)> = Vec::new();
         for (qi, q) in upload.points.iter().enumerate() {
+            // At most MAX_KEYPOINTS upload points, so the index fits.
+            let qi = u16::try_from(qi).unwrap_or(u16::MAX);
             for (kid, _) in self
                 .keypoints
                 .search(&q.descriptor, keypoint_vote::SEARCH_RADIUS)
             {
-                let kid = KeypointId(kid);
-                found.push((kid.group(), PointPair::new(qi, q, &kid.point())));
+                found.push((KeypointId(kid).group(), qi));
             }
         }
         let searched = Instant::now();
@@ -692,9 +693,9 @@ impl HashIndexes {
             if run.len() < keypoint_vote::SHORTLIST_POINTS as usize {
                 continue;
             }
-            pairs.clear();
-            pairs.extend(run.iter().map(|(_, p)| *p));
-            if keypoint_vote::distinct_upload_points(&pairs) < keypoint_vote::SHORTLIST_POINTS {
+            if keypoint_vote::distinct_indices(run.iter().map(|&(_, qi)| qi))
+                < keypoint_vote::SHORTLIST_POINTS
+            {
                 continue;
             }
             let group = run[0].0;

@@ -95,11 +95,16 @@ pub fn least_votes(pairs: usize) -> u32 {
 /// Distinct upload points among `pairs`: the most votes they can give (each upload point votes
 /// once).
 pub fn distinct_upload_points(pairs: &[PointPair]) -> u32 {
+    distinct_indices(pairs.iter().map(|p| p.query))
+}
+
+/// How many distinct upload point indices `queries` holds.
+pub fn distinct_indices(queries: impl IntoIterator<Item = u16>) -> u32 {
     // Upload points are indexed under MAX_KEYPOINTS (64): a bit each covers them. An index past
     // the mask (never made) counts as distinct, which can only let a vote run, never skip one.
     let (mut seen, mut other) = (0u128, 0u32);
-    for p in pairs {
-        match 1u128.checked_shl(u32::from(p.query)) {
+    for q in queries {
+        match 1u128.checked_shl(u32::from(q)) {
             Some(bit) => seen |= bit,
             None => other += 1,
         }
@@ -290,22 +295,18 @@ pub fn best_vote_over(
     best
 }
 
-/// Votes of an upload for a banked picture, by brute force over every descriptor pair: the best
-/// over the banked scales whose vote [`is_match`] (0 when none is). (The matcher finds the pairs through its index; `vigie eval` uses this
-/// to measure every pair of pictures.)
+/// Votes of an upload for a banked picture, by brute force over every descriptor pair (every
+/// group paired in full, as if shortlisted): the best over the banked scales whose vote
+/// [`is_match`] (0 when none is). The matcher finds its pairs through its index; `vigie eval`
+/// uses this to measure every pair of pictures.
 pub fn votes(bank: &[Keypoint], upload: &UploadKeypoints) -> u32 {
+    let held = BankedPoints::new(bank);
     let mut pairs = Vec::new();
     let mut best = 0;
     let mut frames = None;
-    for scale in 0..BANK_SCALES.len() {
+    for scale in 0..BANK_SCALES.len() as u8 {
         pairs.clear();
-        for (qi, q) in upload.points.iter().enumerate() {
-            for b in bank.iter().filter(|b| usize::from(b.scale) == scale) {
-                if q.descriptor.distance(&b.descriptor) <= DESCRIPTOR_RADIUS {
-                    pairs.push(PointPair::new(qi, q, b));
-                }
-            }
-        }
+        held.pairs_with(scale, upload, &mut pairs);
         // Only a vote above both the best so far and the group's least match counts.
         let floor = best.max(least_votes(pairs.len()) - 1);
         if distinct_upload_points(&pairs) > floor {
