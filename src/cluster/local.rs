@@ -48,7 +48,18 @@ pub fn find_nats_server() -> Option<PathBuf> {
 }
 
 /// `n` distinct ports free on 127.0.0.1 at the time of the call, chosen *below* the kernel's
-/// ephemeral range (Linux: `/proc/sys/net/ipv4/ip_local_port_range`, 32768-60999 by default).
+/// ephemeral range: [`reserve_ports`], released at once. Prefer holding a [`PortReservation`]
+/// until just before the process that takes the ports starts, which narrows the window in which
+/// another process on the machine can take one.
+///
+/// Errors: as [`reserve_ports`].
+pub fn free_ports(n: usize) -> io::Result<Vec<u16>> {
+    reserve_ports(n).map(|reservation| reservation.ports())
+}
+
+/// `n` distinct ports on 127.0.0.1, each held by a bound listener until the reservation is dropped,
+/// chosen *below* the kernel's ephemeral range (Linux: `/proc/sys/net/ipv4/ip_local_port_range`,
+/// 32768-60999 by default).
 ///
 /// Why not simply bind port 0: the nodes and replicas started on these ports are killed and started
 /// again on the same ports, and start seconds after the ports were chosen. A port from the
@@ -57,10 +68,14 @@ pub fn find_nats_server() -> Option<PathBuf> {
 /// fails with "Address already in use" (seen in CI). The kernel never hands out a port below that
 /// range by itself, so such a port stays free unless a process asks for it by number. The search
 /// starts at a place drawn from the clock and the process id, so concurrent test processes
-/// rarely try the same ports; each is still checked by binding it.
+/// rarely try the same ports; each is checked by binding it, and stays bound while reserved.
+///
+/// A port released is only *likely* to stay free: on a shared machine (CI runs several jobs on one
+/// host) another process may bind it by number in between, so nothing may assume it (a CI run
+/// once failed on a test that did).
 ///
 /// Errors: the I/O error of the last bind when fewer than `n` ports in 10000..(range start) bind.
-pub fn free_ports(n: usize) -> io::Result<Vec<u16>> {
+pub fn reserve_ports(n: usize) -> io::Result<PortReservation> {
     const LOW: u16 = 10_000;
     let high = ephemeral_range_start().unwrap_or(32_768).max(LOW + 1_000);
     let span = u32::from(high - LOW);
@@ -78,7 +93,7 @@ pub fn free_ports(n: usize) -> io::Result<Vec<u16>> {
         // `span` < 65536, so the offset fits a u16 and LOW + offset < high.
         let port = LOW + ((seed.wrapping_add(i)) % span) as u16;
         match TcpListener::bind(("127.0.0.1", port)) {
-            Ok(listener) => held.push(listener),
+            Ok(listener) => held.push((port, listener)),
             Err(e) => last_error = Some(e),
         }
     }
@@ -87,9 +102,21 @@ pub fn free_ports(n: usize) -> io::Result<Vec<u16>> {
             last_error.unwrap_or_else(|| io::Error::new(io::ErrorKind::AddrInUse, "no free port"))
         );
     }
-    held.iter()
-        .map(|l| l.local_addr().map(|a| a.port()))
-        .collect()
+    Ok(PortReservation { held })
+}
+
+/// Ports held by listeners bound on 127.0.0.1 (nothing accepts on them), from [`reserve_ports`];
+/// dropping it releases them.
+#[derive(Debug)]
+pub struct PortReservation {
+    held: Vec<(u16, TcpListener)>,
+}
+
+impl PortReservation {
+    /// The reserved ports, in the order they were found.
+    pub fn ports(&self) -> Vec<u16> {
+        self.held.iter().map(|(port, _)| *port).collect()
+    }
 }
 
 /// The first port of the kernel's ephemeral range, `None` where it cannot be read (not Linux).
@@ -161,7 +188,9 @@ impl LocalNats {
     /// vigie's changes can be larger). Errors: I/O, or a node that does not listen within 20 s.
     pub fn start(binary: &Path, dir: &Path, n: usize, max_payload: usize) -> io::Result<LocalNats> {
         std::fs::create_dir_all(dir)?;
-        let ports = free_ports(2 * n)?;
+        // Held until just before the nodes start, so no other process can take them meanwhile.
+        let reservation = reserve_ports(2 * n)?;
+        let ports = reservation.ports();
         let mut nodes = Vec::with_capacity(n);
         for i in 0..n {
             let name = format!("n{}", i + 1);
@@ -200,6 +229,7 @@ impl LocalNats {
             dir: dir.to_path_buf(),
             nodes,
         };
+        drop(reservation);
         for i in 0..n {
             cluster.spawn(i)?;
         }
@@ -275,17 +305,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn free_ports_are_distinct_bindable_and_below_the_ephemeral_range() {
-        let ports = free_ports(6).expect("ports");
+    fn reserved_ports_are_distinct_held_and_below_the_ephemeral_range() {
+        let reservation = reserve_ports(6).expect("ports");
+        let ports = reservation.ports();
         assert_eq!(ports.len(), 6);
         let mut sorted = ports.clone();
         sorted.sort_unstable();
         sorted.dedup();
         assert_eq!(sorted.len(), 6, "ports repeat: {ports:?}");
         let start = ephemeral_range_start().unwrap_or(32_768);
-        for port in ports {
+        for &port in &ports {
             assert!((10_000..start).contains(&port), "{port} not below {start}");
-            TcpListener::bind(("127.0.0.1", port)).expect("the port is free");
+            // Held: nobody else (this test included) can bind it while the reservation lives.
+            let err = TcpListener::bind(("127.0.0.1", port)).expect_err("the port is held");
+            assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{port}: {err}");
         }
+        // Whether a released port is still free the next moment depends on the rest of the
+        // machine (a CI host runs other jobs), so it is not asserted here.
+        drop(reservation);
     }
 }
