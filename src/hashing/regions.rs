@@ -607,32 +607,199 @@ pub fn template_photo(plane: &LumaPlane) -> Option<Rect> {
 const STORY_END_RUNS: usize = 2;
 
 /// The photo of a would-be story frame and how well the picture around it is a blurred copy of
-/// it ([`blurred_copy_agreement`]): the sharp box ([`sharp_box`]), or the sharp box without a run
-/// of sharp rows at its top or bottom (a sticker closer to the photo than [`SHARP_GAP`], joined
-/// to it), whichever agrees best, since only the photo's true box lines the enlarged copy up
-/// with what surrounds it. `None` without a sharp box or an agreement.
+/// it ([`blurred_copy_agreement`]): of the candidate boxes that could be a story's photo (at most
+/// [`STORY_PHOTO_MAX_AREA`] of the picture, margins on both sides of one axis), the one that
+/// agrees best, since only the photo's true box lines the enlarged copy up with what surrounds
+/// it. The candidates are the sharp box ([`sharp_box`]); the sharp box without a run of sharp
+/// rows at its top or bottom (a sticker closer to the photo than [`SHARP_GAP`], joined to it);
+/// and the boxes between the picture's longest straight edges ([`straight_edge_boxes`]), for a
+/// photo whose sharp part is smaller than the photo (a sky, a studio backdrop, a dark corner).
+/// `None` without a candidate or an agreement.
 pub fn story_photo(plane: &LumaPlane) -> Option<(Rect, f64)> {
-    let (sharp, runs) = sharp_box_and_runs(plane)?;
+    let full = Rect::full(plane);
     let least = (plane.height as f32 * MIN_SIDE_FRACTION) as usize;
-    let n = runs.len();
-    let mut candidates = vec![sharp];
-    for first in 0..n.min(STORY_END_RUNS) {
-        for last in n.saturating_sub(STORY_END_RUNS).max(first)..n {
-            let (top, bottom) = (runs[first].0, runs[last].1.min(plane.height));
-            let r = Rect {
-                y: top,
-                height: bottom - top,
-                ..sharp
-            };
-            if r.height >= least && r != sharp {
-                candidates.push(r);
+    let mut candidates = Vec::new();
+    if let Some((sharp, runs)) = sharp_box_and_runs(plane) {
+        let n = runs.len();
+        candidates.push(sharp);
+        for first in 0..n.min(STORY_END_RUNS) {
+            for last in n.saturating_sub(STORY_END_RUNS).max(first)..n {
+                let (top, bottom) = (runs[first].0, runs[last].1.min(plane.height));
+                let r = Rect {
+                    y: top,
+                    height: bottom - top,
+                    ..sharp
+                };
+                if r.height >= least && r != sharp {
+                    candidates.push(r);
+                }
             }
         }
     }
-    candidates
+    let could_be = |r: &Rect| {
+        r.area() as f32 <= STORY_PHOTO_MAX_AREA * full.area() as f32
+            && surrounded_on_one_axis(r, &full)
+    };
+    let edged: Vec<Rect> = straight_edge_boxes(plane)
         .into_iter()
-        .filter_map(|r| blurred_copy_agreement(plane, r).map(|a| (r, a)))
-        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .filter(|r| could_be(r) && least_side_step_share(plane, r) >= STORY_EDGE_SIDE_SHARE)
+        .collect();
+    candidates.retain(|r| could_be(r));
+    if candidates.is_empty() && edged.is_empty() {
+        return None;
+    }
+    let table = SummedArea::new(plane);
+    let best = |boxes: Vec<Rect>| {
+        boxes
+            .into_iter()
+            .filter_map(|r| table.blurred_copy_agreement(r).map(|a| (r, a)))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+    };
+    // A box whose four sides are the photo's edges is the photo's outline itself; the sharp box
+    // can take in a sticker or miss a smooth part, so it only answers when no such box agrees.
+    best(edged)
+        .filter(|(_, a)| *a >= STORY_COPY_AGREEMENT)
+        .or_else(|| best(candidates))
+}
+
+/// Each side of a story photo found between straight edges must step over this share of its
+/// length ([`least_side_step_share`]): a box with a side along only part of an edge (a sticker's
+/// edge, a photo's side beyond its corner) is not a pasted photo's outline.
+const STORY_EDGE_SIDE_SHARE: f32 = 0.7;
+
+/// The least, over the four sides of `r`, of the share of the side's pixels where the pixels on
+/// either side of it differ by more than [`EDGE_TOLERANCE`] (`r`'s sides lie on edge pixels, as
+/// [`straight_edges`] finds them; a side on the picture's border reads 0). A photo pasted over a
+/// blurred, darkened copy of itself steps all along its outline.
+fn least_side_step_share(plane: &LumaPlane, r: &Rect) -> f32 {
+    let (w, h) = (plane.width, plane.height);
+    let (right, bottom) = (r.x + r.width, r.y + r.height);
+    if r.x == 0 || r.y == 0 || right + 1 >= w || bottom + 1 >= h || r.width < 3 || r.height < 3 {
+        return 0.0;
+    }
+    let at = |x: usize, y: usize| plane.data[y * w + x];
+    let share = |steps: &mut dyn Iterator<Item = (f32, f32)>, len: usize| {
+        steps
+            .filter(|(inside, outside)| (inside - outside).abs() > EDGE_TOLERANCE)
+            .count() as f32
+            / len as f32
+    };
+    let left = share(
+        &mut (r.y..bottom).map(|y| (at(r.x + 1, y), at(r.x - 1, y))),
+        r.height,
+    );
+    let right_side = share(
+        &mut (r.y..bottom).map(|y| (at(right - 1, y), at(right + 1, y))),
+        r.height,
+    );
+    let top = share(
+        &mut (r.x..right).map(|x| (at(x, r.y + 1), at(x, r.y - 1))),
+        r.width,
+    );
+    let bottom_side = share(
+        &mut (r.x..right).map(|x| (at(x, bottom - 1), at(x, bottom + 1))),
+        r.width,
+    );
+    left.min(right_side).min(top).min(bottom_side)
+}
+
+/// Most straight edges kept on each axis by [`straight_edges`]: the photo's two sides, a
+/// sticker's two and a spare.
+const STORY_EDGE_LINES: usize = 5;
+
+/// A straight edge must step along at least this fraction of the other side to be kept by
+/// [`straight_edges`]. A wide photo's sides in a 9:16 story are under a third of its height, and
+/// only their isolated steps count, so a lower floor would keep them; at 0.1 a corpus photo's
+/// own lines were taken for a story's (`no_corpus_photo_is_taken_for_a_template` failed).
+const STORY_EDGE_LENGTH: f32 = 0.2;
+
+/// The boxes between two of the picture's longest straight vertical edges and two of its longest
+/// straight horizontal edges ([`straight_edges`]), at least [`MIN_SIDE_FRACTION`] of each side:
+/// where a story's photo may be when its sharp box is not the photo (a flat sky inside the photo
+/// is as smooth as the blurred copy around it, but the photo's edge across it is a step: the
+/// copy is darkened and blurred, the photo is not).
+fn straight_edge_boxes(plane: &LumaPlane) -> Vec<Rect> {
+    let (w, h) = (plane.width, plane.height);
+    let pairs = |lines: &[usize], side: usize| {
+        let least = ((side as f32 * MIN_SIDE_FRACTION) as usize).max(1);
+        let mut out = Vec::new();
+        for (i, &a) in lines.iter().enumerate() {
+            for &b in &lines[i + 1..] {
+                let (lo, hi) = (a.min(b), a.max(b));
+                if hi - lo >= least {
+                    out.push((lo, hi));
+                }
+            }
+        }
+        out
+    };
+    let columns = pairs(&straight_edges(plane, true), w);
+    let rows = pairs(&straight_edges(plane, false), h);
+    let mut boxes = Vec::with_capacity(columns.len() * rows.len());
+    for &(x0, x1) in &columns {
+        for &(y0, y1) in &rows {
+            boxes.push(Rect {
+                x: x0,
+                y: y0,
+                width: x1 - x0,
+                height: y1 - y0,
+            });
+        }
+    }
+    boxes
+}
+
+/// The picture's longest straight edges across one axis: for `vertical`, the columns `x` at which
+/// the most rows step by more than [`EDGE_TOLERANCE`] from `x - 1` to `x + 1` while the two-pixel
+/// steps just before and after are less than half as large (an isolated step: a line between two
+/// regions, not texture, whose steps come in runs); for rows, the same turned. A box between such
+/// lines has its side on the edge's pixel, which [`least_side_step_share`] reads across. At most [`STORY_EDGE_LINES`], longest first, each at least
+/// [`STORY_EDGE_LENGTH`] of the other side long and 3 pixels from a longer one (one edge spread
+/// over two pixels by resampling is one edge).
+fn straight_edges(plane: &LumaPlane, vertical: bool) -> Vec<usize> {
+    let (w, h) = (plane.width, plane.height);
+    if w < 8 || h < 8 || plane.data.len() < w * h {
+        return Vec::new();
+    }
+    // Steps are taken along each line: `n` pixels a line, `lines` lines.
+    let (n, lines) = if vertical { (w, h) } else { (h, w) };
+    let at = |i: usize, line: usize| {
+        if vertical {
+            plane.data[line * w + i]
+        } else {
+            plane.data[i * w + line]
+        }
+    };
+    // Steps are measured across two pixels, from `i - 1` to `i + 1`: a resampled picture spreads
+    // an edge between two pixels over both boundaries, and a one-pixel step would then be half
+    // the edge, no larger than its neighbour.
+    let mut score = vec![0usize; n];
+    for line in 0..lines {
+        for (i, s) in score.iter_mut().enumerate().take(n - 3).skip(3) {
+            let step = (at(i + 1, line) - at(i - 1, line)).abs();
+            if step <= EDGE_TOLERANCE {
+                continue;
+            }
+            let before = (at(i - 1, line) - at(i - 3, line)).abs();
+            let after = (at(i + 3, line) - at(i + 1, line)).abs();
+            if 2.0 * before < step && 2.0 * after < step {
+                *s += 1;
+            }
+        }
+    }
+    let least = ((lines as f32 * STORY_EDGE_LENGTH) as usize).max(1);
+    let mut order: Vec<usize> = (0..n).filter(|&i| score[i] >= least).collect();
+    order.sort_by(|&a, &b| score[b].cmp(&score[a]).then(a.cmp(&b)));
+    let mut kept: Vec<usize> = Vec::with_capacity(STORY_EDGE_LINES);
+    for i in order {
+        if kept.len() == STORY_EDGE_LINES {
+            break;
+        }
+        if kept.iter().all(|&k| k.abs_diff(i) >= 3) {
+            kept.push(i);
+        }
+    }
+    kept
 }
 
 /// The least [`blurred_copy_agreement`] that makes a sharp box over its surround a story frame's
@@ -681,74 +848,100 @@ const STORY_MIN_CELLS: usize = 24;
 /// subject). Cell means come from a summed-area table (Crow, "Summed-area tables for texture
 /// mapping", SIGGRAPH 1984), so the test costs one pass over the plane.
 pub fn blurred_copy_agreement(plane: &LumaPlane, photo: Rect) -> Option<f64> {
-    let (w, h) = (plane.width, plane.height);
-    if photo.width == 0 || photo.height == 0 || w < STORY_GRID || h < STORY_GRID {
-        return None;
-    }
-    // table[(y * (w + 1)) + x] = sum of the pixels above and left of (x, y).
-    let mut table = vec![0f64; (w + 1) * (h + 1)];
-    for y in 0..h {
-        let mut row = 0f64;
-        for x in 0..w {
-            row += f64::from(plane.at(x, y));
-            table[(y + 1) * (w + 1) + x + 1] = table[y * (w + 1) + x + 1] + row;
+    SummedArea::new(plane).blurred_copy_agreement(photo)
+}
+
+/// A plane's summed-area table (Crow, SIGGRAPH 1984): any box's mean in four reads, so that
+/// [`story_photo`] tries each candidate box without another pass over the plane.
+struct SummedArea {
+    w: usize,
+    h: usize,
+    /// `table[y * (w + 1) + x]` = sum of the pixels above and left of (x, y).
+    table: Vec<f64>,
+}
+
+impl SummedArea {
+    fn new(plane: &LumaPlane) -> SummedArea {
+        let (w, h) = (plane.width, plane.height);
+        let mut table = vec![0f64; (w + 1) * (h + 1)];
+        if plane.data.len() >= w * h {
+            for y in 0..h {
+                let mut row = 0f64;
+                for x in 0..w {
+                    row += f64::from(plane.data[y * w + x]);
+                    table[(y + 1) * (w + 1) + x + 1] = table[y * (w + 1) + x + 1] + row;
+                }
+            }
         }
+        SummedArea { w, h, table }
     }
-    let mean = |x0: f64, y0: f64, x1: f64, y1: f64| {
+
+    /// The mean of the box from `(x0, y0)` to `(x1, y1)` (exclusive), rounded to pixels and
+    /// clamped to the plane, at least one pixel.
+    fn mean(&self, x0: f64, y0: f64, x1: f64, y1: f64) -> f64 {
+        let (w, h) = (self.w, self.h);
         let clamp = |v: f64, hi: usize| (v.round().max(0.0) as usize).min(hi);
         let (x0, x1) = (clamp(x0, w), clamp(x1, w));
         let (y0, y1) = (clamp(y0, h), clamp(y1, h));
         let (x1, y1) = (x1.max(x0 + 1).min(w), y1.max(y0 + 1).min(h));
         let (x0, y0) = (x0.min(x1 - 1), y0.min(y1 - 1));
-        let at = |x: usize, y: usize| table[y * (w + 1) + x];
+        let at = |x: usize, y: usize| self.table[y * (w + 1) + x];
         (at(x1, y1) - at(x0, y1) - at(x1, y0) + at(x0, y0)) / ((x1 - x0) * (y1 - y0)) as f64
-    };
-    // The enlarged copy: canvas point p shows photo point centre + (p - canvas centre) / k, with
-    // k the cover scale (the larger of the two sides' ratios).
-    let k = (w as f64 / photo.width as f64).max(h as f64 / photo.height as f64);
-    let (pcx, pcy) = (
-        photo.x as f64 + photo.width as f64 / 2.0,
-        photo.y as f64 + photo.height as f64 / 2.0,
-    );
-    let (ccx, ccy) = (w as f64 / 2.0, h as f64 / 2.0);
-    let mut pairs: Vec<(f64, f64)> = Vec::new();
-    for gy in 0..STORY_GRID {
-        for gx in 0..STORY_GRID {
-            let (x0, x1) = (gx * w / STORY_GRID, (gx + 1) * w / STORY_GRID);
-            let (y0, y1) = (gy * h / STORY_GRID, (gy + 1) * h / STORY_GRID);
-            let inside_x = x1 > photo.x && x0 < photo.x + photo.width;
-            let inside_y = y1 > photo.y && y0 < photo.y + photo.height;
-            if inside_x && inside_y {
-                continue;
-            }
-            let seen = mean(x0 as f64, y0 as f64, x1 as f64, y1 as f64);
-            let copy = mean(
-                pcx + (x0 as f64 - ccx) / k,
-                pcy + (y0 as f64 - ccy) / k,
-                pcx + (x1 as f64 - ccx) / k,
-                pcy + (y1 as f64 - ccy) / k,
-            );
-            pairs.push((seen, copy));
+    }
+
+    /// [`blurred_copy_agreement`] of `photo` on this table's plane.
+    fn blurred_copy_agreement(&self, photo: Rect) -> Option<f64> {
+        let (w, h) = (self.w, self.h);
+        if photo.width == 0 || photo.height == 0 || w < STORY_GRID || h < STORY_GRID {
+            return None;
         }
+        // The enlarged copy: canvas point p shows photo point centre + (p - canvas centre) / k, with
+        // k the cover scale (the larger of the two sides' ratios).
+        let k = (w as f64 / photo.width as f64).max(h as f64 / photo.height as f64);
+        let (pcx, pcy) = (
+            photo.x as f64 + photo.width as f64 / 2.0,
+            photo.y as f64 + photo.height as f64 / 2.0,
+        );
+        let (ccx, ccy) = (w as f64 / 2.0, h as f64 / 2.0);
+        let mut pairs: Vec<(f64, f64)> = Vec::new();
+        for gy in 0..STORY_GRID {
+            for gx in 0..STORY_GRID {
+                let (x0, x1) = (gx * w / STORY_GRID, (gx + 1) * w / STORY_GRID);
+                let (y0, y1) = (gy * h / STORY_GRID, (gy + 1) * h / STORY_GRID);
+                let inside_x = x1 > photo.x && x0 < photo.x + photo.width;
+                let inside_y = y1 > photo.y && y0 < photo.y + photo.height;
+                if inside_x && inside_y {
+                    continue;
+                }
+                let seen = self.mean(x0 as f64, y0 as f64, x1 as f64, y1 as f64);
+                let copy = self.mean(
+                    pcx + (x0 as f64 - ccx) / k,
+                    pcy + (y0 as f64 - ccy) / k,
+                    pcx + (x1 as f64 - ccx) / k,
+                    pcy + (y1 as f64 - ccy) / k,
+                );
+                pairs.push((seen, copy));
+            }
+        }
+        if pairs.len() < STORY_MIN_CELLS {
+            return None;
+        }
+        let n = pairs.len() as f64;
+        let (ma, mb) = pairs
+            .iter()
+            .fold((0.0, 0.0), |(a, b), (x, y)| (a + x / n, b + y / n));
+        let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
+        for (a, b) in &pairs {
+            sab += (a - ma) * (b - mb);
+            saa += (a - ma) * (a - ma);
+            sbb += (b - mb) * (b - mb);
+        }
+        // Flat on either side (a plain colour around the photo): nothing to correlate.
+        if saa < n || sbb < n {
+            return None;
+        }
+        Some(sab / (saa * sbb).sqrt())
     }
-    if pairs.len() < STORY_MIN_CELLS {
-        return None;
-    }
-    let n = pairs.len() as f64;
-    let (ma, mb) = pairs
-        .iter()
-        .fold((0.0, 0.0), |(a, b), (x, y)| (a + x / n, b + y / n));
-    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
-    for (a, b) in &pairs {
-        sab += (a - ma) * (b - mb);
-        saa += (a - ma) * (a - ma);
-        sbb += (b - mb) * (b - mb);
-    }
-    // Flat on either side (a plain colour around the photo): nothing to correlate.
-    if saa < n || sbb < n {
-        return None;
-    }
-    Some(sab / (saa * sbb).sqrt())
 }
 
 /// The fraction of `a`'s area that lies inside `b` (0 for an empty `a`).

@@ -120,6 +120,29 @@ fn a_templated_picture_is_banked_as_its_photo() {
     }
 }
 
+/// A story frame around a photo whose sharp part is not the whole photo (a cairn under a clear
+/// sky: the sky inside the photo is as smooth as the blurred copy around it) is banked as the
+/// whole photo, found between its straight edges: the photo's outline steps against the
+/// darkened, blurred copy all the way round (`regions::story_photo`). On `vigie eval` this
+/// story-frame entry was banked whole, and a low-texture picture in the same frame met it by
+/// the stickers' points: the last false match of the run of 2026-12-02.
+#[test]
+fn a_story_photo_under_a_smooth_sky_is_banked_as_the_whole_photo() {
+    let Some(shared) = shared_dir() else {
+        eprintln!("SKIPPED: ../shared/corpus not found");
+        return;
+    };
+    let bytes = std::fs::read(shared.join("corpus/tux_inukshuk-photo.jpg")).expect("read");
+    let picture = image::load_from_memory(&bytes).expect("decode").to_rgb8();
+    let templated = bank(&jpeg(&templates::story_frame(&picture)));
+    let found = templated.photo_box.expect("no photo found");
+    let expected = templates::story_photo_rect(picture.width(), picture.height());
+    assert!(
+        overlap(found, expected) >= 0.85,
+        "photo at {found:?}, drawn at {expected:?}"
+    );
+}
+
 /// Photos that are their own picture are banked whole: a landscape, a still life, a drawing on
 /// white margins (whose trimmed box is all there is), and a tiled watermark over a photo (no
 /// frame to cut off).
