@@ -593,13 +593,10 @@ pub fn template_photo(plane: &LumaPlane) -> Option<Rect> {
     {
         return Some(framed);
     }
-    // A story frame: no frame line around the photo, a blurred copy of it instead.
+    // A story frame: no frame line around the photo, a blurred copy of it instead. (`story_photo`
+    // only offers boxes of a story photo's size and margins.)
     story_photo(plane)
-        .filter(|(s, agreement)| {
-            s.area() as f32 <= STORY_PHOTO_MAX_AREA * full.area() as f32
-                && surrounded_on_one_axis(s, &full)
-                && *agreement >= STORY_COPY_AGREEMENT
-        })
+        .filter(|(_, agreement)| *agreement >= STORY_COPY_AGREEMENT)
         .map(|(s, _)| s)
 }
 
