@@ -77,7 +77,8 @@ pub struct KeypointsBenchArgs {
 #[derive(Debug, Serialize)]
 struct Run {
     image_entries: usize,
-    /// Keypoints indexed (over every banked scale).
+    /// Keypoints indexed (over every banked scale): the rarer ones only
+    /// (`keypoint_vote::LOOKUP_TRANSITIONS`); the plainer ones are kept beside the index.
     keypoints: u64,
     /// Crop windows indexed.
     windows: u64,
@@ -99,6 +100,8 @@ struct Run {
     uploads: usize,
     /// Uploads with enough points to be searched by keypoints.
     uploads_with_keypoints: usize,
+    /// Upload points looked up in the keypoint index (the rarer ones), per upload.
+    lookups_per_upload: f64,
     /// Banked points within the index lookup's radius (`keypoint_vote::SEARCH_RADIUS`) of an
     /// upload point, per upload: all by chance.
     chance_pairs_per_upload: f64,
@@ -496,6 +499,7 @@ fn bench_one(n: usize, corpus: &Corpus, args: &KeypointsBenchArgs) -> Result<Run
             .iter()
             .filter(|q| !q.keypoints.is_empty())
             .count(),
+        lookups_per_upload: per_upload(stats.lookups),
         chance_pairs_per_upload: per_upload(stats.pairs),
         chance_pairs_p50: percentile(&pairs, 0.5).unwrap_or(0),
         chance_pairs_max: percentile(&pairs, 1.0).unwrap_or(0),

@@ -93,6 +93,14 @@ impl<const W: usize> IndexCore<W> {
         self.ids.reserve_exact(additional);
     }
 
+    /// Gives back the room of the hash and id arrays beyond the entries held: for a caller that
+    /// reserved an upper bound of what its filtering iterator would add. (Shrinking a large
+    /// allocation in place is cheap: the allocator returns the pages past the end.)
+    pub fn shrink_to_fit(&mut self) {
+        self.hashes.shrink_to_fit();
+        self.ids.shrink_to_fit();
+    }
+
     /// Adds many entries at once; the tables are rebuilt once if the bank outgrows its plan.
     /// On error nothing is added.
     pub fn extend(

@@ -158,6 +158,13 @@ impl<const W: usize> HammingIndex<W> {
         self.write().reserve(additional);
     }
 
+    /// Gives back the room of the hash and id arrays beyond the pairs held (see
+    /// [`IndexCore::shrink_to_fit`]).
+    pub fn shrink_to_fit(&self) {
+        let _gate = self.writer();
+        self.write().shrink_to_fit();
+    }
+
     /// Removes one copy of the pair (hash, id); false if absent. Invisible to searches that start
     /// after this returns.
     pub fn remove(&self, hash: &Bits<W>, id: u64) -> bool {

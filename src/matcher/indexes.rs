@@ -266,7 +266,9 @@ impl HashIndexes {
                 tracing::error!(entry = id, error = %e, "crop window not indexed");
             }
         }
-        for p in hashes.keypoints.as_slice() {
+        // Only the rarer points are indexed (`keypoint_vote::LOOKUP_TRANSITIONS`); all of them
+        // are kept beside the index, to pair in full.
+        for p in lookup_points(hashes.keypoints.as_slice()) {
             let Some(kid) = KeypointId::new(id, p) else {
                 tracing::error!(entry = id, "entry id too large for the keypoint index");
                 break;
@@ -324,7 +326,7 @@ impl HashIndexes {
         for w in hashes.windows() {
             self.pdq_windows.remove(&w, id);
         }
-        for p in hashes.keypoints.as_slice() {
+        for p in lookup_points(hashes.keypoints.as_slice()) {
             if let Some(kid) = KeypointId::new(id, p) {
                 self.keypoints.remove(&p.descriptor, kid.0);
             }
@@ -362,9 +364,10 @@ impl HashIndexes {
     /// the points entry by entry (`vigie bench keypoints`) then never holds them all a second time
     /// (24 bytes a point, 4.6 GB for a million image entries).
     pub fn extend_keypoints(&self, points: impl ExactSizeIterator<Item = (EntryId, Keypoint)>) {
-        // Filtering out ids the index cannot encode hides the count from the index, whose
-        // arrays would then grow by doubling and keep up to twice the room (16 bytes a point):
-        // reserved here exactly instead.
+        // Filtering (only the rarer points are indexed, and only ids the index can encode) hides
+        // the count from the index, whose arrays would then grow by doubling and keep up to
+        // twice the room (16 bytes a point): the upper bound is reserved here, and what the
+        // filter left unused given back below.
         self.keypoints.0.reserve(points.len());
         // The points of each entry come together (an entry's points are made at once), so the
         // run being gathered is the only one held twice.
@@ -379,10 +382,12 @@ impl HashIndexes {
                 run.0 = id;
                 run.1.push(p);
             })
+            .filter(|(_, p)| keypoint_vote::is_lookup_point(p))
             .filter_map(|(id, p)| Some((p.descriptor, KeypointId::new(id, &p)?.0)));
         if let Err(e) = self.keypoints.extend(pairs) {
             tracing::error!(algorithm = "keypoints", error = %e, "hashes not indexed");
         }
+        self.keypoints.0.shrink_to_fit();
         if !run.1.is_empty() {
             full.push((run.0, BankedPoints::new(&run.1)));
         }
@@ -444,7 +449,7 @@ impl HashIndexes {
         });
         values
             && hashes.windows().all(|w| has(&self.pdq_windows, &w, id))
-            && hashes.keypoints.as_slice().iter().all(|p| {
+            && lookup_points(hashes.keypoints.as_slice()).all(|p| {
                 KeypointId::new(id, p).is_some_and(|kid| self.keypoints.holds(&p.descriptor, kid.0))
             })
             && (hashes.keypoints.as_slice().is_empty()
@@ -668,6 +673,12 @@ impl HashIndexes {
         // them; the pairs that vote are made again in full ([`BankedPoints::pairs_with`]).
         let mut found: Vec<(u64, u16)> = Vec::new();
         for (qi, q) in upload.points.iter().enumerate() {
+            // The index holds only the rarer points: a plainer upload point would find none of
+            // them, and it still pairs in full below.
+            if !keypoint_vote::is_lookup_point(q) {
+                continue;
+            }
+            stats.lookups += 1;
             // At most MAX_KEYPOINTS upload points, so the index fits.
             let qi = u16::try_from(qi).unwrap_or(u16::MAX);
             for (kid, _) in self
@@ -679,7 +690,6 @@ impl HashIndexes {
         }
         let searched = Instant::now();
         stats.uploads += 1;
-        stats.lookups += upload.points.len() as u64;
         stats.pairs += found.len() as u64;
         found.sort_unstable_by_key(|(group, _)| *group);
         let mut pairs: Vec<PointPair> = Vec::new();
@@ -733,6 +743,11 @@ impl HashIndexes {
         stats.search += searched - started;
         stats.vote += voted - searched;
     }
+}
+
+/// The points of `points` the keypoint index holds ([`keypoint_vote::is_lookup_point`]).
+fn lookup_points(points: &[Keypoint]) -> impl Iterator<Item = &Keypoint> {
+    points.iter().filter(|p| keypoint_vote::is_lookup_point(p))
 }
 
 /// One lookup: every hash of `index` within `radius` of `hash`, as candidates found `how`.
@@ -891,15 +906,16 @@ mod tests {
         assert!(indexes.holds(7, &hashes));
         let bytes = indexes.heap_bytes();
         assert!(bytes.whole > 0 && bytes.windows > 0, "{bytes:?}");
-        // The ids are filtered on the way in, which hides the count from the index: reserved
-        // exactly all the same, so the index costs what one built from a plain list does.
+        // The points are filtered on the way in, which hides the count from the index: the room
+        // reserved for all of them is trimmed after, so the index costs what one built from a
+        // plain list of the indexed points does.
         let plain = HammingIndex::<1>::with_design_radius(keypoint_vote::SEARCH_RADIUS);
-        let pairs: Vec<_> = hashes
-            .keypoints
-            .as_slice()
-            .iter()
+        // Only the rarer points are indexed; the bridge has plainer ones too.
+        let pairs: Vec<_> = lookup_points(hashes.keypoints.as_slice())
             .filter_map(|p| Some((p.descriptor, KeypointId::new(7, p)?.0)))
             .collect();
+        assert!(!pairs.is_empty() && pairs.len() < hashes.keypoints.as_slice().len());
+        assert_eq!(indexes.keypoints.0.len(), pairs.len());
         plain.extend(pairs).expect("extend");
         // Beside the index, the entry's points once, in full.
         let full = BankedPoints::new(hashes.keypoints.as_slice());
@@ -970,7 +986,13 @@ mod tests {
         // One search a point set (as it is, mirrored, at the crop level), each point looked up.
         assert_eq!(stats.uploads, crop_query.keypoints.len() as u64);
         assert!((2..=3).contains(&stats.uploads), "{stats:?}");
-        let points: usize = crop_query.keypoints.iter().map(|k| k.points.len()).sum();
+        // Each of the rarer points looked up; the plainer ones are not (they pair in full).
+        let points: usize = crop_query
+            .keypoints
+            .iter()
+            .map(|k| lookup_points(&k.points).count())
+            .sum();
+        assert!(points > 0);
         assert_eq!(stats.lookups, points as u64);
         // The lookup's pairs put the entry's group on the shortlist; paired again in full at the
         // descriptor radius it has at least as many pairs, enough to vote on.
@@ -1001,6 +1023,123 @@ mod tests {
             indexes.heap_bytes().keypoints,
             indexes.keypoints.0.heap_bytes()
         );
+    }
+
+    /// `n` descriptors of 32 set bits whose [`transitions`] lie in `range`, each more than
+    /// [`keypoint_vote::DESCRIPTOR_RADIUS`] bits from every other and from `taken`: the left half
+    /// of the patch bright, then random swaps of a bright and a dark cell (deterministic).
+    fn descriptors_with_transitions(
+        range: std::ops::Range<u32>,
+        n: usize,
+        taken: &mut Vec<Bits<1>>,
+        seed: &mut u64,
+    ) -> Vec<Bits<1>> {
+        use crate::hashing::keypoints::transitions;
+        let mut next = || {
+            // xorshift64 (Marsaglia 2003): only needs to vary.
+            *seed ^= *seed << 13;
+            *seed ^= *seed >> 7;
+            *seed ^= *seed << 17;
+            *seed
+        };
+        let mut out = Vec::new();
+        while out.len() < n {
+            let mut d = 0x0F0F_0F0F_0F0F_0F0Fu64;
+            while transitions(&Bits([d])) < range.start {
+                let (a, b) = (next() % 64, next() % 64);
+                if (d >> a) & 1 != (d >> b) & 1 {
+                    d ^= (1 << a) | (1 << b);
+                }
+            }
+            let d = Bits([d]);
+            let far = taken
+                .iter()
+                .all(|t| t.distance(&d) > keypoint_vote::DESCRIPTOR_RADIUS);
+            if range.contains(&transitions(&d)) && far {
+                taken.push(d);
+                out.push(d);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn only_the_rarer_points_are_indexed_and_looked_up_yet_every_point_votes() {
+        use crate::hashing::keypoints::MIN_TRANSITIONS;
+        use crate::store::model::EntryKeypoints;
+        let (mut taken, mut seed) = (Vec::new(), 0x9E37_79B9_7F4A_7C15u64);
+        let rare = descriptors_with_transitions(
+            keypoint_vote::LOOKUP_TRANSITIONS..64,
+            6,
+            &mut taken,
+            &mut seed,
+        );
+        let plain = descriptors_with_transitions(
+            MIN_TRANSITIONS..keypoint_vote::LOOKUP_TRANSITIONS,
+            6,
+            &mut taken,
+            &mut seed,
+        );
+        // Twelve points on a 4x3 grid over a 192x192 picture, rare and plain alternating.
+        let descriptors: Vec<Bits<1>> = rare
+            .iter()
+            .zip(&plain)
+            .flat_map(|(r, p)| [*r, *p])
+            .collect();
+        let at = |k: usize, dx: u8, dy: u8| Keypoint {
+            x: 20 + 50 * (k % 4) as u8 + dx,
+            y: 30 + 60 * (k / 4) as u8 + dy,
+            scale: 0,
+            descriptor: descriptors[k],
+        };
+        let banked: Vec<Keypoint> = (0..12).map(|k| at(k, 0, 0)).collect();
+        let hashes = EntryHashes {
+            keypoints: EntryKeypoints::new(banked.iter().copied()),
+            ..EntryHashes::default()
+        };
+        let indexes = HashIndexes::new();
+        indexes.insert(7, &hashes);
+        assert_eq!(indexes.keypoints.0.len(), 6);
+        assert!(indexes.holds(7, &hashes));
+        // The banked picture moved by (3, 5): every point agrees on one displacement.
+        let upload = |points: Vec<Keypoint>| QueryHashes {
+            keypoints: vec![UploadKeypoints {
+                width: 192,
+                height: 192,
+                points,
+                mirrored: false,
+            }],
+            ..QueryHashes::default()
+        };
+        let radius = |a: Algorithm| Some(if a == Algorithm::Pdq { 31 } else { 8 });
+        let copy = upload((0..12).map(|k| at(k, 3, 5)).collect());
+        let mut stats = KeypointStats::default();
+        let found = indexes.candidates_with_stats(&copy, radius, &mut stats);
+        // The six rare points were looked up and shortlisted the entry; all twelve voted (six
+        // alone are under MIN_VOTES).
+        assert_eq!(stats.lookups, 6, "{stats:?}");
+        assert_eq!(stats.pairs, 6, "{stats:?}");
+        assert_eq!(stats.verified_pairs, 12, "{stats:?}");
+        assert!(6 < keypoint_vote::MIN_VOTES);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!((found[0].id, found[0].how.votes()), (7, Some(12)));
+        // The plain points alone are never looked up: no shortlist, no match.
+        let plain_only = upload(
+            (0..12)
+                .filter(|k| k % 2 == 1)
+                .map(|k| at(k, 3, 5))
+                .collect(),
+        );
+        let mut stats = KeypointStats::default();
+        assert!(
+            indexes
+                .candidates_with_stats(&plain_only, radius, &mut stats)
+                .is_empty()
+        );
+        assert_eq!((stats.lookups, stats.pairs), (0, 0), "{stats:?}");
+        indexes.remove(7, &hashes);
+        assert!(indexes.keypoints.0.is_empty());
+        assert!(indexes.candidates(&copy, radius).is_empty());
     }
 
     #[test]
@@ -1154,8 +1293,8 @@ mod tests {
 
     #[test]
     fn a_shortlisted_entry_is_paired_in_full_at_the_descriptor_radius() {
-        // Four points within the lookup's radius put the entry on the shortlist; then all 24
-        // pair at the descriptor radius and agree.
+        // SHORTLIST_POINTS points within the lookup's radius put the entry on the shortlist;
+        // then all 24 pair at the descriptor radius and agree.
         let (indexes, upload) = shortlist_case(keypoint_vote::SHORTLIST_POINTS as usize);
         let mut best = HashMap::new();
         let mut stats = KeypointStats::default();
@@ -1169,7 +1308,7 @@ mod tests {
         let all: Vec<Keypoint> = indexes.banked_points.read().expect("lock")[&3].points();
         assert_eq!(keypoint_vote::votes(&all, &upload), 24);
 
-        // Three are not enough for the shortlist, although a lookup at the descriptor radius
+        // One fewer is not enough for the shortlist, although a lookup at the descriptor radius
         // would have found the entry: the lookup's radius decides which groups are paired.
         let (indexes, upload) = shortlist_case(keypoint_vote::SHORTLIST_POINTS as usize - 1);
         let mut best = HashMap::new();

@@ -1,22 +1,24 @@
 //! The keypoint vote: whether an upload's points and a banked picture's agree on one displacement.
 //!
-//! `hashing::keypoints` finds and describes the points; this is the matching side. Each upload
-//! descriptor finds banked descriptors within [`SEARCH_RADIUS`] bits (in the matcher's keypoint
-//! index, under a [`KeypointId`]); an entry and banked scale met by [`SHORTLIST_POINTS`] upload
-//! points is paired again in full, every upload point with every banked point of the group within
-//! [`DESCRIPTOR_RADIUS`] bits ([`BankedPoints`]); the pairs of one entry and banked scale vote
-//! for the displacement between the two points (also with the upload turned back a few degrees
-//! and zoomed a little, see [`VOTE_TURNS_DEGREES`] and [`VOTE_ZOOMS`]), and a match needs
-//! [`MIN_VOTES`]
+//! `hashing::keypoints` finds and describes the points; this is the matching side. Each rare
+//! enough upload descriptor ([`is_lookup_point`]) finds the rare enough banked descriptors within
+//! [`SEARCH_RADIUS`] bits (in the matcher's keypoint index, under a [`KeypointId`]); an entry and
+//! banked scale met by [`SHORTLIST_POINTS`] upload points is paired again in full, every upload
+//! point with every banked point of the group within [`DESCRIPTOR_RADIUS`] bits
+//! ([`BankedPoints`], plain points included); the pairs of one entry and banked scale vote for the
+//! displacement between the two points (also with the upload turned back a few degrees and zoomed
+//! a little, see [`VOTE_TURNS_DEGREES`] and [`VOTE_ZOOMS`]), and a match needs [`MIN_VOTES`]
 //! distinct upload points agreeing on one displacement within [`VOTE_TOLERANCE`] pixels and
 //! spread over the upload ([`MIN_SPREAD`]), and those points must be a fair share of the pairs
 //! found ([`MIN_INLIER_RATIO_INVERSE`]: text and periodic patterns pair everything with
-//! everything). This is Hough voting as in Lowe, "Distinctive image
-//! features from scale-invariant keypoints", IJCV 2004, section 7. Measured on `vigie eval`
+//! everything). This is Hough voting as in Lowe, "Distinctive image features from
+//! scale-invariant keypoints", IJCV 2004, section 7. Measured on `vigie eval`
 //! (docs/EVALUATION.md): of 453,000 unrelated (upload, entry) pairs, none had more than 3 such
 //! points.
 
-use crate::hashing::keypoints::{BANK_SCALES, Keypoint, MAX_KEYPOINTS, UploadKeypoints};
+use crate::hashing::keypoints::{
+    BANK_SCALES, Keypoint, MAX_KEYPOINTS, UploadKeypoints, transitions,
+};
 use crate::store::EntryId;
 
 /// Two descriptors of the same patch are within this many bits (of 64): the radius at which an
@@ -45,11 +47,40 @@ pub const DESCRIPTOR_RADIUS: u32 = 7;
 /// screen went from 71 to 8.6 ms.
 pub const SEARCH_RADIUS: u32 = 4;
 
+/// The least [`transitions`] (of 112 neighbouring cell pairs that differ) of a point that the
+/// keypoint index holds (a banked point) or is looked up with (an upload point). Every point of
+/// at least [`crate::hashing::keypoints::MIN_TRANSITIONS`] still pairs and votes: a group that
+/// reaches the shortlist is paired again in full from [`BankedPoints`], all points included.
+///
+/// Why: a descriptor's transitions say how rare it is. Plain patches (an edge, the corner of a
+/// bright shape, a stripe) are few bit patterns, met over and over in unrelated pictures, and
+/// the lookup's chance pairs are nearly all theirs. Measured on the corpus's two halves (upload
+/// points of every set against the banked points of every scale, within [`SEARCH_RADIUS`];
+/// docs/PERFORMANCE.md, 2026-12-02 (third)): the upload points of 14 transitions met 23 banked
+/// points each on average, those of 20 met 1.4, those of 26 and more under 0.15; the quarter of
+/// upload points with the most pairs held 98% of all pairs, and 68% of upload points had none.
+/// At a bank of a million image entries that is the difference between millions of chance pairs
+/// an upload, each one sorted, grouped and possibly paired in full, and a few hundred thousand;
+/// a copy keeps most of its rarer points, enough to reach the shortlist ([`SHORTLIST_POINTS`]).
+/// The stop list of text retrieval, for visual words (Sivic and Zisserman, "Video Google: a text
+/// retrieval approach to object matching in videos", ICCV 2003, section 4.1), decided by the
+/// descriptor itself rather than by counting the bank.
+pub const LOOKUP_TRANSITIONS: u32 = 20;
+
+/// Whether `p` takes part in the keypoint index (see [`LOOKUP_TRANSITIONS`]): held there as a
+/// banked point, looked up as an upload point.
+pub fn is_lookup_point(p: &Keypoint) -> bool {
+    transitions(&p.descriptor) >= LOOKUP_TRANSITIONS
+}
+
 /// Distinct upload points found within [`SEARCH_RADIUS`] of an (entry, scale) group's points
-/// that put the group on the shortlist (see [`SEARCH_RADIUS`]): half of [`MIN_VOTES`]. On
-/// `vigie eval`, 3 found the same copies for more groups paired in full (a screen 12% slower at
-/// a lookup radius of 5 bits), and 5 lost one.
-pub const SHORTLIST_POINTS: u32 = 4;
+/// that put the group on the shortlist (see [`SEARCH_RADIUS`]). Only the rarer points are looked
+/// up ([`LOOKUP_TRANSITIONS`]), so a copy brings fewer of them: on `vigie eval` (docs/EVALUATION.md,
+/// 2026-12-02, third), 3 lost 5 copies of 5022 to the rarity rule where 4 lost 13, for more groups
+/// paired in full (`vigie bench keypoints` at a million image entries: a mean vote of 32.7 ms
+/// instead of 14.6, p99 750 ms instead of 536). Before the rarity rule, 4 found the same copies
+/// as 3 and 5 lost one.
+pub const SHORTLIST_POINTS: u32 = 3;
 
 /// Points of one entry must agree on their displacement within this many pixels (at
 /// [`crate::hashing::keypoints::BANK_LONG_SIDE`] scale).

@@ -200,6 +200,11 @@ fn bench_keypoints_screens_half_a_corpus_against_synthetic_image_entries() {
         // The photo has points, so it was searched by them, and the bank holds real-looking ones.
         assert_eq!(run["uploads_with_keypoints"], 1, "{run}");
         assert!(run["keypoints"].as_u64().expect("count") > 0, "{run}");
+        // Its rarer points were looked up.
+        assert!(
+            run["lookups_per_upload"].as_f64().expect("lookups") > 0.0,
+            "{run}"
+        );
         for field in [
             "index_bytes_per_entry",
             "keypoint_bytes_per_entry",
@@ -222,6 +227,7 @@ fn bench_keypoints_screens_half_a_corpus_against_synthetic_image_entries() {
         assert!(number(run, "hashes_only_p50_ms") <= number(run, "hashes_only_p99_ms"));
         for field in [
             "resident_bytes_per_entry",
+            "lookups_per_upload",
             "chance_pairs_per_upload",
             "voted_groups_per_upload",
             "voted_entries_per_upload",
