@@ -1120,7 +1120,7 @@ mod tests {
         assert_eq!(stats.lookups, 6, "{stats:?}");
         assert_eq!(stats.pairs, 6, "{stats:?}");
         assert_eq!(stats.verified_pairs, 12, "{stats:?}");
-        assert!(6 < keypoint_vote::MIN_VOTES);
+        const { assert!(6 < keypoint_vote::MIN_VOTES) };
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!((found[0].id, found[0].how.votes()), (7, Some(12)));
         // The plain points alone are never looked up: no shortlist, no match.
