@@ -195,27 +195,40 @@ fn spread(descriptor: &Bits<1>) -> Bits<1> {
     Bits([out])
 }
 
+/// The index holds only the rarer points ([`keypoint_vote::is_lookup_point`]): a banked point is
+/// admitted here, once, for every way in (insert, bulk extend) and out (remove). Every point,
+/// plain ones included, is kept beside the index ([`BankedPoints`]) to pair in full.
 impl KeypointIndex {
-    fn insert(&self, descriptor: &Bits<1>, id: u64) -> Result<(), crate::index::IndexError> {
-        self.0.insert(spread(descriptor), id)
+    fn insert(&self, p: &Keypoint, id: u64) -> Result<(), crate::index::IndexError> {
+        if !keypoint_vote::is_lookup_point(p) {
+            return Ok(());
+        }
+        self.0.insert(spread(&p.descriptor), id)
     }
 
-    fn remove(&self, descriptor: &Bits<1>, id: u64) -> bool {
-        self.0.remove(&spread(descriptor), id)
+    fn remove(&self, p: &Keypoint, id: u64) -> bool {
+        keypoint_vote::is_lookup_point(p) && self.0.remove(&spread(&p.descriptor), id)
     }
 
     fn extend(
         &self,
-        entries: impl IntoIterator<Item = (Bits<1>, u64)>,
+        entries: impl IntoIterator<Item = (Keypoint, u64)>,
     ) -> Result<(), crate::index::IndexError> {
-        self.0
-            .extend(entries.into_iter().map(|(d, id)| (spread(&d), id)))
+        self.0.extend(
+            entries
+                .into_iter()
+                .filter(|(p, _)| keypoint_vote::is_lookup_point(p))
+                .map(|(p, id)| (spread(&p.descriptor), id)),
+        )
     }
 
-    fn holds(&self, descriptor: &Bits<1>, id: u64) -> bool {
-        self.search(descriptor, 0)
-            .iter()
-            .any(|(found, _)| *found == id)
+    /// Whether `p` is held under `id` as it should be: a plain point, never held, counts as held.
+    fn holds(&self, p: &Keypoint, id: u64) -> bool {
+        !keypoint_vote::is_lookup_point(p)
+            || self
+                .search(&p.descriptor, 0)
+                .iter()
+                .any(|(found, _)| *found == id)
     }
 
     fn search(&self, descriptor: &Bits<1>, radius: u32) -> Vec<crate::index::Match> {
@@ -266,14 +279,12 @@ impl HashIndexes {
                 tracing::error!(entry = id, error = %e, "crop window not indexed");
             }
         }
-        // Only the rarer points are indexed (`keypoint_vote::LOOKUP_TRANSITIONS`); all of them
-        // are kept beside the index, to pair in full.
-        for p in lookup_points(hashes.keypoints.as_slice()) {
+        for p in hashes.keypoints.as_slice() {
             let Some(kid) = KeypointId::new(id, p) else {
                 tracing::error!(entry = id, "entry id too large for the keypoint index");
                 break;
             };
-            if let Err(e) = self.keypoints.insert(&p.descriptor, kid.0) {
+            if let Err(e) = self.keypoints.insert(p, kid.0) {
                 tracing::error!(entry = id, error = %e, "keypoint not indexed");
             }
         }
@@ -326,9 +337,9 @@ impl HashIndexes {
         for w in hashes.windows() {
             self.pdq_windows.remove(&w, id);
         }
-        for p in lookup_points(hashes.keypoints.as_slice()) {
+        for p in hashes.keypoints.as_slice() {
             if let Some(kid) = KeypointId::new(id, p) {
-                self.keypoints.remove(&p.descriptor, kid.0);
+                self.keypoints.remove(p, kid.0);
             }
         }
         self.banked_points
@@ -382,8 +393,7 @@ impl HashIndexes {
                 run.0 = id;
                 run.1.push(p);
             })
-            .filter(|(_, p)| keypoint_vote::is_lookup_point(p))
-            .filter_map(|(id, p)| Some((p.descriptor, KeypointId::new(id, &p)?.0)));
+            .filter_map(|(id, p)| Some((p, KeypointId::new(id, &p)?.0)));
         if let Err(e) = self.keypoints.extend(pairs) {
             tracing::error!(algorithm = "keypoints", error = %e, "hashes not indexed");
         }
@@ -449,9 +459,11 @@ impl HashIndexes {
         });
         values
             && hashes.windows().all(|w| has(&self.pdq_windows, &w, id))
-            && lookup_points(hashes.keypoints.as_slice()).all(|p| {
-                KeypointId::new(id, p).is_some_and(|kid| self.keypoints.holds(&p.descriptor, kid.0))
-            })
+            && hashes
+                .keypoints
+                .as_slice()
+                .iter()
+                .all(|p| KeypointId::new(id, p).is_some_and(|kid| self.keypoints.holds(p, kid.0)))
             && (hashes.keypoints.as_slice().is_empty()
                 || self
                     .banked_points
@@ -745,11 +757,6 @@ impl HashIndexes {
     }
 }
 
-/// The points of `points` the keypoint index holds ([`keypoint_vote::is_lookup_point`]).
-fn lookup_points(points: &[Keypoint]) -> impl Iterator<Item = &Keypoint> {
-    points.iter().filter(|p| keypoint_vote::is_lookup_point(p))
-}
-
 /// One lookup: every hash of `index` within `radius` of `hash`, as candidates found `how`.
 fn search<const W: usize>(
     index: &HammingIndex<W>,
@@ -829,6 +836,11 @@ mod tests {
         ))
         .expect("fixture")
         .to_rgb8()
+    }
+
+    /// The points of `points` the keypoint index holds ([`keypoint_vote::is_lookup_point`]).
+    fn lookup_points(points: &[Keypoint]) -> impl Iterator<Item = &Keypoint> {
+        points.iter().filter(|p| keypoint_vote::is_lookup_point(p))
     }
 
     fn png(img: &image::RgbImage) -> Vec<u8> {
