@@ -24,6 +24,13 @@
 //! after hashing the upload: hashing costs the same at every bank size and is measured by `vigie
 //! bench hash`), and false matches: every candidate is false, since no synthetic entry is any
 //! corpus picture.
+//!
+//! The copies: what a bank of N entries costs in recall. The screened pictures are also banked as
+//! they are (the real entries, ids past the synthetic ones, added one by one as `AddEntries` adds
+//! them), and edits that mostly only keypoints find (`--copy-edits`, from `vigie eval`'s
+//! catalogue: heavy crops, turns) are screened once: a copy is found when its own picture's entry
+//! is among its candidates, and any other candidate is a false match. An upload's own entry is
+//! a true match too, never counted false.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -37,12 +44,24 @@ use super::measure::{Resident, mib, ms, percentile, progress_bar, thread_cpu_tim
 use super::pictures;
 use super::synth::SplitMix64;
 use crate::bits::{Hash64, Hash256};
-use crate::hashing::HashingSetup;
+use crate::eval::edits::{self, Edit};
+use crate::eval::harness;
 use crate::hashing::keypoints::{BANK_LONG_SIDE, BANK_SCALES, Keypoint, PATCH};
-use crate::matcher::{HashIndexes, KeypointStats, MatchKind, QueryHashes, entry_hashes};
+use crate::hashing::{self, HashingSetup};
+use crate::matcher::{Candidate, HashIndexes, KeypointStats, MatchKind, QueryHashes, entry_hashes};
 use crate::plot::{LineChart, Series};
 use crate::store::load::BulkLoad;
-use crate::store::{Algorithm, EntryId, MaxDistances};
+use crate::store::{Algorithm, EntryHashes, EntryId, MaxDistances};
+
+/// The edits screened as copies by default: those `vigie eval` finds mostly by keypoints alone
+/// (no crop window nor content box covers them), so what a large bank does to keypoint recall
+/// shows.
+pub const DEFAULT_COPY_EDITS: &str =
+    "crop_60pc_corner,crop_70pc_offcentre,crop_25pc_offcentre,rotate_8deg_crop";
+
+/// The longer side a screened picture is reduced to before it is edited, as `vigie eval` does
+/// (`EvalConfig::max_side`): the edits' cost and their result then do not depend on the camera.
+const COPY_MAX_SIDE: u32 = 1024;
 
 /// Arguments of `vigie bench keypoints`.
 #[derive(Debug, clap::Args)]
@@ -67,6 +86,11 @@ pub struct KeypointsBenchArgs {
     /// Seed of the synthetic bank.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Edits (names from `vigie eval`'s catalogue, comma-separated) of the screened pictures
+    /// screened once as copies of their banked originals; empty for none. A collage's other
+    /// cells are grey (no other picture, banked or not, is in it).
+    #[arg(long, value_delimiter = ',', default_value = DEFAULT_COPY_EDITS)]
+    pub copy_edits: Vec<String>,
     /// Write the JSON report here (and, with several sizes, the PNG next to it: same name with
     /// `.png`).
     #[arg(long)]
@@ -84,13 +108,18 @@ struct Run {
     windows: u64,
     /// Drawing the bank and building its indexes.
     build_ms: f64,
-    /// Keypoint and crop-window index bytes per entry: what issue 17's 2 KB target counts.
+    /// Keypoint and crop-window index bytes per entry, as the bank was loaded (the synthetic
+    /// entries, before the screened pictures were added): what issue 17's 2 KB target counts.
     index_bytes_per_entry: f64,
     keypoint_bytes_per_entry: f64,
     window_bytes_per_entry: f64,
     /// The whole-picture PDQ, pHash and dHash indexes, per entry (not in the target).
     whole_bytes_per_entry: f64,
     keypoint_bytes_per_point: f64,
+    /// `keypoint_bytes_per_entry` once the screened pictures were added one by one after the
+    /// load, as a live bank adds entries (the index's buckets and arrays then keep some room
+    /// to grow).
+    keypoint_bytes_per_entry_after_adds: f64,
     /// Growth of the process's resident memory over the build, per entry: every index, plus the
     /// allocator's slack and what the build freed but kept mapped.
     resident_bytes_per_entry: f64,
@@ -102,8 +131,11 @@ struct Run {
     uploads_with_keypoints: usize,
     /// Upload points looked up in the keypoint index (the rarer ones), per upload.
     lookups_per_upload: f64,
+    /// Upload points left out of the lookup for meeting more than `keypoint_vote::MAX_POINT_HITS`
+    /// banked points, per upload.
+    common_points_per_upload: f64,
     /// Banked points within the index lookup's radius (`keypoint_vote::SEARCH_RADIUS`) of an
-    /// upload point, per upload: all by chance.
+    /// upload point, per upload: all by chance but the few with its own entry.
     chance_pairs_per_upload: f64,
     /// The median and largest upload's chance pairs: templated and text-heavy pictures pair
     /// far more than the mean.
@@ -112,6 +144,9 @@ struct Run {
     /// (entry, banked scale) groups on the shortlist (`keypoint_vote::SHORTLIST_POINTS`), paired
     /// in full at the descriptor radius, per upload.
     shortlisted_groups_per_upload: f64,
+    /// Groups met by enough upload points but ranked past `keypoint_vote::MAX_PAIRED_GROUPS`
+    /// (not paired), per upload.
+    ranked_out_groups_per_upload: f64,
     /// Their descriptor pairs at the descriptor radius, per upload.
     verified_pairs_per_upload: f64,
     /// Shortlisted groups with enough pairs to be voted on, per upload.
@@ -131,13 +166,44 @@ struct Run {
     /// Mean per upload of the keypoint lookups, and of grouping and voting their pairs.
     keypoint_search_mean_ms: f64,
     keypoint_vote_mean_ms: f64,
-    /// (upload, entry) pairs with a candidate within the default thresholds: every one is false.
-    /// Candidates are what the decision reads, so this bounds the false matches from above.
+    /// Their 99th percentiles over the uploads: which of the two makes the slow screens slow.
+    keypoint_search_p99_ms: f64,
+    keypoint_vote_p99_ms: f64,
+    /// (upload, entry) pairs with a candidate within the default thresholds, other than the
+    /// upload's own entry (the picture is banked too): every one is false. Candidates are what
+    /// the decision reads, so this bounds the false matches from above.
     false_matches: usize,
     /// Of which met by keypoints.
     false_keypoint_matches: usize,
     /// Of which met by a hash (whole picture, content box, crop window).
     false_hash_matches: usize,
+    /// Screened pictures whose own entry was a candidate (their unedited selves: found by PDQ).
+    uploads_found: usize,
+    /// Edited copies screened (`--copy-edits`, once each), and those whose own entry was a
+    /// candidate, in all and by keypoints.
+    copies: usize,
+    copies_found: usize,
+    copies_found_by_keypoints: usize,
+    /// Per edit: copies, found.
+    copies_by_edit: Vec<CopyCount>,
+    /// Other entries the copies met (all false), and of which by keypoints.
+    copy_false_matches: usize,
+    copy_false_keypoint_matches: usize,
+    /// Wall time of the index part of a copy's screen, and the 99th percentiles of its keypoint
+    /// lookups and of its vote.
+    copy_screen_p50_ms: f64,
+    copy_screen_p99_ms: f64,
+    copy_keypoint_search_p99_ms: f64,
+    copy_keypoint_vote_p99_ms: f64,
+}
+
+/// One edit's copies at one bank size.
+#[derive(Debug, Serialize)]
+struct CopyCount {
+    edit: String,
+    copies: usize,
+    found: usize,
+    found_by_keypoints: usize,
 }
 
 /// The report: the corpus, the settings and one run per bank size.
@@ -169,6 +235,15 @@ struct Shape {
     windows: usize,
 }
 
+/// An edited copy of a screened picture.
+struct Copy {
+    /// Index in `--copy-edits`.
+    edit: usize,
+    /// Index of the picture in [`Corpus::uploads`] (and [`Corpus::real`]).
+    source: usize,
+    query: QueryHashes,
+}
+
 /// What the corpus gives.
 struct Corpus {
     shapes: Vec<Shape>,
@@ -177,6 +252,11 @@ struct Corpus {
     windows: Vec<Hash256>,
     pdq: Vec<Hash256>,
     uploads: Vec<QueryHashes>,
+    /// The screened pictures as bank entries (same order as `uploads`).
+    real: Vec<EntryHashes>,
+    /// The names of `--copy-edits`, and the copies made with them.
+    copy_edits: Vec<&'static str>,
+    copies: Vec<Copy>,
 }
 
 impl Corpus {
@@ -196,7 +276,7 @@ fn frames(width: u32, height: u32) -> [(u16, u16); BANK_SCALES.len()] {
     })
 }
 
-fn read_corpus(args: &KeypointsBenchArgs) -> Result<Corpus, BenchError> {
+fn read_corpus(args: &KeypointsBenchArgs, copy_edits: &[Edit]) -> Result<Corpus, BenchError> {
     let files = pictures::read_dir(&args.corpus, args.max_pictures)?;
     // As the service hashes: a bank entry added as an image, and a Screen with keypoints on.
     let setup = HashingSetup::default();
@@ -211,16 +291,31 @@ fn read_corpus(args: &KeypointsBenchArgs) -> Result<Corpus, BenchError> {
         windows: Vec::new(),
         pdq: Vec::new(),
         uploads: Vec::new(),
+        real: Vec::new(),
+        copy_edits: copy_edits.iter().map(|e| e.name).collect(),
+        copies: Vec::new(),
     };
     for (k, (path, bytes)) in files.iter().enumerate() {
         bar.inc(1);
         // Odd pictures are screened, even ones give the bank its material; a corpus of one
         // picture is both (its own points then pair with their copies: not chance).
         if k % 2 == 1 || files.len() == 1 {
-            match upload_hasher.hash_bytes(bytes) {
-                Ok(h) => corpus
-                    .uploads
-                    .push(QueryHashes::from_image(&h, &mut Vec::new())),
+            let hashed = upload_hasher
+                .hash_bytes(bytes)
+                .and_then(|upload| Ok((upload, bank_hasher.hash_bytes(bytes)?)));
+            match hashed {
+                Ok((upload, banked)) => {
+                    let source = corpus.uploads.len();
+                    corpus
+                        .uploads
+                        .push(QueryHashes::from_image(&upload, &mut Vec::new()));
+                    corpus.real.push(entry_hashes(&banked));
+                    let copies = edited_copies(bytes, copy_edits, source, &upload_hasher);
+                    match copies {
+                        Ok(copies) => corpus.copies.extend(copies),
+                        Err(e) => bar.println(format!("no copies of {}: {e}", path.display())),
+                    }
+                }
                 Err(e) => bar.println(format!("skipped {}: {e}", path.display())),
             }
         }
@@ -262,6 +357,63 @@ fn read_corpus(args: &KeypointsBenchArgs) -> Result<Corpus, BenchError> {
         )));
     }
     Ok(corpus)
+}
+
+/// The copies of the picture in `bytes` under each of `copy_edits` (seeded by picture and edit,
+/// as `vigie eval` seeds them), hashed as a screen hashes them. Errors: the picture does not
+/// decode, or an edited copy cannot be encoded or hashed.
+fn edited_copies(
+    bytes: &[u8],
+    copy_edits: &[Edit],
+    source: usize,
+    upload_hasher: &hashing::ImageHasher,
+) -> Result<Vec<Copy>, String> {
+    if copy_edits.is_empty() {
+        return Ok(Vec::new());
+    }
+    let picture = harness::source_picture(
+        bytes,
+        &hashing::decode::DecodeLimits::default(),
+        COPY_MAX_SIDE,
+    )
+    .map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(copy_edits.len());
+    for (e, edit) in copy_edits.iter().enumerate() {
+        let seed = (source as u64) << 16 | e as u64;
+        let edited = edit.apply(&picture, seed).map_err(|err| err.to_string())?;
+        let hashed = upload_hasher
+            .hash_bytes(&edited)
+            .map_err(|err| format!("{}: {err}", edit.name))?;
+        out.push(Copy {
+            edit: e,
+            source,
+            query: QueryHashes::from_image(&hashed, &mut Vec::new()),
+        });
+    }
+    Ok(out)
+}
+
+/// The edits of `vigie eval`'s catalogue named in `names`, in that order. Errors: a name the
+/// catalogue does not have (the message lists those it has).
+fn copy_edits(names: &[String]) -> Result<Vec<Edit>, BenchError> {
+    let catalogue = edits::catalogue();
+    names
+        .iter()
+        .filter(|n| !n.trim().is_empty())
+        .map(|name| {
+            catalogue
+                .iter()
+                .find(|e| e.name == name.trim())
+                .cloned()
+                .ok_or_else(|| {
+                    let known: Vec<&str> = catalogue.iter().map(|e| e.name).collect();
+                    BenchError(format!(
+                        "--copy-edits: no edit {name:?} (the catalogue has {})",
+                        known.join(", ")
+                    ))
+                })
+        })
+        .collect()
 }
 
 /// A uniform pick among `n` (at least 1).
@@ -410,6 +562,30 @@ fn build_bank(n: usize, corpus: &Corpus, args: &KeypointsBenchArgs) -> HashIndex
     indexes
 }
 
+/// Adds the screened pictures themselves to `indexes` (a bank of `n` synthetic entries), as
+/// `AddEntries` adds an entry to a live bank.
+fn add_real_entries(n: usize, corpus: &Corpus, indexes: &HashIndexes) {
+    for (i, hashes) in corpus.real.iter().enumerate() {
+        indexes.insert(real_id(n, i), hashes);
+    }
+}
+
+/// The entry id of screened picture `i` in a bank of `n` synthetic entries (ids 1 to `n`).
+fn real_id(n: usize, i: usize) -> EntryId {
+    (n + 1 + i) as EntryId
+}
+
+/// The entries among `found` other than `own`: (met at all, met by keypoints).
+fn others(found: &[Candidate], own: EntryId) -> (HashSet<EntryId>, HashSet<EntryId>) {
+    let all = found.iter().filter(|c| c.id != own).map(|c| c.id).collect();
+    let by_points = found
+        .iter()
+        .filter(|c| c.id != own && matches!(c.how, MatchKind::Keypoints { .. }))
+        .map(|c| c.id)
+        .collect();
+    (all, by_points)
+}
+
 fn bench_one(n: usize, corpus: &Corpus, args: &KeypointsBenchArgs) -> Result<Run, BenchError> {
     let before = Resident::now();
     let started = Instant::now();
@@ -418,6 +594,8 @@ fn bench_one(n: usize, corpus: &Corpus, args: &KeypointsBenchArgs) -> Result<Run
     let after = Resident::now();
     let bytes = indexes.heap_bytes();
     let (windows, keypoints) = indexes.sub_picture_counts();
+    add_real_entries(n, corpus, &indexes);
+    let added = indexes.heap_bytes();
 
     let thresholds = MaxDistances::default();
     let radius = |a: Algorithm| Some(thresholds.get(a));
@@ -438,11 +616,13 @@ fn bench_one(n: usize, corpus: &Corpus, args: &KeypointsBenchArgs) -> Result<Run
     let mut wall = Vec::with_capacity(screens);
     let mut cpu = Vec::with_capacity(screens);
     let mut without = Vec::with_capacity(screens);
+    let (mut searches, mut votes) = (Vec::with_capacity(screens), Vec::with_capacity(screens));
     let mut stats = KeypointStats::default();
     let mut pairs = Vec::with_capacity(corpus.uploads.len());
     let (mut false_matches, mut false_keypoint, mut false_hash) = (0, 0, 0);
+    let mut uploads_found = 0;
     for round in 0..args.rounds {
-        for (q, bare) in corpus.uploads.iter().zip(&hashes_only) {
+        for (i, (q, bare)) in corpus.uploads.iter().zip(&hashes_only).enumerate() {
             bar.inc(1);
             let mut one = KeypointStats::default();
             let (t, c) = (Instant::now(), thread_cpu_time());
@@ -454,24 +634,27 @@ fn bench_one(n: usize, corpus: &Corpus, args: &KeypointsBenchArgs) -> Result<Run
             without.push(t.elapsed());
             std::hint::black_box(bare_found);
             add(&mut stats, &one);
+            searches.push(one.search);
+            votes.push(one.vote);
             if round == 0 {
                 pairs.push(one.pairs);
-                let entries = |keypoints: bool| {
-                    found
-                        .iter()
-                        .filter(|c| matches!(c.how, MatchKind::Keypoints { .. }) == keypoints)
-                        .map(|c| c.id)
-                        .collect::<HashSet<EntryId>>()
-                };
-                let (by_points, by_hash) = (entries(true), entries(false));
+                let own = real_id(n, i);
+                uploads_found += usize::from(found.iter().any(|c| c.id == own));
+                let (met, by_points) = others(&found, own);
+                let by_hash: HashSet<EntryId> = found
+                    .iter()
+                    .filter(|c| c.id != own && !matches!(c.how, MatchKind::Keypoints { .. }))
+                    .map(|c| c.id)
+                    .collect();
                 false_keypoint += by_points.len();
                 false_hash += by_hash.len();
-                false_matches += by_points.union(&by_hash).count();
+                false_matches += met.len();
             }
         }
     }
     bar.finish_and_clear();
-    for times in [&mut wall, &mut cpu, &mut without] {
+    let copies = screen_copies(n, corpus, &indexes);
+    for times in [&mut wall, &mut cpu, &mut without, &mut searches, &mut votes] {
         times.sort_unstable();
     }
     pairs.sort_unstable();
@@ -490,6 +673,7 @@ fn bench_one(n: usize, corpus: &Corpus, args: &KeypointsBenchArgs) -> Result<Run
         window_bytes_per_entry: per_entry(bytes.windows),
         whole_bytes_per_entry: per_entry(bytes.whole),
         keypoint_bytes_per_point: bytes.keypoints as f64 / keypoints.max(1) as f64,
+        keypoint_bytes_per_entry_after_adds: per_entry(added.keypoints),
         resident_bytes_per_entry: grown as f64 / n as f64,
         resident_growth_mib: mib(grown),
         peak_resident_mib: mib(after.peak),
@@ -500,10 +684,12 @@ fn bench_one(n: usize, corpus: &Corpus, args: &KeypointsBenchArgs) -> Result<Run
             .filter(|q| !q.keypoints.is_empty())
             .count(),
         lookups_per_upload: per_upload(stats.lookups),
+        common_points_per_upload: per_upload(stats.common_points),
         chance_pairs_per_upload: per_upload(stats.pairs),
         chance_pairs_p50: percentile(&pairs, 0.5).unwrap_or(0),
         chance_pairs_max: percentile(&pairs, 1.0).unwrap_or(0),
         shortlisted_groups_per_upload: per_upload(stats.shortlisted_groups),
+        ranked_out_groups_per_upload: per_upload(stats.ranked_out_groups),
         verified_pairs_per_upload: per_upload(stats.verified_pairs),
         voted_groups_per_upload: per_upload(stats.voted_groups),
         voted_entries_per_upload: per_upload(stats.voted_entries),
@@ -516,10 +702,94 @@ fn bench_one(n: usize, corpus: &Corpus, args: &KeypointsBenchArgs) -> Result<Run
         hashes_only_p99_ms: at(&without, 0.99),
         keypoint_search_mean_ms: ms(stats.search) / screens as f64,
         keypoint_vote_mean_ms: ms(stats.vote) / screens as f64,
+        keypoint_search_p99_ms: at(&searches, 0.99),
+        keypoint_vote_p99_ms: at(&votes, 0.99),
         false_matches,
         false_keypoint_matches: false_keypoint,
         false_hash_matches: false_hash,
+        uploads_found,
+        copies: corpus.copies.len(),
+        copies_found: copies.by_edit.iter().map(|c| c.found).sum(),
+        copies_found_by_keypoints: copies.by_edit.iter().map(|c| c.found_by_keypoints).sum(),
+        copies_by_edit: copies.by_edit,
+        copy_false_matches: copies.false_matches,
+        copy_false_keypoint_matches: copies.false_keypoint_matches,
+        copy_screen_p50_ms: at(&copies.wall, 0.50),
+        copy_screen_p99_ms: at(&copies.wall, 0.99),
+        copy_keypoint_search_p99_ms: at(&copies.searches, 0.99),
+        copy_keypoint_vote_p99_ms: at(&copies.votes, 0.99),
     })
+}
+
+/// What screening the edited copies once gave.
+struct CopyScreens {
+    by_edit: Vec<CopyCount>,
+    false_matches: usize,
+    false_keypoint_matches: usize,
+    /// Sorted, as are the next two.
+    wall: Vec<Duration>,
+    searches: Vec<Duration>,
+    votes: Vec<Duration>,
+}
+
+/// Screens every copy of `corpus` once against `indexes` (a bank of `n` synthetic entries and
+/// the real ones).
+fn screen_copies(n: usize, corpus: &Corpus, indexes: &HashIndexes) -> CopyScreens {
+    let thresholds = MaxDistances::default();
+    let radius = |a: Algorithm| Some(thresholds.get(a));
+    let mut out = CopyScreens {
+        by_edit: corpus
+            .copy_edits
+            .iter()
+            .map(|name| CopyCount {
+                edit: name.to_string(),
+                copies: 0,
+                found: 0,
+                found_by_keypoints: 0,
+            })
+            .collect(),
+        false_matches: 0,
+        false_keypoint_matches: 0,
+        wall: Vec::with_capacity(corpus.copies.len()),
+        searches: Vec::with_capacity(corpus.copies.len()),
+        votes: Vec::with_capacity(corpus.copies.len()),
+    };
+    if corpus.copies.is_empty() {
+        return out;
+    }
+    let bar = progress_bar(
+        corpus.copies.len() as u64,
+        "bank of {msg}: screening copies {bar:40} {pos}/{len} {elapsed}",
+    );
+    bar.set_message(n.to_string());
+    for copy in &corpus.copies {
+        bar.inc(1);
+        let mut stats = KeypointStats::default();
+        let t = Instant::now();
+        let found = indexes.candidates_with_stats(&copy.query, radius, &mut stats);
+        out.wall.push(t.elapsed());
+        out.searches.push(stats.search);
+        out.votes.push(stats.vote);
+        let own = real_id(n, copy.source);
+        let Some(count) = out.by_edit.get_mut(copy.edit) else {
+            continue;
+        };
+        count.copies += 1;
+        count.found += usize::from(found.iter().any(|c| c.id == own));
+        count.found_by_keypoints += usize::from(
+            found
+                .iter()
+                .any(|c| c.id == own && matches!(c.how, MatchKind::Keypoints { .. })),
+        );
+        let (met, by_points) = others(&found, own);
+        out.false_matches += met.len();
+        out.false_keypoint_matches += by_points.len();
+    }
+    bar.finish_and_clear();
+    out.wall.sort_unstable();
+    out.searches.sort_unstable();
+    out.votes.sort_unstable();
+    out
 }
 
 /// `total` plus `one`, field by field.
@@ -527,7 +797,9 @@ fn add(total: &mut KeypointStats, one: &KeypointStats) {
     total.uploads += one.uploads;
     total.lookups += one.lookups;
     total.pairs += one.pairs;
+    total.common_points += one.common_points;
     total.shortlisted_groups += one.shortlisted_groups;
+    total.ranked_out_groups += one.ranked_out_groups;
     total.verified_pairs += one.verified_pairs;
     total.voted_groups += one.voted_groups;
     total.voted_entries += one.voted_entries;
@@ -550,7 +822,8 @@ pub fn run(args: KeypointsBenchArgs) -> Result<(), BenchError> {
     if args.flip_bits > 64 {
         return Err(BenchError("--flip-bits must be at most 64".into()));
     }
-    let corpus = read_corpus(&args)?;
+    let copy_edits = copy_edits(&args.copy_edits)?;
+    let corpus = read_corpus(&args, &copy_edits)?;
     eprintln!(
         "{} uploads screened; {} real banked points from {} other pictures ({} with keypoints)",
         corpus.uploads.len(),
@@ -570,7 +843,8 @@ pub fn run(args: KeypointsBenchArgs) -> Result<(), BenchError> {
              hashes {:.0}; resident +{:.0} B/entry, {:.0} MiB, peak {:.0} MiB) | build {:.1} s | \
              {:.1} chance pairs (median {}, most {}), {:.2} entries voted on an upload | screen p50 {:.2} ms p99 {:.2} ms max {:.2} ms \
              (without keypoints p99 {:.2} ms; keypoint search {:.2} + vote {:.2} ms) | false \
-             matches {} ({} by keypoints)",
+             matches {} ({} by keypoints) | copies found {}/{} ({} by keypoints; {} false \
+             matches), copy screen p99 {:.2} ms",
             n,
             run.index_bytes_per_entry,
             run.keypoint_bytes_per_entry,
@@ -592,6 +866,11 @@ pub fn run(args: KeypointsBenchArgs) -> Result<(), BenchError> {
             run.keypoint_vote_mean_ms,
             run.false_matches,
             run.false_keypoint_matches,
+            run.copies_found,
+            run.copies,
+            run.copies_found_by_keypoints,
+            run.copy_false_matches,
+            run.copy_screen_p99_ms,
         );
         runs.push(run);
     }

@@ -348,6 +348,30 @@ struct Picture {
     class: PictureClass,
 }
 
+/// The picture in `bytes` as the service decodes it (within `limits`, in its displayed
+/// orientation), in RGB, its longer side reduced to at most `max_side` pixels (triangle filter):
+/// what the evaluation edits, so the edits' cost and result do not depend on the camera. Errors:
+/// the decoder's.
+pub fn source_picture(
+    bytes: &[u8],
+    limits: &DecodeLimits,
+    max_side: u32,
+) -> Result<RgbImage, hashing::decode::DecodeError> {
+    let decoded = hashing::decode::decode(bytes, limits)?;
+    let mut source = hashing::displayed_picture(&decoded).to_rgb8();
+    let (w, h) = source.dimensions();
+    if w.max(h) > max_side {
+        let f = max_side as f32 / w.max(h) as f32;
+        source = image::imageops::resize(
+            &source,
+            ((w as f32 * f).round() as u32).max(1),
+            ((h as f32 * f).round() as u32).max(1),
+            FilterType::Triangle,
+        );
+    }
+    Ok(source)
+}
+
 fn load_corpus(dir: &Path, max_side: u32) -> Result<Vec<Picture>, EvalError> {
     let io = |e: std::io::Error| EvalError::Io {
         path: dir.display().to_string(),
@@ -377,20 +401,9 @@ fn load_corpus(dir: &Path, max_side: u32) -> Result<Vec<Picture>, EvalError> {
             message: e.to_string(),
         })?;
         // A file the service would refuse is not part of the evaluation.
-        let Ok(decoded) = hashing::decode::decode(&bytes, &limits) else {
+        let Ok(source) = source_picture(&bytes, &limits, max_side) else {
             continue;
         };
-        let mut source = hashing::displayed_picture(&decoded).to_rgb8();
-        let (w, h) = source.dimensions();
-        if w.max(h) > max_side {
-            let f = max_side as f32 / w.max(h) as f32;
-            source = image::imageops::resize(
-                &source,
-                ((w as f32 * f).round() as u32).max(1),
-                ((h as f32 * f).round() as u32).max(1),
-                FilterType::Triangle,
-            );
-        }
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())

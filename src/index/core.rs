@@ -119,8 +119,9 @@ impl<const W: usize> IndexCore<W> {
     ) -> Result<(), IndexError> {
         let entries = entries.into_iter();
         let (lower, _) = entries.size_hint();
-        self.hashes.reserve_exact(lower);
-        self.ids.reserve_exact(lower);
+        // Exactly what the batch promises, and never doubled (see `reserve_gently`).
+        super::reserve_gently(&mut self.hashes, lower);
+        super::reserve_gently(&mut self.ids, lower);
         let first_new = self.hashes.len();
         for (hash, id) in entries {
             if self.hashes.len() >= MAX_ENTRIES {
@@ -128,6 +129,8 @@ impl<const W: usize> IndexCore<W> {
                 self.ids.truncate(first_new);
                 return Err(IndexError::Full { max: MAX_ENTRIES });
             }
+            super::reserve_gently(&mut self.hashes, 1);
+            super::reserve_gently(&mut self.ids, 1);
             self.hashes.push(hash);
             self.ids.push(id);
         }
@@ -368,6 +371,38 @@ impl<const W: usize> IndexCore<W> {
 
     /// [`IndexCore::search`] through a chosen path; `Tables` without tables scans linearly.
     pub fn search_with(&self, query: &Bits<W>, max_distance: u32, path: SearchPath) -> Vec<Match> {
+        let mut out = Vec::new();
+        self.search_into(query, max_distance, path, usize::MAX, &mut out);
+        out
+    }
+
+    /// [`IndexCore::search`], unless more than `limit` entries are within `max_distance`: then
+    /// `None`, found out before the entries' ids are read (the costly part of a search with many
+    /// results: one cache miss each). For 64-bit hashes the count is exact; for wider ones the
+    /// tables' candidates (entries whose substring is near enough, before their full distance is
+    /// checked) are counted, so `None` may come with `limit` or fewer within the distance.
+    pub fn search_at_most(
+        &self,
+        query: &Bits<W>,
+        max_distance: u32,
+        limit: usize,
+    ) -> Option<Vec<Match>> {
+        let mut out = Vec::new();
+        self.search_into(query, max_distance, SearchPath::Auto, limit, &mut out)
+            .then_some(out)
+    }
+
+    /// The search behind [`IndexCore::search_with`] and [`IndexCore::search_at_most`]: fills
+    /// `out` (sorted by distance then id) and returns true, or returns false once more than
+    /// `limit` entries (or table candidates, see `search_at_most`) are found.
+    fn search_into(
+        &self,
+        query: &Bits<W>,
+        max_distance: u32,
+        path: SearchPath,
+        limit: usize,
+        out: &mut Vec<Match>,
+    ) -> bool {
         let use_tables = !self.tables.is_empty()
             && max_distance < Bits::<W>::BITS
             && match path {
@@ -375,33 +410,48 @@ impl<const W: usize> IndexCore<W> {
                 SearchPath::Tables => true,
                 SearchPath::Linear => false,
             };
-        let mut out = Vec::new();
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("popcnt") {
             // SAFETY: the CPU has just been checked for the one feature these functions enable.
-            unsafe {
+            let within = unsafe {
                 if use_tables {
-                    self.search_tables_popcnt(query, max_distance, &mut out);
+                    self.search_tables_popcnt(query, max_distance, limit, out)
                 } else {
-                    linear_scan_popcnt(&self.hashes, &self.ids, query, max_distance, &mut out);
+                    linear_scan_popcnt(&self.hashes, &self.ids, query, max_distance, out);
+                    out.len() <= limit
                 }
+            };
+            if !within {
+                out.clear();
+                return false;
             }
-            sort_matches(&mut out);
-            return out;
+            sort_matches(out);
+            return true;
         }
-        if use_tables {
-            self.search_tables(query, max_distance, &mut out);
+        let within = if use_tables {
+            self.search_tables(query, max_distance, limit, out)
         } else {
-            linear_scan_into(&self.hashes, &self.ids, query, max_distance, &mut out);
+            linear_scan_into(&self.hashes, &self.ids, query, max_distance, out);
+            out.len() <= limit
+        };
+        if !within {
+            out.clear();
+            return false;
         }
-        sort_matches(&mut out);
-        out
+        sort_matches(out);
+        true
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "popcnt")]
-    fn search_tables_popcnt(&self, query: &Bits<W>, r: u32, out: &mut Vec<Match>) {
-        self.search_tables(query, r, out)
+    fn search_tables_popcnt(
+        &self,
+        query: &Bits<W>,
+        r: u32,
+        limit: usize,
+        out: &mut Vec<Match>,
+    ) -> bool {
+        self.search_tables(query, r, limit, out)
     }
 
     /// Multi-index search (see `layout` for the pigeonhole bound). Each match is reported by the
@@ -412,8 +462,10 @@ impl<const W: usize> IndexCore<W> {
     /// The work is a pipeline of four passes over small arrays — bucket keys, bucket runs,
     /// candidates, verification — each prefetching what the next pass reads. Every access is a
     /// likely cache miss at 10M entries; issued one pass ahead they overlap instead of queueing.
+    ///
+    /// Returns false, with `out` untouched, when pass 3 finds more than `limit` candidates.
     #[inline(always)]
-    fn search_tables(&self, query: &Bits<W>, r: u32, out: &mut Vec<Match>) {
+    fn search_tables(&self, query: &Bits<W>, r: u32, limit: usize, out: &mut Vec<Match>) -> bool {
         let m = self.tables.len();
         // Pass 1: every bucket to visit, as (table, bucket, residue budget).
         let mut keys: Vec<(u16, u8, u32)> = Vec::with_capacity(1024);
@@ -458,11 +510,21 @@ impl<const W: usize> IndexCore<W> {
             let table = &self.tables[t as usize];
             let run = off as usize..(off + len) as usize;
             if W == 1 {
-                // Narrow hashes: the whole hash is in the table, check the full distance here.
+                // Narrow hashes: the whole hash is in the table, so the full distance and the
+                // first covering table are checked here, from the table alone: each match is a
+                // candidate exactly once, and pass 4 only reads its id.
+                // The candidate carries its distance (under 65) where wider hashes carry the
+                // table.
                 let q0 = query.0[0];
                 for (&h, &slot) in table.inline[run.clone()].iter().zip(&table.entries[run]) {
-                    if (h ^ q0).count_ones() <= r {
-                        candidates.push((t, slot));
+                    let d = (h ^ q0).count_ones();
+                    if d <= r && {
+                        let mut hash = Bits::<W>::zero();
+                        hash.0[0] = h;
+                        self.first_table_for(&hash, query, r, t as usize)
+                    } {
+                        prefetch(self.ids.as_ptr().wrapping_add(slot as usize));
+                        candidates.push((d as u16, slot));
                     }
                 }
             } else {
@@ -478,14 +540,24 @@ impl<const W: usize> IndexCore<W> {
                 }
             }
         }
-        // Pass 4: full distance, and report from the first covering table only.
+        if candidates.len() > limit {
+            return false;
+        }
+        // Pass 4: full distance, and report from the first covering table only (for narrow
+        // hashes both were checked in pass 3; only the id is read).
         for &(t, slot) in &candidates {
+            if W == 1 {
+                // `t` is the distance here (pass 3).
+                out.push((self.ids[slot as usize], u32::from(t)));
+                continue;
+            }
             let hash = &self.hashes[slot as usize];
             let d = hash.distance(query);
             if d <= r && self.first_table_for(hash, query, r, t as usize) {
                 out.push((self.ids[slot as usize], d));
             }
         }
+        true
     }
 
     /// True when `t` is the first table, in table order, whose probe radius covers `hash`: its

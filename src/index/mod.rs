@@ -55,6 +55,29 @@ pub enum IndexError {
     InvalidLayout(String),
 }
 
+/// The least room [`reserve_gently`] adds when it must grow a vector.
+const MIN_GROWTH: usize = 64;
+
+/// Makes room in `v` for `additional` more elements, growing it by an eighth of its length (at
+/// least `additional`, at least [`MIN_GROWTH`]) when it must grow, where `Vec`'s own growth
+/// doubles it. Why: a bank loaded at start-up fills its arrays exactly, and the first entry a
+/// trust team adds after that would otherwise double every array of the index at once (measured
+/// with `vigie bench keypoints` at a million image entries, docs/PERFORMANCE.md 2026-12-02
+/// (fourth): 10.6 -> 15.5 KB of keypoint index an entry for 80 entries added). Growth by a fixed
+/// fraction keeps the cost of an insert amortised O(1) (each element is copied at most about
+/// nine times over a bank's growth instead of twice), for at most an eighth of room unused.
+/// An empty vector gets exactly `additional`: a bulk load's arrays hold what it promised.
+pub(crate) fn reserve_gently<T>(v: &mut Vec<T>, additional: usize) {
+    if v.capacity() - v.len() < additional {
+        let grow = if v.is_empty() {
+            additional
+        } else {
+            additional.max(v.len() / 8).max(MIN_GROWTH)
+        };
+        v.reserve_exact(grow);
+    }
+}
+
 /// The design radius for a hash width: 31 for 256 bits, 10 for 64 bits, proportionally otherwise.
 pub fn default_design_radius(hash_bits: u32) -> u32 {
     match hash_bits {
@@ -134,6 +157,17 @@ impl<const W: usize> HammingIndex<W> {
     /// distance then id. Duplicate hashes under different ids each come back.
     pub fn search(&self, query: &Bits<W>, max_distance: u32) -> Vec<Match> {
         self.read().search(query, max_distance)
+    }
+
+    /// [`HammingIndex::search`], or `None` when more than `limit` entries are within
+    /// `max_distance` (see [`IndexCore::search_at_most`]: found out before their ids are read).
+    pub fn search_at_most(
+        &self,
+        query: &Bits<W>,
+        max_distance: u32,
+        limit: usize,
+    ) -> Option<Vec<Match>> {
+        self.read().search_at_most(query, max_distance, limit)
     }
 
     /// Adds one (hash, id) pair; visible to every search that starts after this returns.

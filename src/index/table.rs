@@ -158,8 +158,12 @@ impl Table {
     }
 
     fn grow_arena(&mut self, new_len: usize) {
+        let more = new_len.saturating_sub(self.entries.len());
+        super::reserve_gently(&mut self.entries, more);
         self.entries.resize(new_len, 0);
         if self.inline_full {
+            let more = new_len.saturating_sub(self.inline.len());
+            super::reserve_gently(&mut self.inline, more);
             self.inline.resize(new_len, 0);
         }
     }

@@ -14,7 +14,7 @@ use super::query::QueryHashes;
 use crate::bits::{Bits, Hash256};
 use crate::hashing::Dihedral;
 use crate::hashing::LocalLookups;
-use crate::hashing::keypoints::{Keypoint, UploadKeypoints};
+use crate::hashing::keypoints::{Keypoint, MAX_KEYPOINTS, UploadKeypoints};
 use crate::index::HammingIndex;
 use crate::store::load::BulkLoad;
 use crate::store::{Algorithm, EntryHashes, EntryId, HashValue, Md5};
@@ -102,12 +102,19 @@ pub struct KeypointStats {
     pub uploads: u64,
     /// Upload points looked up in the keypoint index.
     pub lookups: u64,
+    /// Upload points looked up that met more than [`keypoint_vote::MAX_POINT_HITS`] banked
+    /// points: left out of the shortlist.
+    pub common_points: u64,
     /// Banked points found within [`keypoint_vote::SEARCH_RADIUS`] of an upload point by the
-    /// index lookup: the pairs that make the shortlist.
+    /// index lookup (common points' not counted): the pairs that make the shortlist.
     pub pairs: u64,
     /// (entry, banked scale) groups met by at least [`keypoint_vote::SHORTLIST_POINTS`] upload
-    /// points, paired in full at [`keypoint_vote::DESCRIPTOR_RADIUS`].
+    /// points and ranked among the [`keypoint_vote::MAX_PAIRED_GROUPS`] best, paired in full at
+    /// [`keypoint_vote::DESCRIPTOR_RADIUS`].
     pub shortlisted_groups: u64,
+    /// Groups met by enough upload points but ranked past [`keypoint_vote::MAX_PAIRED_GROUPS`]:
+    /// not paired.
+    pub ranked_out_groups: u64,
     /// Descriptor pairs of the shortlisted groups at [`keypoint_vote::DESCRIPTOR_RADIUS`], each one
     /// vote's raw material.
     pub verified_pairs: u64,
@@ -233,6 +240,21 @@ impl KeypointIndex {
 
     fn search(&self, descriptor: &Bits<1>, radius: u32) -> Vec<crate::index::Match> {
         self.0.search(&spread(descriptor), radius)
+    }
+
+    /// [`KeypointIndex::search`], or `None` when more than `limit` points are within `radius`.
+    fn search_at_most(
+        &self,
+        descriptor: &Bits<1>,
+        radius: u32,
+        limit: usize,
+    ) -> Option<Vec<crate::index::Match>> {
+        self.0.search_at_most(&spread(descriptor), radius, limit)
+    }
+
+    /// Points held.
+    fn len(&self) -> usize {
+        self.0.len()
     }
 }
 
@@ -684,6 +706,8 @@ impl HashIndexes {
         // is one group, without hashing every hit into a map. Only the shortlist is read from
         // them; the pairs that vote are made again in full ([`BankedPoints::pairs_with`]).
         let mut found: Vec<(u64, u16)> = Vec::new();
+        // How many banked points each upload point met: its weight in the ranking below.
+        let mut hits = [0u32; MAX_KEYPOINTS];
         for (qi, q) in upload.points.iter().enumerate() {
             // The index holds only the rarer points: a plainer upload point would find none of
             // them, and it still pairs in full below.
@@ -693,33 +717,59 @@ impl HashIndexes {
             stats.lookups += 1;
             // At most MAX_KEYPOINTS upload points, so the index fits.
             let qi = u16::try_from(qi).unwrap_or(u16::MAX);
-            for (kid, _) in self
-                .keypoints
-                .search(&q.descriptor, keypoint_vote::SEARCH_RADIUS)
-            {
-                found.push((KeypointId(kid).group(), qi));
+            // A point that meets more banked points than a copy could need is a pattern many
+            // pictures share: it is left out of the lookup (it still pairs in full).
+            let Some(met) = self.keypoints.search_at_most(
+                &q.descriptor,
+                keypoint_vote::SEARCH_RADIUS,
+                keypoint_vote::MAX_POINT_HITS,
+            ) else {
+                stats.common_points += 1;
+                continue;
+            };
+            if let Some(h) = hits.get_mut(usize::from(qi)) {
+                *h = u32::try_from(met.len()).unwrap_or(u32::MAX);
             }
+            found.extend(
+                met.into_iter()
+                    .map(|(kid, _)| (KeypointId(kid).group(), qi)),
+            );
         }
         let searched = Instant::now();
         stats.uploads += 1;
         stats.pairs += found.len() as u64;
         found.sort_unstable_by_key(|(group, _)| *group);
+        // The shortlist: the groups met by enough distinct upload points, at most
+        // MAX_PAIRED_GROUPS of them, those whose meeting points are rarest first.
+        let indexed = self.keypoints.len();
+        let mut shortlist: Vec<(f32, &[(u64, u16)])> = found
+            .chunk_by(|a, b| a.0 == b.0)
+            .filter(|run| {
+                run.len() >= keypoint_vote::SHORTLIST_POINTS as usize
+                    && keypoint_vote::distinct_indices(run.iter().map(|&(_, qi)| qi))
+                        >= keypoint_vote::SHORTLIST_POINTS
+            })
+            .map(|run| (keypoint_vote::group_score(run, &hits, indexed), run))
+            .collect();
+        if shortlist.len() > keypoint_vote::MAX_PAIRED_GROUPS {
+            stats.ranked_out_groups += (shortlist.len() - keypoint_vote::MAX_PAIRED_GROUPS) as u64;
+            // Best score first; a tie goes to the lower group, so the answer does not depend on
+            // the order the index returned its hits in.
+            let better = |a: &(f32, &[(u64, u16)]), b: &(f32, &[(u64, u16)])| {
+                b.0.total_cmp(&a.0).then(a.1[0].0.cmp(&b.1[0].0))
+            };
+            shortlist.select_nth_unstable_by(keypoint_vote::MAX_PAIRED_GROUPS - 1, better);
+            shortlist.truncate(keypoint_vote::MAX_PAIRED_GROUPS);
+            // Back in group order: an entry's groups are adjacent for the counts below.
+            shortlist.sort_unstable_by_key(|(_, run)| run[0].0);
+        }
         let mut pairs: Vec<PointPair> = Vec::new();
         // Runs of one entry are adjacent (its scales are the group's low bits).
         let (mut last_voted, mut last_matched) = (None, None);
         // Made at the first group that reaches a vote: most uploads have none.
         let mut frames = None;
         let banked = self.banked_points.read().unwrap_or_else(lock_poisoned);
-        for run in found.chunk_by(|a, b| a.0 == b.0) {
-            // The shortlist: a group met by fewer upload points is not paired in full.
-            if run.len() < keypoint_vote::SHORTLIST_POINTS as usize {
-                continue;
-            }
-            if keypoint_vote::distinct_indices(run.iter().map(|&(_, qi)| qi))
-                < keypoint_vote::SHORTLIST_POINTS
-            {
-                continue;
-            }
+        for (_, run) in shortlist {
             let group = run[0].0;
             let Some(points) = banked.get(&KeypointId::entry_of_group(group)) else {
                 continue;
@@ -1329,5 +1379,75 @@ mod tests {
         assert_eq!(stats.pairs, u64::from(keypoint_vote::SHORTLIST_POINTS) - 1);
         assert_eq!(stats.shortlisted_groups, 0);
         assert!(best.is_empty());
+    }
+
+    #[test]
+    fn only_the_best_ranked_groups_are_paired_and_a_copy_outranks_groups_met_by_chance() {
+        // The copy: every one of its 24 points is near an upload point. It is given the highest
+        // entry id, so a cap that kept groups in id order would drop it.
+        let (copy, upload) = shortlist_case(24);
+        let copy_points = copy.banked_points.read().expect("lock")[&3].points();
+        let copy_id: EntryId = 1_000_000;
+        // Decoys: entries met by exactly SHORTLIST_POINTS upload points (their first three
+        // descriptors, anywhere on the picture): each reaches the shortlist, none can match.
+        let decoys = keypoint_vote::MAX_PAIRED_GROUPS + 10;
+        let shortlist = keypoint_vote::SHORTLIST_POINTS as usize;
+        let mut points: Vec<(EntryId, Keypoint)> = Vec::new();
+        for k in 0..decoys {
+            for (j, q) in upload.points.iter().take(shortlist).enumerate() {
+                points.push((
+                    100 + k as EntryId,
+                    Keypoint {
+                        x: 30 + (k % 100) as u8 + 20 * j as u8,
+                        y: 40 + 30 * j as u8,
+                        scale: 0,
+                        descriptor: q.descriptor,
+                    },
+                ));
+            }
+        }
+        points.extend(copy_points.iter().map(|p| (copy_id, *p)));
+        let indexes = HashIndexes::new();
+        indexes.extend_keypoints(points.into_iter());
+
+        let mut best = HashMap::new();
+        let mut stats = KeypointStats::default();
+        indexes.keypoint_matches(&upload, &mut best, &mut stats);
+        // Every decoy and the copy reached the shortlist; only the best ranked were paired.
+        assert_eq!(
+            stats.shortlisted_groups,
+            keypoint_vote::MAX_PAIRED_GROUPS as u64,
+            "{stats:?}"
+        );
+        assert_eq!(
+            stats.ranked_out_groups,
+            (decoys + 1 - keypoint_vote::MAX_PAIRED_GROUPS) as u64,
+            "{stats:?}"
+        );
+        // The copy's 24 points, three of which meet every decoy too, outrank them all.
+        assert_eq!(best.get(&copy_id), Some(&(24, false)), "{stats:?}");
+        assert_eq!(best.len(), 1, "{best:?}");
+    }
+
+    #[test]
+    fn a_group_met_by_rarer_upload_points_scores_higher_and_each_point_counts_once() {
+        // Upload point 0 met a thousand banked points, 1 and 2 one each, in an index of a million.
+        let mut hits = [0u32; MAX_KEYPOINTS];
+        hits[0] = 1000;
+        hits[1] = 1;
+        hits[2] = 1;
+        hits[3] = 1000;
+        let rare = keypoint_vote::group_score(&[(7, 1), (7, 2)], &hits, 1_000_000);
+        let common = keypoint_vote::group_score(&[(8, 0), (8, 3)], &hits, 1_000_000);
+        assert!(rare > common, "{rare} {common}");
+        // ln(1e6 + 1) - ln(1) for each rare point, ln(1e6 + 1) - ln(1000) for each common one.
+        assert!((rare - 2.0 * 1_000_001f32.ln()).abs() < 1e-3, "{rare}");
+        assert!(
+            (common - 2.0 * (1_000_001f32 / 1000.0).ln()).abs() < 1e-3,
+            "{common}"
+        );
+        // The same upload point met twice (two banked points of the group) counts once.
+        let twice = keypoint_vote::group_score(&[(7, 1), (7, 1), (7, 2)], &hits, 1_000_000);
+        assert_eq!(twice, rare);
     }
 }

@@ -2,10 +2,11 @@
 //!
 //! `hashing::keypoints` finds and describes the points; this is the matching side. Each rare
 //! enough upload descriptor ([`is_lookup_point`]) finds the rare enough banked descriptors within
-//! [`SEARCH_RADIUS`] bits (in the matcher's keypoint index, under a [`KeypointId`]); an entry and
-//! banked scale met by [`SHORTLIST_POINTS`] upload points is paired again in full, every upload
-//! point with every banked point of the group within [`DESCRIPTOR_RADIUS`] bits
-//! ([`BankedPoints`], plain points included); the pairs of one entry and banked scale vote for the
+//! [`SEARCH_RADIUS`] bits (in the matcher's keypoint index, under a [`KeypointId`]; a point that
+//! meets more than [`MAX_POINT_HITS`] is left out); an entry and banked scale met by
+//! [`SHORTLIST_POINTS`] upload points is paired again in full (the [`MAX_PAIRED_GROUPS`] best
+//! ranked by [`group_score`]), every upload point with every banked point of the group within
+//! [`DESCRIPTOR_RADIUS`] bits ([`BankedPoints`], plain points included); the pairs of one entry and banked scale vote for the
 //! displacement between the two points (also with the upload turned back a few degrees and zoomed
 //! a little, see [`VOTE_TURNS_DEGREES`] and [`VOTE_ZOOMS`]), and a match needs [`MIN_VOTES`]
 //! distinct upload points agreeing on one displacement within [`VOTE_TOLERANCE`] pixels and
@@ -81,6 +82,63 @@ pub fn is_lookup_point(p: &Keypoint) -> bool {
 /// instead of 14.6, p99 750 ms instead of 536). Before the rarity rule, 4 found the same copies
 /// as 3 and 5 lost one.
 pub const SHORTLIST_POINTS: u32 = 3;
+
+/// An upload point whose index lookup meets more banked points than this is left out of the
+/// shortlist (it still pairs in full with every shortlisted group): a pattern that many banked
+/// pictures share, which says little about any one of them and costs a cache miss and a sorted
+/// pair for each. The stop list of text retrieval, by count (Sivic and Zisserman, "Video Google",
+/// ICCV 2003, section 4.1: the most frequent visual words are left out); the lookup finds it out
+/// before reading the points' ids ([`crate::index::HammingIndex::search_at_most`]).
+///
+/// Measured with `vigie bench keypoints --image-entries 1000000` (docs/PERFORMANCE.md,
+/// 2026-12-02 (fourth)): at 8192, 2.2 upload points of 132 looked up are left out, chance pairs
+/// an upload fall from 76,700 to 24,900 (the most from 422,000 to 80,000) and the 320 edited
+/// copies of banked pictures screened there are found as often as without it (229); at 2048 and
+/// below two heavy crops fewer were found, for no screen time that the machine's noise let show.
+pub const MAX_POINT_HITS: usize = 8192;
+
+/// The most (entry, banked scale) groups of the shortlist that one upload point set pairs in full
+/// and votes on: those whose meeting upload points are rarest ([`group_score`]).
+///
+/// Why a bound: at a million image entries the rarer points still meet tens of thousands of
+/// banked points by chance, and a few thousand groups reach the shortlist
+/// ([`SHORTLIST_POINTS`]) an upload, each paired in full and voted on: the slow screens' time.
+/// A copy's own group is met by more of its points, and by points that meet little else, than
+/// any group met by chance, so it ranks first and the rest need not be paired. This is the
+/// ranked shortlist of image retrieval, where only the best-scoring images of the vocabulary
+/// lookup are spatially verified (Philbin et al., "Object retrieval with large vocabularies and
+/// fast spatial matching", CVPR 2007, section 5). Measured with `vigie bench keypoints
+/// --image-entries 1000000` (docs/PERFORMANCE.md, 2026-12-02 (fourth)): 4,170 groups an upload
+/// were paired in full, the slowest upload's vote took 672 ms; with the bound 3 ms, and the
+/// same edited copies of banked pictures found. A bank holding more than this many copies of
+/// one picture still gets every one of them from its PDQ, not from keypoints.
+pub const MAX_PAIRED_GROUPS: usize = 64;
+
+/// The ranking score of a shortlisted group whose index hits are `run` (pairs of group and
+/// upload point index), where upload point `q` met `hits[q]` banked points in an index of
+/// `indexed` points: the sum, over the distinct upload points that met the group, of their
+/// inverse document frequency `ln((indexed + 1) / hits)`. A point that meets few banked points
+/// says more about each than one that meets thousands (Sivic and Zisserman, "Video Google",
+/// ICCV 2003, section 4.1: tf-idf weighting of visual words). Upload points past `hits` count as
+/// if they had met every point (weight 0).
+pub fn group_score(run: &[(u64, u16)], hits: &[u32], indexed: usize) -> f32 {
+    let total = (indexed as f64 + 1.0).ln();
+    let mut seen = 0u128;
+    let mut score = 0.0f64;
+    for &(_, q) in run {
+        let Some(bit) = 1u128.checked_shl(u32::from(q)) else {
+            continue;
+        };
+        if seen & bit != 0 {
+            continue;
+        }
+        seen |= bit;
+        if let Some(&h) = hits.get(usize::from(q)) {
+            score += (total - f64::from(h.max(1)).ln()).max(0.0);
+        }
+    }
+    score as f32
+}
 
 /// Points of one entry must agree on their displacement within this many pixels (at
 /// [`crate::hashing::keypoints::BANK_LONG_SIDE`] scale).

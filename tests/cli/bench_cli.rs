@@ -252,6 +252,42 @@ fn bench_keypoints_screens_half_a_corpus_against_synthetic_image_entries() {
             all >= by_points.max(by_hash) && all <= by_points + by_hash,
             "{run}"
         );
+        // The screened photo is banked as it is too: found (it is its own PDQ), and not a false
+        // match.
+        assert_eq!(run["uploads_found"], 1, "{run}");
+        // Its four default copies (heavy crops and a turn) were screened once each, and those
+        // found were found as the photo's own entry; nothing else was met.
+        assert_eq!(run["copies"], 4, "{run}");
+        let by_edit = run["copies_by_edit"].as_array().expect("by edit");
+        assert_eq!(by_edit.len(), 4, "{run}");
+        for e in by_edit {
+            assert_eq!(e["copies"], 1, "{e}");
+            assert!(e["found"].as_u64() <= Some(1), "{e}");
+            assert!(
+                e["found_by_keypoints"].as_u64() <= e["found"].as_u64(),
+                "{e}"
+            );
+        }
+        let found = count("copies_found");
+        assert!((1..=4).contains(&found), "{run}");
+        assert!(count("copies_found_by_keypoints") <= found, "{run}");
+        assert_eq!(count("copy_false_matches"), 0, "{run}");
+        assert!(number(run, "copy_screen_p50_ms") <= number(run, "copy_screen_p99_ms"));
+        assert!(number(run, "keypoint_search_p99_ms") > 0.0, "{run}");
+        for field in [
+            "keypoint_vote_p99_ms",
+            "ranked_out_groups_per_upload",
+            "copy_keypoint_search_p99_ms",
+            "copy_keypoint_vote_p99_ms",
+        ] {
+            number(run, field);
+        }
+        // The screened pictures joined a loaded bank: its keypoint index grew, by a fraction.
+        let (loaded, added) = (
+            number(run, "keypoint_bytes_per_entry"),
+            number(run, "keypoint_bytes_per_entry_after_adds"),
+        );
+        assert!(added > loaded, "{run}");
     }
     // Four times the entries, drawn from the same pictures: about four times the points.
     let points = |i: usize| runs[i]["keypoints"].as_f64().expect("count");
@@ -263,4 +299,19 @@ fn bench_keypoints_screens_half_a_corpus_against_synthetic_image_entries() {
     let o = vigie(&["bench", "keypoints", "--image-entries", "0"]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--image-entries"));
+    // So is an edit the catalogue does not have, before any picture is read.
+    let o = vigie(&[
+        "bench",
+        "keypoints",
+        "--image-entries",
+        "10",
+        "--copy-edits",
+        "crop_60pc_corner,no_such_edit",
+    ]);
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("no_such_edit") && stderr.contains("crop_60pc_corner"),
+        "{stderr}"
+    );
 }

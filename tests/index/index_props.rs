@@ -6,7 +6,7 @@
 use proptest::prelude::*;
 use vigie::bench::synth::{self, BankKind, SplitMix64};
 use vigie::bits::Bits;
-use vigie::index::{IndexCore, Layout, SearchPath};
+use vigie::index::{HammingIndex, IndexCore, Layout, SearchPath};
 
 /// Reference: every (id, distance) within `r`, sorted like the index sorts.
 fn brute<const W: usize>(bank: &[(Bits<W>, u64)], q: &Bits<W>, r: u32) -> Vec<(u64, u32)> {
@@ -55,6 +55,15 @@ fn check_all_paths<const W: usize>(
             "path {path:?}, radius {r}, query {q}, layout {:?}",
             index.layout()
         );
+    }
+    // The limited search: the same answer when the limit allows it, none when fewer than the
+    // entries within the radius are allowed; for 64-bit hashes the limit counts them exactly.
+    assert_eq!(index.search_at_most(q, r, usize::MAX).as_ref(), Some(&want));
+    if let Some(fewer) = want.len().checked_sub(1) {
+        assert_eq!(index.search_at_most(q, r, fewer), None, "radius {r}");
+    }
+    if W == 1 {
+        assert_eq!(index.search_at_most(q, r, want.len()).as_ref(), Some(&want));
     }
 }
 
@@ -255,4 +264,24 @@ fn replanning_while_growing_and_shrinking() {
         "a 100-entry bank is scanned linearly"
     );
     check_all_paths(&index, &model, &hashes[0], 40);
+}
+
+#[test]
+fn an_entry_added_after_a_bulk_load_grows_the_index_by_an_eighth_at_most() {
+    // A bank loaded at start-up fills its arrays exactly; the first entry a trust team adds
+    // must not double them (a million image entries' keypoint index is gigabytes).
+    let mut rng = SplitMix64::new(7);
+    let bank: Vec<Bits<1>> = synth::bank(BankKind::Uniform, 100_000, &mut rng);
+    let index = HammingIndex::<1>::from_entries(bank.iter().copied().zip(0..)).unwrap();
+    let loaded = index.heap_bytes();
+    let added = Bits([0x0123_4567_89AB_CDEF]);
+    index.insert(added, 1_000_000).unwrap();
+    let grown = index.heap_bytes();
+    assert!(
+        grown as f64 <= loaded as f64 * 1.15,
+        "{loaded} -> {grown} bytes for one entry"
+    );
+    // Found at once, and the bank is still all there.
+    assert!(index.search(&added, 0).contains(&(1_000_000, 0)));
+    assert_eq!(index.search(&bank[4321], 0).first(), Some(&(4321, 0)));
 }
