@@ -359,9 +359,9 @@ fn read_corpus(args: &KeypointsBenchArgs, copy_edits: &[Edit]) -> Result<Corpus,
     Ok(corpus)
 }
 
-/// The copies of the picture in `bytes` under each of `copy_edits` (seeded by picture and edit,
-/// as `vigie eval` seeds them), hashed as a screen hashes them. Errors: the picture does not
-/// decode, or an edited copy cannot be encoded or hashed.
+/// The copies of the picture in `bytes` under each of `copy_edits` (seeded by the picture's and
+/// the edit's index here, as `vigie eval` seeds by its own), hashed as a screen hashes them.
+/// Errors: the picture does not decode, or an edited copy cannot be encoded or hashed.
 fn edited_copies(
     bytes: &[u8],
     copy_edits: &[Edit],
