@@ -575,15 +575,22 @@ fn real_id(n: usize, i: usize) -> EntryId {
     (n + 1 + i) as EntryId
 }
 
-/// The entries among `found` other than `own`: (met at all, met by keypoints).
-fn others(found: &[Candidate], own: EntryId) -> (HashSet<EntryId>, HashSet<EntryId>) {
-    let all = found.iter().filter(|c| c.id != own).map(|c| c.id).collect();
-    let by_points = found
-        .iter()
-        .filter(|c| c.id != own && matches!(c.how, MatchKind::Keypoints { .. }))
-        .map(|c| c.id)
-        .collect();
-    (all, by_points)
+/// The entries among `found` other than `own`, each set once: (met at all, met by keypoints,
+/// met by a hash).
+fn others(
+    found: &[Candidate],
+    own: EntryId,
+) -> (HashSet<EntryId>, HashSet<EntryId>, HashSet<EntryId>) {
+    let (mut all, mut by_points, mut by_hash) = (HashSet::new(), HashSet::new(), HashSet::new());
+    for c in found.iter().filter(|c| c.id != own) {
+        all.insert(c.id);
+        if matches!(c.how, MatchKind::Keypoints { .. }) {
+            by_points.insert(c.id);
+        } else {
+            by_hash.insert(c.id);
+        }
+    }
+    (all, by_points, by_hash)
 }
 
 fn bench_one(n: usize, corpus: &Corpus, args: &KeypointsBenchArgs) -> Result<Run, BenchError> {
@@ -640,12 +647,7 @@ fn bench_one(n: usize, corpus: &Corpus, args: &KeypointsBenchArgs) -> Result<Run
                 pairs.push(one.pairs);
                 let own = real_id(n, i);
                 uploads_found += usize::from(found.iter().any(|c| c.id == own));
-                let (met, by_points) = others(&found, own);
-                let by_hash: HashSet<EntryId> = found
-                    .iter()
-                    .filter(|c| c.id != own && !matches!(c.how, MatchKind::Keypoints { .. }))
-                    .map(|c| c.id)
-                    .collect();
+                let (met, by_points, by_hash) = others(&found, own);
                 false_keypoint += by_points.len();
                 false_hash += by_hash.len();
                 false_matches += met.len();
@@ -781,7 +783,7 @@ fn screen_copies(n: usize, corpus: &Corpus, indexes: &HashIndexes) -> CopyScreen
                 .iter()
                 .any(|c| c.id == own && matches!(c.how, MatchKind::Keypoints { .. })),
         );
-        let (met, by_points) = others(&found, own);
+        let (met, by_points, _) = others(&found, own);
         out.false_matches += met.len();
         out.false_keypoint_matches += by_points.len();
     }

@@ -411,29 +411,14 @@ impl<const W: usize> IndexCore<W> {
                 SearchPath::Linear => false,
             };
         #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("popcnt") {
-            // SAFETY: the CPU has just been checked for the one feature these functions enable.
-            let within = unsafe {
-                if use_tables {
-                    self.search_tables_popcnt(query, max_distance, limit, out)
-                } else {
-                    linear_scan_popcnt(&self.hashes, &self.ids, query, max_distance, out);
-                    out.len() <= limit
-                }
-            };
-            if !within {
-                out.clear();
-                return false;
-            }
-            sort_matches(out);
-            return true;
-        }
-        let within = if use_tables {
-            self.search_tables(query, max_distance, limit, out)
+        let within = if std::is_x86_feature_detected!("popcnt") {
+            // SAFETY: the CPU has just been checked for the one feature the function enables.
+            unsafe { self.scan_popcnt(query, max_distance, use_tables, limit, out) }
         } else {
-            linear_scan_into(&self.hashes, &self.ids, query, max_distance, out);
-            out.len() <= limit
+            self.scan(query, max_distance, use_tables, limit, out)
         };
+        #[cfg(not(target_arch = "x86_64"))]
+        let within = self.scan(query, max_distance, use_tables, limit, out);
         if !within {
             out.clear();
             return false;
@@ -442,16 +427,37 @@ impl<const W: usize> IndexCore<W> {
         true
     }
 
+    /// [`IndexCore::scan`] compiled with the popcnt instruction.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "popcnt")]
-    fn search_tables_popcnt(
+    fn scan_popcnt(
         &self,
         query: &Bits<W>,
         r: u32,
+        use_tables: bool,
         limit: usize,
         out: &mut Vec<Match>,
     ) -> bool {
-        self.search_tables(query, r, limit, out)
+        self.scan(query, r, use_tables, limit, out)
+    }
+
+    /// The tables' search or a linear scan, unsorted into `out`; false when more than `limit`
+    /// were found (see [`IndexCore::search_tables`]).
+    #[inline(always)]
+    fn scan(
+        &self,
+        query: &Bits<W>,
+        r: u32,
+        use_tables: bool,
+        limit: usize,
+        out: &mut Vec<Match>,
+    ) -> bool {
+        if use_tables {
+            self.search_tables(query, r, limit, out)
+        } else {
+            linear_scan_into(&self.hashes, &self.ids, query, r, out);
+            out.len() <= limit
+        }
     }
 
     /// Multi-index search (see `layout` for the pigeonhole bound). Each match is reported by the
@@ -518,11 +524,12 @@ impl<const W: usize> IndexCore<W> {
                 let q0 = query.0[0];
                 for (&h, &slot) in table.inline[run.clone()].iter().zip(&table.entries[run]) {
                     let d = (h ^ q0).count_ones();
-                    if d <= r && {
-                        let mut hash = Bits::<W>::zero();
-                        hash.0[0] = h;
-                        self.first_table_for(&hash, query, r, t as usize)
-                    } {
+                    if d > r {
+                        continue;
+                    }
+                    let mut hash = Bits::<W>::zero();
+                    hash.0[0] = h;
+                    if self.first_table_for(&hash, query, r, t as usize) {
                         prefetch(self.ids.as_ptr().wrapping_add(slot as usize));
                         candidates.push((d as u16, slot));
                     }
